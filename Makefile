@@ -1,0 +1,51 @@
+# vmig - top-level wrapper around CMake/CTest.
+#
+#   make demo     install missing deps, build, run the showcase
+#   make check    install missing deps, build (gcc -Werror, clang
+#                 ASan+UBSan+libFuzzer), run every test, lint; ends with
+#                 "N passed, N failed"
+#   make          build (gcc) into build/
+#   make lint     clang-format check + cppcheck
+#   make bench    benchmarks (release build)
+#   make install  PREFIX=/usr/local (default)
+#   make clean
+
+PREFIX ?= /usr/local
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all build deps check demo lint bench install clean fuzz
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+check: deps
+	@scripts/check
+
+demo: deps build
+	@$(BUILD)/tools/demo/vmig-demo
+
+lint:
+	@scripts/lint all
+
+bench: deps
+	@scripts/bench
+
+fuzz: deps
+	@VMIG_FUZZ_SECONDS=$${VMIG_FUZZ_SECONDS:-300} scripts/check --fuzz-only
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) build-check build-asan build-bench
