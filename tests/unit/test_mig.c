@@ -27,8 +27,7 @@ struct fake {
 };
 
 static int
-fake_step(void *opaque, enum vmig_state from, enum vmig_state to,
-          bool *broken)
+fake_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
 {
     struct fake *f = opaque;
 
@@ -102,8 +101,7 @@ new_mig(struct fixture *fx, uint64_t flags)
 {
     struct vmig_mig *m = NULL;
 
-    assert_int_equal(vmig_mig_new(fx->ctx, flags, &fake_ops, &fx->fake, &m),
-                     0);
+    assert_int_equal(vmig_mig_new(fx->ctx, flags, &fake_ops, &fx->fake, &m), 0);
     assert_non_null(m);
     assert_int_equal(vmig_mig_state(m), S(RUNNING));
     return m;
@@ -247,8 +245,7 @@ test_sessions_open_keep_end(void **state)
     vmig_mig_session(m, &si);
     assert_int_equal(si.kind, VMIG_SESSION_NONE);
     assert_int_equal(si.end, VMIG_SESSION_END_NORMAL);
-    assert_int_equal(vmig_mig_session_check(m, g1, VMIG_SESSION_SAVE),
-                     -EBADF);
+    assert_int_equal(vmig_mig_session_check(m, g1, VMIG_SESSION_SAVE), -EBADF);
 
     /* STOP -> RESUMING opens a resuming session */
     assert_int_equal(vmig_mig_set_state(m, S(RESUMING)), 0);
@@ -331,14 +328,14 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_walks_every_path_arc_by_arc,
+        cmocka_unit_test_setup_teardown(test_walks_every_path_arc_by_arc, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failure_reports_last_reached_state,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_failure_reports_last_reached_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_left_only_by_reset, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_broken_without_errno_is_eio,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broken_without_errno_is_eio, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_sessions_open_keep_end, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reset_during_session, setup,

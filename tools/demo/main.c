@@ -175,8 +175,7 @@ sim_init(struct sim *s, const char *name, uint64_t flags)
     s->table = calloc(1, TABLE_BYTES);
     s->staging = calloc(1, TABLE_BYTES);
     if (s->table == NULL || s->staging == NULL ||
-        vmig_ctx_new(name, quiet ? NULL : vmig_log_stderr, NULL, &s->ctx) <
-            0 ||
+        vmig_ctx_new(name, quiet ? NULL : vmig_log_stderr, NULL, &s->ctx) < 0 ||
         vmig_mig_new(s->ctx, flags, &sim_ops, s, &s->mig) < 0) {
         return -ENOMEM;
     }
@@ -283,7 +282,7 @@ main(int argc, char **argv)
 {
     struct sim src, dst;
     struct vmig_session_info si;
-    uint8_t *buf = malloc(CHUNK + 16);
+    uint8_t *buf;
     size_t pre_bytes = 0, stop_bytes = 0;
     uint64_t before;
     int rc;
@@ -297,12 +296,14 @@ main(int argc, char **argv)
                "is as expected, 1 otherwise.\n");
         return strcmp(argv[1], "--help") == 0 ? 0 : 2;
     }
+    buf = malloc(CHUNK + 16);
     say("vmig %s demo: the VFIO migration v2 state machine, kernel-exact\n",
         vmig_version());
     print_tables();
     if (buf == NULL || sim_init(&src, "sim-src", VMIG_MIGRATION__ALL) < 0 ||
         sim_init(&dst, "sim-dst", VMIG_MIGRATION__ALL) < 0) {
         fprintf(stderr, "vmig-demo: out of memory\n");
+        free(buf);
         return 1;
     }
 
