@@ -250,15 +250,14 @@ vmig_mig_session_check(struct vmig_mig *m, uint64_t generation,
     int ret;
 
     pthread_mutex_lock(&m->lock);
-    if (m->session.generation != generation) {
-        ret = -EBADF;
-    } else if (m->session.kind != VMIG_SESSION_NONE) {
-        ret = m->session.kind == kind ? 0 : -EBADF;
-    } else if (m->session.end == VMIG_SESSION_END_RESET ||
-               m->session.end == VMIG_SESSION_END_ERROR) {
-        ret = -ENODEV;
-    } else {
-        ret = -EBADF;
+    ret = -EBADF; /* ended normally, replaced, or of another kind */
+    if (m->session.generation == generation) {
+        if (m->session.kind != VMIG_SESSION_NONE) {
+            ret = m->session.kind == kind ? 0 : -EBADF;
+        } else if (m->session.end == VMIG_SESSION_END_RESET ||
+                   m->session.end == VMIG_SESSION_END_ERROR) {
+            ret = -ENODEV;
+        }
     }
     pthread_mutex_unlock(&m->lock);
     return ret;
