@@ -51,12 +51,15 @@ main(void)
 
     if (fd < 0 || ftruncate(fd, RAM) != 0 || bm == NULL) {
         perror("bench_dirty");
+        free(bm);
         return 1;
     }
     ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     copy = malloc(RAM);
     if (ram == MAP_FAILED || copy == NULL) {
         perror("bench_dirty");
+        free(bm);
+        free(copy);
         return 1;
     }
     memset(ram, 1, RAM);
@@ -82,7 +85,8 @@ main(void)
             continue;
         }
         if (vmig_dirty_start(d) < 0) {
-            return 1;
+            vmig_dirty_free(d);
+            continue;
         }
         t_w = touch(ram, page);
         memset(bm, 0, (RAM / page / 64 + 1) * sizeof(uint64_t));
