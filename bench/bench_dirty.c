@@ -70,8 +70,12 @@ main(void)
     t_memcpy = now() - t_memcpy;
     printf("RAM %u MiB, pages %zu, writes to every %dth page\n", RAM >> 20,
            (size_t)RAM / page, STRIDE_PAGES);
-    printf("untracked: %.0f ns per page write; memcpy of RAM %.1f ms\n",
-           t_plain * 1e9 / (double)(RAM / page / STRIDE_PAGES), t_memcpy * 1e3);
+    {
+        size_t writes = RAM / page / STRIDE_PAGES;
+
+        printf("untracked: %.0f ns per page write; memcpy of RAM %.1f ms\n",
+               t_plain * 1e9 / (double)writes, t_memcpy * 1e3);
+    }
     printf("%-8s %14s %20s %22s\n", "method", "dirty pages",
            "writes vs untracked", "collect vs RAM memcpy");
     for (size_t i = 0; i < 2; i++) {
