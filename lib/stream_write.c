@@ -219,7 +219,8 @@ check_record(struct vmig_stream_writer *w, const struct vmig_stream_record *r)
         return -EINVAL;
     }
     if (w->have_last && r->type == w->last_type &&
-        (!(r->flags & VMIG_RECF_MULTI) || r->flags != w->last_flags)) {
+        (!(r->flags & VMIG_RECF_MULTI) ||
+         !(w->last_flags & VMIG_RECF_MULTI))) {
         vmig_err(w->ctx,
                  "stream writer: device record type 0x%x repeated without "
                  "VMIG_RECF_MULTI on every occurrence",
