@@ -882,8 +882,8 @@ default_rules(const struct vmig_compat_desc *dst,
     }
     if (src->device_type != dst->device_type) {
         return refuse(res, VMIG_COMPAT_TYPE,
-                      "source device type %u differs from destination "
-                      "device type %u",
+                      "source device type 0x%x differs from destination "
+                      "device type 0x%x",
                       src->device_type, dst->device_type);
     }
     if (src->generation < dst->generation &&

@@ -504,8 +504,8 @@ on_descriptor(struct vmig_stream_loader *l)
     if (src->vendor_id != l->info.vendor_id ||
         src->device_type != l->info.device_type) {
         return fail(l, VMIG_STREAM_E_DESCRIPTOR, 0,
-                    "DESCRIPTOR (vendor 0x%08x type %u) contradicts the "
-                    "stream header (vendor 0x%08x type %u)",
+                    "DESCRIPTOR (vendor 0x%08x type 0x%x) contradicts the "
+                    "stream header (vendor 0x%08x type 0x%x)",
                     src->vendor_id, src->device_type, l->info.vendor_id,
                     l->info.device_type);
     }
