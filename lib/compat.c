@@ -347,7 +347,7 @@ struct wbuf {
 static void
 put(struct wbuf *w, const void *src, size_t n)
 {
-    if (w->p != NULL && w->len + n <= w->cap) {
+    if (n > 0 && w->p != NULL && w->len + n <= w->cap) {
         memcpy(w->p + w->len, src, n);
     }
     w->len += n;

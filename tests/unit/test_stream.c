@@ -180,10 +180,11 @@ test_roundtrip_property(void **state)
                                : kind == 3 ? splitmix64(&rng) % 70000
                                            : splitmix64(&rng) % 400000;
 
-                recs[n++] = (struct fake_rec){t ? T_RAM : T_QUEUES,
-                                              VMIG_RECF_MULTI |
-                                                  (uint32_t)(kind & 1),
-                                              len, seed * 100 + n};
+                recs[n] = (struct fake_rec){t ? T_RAM : T_QUEUES,
+                                            VMIG_RECF_MULTI |
+                                                (uint32_t)(kind & 1),
+                                            len, seed * 100 + n};
+                n++;
             }
         }
         /* Unsplit reference bytes. */
