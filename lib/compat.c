@@ -157,8 +157,7 @@ check_versions(const char *what, const uint32_t *list, size_t n, char *err,
 }
 
 static int
-check_str(const char *what, const char *s, size_t max, char *err,
-          size_t errlen)
+check_str(const char *what, const char *s, size_t max, char *err, size_t errlen)
 {
     int ret;
 
@@ -261,8 +260,8 @@ vmig_compat_desc_validate(const struct vmig_compat_desc *d, char *err,
                        VMIG_COMPAT_KEY_MAX, k, VMIG_COMPAT_KEY_MAX);
             return ret;
         }
-        ret = check_str("params value", d->params[i].value,
-                        VMIG_COMPAT_STR_MAX, err, errlen);
+        ret = check_str("params value", d->params[i].value, VMIG_COMPAT_STR_MAX,
+                        err, errlen);
         if (ret < 0) {
             return ret;
         }
@@ -389,8 +388,7 @@ put_versions(struct wbuf *w, const uint32_t *list, size_t n)
 }
 
 int
-vmig_compat_desc_to_bin(const struct vmig_compat_desc *d, void *buf,
-                        size_t cap)
+vmig_compat_desc_to_bin(const struct vmig_compat_desc *d, void *buf, size_t cap)
 {
     struct wbuf w = {.p = NULL, .cap = cap, .len = 0};
     int ret;
@@ -449,8 +447,7 @@ need(struct rbuf *r, size_t n, const char *what)
 {
     if (r->len - r->off < n) {
         vmig__errf(r->err, r->errlen,
-                   "descriptor truncated at byte %zu reading %s", r->off,
-                   what);
+                   "descriptor truncated at byte %zu reading %s", r->off, what);
         return -EBADMSG;
     }
     return 0;
@@ -546,8 +543,7 @@ get_count(struct rbuf *r, size_t *n, size_t min_each, const char *what)
 }
 
 static int
-get_versions(struct rbuf *r, const uint32_t **out, size_t *n,
-             const char *what)
+get_versions(struct rbuf *r, const uint32_t **out, size_t *n, const char *what)
 {
     uint32_t *list;
     int ret;
@@ -668,8 +664,10 @@ decode(struct rbuf *r, struct vmig_compat_desc *d)
         }
     }
     if (r->off != r->len) {
-        vmig__errf(r->err, r->errlen, "%zu unexpected bytes after the "
-                   "descriptor", r->len - r->off);
+        vmig__errf(r->err, r->errlen,
+                   "%zu unexpected bytes after the "
+                   "descriptor",
+                   r->len - r->off);
         return -EBADMSG;
     }
     return 0;
@@ -739,9 +737,8 @@ vmig_compat_why_name(enum vmig_compat_why why)
     return names[why];
 }
 
-static int
-refuse(struct vmig_compat_result *res, enum vmig_compat_why why,
-       const char *fmt, ...) VMIG_PRINTF(3, 4);
+static int refuse(struct vmig_compat_result *res, enum vmig_compat_why why,
+                  const char *fmt, ...) VMIG_PRINTF(3, 4);
 
 static int
 refuse(struct vmig_compat_result *res, enum vmig_compat_why why,
@@ -867,8 +864,8 @@ check_params(const struct vmig_compat_desc *dst,
 static int
 default_rules(const struct vmig_compat_desc *dst,
               const struct vmig_compat_desc *src,
-              const struct vmig_compat_ops *ops, void *opaque,
-              uint32_t pinned, struct vmig_compat_result *res)
+              const struct vmig_compat_ops *ops, void *opaque, uint32_t pinned,
+              struct vmig_compat_result *res)
 {
     char sv[32], dv[32];
     int ret;
@@ -877,8 +874,8 @@ default_rules(const struct vmig_compat_desc *dst,
         vmig__compat_vendor_str(src->vendor_id, sv, sizeof(sv));
         vmig__compat_vendor_str(dst->vendor_id, dv, sizeof(dv));
         return refuse(res, VMIG_COMPAT_VENDOR,
-                      "source vendor %s differs from destination vendor %s",
-                      sv, dv);
+                      "source vendor %s differs from destination vendor %s", sv,
+                      dv);
     }
     if (src->device_type != dst->device_type) {
         return refuse(res, VMIG_COMPAT_TYPE,
@@ -971,9 +968,9 @@ vmig__compat_check_at(const struct vmig_compat_desc *dst,
         ops->decide(opaque, dst, src, res);
         res->reason[sizeof(res->reason) - 1] = '\0';
         /* A flipped verdict must not keep the old verdict's reason. */
-        bool stale = res->reason[0] == '\0' ||
-                     (res->compatible != was &&
-                      strcmp(res->reason, before) == 0);
+        bool stale =
+            res->reason[0] == '\0' ||
+            (res->compatible != was && strcmp(res->reason, before) == 0);
         if (!res->compatible) {
             res->stream_version = 0;
             if (res->why == VMIG_COMPAT_OK) {

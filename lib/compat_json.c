@@ -69,9 +69,9 @@ build(const struct vmig_compat_desc *d, json_object *o)
     ret |= add(o, "migration-flags", json_object_new_int64(d->mig_flags));
     ret |= add(o, "compat-flags", json_object_new_int64(d->compat_flags));
     ret |= add(o, "stream-version", json_object_new_int64(d->stream_version));
-    ret |= add(o, "vendor-version",
-               json_object_new_string(d->vendor_version ? d->vendor_version
-                                                        : ""));
+    ret |=
+        add(o, "vendor-version",
+            json_object_new_string(d->vendor_version ? d->vendor_version : ""));
     ret |= add(o, "produced", versions_json(d->produced, d->n_produced));
     ret |= add(o, "accepted", versions_json(d->accepted, d->n_accepted));
     if (ret != 0) {
@@ -88,7 +88,8 @@ build(const struct vmig_compat_desc *d, json_object *o)
             json_object_put(e);
             return -ENOMEM;
         }
-        ret |= add(e, "version", json_object_new_int64(d->known_bad[i].version));
+        ret |=
+            add(e, "version", json_object_new_int64(d->known_bad[i].version));
         ret |= add(e, "reason",
                    json_object_new_string(
                        d->known_bad[i].reason ? d->known_bad[i].reason : ""));
@@ -235,8 +236,8 @@ get_known_bad(struct jp *p, json_object *v, struct vmig_compat_desc *d)
     }
     len = json_object_array_length(v);
     if (len > VMIG_COMPAT_LIST_MAX) {
-        vmig__errf(p->err, p->errlen, "known-bad: %zu entries, at most %d",
-                   len, VMIG_COMPAT_LIST_MAX);
+        vmig__errf(p->err, p->errlen, "known-bad: %zu entries, at most %d", len,
+                   VMIG_COMPAT_LIST_MAX);
         return -E2BIG;
     }
     if (len == 0) {
@@ -376,8 +377,7 @@ parse_obj(struct jp *p, json_object *o, struct vmig_compat_desc *d)
             ret = get_params(p, val, d);
         } else {
             vmig__errf(p->err, p->errlen,
-                       "descriptor: unknown or repeated member \"%.64s\"",
-                       key);
+                       "descriptor: unknown or repeated member \"%.64s\"", key);
             ret = -EBADMSG;
         }
         if (ret < 0) {
@@ -385,8 +385,7 @@ parse_obj(struct jp *p, json_object *o, struct vmig_compat_desc *d)
         }
     }
     if (!have_vendor || !have_type || !have_version) {
-        vmig__errf(p->err, p->errlen,
-                   "descriptor: \"%s\" is required",
+        vmig__errf(p->err, p->errlen, "descriptor: \"%s\" is required",
                    !have_vendor ? "vendor-id"
                    : !have_type ? "device-type"
                                 : "stream-version");

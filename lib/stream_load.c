@@ -124,9 +124,8 @@ do_abort(struct vmig_stream_loader *l)
  * Fail the stream: sticky errno (@err, or the class's own when 0), one
  * message, and the sink discards what it staged.
  */
-static int
-fail(struct vmig_stream_loader *l, enum vmig_stream_err kind, int err,
-     const char *fmt, ...) VMIG_PRINTF(4, 5);
+static int fail(struct vmig_stream_loader *l, enum vmig_stream_err kind,
+                int err, const char *fmt, ...) VMIG_PRINTF(4, 5);
 
 static int
 fail(struct vmig_stream_loader *l, enum vmig_stream_err kind, int err,
@@ -307,8 +306,8 @@ on_header(struct vmig_stream_loader *l)
         bad = vmig__compat_known_bad(l->local, version);
         if (bad != NULL) {
             return fail(l, VMIG_STREAM_E_KNOWN_BAD, 0,
-                        "stream version %u is known bad: %s; refusing",
-                        version, bad);
+                        "stream version %u is known bad: %s; refusing", version,
+                        bad);
         }
         if (!vmig__compat_accepts(l->local, version)) {
             return fail(l, VMIG_STREAM_E_VERSION, 0,
@@ -356,8 +355,8 @@ device_record(struct vmig_stream_loader *l, uint32_t type, uint32_t flags,
         return fail(l, VMIG_STREAM_E_TOO_BIG, 0,
                     "record %llu: type 0x%x claims %llu payload bytes, over "
                     "the limit of %llu; refusing without reading it",
-                    (unsigned long long)l->seq, type,
-                    (unsigned long long)len, (unsigned long long)max);
+                    (unsigned long long)l->seq, type, (unsigned long long)len,
+                    (unsigned long long)max);
     }
     l->have_last = true;
     l->last_type = type;
@@ -424,8 +423,7 @@ on_rec_header(struct vmig_stream_loader *l)
     if (flags & ~VMIG_RECF__ALL) {
         return fail(l, VMIG_STREAM_E_FLAGS, 0,
                     "record %llu: type 0x%x has undefined flag bits 0x%x",
-                    (unsigned long long)l->seq, type,
-                    flags & ~VMIG_RECF__ALL);
+                    (unsigned long long)l->seq, type, flags & ~VMIG_RECF__ALL);
     }
     if (l->seq == 0) {
         if (type != VMIG_REC_DESCRIPTOR || flags != VMIG_RECF_MANDATORY) {
@@ -496,8 +494,7 @@ on_descriptor(struct vmig_stream_loader *l)
     free(l->buf);
     l->buf = NULL;
     if (ret < 0) {
-        return fail(l, VMIG_STREAM_E_DESCRIPTOR,
-                    ret == -ENOMEM ? -ENOMEM : 0,
+        return fail(l, VMIG_STREAM_E_DESCRIPTOR, ret == -ENOMEM ? -ENOMEM : 0,
                     "DESCRIPTOR record is malformed: %s", err);
     }
     l->src = src;
@@ -513,9 +510,8 @@ on_descriptor(struct vmig_stream_loader *l)
         l->compat_ok = true;
         return 0;
     }
-    ret = vmig__compat_check_at(l->local, src, l->compat_ops,
-                                l->compat_opaque, l->info.stream_version,
-                                &res);
+    ret = vmig__compat_check_at(l->local, src, l->compat_ops, l->compat_opaque,
+                                l->info.stream_version, &res);
     if (ret <= 0) {
         enum vmig_stream_err kind = VMIG_STREAM_E_INCOMPATIBLE;
 
@@ -572,8 +568,8 @@ on_trailer(struct vmig_stream_loader *l)
                     "mismatch (stored 0x%016llx, computed 0x%016llx): the "
                     "stream is corrupt",
                     (unsigned long long)l->seq, l->cur.type,
-                    (unsigned long long)l->cur.len,
-                    (unsigned long long)stored, (unsigned long long)calc);
+                    (unsigned long long)l->cur.len, (unsigned long long)stored,
+                    (unsigned long long)calc);
     }
     switch (l->mode) {
     case M_DESC:

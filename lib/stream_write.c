@@ -87,8 +87,7 @@ prepare(struct vmig_stream_writer *w, const struct vmig_compat_desc *desc,
     vmig__put_le32(p + 12, desc->device_type);
     vmig__put_le32(p + 16, version);
     vmig__put_le32(p + 20, 0);
-    vmig__put_le64(p + 24,
-                   XXH3_64bits_withSeed(p, 24, VMIG__STREAM_SEED));
+    vmig__put_le64(p + 24, XXH3_64bits_withSeed(p, 24, VMIG__STREAM_SEED));
     XXH3_64bits_update(w->digest, p, VMIG_STREAM_HEADER_SIZE);
     p += VMIG_STREAM_HEADER_SIZE;
 
@@ -116,8 +115,8 @@ vmig_stream_writer_new(vmig_ctx_t *ctx, const struct vmig_compat_desc *desc,
     char err[160];
     int ret;
 
-    if (desc == NULL || ops == NULL || ops->next == NULL ||
-        ops->read == NULL || out == NULL) {
+    if (desc == NULL || ops == NULL || ops->next == NULL || ops->read == NULL ||
+        out == NULL) {
         return -EINVAL;
     }
     ret = vmig_compat_desc_validate(desc, err, sizeof(err));
@@ -219,8 +218,7 @@ check_record(struct vmig_stream_writer *w, const struct vmig_stream_record *r)
         return -EINVAL;
     }
     if (w->have_last && r->type == w->last_type &&
-        (!(r->flags & VMIG_RECF_MULTI) ||
-         !(w->last_flags & VMIG_RECF_MULTI))) {
+        (!(r->flags & VMIG_RECF_MULTI) || !(w->last_flags & VMIG_RECF_MULTI))) {
         vmig_err(w->ctx,
                  "stream writer: device record type 0x%x repeated without "
                  "VMIG_RECF_MULTI on every occurrence",
@@ -250,9 +248,9 @@ start_end(struct vmig_stream_writer *w)
     vmig__put_le64(pl, w->seq);
     vmig__put_le64(pl + 8, w->body);
     vmig__put_le64(pl + 16, XXH3_64bits_digest(w->digest));
-    vmig__put_le64(pl + VMIG_STREAM_END_PAYLOAD_SIZE,
-                   XXH3_64bits_withSeed(pl, VMIG_STREAM_END_PAYLOAD_SIZE,
-                                        w->seq));
+    vmig__put_le64(
+        pl + VMIG_STREAM_END_PAYLOAD_SIZE,
+        XXH3_64bits_withSeed(pl, VMIG_STREAM_END_PAYLOAD_SIZE, w->seq));
     emit_small(w, sizeof(w->small), W_DONE);
 }
 
@@ -261,8 +259,8 @@ start_trailer(struct vmig_stream_writer *w)
 {
     vmig__put_le64(w->small, XXH3_64bits_digest(w->rec_hash));
     XXH3_64bits_update(w->digest, w->small, VMIG_STREAM_REC_TRAILER_SIZE);
-    w->body += VMIG_STREAM_REC_HEADER_SIZE + w->cur.len +
-               VMIG_STREAM_REC_TRAILER_SIZE;
+    w->body +=
+        VMIG_STREAM_REC_HEADER_SIZE + w->cur.len + VMIG_STREAM_REC_TRAILER_SIZE;
     w->seq++;
     emit_small(w, VMIG_STREAM_REC_TRAILER_SIZE, W_NEXT);
 }

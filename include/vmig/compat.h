@@ -32,13 +32,14 @@
  */
 #define VMIG_VENDOR_PCI_FLAG (1u << 31)
 #define VMIG_VENDOR_PCI_MASK 0xffffu
-#define VMIG_VENDOR_PCI(id) (VMIG_VENDOR_PCI_FLAG | ((id) & VMIG_VENDOR_PCI_MASK))
+#define VMIG_VENDOR_PCI(id) (VMIG_VENDOR_PCI_FLAG | ((id)&VMIG_VENDOR_PCI_MASK))
 
 /* Migration flags: the kernel's VFIO_MIGRATION_* bit values. */
 #define VMIG_MIGF_STOP_COPY (1u << 0)
 #define VMIG_MIGF_P2P (1u << 1)
 #define VMIG_MIGF_PRE_COPY (1u << 2)
-#define VMIG_MIGF__ALL (VMIG_MIGF_STOP_COPY | VMIG_MIGF_P2P | VMIG_MIGF_PRE_COPY)
+#define VMIG_MIGF__ALL                                                         \
+    (VMIG_MIGF_STOP_COPY | VMIG_MIGF_P2P | VMIG_MIGF_PRE_COPY)
 
 /*
  * Compatibility flags.  ACCEPT_OLDER_GEN: this device, as a destination,
@@ -48,11 +49,11 @@
 #define VMIG_COMPATF__ALL (VMIG_COMPATF_ACCEPT_OLDER_GEN)
 
 /* Limits every descriptor obeys; the parsers refuse anything larger. */
-#define VMIG_COMPAT_STR_MAX 255     /* vendor version, param value, reason */
-#define VMIG_COMPAT_KEY_MAX 63      /* param key */
-#define VMIG_COMPAT_LIST_MAX 32     /* versions, known-bad entries, params */
-#define VMIG_COMPAT_BIN_MAX 65536   /* binary form, bytes */
-#define VMIG_COMPAT_REASON_MAX 256  /* reason text, with its NUL */
+#define VMIG_COMPAT_STR_MAX 255    /* vendor version, param value, reason */
+#define VMIG_COMPAT_KEY_MAX 63     /* param key */
+#define VMIG_COMPAT_LIST_MAX 32    /* versions, known-bad entries, params */
+#define VMIG_COMPAT_BIN_MAX 65536  /* binary form, bytes */
+#define VMIG_COMPAT_REASON_MAX 256 /* reason text, with its NUL */
 
 /**
  * struct vmig_compat_kv - one resource parameter.
@@ -116,16 +117,16 @@ struct vmig_compat_desc {
 /* Which default rule decided; VMIG_COMPAT_OK when compatible. */
 enum vmig_compat_why {
     VMIG_COMPAT_OK = 0,
-    VMIG_COMPAT_VENDOR,      /* vendor ids differ */
-    VMIG_COMPAT_TYPE,        /* device types differ */
-    VMIG_COMPAT_OLDER_GEN,   /* older source, not declared acceptable */
-    VMIG_COMPAT_NEWER_GEN,   /* newer source cannot emit our version */
-    VMIG_COMPAT_KNOWN_BAD,   /* the only usable version is known bad */
-    VMIG_COMPAT_VERSION,     /* no stream version in common */
-    VMIG_COMPAT_MIG_FLAGS,   /* source relies on a feature we lack */
-    VMIG_COMPAT_PARAM,       /* a resource parameter differs */
-    VMIG_COMPAT_DRIVER,      /* the driver callback refused */
-    VMIG_COMPAT_INVALID,     /* a descriptor is malformed */
+    VMIG_COMPAT_VENDOR,    /* vendor ids differ */
+    VMIG_COMPAT_TYPE,      /* device types differ */
+    VMIG_COMPAT_OLDER_GEN, /* older source, not declared acceptable */
+    VMIG_COMPAT_NEWER_GEN, /* newer source cannot emit our version */
+    VMIG_COMPAT_KNOWN_BAD, /* the only usable version is known bad */
+    VMIG_COMPAT_VERSION,   /* no stream version in common */
+    VMIG_COMPAT_MIG_FLAGS, /* source relies on a feature we lack */
+    VMIG_COMPAT_PARAM,     /* a resource parameter differs */
+    VMIG_COMPAT_DRIVER,    /* the driver callback refused */
+    VMIG_COMPAT_INVALID,   /* a descriptor is malformed */
     VMIG_COMPAT__COUNT
 };
 

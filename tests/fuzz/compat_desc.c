@@ -33,7 +33,8 @@ exercise(const struct vmig_compat_desc *d)
     }
     m = vmig_compat_desc_to_bin(back, NULL, 0);
     b = malloc((size_t)m);
-    if (m != n || b == NULL || vmig_compat_desc_to_bin(back, b, (size_t)m) != m ||
+    if (m != n || b == NULL ||
+        vmig_compat_desc_to_bin(back, b, (size_t)m) != m ||
         memcmp(a, b, (size_t)n) != 0) {
         abort();
     }

@@ -24,8 +24,14 @@ static inline void
 raw_put(struct raw *r, const void *src, size_t n)
 {
     if (r->len + n > r->cap) {
-        r->cap = (r->len + n) * 2 + 256;
-        r->p = realloc(r->p, r->cap);
+        size_t cap = (r->len + n) * 2 + 256;
+        uint8_t *np = realloc(r->p, cap);
+
+        if (np == NULL) {
+            abort();
+        }
+        r->p = np;
+        r->cap = cap;
     }
     memcpy(r->p + r->len, src, n);
     r->len += n;

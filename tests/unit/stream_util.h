@@ -72,8 +72,8 @@ pattern_hash(uint64_t seed, uint64_t len)
 struct fake_src {
     const struct fake_rec *recs;
     size_t n;
-    size_t idx;  /* next record to describe */
-    uint64_t off; /* bytes of the current record already read */
+    size_t idx;        /* next record to describe */
+    uint64_t off;      /* bytes of the current record already read */
     unsigned max_read; /* cap per read() call, 0 = none */
     uint64_t rng;      /* for random read sizes when max_read != 0 */
 };
@@ -291,8 +291,14 @@ produce_all(const struct vmig_compat_desc *desc, uint32_t version,
     }
     for (;;) {
         if (cap - len < 4096) {
+            uint8_t *nb = realloc(buf, cap * 2);
+
+            if (nb == NULL) {
+                got = -ENOMEM;
+                break;
+            }
+            buf = nb;
             cap *= 2;
-            buf = realloc(buf, cap);
         }
         got = vmig_stream_writer_read(w, buf + len, cap - len);
         if (got <= 0) {

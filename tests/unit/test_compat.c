@@ -162,9 +162,8 @@ test_params(void **state)
     struct vmig_compat_desc d = base(), s = base();
     struct vmig_compat_kv sp[] = {{"qp-count", "32"}, {"isolation", "shared"}};
     struct vmig_compat_kv missing[] = {{"qp-count", "64"}};
-    struct vmig_compat_kv extra[] = {{"qp-count", "64"},
-                                     {"isolation", "shared"},
-                                     {"sriov", "on"}};
+    struct vmig_compat_kv extra[] = {
+        {"qp-count", "64"}, {"isolation", "shared"}, {"sriov", "on"}};
 
     (void)state;
     s.params = sp;
@@ -367,8 +366,8 @@ assert_desc_equal(const struct vmig_compat_desc *a,
         assert_string_equal(a->known_bad[i].reason, b->known_bad[i].reason);
     }
     for (size_t i = 0; i < a->n_params; i++) {
-        assert_string_equal(
-            vmig_compat_desc_param(b, a->params[i].key), a->params[i].value);
+        assert_string_equal(vmig_compat_desc_param(b, a->params[i].key),
+                            a->params[i].value);
     }
 }
 
@@ -395,8 +394,8 @@ test_binary_roundtrip(void **state)
     /* Every truncation and every trailing byte is refused. */
     for (int cut = 0; cut < n; cut++) {
         back = NULL;
-        assert_true(vmig_compat_desc_from_bin(buf, (size_t)cut, &back, NULL,
-                                              0) < 0);
+        assert_true(
+            vmig_compat_desc_from_bin(buf, (size_t)cut, &back, NULL, 0) < 0);
         assert_null(back);
     }
     buf[n] = 0;
@@ -439,10 +438,9 @@ test_binary_hostile(void **state)
         -EBADMSG);
     assert_non_null(strstr(err, "vendor-version: invalid characters"));
     assert_null(back);
-    assert_int_equal(
-        vmig_compat_desc_from_bin(buf, VMIG_COMPAT_BIN_MAX + 1, &back, err,
-                                  sizeof(err)),
-        -E2BIG);
+    assert_int_equal(vmig_compat_desc_from_bin(buf, VMIG_COMPAT_BIN_MAX + 1,
+                                               &back, err, sizeof(err)),
+                     -E2BIG);
 }
 
 static void
@@ -454,9 +452,9 @@ test_json_roundtrip(void **state)
     (void)state;
     assert_int_equal(vmig_compat_desc_to_json(&d, &json), 0);
     assert_non_null(strstr(json, "\"vendor-id\":2147490277"));
-    assert_non_null(
-        strstr(json, "\"known-bad\":[{\"version\":1,\"reason\":\"EQ/AEQ "
-                     "addresses saved wrongly\"}]"));
+    assert_non_null(strstr(json,
+                           "\"known-bad\":[{\"version\":1,\"reason\":\"EQ/AEQ "
+                           "addresses saved wrongly\"}]"));
     assert_int_equal(vmig_compat_desc_from_json(json, &back, err, sizeof(err)),
                      0);
     assert_desc_equal(&d, back);
@@ -472,8 +470,8 @@ json_refused(const char *text, int want, const char *msg)
     int ret = vmig_compat_desc_from_json(text, &back, err, sizeof(err));
 
     if (ret != want || strstr(err, msg) == NULL) {
-        print_error("%s\n -> %d \"%s\", want %d \"%s\"\n", text, ret, err,
-                    want, msg);
+        print_error("%s\n -> %d \"%s\", want %d \"%s\"\n", text, ret, err, want,
+                    msg);
     }
     assert_int_equal(ret, want);
     assert_non_null(strstr(err, msg));
@@ -514,11 +512,11 @@ test_json_hostile(void **state)
                  -EBADMSG, "not valid JSON");
 
     struct vmig_compat_desc *ok = NULL;
-    assert_int_equal(vmig_compat_desc_from_json(
-                         "{\"vendor-id\":1,\"device-type\":1,"
-                         "\"stream-version\":1}\n",
-                         &ok, NULL, 0),
-                     0);
+    assert_int_equal(
+        vmig_compat_desc_from_json("{\"vendor-id\":1,\"device-type\":1,"
+                                   "\"stream-version\":1}\n",
+                                   &ok, NULL, 0),
+        0);
     assert_int_equal(ok->n_params, 0);
     vmig_compat_desc_free(ok);
 }

@@ -20,8 +20,8 @@
 /* Load @buf split into random pieces (or one piece when @rng is NULL). */
 static int
 load(const struct vmig_compat_desc *local, const uint8_t *buf, size_t len,
-     uint64_t *rng, struct fake_sink *k, enum vmig_stream_err *kind,
-     char *msg, size_t msglen)
+     uint64_t *rng, struct fake_sink *k, enum vmig_stream_err *kind, char *msg,
+     size_t msglen)
 {
     struct vmig_stream_loader_cfg cfg = {
         .local = local,
@@ -41,7 +41,10 @@ load(const struct vmig_compat_desc *local, const uint8_t *buf, size_t len,
 
         if (rng != NULL) {
             uint64_t pick = splitmix64(rng) % 4;
-            size_t cap = pick == 0 ? 1 : pick == 1 ? 13 : pick == 2 ? 700 : 70000;
+            size_t cap = pick == 0   ? 1
+                         : pick == 1 ? 13
+                         : pick == 2 ? 700
+                                     : 70000;
 
             c = 1 + (size_t)(splitmix64(rng) % cap);
             c = c < len - off ? c : len - off;
@@ -75,8 +78,8 @@ expect_refused(const struct vmig_compat_desc *local, const struct raw *r,
         uint64_t rng = 99;
 
         fake_sink_init(&k);
-        ret = load(local, r->p, r->len, pass ? &rng : NULL, &k, &got_kind,
-                   msg, sizeof(msg));
+        ret = load(local, r->p, r->len, pass ? &rng : NULL, &k, &got_kind, msg,
+                   sizeof(msg));
         if (ret != err || got_kind != kind || strstr(msg, substr) == NULL) {
             print_error("got %d (%s) \"%s\", want %d (%s) \"%s\"\n", ret,
                         vmig_stream_err_name(got_kind), msg, err,
@@ -98,8 +101,7 @@ static void
 good_prefix(struct raw *r, uint32_t version)
 {
     raw_header(r, 1, test_desc.vendor_id, test_desc.device_type, version, 0);
-    raw_record(r, VMIG_REC_DESCRIPTOR, VMIG_RECF_MANDATORY, desc_bin,
-               desc_len);
+    raw_record(r, VMIG_REC_DESCRIPTOR, VMIG_RECF_MANDATORY, desc_bin, desc_len);
 }
 
 static const uint8_t cfg_payload[] = "config-space";
@@ -139,9 +141,8 @@ test_raw_builder_agrees(void **state)
     (void)state;
     good_stream(&r);
     fake_sink_init(&k);
-    assert_int_equal(load(&test_desc, r.p, r.len, NULL, &k, &kind, msg,
-                          sizeof(msg)),
-                     0);
+    assert_int_equal(
+        load(&test_desc, r.p, r.len, NULL, &k, &kind, msg, sizeof(msg)), 0);
     assert_int_equal(k.commits, 1);
     assert_int_equal(k.aborts, 0);
     assert_int_equal(k.n_committed, 3);
@@ -180,10 +181,10 @@ test_roundtrip_property(void **state)
                                : kind == 3 ? splitmix64(&rng) % 70000
                                            : splitmix64(&rng) % 400000;
 
-                recs[n] = (struct fake_rec){t ? T_RAM : T_QUEUES,
-                                            VMIG_RECF_MULTI |
-                                                (uint32_t)(kind & 1),
-                                            len, seed * 100 + n};
+                recs[n] =
+                    (struct fake_rec){t ? T_RAM : T_QUEUES,
+                                      VMIG_RECF_MULTI | (uint32_t)(kind & 1),
+                                      len, seed * 100 + n};
                 n++;
             }
         }
@@ -191,7 +192,9 @@ test_roundtrip_property(void **state)
         assert_int_equal(produce_all(&test_desc, 0, recs, n, &ref, &ref_len),
                          0);
 
-        struct fake_src src = {.recs = recs, .n = n, .rng = seed,
+        struct fake_src src = {.recs = recs,
+                               .n = n,
+                               .rng = seed,
                                .max_read = 1 + (unsigned)(seed % 5) * 3000};
         struct vmig_stream_writer *w;
         struct vmig_stream_loader *l;
@@ -228,8 +231,7 @@ test_roundtrip_property(void **state)
                 size_t c = 1 + (size_t)(splitmix64(&rng) % 5000);
 
                 c = c < (size_t)got - off ? c : (size_t)got - off;
-                assert_int_equal(vmig_stream_loader_write(l, buf + off, c),
-                                 0);
+                assert_int_equal(vmig_stream_loader_write(l, buf + off, c), 0);
                 off += c;
             }
             total += (size_t)got;
@@ -269,9 +271,8 @@ static void
 test_compat_part_first(void **state)
 {
     struct fake_rec recs[] = {{T_CONFIG, VMIG_RECF_MANDATORY, 100000, 5}};
-    struct vmig_stream_loader_cfg cfg = {.local = &test_desc,
-                                         .rules = test_rules,
-                                         .n_rules = 3};
+    struct vmig_stream_loader_cfg cfg = {
+        .local = &test_desc, .rules = test_rules, .n_rules = 3};
     struct fake_src src = {.recs = recs, .n = 1};
     struct vmig_stream_writer *w;
     struct vmig_stream_loader *l;
@@ -279,9 +280,9 @@ test_compat_part_first(void **state)
     size_t compat;
 
     (void)state;
-    assert_int_equal(vmig_stream_writer_new(NULL, &test_desc, 0,
-                                            &fake_src_ops, &src, &w),
-                     0);
+    assert_int_equal(
+        vmig_stream_writer_new(NULL, &test_desc, 0, &fake_src_ops, &src, &w),
+        0);
     compat = vmig_stream_writer_compat_size(w);
     assert_true(compat < sizeof(buf));
     assert_int_equal(vmig_stream_writer_read(w, buf, compat), (ssize_t)compat);
@@ -359,12 +360,10 @@ test_writer_rules(void **state)
     size_t len;
 
     (void)state;
-    assert_int_equal(produce_all(&test_desc, 0, order, 2, &out, &len),
-                     -EINVAL);
+    assert_int_equal(produce_all(&test_desc, 0, order, 2, &out, &len), -EINVAL);
     assert_int_equal(produce_all(&test_desc, 0, dup, 2, &out, &len), -EINVAL);
     assert_int_equal(produce_all(&test_desc, 0, low, 1, &out, &len), -EINVAL);
-    assert_int_equal(produce_all(&test_desc, 0, flags, 1, &out, &len),
-                     -EINVAL);
+    assert_int_equal(produce_all(&test_desc, 0, flags, 1, &out, &len), -EINVAL);
     /* A version the device does not produce. */
     assert_int_equal(produce_all(&test_desc, 7, low, 0, &out, &len), -EINVAL);
 }
@@ -598,8 +597,7 @@ test_too_big(void **state)
     (void)state;
     good_prefix(&r, 2);
     /* A header claiming 1 TiB, followed by 4 bytes: refused at once. */
-    raw_record_claim(&r, T_CONFIG, VMIG_RECF_MANDATORY, "abcd", 4,
-                     1ull << 40);
+    raw_record_claim(&r, T_CONFIG, VMIG_RECF_MANDATORY, "abcd", 4, 1ull << 40);
     expect_refused(&test_desc, &r, -E2BIG, VMIG_STREAM_E_TOO_BIG,
                    "claims 1099511627776 payload bytes, over the limit of "
                    "1073741824");
@@ -665,8 +663,7 @@ test_unknown_records(void **state)
     raw_record(&r, T_CONFIG, VMIG_RECF_MANDATORY, "c", 1);
     raw_record(&r, T_OPTIONAL_NEW, VMIG_RECF_MANDATORY, "new", 3);
     raw_end(&r);
-    expect_refused(&test_desc, &r, -EOPNOTSUPP,
-                   VMIG_STREAM_E_UNKNOWN_MANDATORY,
+    expect_refused(&test_desc, &r, -EOPNOTSUPP, VMIG_STREAM_E_UNKNOWN_MANDATORY,
                    "mandatory record type 0x250 is unknown to this device");
     raw_free(&r);
 
@@ -802,11 +799,10 @@ test_every_bit_flip(void **state)
 
             r.p[at] ^= (uint8_t)(1u << bit);
             fake_sink_init(&k);
-            ret = load(&test_desc, r.p, r.len, NULL, &k, &kind, msg,
-                       sizeof(msg));
+            ret =
+                load(&test_desc, r.p, r.len, NULL, &k, &kind, msg, sizeof(msg));
             if (ret == 0) {
-                print_error("flip at byte %zu bit %d not detected\n", at,
-                            bit);
+                print_error("flip at byte %zu bit %d not detected\n", at, bit);
             }
             assert_true(ret < 0);
             assert_true(kind != VMIG_STREAM_OK);
@@ -834,8 +830,7 @@ test_device_errors(void **state)
     fake_sink_init(&k);
     k.fail_begin_type = T_QUEUES;
     assert_int_equal(
-        load(&test_desc, r.p, r.len, NULL, &k, &kind, msg, sizeof(msg)),
-        -EIO);
+        load(&test_desc, r.p, r.len, NULL, &k, &kind, msg, sizeof(msg)), -EIO);
     assert_int_equal(kind, VMIG_STREAM_E_DEVICE);
     assert_non_null(strstr(msg, "the device refused record type 0x200"));
     assert_true(fake_sink_untouched(&k));

@@ -105,8 +105,7 @@ max_rss_kib(void)
 static void
 test_big_stream_bounded_rss(void **state)
 {
-    static const struct vmig_stream_source_ops src_ops = {big_next,
-                                                          big_read};
+    static const struct vmig_stream_source_ops src_ops = {big_next, big_read};
     static const struct vmig_stream_sink_ops sink_ops = {
         .data = big_data,
         .commit = big_commit,
@@ -144,9 +143,8 @@ test_big_stream_bounded_rss(void **state)
     pipe = malloc(PIPE_LEN);
     assert_non_null(pipe);
     memset(pipe, 0, PIPE_LEN); /* fault it in before measuring */
-    assert_int_equal(vmig_stream_writer_new(NULL, &test_desc, 0, &src_ops,
-                                            &src, &w),
-                     0);
+    assert_int_equal(
+        vmig_stream_writer_new(NULL, &test_desc, 0, &src_ops, &src, &w), 0);
     assert_int_equal(vmig_stream_loader_new(NULL, &cfg, &l), 0);
     rss0 = max_rss_kib();
     clock_gettime(CLOCK_MONOTONIC, &t0);
