@@ -55,8 +55,8 @@ struct dump {
 static void
 flags_str(uint32_t flags, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s%s", (flags & VMIG_RECF_MANDATORY) ? "mandatory"
-                                                             : "optional",
+    snprintf(buf, len, "%s%s",
+             (flags & VMIG_RECF_MANDATORY) ? "mandatory" : "optional",
              (flags & VMIG_RECF_MULTI) ? ",multi" : "");
 }
 
@@ -159,8 +159,7 @@ print_head(struct dump *d)
     dlen = vmig_compat_desc_to_bin(src, NULL, 0);
     printf("header: format %u, vendor 0x%08x, device type 0x%x, stream "
            "version %u, checksum ok\n",
-           info.format, info.vendor_id, info.device_type,
-           info.stream_version);
+           info.format, info.vendor_id, info.device_type, info.stream_version);
     printf("record 0    type 0x0001  flags mandatory       len %-10d "
            "offset %-10d checksum ok (DESCRIPTOR)\n",
            dlen, VMIG_STREAM_HEADER_SIZE);
@@ -216,8 +215,10 @@ run_load(vmig_ctx_t *ctx, const char *path, int mode,
                 ret = vmig_compat_desc_dup(vmig_stream_loader_source(l),
                                            desc_out);
                 if (ret < 0) {
-                    fprintf(stderr, "vmig-stream: %s: cannot copy the "
-                            "descriptor: %s\n", path, strerror(-ret));
+                    fprintf(stderr,
+                            "vmig-stream: %s: cannot copy the "
+                            "descriptor: %s\n",
+                            path, strerror(-ret));
                     rc = EXIT_USAGE;
                 }
                 break;
@@ -427,8 +428,9 @@ main(int argc, char **argv)
     } else if (strcmp(cmd, "check") == 0 && argc - i == 2) {
         rc = cmd_check(ctx, argv[i], argv[i + 1]);
     } else {
-        fprintf(stderr, "vmig-stream: unknown command or wrong arguments: "
-                        "%s\n",
+        fprintf(stderr,
+                "vmig-stream: unknown command or wrong arguments: "
+                "%s\n",
                 cmd);
         usage(stderr);
         rc = EXIT_USAGE;
