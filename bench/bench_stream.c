@@ -130,9 +130,8 @@ run_envelope(const uint8_t *state, uint8_t *xfer, uint8_t *stage,
                                                      .data = d_data};
     struct src s = {.state = state, .rec_len = rec_len, .n_recs = n_recs};
     struct dst d = {.stage = stage};
-    struct vmig_stream_loader_cfg cfg = {.local = &desc,
-                                         .sink = &sink,
-                                         .sink_opaque = &d};
+    struct vmig_stream_loader_cfg cfg = {
+        .local = &desc, .sink = &sink, .sink_opaque = &d};
     struct vmig_stream_rule rule = {0x100, VMIG_RULE_MULTI, 0};
     struct vmig_stream_writer *w;
     struct vmig_stream_loader *l;
@@ -165,8 +164,7 @@ run_envelope(const uint8_t *state, uint8_t *xfer, uint8_t *stage,
 
 /* The same bytes along the same path with memcpy only. */
 static double
-run_memcpy(const uint8_t *state, uint8_t *xfer, uint8_t *stage,
-           uint64_t total)
+run_memcpy(const uint8_t *state, uint8_t *xfer, uint8_t *stage, uint64_t total)
 {
     double t0 = now();
     uint64_t off = 0;
@@ -214,9 +212,8 @@ main(void)
         uint64_t tot = envelope_size(sizes[i], n);
         uint64_t over = tot - sizes[i] * n;
 
-        printf("%12llu %10llu %14llu %11.4f%%\n",
-               (unsigned long long)sizes[i], (unsigned long long)n,
-               (unsigned long long)over,
+        printf("%12llu %10llu %14llu %11.4f%%\n", (unsigned long long)sizes[i],
+               (unsigned long long)n, (unsigned long long)over,
                100.0 * (double)over / (double)(sizes[i] * n));
     }
 
@@ -237,9 +234,8 @@ main(void)
             tm = b < tm ? b : tm;
         }
         printf("%12llu %10llu %14.2f %12.2f %7.2fx\n",
-               (unsigned long long)sizes[i],
-               (unsigned long long)(total >> 20), (double)total / te / 1e9,
-               (double)total / tm / 1e9, te / tm);
+               (unsigned long long)sizes[i], (unsigned long long)(total >> 20),
+               (double)total / te / 1e9, (double)total / tm / 1e9, te / tm);
     }
     free(state);
     free(xfer);

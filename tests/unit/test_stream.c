@@ -834,6 +834,59 @@ test_device_errors(void **state)
     assert_int_equal(kind, VMIG_STREAM_E_DEVICE);
     assert_non_null(strstr(msg, "the device refused record type 0x200"));
     assert_true(fake_sink_untouched(&k));
+    assert_int_equal(k.aborts, 1);
+    fake_sink_fini(&k);
+    raw_free(&r);
+}
+
+static int
+failing_commit(void *opaque)
+{
+    (void)opaque;
+    return -ENOSPC;
+}
+
+/* A commit that fails is followed by abort; a loader dropped mid-stream
+ * (the migration was cancelled) aborts and never commits. */
+static void
+test_commit_failure_and_cancel(void **state)
+{
+    struct vmig_stream_sink_ops ops = fake_sink_ops;
+    struct vmig_stream_loader_cfg cfg = {
+        .local = &test_desc,
+        .rules = test_rules,
+        .n_rules = 3,
+        .sink = &ops,
+    };
+    struct vmig_stream_loader *l;
+    enum vmig_stream_err kind;
+    struct fake_sink k;
+    struct raw r;
+
+    (void)state;
+    good_stream(&r);
+    fake_sink_init(&k);
+    cfg.sink_opaque = &k;
+    ops.commit = failing_commit;
+    assert_int_equal(vmig_stream_loader_new(NULL, &cfg, &l), 0);
+    assert_int_equal(vmig_stream_loader_write(l, r.p, r.len), 0);
+    assert_int_equal(vmig_stream_loader_finish(l), -ENOSPC);
+    assert_non_null(strstr(vmig_stream_loader_error(l, &kind),
+                           "the device failed to apply"));
+    assert_int_equal(kind, VMIG_STREAM_E_DEVICE);
+    assert_int_equal(k.aborts, 1);
+    vmig_stream_loader_free(l);
+    assert_int_equal(k.aborts, 1);
+    fake_sink_fini(&k);
+
+    fake_sink_init(&k);
+    ops.commit = sink_commit;
+    assert_int_equal(vmig_stream_loader_new(NULL, &cfg, &l), 0);
+    assert_int_equal(vmig_stream_loader_write(l, r.p, r.len - 10), 0);
+    assert_int_equal(k.aborts, 0);
+    vmig_stream_loader_free(l);
+    assert_int_equal(k.aborts, 1);
+    assert_true(fake_sink_untouched(&k));
     fake_sink_fini(&k);
     raw_free(&r);
 }
@@ -923,6 +976,7 @@ main(void)
         cmocka_unit_test(test_truncation_every_prefix),
         cmocka_unit_test(test_every_bit_flip),
         cmocka_unit_test(test_device_errors),
+        cmocka_unit_test(test_commit_failure_and_cancel),
         cmocka_unit_test(test_loader_api),
         cmocka_unit_test(test_inspect_mode),
     };
