@@ -1,0 +1,620 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_flowtab.c - the flowtab device model: traffic, register and P2P
+ * rules per state, precopy sizing, precopy convergence under traffic with
+ * a byte-identical destination that keeps working, reset during precopy,
+ * and hostile streams refused with the destination untouched.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <xxhash.h>
+#include <vmig/ctx.h>
+#include <vmig/mig.h>
+#include "flowtab_testlib.h"
+
+#define S(x) VMIG_STATE_##x
+#define RAM_BYTES (4u << 20)
+#define AREA 0x10000u
+#define REC(chunk) (sizeof(struct ft_rec_hdr) + (chunk))
+#define HDR_REC (sizeof(struct ft_rec_hdr) + sizeof(struct ft_rec_stream_hdr))
+#define END_REC (sizeof(struct ft_rec_hdr) + sizeof(struct ft_rec_end))
+
+static vmig_ctx_t *ctx;
+
+struct side {
+    struct ft_ram ram;
+    struct ft_model *dev;
+    struct ft_guest g;
+    struct ft_guest_regs regs;
+};
+
+static void
+side_new(struct side *s, uint64_t state, uint32_t chunk, bool no_thread)
+{
+    struct ft_config cfg = {.state_bytes = state,
+                            .chunk_bytes = chunk,
+                            .device_id = 1,
+                            .no_thread = no_thread};
+
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(ft_ram_new(&s->ram, RAM_BYTES), 0);
+    assert_int_equal(ft_model_new(ctx, &cfg, &ft_ram_dma, &s->ram, &s->dev), 0);
+    s->regs = ft_regs_of(s->dev);
+}
+
+static void
+side_guest(struct side *s, uint32_t nflows)
+{
+    assert_int_equal(ft_guest_init(&s->g, s->ram.base, s->ram.len, AREA, 256,
+                                   nflows, 0x9e3779b97f4a7c15ull, &s->regs),
+                     0);
+}
+
+static void
+side_free(struct side *s)
+{
+    ft_model_free(s->dev);
+    ft_ram_free(&s->ram);
+}
+
+static void
+set_state(struct ft_model *d, unsigned int st)
+{
+    assert_int_equal(vmig_mig_set_state(ft_model_mig(d), st), 0);
+    assert_int_equal(vmig_mig_state(ft_model_mig(d)), st);
+}
+
+static void
+assert_same_state(struct ft_model *a, struct ft_model *b)
+{
+    uint64_t ah, al, bh, bl;
+
+    ft_model_digest(a, &ah, &al);
+    ft_model_digest(b, &bh, &bl);
+    assert_true(ah == bh && al == bl);
+}
+
+/* Post and process synchronously (no_thread device). */
+static void
+traffic(struct side *s, unsigned int n)
+{
+    while (n > 0) {
+        long p = ft_guest_post(&s->g, n > 64 ? 64 : n, 0);
+
+        assert_true(p > 0);
+        while (ft_model_poll(s->dev, 1024) > 0) {
+        }
+        assert_return_code(ft_guest_reap(&s->g), 0);
+        n -= (unsigned int)p;
+    }
+    assert_int_equal(ft_guest_outstanding(&s->g), 0);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void
+test_traffic_and_registers(void **state)
+{
+    struct side s;
+    struct ft_counters c;
+    uint32_t v;
+    struct ft_p2p_rec rec = {.seq = 1, .src = 7, .len = 100, .origin = 9};
+
+    (void)state;
+    side_new(&s, 1u << 20, 16u << 10, true);
+    assert_int_equal(ft_model_reg_read(s.dev, FT_REG_ID, &v), 0);
+    assert_int_equal(v, FT_ID_VALUE);
+    assert_int_equal(ft_model_reg_read(s.dev, 0x44, &v), -EINVAL);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_HEAD, 1), -EINVAL);
+    side_guest(&s, 32);
+    /* ring settings are locked while enabled */
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_RING_SIZE, 64), -EBUSY);
+    traffic(&s, 1000);
+    ft_model_counters(s.dev, &c);
+    assert_int_equal(c.packets, 1000);
+    assert_int_equal(c.flows, 32);
+    assert_int_equal(c.head, 1000);
+    assert_int_equal(s.g.a->completed, 1000);
+    assert_int_equal(s.g.a->bad, 0);
+
+    /* inbound P2P: accepted in RUNNING and RUNNING_P2P, refused in STOP */
+    assert_int_equal(ft_model_p2p_write(s.dev, 0, &rec, sizeof(rec)), 0);
+    assert_int_equal(ft_model_p2p_write(s.dev, 8, &rec, sizeof(rec)), -EINVAL);
+    set_state(s.dev, S(RUNNING_P2P));
+    assert_int_equal(ft_model_p2p_write(s.dev, 0, &rec, sizeof(rec)), 0);
+    traffic(&s, 10); /* guest DMA goes on in RUNNING_P2P */
+    set_state(s.dev, S(STOP));
+    assert_int_equal(ft_model_p2p_write(s.dev, 0, &rec, sizeof(rec)), -EBUSY);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_TAIL, 1), -EBUSY);
+    assert_int_equal(ft_model_poll(s.dev, 10), 0);
+    ft_model_counters(s.dev, &c);
+    assert_int_equal(c.p2p_rx, 2);
+    assert_int_equal(ft_model_peer_sum(s.dev), 2);
+    set_state(s.dev, S(RUNNING));
+    traffic(&s, 10);
+    assert_int_equal(s.g.a->bad, 0);
+    side_free(&s);
+}
+
+/* A threaded device with a vCPU thread: nothing lost, nothing wrong. */
+static void
+test_worker_thread(void **state)
+{
+    struct side s;
+    struct ft_vcpu v = {.ng = 1, .burst = 16};
+    struct ft_counters c;
+
+    (void)state;
+    side_new(&s, 2u << 20, 16u << 10, false);
+    side_guest(&s, 100);
+    v.g[0] = &s.g;
+    assert_int_equal(ft_vcpu_start(&v), 0);
+    for (int i = 0; i < 2000 && s.g.a->completed < 5000; i++) {
+        usleep(1000);
+    }
+    assert_int_equal(ft_vcpu_stop(&v), 0);
+    assert_int_equal(ft_drain(&s.g, 5000), 0);
+    assert_true(s.g.a->completed >= 5000);
+    assert_int_equal(s.g.a->completed, s.g.a->posted);
+    assert_int_equal(ft_model_wait_idle(s.dev, 1000), 0);
+    ft_model_counters(s.dev, &c);
+    assert_int_equal(c.packets, s.g.a->posted);
+    side_free(&s);
+}
+
+/*
+ * PRECOPY_INFO and MIG_DATA_SIZE match the bytes actually read, exactly,
+ * at every step (no_thread device: changes happen only when we say).
+ */
+static void
+test_precopy_info_exact(void **state)
+{
+    const uint32_t chunk = 16u << 10;
+    const uint64_t rec = REC(chunk);
+    struct side s, d;
+    uint64_t ini, dirty, size, moved = 0, gen, dgen, nchunks;
+    uint8_t buf[1000];
+    ssize_t n;
+
+    (void)state;
+    side_new(&s, 1u << 20, chunk, true);
+    side_new(&d, 1u << 20, chunk, true);
+    nchunks = ft_model_state_bytes(s.dev) / chunk;
+    side_guest(&s, 16);
+    traffic(&s, 100);
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), -EINVAL);
+    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(size, HDR_REC + nchunks * rec + END_REC);
+
+    set_state(s.dev, S(PRE_COPY));
+    gen = ft_gen(s.dev);
+    set_state(d.dev, S(STOP));
+    set_state(d.dev, S(RESUMING));
+    dgen = ft_gen(d.dev);
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(ini, HDR_REC + nchunks * rec);
+    assert_int_equal(dirty, 0);
+    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(size, ini + END_REC);
+
+    /* odd-sized reads: initial_bytes goes down by exactly what was read */
+    for (uint64_t want = ini, got = 0; got < want / 2;) {
+        uint64_t i2, d2;
+
+        n = ft_mig_read(s.dev, gen, buf, sizeof(buf));
+        assert_int_equal(n, sizeof(buf));
+        assert_int_equal(ft_mig_write(d.dev, dgen, buf, (size_t)n), n);
+        got += (uint64_t)n;
+        assert_int_equal(ft_mig_precopy_info(s.dev, &i2, &d2), 0);
+        assert_int_equal(i2, want - got);
+        assert_int_equal(d2, 0);
+    }
+
+    /* the device runs during PRE_COPY: what it changes is counted */
+    traffic(&s, 50);
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_true(dirty > 0);
+    assert_int_equal(ft_copy(s.dev, gen, d.dev, dgen, UINT64_MAX, &moved), 0);
+    assert_int_equal(moved, ini + dirty);
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(ini, 0);
+    assert_int_equal(dirty, 0);
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -ENOMSG);
+
+    /* only dirty data now; each touched chunk counted once */
+    traffic(&s, 5);
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(ini, 0);
+    assert_true(dirty >= rec && dirty <= 6 * rec && dirty % rec == 0);
+    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(size, dirty + END_REC);
+    moved = 0;
+    assert_int_equal(ft_copy(s.dev, gen, d.dev, dgen, UINT64_MAX, &moved), 0);
+    assert_int_equal(moved, dirty);
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -ENOMSG);
+
+    /* STOP_COPY: the rest, then a permanent end */
+    traffic(&s, 3);
+    set_state(s.dev, S(STOP_COPY));
+    assert_int_equal(ft_gen(s.dev), gen); /* session kept */
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), -EINVAL);
+    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    moved = 0;
+    assert_int_equal(ft_copy(s.dev, gen, d.dev, dgen, UINT64_MAX, &moved), 0);
+    assert_int_equal(moved, size);
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), 0);
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), 0);
+    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(size, 0);
+    set_state(d.dev, S(STOP));
+    assert_same_state(s.dev, d.dev);
+    /* session over: its reader and writer are told so */
+    set_state(s.dev, S(STOP));
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -EBADF);
+    assert_int_equal(ft_mig_write(d.dev, dgen, buf, 1), -EBADF);
+    side_free(&s);
+    side_free(&d);
+}
+
+/*
+ * Precopy convergence with the device running under guest traffic: pass
+ * after pass until dirty_bytes is small, then STOP_COPY sends little; the
+ * destination is byte-identical and keeps processing the guest's traffic
+ * with every completion checked.
+ */
+static void
+test_precopy_converges_and_destination_continues(void **state)
+{
+    const uint32_t chunk = 16u << 10;
+    const uint64_t rec = REC(chunk);
+    struct side s, d;
+    struct ft_vcpu v = {.ng = 1, .burst = 8};
+    uint64_t ini, dirty, gen, dgen, full, pre = 0, stop = 0, size;
+    struct ft_counters c;
+    int pass;
+
+    (void)state;
+    side_new(&s, 16u << 20, chunk, false);
+    side_new(&d, 16u << 20, chunk, false);
+    assert_int_equal(ft_mig_data_size(s.dev, &full), 0);
+    side_guest(&s, 64);
+    v.g[0] = &s.g;
+    assert_int_equal(ft_vcpu_start(&v), 0);
+    for (int i = 0; i < 2000 && s.g.a->completed < 2000; i++) {
+        usleep(1000);
+    }
+
+    set_state(s.dev, S(PRE_COPY));
+    gen = ft_gen(s.dev);
+    set_state(d.dev, S(STOP));
+    set_state(d.dev, S(RESUMING));
+    dgen = ft_gen(d.dev);
+    for (pass = 1; pass <= 50; pass++) {
+        uint64_t moved = 0;
+
+        assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+        if (pass > 1 && ini == 0 && dirty <= 8 * rec) {
+            break;
+        }
+        /* one pass: what is pending at its start */
+        assert_int_equal(
+            ft_copy(s.dev, gen, d.dev, dgen, ini + dirty + 1, &moved), 0);
+        pre += moved;
+    }
+    assert_true(pass <= 50);
+    assert_true(pre >= full - END_REC); /* the initial data went in full */
+
+    /* switchover: pause the vCPU, stop the device, send the rest */
+    assert_int_equal(ft_vcpu_stop(&v), 0);
+    set_state(s.dev, S(STOP_COPY));
+    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(ft_copy(s.dev, gen, d.dev, dgen, UINT64_MAX, &stop), 0);
+    assert_int_equal(stop, size);
+    assert_true(stop < full / 4);
+    set_state(d.dev, S(STOP));
+    assert_same_state(s.dev, d.dev);
+    print_message("precopy: %d passes, %llu bytes; stop-copy %llu bytes "
+                  "(%.1f%% of the %llu-byte full stream)\n",
+                  pass - 1, (unsigned long long)pre, (unsigned long long)stop,
+                  100.0 * (double)stop / (double)full,
+                  (unsigned long long)full);
+
+    /* guest RAM goes across, then the destination runs */
+    memcpy(d.ram.base, s.ram.base, RAM_BYTES);
+    set_state(d.dev, S(RUNNING));
+    assert_int_equal(
+        ft_guest_attach(&d.g, d.ram.base, d.ram.len, AREA, &d.regs), 0);
+    assert_int_equal(ft_drain(&d.g, 5000), 0);
+    v.g[0] = &d.g;
+    assert_int_equal(ft_vcpu_start(&v), 0);
+    for (uint64_t goal = d.g.a->completed + 3000, i = 0;
+         i < 2000 && d.g.a->completed < goal; i++) {
+        usleep(1000);
+    }
+    assert_int_equal(ft_vcpu_stop(&v), 0);
+    assert_int_equal(ft_drain(&d.g, 5000), 0);
+    assert_int_equal(d.g.a->bad, 0);
+    assert_int_equal(d.g.a->completed, d.g.a->posted);
+    ft_model_counters(d.dev, &c);
+    assert_int_equal(c.packets, d.g.a->posted);
+    side_free(&s);
+    side_free(&d);
+}
+
+/* Seed 003: a reset during PRE_COPY/STOP_COPY fails the reader at once. */
+static void
+test_reset_during_precopy(void **state)
+{
+    struct side s, d;
+    uint8_t buf[4096];
+    uint64_t gen, gen2, dgen, ini, dirty;
+
+    (void)state;
+    side_new(&s, 1u << 20, 16u << 10, false);
+    side_new(&d, 1u << 20, 16u << 10, false);
+    side_guest(&s, 16);
+    set_state(s.dev, S(PRE_COPY));
+    gen = ft_gen(s.dev);
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
+    vmig_mig_reset(ft_model_mig(s.dev));
+    assert_int_equal(vmig_mig_state(ft_model_mig(s.dev)), S(RUNNING));
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -ENODEV);
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), -EINVAL);
+
+    /* the VMM may restart this device's precopy: a new session */
+    set_state(s.dev, S(PRE_COPY));
+    gen2 = ft_gen(s.dev);
+    assert_true(gen2 > gen);
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -EBADF);
+    assert_int_equal(ft_mig_read(s.dev, gen2, buf, sizeof(buf)), sizeof(buf));
+    /* and a reset in STOP_COPY fails it too */
+    set_state(s.dev, S(STOP_COPY));
+    vmig_mig_reset(ft_model_mig(s.dev));
+    assert_int_equal(ft_mig_read(s.dev, gen2, buf, sizeof(buf)), -ENODEV);
+
+    /* destination: a reset discards the partial state; writer fails */
+    set_state(d.dev, S(STOP));
+    set_state(d.dev, S(RESUMING));
+    dgen = ft_gen(d.dev);
+    set_state(s.dev, S(STOP));
+    set_state(s.dev, S(STOP_COPY));
+    gen = ft_gen(s.dev);
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
+    assert_int_equal(ft_mig_write(d.dev, dgen, buf, sizeof(buf)), sizeof(buf));
+    vmig_mig_reset(ft_model_mig(d.dev));
+    assert_int_equal(ft_mig_write(d.dev, dgen, buf, sizeof(buf)), -ENODEV);
+    side_free(&s);
+    side_free(&d);
+}
+
+/* ------------------------------------------------------ hostile streams */
+
+struct stream {
+    uint8_t *buf;
+    size_t len;
+};
+
+/* A whole stream of a device with traffic (STOP -> STOP_COPY). */
+static void
+make_stream(struct stream *out, uint64_t state_bytes, uint32_t chunk)
+{
+    struct side s;
+
+    side_new(&s, state_bytes, chunk, true);
+    side_guest(&s, 20);
+    traffic(&s, 300);
+    set_state(s.dev, S(STOP_COPY));
+    assert_int_equal(ft_read_all(s.dev, ft_gen(s.dev), &out->buf, &out->len),
+                     0);
+    side_free(&s);
+}
+
+static void
+reseal(uint8_t *rec)
+{
+    struct ft_rec_hdr h;
+
+    memcpy(&h, rec, sizeof(h));
+    h.csum = 0;
+    h.csum = XXH3_64bits_withSeed(rec + sizeof(h), h.len,
+                                  XXH3_64bits(&h, sizeof(h)));
+    memcpy(rec, &h, sizeof(h));
+}
+
+/* Offset of the END record (the stream's last). */
+static size_t
+end_off(const struct stream *st)
+{
+    return st->len - END_REC;
+}
+
+/* Recompute END's digest over the chunks (each once, in id order). */
+static void
+redigest(struct stream *st, uint32_t chunk)
+{
+    XXH3_state_t *x = XXH3_createState();
+    struct ft_rec_end e;
+    XXH128_hash_t h;
+
+    XXH3_128bits_reset(x);
+    for (size_t off = HDR_REC; off < end_off(st); off += REC(chunk)) {
+        XXH3_128bits_update(x, st->buf + off + sizeof(struct ft_rec_hdr),
+                            chunk);
+    }
+    h = XXH3_128bits_digest(x);
+    XXH3_freeState(x);
+    memcpy(&e, st->buf + end_off(st) + sizeof(struct ft_rec_hdr), sizeof(e));
+    e.digest_high = h.high64;
+    e.digest_low = h.low64;
+    memcpy(st->buf + end_off(st) + sizeof(struct ft_rec_hdr), &e, sizeof(e));
+    reseal(st->buf + end_off(st));
+}
+
+/*
+ * Load @buf into a fresh destination that has state of its own; expect the
+ * write to return @werr (0: accepted) and RESUMING -> STOP @serr; on any
+ * error the destination's state must be what it was.
+ */
+static void
+load_expect(const uint8_t *buf, size_t len, uint64_t state_bytes,
+            uint32_t chunk, int werr, int serr)
+{
+    struct side d;
+    uint64_t h0, l0, h1, l1;
+    ssize_t w;
+    int rc;
+
+    side_new(&d, state_bytes, chunk, true);
+    side_guest(&d, 5);
+    traffic(&d, 40);
+    set_state(d.dev, S(STOP));
+    ft_model_digest(d.dev, &h0, &l0);
+    set_state(d.dev, S(RESUMING));
+    w = ft_mig_write(d.dev, ft_gen(d.dev), buf, len);
+    assert_int_equal(w, werr != 0 ? werr : (ssize_t)len);
+    rc = vmig_mig_set_state(ft_model_mig(d.dev), S(STOP));
+    assert_int_equal(rc, serr);
+    ft_model_digest(d.dev, &h1, &l1);
+    if (serr != 0) {
+        assert_int_equal(vmig_mig_state(ft_model_mig(d.dev)), S(RESUMING));
+        assert_true(h0 == h1 && l0 == l1);
+    } else {
+        assert_false(h0 == h1 && l0 == l1);
+    }
+    side_free(&d);
+}
+
+static void
+test_hostile_streams_refused(void **state)
+{
+    const uint64_t sb = 256u << 10;
+    const uint32_t ck = 16u << 10;
+    const size_t rec = REC(ck);
+    struct stream st;
+    uint8_t *b;
+    size_t n;
+    struct ft_rec_stream_hdr sh;
+    uint32_t rs = 3;
+
+    (void)state;
+    make_stream(&st, sb, ck);
+    n = st.len;
+    assert_int_equal(n, HDR_REC + (sb / ck) * rec + END_REC);
+    b = malloc(n + rec + 64);
+    assert_non_null(b);
+
+    /* the intact stream loads */
+    load_expect(st.buf, n, sb, ck, 0, 0);
+
+    /* a flipped payload byte: refused at once, and at validation */
+    memcpy(b, st.buf, n);
+    b[HDR_REC + 3 * rec + 100] ^= 0x40;
+    load_expect(b, n, sb, ck, -EBADMSG, -EBADMSG);
+    /* a flipped header byte (chunk id) */
+    memcpy(b, st.buf, n);
+    b[HDR_REC + rec + 8] ^= 1;
+    load_expect(b, n, sb, ck, -EBADMSG, -EBADMSG);
+
+    /* truncated: mid-record, and exactly before END */
+    load_expect(st.buf, n - 10, sb, ck, 0, -EBADMSG);
+    load_expect(st.buf, end_off(&st), sb, ck, 0, -EBADMSG);
+    load_expect(st.buf, HDR_REC / 2, sb, ck, 0, -EBADMSG);
+
+    /* data after END; a duplicated HDR; a stream not starting with HDR */
+    memcpy(b, st.buf, n);
+    memcpy(b + n, st.buf + HDR_REC, rec);
+    load_expect(b, n + rec, sb, ck, -EBADMSG, -EBADMSG);
+    memcpy(b, st.buf, HDR_REC);
+    memcpy(b + HDR_REC, st.buf, n);
+    load_expect(b, n + HDR_REC, sb, ck, -EBADMSG, -EBADMSG);
+    load_expect(st.buf + HDR_REC, n - HDR_REC, sb, ck, -EBADMSG, -EBADMSG);
+
+    /* a missing chunk (END intact): refused at END */
+    memcpy(b, st.buf, HDR_REC + rec);
+    memcpy(b + HDR_REC + rec, st.buf + HDR_REC + 2 * rec,
+           n - HDR_REC - 2 * rec);
+    load_expect(b, n - rec, sb, ck, -EBADMSG, -EBADMSG);
+
+    /* valid checksums but a wrong whole-state digest */
+    memcpy(b, st.buf, n);
+    b[end_off(&st) + sizeof(struct ft_rec_hdr) + 20] ^= 1;
+    reseal(b + end_off(&st));
+    load_expect(b, n, sb, ck, -EBADMSG, -EBADMSG);
+
+    /* a newer format version: unsupported, named as such */
+    memcpy(b, st.buf, n);
+    memcpy(&sh, b + sizeof(struct ft_rec_hdr), sizeof(sh));
+    sh.magic = FT_STREAM_MAGIC | 2ull << 56;
+    memcpy(b + sizeof(struct ft_rec_hdr), &sh, sizeof(sh));
+    reseal(b);
+    load_expect(b, n, sb, ck, -EOPNOTSUPP, -EOPNOTSUPP);
+
+    /* another geometry than the destination's */
+    load_expect(st.buf, n, 2 * sb, ck, -EOPNOTSUPP, -EOPNOTSUPP);
+
+    /* an unknown mandatory record is refused, an optional one skipped */
+    {
+        struct ft_rec_hdr h = {.type = 0x77, .len = 8};
+        size_t at = HDR_REC;
+
+        memcpy(b, st.buf, at);
+        memcpy(b + at, &h, sizeof(h));
+        memset(b + at + sizeof(h), 0xab, 8);
+        reseal(b + at);
+        memcpy(b + at + sizeof(h) + 8, st.buf + at, n - at);
+        load_expect(b, n + sizeof(h) + 8, sb, ck, -EBADMSG, -EBADMSG);
+        h.type = 0x77 | FT_REC_OPTIONAL;
+        memcpy(b + at, &h, sizeof(h));
+        reseal(b + at);
+        load_expect(b, n + sizeof(h) + 8, sb, ck, 0, 0);
+    }
+
+    /* consistent checksums and digest, inconsistent content: refused at
+     * RESUMING -> STOP (ring size 3 in the control block, offset 40) */
+    memcpy(b, st.buf, n);
+    memcpy(b + HDR_REC + sizeof(struct ft_rec_hdr) + 40, &rs, sizeof(rs));
+    reseal(b + HDR_REC);
+    redigest(&(struct stream){.buf = b, .len = n}, ck);
+    load_expect(b, n, sb, ck, 0, -EBADMSG);
+
+    free(b);
+    free(st.buf);
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    return vmig_ctx_new("ft-test", NULL, NULL, &ctx);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    vmig_ctx_free(ctx);
+    return 0;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_traffic_and_registers),
+        cmocka_unit_test(test_worker_thread),
+        cmocka_unit_test(test_precopy_info_exact),
+        cmocka_unit_test(test_precopy_converges_and_destination_continues),
+        cmocka_unit_test(test_reset_during_precopy),
+        cmocka_unit_test(test_hostile_streams_refused),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
