@@ -107,6 +107,7 @@ struct save_session {
     uint64_t unsent_cur;
     uint64_t dirty_cur;
     uint64_t records;
+    uint64_t *csums; /* per chunk: csum of the record last sent */
     uint8_t *out;
     size_t out_len;
     size_t out_pos;
@@ -119,6 +120,7 @@ struct load_session {
     uint64_t gen;
     uint8_t *staging;
     uint64_t *got;
+    uint64_t *csums; /* per chunk: csum of the record last loaded */
     uint64_t ngot;
     bool seen_hdr;
     bool seen_end;
@@ -151,6 +153,7 @@ struct ft_model {
     const struct ft_peer_ops *peer;
     void *peer_opaque;
     uint8_t *state;
+    uint8_t *spare; /* the state replaced by the last load; next staging */
     enum vmig_state mstate;
     enum run_mode mode;
     bool quit;
@@ -179,10 +182,11 @@ table(const struct ft_model *d)
 }
 
 static uint8_t *
-big_alloc(uint64_t len)
+big_alloc(uint64_t len, bool populate)
 {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0),
+                   -1, 0);
 
     return p == MAP_FAILED ? NULL : p;
 }
@@ -551,6 +555,7 @@ save_close(struct ft_model *d)
 
     free(s->unsent);
     free(s->dirty);
+    free(s->csums);
     free(s->out);
     memset(s, 0, sizeof(*s));
 }
@@ -564,8 +569,10 @@ save_open(struct ft_model *d)
     save_close(d);
     s->unsent = calloc(words, sizeof(uint64_t));
     s->dirty = calloc(words, sizeof(uint64_t));
+    s->csums = calloc(d->nchunks, sizeof(uint64_t));
     s->out = malloc(REC_HDR_BYTES + d->chunk_bytes);
-    if (s->unsent == NULL || s->dirty == NULL || s->out == NULL) {
+    if (s->unsent == NULL || s->dirty == NULL || s->csums == NULL ||
+        s->out == NULL) {
         save_close(d);
         return -ENOMEM;
     }
@@ -580,7 +587,7 @@ save_open(struct ft_model *d)
     return 0;
 }
 
-static void
+static uint64_t
 rec_seal(uint8_t *rec, uint32_t type, uint32_t len, uint64_t id)
 {
     struct ft_rec_hdr h = {.type = type, .len = len, .id = id, .csum = 0};
@@ -588,6 +595,20 @@ rec_seal(uint8_t *rec, uint32_t type, uint32_t len, uint64_t id)
     h.csum = XXH3_64bits_withSeed(rec + REC_HDR_BYTES, len,
                                   XXH3_64bits(&h, sizeof(h)));
     memcpy(rec, &h, sizeof(h));
+    return h.csum;
+}
+
+/*
+ * The whole-state digest: XXH3-128 over the csums of the CHUNK records
+ * that carry each chunk's current content, in chunk order.  Each csum
+ * covers its chunk's bytes, so this identifies the whole state while
+ * costing O(chunks) instead of a pass over every byte during the
+ * downtime.
+ */
+static XXH128_hash_t
+state_digest(const uint64_t *csums, uint64_t nchunks)
+{
+    return XXH3_128bits(csums, nchunks * sizeof(uint64_t));
 }
 
 /* Stage the next record in out[]; false when nothing is pending. */
@@ -629,7 +650,7 @@ save_fill(struct ft_model *d)
         }
         memcpy(s->out + REC_HDR_BYTES, d->state + (c << d->chunk_shift),
                d->chunk_bytes);
-        rec_seal(s->out, FT_REC_CHUNK, d->chunk_bytes, c);
+        s->csums[c] = rec_seal(s->out, FT_REC_CHUNK, d->chunk_bytes, c);
         s->out_len = REC_HDR_BYTES + d->chunk_bytes;
         s->out_kind = initial ? OUT_INITIAL : OUT_DIRTY;
         s->records++;
@@ -637,7 +658,9 @@ save_fill(struct ft_model *d)
         return true;
     }
     if (d->mstate == VMIG_STATE_STOP_COPY && !s->end_sent) {
-        XXH128_hash_t h = XXH3_128bits(d->state, d->state_bytes);
+        /* STOP_COPY and nothing unsent or dirty: every chunk's last sent
+         * record carries its current content */
+        XXH128_hash_t h = state_digest(s->csums, d->nchunks);
         struct ft_rec_end e = {
             .nchunks = d->nchunks,
             .records = s->records,
@@ -759,8 +782,13 @@ load_close(struct ft_model *d)
 {
     struct load_session *l = &d->load;
 
-    big_free(l->staging, d->state_bytes);
+    if (l->staging != NULL && d->spare == NULL) {
+        d->spare = l->staging; /* kept for the next load */
+    } else {
+        big_free(l->staging, d->state_bytes);
+    }
     free(l->got);
+    free(l->csums);
     XXH3_freeState(l->xxh);
     memset(l, 0, sizeof(*l));
 }
@@ -771,10 +799,15 @@ load_open(struct ft_model *d)
     struct load_session *l = &d->load;
 
     load_close(d);
-    l->staging = big_alloc(d->state_bytes);
+    /* No need to zero a reused staging area: END is refused unless every
+     * chunk was loaded.  A new one is populated now, before any downtime. */
+    l->staging = d->spare != NULL ? d->spare : big_alloc(d->state_bytes, true);
+    d->spare = NULL;
     l->got = calloc((d->nchunks + 63) / 64, sizeof(uint64_t));
+    l->csums = calloc(d->nchunks, sizeof(uint64_t));
     l->xxh = XXH3_createState();
-    if (l->staging == NULL || l->got == NULL || l->xxh == NULL) {
+    if (l->staging == NULL || l->got == NULL || l->csums == NULL ||
+        l->xxh == NULL) {
         load_close(d);
         return -ENOMEM;
     }
@@ -896,6 +929,7 @@ rec_finish(struct ft_model *d)
         break;
     }
     case FT_REC_CHUNK:
+        l->csums[l->h.id] = l->h.csum;
         if (!bit_test(l->got, l->h.id)) {
             bit_set(l->got, l->h.id);
             l->ngot++;
@@ -911,7 +945,7 @@ rec_finish(struct ft_model *d)
                 (unsigned long long)l->ngot, (unsigned long long)d->nchunks);
             return -EBADMSG;
         }
-        h = XXH3_128bits(l->staging, d->state_bytes);
+        h = state_digest(l->csums, d->nchunks);
         if (h.high64 != e.digest_high || h.low64 != e.digest_low) {
             LOG(d, VMIG_LOG_DEBUG, "stream: whole-state digest mismatch");
             return -EBADMSG;
@@ -1033,7 +1067,7 @@ load_commit(struct ft_model *d)
     }
     old = d->state;
     d->state = l->staging;
-    l->staging = old; /* freed by load_close() */
+    l->staging = old; /* load_close() keeps it as the spare */
     return 0;
 }
 
@@ -1156,7 +1190,7 @@ ft_model_new(vmig_ctx_t *ctx, const struct ft_config *cfg,
     d->capacity = (c.state_bytes - FT_CTRL_BYTES) / FT_FLOW_BYTES;
     d->mstate = VMIG_STATE_RUNNING;
     d->mode = MODE_FULL;
-    d->state = big_alloc(d->state_bytes);
+    d->state = big_alloc(d->state_bytes, false);
     if (d->state == NULL) {
         ret = -ENOMEM;
         goto err_free;
@@ -1214,6 +1248,7 @@ ft_model_free(struct ft_model *d)
     pthread_cond_destroy(&d->work_cv);
     pthread_mutex_destroy(&d->lock);
     big_free(d->state, d->state_bytes);
+    big_free(d->spare, d->state_bytes);
     free(d);
 }
 

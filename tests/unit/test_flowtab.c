@@ -436,7 +436,8 @@ end_off(const struct stream *st)
     return st->len - END_REC;
 }
 
-/* Recompute END's digest over the chunks (each once, in id order). */
+/* Recompute END's digest: XXH3-128 over the CHUNK csums in chunk order
+ * (each chunk appears once, in id order, in a STOP->STOP_COPY stream). */
 static void
 redigest(struct stream *st, uint32_t chunk)
 {
@@ -446,8 +447,10 @@ redigest(struct stream *st, uint32_t chunk)
 
     XXH3_128bits_reset(x);
     for (size_t off = HDR_REC; off < end_off(st); off += REC(chunk)) {
-        XXH3_128bits_update(x, st->buf + off + sizeof(struct ft_rec_hdr),
-                            chunk);
+        struct ft_rec_hdr rh;
+
+        memcpy(&rh, st->buf + off, sizeof(rh));
+        XXH3_128bits_update(x, &rh.csum, sizeof(rh.csum));
     }
     h = XXH3_128bits_digest(x);
     XXH3_freeState(x);
