@@ -225,7 +225,8 @@ ft_guest_reap(struct ft_guest *g)
             a->fwd_completed++;
         }
         a->cons++;
-        a->completed++;
+        /* atomic: another thread may watch progress (ft_guest_completed) */
+        __atomic_store_n(&a->completed, a->completed + 1, __ATOMIC_RELAXED);
         n++;
     }
     return n;
@@ -235,4 +236,10 @@ uint32_t
 ft_guest_outstanding(const struct ft_guest *g)
 {
     return g->a->prod - g->a->cons;
+}
+
+uint64_t
+ft_guest_completed(const struct ft_guest *g)
+{
+    return __atomic_load_n(&g->a->completed, __ATOMIC_RELAXED);
 }

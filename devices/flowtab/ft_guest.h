@@ -149,4 +149,13 @@ long ft_guest_reap(struct ft_guest *g);
  */
 uint32_t ft_guest_outstanding(const struct ft_guest *g);
 
+/**
+ * ft_guest_completed() - Completions reaped so far; may be called from
+ * another thread than the one driving @g (to watch progress).
+ * @g: instance.
+ *
+ * Return: the count.
+ */
+uint64_t ft_guest_completed(const struct ft_guest *g);
+
 #endif /* FT_GUEST_H */

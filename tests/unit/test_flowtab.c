@@ -157,7 +157,7 @@ test_worker_thread(void **state)
     side_guest(&s, 100);
     v.g[0] = &s.g;
     assert_int_equal(ft_vcpu_start(&v), 0);
-    for (int i = 0; i < 2000 && s.g.a->completed < 5000; i++) {
+    for (int i = 0; i < 2000 && ft_guest_completed(&s.g) < 5000; i++) {
         usleep(1000);
     }
     assert_int_equal(ft_vcpu_stop(&v), 0);
@@ -288,7 +288,7 @@ test_precopy_converges_and_destination_continues(void **state)
     side_guest(&s, 64);
     v.g[0] = &s.g;
     assert_int_equal(ft_vcpu_start(&v), 0);
-    for (int i = 0; i < 2000 && s.g.a->completed < 2000; i++) {
+    for (int i = 0; i < 2000 && ft_guest_completed(&s.g) < 2000; i++) {
         usleep(1000);
     }
 
@@ -335,8 +335,8 @@ test_precopy_converges_and_destination_continues(void **state)
     assert_int_equal(ft_drain(&d.g, 5000), 0);
     v.g[0] = &d.g;
     assert_int_equal(ft_vcpu_start(&v), 0);
-    for (uint64_t goal = d.g.a->completed + 3000, i = 0;
-         i < 2000 && d.g.a->completed < goal; i++) {
+    for (uint64_t goal = ft_guest_completed(&d.g) + 3000, i = 0;
+         i < 2000 && ft_guest_completed(&d.g) < goal; i++) {
         usleep(1000);
     }
     assert_int_equal(ft_vcpu_stop(&v), 0);

@@ -137,8 +137,8 @@ migrate_pair(bool two_phase, struct outcome *o)
     v.g[0] = &src.g[0];
     v.g[1] = &src.g[1];
     assert_int_equal(ft_vcpu_start(&v), 0);
-    for (int i = 0; i < 3000 && (src.g[0].a->completed < 3000 ||
-                                 src.g[1].a->completed < 3000);
+    for (int i = 0; i < 3000 && (ft_guest_completed(&src.g[0]) < 3000 ||
+                                 ft_guest_completed(&src.g[1]) < 3000);
          i++) {
         usleep(1000);
     }
