@@ -98,8 +98,10 @@ carry(struct vm *src, struct vm *dst, int i)
 
     assert_int_equal(ft_read_all(src->dev[i], ft_gen(src->dev[i]), &buf, &len),
                      0);
-    set_state(dst->dev[i], S(STOP));
-    set_state(dst->dev[i], S(RESUMING));
+    if (vmig_mig_state(ft_model_mig(dst->dev[i])) != S(RESUMING)) {
+        set_state(dst->dev[i], S(STOP));
+        set_state(dst->dev[i], S(RESUMING));
+    }
     assert_int_equal(ft_mig_write(dst->dev[i], ft_gen(dst->dev[i]), buf, len),
                      (ssize_t)len);
     free(buf);
@@ -115,9 +117,49 @@ struct outcome {
     uint64_t p2p_rx[2];
 };
 
+enum variant {
+    TWO_PHASE,         /* RUNNING_P2P for all, then STOP_COPY */
+    ONE_PHASE,         /* deliberately wrong: A frozen while B runs */
+    PRECOPY_TWO_PHASE, /* PRE_COPY passes, PRE_COPY_P2P for all, STOP_COPY */
+};
+
+static const char *const variant_name[] = {"two-phase", "one-phase",
+                                           "precopy two-phase"};
+
+/* PRE_COPY passes for both devices while the guest runs. */
 static void
-migrate_pair(bool two_phase, struct outcome *o)
+precopy(struct vm *src, struct vm *dst, uint64_t *bytes)
 {
+    const uint64_t rec = sizeof(struct ft_rec_hdr) + CHUNK;
+    uint64_t ini, dirty;
+
+    for (int i = 0; i < 2; i++) {
+        set_state(src->dev[i], S(PRE_COPY));
+        set_state(dst->dev[i], S(STOP));
+        set_state(dst->dev[i], S(RESUMING));
+    }
+    for (int pass = 0; pass < 20; pass++) {
+        bool small = true;
+
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(ft_mig_precopy_info(src->dev[i], &ini, &dirty), 0);
+            small = small && ini == 0 && dirty <= 8 * rec;
+            assert_int_equal(ft_copy(src->dev[i], ft_gen(src->dev[i]),
+                                     dst->dev[i], ft_gen(dst->dev[i]),
+                                     ini + dirty + 1, bytes),
+                             0);
+        }
+        if (small) {
+            break;
+        }
+    }
+}
+
+static void
+migrate_pair(enum variant var, struct outcome *o)
+{
+    const bool two_phase = var != ONE_PHASE;
+    uint64_t pre_bytes = 0;
     struct vm src, dst;
     struct ft_vcpu v = {.ng = 2, .fwd_every = 3, .burst = 8};
     struct ft_counters c[2];
@@ -142,6 +184,10 @@ migrate_pair(bool two_phase, struct outcome *o)
          i++) {
         usleep(1000);
     }
+    if (var == PRECOPY_TWO_PHASE) {
+        precopy(&src, &dst, &pre_bytes); /* under the same load */
+        assert_true(pre_bytes >= 2ull * STATE_BYTES);
+    }
     assert_int_equal(ft_vcpu_stop(&v), 0); /* the vCPU pauses */
     /* what it had queued completes; the backlog below is then exactly
      * BACKLOG forwarding descriptors per ring */
@@ -150,8 +196,11 @@ migrate_pair(bool two_phase, struct outcome *o)
 
     if (two_phase) {
         /* phase 1: every device stops initiating P2P */
-        set_state(src.dev[0], S(RUNNING_P2P));
-        set_state(src.dev[1], S(RUNNING_P2P));
+        unsigned int p2p =
+            var == PRECOPY_TWO_PHASE ? S(PRE_COPY_P2P) : S(RUNNING_P2P);
+
+        set_state(src.dev[0], p2p);
+        set_state(src.dev[1], p2p);
         backlog(&src, 1);
         backlog(&src, 0);
         for (int i = 0; i < 2; i++) {
@@ -210,7 +259,7 @@ migrate_pair(bool two_phase, struct outcome *o)
     print_message(
         "%s: A forwarded %llu, B counted %llu; B forwarded %llu, "
         "A counted %llu; refused on the source: A %llu, B %llu\n",
-        two_phase ? "two-phase" : "one-phase", (unsigned long long)c[0].p2p_tx,
+        variant_name[var], (unsigned long long)c[0].p2p_tx,
         (unsigned long long)c[1].p2p_rx, (unsigned long long)c[1].p2p_tx,
         (unsigned long long)c[0].p2p_rx, (unsigned long long)o->refused[0],
         (unsigned long long)o->refused[1]);
@@ -224,7 +273,7 @@ test_two_phase_stop_loses_nothing(void **state)
     struct outcome o = {0};
 
     (void)state;
-    migrate_pair(true, &o);
+    migrate_pair(TWO_PHASE, &o);
     assert_true(o.p2p_rx[0] > 500 && o.p2p_rx[1] > 500);
     assert_int_equal(o.lost_into[0], 0);
     assert_int_equal(o.lost_into[1], 0);
@@ -238,12 +287,31 @@ test_one_phase_stop_loses_records(void **state)
     struct outcome o = {0};
 
     (void)state;
-    migrate_pair(false, &o);
+    migrate_pair(ONE_PHASE, &o);
     /* B's backlog went into a frozen A: refused there, counted as sent by
      * B, absent from A's migrated state */
     assert_int_equal(o.refused[0], BACKLOG);
     assert_int_equal(o.lost_into[0], BACKLOG);
     assert_int_equal(o.lost_into[1], 0);
+}
+
+/*
+ * The live sequence: precopy under P2P load (inbound P2P writes dirty the
+ * receiver's chunks and are resent), then PRE_COPY_P2P for both, then
+ * STOP_COPY: byte-identical destinations, nothing lost.
+ */
+static void
+test_precopy_two_phase_loses_nothing(void **state)
+{
+    struct outcome o = {0};
+
+    (void)state;
+    migrate_pair(PRECOPY_TWO_PHASE, &o);
+    assert_true(o.p2p_rx[0] > 500 && o.p2p_rx[1] > 500);
+    assert_int_equal(o.lost_into[0], 0);
+    assert_int_equal(o.lost_into[1], 0);
+    assert_int_equal(o.refused[0], 0);
+    assert_int_equal(o.refused[1], 0);
 }
 
 static int
@@ -267,6 +335,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_phase_stop_loses_nothing),
         cmocka_unit_test(test_one_phase_stop_loses_records),
+        cmocka_unit_test(test_precopy_two_phase_loses_nothing),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
