@@ -1161,10 +1161,15 @@ ft_model_new(vmig_ctx_t *ctx, const struct ft_config *cfg,
     if (c.batch == 0) {
         c.batch = 32;
     }
+    if (c.mig_flags == 0) {
+        c.mig_flags = FT_MIG_FLAGS;
+    }
     if (out == NULL || dma == NULL || dma->translate == NULL ||
         c.chunk_bytes < FT_MIN_CHUNK_BYTES ||
         c.chunk_bytes > FT_MAX_CHUNK_BYTES ||
-        (c.chunk_bytes & (c.chunk_bytes - 1)) != 0) {
+        (c.chunk_bytes & (c.chunk_bytes - 1)) != 0 ||
+        (c.mig_flags & ~(uint32_t)FT_MIG_FLAGS) != 0 ||
+        vmig_flags_validate(c.mig_flags) < 0) {
         return -EINVAL;
     }
     if (c.state_bytes > FT_MAX_STATE_BYTES) {
@@ -1202,7 +1207,7 @@ ft_model_new(vmig_ctx_t *ctx, const struct ft_config *cfg,
     pthread_cond_init(&d->work_cv, &ca);
     pthread_cond_init(&d->idle_cv, &ca);
     pthread_condattr_destroy(&ca);
-    ret = vmig_mig_new(ctx, FT_MIG_FLAGS, &ft_mig_ops, d, &d->mig);
+    ret = vmig_mig_new(ctx, c.mig_flags, &ft_mig_ops, d, &d->mig);
     if (ret < 0) {
         goto err_sync;
     }

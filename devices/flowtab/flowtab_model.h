@@ -89,6 +89,10 @@ struct ft_peer_ops {
  * @no_thread:   no worker thread; the owner calls ft_model_poll().
  * @batch:       descriptors per worker batch (statistics are written after
  *               each batch); 0: 32.
+ * @mig_flags:   migration features to offer, a subset of FT_MIG_FLAGS that
+ *               includes STOP_COPY; 0: FT_MIG_FLAGS.  Without P2P the
+ *               device has no RUNNING_P2P and goes from RUNNING straight
+ *               to STOP (seed 002); without PRE_COPY it has no precopy.
  */
 struct ft_config {
     uint64_t state_bytes;
@@ -96,6 +100,7 @@ struct ft_config {
     uint32_t device_id;
     bool no_thread;
     unsigned int batch;
+    uint32_t mig_flags;
 };
 
 /**

@@ -37,6 +37,15 @@ struct side {
 };
 
 static void
+side_new_cfg(struct side *s, const struct ft_config *cfg)
+{
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(ft_ram_new(&s->ram, RAM_BYTES), 0);
+    assert_int_equal(ft_model_new(ctx, cfg, &ft_ram_dma, &s->ram, &s->dev), 0);
+    s->regs = ft_regs_of(s->dev);
+}
+
+static void
 side_new(struct side *s, uint64_t state, uint32_t chunk, bool no_thread)
 {
     struct ft_config cfg = {.state_bytes = state,
@@ -44,10 +53,7 @@ side_new(struct side *s, uint64_t state, uint32_t chunk, bool no_thread)
                             .device_id = 1,
                             .no_thread = no_thread};
 
-    memset(s, 0, sizeof(*s));
-    assert_int_equal(ft_ram_new(&s->ram, RAM_BYTES), 0);
-    assert_int_equal(ft_model_new(ctx, &cfg, &ft_ram_dma, &s->ram, &s->dev), 0);
-    s->regs = ft_regs_of(s->dev);
+    side_new_cfg(s, &cfg);
 }
 
 static void
@@ -592,6 +598,75 @@ test_hostile_streams_refused(void **state)
     free(st.buf);
 }
 
+/*
+ * Seed 002: the same device offering fewer features.  Without P2P there
+ * is no RUNNING_P2P (RUNNING -> STOP directly, and the device still
+ * quiesces); without PRE_COPY no precopy.  The stream is the same.
+ */
+static void
+test_feature_subsets(void **state)
+{
+    static const uint32_t sets[] = {
+        VMIG_MIGRATION_STOP_COPY,
+        VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_PRE_COPY,
+        VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P,
+    };
+    struct ft_config bad = {.mig_flags = VMIG_MIGRATION_P2P};
+    struct ft_model *m = NULL;
+    struct ft_ram ram;
+
+    (void)state;
+    assert_int_equal(ft_ram_new(&ram, RAM_BYTES), 0);
+    assert_int_equal(ft_model_new(ctx, &bad, &ft_ram_dma, &ram, &m), -EINVAL);
+    bad.mig_flags = 1u << 3;
+    assert_int_equal(ft_model_new(ctx, &bad, &ft_ram_dma, &ram, &m), -EINVAL);
+    assert_null(m);
+    ft_ram_free(&ram);
+
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+        struct ft_config cfg = {.state_bytes = 256u << 10,
+                                .chunk_bytes = 16u << 10,
+                                .no_thread = true,
+                                .mig_flags = sets[i]};
+        struct side s, d;
+        struct vmig_fsm_path path;
+        uint8_t *buf;
+        size_t len;
+        bool p2p = sets[i] & VMIG_MIGRATION_P2P;
+        bool pre = sets[i] & VMIG_MIGRATION_PRE_COPY;
+
+        side_new_cfg(&s, &cfg);
+        side_new(&d, 256u << 10, 16u << 10, true);
+        assert_int_equal(vmig_mig_flags(ft_model_mig(s.dev)), sets[i]);
+        side_guest(&s, 8);
+        traffic(&s, 50);
+        assert_int_equal(
+            vmig_mig_set_state(ft_model_mig(s.dev), S(RUNNING_P2P)),
+            p2p ? 0 : -EINVAL);
+        assert_int_equal(vmig_mig_set_state(ft_model_mig(s.dev), S(RUNNING)),
+                         0);
+        assert_int_equal(vmig_mig_set_state(ft_model_mig(s.dev), S(PRE_COPY)),
+                         pre ? 0 : -EINVAL);
+        assert_int_equal(vmig_fsm_path(sets[i],
+                                       vmig_mig_state(ft_model_mig(s.dev)),
+                                       S(STOP_COPY), &path),
+                         0);
+        set_state(s.dev, S(STOP_COPY));
+        assert_int_equal(ft_model_reg_write(s.dev, FT_REG_TAIL, 1), -EBUSY);
+        assert_int_equal(ft_read_all(s.dev, ft_gen(s.dev), &buf, &len), 0);
+        /* a device with every feature loads it: same format */
+        set_state(d.dev, S(STOP));
+        set_state(d.dev, S(RESUMING));
+        assert_int_equal(ft_mig_write(d.dev, ft_gen(d.dev), buf, len),
+                         (ssize_t)len);
+        free(buf);
+        set_state(d.dev, S(STOP));
+        assert_same_state(s.dev, d.dev);
+        side_free(&s);
+        side_free(&d);
+    }
+}
+
 static int
 setup(void **state)
 {
@@ -617,6 +692,7 @@ main(void)
         cmocka_unit_test(test_precopy_converges_and_destination_continues),
         cmocka_unit_test(test_reset_during_precopy),
         cmocka_unit_test(test_hostile_streams_refused),
+        cmocka_unit_test(test_feature_subsets),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
