@@ -389,7 +389,7 @@ main(int argc, char **argv)
            "dirty rate", "passes", "end", "pre x st", "stop MiB", "stop/nopre",
            "t_stop ms", "ideal ms", "est ms", "est/nopre");
     for (size_t i = 0; i < nsizes; i++) {
-        struct result base;
+        struct result base = {0};
         double base_est;
         bool ok = true;
 
