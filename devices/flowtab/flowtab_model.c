@@ -1025,17 +1025,22 @@ ft_mig_write(struct ft_model *d, uint64_t gen, const void *buf, size_t len)
 static int
 ctrl_validate(const struct ft_model *d, const struct ft_ctrl *c)
 {
+    const uint32_t status_bits =
+        FT_STATUS_ENABLED | FT_STATUS_DMA_ERR | FT_STATUS_CFG_ERR;
     uint32_t rs = c->ring_size;
 
     if (c->magic != FT_CTRL_MAGIC || c->capacity != d->capacity ||
-        c->flows > d->capacity || (c->ctrl & ~(uint32_t)FT_CTRL_ENABLE) != 0) {
+        c->flows > d->capacity || (c->ctrl & ~(uint32_t)FT_CTRL_ENABLE) != 0 ||
+        (c->status & ~status_bits) != 0) {
         return -EBADMSG;
     }
     if (rs != 0 && (rs < FT_RING_MIN || rs > FT_RING_MAX || (rs & (rs - 1)))) {
         return -EBADMSG;
     }
-    if ((c->ctrl & FT_CTRL_ENABLE) &&
-        (rs == 0 || (uint32_t)(c->tail - c->head) > rs)) {
+    if ((c->ctrl & FT_CTRL_ENABLE) && rs == 0) {
+        return -EBADMSG;
+    }
+    if (rs != 0 && (uint32_t)(c->tail - c->head) > rs) {
         return -EBADMSG;
     }
     return 0;
@@ -1383,6 +1388,7 @@ enable_locked(struct ft_model *d)
 
     c->status &= ~(FT_STATUS_CFG_ERR | FT_STATUS_DMA_ERR);
     if (rs < FT_RING_MIN || rs > FT_RING_MAX || (rs & (rs - 1)) != 0 ||
+        (uint32_t)(c->tail - c->head) > rs ||
         d->dma->translate(d->dma_opaque, c->ring_iova, bytes, false) == NULL ||
         d->dma->translate(d->dma_opaque, c->cmpl_iova, bytes, true) == NULL ||
         (c->stats_iova != 0 &&
