@@ -179,8 +179,8 @@ migrate_pair(enum variant var, struct outcome *o)
     v.g[0] = &src.g[0];
     v.g[1] = &src.g[1];
     assert_int_equal(ft_vcpu_start(&v), 0);
-    for (int i = 0; i < 3000 && (ft_guest_completed(&src.g[0]) < 3000 ||
-                                 ft_guest_completed(&src.g[1]) < 3000);
+    for (int i = 0; i < 10000 && (ft_guest_completed(&src.g[0]) < 3000 ||
+                                  ft_guest_completed(&src.g[1]) < 3000);
          i++) {
         usleep(1000);
     }
