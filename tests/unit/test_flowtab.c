@@ -671,6 +671,109 @@ test_feature_subsets(void **state)
     }
 }
 
+/*
+ * Device DMA writes are visible to dirty logging: every guest page the
+ * device changed was translated with write=true (the hook a transport's
+ * DMA logging uses), and no descriptor read was flagged as a write.
+ */
+struct logged_ram {
+    struct ft_ram ram;
+    uint64_t wlog[RAM_BYTES / 4096 / 64];
+};
+
+static void *
+logged_translate(void *opaque, uint64_t iova, size_t len, bool write)
+{
+    struct logged_ram *r = opaque;
+
+    if (iova > r->ram.len || len > r->ram.len - iova || len == 0) {
+        return NULL;
+    }
+    if (write) {
+        for (uint64_t p = iova / 4096; p <= (iova + len - 1) / 4096; p++) {
+            r->wlog[p / 64] |= 1ull << (p % 64);
+        }
+    }
+    return r->ram.base + iova;
+}
+
+static const struct ft_dma_ops logged_dma = {.translate = logged_translate};
+
+static void
+test_dma_writes_are_logged(void **state)
+{
+    static struct logged_ram r;
+    struct ft_config cfg = {.state_bytes = 1u << 20, .no_thread = true};
+    struct ft_model *m;
+    struct ft_guest g;
+    struct ft_guest_regs regs;
+    uint8_t *before = malloc(RAM_BYTES);
+    unsigned int changed = 0;
+
+    (void)state;
+    assert_non_null(before);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(ft_ram_new(&r.ram, RAM_BYTES), 0);
+    assert_int_equal(ft_model_new(ctx, &cfg, &logged_dma, &r, &m), 0);
+    regs = ft_regs_of(m);
+    assert_int_equal(
+        ft_guest_init(&g, r.ram.base, r.ram.len, AREA, 512, 40, 77, &regs), 0);
+    for (int round = 0; round < 4; round++) {
+        assert_true(ft_guest_post(&g, 300, 0) > 0);
+        memcpy(before, r.ram.base, RAM_BYTES); /* the guest's writes done */
+        memset(r.wlog, 0, sizeof(r.wlog));
+        while (ft_model_poll(m, 64) > 0) {
+        }
+        for (size_t p = 0; p < RAM_BYTES / 4096; p++) {
+            if (memcmp(before + p * 4096, r.ram.base + p * 4096, 4096) != 0) {
+                changed++;
+                assert_true(r.wlog[p / 64] & (1ull << (p % 64)));
+            }
+        }
+        /* the descriptor ring page was only read */
+        assert_false(r.wlog[(g.a->desc_iova / 4096) / 64] &
+                     (1ull << ((g.a->desc_iova / 4096) % 64)));
+        assert_return_code(ft_guest_reap(&g), 0);
+    }
+    assert_true(changed >= 4);
+    ft_model_free(m);
+    ft_ram_free(&r.ram);
+    free(before);
+}
+
+/* PRE_COPY -> RUNNING abandons precopy; a later precopy starts over. */
+static void
+test_precopy_abandoned_and_restarted(void **state)
+{
+    struct side s;
+    uint8_t buf[8192];
+    uint64_t gen, ini, dirty, full;
+
+    (void)state;
+    side_new(&s, 1u << 20, 16u << 10, true);
+    side_guest(&s, 8);
+    assert_int_equal(ft_mig_data_size(s.dev, &full), 0);
+    set_state(s.dev, S(PRE_COPY));
+    gen = ft_gen(s.dev);
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
+    set_state(s.dev, S(RUNNING));
+    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -EBADF);
+    traffic(&s, 20); /* the device runs on, no tracking cost */
+    set_state(s.dev, S(PRE_COPY));
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(ini + END_REC, full);
+    assert_int_equal(dirty, 0);
+    /* PRE_COPY_P2P keeps the session and its sizes */
+    set_state(s.dev, S(PRE_COPY_P2P));
+    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(ini + END_REC, full);
+    set_state(s.dev, S(RUNNING_P2P));
+    set_state(s.dev, S(RUNNING));
+    traffic(&s, 5);
+    assert_int_equal(s.g.a->bad, 0);
+    side_free(&s);
+}
+
 static int
 setup(void **state)
 {
@@ -697,6 +800,8 @@ main(void)
         cmocka_unit_test(test_reset_during_precopy),
         cmocka_unit_test(test_hostile_streams_refused),
         cmocka_unit_test(test_feature_subsets),
+        cmocka_unit_test(test_dma_writes_are_logged),
+        cmocka_unit_test(test_precopy_abandoned_and_restarted),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
