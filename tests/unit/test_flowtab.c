@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <cmocka.h>
 #include <xxhash.h>
 #include <vmig/ctx.h>
@@ -102,6 +103,20 @@ traffic(struct side *s, unsigned int n)
         n -= (unsigned int)p;
     }
     assert_int_equal(ft_guest_outstanding(&s->g), 0);
+}
+
+/* Post and wait for completions (threaded device). */
+static void
+traffic_threaded(struct side *s, unsigned int n)
+{
+    while (n > 0) {
+        long p = ft_guest_post(&s->g, n > 64 ? 64 : n, 0);
+
+        assert_true(p > 0);
+        assert_int_equal(ft_drain(&s->g, 5000), 0);
+        n -= (unsigned int)p;
+    }
+    assert_int_equal(s->g.a->bad, 0);
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -774,6 +789,74 @@ test_precopy_abandoned_and_restarted(void **state)
     side_free(&s);
 }
 
+struct reader {
+    struct ft_model *dev;
+    uint64_t gen;
+    uint64_t bytes;
+    long err;
+    pthread_t thread;
+};
+
+static void *
+reader_main(void *arg)
+{
+    struct reader *r = arg;
+    static uint8_t buf[64 << 10];
+
+    for (int i = 0; i < 2000000; i++) {
+        ssize_t n = ft_mig_read(r->dev, r->gen, buf, sizeof(buf));
+
+        if (n == -ENOMSG) {
+            usleep(50);
+            continue;
+        }
+        if (n <= 0) {
+            r->err = (long)n;
+            break;
+        }
+        __atomic_add_fetch(&r->bytes, (uint64_t)n, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+/*
+ * Seed 003 with real concurrency: the guest runs, a reader streams
+ * PRE_COPY data in its own thread, and the device is reset under it: the
+ * reader fails with ENODEV (never a silent end), the device runs on.
+ */
+static void
+test_reset_races_reader(void **state)
+{
+    struct side s;
+    struct ft_vcpu v = {.ng = 1, .burst = 8};
+    struct reader r = {0};
+
+    (void)state;
+    side_new(&s, 8u << 20, 16u << 10, false);
+    side_guest(&s, 64);
+    v.g[0] = &s.g;
+    assert_int_equal(ft_vcpu_start(&v), 0);
+    set_state(s.dev, S(PRE_COPY));
+    r.dev = s.dev;
+    r.gen = ft_gen(s.dev);
+    assert_int_equal(pthread_create(&r.thread, NULL, reader_main, &r), 0);
+    for (int i = 0;
+         i < 10000 && __atomic_load_n(&r.bytes, __ATOMIC_RELAXED) < (4u << 20);
+         i++) {
+        usleep(100);
+    }
+    vmig_mig_reset(ft_model_mig(s.dev)); /* the guest resets the device */
+    pthread_join(r.thread, NULL);
+    assert_int_equal(r.err, -ENODEV);
+    assert_true(r.bytes >= (4u << 20));
+    /* the guest driver sees a reset device: its doorbell is refused, and
+     * it re-initialises the device and carries on */
+    ft_vcpu_stop(&v);
+    side_guest(&s, 64);
+    traffic_threaded(&s, 500);
+    side_free(&s);
+}
+
 static int
 setup(void **state)
 {
@@ -802,6 +885,7 @@ main(void)
         cmocka_unit_test(test_feature_subsets),
         cmocka_unit_test(test_dma_writes_are_logged),
         cmocka_unit_test(test_precopy_abandoned_and_restarted),
+        cmocka_unit_test(test_reset_races_reader),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
