@@ -611,16 +611,16 @@ state_digest(const uint64_t *csums, uint64_t nchunks)
     return XXH3_128bits(csums, nchunks * sizeof(uint64_t));
 }
 
-/* Stage the next record in out[]; false when nothing is pending. */
-static bool
-save_fill(struct ft_model *d)
+/*
+ * Build the next record at @dst (room for REC_HDR_BYTES + chunk_bytes).
+ * Return its length and kind, or 0 when nothing is pending.
+ */
+static size_t
+save_next(struct ft_model *d, uint8_t *dst, enum out_kind *kind)
 {
     struct save_session *s = &d->save;
     uint64_t c;
 
-    s->out_pos = 0;
-    s->out_len = 0;
-    s->out_kind = OUT_NONE;
     if (s->hdr_pending) {
         struct ft_rec_stream_hdr h = {
             .magic = FT_STREAM_MAGIC | (uint64_t)FT_STREAM_VERSION << 56,
@@ -629,12 +629,11 @@ save_fill(struct ft_model *d)
             .nchunks = d->nchunks,
         };
 
-        memcpy(s->out + REC_HDR_BYTES, &h, sizeof(h));
-        rec_seal(s->out, FT_REC_HDR, sizeof(h), 0);
-        s->out_len = HDR_REC_BYTES;
-        s->out_kind = OUT_INITIAL;
+        memcpy(dst + REC_HDR_BYTES, &h, sizeof(h));
+        rec_seal(dst, FT_REC_HDR, sizeof(h), 0);
+        *kind = OUT_INITIAL;
         s->hdr_pending = false;
-        return true;
+        return HDR_REC_BYTES;
     }
     if (s->nunsent > 0 || s->ndirty > 0) {
         bool initial = s->nunsent > 0;
@@ -648,14 +647,13 @@ save_fill(struct ft_model *d)
             bit_clear(s->dirty, c);
             s->ndirty--;
         }
-        memcpy(s->out + REC_HDR_BYTES, d->state + (c << d->chunk_shift),
+        memcpy(dst + REC_HDR_BYTES, d->state + (c << d->chunk_shift),
                d->chunk_bytes);
-        s->csums[c] = rec_seal(s->out, FT_REC_CHUNK, d->chunk_bytes, c);
-        s->out_len = REC_HDR_BYTES + d->chunk_bytes;
-        s->out_kind = initial ? OUT_INITIAL : OUT_DIRTY;
+        s->csums[c] = rec_seal(dst, FT_REC_CHUNK, d->chunk_bytes, c);
+        *kind = initial ? OUT_INITIAL : OUT_DIRTY;
         s->records++;
         d->diag.chunks_sent++;
-        return true;
+        return REC_HDR_BYTES + d->chunk_bytes;
     }
     if (d->mstate == VMIG_STATE_STOP_COPY && !s->end_sent) {
         /* STOP_COPY and nothing unsent or dirty: every chunk's last sent
@@ -668,14 +666,27 @@ save_fill(struct ft_model *d)
             .digest_low = h.low64,
         };
 
-        memcpy(s->out + REC_HDR_BYTES, &e, sizeof(e));
-        rec_seal(s->out, FT_REC_END, sizeof(e), 0);
-        s->out_len = END_REC_BYTES;
-        s->out_kind = OUT_END;
+        memcpy(dst + REC_HDR_BYTES, &e, sizeof(e));
+        rec_seal(dst, FT_REC_END, sizeof(e), 0);
+        *kind = OUT_END;
         s->end_sent = true;
-        return true;
+        return END_REC_BYTES;
     }
-    return false;
+    return 0;
+}
+
+/* Stage the next record in out[]; false when nothing is pending. */
+static bool
+save_fill(struct ft_model *d)
+{
+    struct save_session *s = &d->save;
+
+    s->out_pos = 0;
+    s->out_len = save_next(d, s->out, &s->out_kind);
+    if (s->out_len == 0) {
+        s->out_kind = OUT_NONE;
+    }
+    return s->out_len > 0;
 }
 
 /* Return 0 when session @gen of @kind is the open one, else its error. */
@@ -711,6 +722,19 @@ ft_mig_read(struct ft_model *d, uint64_t gen, void *buf, size_t len)
     while (copied < len) {
         size_t n;
 
+        if (s->out_pos == s->out_len &&
+            len - copied >= REC_HDR_BYTES + d->chunk_bytes) {
+            /* room for any whole record: build it in place (one copy
+             * less on the downtime path) */
+            enum out_kind kind;
+
+            n = save_next(d, (uint8_t *)buf + copied, &kind);
+            if (n == 0) {
+                break;
+            }
+            copied += n;
+            continue;
+        }
         if (s->out_pos == s->out_len && !save_fill(d)) {
             break;
         }
