@@ -138,6 +138,21 @@ test_traffic_and_registers(void **state)
     side_guest(&s, 32);
     /* ring settings are locked while enabled */
     assert_int_equal(ft_model_reg_write(s.dev, FT_REG_RING_SIZE, 64), -EBUSY);
+    /* a doorbell beyond the ring, a bad ring size, a ring outside guest
+     * memory: refused, and the device says why */
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_TAIL, 257), -EINVAL);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_CTRL, 0), 0);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_RING_SIZE, 3), 0);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_CTRL, FT_CTRL_ENABLE),
+                     -EINVAL);
+    assert_int_equal(ft_model_reg_read(s.dev, FT_REG_STATUS, &v), 0);
+    assert_true(v & FT_STATUS_CFG_ERR);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_RING_SIZE, 256), 0);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_RING_HI, 1), 0);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_CTRL, FT_CTRL_ENABLE),
+                     -EINVAL);
+    assert_int_equal(ft_model_reg_write(s.dev, FT_REG_CTRL, 0x80), -EINVAL);
+    side_guest(&s, 32); /* the driver programs it properly again */
     traffic(&s, 1000);
     ft_model_counters(s.dev, &c);
     assert_int_equal(c.packets, 1000);
@@ -693,6 +708,7 @@ test_feature_subsets(void **state)
  */
 struct logged_ram {
     struct ft_ram ram;
+    bool unmapped; /* every translation fails (a DMA unmap) */
     uint64_t wlog[RAM_BYTES / 4096 / 64];
 };
 
@@ -701,7 +717,8 @@ logged_translate(void *opaque, uint64_t iova, size_t len, bool write)
 {
     struct logged_ram *r = opaque;
 
-    if (iova > r->ram.len || len > r->ram.len - iova || len == 0) {
+    if (r->unmapped || iova > r->ram.len || len > r->ram.len - iova ||
+        len == 0) {
         return NULL;
     }
     if (write) {
@@ -751,6 +768,31 @@ test_dma_writes_are_logged(void **state)
         assert_return_code(ft_guest_reap(&g), 0);
     }
     assert_true(changed >= 4);
+
+    /* guest memory disappears under the device: it stops cleanly and
+     * says why; the guest driver can reprogram it once memory is back */
+    {
+        uint32_t st, head0, head1;
+
+        assert_int_equal(ft_model_reg_read(m, FT_REG_HEAD, &head0), 0);
+        assert_true(ft_guest_post(&g, 10, 0) > 0);
+        r.unmapped = true;
+        assert_int_equal(ft_model_poll(m, 64), 0);
+        assert_int_equal(ft_model_reg_read(m, FT_REG_STATUS, &st), 0);
+        assert_true(st & FT_STATUS_DMA_ERR);
+        assert_false(st & FT_STATUS_ENABLED);
+        assert_int_equal(ft_model_reg_read(m, FT_REG_HEAD, &head1), 0);
+        assert_int_equal(head0, head1);
+        assert_int_equal(ft_model_reg_write(m, FT_REG_CTRL, FT_CTRL_ENABLE),
+                         -EINVAL);
+        r.unmapped = false;
+        assert_int_equal(ft_model_reg_write(m, FT_REG_CTRL, FT_CTRL_ENABLE), 0);
+        while (ft_model_poll(m, 64) > 0) {
+        }
+        assert_return_code(ft_guest_reap(&g), 0);
+        assert_int_equal(ft_guest_outstanding(&g), 0);
+        assert_int_equal(g.a->bad, 0);
+    }
     ft_model_free(m);
     ft_ram_free(&r.ram);
     free(before);
