@@ -22,7 +22,7 @@
 /* Waits for a reply; SET_STATE and bulk reads may run device work. */
 #define CLI_TIMEOUT_MS 30000
 #define CLI_MAX_DMA 1024
-#define CLI_BULK_CHUNK (1u << 20)
+#define CLI_BULK_CHUNK (4u << 20)
 
 struct cli_dma {
     uint64_t iova;

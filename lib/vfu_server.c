@@ -49,7 +49,7 @@
 /* Built-in dirty log: bitmap bits across all ranges. */
 #define VFU_MAX_DIRTY_BITS (1ull << 28)
 /* Bulk channel chunk. */
-#define VFU_BULK_CHUNK (1u << 20)
+#define VFU_BULK_CHUNK (4u << 20)
 
 struct region {
     bool present;
