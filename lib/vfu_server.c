@@ -1817,6 +1817,11 @@ h_feature(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
     default:
         return -EOPNOTSUPP;
     }
+    /* GET: argsz is the room the client has for the reply (the
+     * kernel's vfio_check_feature() minsz test). */
+    if (get && argsz < sizeof(struct vmig_vfu_feature) + olen) {
+        return -EINVAL;
+    }
     {
         struct vmig_vfu_feature fh;
 
