@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <vmig/mig.h>
 #include <vmig/vfu_server.h>
@@ -128,8 +129,6 @@ struct vmig_vfu_server {
     int pend_ret;
     struct vmig__tran_msg pend_msg;
     uint16_t next_id;
-    pthread_t loop_thread;
-    bool in_loop;
 
     /* data session as seen by this client */
     uint64_t sess_gen;
@@ -137,6 +136,9 @@ struct vmig_vfu_server {
     int bulk_fd;
     uint8_t *scratch;
 };
+
+/* The server whose loop runs on this thread (callbacks see it). */
+static __thread struct vmig_vfu_server *loop_server;
 
 /* What a handler answers: up to two payload parts and fds. */
 struct reply {
@@ -480,11 +482,13 @@ dma_free_locked(struct vmig_vfu_server *s)
 static void
 conn_close(struct vmig_vfu_server *s, const char *why)
 {
+    pthread_mutex_lock(&s->send_lock);
     if (s->conn >= 0) {
         vmig_info(s->ctx, "vfu: client disconnected: %s", why);
         close(s->conn);
         s->conn = -1;
     }
+    pthread_mutex_unlock(&s->send_lock);
     if (s->bulk_fd >= 0) {
         close(s->bulk_fd);
         s->bulk_fd = -1;
@@ -606,12 +610,10 @@ send_msg(struct vmig_vfu_server *s, struct vmig_vfu_hdr *h, const void *p1,
     if (s->fuzz) {
         return 0;
     }
-    if (s->conn < 0) {
-        return -ENOTCONN;
-    }
     pthread_mutex_lock(&s->send_lock);
-    ret =
-        vmig__tran_send(s->conn, VFU_TIMEOUT_MS, h, p1, l1, p2, l2, fds, nfds);
+    ret = s->conn < 0 ? -ENOTCONN
+                      : vmig__tran_send(s->conn, VFU_TIMEOUT_MS, h, p1, l1, p2,
+                                        l2, fds, nfds);
     pthread_mutex_unlock(&s->send_lock);
     return ret;
 }
@@ -687,16 +689,73 @@ dma_find_locked(struct vmig_vfu_server *s, uint64_t iova)
     return -1;
 }
 
+/* Route a reply message to a waiting device thread. */
+static void
+route_reply(struct vmig_vfu_server *s, struct vmig__tran_msg *raw, uint16_t id)
+{
+    pthread_mutex_lock(&s->pend_lock);
+    if (s->pend_active && !s->pend_done && s->pend_id == id) {
+        s->pend_msg = *raw;
+        memset(raw, 0, sizeof(*raw));
+        s->pend_ret = 0;
+        s->pend_done = true;
+        pthread_cond_broadcast(&s->pend_cv);
+    } else {
+        vmig_dbg(s->ctx, "vfu: msg %#x: unexpected reply dropped", id);
+    }
+    pthread_mutex_unlock(&s->pend_lock);
+}
+
+/*
+ * Loop thread, inside a callback: read until the reply @id arrives.
+ * Replies for a device thread's request are routed to it; a client
+ * command cannot be handled here (we are inside another one), so it is
+ * refused with EBUSY.
+ */
+static int
+inline_wait(struct vmig_vfu_server *s, uint16_t id, struct vmig__tran_msg *rm)
+{
+    for (;;) {
+        struct vmig_vfu_hdr h;
+        int ret;
+
+        ret = vmig__tran_recv(s->conn, VFU_TIMEOUT_MS,
+                              (size_t)s->xfer_out + 4096, rm);
+        if (ret < 0) {
+            return ret;
+        }
+        memcpy(&h, rm->buf, sizeof(h));
+        if ((h.flags & VMIG_VFU_F_TYPE_MASK) == VMIG_VFU_F_TYPE_REPLY) {
+            if (h.id == id) {
+                return 0;
+            }
+            route_reply(s, rm, h.id);
+        } else if (!(h.flags & VMIG_VFU_F_NO_REPLY)) {
+            struct vmig_vfu_hdr o = {.id = h.id,
+                                     .cmd = h.cmd,
+                                     .flags = VMIG_VFU_F_TYPE_REPLY |
+                                              VMIG_VFU_F_ERROR,
+                                     .error = EBUSY};
+
+            vmig_dbg(s->ctx, "vfu: msg %#x: %s while waiting for DMA: EBUSY",
+                     h.id, vmig_vfu_cmd_name(h.cmd));
+            (void)send_msg(s, &o, NULL, 0, NULL, 0, NULL, 0);
+        }
+        vmig__tran_msg_release(rm);
+    }
+}
+
 /*
  * Send a server-to-client request and wait for its reply.  From the loop
  * thread the reply is read inline (the client is blocked in its own
- * request and answers ours first); from other threads the loop hands the
- * reply over through pend_*.
+ * request and answers ours first); other threads are served one at a
+ * time (dmamsg_lock) and the loop hands their reply over through pend_*.
  */
 static int
 dma_msg(struct vmig_vfu_server *s, uint16_t cmd, uint64_t iova, void *buf,
         size_t len)
 {
+    const struct vmig_vfu_limits lim = {s->xfer_out, VMIG_VFU_MAX_FDS};
     struct vmig_vfu_dma_rw d = {.addr = iova, .count = len};
     struct vmig_vfu_hdr h = {.cmd = cmd, .flags = VMIG_VFU_F_TYPE_COMMAND};
     struct vmig__tran_msg rm;
@@ -704,34 +763,44 @@ dma_msg(struct vmig_vfu_server *s, uint16_t cmd, uint64_t iova, void *buf,
     bool inline_read;
     int ret;
 
-    if (s->fuzz || s->conn < 0) {
+    if (s->fuzz) {
         return -ENOTCONN;
     }
-    inline_read = s->in_loop && pthread_equal(pthread_self(), s->loop_thread);
-    pthread_mutex_lock(&s->dmamsg_lock);
+    inline_read = loop_server == s;
+    if (!inline_read) {
+        pthread_mutex_lock(&s->dmamsg_lock);
+    }
     pthread_mutex_lock(&s->pend_lock);
     h.id = ++s->next_id;
-    s->pend_id = h.id;
-    s->pend_active = !inline_read;
-    s->pend_done = false;
+    if (!inline_read) {
+        s->pend_id = h.id;
+        s->pend_active = true;
+        s->pend_done = false;
+    }
     pthread_mutex_unlock(&s->pend_lock);
 
     ret = send_msg(s, &h, &d, sizeof(d),
                    cmd == VMIG_VFU_CMD_DMA_WRITE ? buf : NULL,
                    cmd == VMIG_VFU_CMD_DMA_WRITE ? len : 0, NULL, 0);
-    if (ret < 0) {
-        goto out;
-    }
-    if (inline_read) {
-        ret = vmig__tran_recv(s->conn, VFU_TIMEOUT_MS, (size_t)s->xfer_out + 64,
-                              &rm);
-    } else {
+    if (ret == 0 && inline_read) {
+        ret = inline_wait(s, h.id, &rm);
+    } else if (!inline_read) {
+        struct timespec dl;
+
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += VFU_TIMEOUT_MS / 1000;
         pthread_mutex_lock(&s->pend_lock);
-        while (!s->pend_done) {
-            pthread_cond_wait(&s->pend_cv, &s->pend_lock);
+        while (ret == 0 && !s->pend_done) {
+            if (pthread_cond_timedwait(&s->pend_cv, &s->pend_lock, &dl) ==
+                ETIMEDOUT) {
+                s->pend_done = true;
+                s->pend_ret = -ETIMEDOUT;
+            }
         }
-        ret = s->pend_ret;
-        rm = s->pend_msg;
+        if (ret == 0) {
+            ret = s->pend_ret;
+            rm = s->pend_msg;
+        }
         memset(&s->pend_msg, 0, sizeof(s->pend_msg));
         s->pend_active = false;
         pthread_mutex_unlock(&s->pend_lock);
@@ -739,14 +808,12 @@ dma_msg(struct vmig_vfu_server *s, uint16_t cmd, uint64_t iova, void *buf,
     if (ret < 0) {
         goto out;
     }
-    ret = vmig_vfu_decode(rm.buf, rm.len, rm.nfds, NULL, &m, NULL);
-    if (ret == 0 &&
-        ((m.hdr.flags & VMIG_VFU_F_TYPE_MASK) != VMIG_VFU_F_TYPE_REPLY ||
-         m.hdr.id != h.id || m.hdr.cmd != cmd)) {
+    ret = vmig_vfu_decode(rm.buf, rm.len, rm.nfds, &lim, &m, NULL);
+    if (ret == 0 && (m.hdr.id != h.id || m.hdr.cmd != cmd)) {
         ret = -EPROTO;
     }
     if (ret == 0 && (m.hdr.flags & VMIG_VFU_F_ERROR)) {
-        ret = m.hdr.error != 0 ? -(int)m.hdr.error : -EIO;
+        ret = m.hdr.error != 0 && m.hdr.error < 4096 ? -(int)m.hdr.error : -EIO;
     }
     if (ret == 0 && cmd == VMIG_VFU_CMD_DMA_READ) {
         if (rd64(m.payload, 8) != len) {
@@ -757,7 +824,9 @@ dma_msg(struct vmig_vfu_server *s, uint16_t cmd, uint64_t iova, void *buf,
     }
     vmig__tran_msg_release(&rm);
 out:
-    pthread_mutex_unlock(&s->dmamsg_lock);
+    if (!inline_read) {
+        pthread_mutex_unlock(&s->dmamsg_lock);
+    }
     if (ret < 0) {
         vmig_dbg(s->ctx, "vfu: %s %#llx+%zu failed: %s", vmig_vfu_cmd_name(cmd),
                  (unsigned long long)iova, len, strerror(-ret));
@@ -1859,23 +1928,6 @@ static const struct cmd_desc cmd_table[VMIG_VFU_CMD__COUNT] = {
 };
 /* clang-format on */
 
-/* Route a reply message to a waiting device thread. */
-static void
-route_reply(struct vmig_vfu_server *s, struct vmig__tran_msg *raw, uint16_t id)
-{
-    pthread_mutex_lock(&s->pend_lock);
-    if (s->pend_active && !s->pend_done && s->pend_id == id) {
-        s->pend_msg = *raw;
-        memset(raw, 0, sizeof(*raw));
-        s->pend_ret = 0;
-        s->pend_done = true;
-        pthread_cond_broadcast(&s->pend_cv);
-    } else {
-        vmig_dbg(s->ctx, "vfu: msg %#x: unexpected reply dropped", id);
-    }
-    pthread_mutex_unlock(&s->pend_lock);
-}
-
 /*
  * Handle one received message.  Returns 0, or -ECONNRESET when the client
  * must be disconnected.
@@ -2075,10 +2127,9 @@ vmig_vfu_server_dispatch(struct vmig_vfu_server *s, int timeout_ms)
         conn_close(s, ret == -ENOTCONN ? "closed" : strerror(-ret));
         return 0;
     }
-    s->loop_thread = pthread_self();
-    s->in_loop = true;
+    loop_server = s;
     ret = handle(s, &raw);
-    s->in_loop = false;
+    loop_server = NULL;
     vmig__tran_msg_release(&raw);
     if (ret < 0) {
         conn_close(s, "protocol errors");

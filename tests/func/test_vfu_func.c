@@ -223,6 +223,29 @@ case_basic(void)
     CHECK(v == 2);
     CHECK_RC(poll(&p, 1, 2000), 1);
     CHECK(read(efd, &v, 8) == 8);
+    /* a device thread doing message-based DMA while the client is idle:
+     * the client serves it from vmig_vfu_client_service() */
+    memset(ram2 + 2048, 0, 64);
+    CHECK_RC(reg_write64(c, TD_DST, (8 << 20) + 2048), 0);
+    CHECK_RC(reg_write64(c, TD_ASYNC, 1), 0);
+    {
+        int served = 0;
+
+        for (int i = 0; i < 50 && poll(&p, 1, 0) == 0; i++) {
+            int r = vmig_vfu_client_service(c, 100);
+
+            CHECK(r >= 0);
+            served += r;
+        }
+        /* the DMA_READ may already have been served while the ASYNC
+         * write itself waited for its reply */
+        CHECK(served >= 1 && served <= 2);
+    }
+    CHECK_RC(poll(&p, 1, 2000), 1);
+    CHECK(read(efd, &v, 8) == 8);
+    for (int i = 0; i < 64; i++) {
+        CHECK(ram2[2048 + i] == (uint8_t)(101 + i));
+    }
     /* DMA outside every map fails the doorbell, device survives */
     CHECK_RC(reg_write64(c, TD_SRC, 64 << 20), 0);
     CHECK_RC(reg_write64(c, TD_DOORBELL, 1), -EFAULT);

@@ -8,6 +8,7 @@
  *   type 3 END  - last record (len 0); nothing is applied without it
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -127,6 +128,25 @@ td_doorbell(struct td *t)
     return 0;
 }
 
+static void *
+td_async_main(void *arg)
+{
+    struct td *t = arg;
+    uint8_t b[64];
+
+    /* Message-based DMA from a device thread: the loop routes replies. */
+    if (vmig_vfu_dma_read(t->srv, t->regs[TD_SRC / 8], b, sizeof(b)) == 0) {
+        for (size_t i = 0; i < sizeof(b); i++) {
+            b[i]++;
+        }
+        if (vmig_vfu_dma_write(t->srv, t->regs[TD_DST / 8], b, sizeof(b)) ==
+            0) {
+            (void)!vmig_vfu_irq_trigger(t->srv, 0, 0);
+        }
+    }
+    return NULL;
+}
+
 static int
 td_access(void *opaque, unsigned int region, uint64_t off, void *buf,
           uint32_t len, bool wr)
@@ -161,6 +181,15 @@ td_access(void *opaque, unsigned int region, uint64_t off, void *buf,
     case TD_RESET:
         vmig_vfu_server_device_reset(t->srv);
         return 0;
+    case TD_ASYNC: {
+        pthread_t th;
+
+        if (pthread_create(&th, NULL, td_async_main, t) != 0) {
+            return -EAGAIN;
+        }
+        pthread_detach(th);
+        return 0;
+    }
     case TD_MUTATE:
         t->mem[v % t->size] ^= 0xff;
         td_touch(t, v % t->size);

@@ -12,6 +12,8 @@
  *   0x20 HASH     r (u64): xxh3 of registers + state memory
  *   0x28 RESET    w: device-internal reset (like a guest FLR)
  *   0x30 MUTATE   w: flip the state byte at (value % size)
+ *   0x40 ASYNC    w: like DOORBELL, but from a device thread after the
+ *                 write has completed (SRC -> DST only, then IRQ 0)
  * Region 1 (64 KiB, backed by a memfd: mmap-able).
  * IRQ index 0, one vector.
  * Migration: STOP_COPY | P2P | PRE_COPY; the state is @size bytes of
@@ -33,6 +35,7 @@
 #define TD_HASH 0x20
 #define TD_RESET 0x28
 #define TD_MUTATE 0x30
+#define TD_ASYNC 0x40
 
 /*
  * testdev_spawn() - fork a child serving the device at @path.
