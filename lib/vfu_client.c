@@ -800,11 +800,66 @@ vmig_vfu_client_mig_read(struct vmig_vfu_client *c, void *buf, size_t len)
     return c->state == VMIG_STATE_STOP_COPY ? 0 : -ENOMSG;
 }
 
+static int bulk_open(struct vmig_vfu_client *c);
+
+/* Resuming data over the bulk channel: frames, terminator, then reply. */
+static int
+write_bulk(struct vmig_vfu_client *c, const uint8_t *p, size_t len)
+{
+    struct vmig_vfu_feature f = {sizeof(f), VMIG_VFU_FEAT_X_BULK_WRITE |
+                                                VMIG_VFU_FEATURE_SET};
+    struct vmig_vfu_bulk_frame fr = {0, 0};
+    struct rsp r;
+    uint16_t id;
+    int ret;
+
+    pthread_mutex_lock(&c->lock);
+    ret = send_req(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), NULL, 0, NULL,
+                   0, &id);
+    while (ret == 0 && len > 0) {
+        struct iovec iov[2];
+
+        fr.len = len < CLI_BULK_CHUNK ? (uint32_t)len : CLI_BULK_CHUNK;
+        iov[0].iov_base = &fr;
+        iov[0].iov_len = sizeof(fr);
+        iov[1].iov_base = (void *)p;
+        iov[1].iov_len = fr.len;
+        ret = vmig__tran_write_all(c->bulk_fd, CLI_TIMEOUT_MS, iov, 2);
+        p += fr.len;
+        len -= fr.len;
+    }
+    if (ret == 0) {
+        struct iovec iov = {.iov_base = &fr, .iov_len = sizeof(fr)};
+
+        fr.len = 0;
+        ret = vmig__tran_write_all(c->bulk_fd, CLI_TIMEOUT_MS, &iov, 1);
+    }
+    if (ret == 0) {
+        ret = wait_reply(c, id, VMIG_VFU_CMD_DEVICE_FEATURE, &r);
+        if (ret == 0) {
+            rsp_done(&r);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ret;
+}
+
 int
 vmig_vfu_client_mig_write(struct vmig_vfu_client *c, const void *buf,
                           size_t len)
 {
     const uint8_t *p = buf;
+
+    if ((c->caps.ext & VMIG_VFU_EXT_BULK_DATA) && len > 0) {
+        if (c->bulk_fd < 0) {
+            int ret = bulk_open(c);
+
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        return write_bulk(c, p, len);
+    }
 
     while (len > 0) {
         uint32_t n = len < c->xfer - 8 ? (uint32_t)len : c->xfer - 8;

@@ -1521,6 +1521,50 @@ bulk_read(struct vmig_vfu_server *s, uint64_t max, uint64_t *sent,
     return ret;
 }
 
+/*
+ * Receive resuming data from the bulk channel (extension): frames until
+ * the terminator.  After an error the rest of the burst is still read
+ * and dropped, so the channel stays in step.  Returns 0, the first error
+ * (-ENODEV after a reset, -EBUSY outside RESUMING, the device's errno),
+ * or -ECONNRESET when the channel itself broke.
+ */
+static int
+bulk_write(struct vmig_vfu_server *s, uint64_t *got)
+{
+    int err = sess_check(s, VMIG_SESSION_RESUME);
+
+    *got = 0;
+    for (;;) {
+        struct vmig_vfu_bulk_frame f;
+        int ret;
+
+        ret = vmig__tran_read_all(s->bulk_fd, VFU_TIMEOUT_MS, &f, sizeof(f));
+        if (ret < 0) {
+            return -ECONNRESET;
+        }
+        if (f.len == 0) {
+            return err;
+        }
+        if (f.len > VFU_BULK_CHUNK) {
+            return -ECONNRESET;
+        }
+        ret =
+            vmig__tran_read_all(s->bulk_fd, VFU_TIMEOUT_MS, s->scratch, f.len);
+        if (ret < 0) {
+            return -ECONNRESET;
+        }
+        if (err == 0) {
+            err = s->ops->mig_write(s->opaque, s->scratch, f.len);
+        }
+        if (err == 0) {
+            err = sess_check(s, VMIG_SESSION_RESUME);
+        }
+        if (err == 0) {
+            *got += f.len;
+        }
+    }
+}
+
 static int
 log_start_builtin(struct vmig_vfu_server *s, uint64_t pgsize,
                   const struct vmig_vfu_log_range *rg, unsigned int n)
@@ -1754,6 +1798,7 @@ h_feature(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
             s->mig != NULL && (s->ext & VMIG_VFU_EXT_BULK_DATA) && !s->fuzz;
         break;
     case VMIG_VFU_FEAT_X_BULK_READ:
+    case VMIG_VFU_FEAT_X_BULK_WRITE:
         can_set = s->bulk_fd >= 0;
         break;
     default:
@@ -1856,8 +1901,8 @@ h_feature(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
         (void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
         (void)setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
         s->bulk_fd = sv[0];
-        /* The client's end goes out with the reply, then is closed here
-         * (the reply path closes r->raw's fds; we use the slot trick). */
+        /* The client's end goes out with the reply; handle() closes our
+         * copy once it is sent. */
         rep->fds[0] = sv[1];
         rep->nfds = 1;
         olen = 0;
@@ -1879,6 +1924,22 @@ h_feature(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
         }
         out.br.max_bytes = sent;
         out.br.status = status;
+        out.br.reserved = 0;
+        olen = sizeof(out.br);
+        break;
+    }
+    case VMIG_VFU_FEAT_X_BULK_WRITE: {
+        uint64_t got;
+
+        ret = bulk_write(s, &got);
+        if (ret == -ECONNRESET) {
+            rep->disconnect = true;
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        out.br.max_bytes = got;
+        out.br.status = 0;
         out.br.reserved = 0;
         olen = sizeof(out.br);
         break;

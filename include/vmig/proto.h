@@ -254,6 +254,7 @@ _Static_assert(sizeof(struct vmig_vfu_feature) == 8, "feature");
 #define VMIG_VFU_FEAT_X_PRECOPY_INFO 0xf001
 #define VMIG_VFU_FEAT_X_BULK_CHANNEL 0xf002
 #define VMIG_VFU_FEAT_X_BULK_READ 0xf003
+#define VMIG_VFU_FEAT_X_BULK_WRITE 0xf004
 
 struct vmig_vfu_feat_migration {
     uint64_t flags; /* VMIG_MIGRATION_* */
@@ -293,7 +294,8 @@ struct vmig_vfu_feat_precopy {
     uint64_t dirty_bytes;
 };
 _Static_assert(sizeof(struct vmig_vfu_feat_precopy) == 16, "f_precopy");
-/* Extension: bulk read request (SET) and its reply. */
+/* Extension: bulk read request (SET) and its reply; the bulk write reply
+ * uses the same struct (max_bytes = bytes received, status 0). */
 struct vmig_vfu_feat_bulk_read {
     uint64_t max_bytes; /* request: stop after this many; reply: sent */
     int32_t status;     /* reply: 0 end, ENOMSG no more for now, errno */

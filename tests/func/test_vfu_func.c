@@ -472,6 +472,12 @@ case_reset(void)
     CHECK_RC(vmig_vfu_client_mig_read(c, buf, sizeof(buf)), -ENODEV);
     CHECK_RC(vmig_vfu_client_mig_save(c, discard, NULL, &n), -ENODEV);
 
+    /* RESUMING, reset mid-stream: the writer gets ENODEV too */
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(c, buf, 100), 0);
+    CHECK_RC(vmig_vfu_client_reset(c), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(c, buf, 100), -ENODEV);
+
     /* a new session after the reset works again, to its end */
     CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_STOP_COPY), 0);
     CHECK_RC(vmig_vfu_client_mig_save(c, discard, NULL, &n), 0);
@@ -487,6 +493,10 @@ case_reset(void)
     CHECK_RC(vmig_vfu_client_mig_read(p, buf, sizeof(buf)), sizeof(buf));
     CHECK_RC(vmig_vfu_client_reset(p), 0);
     CHECK_RC(vmig_vfu_client_mig_save(p, discard, NULL, &n), -ENODEV);
+    CHECK_RC(vmig_vfu_client_set_state(p, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(p, buf, 100), 0);
+    CHECK_RC(vmig_vfu_client_reset(p), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(p, buf, 100), -ENODEV);
     vmig_vfu_client_free(p);
     CHECK_RC(testdev_stop(k), 0);
 }
