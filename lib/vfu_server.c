@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -100,6 +101,7 @@ struct vmig_vfu_server {
     int conn;
     bool adopted;
     int stop_efd;
+    int epfd;  /* stop_efd + (the client, or the listening socket) */
     bool fuzz; /* replies dropped; see vmig__vfu_server_feed() */
 
     /* negotiated with the current client */
@@ -285,6 +287,20 @@ refuse_resume(struct vmig_vfu_server *s)
 
 /* ---------------------------------------------------------------- setup */
 
+static int
+ep_add(struct vmig_vfu_server *s, int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+
+    return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void
+ep_del(struct vmig_vfu_server *s, int fd)
+{
+    (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
 int
 vmig_vfu_server_new(vmig_ctx_t *ctx, const struct vmig_vfu_dev_ops *ops,
                     void *opaque, uint64_t mig_flags,
@@ -318,10 +334,18 @@ vmig_vfu_server_new(vmig_ctx_t *ctx, const struct vmig_vfu_dev_ops *ops,
         ret = -errno;
         goto err_free;
     }
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0 || ep_add(s, s->stop_efd) < 0) {
+        ret = -errno;
+        if (s->epfd >= 0) {
+            close(s->epfd);
+        }
+        goto err_efd;
+    }
     if (mig_flags != 0) {
         ret = vmig_mig_new(ctx, mig_flags, &server_mig_ops, s, &s->mig);
         if (ret < 0) {
-            goto err_efd;
+            goto err_ep;
         }
     }
     pthread_mutex_init(&s->irq_lock, NULL);
@@ -336,6 +360,8 @@ vmig_vfu_server_new(vmig_ctx_t *ctx, const struct vmig_vfu_dev_ops *ops,
     *out = s;
     return 0;
 
+err_ep:
+    close(s->epfd);
 err_efd:
     close(s->stop_efd);
 err_free:
@@ -445,6 +471,14 @@ vmig_vfu_server_listen(struct vmig_vfu_server *s, const char *path)
         (void)unlink(path);
         return -ENOMEM;
     }
+    if (s->conn < 0 && ep_add(s, fd) < 0) {
+        ret = -errno;
+        close(fd);
+        (void)unlink(path);
+        free(s->path);
+        s->path = NULL;
+        return ret;
+    }
     s->listen_fd = fd;
     vmig_info(s->ctx, "vfu: listening on %s", path);
     return 0;
@@ -485,8 +519,13 @@ conn_close(struct vmig_vfu_server *s, const char *why)
     pthread_mutex_lock(&s->send_lock);
     if (s->conn >= 0) {
         vmig_info(s->ctx, "vfu: client disconnected: %s", why);
+        ep_del(s, s->conn);
         close(s->conn);
         s->conn = -1;
+        /* listen again for the next client */
+        if (s->listen_fd >= 0) {
+            (void)ep_add(s, s->listen_fd);
+        }
     }
     pthread_mutex_unlock(&s->send_lock);
     if (s->bulk_fd >= 0) {
@@ -552,6 +591,7 @@ vmig_vfu_server_free(struct vmig_vfu_server *s)
     }
     vmig_mig_free(s->mig);
     close(s->stop_efd);
+    close(s->epfd);
     free(s->scratch);
     pthread_mutex_destroy(&s->irq_lock);
     pthread_mutex_destroy(&s->send_lock);
@@ -570,6 +610,12 @@ vmig_vfu_server_adopt(struct vmig_vfu_server *s, int fd)
     }
     if (fd < 0) {
         return -EBADF;
+    }
+    if (ep_add(s, fd) < 0) {
+        return -errno;
+    }
+    if (s->listen_fd >= 0) {
+        ep_del(s, s->listen_fd);
     }
     s->conn = fd;
     s->adopted = true;
@@ -2144,6 +2190,15 @@ accept_client(struct vmig_vfu_server *s)
                    ? 0
                    : -errno;
     }
+    if (ep_add(s, fd) < 0) {
+        int ret = -errno;
+
+        close(fd);
+        return ret;
+    }
+    /* One client at a time (the spec's model): others wait in the
+     * backlog until this one leaves. */
+    ep_del(s, s->listen_fd);
     s->conn = fd;
     s->adopted = false;
     vmig_info(s->ctx, "vfu: client connected");
@@ -2153,8 +2208,9 @@ accept_client(struct vmig_vfu_server *s)
 int
 vmig_vfu_server_dispatch(struct vmig_vfu_server *s, int timeout_ms)
 {
-    struct pollfd p[2] = {{.fd = s->stop_efd, .events = POLLIN}};
+    struct epoll_event ev[3];
     struct vmig__tran_msg raw;
+    bool stop = false, ready = false;
     size_t max;
     int n, ret;
 
@@ -2165,18 +2221,20 @@ vmig_vfu_server_dispatch(struct vmig_vfu_server *s, int timeout_ms)
     if (s->conn < 0 && s->listen_fd < 0) {
         return -ENOTCONN;
     }
-    p[1].fd = s->conn >= 0 ? s->conn : s->listen_fd;
-    p[1].events = POLLIN;
     do {
-        n = poll(p, 2, timeout_ms);
+        n = epoll_wait(s->epfd, ev, 3, timeout_ms);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         return -errno;
     }
-    if (p[0].revents & POLLIN) {
+    for (int i = 0; i < n; i++) {
+        stop |= ev[i].data.fd == s->stop_efd;
+        ready |= ev[i].data.fd != s->stop_efd;
+    }
+    if (stop) {
         return -ESHUTDOWN;
     }
-    if (n == 0) {
+    if (!ready) {
         return 0;
     }
     if (s->conn < 0) {
@@ -2196,6 +2254,12 @@ vmig_vfu_server_dispatch(struct vmig_vfu_server *s, int timeout_ms)
         conn_close(s, "protocol errors");
     }
     return 0;
+}
+
+int
+vmig_vfu_server_fd(struct vmig_vfu_server *s)
+{
+    return s->epfd;
 }
 
 int

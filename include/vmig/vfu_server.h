@@ -192,6 +192,17 @@ VMIG_EXPORT VMIG_MUST_CHECK int
 vmig_vfu_server_dispatch(struct vmig_vfu_server *s, int timeout_ms);
 
 /**
+ * vmig_vfu_server_fd() - A file descriptor that is readable whenever
+ * vmig_vfu_server_dispatch() has work (a client to accept, a message, or
+ * a stop request), for programs with their own poll/epoll loop.  It stays
+ * the same for the server's lifetime.
+ * @s: server.
+ *
+ * Return: an fd owned by the server (an epoll fd).
+ */
+VMIG_EXPORT int vmig_vfu_server_fd(struct vmig_vfu_server *s);
+
+/**
  * vmig_vfu_server_run() - Dispatch until vmig_vfu_server_stop() or, when
  * the server was given a socket with vmig_vfu_server_adopt() and does not
  * listen, until that client disconnects.
