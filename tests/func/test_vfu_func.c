@@ -537,6 +537,7 @@ raw_xact(int fd, uint16_t cmd, const void *p, size_t l, int sfd)
     if (sfd >= 0) {
         struct cmsghdr *c;
 
+        memset(&ctl, 0, sizeof(ctl));
         mh.msg_control = ctl.b;
         mh.msg_controllen = sizeof(ctl.b);
         c = CMSG_FIRSTHDR(&mh);

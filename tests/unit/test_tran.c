@@ -94,6 +94,7 @@ slow_writer(void *arg)
         if (i == 0 && s->sendfd >= 0) {
             struct cmsghdr *c;
 
+            memset(&ctl, 0, sizeof(ctl));
             mh.msg_control = ctl.b;
             mh.msg_controllen = sizeof(ctl.b);
             c = CMSG_FIRSTHDR(&mh);
@@ -252,6 +253,7 @@ test_too_many_fds(void **state)
     int sv[2], before;
 
     (void)state;
+    memset(&ctl, 0, sizeof(ctl));
     pair(sv);
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
         fds[i] = sv[0];
