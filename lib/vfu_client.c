@@ -22,7 +22,7 @@
 /* Waits for a reply; SET_STATE and bulk reads may run device work. */
 #define CLI_TIMEOUT_MS 30000
 #define CLI_MAX_DMA 1024
-#define CLI_BULK_CHUNK (4u << 20)
+#define CLI_BULK_CHUNK (256u << 10) /* frames we send */
 
 struct cli_dma {
     uint64_t iova;
@@ -932,7 +932,7 @@ save_bulk(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink, void *opaque,
             status = fr.status;
             break;
         }
-        if (fr.len > CLI_BULK_CHUNK) {
+        if (fr.len > VMIG_VFU_BULK_FRAME_MAX) {
             ret = -EPROTO;
             break;
         }

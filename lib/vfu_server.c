@@ -50,8 +50,9 @@
 #define VFU_PRE_VERSION_MAX (VMIG_VFU_MAX_VERSION_JSON + 64)
 /* Built-in dirty log: bitmap bits across all ranges. */
 #define VFU_MAX_DIRTY_BITS (1ull << 28)
-/* Bulk channel chunk. */
-#define VFU_BULK_CHUNK (4u << 20)
+/* Bulk channel: frames we send (cache-sized; any size up to
+ * VMIG_VFU_BULK_FRAME_MAX is accepted). */
+#define VFU_BULK_CHUNK (256u << 10)
 
 struct region {
     bool present;
@@ -1591,7 +1592,7 @@ bulk_write(struct vmig_vfu_server *s, uint64_t *got)
         if (f.len == 0) {
             return err;
         }
-        if (f.len > VFU_BULK_CHUNK) {
+        if (f.len > VMIG_VFU_BULK_FRAME_MAX) {
             return -ECONNRESET;
         }
         ret =

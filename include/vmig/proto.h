@@ -302,7 +302,9 @@ struct vmig_vfu_feat_bulk_read {
     uint32_t reserved;
 };
 _Static_assert(sizeof(struct vmig_vfu_feat_bulk_read) == 16, "f_bulk");
-/* Extension: frame header on the bulk channel. */
+/* Extension: frame header on the bulk channel; frames carry at most
+ * VMIG_VFU_BULK_FRAME_MAX data bytes. */
+#define VMIG_VFU_BULK_FRAME_MAX (4u << 20)
 struct vmig_vfu_bulk_frame {
     uint32_t len;   /* data bytes following; 0 ends the burst */
     int32_t status; /* with len 0: 0 end, ENOMSG, EAGAIN, or errno */
