@@ -771,8 +771,13 @@ vmig_vfu_client_log_report(struct vmig_vfu_client *c, uint64_t iova,
 
 /* ---------------------------------------------------------- data */
 
-long
-vmig_vfu_client_mig_read(struct vmig_vfu_client *c, void *buf, size_t len)
+/*
+ * One MIG_DATA_READ; the data goes to @buf, or to @sink straight from the
+ * reply buffer when @buf is NULL.
+ */
+static long
+mig_read1(struct vmig_vfu_client *c, void *buf, size_t len,
+          vmig_vfu_sink_fn *sink, void *opaque)
 {
     struct vmig_vfu_mig_data md = {sizeof(md), 0};
     struct rsp r;
@@ -791,13 +796,29 @@ vmig_vfu_client_mig_read(struct vmig_vfu_client *c, void *buf, size_t len)
         rsp_done(&r);
         return -EPROTO;
     }
-    memcpy(buf, r.m.payload + sizeof(md), got);
+    if (buf != NULL) {
+        memcpy(buf, r.m.payload + sizeof(md), got);
+    } else if (got > 0) {
+        ret = sink(opaque, r.m.payload + sizeof(md), got);
+    }
     rsp_done(&r);
+    if (ret < 0) {
+        return ret;
+    }
     if (got > 0) {
         return got;
     }
     /* An empty reply: permanent end in STOP_COPY, "for now" in PRE_COPY. */
     return c->state == VMIG_STATE_STOP_COPY ? 0 : -ENOMSG;
+}
+
+long
+vmig_vfu_client_mig_read(struct vmig_vfu_client *c, void *buf, size_t len)
+{
+    if (buf == NULL && len > 0) {
+        return -EINVAL;
+    }
+    return mig_read1(c, buf, len, NULL, NULL);
 }
 
 static int bulk_open(struct vmig_vfu_client *c);
@@ -992,14 +1013,10 @@ vmig_vfu_client_mig_save(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink,
         }
     }
     for (;;) {
-        long n = vmig_vfu_client_mig_read(c, c->buf, c->xfer);
+        long n = mig_read1(c, NULL, c->xfer, sink, opaque);
 
         if (n <= 0) {
             return (int)n;
-        }
-        ret = sink(opaque, c->buf, (size_t)n);
-        if (ret < 0) {
-            return ret;
         }
         *bytes += (uint64_t)n;
     }

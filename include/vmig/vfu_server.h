@@ -17,7 +17,10 @@
  * saving states; data writes outside RESUMING).
  *
  * Threads: the event loop (vmig_vfu_server_run() or _dispatch()) runs in
- * one thread and calls every callback from it.  vmig_vfu_irq_trigger(),
+ * one thread and calls every callback from it, except the reset callback,
+ * which vmig_vfu_server_device_reset() runs on its caller's thread
+ * (serialised with state changes by the migration object's lock, not
+ * with the other callbacks).  vmig_vfu_irq_trigger(),
  * vmig_vfu_dma_read()/_write(), vmig_vfu_server_device_reset() and
  * vmig_vfu_server_stop() may be called from any thread.  Message-based DMA
  * from a device thread needs the loop thread to be free to read the reply,
