@@ -538,6 +538,54 @@ vmig_vfu_encode(void *buf, size_t cap, const struct vmig_vfu_hdr *hdr,
     return (long)total;
 }
 
+int
+vmig_vfu_region_sparse(const void *info, size_t len,
+                       struct vmig_vfu_sparse_area *areas, unsigned int max)
+{
+    const uint8_t *p = info;
+    uint32_t flags, off;
+
+    if (info == NULL || len < sizeof(struct vmig_vfu_region_info)) {
+        return -EPROTO;
+    }
+    flags = rd32(p, 4);
+    off = rd32(p, 12);
+    if (!(flags & VMIG_VFU_REGION_CAPS)) {
+        return 0;
+    }
+    while (off != 0) {
+        struct vmig_vfu_cap_hdr h;
+        uint32_t nr;
+
+        if (off < sizeof(struct vmig_vfu_region_info) ||
+            off > len - sizeof(h)) {
+            return -EPROTO;
+        }
+        memcpy(&h, p + off, sizeof(h));
+        if (h.id == VMIG_VFU_CAP_SPARSE_MMAP) {
+            if (len - off < sizeof(struct vmig_vfu_sparse_mmap)) {
+                return -EPROTO;
+            }
+            nr = rd32(p, off + 8);
+            if (nr > (len - off - sizeof(struct vmig_vfu_sparse_mmap)) /
+                         sizeof(struct vmig_vfu_sparse_area)) {
+                return -EPROTO;
+            }
+            if (areas != NULL) {
+                memcpy(areas, p + off + sizeof(struct vmig_vfu_sparse_mmap),
+                       sizeof(*areas) * (nr < max ? nr : max));
+            }
+            return (int)(nr > INT32_MAX ? INT32_MAX : nr);
+        }
+        /* Offsets must grow: a chain cannot loop back. */
+        if (h.next != 0 && h.next <= off) {
+            return -EPROTO;
+        }
+        off = h.next;
+    }
+    return 0;
+}
+
 void
 vmig_vfu_caps_default(struct vmig_vfu_caps *caps)
 {

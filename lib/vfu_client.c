@@ -443,6 +443,40 @@ vmig_vfu_client_region_info(struct vmig_vfu_client *c, unsigned int index,
 }
 
 int
+vmig_vfu_client_region_sparse(struct vmig_vfu_client *c, unsigned int index,
+                              struct vmig_vfu_sparse_area *areas,
+                              unsigned int max)
+{
+    struct vmig_vfu_region_info ri = {.argsz = sizeof(ri), .index = index};
+    struct rsp r;
+    int ret;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint32_t need;
+
+        ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, &ri, sizeof(ri),
+                   NULL, 0, NULL, 0, &r);
+        if (ret < 0) {
+            return ret;
+        }
+        need = rd32(r.m.payload, 0);
+        if (need <= r.m.len || attempt == 1) {
+            ret = need <= r.m.len
+                      ? vmig_vfu_region_sparse(r.m.payload, r.m.len, areas, max)
+                      : -EPROTO;
+            rsp_done(&r);
+            return ret;
+        }
+        rsp_done(&r);
+        if (need > 65536) {
+            return -E2BIG;
+        }
+        ri.argsz = need;
+    }
+    return -EPROTO;
+}
+
+int
 vmig_vfu_client_irq_info(struct vmig_vfu_client *c, unsigned int index,
                          struct vmig_vfu_irq_info *out)
 {

@@ -60,6 +60,8 @@ struct region {
     uint32_t flags;
     int fd;
     uint64_t fd_off;
+    uint8_t *cap; /* prebuilt sparse-mmap capability, or NULL */
+    size_t caplen;
 };
 
 struct irq {
@@ -404,6 +406,40 @@ vmig_vfu_server_add_region(struct vmig_vfu_server *s, unsigned int index,
 }
 
 int
+vmig_vfu_server_set_sparse(struct vmig_vfu_server *s, unsigned int index,
+                           const struct vmig_vfu_sparse_area *areas,
+                           unsigned int n)
+{
+    struct vmig_vfu_sparse_mmap h = {{VMIG_VFU_CAP_SPARSE_MMAP, 1, 0}, n, 0};
+    struct region *g;
+    uint8_t *cap;
+
+    if (index >= VMIG_VFU_MAX_REGIONS || n == 0 || n > 64 || areas == NULL) {
+        return -EINVAL;
+    }
+    g = &s->regions[index];
+    if (!g->present || g->fd < 0) {
+        return -EINVAL;
+    }
+    for (unsigned int i = 0; i < n; i++) {
+        if (areas[i].offset > g->size ||
+            areas[i].size > g->size - areas[i].offset) {
+            return -EINVAL;
+        }
+    }
+    cap = malloc(sizeof(h) + sizeof(*areas) * n);
+    if (cap == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(cap, &h, sizeof(h));
+    memcpy(cap + sizeof(h), areas, sizeof(*areas) * n);
+    free(g->cap);
+    g->cap = cap;
+    g->caplen = sizeof(h) + sizeof(*areas) * n;
+    return 0;
+}
+
+int
 vmig_vfu_server_add_irq(struct vmig_vfu_server *s, unsigned int index,
                         unsigned int count)
 {
@@ -584,6 +620,7 @@ vmig_vfu_server_free(struct vmig_vfu_server *s)
         if (s->regions[i].fd >= 0) {
             close(s->regions[i].fd);
         }
+        free(s->regions[i].cap);
     }
     for (unsigned int i = 0; i < VMIG_VFU_MAX_IRQS; i++) {
         free(s->irqs[i].efd);
@@ -1178,6 +1215,17 @@ h_region_info(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
             ri.offset = g->fd_off;
             rep->fds[0] = g->fd;
             rep->nfds = 1;
+        }
+        if (g->cap != NULL) {
+            /* VFIO rule: argsz says what the full reply needs; the
+             * capability is only sent when the client made room. */
+            ri.flags |= VMIG_VFU_REGION_CAPS;
+            ri.argsz = (uint32_t)(sizeof(ri) + g->caplen);
+            if (rd32(r->m->payload, 0) >= ri.argsz) {
+                ri.cap_offset = sizeof(ri);
+                rep->p2 = g->cap;
+                rep->l2 = g->caplen;
+            }
         }
     }
     rep_inline(rep, &ri, sizeof(ri), NULL, 0);

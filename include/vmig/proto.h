@@ -417,6 +417,25 @@ VMIG_EXPORT const char *vmig_vfu_cmd_name(unsigned int cmd);
  */
 VMIG_EXPORT const char *vmig_vfu_perr_name(enum vmig_vfu_perr why);
 
+/**
+ * vmig_vfu_region_sparse() - Find the sparse-mmap capability in a
+ * DEVICE_GET_REGION_INFO reply.
+ * @info:  the reply payload (struct vmig_vfu_region_info + capabilities).
+ * @len:   its length.
+ * @areas: receives up to @max areas; may be NULL when @max is 0.
+ * @max:   room in @areas.
+ *
+ * Walks the capability chain with bounds checks; offsets must increase,
+ * so a looping chain is an error.
+ *
+ * Return: the number of areas the capability lists (only the first @max
+ * are copied), 0 when the reply has no sparse-mmap capability, or
+ * -EPROTO for a malformed chain.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_vfu_region_sparse(const void *info, size_t len,
+                       struct vmig_vfu_sparse_area *areas, unsigned int max);
+
 /* vmig extension bits, negotiated under capabilities."x-vmig". */
 #define VMIG_VFU_EXT_PRECOPY_INFO 0x1u
 #define VMIG_VFU_EXT_BULK_DATA 0x2u

@@ -119,6 +119,24 @@ vmig_vfu_client_region_info(struct vmig_vfu_client *c, unsigned int index,
                             struct vmig_vfu_region_info *out, int *fd_out);
 
 /**
+ * vmig_vfu_client_region_sparse() - The mmap-able parts of a region
+ * (its sparse-mmap capability), asking again with room for the
+ * capabilities when the first reply says they do not fit.
+ * @c:     client.
+ * @index: region.
+ * @areas: receives up to @max areas (offsets relative to the region's
+ *         mmap offset).
+ * @max:   room in @areas.
+ *
+ * Return: the number of areas (0: no capability - the whole region is
+ * mmap-able if it has the MMAP flag), -EPROTO, or -errno.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_vfu_client_region_sparse(struct vmig_vfu_client *c, unsigned int index,
+                              struct vmig_vfu_sparse_area *areas,
+                              unsigned int max);
+
+/**
  * vmig_vfu_client_irq_info() - DEVICE_GET_IRQ_INFO.
  * @c:     client.
  * @index: IRQ index.

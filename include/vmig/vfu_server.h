@@ -144,6 +144,22 @@ vmig_vfu_server_add_region(struct vmig_vfu_server *s, unsigned int index,
                            uint64_t fd_offset);
 
 /**
+ * vmig_vfu_server_set_sparse() - Only parts of fd-backed region @index may
+ * be mmap'ed: announce them as the sparse-mmap capability (the rest is
+ * accessed with REGION_READ/WRITE, served from the fd).
+ * @s:     server, before it is listening.
+ * @index: an fd-backed region.
+ * @areas: offsets/sizes inside the region (copied).
+ * @n:     number of areas (1..64).
+ *
+ * Return: 0, -EINVAL, -ENOMEM.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_vfu_server_set_sparse(struct vmig_vfu_server *s, unsigned int index,
+                           const struct vmig_vfu_sparse_area *areas,
+                           unsigned int n);
+
+/**
  * vmig_vfu_server_add_irq() - Declare IRQ index @index with @count vectors.
  * @s:     server, before it is listening.
  * @index: IRQ index (< VMIG_VFU_MAX_IRQS), e.g. VFIO_PCI_MSIX_IRQ_INDEX.

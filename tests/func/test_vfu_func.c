@@ -141,6 +141,17 @@ case_basic(void)
     CHECK_RC(vmig_vfu_client_region_info(c, 1, &ri, &rfd), 0);
     CHECK(ri.size == (64 << 10) && rfd >= 0 &&
           (ri.flags & VMIG_VFU_REGION_MMAP));
+    /* the capability did not fit in 32 bytes: argsz says what it needs */
+    CHECK((ri.flags & VMIG_VFU_REGION_CAPS) && ri.cap_offset == 0 &&
+          ri.argsz == 32 + 16 + 2 * 16);
+    {
+        struct vmig_vfu_sparse_area sp[4];
+
+        CHECK_RC(vmig_vfu_client_region_sparse(c, 1, sp, 4), 2);
+        CHECK(sp[0].offset == 0 && sp[0].size == (16 << 10));
+        CHECK(sp[1].offset == (32 << 10) && sp[1].size == (16 << 10));
+        CHECK_RC(vmig_vfu_client_region_sparse(c, 0, sp, 4), 0);
+    }
     {
         /* mmap the region fd and see what region reads see */
         uint8_t *bar1 = mmap(NULL, ri.size, PROT_READ | PROT_WRITE, MAP_SHARED,

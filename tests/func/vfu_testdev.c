@@ -456,6 +456,15 @@ child_main(const char *path, uint64_t seed, size_t size)
         vmig_vfu_server_add_irq(t.srv, 0, 1) < 0) {
         return 1;
     }
+    {
+        /* only the first and third 16 KiB of BAR1 may be mmap'ed */
+        const struct vmig_vfu_sparse_area sp[2] = {{0, 16 << 10},
+                                                   {32 << 10, 16 << 10}};
+
+        if (vmig_vfu_server_set_sparse(t.srv, 1, sp, 2) < 0) {
+            return 1;
+        }
+    }
     close(mfd);
     child_srv = t.srv;
     signal(SIGTERM, on_term);

@@ -14,7 +14,8 @@
  *   0x30 MUTATE   w: flip the state byte at (value % size)
  *   0x40 ASYNC    w: like DOORBELL, but from a device thread after the
  *                 write has completed (SRC -> DST only, then IRQ 0)
- * Region 1 (64 KiB, backed by a memfd: mmap-able).
+ * Region 1 (64 KiB, backed by a memfd: mmap-able; sparse-mmap capability
+ *   listing [0, 16 KiB) and [32 KiB, 48 KiB)).
  * IRQ index 0, one vector.
  * Migration: STOP_COPY | P2P | PRE_COPY; the state is @size bytes of
  * seeded memory plus the registers, streamed as typed records; PRE_COPY

@@ -191,6 +191,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         vmig_vfu_server_add_irq(s, 0, 4) < 0) {
         abort();
     }
+    {
+        const struct vmig_vfu_sparse_area sp = {4096, 4096};
+
+        if (vmig_vfu_server_set_sparse(s, 1, &sp, 1) < 0) {
+            abort();
+        }
+    }
     close(mfd);
     if (size == 0 || data[0] != 0xff) {
         feed_version(s);

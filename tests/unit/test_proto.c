@@ -441,6 +441,56 @@ test_caps(void **state)
 #undef P
 }
 
+static void
+test_sparse_caps(void **state)
+{
+    uint8_t b[256] = {0};
+    struct vmig_vfu_region_info ri = {0, VMIG_VFU_REGION_CAPS, 1, 32, 4096, 0};
+    struct vmig_vfu_cap_hdr other = {99, 1, 40};
+    struct vmig_vfu_sparse_mmap sm = {{VMIG_VFU_CAP_SPARSE_MMAP, 1, 0}, 2, 0};
+    struct vmig_vfu_sparse_area a[2] = {{0, 4096}, {8192, 4096}}, out[2];
+
+    (void)state;
+    memcpy(b, &ri, sizeof(ri));
+    memcpy(b + 32, &other, sizeof(other));
+    memcpy(b + 40, &sm, sizeof(sm));
+    memcpy(b + 56, a, sizeof(a));
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, out, 2), 2);
+    assert_memory_equal(out, a, sizeof(a));
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, out, 1), 2);
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, NULL, 0), 2);
+    /* areas cut off by the end of the reply */
+    assert_int_equal(vmig_vfu_region_sparse(b, 80, out, 2), -EPROTO);
+    assert_int_equal(vmig_vfu_region_sparse(b, 20, out, 2), -EPROTO);
+    /* a chain pointing back at itself */
+    other.next = 32;
+    memcpy(b + 32, &other, sizeof(other));
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, out, 2), -EPROTO);
+    /* a chain pointing past the end, or into the fixed part */
+    other.next = 1000;
+    memcpy(b + 32, &other, sizeof(other));
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, out, 2), -EPROTO);
+    ri.cap_offset = 8;
+    memcpy(b, &ri, sizeof(ri));
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, out, 2), -EPROTO);
+    /* no CAPS flag, or a chain without the sparse capability */
+    ri.flags = 0;
+    memcpy(b, &ri, sizeof(ri));
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, out, 2), 0);
+    ri.flags = VMIG_VFU_REGION_CAPS;
+    ri.cap_offset = 32;
+    other.next = 0;
+    memcpy(b, &ri, sizeof(ri));
+    memcpy(b + 32, &other, sizeof(other));
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, out, 2), 0);
+    /* a huge nr_areas */
+    other.next = 40;
+    memcpy(b + 32, &other, sizeof(other));
+    sm.nr_areas = UINT32_MAX;
+    memcpy(b + 40, &sm, sizeof(sm));
+    assert_int_equal(vmig_vfu_region_sparse(b, 88, out, 2), -EPROTO);
+}
+
 int
 main(void)
 {
@@ -450,6 +500,7 @@ main(void)
         cmocka_unit_test(test_set_irqs),      cmocka_unit_test(test_region_rw),
         cmocka_unit_test(test_dma_rw),        cmocka_unit_test(test_feature),
         cmocka_unit_test(test_mig_data),      cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_sparse_caps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
