@@ -733,6 +733,42 @@ case_hostile(void)
     CHECK_RC(testdev_stop(k), 0);
 }
 
+/* The vfu-testdev program on an inherited socket (--fd), as a VMM
+ * would start a vfio-user backend. */
+static void
+case_tool(const char *tool)
+{
+    struct vmig_vfu_client *c = NULL;
+    struct vmig_vfu_device_info di;
+    uint64_t n;
+    int sv[2], status;
+    pid_t pid;
+
+    CHECK(tool != NULL);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        char arg[32];
+        int fd = dup(sv[1]); /* without CLOEXEC */
+
+        snprintf(arg, sizeof(arg), "--fd=%d", fd);
+        execl(tool, tool, arg, "--size=1", (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    CHECK_RC(vmig_vfu_client_adopt(ctx, sv[0], VMIG_VFU_EXT__ALL, &c), 0);
+    CHECK_RC(vmig_vfu_client_device_info(c, &di), 0);
+    CHECK(di.num_regions == 2);
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_STOP_COPY), 0);
+    CHECK_RC(vmig_vfu_client_mig_save(c, discard, NULL, &n), 0);
+    CHECK(n > (1 << 20));
+    vmig_vfu_client_free(c);
+    /* the backend ends when its only client leaves */
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void
 log_sink(void *opaque, int level, const char *msg)
 {
@@ -775,6 +811,9 @@ main(int argc, char **argv)
     }
     if (all || strcmp(which, "hostile") == 0) {
         case_hostile();
+    }
+    if (strcmp(which, "tool") == 0) {
+        case_tool(argc > 2 ? argv[2] : NULL);
     }
     reap_all();
     vmig_ctx_free(ctx);

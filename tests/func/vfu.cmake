@@ -6,3 +6,8 @@ foreach(case basic migrate-bulk migrate-plain badstream reset hostile)
   add_test(NAME vfu-${case} COMMAND test_vfu_func ${case})
   set_tests_properties(vfu-${case} PROPERTIES LABELS func TIMEOUT 60)
 endforeach()
+if(TARGET vfu-testdev)
+  add_test(NAME vfu-tool COMMAND test_vfu_func tool
+    $<TARGET_FILE:vfu-testdev>)
+  set_tests_properties(vfu-tool PROPERTIES LABELS func TIMEOUT 60)
+endif()

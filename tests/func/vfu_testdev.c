@@ -408,8 +408,9 @@ on_term(int sig)
     vmig_vfu_server_stop(child_srv);
 }
 
-static int
-child_main(const char *path, uint64_t seed, size_t size)
+int
+testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
+              vmig_log_fn *log, int level)
 {
     struct td t = {0};
     vmig_ctx_t *ctx;
@@ -426,15 +427,10 @@ child_main(const char *path, uint64_t seed, size_t size)
         return 1;
     }
     td_fill(&t);
-    if (vmig_ctx_new("testdev",
-                     getenv("VMIG_TEST_VERBOSE") != NULL ? vmig_log_stderr
-                                                         : NULL,
-                     NULL, &ctx) < 0) {
+    if (vmig_ctx_new("testdev", log, NULL, &ctx) < 0) {
         return 1;
     }
-    if (getenv("VMIG_TEST_VERBOSE") != NULL) {
-        vmig_ctx_set_level(ctx, VMIG_LOG_DEBUG);
-    }
+    vmig_ctx_set_level(ctx, level);
     ret = vmig_vfu_server_new(ctx, &td_ops, &t,
                               VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P |
                                   VMIG_MIGRATION_PRE_COPY,
@@ -469,7 +465,8 @@ child_main(const char *path, uint64_t seed, size_t size)
     child_srv = t.srv;
     signal(SIGTERM, on_term);
     signal(SIGPIPE, SIG_IGN);
-    if (vmig_vfu_server_listen(t.srv, path) < 0) {
+    if (path != NULL ? vmig_vfu_server_listen(t.srv, path) < 0
+                     : vmig_vfu_server_adopt(t.srv, fd) < 0) {
         return 1;
     }
     ret = vmig_vfu_server_run(t.srv);
@@ -493,7 +490,10 @@ testdev_spawn(const char *path, uint64_t seed, size_t size)
         return -errno;
     }
     if (pid == 0) {
-        _exit(child_main(path, seed, size));
+        bool v = getenv("VMIG_TEST_VERBOSE") != NULL;
+
+        _exit(testdev_serve(path, -1, seed, size, v ? vmig_log_stderr : NULL,
+                            v ? VMIG_LOG_DEBUG : VMIG_LOG_INFO));
     }
     for (int i = 0; i < 500; i++) {
         struct stat st;

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <vmig/log.h>
 
 #define TD_SCRATCH 0x00
 #define TD_DOORBELL 0x38
@@ -37,6 +38,15 @@
 #define TD_RESET 0x28
 #define TD_MUTATE 0x30
 #define TD_ASYNC 0x40
+
+/*
+ * testdev_serve() - serve the device in this process: at @path, or on
+ * the connected socket @fd when @path is NULL, until SIGTERM (or, for
+ * @fd, the client leaving).  Returns 0, 1 on a setup failure, 2 when the
+ * server loop failed.
+ */
+int testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
+                  vmig_log_fn *log, int level);
 
 /*
  * testdev_spawn() - fork a child serving the device at @path.
