@@ -491,11 +491,32 @@ vmig_vfu_server_listen(struct vmig_vfu_server *s, const char *path)
     if (fd < 0) {
         return -errno;
     }
-    (void)unlink(path);
-    /* umask makes the socket 0600 from birth: no window for others. */
+    {
+        struct stat st;
+
+        /* Replace a stale socket, never anything else. */
+        if (lstat(path, &st) == 0) {
+            if (!S_ISSOCK(st.st_mode)) {
+                vmig_err(s->ctx,
+                         "vfu: %s exists and is not a socket; not "
+                         "replacing it",
+                         path);
+                close(fd);
+                return -EEXIST;
+            }
+            (void)unlink(path);
+        }
+    }
+    /* The umask makes the socket 0600 from birth, so no other user can
+     * connect in between (umask is per process: a thread creating files
+     * at this very moment would get 0600 too, which errs on the safe
+     * side); the chmod repeats it for filesystems that ignore it. */
     old = umask(0177);
     ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
+    if (ret == 0) {
+        ret = chmod(path, 0600);
+    }
     if (ret < 0 || listen(fd, 4) < 0) {
         ret = -errno;
         vmig_err(s->ctx, "vfu: cannot listen on %s: %s", path, strerror(-ret));

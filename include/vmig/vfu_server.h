@@ -173,11 +173,12 @@ vmig_vfu_server_add_irq(struct vmig_vfu_server *s, unsigned int index,
 
 /**
  * vmig_vfu_server_listen() - Create the listening socket at @path (mode
- * 0600; an existing socket file there is replaced).
+ * 0600; a stale socket there is replaced, any other file is left alone).
  * @s:    server.
  * @path: filesystem path, shorter than sizeof(sun_path).
  *
- * Return: 0, -ENAMETOOLONG, -EBUSY (already listening), or -errno.
+ * Return: 0, -ENAMETOOLONG, -EBUSY (already listening), -EEXIST (@path
+ * exists and is not a socket), or -errno.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int
 vmig_vfu_server_listen(struct vmig_vfu_server *s, const char *path);

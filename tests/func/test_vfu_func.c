@@ -16,11 +16,13 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <vmig/vfu_client.h>
+#include <vmig/vfu_server.h>
 #include "vfu_testdev.h"
 
 #define STATE_SIZE (3u << 20)
@@ -592,6 +594,22 @@ case_hostile(void)
     pid_t k;
     uint64_t x = 88172645463325252ull;
 
+    /* listen never replaces a file that is not a socket */
+    {
+        static const struct vmig_vfu_dev_ops noops = {0};
+        struct vmig_vfu_server *s = NULL;
+        char fpath[300];
+        FILE *fp;
+
+        snprintf(fpath, sizeof(fpath), "%s/precious.txt", dir);
+        fp = fopen(fpath, "w");
+        CHECK(fp != NULL);
+        fclose(fp);
+        CHECK_RC(vmig_vfu_server_new(ctx, &noops, NULL, 0, &s), 0);
+        CHECK_RC(vmig_vfu_server_listen(s, fpath), -EEXIST);
+        CHECK(access(fpath, F_OK) == 0);
+        vmig_vfu_server_free(s);
+    }
     sock_path(path, sizeof(path), "hostile");
     k = spawn(path, 4, 1 << 20);
     CHECK(k > 0);
@@ -725,6 +743,12 @@ case_hostile(void)
     }
     close(fd);
 
+    /* the socket is private to its owner */
+    {
+        struct stat st;
+
+        CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    }
     /* after all that, a proper client is served */
     CHECK_RC(connect_retry(path, VMIG_VFU_EXT__ALL, &c), 0);
     CHECK_RC(vmig_vfu_client_device_info(c, &di), 0);
