@@ -187,6 +187,8 @@ typedef int (*handler_fn)(struct vmig_vfu_server *s, struct req *r,
 #define SAVING_STATES (IN(PRE_COPY) | IN(PRE_COPY_P2P) | IN(STOP_COPY))
 
 struct cmd_desc {
+    const char *name;
+    size_t min_len;  /* payload bytes the handler reads unconditionally */
     uint32_t states; /* bit per enum vmig_state it is legal in */
     handler_fn handle;
     /* optional: the errno for a state refusal (default -EBUSY) */
@@ -2080,28 +2082,24 @@ h_feature(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
 
 /* clang-format off */
 static const struct cmd_desc cmd_table[VMIG_VFU_CMD__COUNT] = {
-    [VMIG_VFU_CMD_VERSION]                = { ALL_STATES, h_version, NULL },
-    [VMIG_VFU_CMD_DMA_MAP]                = { ALL_STATES, h_dma_map, NULL },
-    [VMIG_VFU_CMD_DMA_UNMAP]              = { ALL_STATES, h_dma_unmap, NULL },
-    [VMIG_VFU_CMD_DEVICE_GET_INFO]        = { ALL_STATES, h_get_info, NULL },
-    [VMIG_VFU_CMD_DEVICE_GET_REGION_INFO] = { ALL_STATES, h_region_info,
-                                              NULL },
-    [VMIG_VFU_CMD_DEVICE_GET_REGION_IO_FDS] = { ALL_STATES, h_region_io_fds,
-                                                NULL },
-    [VMIG_VFU_CMD_DEVICE_GET_IRQ_INFO]    = { ALL_STATES, h_irq_info, NULL },
-    [VMIG_VFU_CMD_DEVICE_SET_IRQS]        = { ALL_STATES, h_set_irqs, NULL },
-    [VMIG_VFU_CMD_REGION_READ]            = { ACCESS_STATES, h_region_read,
-                                              NULL },
-    [VMIG_VFU_CMD_REGION_WRITE]           = { ACCESS_STATES, h_region_write,
-                                              NULL },
-    [VMIG_VFU_CMD_DEVICE_RESET]           = { ALL_STATES, h_reset, NULL },
-    [VMIG_VFU_CMD_REGION_WRITE_MULTI]     = { ACCESS_STATES, h_write_multi,
-                                              NULL },
-    [VMIG_VFU_CMD_DEVICE_FEATURE]         = { ALL_STATES, h_feature, NULL },
-    [VMIG_VFU_CMD_MIG_DATA_READ]          = { SAVING_STATES, h_mig_read,
-                                              refuse_save },
-    [VMIG_VFU_CMD_MIG_DATA_WRITE]         = { IN(RESUMING), h_mig_write,
-                                              refuse_resume },
+#define C(cmd, len, states, fn, refuse)                                        \
+    [VMIG_VFU_CMD_##cmd] = {#cmd, len, states, fn, refuse}
+    C(VERSION,                  4, ALL_STATES, h_version, NULL),
+    C(DMA_MAP,                  32, ALL_STATES, h_dma_map, NULL),
+    C(DMA_UNMAP,                24, ALL_STATES, h_dma_unmap, NULL),
+    C(DEVICE_GET_INFO,          16, ALL_STATES, h_get_info, NULL),
+    C(DEVICE_GET_REGION_INFO,   32, ALL_STATES, h_region_info, NULL),
+    C(DEVICE_GET_REGION_IO_FDS, 16, ALL_STATES, h_region_io_fds, NULL),
+    C(DEVICE_GET_IRQ_INFO,      16, ALL_STATES, h_irq_info, NULL),
+    C(DEVICE_SET_IRQS,          20, ALL_STATES, h_set_irqs, NULL),
+    C(REGION_READ,              16, ACCESS_STATES, h_region_read, NULL),
+    C(REGION_WRITE,             16, ACCESS_STATES, h_region_write, NULL),
+    C(DEVICE_RESET,             0, ALL_STATES, h_reset, NULL),
+    C(REGION_WRITE_MULTI,       8, ACCESS_STATES, h_write_multi, NULL),
+    C(DEVICE_FEATURE,           8, ALL_STATES, h_feature, NULL),
+    C(MIG_DATA_READ,            8, SAVING_STATES, h_mig_read, refuse_save),
+    C(MIG_DATA_WRITE,           8, IN(RESUMING), h_mig_write, refuse_resume),
+#undef C
 };
 /* clang-format on */
 
@@ -2140,6 +2138,12 @@ handle(struct vmig_vfu_server *s, struct vmig__tran_msg *raw)
         ret = -EINVAL;
         goto reply;
     }
+    /* The decoder checked the layout already; this guards the handler's
+     * own assumption (VMIG_NEVER: a mismatch is our bug). */
+    if (VMIG_NEVER(m.len < d->min_len)) {
+        ret = -EPROTO;
+        goto reply;
+    }
     if (!s->negotiated && m.hdr.cmd != VMIG_VFU_CMD_VERSION) {
         vmig_dbg(s->ctx, "vfu: msg %#x: %s before VERSION", h.id,
                  vmig_vfu_cmd_name(h.cmd));
@@ -2149,8 +2153,8 @@ handle(struct vmig_vfu_server *s, struct vmig__tran_msg *raw)
     st = cur_state(s);
     if (!(d->states & (1u << st))) {
         ret = d->refuse != NULL ? d->refuse(s) : -EBUSY;
-        vmig_dbg(s->ctx, "vfu: msg %#x: %s not allowed in %s", h.id,
-                 vmig_vfu_cmd_name(h.cmd), vmig_state_name(st));
+        vmig_dbg(s->ctx, "vfu: msg %#x: %s not allowed in %s", h.id, d->name,
+                 vmig_state_name(st));
         goto reply;
     }
     ret = d->handle(s, &r, &rep);
