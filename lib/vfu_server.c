@@ -1233,7 +1233,8 @@ h_region_info(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
     if (g->present) {
         ri.flags = g->flags;
         ri.size = g->size;
-        if (g->fd >= 0) {
+        /* A client that takes no fds (max_msg_fds 0) gets no mmap. */
+        if (g->fd >= 0 && s->peer.max_msg_fds > 0) {
             ri.flags |= VMIG_VFU_REGION_MMAP;
             ri.offset = g->fd_off;
             rep->fds[0] = g->fd;
@@ -1912,8 +1913,8 @@ h_feature(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
         can_get = s->mig != NULL && (s->ext & VMIG_VFU_EXT_PRECOPY_INFO);
         break;
     case VMIG_VFU_FEAT_X_BULK_CHANNEL:
-        can_get =
-            s->mig != NULL && (s->ext & VMIG_VFU_EXT_BULK_DATA) && !s->fuzz;
+        can_get = s->mig != NULL && (s->ext & VMIG_VFU_EXT_BULK_DATA) &&
+                  s->peer.max_msg_fds > 0 && !s->fuzz;
         break;
     case VMIG_VFU_FEAT_X_BULK_READ:
     case VMIG_VFU_FEAT_X_BULK_WRITE:
