@@ -45,7 +45,8 @@ struct td {
     uint8_t *dirty; /* per chunk, set after it was sent */
     bool regs_sent;
     bool end_sent;
-    uint8_t *out; /* staged record */
+    uint8_t *out;       /* staged record header */
+    const uint8_t *src; /* the record's data, read in place */
     size_t out_len, out_pos;
     /* resuming */
     uint8_t *in;
@@ -255,10 +256,10 @@ td_stage(struct td *t, bool stopcopy)
     if (r.type == REC_MEM) {
         data = t->mem + r.off;
     }
+    /* Only the record header is staged; the data is read in place (a
+     * chunk changed meanwhile is dirty and goes out again). */
     memcpy(t->out, &r, sizeof(r));
-    if (r.len > 0) {
-        memcpy(t->out + sizeof(r), data, r.len);
-    }
+    t->src = data;
     t->out_len = sizeof(r) + r.len;
     t->out_pos = 0;
     return true;
@@ -274,8 +275,15 @@ td_mig_read(void *opaque, void *buf, size_t len)
     if (t->out_pos == t->out_len && !td_stage(t, stopcopy)) {
         return stopcopy ? 0 : -ENOMSG;
     }
-    n = t->out_len - t->out_pos < len ? t->out_len - t->out_pos : len;
-    memcpy(buf, t->out + t->out_pos, n);
+    if (t->out_pos < sizeof(struct rec)) {
+        n = sizeof(struct rec) - t->out_pos < len
+                ? sizeof(struct rec) - t->out_pos
+                : len;
+        memcpy(buf, t->out + t->out_pos, n);
+    } else {
+        n = t->out_len - t->out_pos < len ? t->out_len - t->out_pos : len;
+        memcpy(buf, t->src + (t->out_pos - sizeof(struct rec)), n);
+    }
     t->out_pos += n;
     return (long)n;
 }
@@ -420,7 +428,7 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
     t.size = size;
     t.mem = malloc(size);
     t.dirty = calloc((size + CHUNK - 1) / CHUNK, 1);
-    t.out = malloc(CHUNK + sizeof(struct rec));
+    t.out = malloc(sizeof(struct rec));
     t.in_cap = 2 * size + (1u << 20);
     t.in = malloc(t.in_cap);
     if (t.mem == NULL || t.dirty == NULL || t.out == NULL || t.in == NULL) {
