@@ -2118,7 +2118,8 @@ handle(struct vmig_vfu_server *s, struct vmig__tran_msg *raw)
     enum vmig_vfu_perr why;
     const struct cmd_desc *d;
     struct req r = {.m = &m, .raw = raw};
-    enum vmig_state st;
+    enum vmig_state st = VMIG_STATE_RUNNING;
+    bool state_refused = false;
     int ret;
 
     memcpy(&h, raw->buf, sizeof(h));
@@ -2154,6 +2155,7 @@ handle(struct vmig_vfu_server *s, struct vmig__tran_msg *raw)
     st = cur_state(s);
     if (!(d->states & (1u << st))) {
         ret = d->refuse != NULL ? d->refuse(s) : -EBUSY;
+        state_refused = true;
         vmig_dbg(s->ctx, "vfu: msg %#x: %s not allowed in %s", h.id, d->name,
                  vmig_state_name(st));
         goto reply;
@@ -2164,8 +2166,10 @@ reply:
     if (ret < 0) {
         s->errs_in_row++;
         if (s->errs_in_row == 1 || s->errs_in_row % 16 == 0) {
-            vmig_err(s->ctx, "vfu: msg %#x: %s refused: %s (%u in a row)", h.id,
-                     vmig_vfu_cmd_name(h.cmd), strerror(-ret), s->errs_in_row);
+            vmig_err(s->ctx, "vfu: msg %#x: %s refused: %s%s%s (%u in a row)",
+                     h.id, vmig_vfu_cmd_name(h.cmd), strerror(-ret),
+                     state_refused ? "; not allowed in " : "",
+                     state_refused ? vmig_state_name(st) : "", s->errs_in_row);
         }
     } else {
         s->errs_in_row = 0;
