@@ -1007,6 +1007,47 @@ dma_rw(struct vmig_vfu_server *s, uint64_t iova, void *buf, size_t len,
 }
 
 int
+vmig_vfu_dma_get(struct vmig_vfu_server *s, uint64_t iova, size_t len,
+                 uint32_t prot, void **ptr)
+{
+    const struct dma_ent *e;
+    int i;
+
+    if (len == 0 || iova + len < iova ||
+        (prot & ~(VMIG_VFU_DMA_READ | VMIG_VFU_DMA_WRITE)) || ptr == NULL) {
+        return -EINVAL;
+    }
+    pthread_rwlock_rdlock(&s->dma_lock);
+    i = dma_find_locked(s, iova);
+    if (i < 0) {
+        pthread_rwlock_unlock(&s->dma_lock);
+        return -EFAULT;
+    }
+    e = &s->dma[i];
+    if (len > e->size - (iova - e->iova) || (e->prot & prot) != prot) {
+        pthread_rwlock_unlock(&s->dma_lock);
+        return -EFAULT;
+    }
+    if (e->va == NULL) {
+        pthread_rwlock_unlock(&s->dma_lock);
+        return -EOPNOTSUPP;
+    }
+    *ptr = e->va + (iova - e->iova);
+    /* The read lock stays held until vmig_vfu_dma_put(). */
+    return 0;
+}
+
+void
+vmig_vfu_dma_put(struct vmig_vfu_server *s, uint64_t iova, size_t len,
+                 bool written)
+{
+    if (written) {
+        dirty_mark_locked(s, iova, len);
+    }
+    pthread_rwlock_unlock(&s->dma_lock);
+}
+
+int
 vmig_vfu_dma_read(struct vmig_vfu_server *s, uint64_t iova, void *buf,
                   size_t len)
 {

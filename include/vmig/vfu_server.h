@@ -297,4 +297,37 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_vfu_dma_write(struct vmig_vfu_server *s,
                                                    uint64_t iova,
                                                    const void *buf, size_t len);
 
+/**
+ * vmig_vfu_dma_get() - A direct pointer to guest memory, for zero-copy
+ * DMA.  Any thread.
+ * @s:    server.
+ * @iova: DMA address.
+ * @len:  bytes; the range must lie inside one fd-backed (mmap'ed) map.
+ * @prot: VMIG_VFU_DMA_READ and/or VMIG_VFU_DMA_WRITE, as intended.
+ * @ptr:  receives the pointer on success.
+ *
+ * Until the matching vmig_vfu_dma_put() the mapping cannot go away: a
+ * DMA_UNMAP (or a disconnect) waits, as the spec requires for in-flight
+ * DMA.  So keep the window short, and do not wait for the loop thread
+ * (or call vmig_vfu_dma_read()/_write() on message-based maps) while
+ * holding it.
+ *
+ * Return: 0; -EFAULT when the range is unmapped, spans maps or lacks
+ * @prot; -EOPNOTSUPP for a map without an fd (use vmig_vfu_dma_read()/
+ * _write() there).
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_vfu_dma_get(struct vmig_vfu_server *s,
+                                                 uint64_t iova, size_t len,
+                                                 uint32_t prot, void **ptr);
+
+/**
+ * vmig_vfu_dma_put() - End a vmig_vfu_dma_get() window.
+ * @s:       server.
+ * @iova:    the address given to vmig_vfu_dma_get().
+ * @len:     the length given to it.
+ * @written: true when the device wrote the memory: it is dirty-logged.
+ */
+VMIG_EXPORT void vmig_vfu_dma_put(struct vmig_vfu_server *s, uint64_t iova,
+                                  size_t len, bool written);
+
 #endif /* VMIG_VFU_SERVER_H */

@@ -222,6 +222,17 @@ case_basic(void)
     CHECK_RC(poll(&p, 1, 2000), 1);
     CHECK(read(efd, &v, 8) == 8 && v == 1);
 
+    /* zero-copy DMA through pointers into the mmap'ed window */
+    CHECK_RC(reg_write64(c, TD_SRC, 1 << 20), 0);
+    CHECK_RC(reg_write64(c, TD_DST, (1 << 20) + 8192), 0);
+    CHECK_RC(reg_write64(c, TD_ZEROCOPY, 1), 0);
+    for (int i = 0; i < 64; i++) {
+        CHECK(ram[8192 + i] == (uint8_t)(i + 1));
+    }
+    /* a range crossing the end of the map is refused */
+    CHECK_RC(reg_write64(c, TD_DST, (2 << 20) - 32), 0);
+    CHECK_RC(reg_write64(c, TD_ZEROCOPY, 1), -EFAULT);
+
     /* DMA through DMA_READ/DMA_WRITE messages, served during our write */
     for (int i = 0; i < 64; i++) {
         ram2[i] = (uint8_t)(100 + i);
@@ -234,6 +245,8 @@ case_basic(void)
     }
     CHECK_RC(reg_read64(c, TD_COUNT, &v), 0);
     CHECK(v == 2);
+    /* no pointers into memory the server has not mmap'ed */
+    CHECK_RC(reg_write64(c, TD_ZEROCOPY, 1), -EOPNOTSUPP);
     CHECK_RC(poll(&p, 1, 2000), 1);
     CHECK(read(efd, &v, 8) == 8);
     /* a device thread doing message-based DMA while the client is idle:
@@ -294,6 +307,11 @@ case_basic(void)
         CHECK(bm[0] == ((1ull << 5) | (1ull << 6)) && bm[1] == 0);
         CHECK_RC(vmig_vfu_client_log_report(c, 1 << 20, 1 << 20, 4096, bm), 0);
         CHECK(bm[0] == 0);
+        /* zero-copy writes are logged at vmig_vfu_dma_put() */
+        CHECK_RC(reg_write64(c, TD_DST, (1 << 20) + 7 * 4096), 0);
+        CHECK_RC(reg_write64(c, TD_ZEROCOPY, 1), 0);
+        CHECK_RC(vmig_vfu_client_log_report(c, 1 << 20, 1 << 20, 4096, bm), 0);
+        CHECK(bm[0] == (1ull << 7));
         CHECK_RC(vmig_vfu_client_log_stop(c), 0);
         CHECK_RC(vmig_vfu_client_log_stop(c), -EINVAL);
     }

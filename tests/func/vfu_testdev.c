@@ -182,6 +182,26 @@ td_access(void *opaque, unsigned int region, uint64_t off, void *buf,
     case TD_RESET:
         vmig_vfu_server_device_reset(t->srv);
         return 0;
+    case TD_ZEROCOPY: {
+        uint8_t *src, *dst;
+        int ret;
+
+        ret = vmig_vfu_dma_get(t->srv, t->regs[TD_SRC / 8], 64,
+                               VMIG_VFU_DMA_READ, (void **)&src);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = vmig_vfu_dma_get(t->srv, t->regs[TD_DST / 8], 64,
+                               VMIG_VFU_DMA_WRITE, (void **)&dst);
+        if (ret == 0) {
+            for (int i = 0; i < 64; i++) {
+                dst[i] = (uint8_t)(src[i] + 1);
+            }
+            vmig_vfu_dma_put(t->srv, t->regs[TD_DST / 8], 64, true);
+        }
+        vmig_vfu_dma_put(t->srv, t->regs[TD_SRC / 8], 64, false);
+        return ret;
+    }
     case TD_ASYNC: {
         pthread_t th;
 

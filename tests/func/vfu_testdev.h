@@ -14,6 +14,8 @@
  *   0x30 MUTATE   w: flip the state byte at (value % size)
  *   0x40 ASYNC    w: like DOORBELL, but from a device thread after the
  *                 write has completed (SRC -> DST only, then IRQ 0)
+ *   0x48 ZEROCOPY w: SRC -> DST (+1) through vmig_vfu_dma_get() pointers;
+ *                 fails with EOPNOTSUPP on maps without an fd
  * Region 1 (64 KiB, backed by a memfd: mmap-able; sparse-mmap capability
  *   listing [0, 16 KiB) and [32 KiB, 48 KiB)).
  * IRQ index 0, one vector.
@@ -38,6 +40,7 @@
 #define TD_RESET 0x28
 #define TD_MUTATE 0x30
 #define TD_ASYNC 0x40
+#define TD_ZEROCOPY 0x48
 
 /*
  * testdev_serve() - serve the device in this process: at @path, or on
