@@ -2049,7 +2049,9 @@ h_feature(struct vmig_vfu_server *s, struct req *r, struct reply *rep)
     }
     case VMIG_VFU_FEAT_X_BULK_CHANNEL: {
         int sv[2];
-        int sz = 4 << 20;
+        /* 1 MiB in flight keeps producer and consumer in cache; 4 MiB
+         * measured no faster (bench_vfu). */
+        int sz = 1 << 20;
 
         if (s->bulk_fd >= 0) {
             close(s->bulk_fd);
