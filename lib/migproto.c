@@ -84,8 +84,8 @@ vmig_mp_type_limit(unsigned int type)
 }
 
 static void
-hdr_prefix(uint8_t out[16], unsigned int type, unsigned int flags,
-           uint32_t len, uint32_t seq)
+hdr_prefix(uint8_t out[16], unsigned int type, unsigned int flags, uint32_t len,
+           uint32_t seq)
 {
     struct mp_w w = {.p = out, .cap = 16};
 
@@ -508,8 +508,7 @@ vmig_mp_conn_set_timeout(struct vmig_mp_conn *c, unsigned int ms)
 }
 
 void
-vmig_mp_conn_bytes(const struct vmig_mp_conn *c, uint64_t *sent,
-                   uint64_t *recv)
+vmig_mp_conn_bytes(const struct vmig_mp_conn *c, uint64_t *sent, uint64_t *recv)
 {
     if (sent != NULL) {
         *sent = c->sent;
@@ -575,8 +574,7 @@ write_all(struct vmig_mp_conn *c, struct iovec *iov, int niov)
         if (ret < 0) {
             return ret;
         }
-        n = sendmsg(c->fd,
-                    &(struct msghdr){.msg_iov = iov, .msg_iovlen = niov},
+        n = sendmsg(c->fd, &(struct msghdr){.msg_iov = iov, .msg_iovlen = niov},
                     MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR || errno == EAGAIN) {

@@ -78,8 +78,8 @@ enum vmig_mp_type {
 #define VMIG_MP_FEAT_SWITCHOVER_ACK (1ull << 2)
 #define VMIG_MP_FEAT__SUPPORTED VMIG_MP_FEAT_ZERO_PAGES
 
-/* HELLO flags. */
-#define VMIG_MP_HELLO_CHECK_ONLY (1u << 0) /* answer, then end: no migration */
+/* HELLO flags.  CHECK_ONLY: answer the compatibility check, then end. */
+#define VMIG_MP_HELLO_CHECK_ONLY (1u << 0)
 
 /* RAM frame flags. */
 #define VMIG_MP_RAM_ZERO (1u << 0) /* the pages are all zero; no data */
@@ -250,8 +250,7 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_hdr_decode(const uint8_t *in,
  * Return: 0, or -EBADMSG.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_verify(const uint8_t *raw,
-                                               const void *payload,
-                                               size_t len);
+                                               const void *payload, size_t len);
 
 /**
  * vmig_mp_hello_encode() - Serialize @h.
@@ -332,8 +331,8 @@ struct vmig_mp_frame {
  *
  * Return: 0, -EINVAL, -ENOMEM.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int
-vmig_mp_conn_new(vmig_ctx_t *ctx, int fd, struct vmig_mp_conn **out);
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_conn_new(vmig_ctx_t *ctx, int fd,
+                                                 struct vmig_mp_conn **out);
 
 /**
  * vmig_mp_conn_free() - Free a connection (the fd stays open).  NULL is
@@ -380,12 +379,10 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_handshake(struct vmig_mp_conn *c);
  * Return: 0; -E2BIG; -EPIPE/-ECONNRESET when the peer is gone;
  * -ETIMEDOUT; -ECANCELED.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_send(struct vmig_mp_conn *c,
-                                             unsigned int type,
-                                             unsigned int flags,
-                                             const void *const *payload,
-                                             const size_t *iov_len,
-                                             unsigned int niov);
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_mp_send(struct vmig_mp_conn *c, unsigned int type, unsigned int flags,
+             const void *const *payload, const size_t *iov_len,
+             unsigned int niov);
 
 /**
  * vmig_mp_send1() - vmig_mp_send() with a single piece.

@@ -43,8 +43,8 @@ test_header_layout(void **state)
     (void)state;
     assert_int_equal(vmig_mp_hdr_encode(VMIG_MP_ACK, 0, 7, pl, len, 1, h), 0);
     /* magic "vmfr", type 0x83, flags 0, len 3, seq 7, little-endian */
-    assert_memory_equal(h, "vmfr\x83\x00\x00\x00\x03\x00\x00\x00\x07\x00\x00\x00",
-                        16);
+    assert_memory_equal(
+        h, "vmfr\x83\x00\x00\x00\x03\x00\x00\x00\x07\x00\x00\x00", 16);
     assert_int_equal(vmig_mp_hdr_decode(h, &d), 0);
     assert_int_equal(d.type, VMIG_MP_ACK);
     assert_int_equal(d.len, 3);
@@ -204,8 +204,7 @@ test_conn_frames(void **state)
     assert_memory_equal(f.payload, "hi", 2);
 
     /* a corrupted payload byte */
-    assert_int_equal(vmig_mp_hdr_encode(VMIG_MP_ACK, 0, 2, pl, len, 1, raw),
-                     0);
+    assert_int_equal(vmig_mp_hdr_encode(VMIG_MP_ACK, 0, 2, pl, len, 1, raw), 0);
     memcpy(raw + VMIG_MP_HDR_LEN, "dbta", 4);
     assert_int_equal(write(sv[0], raw, sizeof(raw)), (ssize_t)sizeof(raw));
     assert_int_equal(vmig_mp_recv(b, &f), -EBADMSG);
@@ -214,8 +213,7 @@ test_conn_frames(void **state)
     /* a replayed sequence number */
     assert_int_equal(vmig_mp_conn_new(NULL, sv[1], &b), 0);
     vmig_mp_conn_set_timeout(b, 2000);
-    assert_int_equal(vmig_mp_hdr_encode(VMIG_MP_ACK, 0, 5, pl, len, 1, raw),
-                     0);
+    assert_int_equal(vmig_mp_hdr_encode(VMIG_MP_ACK, 0, 5, pl, len, 1, raw), 0);
     memcpy(raw + VMIG_MP_HDR_LEN, "data", 4);
     assert_int_equal(write(sv[0], raw, sizeof(raw)), (ssize_t)sizeof(raw));
     assert_int_equal(vmig_mp_recv(b, &f), -EBADMSG);
