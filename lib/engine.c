@@ -15,12 +15,9 @@
 #include "internal.h"
 
 static const char *const status_names[VMIG_ENGINE__STATUS_COUNT] = {
-    [VMIG_ENGINE_NONE] = "none",
-    [VMIG_ENGINE_SETUP] = "setup",
-    [VMIG_ENGINE_ACTIVE] = "active",
-    [VMIG_ENGINE_DEVICE] = "device",
-    [VMIG_ENGINE_COMPLETED] = "completed",
-    [VMIG_ENGINE_FAILED] = "failed",
+    [VMIG_ENGINE_NONE] = "none",           [VMIG_ENGINE_SETUP] = "setup",
+    [VMIG_ENGINE_ACTIVE] = "active",       [VMIG_ENGINE_DEVICE] = "device",
+    [VMIG_ENGINE_COMPLETED] = "completed", [VMIG_ENGINE_FAILED] = "failed",
     [VMIG_ENGINE_CANCELLED] = "cancelled",
 };
 
@@ -362,9 +359,8 @@ vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
     pthread_mutex_lock(&e->lock);
     e->st.ram_transferred += ram_bytes;
     e->st.ram_zero_pages += zero_pages;
-    e->st.ram_remaining = e->st.ram_remaining > ram_bytes
-                              ? e->st.ram_remaining - ram_bytes
-                              : 0;
+    e->st.ram_remaining =
+        e->st.ram_remaining > ram_bytes ? e->st.ram_remaining - ram_bytes : 0;
     if (dev >= 0 && (unsigned int)dev < VMIG_ENGINE_MAX_DEVICES) {
         e->st.dev[dev].bytes += dev_bytes;
         e->st.dev_total += dev_bytes;
@@ -376,8 +372,7 @@ vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
         e->st.mbps = secs > 0 ? (double)e->st.wire_bytes * 8 / 1e6 / secs : 0;
         if (e->st.mbps > 0) {
             e->st.expected_downtime_ms =
-                (uint64_t)((double)e->st.ram_remaining * 8 / 1e3 /
-                           e->st.mbps);
+                (uint64_t)((double)e->st.ram_remaining * 8 / 1e3 / e->st.mbps);
         }
     }
     if (now - e->t_last_progress >= 100000000ull) {
@@ -434,8 +429,7 @@ vmig__engine_throttle(struct vmig_engine *e, struct vmig_mp_conn *c)
 }
 
 void
-vmig__engine_dev_state(struct vmig_engine *e, unsigned int i,
-                       enum vmig_state s)
+vmig__engine_dev_state(struct vmig_engine *e, unsigned int i, enum vmig_state s)
 {
     pthread_mutex_lock(&e->lock);
     e->st.dev[i].state = s;
@@ -506,11 +500,11 @@ vmig__engine_devices_to_running(struct vmig_engine *e)
             (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
             continue;
         }
-        (void)vmig__engine_dev_set(
-            e, i,
-            (d->flags & VMIG_MIGRATION_P2P) ? VMIG_STATE_RUNNING_P2P
-                                            : VMIG_STATE_STOP,
-            true);
+        (void)vmig__engine_dev_set(e, i,
+                                   (d->flags & VMIG_MIGRATION_P2P)
+                                       ? VMIG_STATE_RUNNING_P2P
+                                       : VMIG_STATE_STOP,
+                                   true);
     }
     for (unsigned int i = 0; i < e->ndev; i++) {
         (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);

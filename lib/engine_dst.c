@@ -22,8 +22,7 @@ struct dst_fail {
     char reason[VMIG_MP_REASON_MAX + 1];
 };
 
-static void
-fail_set(struct dst_fail *df, int dev, const char *fmt, ...)
+static void fail_set(struct dst_fail *df, int dev, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -71,8 +70,7 @@ default_compat(const struct vmig_mp_dev *src, const struct vmig_pci_ids *ids,
         return 0;
     }
     if (src->desc_len > 0 && desc_len > 0 &&
-        (src->desc_len != desc_len ||
-         memcmp(src->desc, desc, desc_len) != 0)) {
+        (src->desc_len != desc_len || memcmp(src->desc, desc, desc_len) != 0)) {
         snprintf(reason, cap, "compatibility descriptors differ");
         return 0;
     }
@@ -102,7 +100,8 @@ dst_decide(struct vmig_engine *e, const struct vmig_mp_dev *src,
         ret = vmig_flags_validate(d->flags);
     }
     if (ret < 0) {
-        snprintf(v->reason, sizeof(v->reason), "device here has no valid "
+        snprintf(v->reason, sizeof(v->reason),
+                 "device here has no valid "
                  "migration flags");
         return 0;
     }
@@ -118,8 +117,10 @@ dst_decide(struct vmig_engine *e, const struct vmig_mp_dev *src,
     if (d->ops->compat != NULL) {
         ret = d->ops->compat(d->opaque, src, v->reason, sizeof(v->reason));
         if (ret < 0) {
-            snprintf(v->reason, sizeof(v->reason), "compatibility check "
-                     "failed: %s", strerror(-ret));
+            snprintf(v->reason, sizeof(v->reason),
+                     "compatibility check "
+                     "failed: %s",
+                     strerror(-ret));
             return 0;
         }
         v->compatible = ret == 1;
@@ -131,7 +132,8 @@ dst_decide(struct vmig_engine *e, const struct vmig_mp_dev *src,
     if (d->ops->describe != NULL) {
         n = d->ops->describe(d->opaque, &ids, e->buf, VMIG_MP_DESC_MAX);
         if (n < 0 || n > (ssize_t)VMIG_MP_DESC_MAX) {
-            snprintf(v->reason, sizeof(v->reason), "device here cannot "
+            snprintf(v->reason, sizeof(v->reason),
+                     "device here cannot "
                      "describe itself");
             return 0;
         }
@@ -147,10 +149,10 @@ dst_evaluate(struct vmig_engine *e, const struct vmig_mp_hello *h,
              struct vmig_mp_hello_reply *rp)
 {
     bool ok = true;
-    uint32_t hi = h->version_max < VMIG_MP_PROTO_MAX ? h->version_max
-                                                     : VMIG_MP_PROTO_MAX;
-    uint32_t lo = h->version_min > VMIG_MP_PROTO_MIN ? h->version_min
-                                                     : VMIG_MP_PROTO_MIN;
+    uint32_t hi =
+        h->version_max < VMIG_MP_PROTO_MAX ? h->version_max : VMIG_MP_PROTO_MAX;
+    uint32_t lo =
+        h->version_min > VMIG_MP_PROTO_MIN ? h->version_min : VMIG_MP_PROTO_MIN;
 
     memset(rp, 0, sizeof(*rp));
     rp->ndevices = h->ndevices;
@@ -166,8 +168,8 @@ dst_evaluate(struct vmig_engine *e, const struct vmig_mp_hello *h,
     rp->version = hi;
     if (h->page_size != VMIG_MP_PAGE_SIZE) {
         rp->status = EOPNOTSUPP;
-        snprintf(rp->reason, sizeof(rp->reason),
-                 "page size %u, here %u", h->page_size, VMIG_MP_PAGE_SIZE);
+        snprintf(rp->reason, sizeof(rp->reason), "page size %u, here %u",
+                 h->page_size, VMIG_MP_PAGE_SIZE);
         return false;
     }
     if (h->nregions != e->nregions) {
@@ -382,9 +384,10 @@ dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
         return -EOPNOTSUPP;
     }
     if (d->rx_ended || off != d->rx_off || n == 0) {
-        fail_set(df, (int)idx, "device data out of order at offset %llu "
-                 "(expected %llu)", (unsigned long long)off,
-                 (unsigned long long)d->rx_off);
+        fail_set(df, (int)idx,
+                 "device data out of order at offset %llu "
+                 "(expected %llu)",
+                 (unsigned long long)off, (unsigned long long)d->rx_off);
         return -EBADMSG;
     }
     ret = d->ops->write(d->opaque, f->payload + ENG_DEV_HDR, n);
@@ -413,9 +416,10 @@ dst_dev_end(struct vmig_engine *e, const struct vmig_mp_frame *f,
         return -EBADMSG;
     }
     if (total != d->rx_off || digest != XXH3_64bits_digest(d->hash)) {
-        fail_set(df, (int)idx, "device data incomplete or corrupt (%llu of "
-                 "%llu bytes, digest %s)", (unsigned long long)d->rx_off,
-                 (unsigned long long)total,
+        fail_set(df, (int)idx,
+                 "device data incomplete or corrupt (%llu of "
+                 "%llu bytes, digest %s)",
+                 (unsigned long long)d->rx_off, (unsigned long long)total,
                  digest == XXH3_64bits_digest(d->hash) ? "ok" : "mismatch");
         return -EBADMSG;
     }
@@ -449,7 +453,8 @@ dst_complete(struct vmig_engine *e, struct vmig_mp_conn *c,
     }
     for (unsigned int j = 0; j < e->ndev; j++) {
         if (!e->dev[j].rx_ended) {
-            fail_set(df, e->dev[j].src_index, "no complete state at "
+            fail_set(df, e->dev[j].src_index,
+                     "no complete state at "
                      "switchover");
             return -EPROTO;
         }
@@ -461,7 +466,8 @@ dst_complete(struct vmig_engine *e, struct vmig_mp_conn *c,
 
         if (d->config_seen) {
             if (d->ops->config_load == NULL) {
-                fail_set(df, d->src_index, "config sent but this backend "
+                fail_set(df, d->src_index,
+                         "config sent but this backend "
                          "cannot load one");
                 return -EOPNOTSUPP;
             }
@@ -604,15 +610,19 @@ dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
             vmig__engine_set_error(e, "source aborted: %.*s",
                                    p != NULL ? (int)n : 0,
                                    p != NULL ? (const char *)p : "");
-            vmig_warn(e->ctx, "incoming: the source aborted (%s); "
-                      "discarding everything", strerror((int)err));
+            vmig_warn(e->ctx,
+                      "incoming: the source aborted (%s); "
+                      "discarding everything",
+                      strerror((int)err));
             return -ECANCELED;
         }
         default:
             if (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0) {
                 if (f->hdr.flags & VMIG_MP_F_OPTIONAL) {
-                    vmig_dbg(e->ctx, "incoming: skipping optional frame "
-                             "type %#x", f->hdr.type);
+                    vmig_dbg(e->ctx,
+                             "incoming: skipping optional frame "
+                             "type %#x",
+                             f->hdr.type);
                     break;
                 }
                 fail_set(df, -1, "unknown mandatory frame type %#x",
@@ -685,8 +695,8 @@ vmig_engine_incoming(struct vmig_engine *e, int fd)
     ok = dst_evaluate(e, h, rp);
     features = rp->features;
     n = vmig_mp_reply_encode(rp, e->buf, VMIG_MP_PAYLOAD_MAX);
-    ret = n < 0 ? (int)n : vmig_mp_send1(c, VMIG_MP_HELLO_REPLY, 0, e->buf,
-                                         (size_t)n);
+    ret = n < 0 ? (int)n
+                : vmig_mp_send1(c, VMIG_MP_HELLO_REPLY, 0, e->buf, (size_t)n);
     if (ret < 0) {
         send_err = false;
         goto fail;

@@ -26,7 +26,7 @@ struct eng_dev {
     void *opaque;
     uint64_t flags; /* read at the start of each migration */
     /* destination, per migration: */
-    int src_index;  /* the source's index for this device, -1 if none */
+    int src_index; /* the source's index for this device, -1 if none */
     uint8_t *config;
     size_t config_len;
     bool config_seen;
@@ -44,7 +44,7 @@ struct vmig_engine {
     uint64_t ram_total;
     unsigned int ndev;
     struct eng_dev dev[VMIG_ENGINE_MAX_DEVICES];
-    uint8_t *buf; /* VMIG_MP_PAYLOAD_MAX bytes of scratch */
+    uint8_t *buf;                     /* VMIG_MP_PAYLOAD_MAX bytes of scratch */
     struct vmig_engine_stats *evsnap; /* migrating thread only */
 
     pthread_mutex_t lock; /* guards everything below */

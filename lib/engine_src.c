@@ -120,8 +120,8 @@ src_build_hello(struct vmig_engine *e, uint32_t flags, uint8_t *out)
             ret = vmig_flags_validate(d->flags);
         }
         if (ret < 0) {
-            vmig_err(e->ctx, "device %s: no valid migration flags: %s",
-                     d->name, strerror(-ret));
+            vmig_err(e->ctx, "device %s: no valid migration flags: %s", d->name,
+                     strerror(-ret));
             vmig__engine_set_error(e, "device %s: bad migration flags",
                                    d->name);
             free(h);
@@ -218,8 +218,10 @@ src_hello(struct vmig_engine *e, struct vmig_mp_conn *c, uint32_t flags,
                          e->dev[i].name, rp->dev[i].reason);
             }
         }
-        vmig_err(e->ctx, "migration: destination refused: %s; nothing was "
-                 "changed on either side", rp->reason);
+        vmig_err(e->ctx,
+                 "migration: destination refused: %s; nothing was "
+                 "changed on either side",
+                 rp->reason);
         vmig__engine_set_error(e, "destination refused: %s", rp->reason);
         ret = -EOPNOTSUPP;
         goto out;
@@ -365,8 +367,8 @@ src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
     int ret;
 
     if (d->ops->config_save != NULL) {
-        ssize_t n = d->ops->config_save(d->opaque, e->buf + 8,
-                                        VMIG_MP_CONFIG_MAX);
+        ssize_t n =
+            d->ops->config_save(d->opaque, e->buf + 8, VMIG_MP_CONFIG_MAX);
 
         if (n < 0 || n > (ssize_t)VMIG_MP_CONFIG_MAX) {
             ret = n < 0 ? (int)n : -E2BIG;
@@ -401,9 +403,10 @@ src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
         }
         if (n < 0 || n > (ssize_t)SRC_DEV_CHUNK) {
             ret = n < 0 ? (int)n : -EIO;
-            vmig_err(e->ctx, "device %s: reading its state at byte %llu "
-                     "failed: %s", d->name, (unsigned long long)off,
-                     strerror(-ret));
+            vmig_err(e->ctx,
+                     "device %s: reading its state at byte %llu "
+                     "failed: %s",
+                     d->name, (unsigned long long)off, strerror(-ret));
             vmig__engine_set_error(e, "device %s: state read failed: %s",
                                    d->name, strerror(-ret));
             return ret;
@@ -460,8 +463,8 @@ src_abort(struct vmig_engine *e, struct vmig_mp_conn *c, int why)
 {
     uint8_t buf[8 + VMIG_MP_REASON_MAX];
     struct mp_w w = {.p = buf, .cap = sizeof(buf)};
-    const char *reason = why == -ECANCELED ? "cancelled by the source"
-                                           : strerror(-why);
+    const char *reason =
+        why == -ECANCELED ? "cancelled by the source" : strerror(-why);
     size_t n = strlen(reason);
 
     vmig_mp_conn_set_cancel(c, NULL);
@@ -471,7 +474,7 @@ src_abort(struct vmig_engine *e, struct vmig_mp_conn *c, int why)
     mp_w_bytes(&w, reason, n);
     if (vmig_mp_send1(c, VMIG_MP_ABORT, 0, buf, w.len) < 0) {
         vmig_dbg(e->ctx, "migration: could not tell the destination to "
-                 "abort (it is gone)");
+                         "abort (it is gone)");
     }
 }
 
@@ -581,8 +584,7 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     pause_mono = vmig__mono_ns();
     ret = e->ops->vcpu_pause(e->opaque);
     if (ret < 0) {
-        vmig__engine_set_error(e, "cannot pause the vCPUs: %s",
-                               strerror(-ret));
+        vmig__engine_set_error(e, "cannot pause the vCPUs: %s", strerror(-ret));
         goto fail;
     }
     paused = true;
@@ -631,7 +633,8 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     /* the VM runs on the destination: end our saving sessions */
     for (unsigned int i = 0; i < e->ndev; i++) {
         if (vmig__engine_dev_set(e, i, VMIG_STATE_STOP, false) < 0) {
-            vmig_warn(e->ctx, "device %s: could not end its saving session "
+            vmig_warn(e->ctx,
+                      "device %s: could not end its saving session "
                       "after the migration; the VM runs on the destination",
                       e->dev[i].name);
         }
@@ -654,7 +657,8 @@ fail:
         src_abort(e, c, ret);
     }
     if (committed) {
-        vmig_warn(e->ctx, "migration: failed after SWITCHOVER was sent (%s); "
+        vmig_warn(e->ctx,
+                  "migration: failed after SWITCHOVER was sent (%s); "
                   "the destination did not confirm, so the VM resumes here",
                   strerror(-ret));
     }
@@ -665,8 +669,10 @@ fail:
         int r2 = e->ops->vcpu_resume(e->opaque);
 
         if (r2 < 0) {
-            vmig_err(e->ctx, "migration: cannot resume the vCPUs after the "
-                     "failure: %s", strerror(-r2));
+            vmig_err(e->ctx,
+                     "migration: cannot resume the vCPUs after the "
+                     "failure: %s",
+                     strerror(-r2));
         }
     }
     vmig_err(e->ctx, "migration: %s: %s; the VM keeps running here",

@@ -132,8 +132,10 @@ vmig_guest_verify(const void *ram, size_t size, char *why, size_t len)
             off++;
         }
         if (why != NULL) {
-            snprintf(why, len, "RAM differs from the replay at byte %zu "
-                     "(after %llu steps)", off, (unsigned long long)steps);
+            snprintf(why, len,
+                     "RAM differs from the replay at byte %zu "
+                     "(after %llu steps)",
+                     off, (unsigned long long)steps);
         }
         ret = -EBADMSG;
     }
@@ -167,8 +169,8 @@ static void *
 vcpu_main(void *arg)
 {
     struct vmig_vcpu *v = arg;
-    uint64_t batch = v->p.steps_per_sec == 0 ? 4096
-                                             : (v->p.steps_per_sec + 999) / 1000;
+    uint64_t batch =
+        v->p.steps_per_sec == 0 ? 4096 : (v->p.steps_per_sec + 999) / 1000;
     struct timespec next;
 
     clock_gettime(CLOCK_MONOTONIC, &next);
@@ -229,8 +231,7 @@ vmig_vcpu_new(void *ram, size_t size, const struct vmig_vcpu_params *p,
     struct vmig_vcpu *v;
     int ret;
 
-    if (ram == NULL || p == NULL || out == NULL ||
-        size < VMIG_GUEST_MIN_RAM) {
+    if (ram == NULL || p == NULL || out == NULL || size < VMIG_GUEST_MIN_RAM) {
         return -EINVAL;
     }
     v = calloc(1, sizeof(*v));

@@ -39,10 +39,10 @@ struct vmig_memdev {
     uint64_t work;
     bool running; /* RUNNING or RUNNING_P2P/PRE_COPY*: does work */
     uint8_t hdr[MEMDEV_HDR];
-    uint64_t save_pos;     /* bytes of header + state read so far */
-    uint64_t save_gen;     /* session generation the reader holds */
+    uint64_t save_pos; /* bytes of header + state read so far */
+    uint64_t save_gen; /* session generation the reader holds */
     bool save_gen_known;
-    uint8_t *stage;        /* resuming staging buffer */
+    uint8_t *stage; /* resuming staging buffer */
     uint64_t stage_len;
     uint64_t resume_gen;
     bool resume_gen_known;
@@ -72,7 +72,8 @@ validate_commit_locked(struct vmig_memdev *md)
     uint8_t *saved_state;
 
     if (md->stage_len != MEMDEV_HDR + md->p.state_size) {
-        vmig_err(md->ctx, "RESUMING -> STOP: %llu bytes loaded, %zu "
+        vmig_err(md->ctx,
+                 "RESUMING -> STOP: %llu bytes loaded, %zu "
                  "expected; state refused",
                  (unsigned long long)md->stage_len,
                  (size_t)(MEMDEV_HDR + md->p.state_size));
@@ -83,7 +84,8 @@ validate_commit_locked(struct vmig_memdev *md)
     work = mp_r_u64(&r);
     digest = mp_r_u64(&r);
     if (magic != MEMDEV_MAGIC || size != md->p.state_size) {
-        vmig_err(md->ctx, "RESUMING -> STOP: bad header (magic %#llx, size "
+        vmig_err(md->ctx,
+                 "RESUMING -> STOP: bad header (magic %#llx, size "
                  "%llu); state refused",
                  (unsigned long long)magic, (unsigned long long)size);
         return -EBADMSG;
@@ -97,7 +99,7 @@ validate_commit_locked(struct vmig_memdev *md)
         md->state = saved_state;
         md->work = saved_work;
         vmig_err(md->ctx, "RESUMING -> STOP: state digest mismatch; state "
-                 "refused, device keeps its previous state");
+                          "refused, device keeps its previous state");
         return -EBADMSG;
     }
     md->state = saved_state;
@@ -248,8 +250,8 @@ vmig_memdev_work(struct vmig_memdev *md, uint64_t n)
         goto out;
     }
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t h = XXH3_64bits_withSeed(&md->work, sizeof(md->work),
-                                          md->p.seed);
+        uint64_t h =
+            XXH3_64bits_withSeed(&md->work, sizeof(md->work), md->p.seed);
         size_t at = (size_t)(h % (md->p.state_size - 8));
 
         memcpy(md->state + at, &h, 8);
@@ -346,10 +348,9 @@ static int
 session_ok(struct vmig_memdev *md, enum vmig_session_kind kind)
 {
     struct vmig_session_info si;
-    uint64_t *gen = kind == VMIG_SESSION_SAVE ? &md->save_gen
-                                              : &md->resume_gen;
-    bool *known = kind == VMIG_SESSION_SAVE ? &md->save_gen_known
-                                            : &md->resume_gen_known;
+    uint64_t *gen = kind == VMIG_SESSION_SAVE ? &md->save_gen : &md->resume_gen;
+    bool *known =
+        kind == VMIG_SESSION_SAVE ? &md->save_gen_known : &md->resume_gen_known;
     bool k;
 
     pthread_mutex_lock(&md->lock);
@@ -425,8 +426,10 @@ op_write(void *opaque, const void *buf, size_t len)
     }
     pthread_mutex_unlock(&md->lock);
     if (ret == -E2BIG) {
-        vmig_err(md->ctx, "RESUMING: more state than the %zu bytes this "
-                 "device has; refused", (size_t)(MEMDEV_HDR + md->p.state_size));
+        vmig_err(md->ctx,
+                 "RESUMING: more state than the %zu bytes this "
+                 "device has; refused",
+                 (size_t)(MEMDEV_HDR + md->p.state_size));
     }
     return ret;
 }
@@ -449,8 +452,7 @@ op_describe(void *opaque, struct vmig_pci_ids *ids, void *buf, size_t cap)
 
 /* Same size; a source revision up to ours (older -> newer is fine). */
 static int
-op_compat(void *opaque, const struct vmig_mp_dev *src, char *reason,
-          size_t len)
+op_compat(void *opaque, const struct vmig_mp_dev *src, char *reason, size_t len)
 {
     struct vmig_memdev *md = opaque;
     char want[64];

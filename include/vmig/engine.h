@@ -322,9 +322,8 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_incoming(struct vmig_engine *e,
  * Return: 0 when the destination answered (see @out->status), or a
  * negative errno when it could not be asked.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_check(struct vmig_engine *e,
-                                                  int fd,
-                                                  struct vmig_engine_check *out);
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out);
 
 /**
  * vmig_engine_cancel() - Ask a running migration to stop.  Any thread.

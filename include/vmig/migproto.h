@@ -29,8 +29,8 @@
 #define VMIG_MP_PREAMBLE_LEN 8
 #define VMIG_MP_FRAMING_VERSION 1
 /* Protocol versions this implementation speaks (HELLO negotiates). */
-#define VMIG_MP_PROTO_MIN 1
-#define VMIG_MP_PROTO_MAX 1
+#define VMIG_MP_PROTO_MIN 1u
+#define VMIG_MP_PROTO_MAX 1u
 
 #define VMIG_MP_HDR_LEN 24
 #define VMIG_MP_FRAME_MAGIC 0x72666d76u /* "vmfr" little-endian */

@@ -110,16 +110,15 @@ tvm_new(const char *name, bool program, uint64_t seed, uint8_t revision)
     struct vmig_engine_region rg;
     struct vmig_vcpu_params vp = {.steps_per_sec = 100000, .hook = tvm_hook};
     static const char *const names[NDEV] = {"acc0", "nic0"};
-    static const uint64_t flags[NDEV] = {
-        VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P,
-        VMIG_MIGRATION_STOP_COPY};
+    static const uint64_t flags[NDEV] = {VMIG_MIGRATION_STOP_COPY |
+                                             VMIG_MIGRATION_P2P,
+                                         VMIG_MIGRATION_STOP_COPY};
 
     assert_non_null(vm);
-    assert_int_equal(vmig_ctx_new(name,
-                                  getenv("VMIG_TEST_LOG") ? vmig_log_stderr
-                                                          : NULL,
-                                  NULL, &vm->ctx),
-                     0);
+    assert_int_equal(
+        vmig_ctx_new(name, getenv("VMIG_TEST_LOG") ? vmig_log_stderr : NULL,
+                     NULL, &vm->ctx),
+        0);
     vm->ram = aligned_alloc(4096, RAM_SIZE);
     assert_non_null(vm->ram);
     memset(vm->ram, 0, RAM_SIZE);
