@@ -194,8 +194,7 @@ qmpc_poll_events(struct qmp_client *c, unsigned int ms)
 }
 
 int
-qmpc_connect(const char *path, unsigned int timeout_ms,
-             struct qmp_client **out)
+qmpc_connect(const char *path, unsigned int timeout_ms, struct qmp_client **out)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     struct qmp_client *c;
@@ -269,7 +268,8 @@ print_event(void *opaque, json_object *ev)
     struct follow *f = opaque;
 
     if (f->json) {
-        printf("%s\n", json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN));
+        printf("%s\n",
+               json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN));
         fflush(stdout);
     }
 }
@@ -347,8 +347,7 @@ cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
         if (tty) {
             draw_bar(st);
         }
-        if (strcmp(status, "completed") == 0 ||
-            strcmp(status, "failed") == 0 ||
+        if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
             strcmp(status, "cancelled") == 0) {
             break;
         }
@@ -371,14 +370,14 @@ cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
                        : 0.0);
         }
     } else if (!json_out) {
-        printf("migration %s: %s; the VM keeps running on the source\n",
-               status,
+        printf("migration %s: %s; the VM keeps running on the source\n", status,
                json_object_object_get_ex(st, "error-desc", &v)
                    ? json_object_get_string(v)
                    : "no reason given");
     }
     if (json_out) {
-        printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN));
+        printf("%s\n",
+               json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN));
     }
     json_object_put(st);
     return ret;

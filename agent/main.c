@@ -128,8 +128,8 @@ connect_agent(const struct opts *o, struct qmp_client **c)
 static void
 print_json(json_object *o)
 {
-    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                         JSON_C_TO_STRING_SPACED));
+    printf("%s\n", json_object_to_json_string_ext(
+                       o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
 }
 
 /* ------------------------------------------------------------ agents */
@@ -216,8 +216,8 @@ set_params(struct qmp_client *c, const struct opts *o)
         json_object_object_add(args, "max-bandwidth",
                                json_object_new_int64(o->max_bandwidth));
     }
-    if (qmpc_exec(c, "migrate-set-parameters", args, &ret, err,
-                  sizeof(err)) < 0) {
+    if (qmpc_exec(c, "migrate-set-parameters", args, &ret, err, sizeof(err)) <
+        0) {
         fprintf(stderr, "vmig: migrate-set-parameters: %s\n", err);
         return -1;
     }
@@ -278,8 +278,7 @@ cmd_check(struct opts *o)
     snprintf(uri, sizeof(uri), "tcp:%s", o->to);
     args = json_object_new_object();
     json_object_object_add(args, "uri", json_object_new_string(uri));
-    if (qmpc_exec(c, "x-vmig-check-compat", args, &ret, err, sizeof(err)) <
-        0) {
+    if (qmpc_exec(c, "x-vmig-check-compat", args, &ret, err, sizeof(err)) < 0) {
         fprintf(stderr, "vmig check: %s\n", err);
         qmpc_close(c);
         return EXIT_FAIL;
@@ -293,8 +292,7 @@ cmd_check(struct opts *o)
             json_object_object_get_ex(d, "name", &n);
             json_object_object_get_ex(d, "compatible", &ok);
             printf("%-12s %s%s%s\n", json_object_get_string(n),
-                   json_object_get_boolean(ok) ? "compatible"
-                                               : "INCOMPATIBLE",
+                   json_object_get_boolean(ok) ? "compatible" : "INCOMPATIBLE",
                    json_object_object_get_ex(d, "reason", &r) ? ": " : "",
                    json_object_object_get_ex(d, "reason", &r)
                        ? json_object_get_string(r)
@@ -339,7 +337,8 @@ cmd_status(struct opts *o)
 
         json_object_object_add(all, "status", json_object_get(st));
         json_object_object_add(all, "migration", json_object_get(mig));
-        printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN));
+        printf("%s\n",
+               json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN));
         json_object_put(all);
     } else {
         json_object_object_get_ex(st, "status", &v);
@@ -425,8 +424,8 @@ wait_agent(const char *path, struct qmp_client **c)
 }
 
 static int
-guest_report(struct qmp_client *c, int64_t *steps, bool *verified,
-             char *why, size_t len)
+guest_report(struct qmp_client *c, int64_t *steps, bool *verified, char *why,
+             size_t len)
 {
     json_object *r, *v;
     char err[256];
@@ -504,16 +503,18 @@ cmd_demo(struct opts *o)
     snprintf(ram, sizeof(ram), "%llu", (unsigned long long)o->vm.ram_size);
     snprintf(dst_s, sizeof(dst_s), "%llu", (unsigned long long)o->vm.dev_state);
     {
-        char *dargv[] = {"vmig", "receive", "--qmp", dq, "--listen", listen,
-                         "--ram", ram, "--dev-state", dst_s, NULL};
-        char *sargv[] = {"vmig", "run", "--qmp", sq, "--ram", ram,
-                         "--dev-state", dst_s, NULL};
+        char *dargv[] = {"vmig",        "receive", "--qmp", dq,
+                         "--listen",    listen,    "--ram", ram,
+                         "--dev-state", dst_s,     NULL};
+        char *sargv[] = {"vmig", "run",         "--qmp", sq,  "--ram",
+                         ram,    "--dev-state", dst_s,   NULL};
 
         dp = spawn(dl, dargv);
         sp = spawn(sl, sargv);
     }
     printf("vmig demo: source and destination agents started (RAM %s bytes, "
-           "2 devices of %s bytes; logs in %s)\n", ram, dst_s, dir);
+           "2 devices of %s bytes; logs in %s)\n",
+           ram, dst_s, dir);
     if (sp < 0 || dp < 0 || wait_agent(sq, &src) < 0 ||
         wait_agent(dq, &dst) < 0) {
         fprintf(stderr, "vmig demo: agents did not come up (see %s)\n", dir);
@@ -527,7 +528,8 @@ cmd_demo(struct opts *o)
         goto out;
     }
     printf("vmig demo: guest ran %lld steps on the source, ledger verified; "
-           "migrating to %s\n", (long long)steps_before, listen);
+           "migrating to %s\n",
+           (long long)steps_before, listen);
     fflush(stdout);
     {
         json_object *args = json_object_new_object();
@@ -678,13 +680,15 @@ sub_help(const struct subcmd *s)
         printf("  --listen HOST:PORT    accept the migration there\n");
     }
     if (s->fn == cmd_migrate) {
-        printf("  --to HOST:PORT        the destination agent's listen address\n"
-               "  --downtime-limit MS   QMP downtime-limit (default 300)\n"
-               "  --max-bandwidth B     bytes per second; 0 = unlimited\n"
-               "  --json                JSON events instead of a progress bar\n");
+        printf(
+            "  --to HOST:PORT        the destination agent's listen address\n"
+            "  --downtime-limit MS   QMP downtime-limit (default 300)\n"
+            "  --max-bandwidth B     bytes per second; 0 = unlimited\n"
+            "  --json                JSON events instead of a progress bar\n");
     }
     if (s->fn == cmd_check) {
-        printf("  --to HOST:PORT        the destination agent's listen address\n");
+        printf(
+            "  --to HOST:PORT        the destination agent's listen address\n");
     }
     if (s->fn == cmd_demo) {
         printf("  --ram SIZE            guest RAM (default 64M)\n"
@@ -851,9 +855,10 @@ main(int argc, char **argv)
     }
     if (o.vm.ram_size < VMIG_GUEST_MIN_RAM || o.vm.ram_size % 4096 != 0 ||
         o.vm.dev_state < 64) {
-        fprintf(stderr, "vmig %s: --ram must be a multiple of 4096 of at "
-                "least %u bytes; --dev-state at least 64\n", s->name,
-                VMIG_GUEST_MIN_RAM);
+        fprintf(stderr,
+                "vmig %s: --ram must be a multiple of 4096 of at "
+                "least %u bytes; --dev-state at least 64\n",
+                s->name, VMIG_GUEST_MIN_RAM);
         return EXIT_USAGE;
     }
     return s->fn(&o);

@@ -110,7 +110,8 @@ sb_json(struct sbuf *b, json_object *o)
             json_object *k = json_object_new_string(key);
 
             sb_str(b, first ? "" : ", ");
-            sb_str(b, json_object_to_json_string_ext(k, JSON_C_TO_STRING_PLAIN));
+            sb_str(b,
+                   json_object_to_json_string_ext(k, JSON_C_TO_STRING_PLAIN));
             sb_str(b, ": ");
             json_object_put(k);
             sb_json(b, val);
@@ -313,8 +314,8 @@ check_args(json_object *args, const struct arg_spec *spec, char *err,
             if (!json_object_is_type(val, a->type)) {
                 snprintf(err, len,
                          "Invalid parameter type for '%s', expected: %s", key,
-                         a->type == json_type_int      ? "integer"
-                         : a->type == json_type_string ? "string"
+                         a->type == json_type_int       ? "integer"
+                         : a->type == json_type_string  ? "string"
                          : a->type == json_type_boolean ? "boolean"
                                                         : "array");
                 return false;
@@ -393,12 +394,9 @@ cmd_query_version(struct cmd_ctx *x)
     json_object *o = json_object_new_object(), *q = json_object_new_object();
 
     (void)x;
-    json_object_object_add(q, "major",
-                           json_object_new_int(VMIG_VERSION_MAJOR));
-    json_object_object_add(q, "minor",
-                           json_object_new_int(VMIG_VERSION_MINOR));
-    json_object_object_add(q, "micro",
-                           json_object_new_int(VMIG_VERSION_PATCH));
+    json_object_object_add(q, "major", json_object_new_int(VMIG_VERSION_MAJOR));
+    json_object_object_add(q, "minor", json_object_new_int(VMIG_VERSION_MINOR));
+    json_object_object_add(q, "micro", json_object_new_int(VMIG_VERSION_PATCH));
     json_object_object_add(o, "qemu", q);
     json_object_object_add(o, "package",
                            json_object_new_string("vmig " VMIG_VERSION_STRING));
@@ -431,7 +429,8 @@ cmd_query_migrate(struct cmd_ctx *x)
         return o; /* QEMU answers {} before any migration */
     }
     json_object_object_add(
-        o, "status", json_object_new_string(vmig_engine_status_name(st->status)));
+        o, "status",
+        json_object_new_string(vmig_engine_status_name(st->status)));
     json_object_object_add(o, "total-time",
                            json_object_new_int64((int64_t)st->total_time_ms));
     json_object_object_add(o, "setup-time",
@@ -458,8 +457,8 @@ cmd_query_migrate(struct cmd_ctx *x)
                            json_object_new_int64((int64_t)st->ram_zero_pages));
     json_object_object_add(
         ram, "normal",
-        json_object_new_int64((int64_t)(st->ram_transferred / 4096 -
-                                        st->ram_zero_pages)));
+        json_object_new_int64(
+            (int64_t)(st->ram_transferred / 4096 - st->ram_zero_pages)));
     json_object_object_add(
         ram, "normal-bytes",
         json_object_new_int64(
@@ -480,15 +479,16 @@ cmd_query_migrate(struct cmd_ctx *x)
         json_object_object_add(d, "name",
                                json_object_new_string(st->dev[i].name));
         json_object_object_add(
-            d, "state", json_object_new_string(vmig_state_name(st->dev[i].state)));
-        json_object_object_add(d, "transferred",
-                               json_object_new_int64((int64_t)st->dev[i].bytes));
+            d, "state",
+            json_object_new_string(vmig_state_name(st->dev[i].state)));
+        json_object_object_add(
+            d, "transferred", json_object_new_int64((int64_t)st->dev[i].bytes));
         json_object_object_add(
             d, "config-bytes",
             json_object_new_int64((int64_t)st->dev[i].config_len));
         if (st->dev[i].verdict >= 0) {
-            json_object_object_add(
-                d, "compatible", json_object_new_boolean(st->dev[i].verdict));
+            json_object_object_add(d, "compatible",
+                                   json_object_new_boolean(st->dev[i].verdict));
         }
         if (st->dev[i].verdict == 0) {
             json_object_object_add(d, "reason",
@@ -499,9 +499,8 @@ cmd_query_migrate(struct cmd_ctx *x)
     json_object_object_add(o, "x-vmig-devices", devs);
     json_object_object_add(
         o, "x-vmig-role",
-        json_object_new_string(st->role == VMIG_ENGINE_ROLE_SOURCE
-                                   ? "source"
-                                   : "destination"));
+        json_object_new_string(
+            st->role == VMIG_ENGINE_ROLE_SOURCE ? "source" : "destination"));
     if (st->status == VMIG_ENGINE_FAILED ||
         st->status == VMIG_ENGINE_CANCELLED) {
         json_object_object_add(o, "error-desc",
@@ -514,11 +513,10 @@ cmd_query_migrate(struct cmd_ctx *x)
 static json_object *
 cmd_migrate(struct cmd_ctx *x)
 {
-    static const struct arg_spec spec[] = {
-        {"uri", json_type_string, true},
-        {"detach", json_type_boolean, false},
-        {"resume", json_type_boolean, false},
-        {NULL, 0, false}};
+    static const struct arg_spec spec[] = {{"uri", json_type_string, true},
+                                           {"detach", json_type_boolean, false},
+                                           {"resume", json_type_boolean, false},
+                                           {NULL, 0, false}};
     json_object *v;
 
     if (!check_args(x->args, spec, x->err, sizeof(x->err))) {
@@ -649,10 +647,9 @@ cmd_query_devices(struct cmd_ctx *x)
                 i == 0 ? VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P
                        : VMIG_MIGRATION_STOP_COPY,
                 flags, sizeof(flags))));
-        json_object_object_add(
-            d, "state",
-            json_object_new_string(
-                vmig_state_name(vmig_memdev_state(vm->dev[i]))));
+        json_object_object_add(d, "state",
+                               json_object_new_string(vmig_state_name(
+                                   vmig_memdev_state(vm->dev[i]))));
         json_object_object_add(d, "state-size",
                                json_object_new_int64((int64_t)vm->o.dev_state));
         json_object_object_add(
@@ -700,8 +697,8 @@ cmd_check_compat(struct cmd_ctx *x)
 
         json_object_object_add(d, "name",
                                json_object_new_string(chk->dev[i].name));
-        json_object_object_add(d, "compatible",
-                               json_object_new_boolean(chk->dev[i].verdict == 1));
+        json_object_object_add(
+            d, "compatible", json_object_new_boolean(chk->dev[i].verdict == 1));
         if (chk->dev[i].verdict != 1) {
             json_object_object_add(d, "reason",
                                    json_object_new_string(chk->dev[i].reason));
@@ -737,7 +734,8 @@ cmd_quit(struct cmd_ctx *x)
     json_object *d = json_object_new_object();
 
     json_object_object_add(d, "guest", json_object_new_boolean(0));
-    json_object_object_add(d, "reason", json_object_new_string("host-qmp-quit"));
+    json_object_object_add(d, "reason",
+                           json_object_new_string("host-qmp-quit"));
     qmp_emit(x->s, "SHUTDOWN", d);
     qmp_request_quit(x->s);
     return json_object_new_object();

@@ -477,7 +477,8 @@ vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
     pthread_mutex_lock(&vm->lock);
     if (strcmp(vm->runstate, "inmigrate") != 0 || vm->incoming_armed) {
         pthread_mutex_unlock(&vm->lock);
-        snprintf(err, errlen, "The incoming migration has already been "
+        snprintf(err, errlen,
+                 "The incoming migration has already been "
                  "started or this VM is not waiting for one");
         return -EBUSY;
     }
@@ -532,8 +533,7 @@ vm_check(struct agent_vm *vm, const char *uri, struct vmig_engine_check *out,
 }
 
 int
-vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
-                size_t whylen)
+vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen)
 {
     bool was = vmig_vcpu_running(vm->vcpu);
     int ret;
