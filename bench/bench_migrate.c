@@ -40,8 +40,7 @@ listen_any(int *port)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
     if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        listen(fd, 1) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        listen(fd, 1) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
         perror("bench: listen");
         exit(1);
     }
@@ -143,8 +142,7 @@ struct side {
 };
 
 static void
-side_new(struct side *s, vmig_ctx_t *ctx, size_t ram, size_t dev,
-         uint64_t seed)
+side_new(struct side *s, vmig_ctx_t *ctx, size_t ram, size_t dev, uint64_t seed)
 {
     struct vmig_engine_region rg = {.name = "ram0", .size = ram};
 
@@ -159,18 +157,18 @@ side_new(struct side *s, vmig_ctx_t *ctx, size_t ram, size_t dev,
         exit(1);
     }
     for (int i = 0; i < 2; i++) {
-        struct vmig_memdev_params p = {
-            .state_size = dev,
-            .flags = VMIG_MIGRATION_STOP_COPY |
-                     (i == 0 ? VMIG_MIGRATION_P2P : 0),
-            .seed = seed + (uint64_t)i,
-            .revision = 1};
+        struct vmig_memdev_params p = {.state_size = dev,
+                                       .flags =
+                                           VMIG_MIGRATION_STOP_COPY |
+                                           (i == 0 ? VMIG_MIGRATION_P2P : 0),
+                                       .seed = seed + (uint64_t)i,
+                                       .revision = 1};
         char name[8];
 
         snprintf(name, sizeof(name), "dev%d", i);
         if (vmig_memdev_new(ctx, &p, &s->dev[i]) < 0 ||
-            vmig_engine_add_device(s->eng, name, vmig_memdev_ops(),
-                                   s->dev[i]) < 0) {
+            vmig_engine_add_device(s->eng, name, vmig_memdev_ops(), s->dev[i]) <
+                0) {
             exit(1);
         }
     }
@@ -241,8 +239,8 @@ main(int argc, char **argv)
         if (ret < 0 || j.ret < 0 || st == NULL ||
             memcmp(a.ram, b.ram, ram) != 0 ||
             vmig_memdev_digest(a.dev[0]) != vmig_memdev_digest(b.dev[0])) {
-            fprintf(stderr, "bench: migration failed (%d/%d) or differs\n",
-                    ret, j.ret);
+            fprintf(stderr, "bench: migration failed (%d/%d) or differs\n", ret,
+                    j.ret);
             return 1;
         }
         vmig_engine_stats(a.eng, st);
@@ -253,9 +251,9 @@ main(int argc, char **argv)
         wire = (double)st->wire_bytes;
         best_plain = tp < best_plain ? tp : best_plain;
         best_mig = tm < best_mig ? tm : best_mig;
-        best_down =
-            (double)st->downtime_ms < best_down ? (double)st->downtime_ms
-                                                : best_down;
+        best_down = (double)st->downtime_ms < best_down
+                        ? (double)st->downtime_ms
+                        : best_down;
         free(st);
         /* back to RUNNING on both sides for the next run */
         for (int i = 0; i < 2; i++) {
@@ -269,7 +267,8 @@ main(int argc, char **argv)
     {
         double bytes = (double)ram + 2.0 * (double)dev;
 
-        printf("plain TCP copy   %8.1f MiB/s\n", bytes / best_plain / (1 << 20));
+        printf("plain TCP copy   %8.1f MiB/s\n",
+               bytes / best_plain / (1 << 20));
         printf("migration        %8.1f MiB/s  (%.1f MiB on the wire)\n",
                bytes / best_mig / (1 << 20), wire / (1 << 20));
         printf("ratio            %8.2f  (migration throughput / plain copy)\n",
