@@ -160,7 +160,7 @@ session_open(struct session *s, uint64_t ram)
     strcpy(h->dev[0].name, "dev0");
     h->dev[0].mig_flags = VMIG_MIGRATION_STOP_COPY;
     n = vmig_memdev_ops()->describe(s->d->dev, &h->dev[0].ids, desc,
-                                     sizeof(desc));
+                                    sizeof(desc));
     assert_true(n > 0);
     h->dev[0].desc = desc;
     h->dev[0].desc_len = (uint32_t)n;
@@ -281,12 +281,11 @@ test_valid_stream_with_optional_frame(void **state)
     /* a future optional frame: skipped */
     assert_int_equal(vmig_mp_send1(s.c, 0x30, VMIG_MP_F_OPTIONAL, "x", 1), 0);
     assert_int_equal(send_dev_data(&s, 0, 0, src_state, 100), 0);
-    assert_int_equal(send_dev_data(&s, 0, 100, src_state + 100,
-                                   src_state_len - 100),
-                     0);
     assert_int_equal(
-        send_dev_end(&s, 0, src_state_len, XXH3_64bits(src_state, src_state_len)),
-        0);
+        send_dev_data(&s, 0, 100, src_state + 100, src_state_len - 100), 0);
+    assert_int_equal(send_dev_end(&s, 0, src_state_len,
+                                  XXH3_64bits(src_state, src_state_len)),
+                     0);
     assert_int_equal(send_switchover(&s), 0);
     assert_int_equal(vmig_mp_recv(s.c, &f), 0);
     assert_int_equal(f.hdr.type, VMIG_MP_CONFIRM);
