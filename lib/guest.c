@@ -79,14 +79,16 @@ vmig_guest_step(void *ram, size_t size)
     slot[1] = h->chain;
     at = (h->chain % (h->scratch_len / 8)) * 8;
     memcpy((uint8_t *)ram + h->scratch_off + at, &h->chain, 8);
-    h->steps++;
+    /* the VMM may watch progress while the vCPU runs */
+    __atomic_store_n(&h->steps, h->steps + 1, __ATOMIC_RELEASE);
     return 0;
 }
 
 uint64_t
 vmig_guest_steps(const void *ram)
 {
-    return ((const struct guest_hdr *)ram)->steps;
+    return __atomic_load_n(&((const struct guest_hdr *)ram)->steps,
+                           __ATOMIC_ACQUIRE);
 }
 
 int
