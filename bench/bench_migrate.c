@@ -81,7 +81,7 @@ sink_main(void *arg)
     /* like the destination, land the bytes in "guest RAM" */
     while (fd >= 0 && got < s->len) {
         ssize_t n = read(fd, s->dst + got,
-                         s->len - got < (1u << 20) ? s->len - got : 1u << 20);
+                         s->len - got < (4u << 20) ? s->len - got : 4u << 20);
 
         if (n <= 0) {
             break;
@@ -106,7 +106,7 @@ plain_copy(const uint8_t *src, uint8_t *dst, size_t len)
     fd = connect_to(port);
     t0 = now_s();
     while (off < len) {
-        size_t n = len - off < (1u << 20) ? len - off : 1u << 20;
+        size_t n = len - off < (4u << 20) ? len - off : 4u << 20;
         ssize_t w = write(fd, src + off, n);
 
         if (w <= 0) {

@@ -8,6 +8,8 @@
  * the devices and leaves the vCPUs paused (DESIGN.md §6.6).
  */
 #include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,7 +325,7 @@ dst_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
         }
     } else if (zero) {
         memset((uint8_t *)rg->host + off, 0, (size_t)len);
-    } else {
+    } else if (!f->placed) {
         memcpy((uint8_t *)rg->host + off, f->payload + ENG_RAM_HDR,
                (size_t)len);
     }
@@ -549,13 +551,71 @@ dst_send_error(struct vmig_engine *e, struct vmig_mp_conn *c, int err,
     }
 }
 
+/*
+ * RAM pages go straight from the socket into guest RAM when the frame's
+ * header is sound (dst_ram() then checks it again and skips the copy).
+ * The checksum is verified after the write; a bad frame fails the
+ * migration and the destination's RAM is discarded with it.
+ */
+static void *
+dst_place(void *opaque, const struct vmig_mp_hdr *hdr, const uint8_t *head,
+          size_t tail_len)
+{
+    struct vmig_engine *e = opaque;
+    struct mp_r r = {.p = head, .len = ENG_RAM_HDR};
+    uint32_t region, flags, np;
+    uint64_t off, len;
+
+    if (hdr->type != VMIG_MP_RAM || e->ops->ram_write != NULL) {
+        return NULL;
+    }
+    region = mp_r_u32(&r);
+    flags = mp_r_u32(&r);
+    off = mp_r_u64(&r);
+    np = mp_r_u32(&r);
+    len = (uint64_t)np * VMIG_MP_PAGE_SIZE;
+    if (r.err != 0 || region >= e->nregions || flags != 0 || np == 0 ||
+        len > VMIG_MP_CHUNK_MAX || len != tail_len ||
+        off % VMIG_MP_PAGE_SIZE != 0 || off > e->region[region].size ||
+        len > e->region[region].size - off) {
+        return NULL;
+    }
+    return (uint8_t *)e->region[region].host + off;
+}
+
+/*
+ * After an ERROR: closing a socket with unread data makes TCP send a
+ * reset, which can destroy the ERROR before the source reads it.  So stop
+ * writing and drain what the source still sends until it hangs up (it
+ * does once it reads the ERROR between two frames), for at most 2 s.
+ */
+static void
+dst_linger(struct vmig_engine *e, int fd)
+{
+    uint64_t end = vmig__mono_ns() + 2000000000ull;
+
+    shutdown(fd, SHUT_WR);
+    while (vmig__mono_ns() < end) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        n = recv(fd, e->buf, VMIG_MP_PAYLOAD_MAX, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            return;
+        }
+    }
+}
+
 /* Receive frames until SWITCHOVER (0), or fail. */
 static int
 dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
            struct vmig_mp_frame *f, struct dst_fail *df)
 {
     for (;;) {
-        int ret = vmig_mp_recv(c, f);
+        int ret = vmig_mp_recv_placed(c, ENG_RAM_HDR, dst_place, e, f);
 
         if (ret < 0) {
             if (ret == -EBADMSG || ret == -E2BIG) {
@@ -784,6 +844,7 @@ fail:
              strerror(-ret), df.reason[0] != '\0' ? ": " : "", df.reason);
     if (send_err && c != NULL) {
         dst_send_error(e, c, ret, &df);
+        dst_linger(e, fd);
     }
     if (resumed && e->ops->vcpu_pause != NULL) {
         /* the CONFIRM did not leave: the source resumes, so we must not */

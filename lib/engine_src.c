@@ -14,10 +14,11 @@
 #include "internal.h"
 #include "migproto_priv.h"
 
-/* RAM pages per RAM frame: 1 MiB of data amortises the 48 header bytes. */
-#define SRC_RAM_CHUNK_PAGES 256u
+/* RAM pages per RAM frame: 4 MiB of data per frame (the limit) keeps
+ * syscalls and header overhead negligible. */
+#define SRC_RAM_CHUNK_PAGES 1024u
 /* Device data read per DEV_DATA frame. */
-#define SRC_DEV_CHUNK (1u << 20)
+#define SRC_DEV_CHUNK (4u << 20)
 /* Where descriptors are staged in e->buf during HELLO. */
 #define SRC_DESC_STRIDE VMIG_MP_DESC_MAX
 
@@ -86,6 +87,37 @@ src_expect(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int type,
                                vmig_mp_type_name(type));
         return -EPROTO;
     }
+}
+
+/*
+ * Between frames: has the destination said something on the return path?
+ * An ERROR there (it refused a frame, a device failed) ends the sending at
+ * once instead of at SWITCHOVER.
+ */
+static int
+src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c)
+{
+    struct vmig_mp_frame f;
+    int ret;
+
+    while (vmig_mp_pending(c)) {
+        ret = vmig_mp_recv(c, &f);
+        if (ret < 0) {
+            return ret;
+        }
+        if (f.hdr.type == VMIG_MP_ERROR) {
+            return parse_error_frame(e, &f);
+        }
+        if (f.hdr.type == VMIG_MP_ACK ||
+            (strcmp(vmig_mp_type_name(f.hdr.type), "unknown") == 0 &&
+             (f.hdr.flags & VMIG_MP_F_OPTIONAL))) {
+            continue;
+        }
+        vmig__engine_set_error(e, "destination sent %s mid-stream",
+                               vmig_mp_type_name(f.hdr.type));
+        return -EPROTO;
+    }
+    return 0;
 }
 
 /* Build HELLO in @out (VMIG_MP_PAYLOAD_MAX bytes) from our devices. */
@@ -316,6 +348,9 @@ src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c, bool zero_pages,
             off += len;
             vmig__engine_account(e, c, len, zero ? np : 0, -1, 0);
             ret = vmig__engine_throttle(e, c);
+            if (ret == 0) {
+                ret = src_check_return(e, c);
+            }
             if (ret < 0) {
                 return ret;
             }
@@ -427,6 +462,9 @@ src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
         off += (uint64_t)n;
         vmig__engine_account(e, c, 0, 0, (int)i, (uint64_t)n);
         ret = vmig__engine_throttle(e, c);
+        if (ret == 0) {
+            ret = src_check_return(e, c);
+        }
         if (ret < 0) {
             return ret;
         }

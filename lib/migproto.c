@@ -695,10 +695,14 @@ vmig_mp_send1(struct vmig_mp_conn *c, unsigned int type, unsigned int flags,
 }
 
 int
-vmig_mp_recv(struct vmig_mp_conn *c, struct vmig_mp_frame *out)
+vmig_mp_recv_placed(struct vmig_mp_conn *c, size_t head_len,
+                    vmig_mp_place_fn *place, void *opaque,
+                    struct vmig_mp_frame *out)
 {
     uint8_t raw[VMIG_MP_HDR_LEN];
     struct vmig_mp_hdr h;
+    uint8_t *tail = NULL;
+    size_t got;
     int ret;
 
     ret = read_all(c, raw, sizeof(raw));
@@ -711,11 +715,38 @@ vmig_mp_recv(struct vmig_mp_conn *c, struct vmig_mp_frame *out)
                  strerror(-ret));
         return ret;
     }
-    ret = read_all(c, c->buf, h.len);
+    got = h.len;
+    if (place != NULL && h.len > head_len) {
+        ret = read_all(c, c->buf, head_len);
+        if (ret < 0) {
+            return ret;
+        }
+        tail = place(opaque, &h, c->buf, h.len - head_len);
+        got = head_len;
+        if (tail == NULL) {
+            ret = read_all(c, c->buf + head_len, h.len - head_len);
+            got = h.len;
+        } else {
+            ret = read_all(c, tail, h.len - head_len);
+        }
+    } else {
+        ret = read_all(c, c->buf, h.len);
+    }
     if (ret < 0) {
         return ret;
     }
-    if (vmig_mp_verify(raw, c->buf, h.len) < 0) {
+    if (tail != NULL) {
+        XXH3_state_t st;
+
+        XXH3_64bits_reset(&st);
+        XXH3_64bits_update(&st, raw, 16);
+        XXH3_64bits_update(&st, c->buf, head_len);
+        XXH3_64bits_update(&st, tail, h.len - head_len);
+        ret = XXH3_64bits_digest(&st) == mp_le(raw + 16, 8) ? 0 : -EBADMSG;
+    } else {
+        ret = vmig_mp_verify(raw, c->buf, h.len);
+    }
+    if (ret < 0) {
         vmig_dbg(c->ctx, "stream: frame %u (%s, %u bytes): checksum mismatch",
                  c->seq_in, vmig_mp_type_name(h.type), h.len);
         return -EBADMSG;
@@ -728,5 +759,21 @@ vmig_mp_recv(struct vmig_mp_conn *c, struct vmig_mp_frame *out)
     c->seq_in++;
     out->hdr = h;
     out->payload = c->buf;
+    out->placed = tail != NULL;
+    out->head_len = got;
     return 0;
+}
+
+int
+vmig_mp_pending(struct vmig_mp_conn *c)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+
+    return poll(&pfd, 1, 0) > 0 ? 1 : 0;
+}
+
+int
+vmig_mp_recv(struct vmig_mp_conn *c, struct vmig_mp_frame *out)
+{
+    return vmig_mp_recv_placed(c, 0, NULL, NULL, out);
 }

@@ -316,12 +316,31 @@ struct vmig_mp_conn;
  * struct vmig_mp_frame - a frame received by vmig_mp_recv().
  * @hdr:     the header.
  * @payload: @hdr.len bytes, owned by the connection; valid until the next
- *           vmig_mp_recv() on it.
+ *           vmig_mp_recv() on it.  For a placed frame (see
+ *           vmig_mp_recv_placed()) only the first @head_len bytes.
+ * @placed:  the rest of the payload was written where the place callback
+ *           said, not into @payload.
+ * @head_len: bytes in @payload when @placed.
  */
 struct vmig_mp_frame {
     struct vmig_mp_hdr hdr;
     const uint8_t *payload;
+    bool placed;
+    size_t head_len;
 };
+
+/**
+ * vmig_mp_place_fn - where the tail of a frame's payload should land.
+ * @opaque:   as given to vmig_mp_recv_placed().
+ * @hdr:      the frame's header (magic, flags and length checked).
+ * @head:     the first head bytes of the payload (not yet checksummed).
+ * @tail_len: bytes that remain.
+ *
+ * Return: a buffer of at least @tail_len bytes, or NULL to receive the
+ * frame into the connection's buffer as usual.
+ */
+typedef void *vmig_mp_place_fn(void *opaque, const struct vmig_mp_hdr *hdr,
+                               const uint8_t *head, size_t tail_len);
 
 /**
  * vmig_mp_conn_new() - Wrap a connected stream socket.
@@ -413,6 +432,39 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_send1(struct vmig_mp_conn *c,
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_recv(struct vmig_mp_conn *c,
                                              struct vmig_mp_frame *out);
+
+/**
+ * vmig_mp_recv_placed() - vmig_mp_recv() that can receive the bulk of a
+ * frame straight into its final place (guest RAM), saving a copy.
+ * @c:        connection.
+ * @head_len: payload bytes read into the connection's buffer first and
+ *            shown to @place; frames not longer than this are received
+ *            normally.
+ * @place:    decides where the rest goes.
+ * @opaque:   for @place.
+ * @out:      receives the frame.
+ *
+ * The checksum and sequence checks are the same as vmig_mp_recv()'s but
+ * happen after the tail was written: on -EBADMSG the placed bytes are
+ * garbage and the caller must discard them (a destination discards all of
+ * guest RAM when a migration fails).
+ *
+ * Return: as vmig_mp_recv().
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_recv_placed(struct vmig_mp_conn *c,
+                                                    size_t head_len,
+                                                    vmig_mp_place_fn *place,
+                                                    void *opaque,
+                                                    struct vmig_mp_frame *out);
+
+/**
+ * vmig_mp_pending() - Whether the peer has sent something not yet read
+ * (a sender polls its return path between frames this way).
+ * @c: connection.
+ *
+ * Return: 1 when bytes (or an EOF/error) are waiting, 0 when not.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_pending(struct vmig_mp_conn *c);
 
 /**
  * vmig_mp_conn_bytes() - Bytes sent and received so far (headers included).

@@ -172,6 +172,17 @@ msleep(unsigned int ms)
     nanosleep(&ts, NULL);
 }
 
+/* Let the guest run until it has done @n steps (RAM then has non-zero
+ * data in every 4 MiB chunk, so the stream's layout is predictable). */
+static void
+wait_steps(struct tvm *vm, uint64_t n)
+{
+    for (int t = 0; t < 1000 && vmig_guest_steps(vm->ram) < n; t++) {
+        msleep(5);
+    }
+    assert_true(vmig_guest_steps(vm->ram) >= n);
+}
+
 /* The VM runs: steps advance, devices RUNNING and working, RAM verifies. */
 static void
 assert_vm_alive(struct tvm *vm)
@@ -273,15 +284,17 @@ proxy_main(void *arg)
     struct proxy *p = arg;
     int a = accept(p->lfd, NULL, NULL), b;
     uint64_t fwd = 0;
+    bool a_open = true, b_open = true;
     static uint8_t buf[1 << 16];
 
     if (a < 0) {
         return NULL;
     }
     b = connect_to(p->port);
-    for (;;) {
-        struct pollfd pf[2] = {{.fd = a, .events = POLLIN},
-                               {.fd = b, .events = POLLIN}};
+    /* half-closes are passed on, as TCP between two hosts would */
+    while (a_open || b_open) {
+        struct pollfd pf[2] = {{.fd = a_open ? a : -1, .events = POLLIN},
+                               {.fd = b_open ? b : -1, .events = POLLIN}};
         ssize_t n;
 
         if (poll(pf, 2, 5000) <= 0) {
@@ -295,14 +308,17 @@ proxy_main(void *arg)
             }
             n = read(a, buf, want);
             if (n <= 0) {
-                break;
+                a_open = false;
+                shutdown(b, SHUT_WR);
+                continue;
             }
             if (p->flip_at >= 0 && (uint64_t)p->flip_at >= fwd &&
                 (uint64_t)p->flip_at < fwd + (uint64_t)n) {
                 buf[p->flip_at - (int64_t)fwd] ^= 0x01;
             }
             if (write(b, buf, (size_t)n) != n) {
-                break;
+                /* the destination is gone: keep draining the source */
+                continue;
             }
             fwd += (uint64_t)n;
             if (p->cut_after != 0 && fwd >= p->cut_after) {
@@ -314,7 +330,12 @@ proxy_main(void *arg)
         }
         if (pf[1].revents) {
             n = read(b, buf, sizeof(buf));
-            if (n <= 0 || write(a, buf, (size_t)n) != n) {
+            if (n <= 0) {
+                b_open = false;
+                shutdown(a, SHUT_WR);
+                continue;
+            }
+            if (write(a, buf, (size_t)n) != n) {
                 break;
             }
         }
@@ -395,7 +416,7 @@ test_migrate_and_back(void **state)
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(50);
+    wait_steps(a, 1000);
     assert_int_equal(migrate(a, b, NULL, &dret), 0);
     assert_int_equal(dret, 0);
     check_landed(a, b);
@@ -433,7 +454,7 @@ test_refused_in_hello(void **state)
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     assert_int_equal(migrate(a, b, NULL, &dret), -EOPNOTSUPP);
     assert_int_equal(dret, -EOPNOTSUPP);
     vmig_engine_stats(a->eng, &st);
@@ -456,7 +477,7 @@ test_connection_cut(void **state)
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     ret = migrate(a, b, &px, &dret);
     assert_true(dret < 0);
     assert_int_equal(b->resumes, 0);
@@ -481,7 +502,7 @@ test_wire_byte_flipped(void **state)
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     ret = migrate(a, b, &px, &dret);
     assert_int_equal(dret, -EBADMSG);
     assert_int_equal(ret, -EBADMSG);
@@ -504,7 +525,7 @@ test_device_state_corrupt(void **state)
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     before = vmig_memdev_digest(b->dev[1]);
     vmig_memdev_inject(a->dev[1], VMIG_MEMDEV_FAULT_CORRUPT_SAVE);
     ret = migrate(a, b, NULL, &dret);
@@ -526,7 +547,7 @@ test_stop_copy_fails(void **state)
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     vmig_memdev_inject(a->dev[1], VMIG_MEMDEV_FAULT_FAIL_STOP_COPY);
     ret = migrate(a, b, NULL, &dret);
     assert_int_equal(ret, -EIO);
@@ -544,7 +565,7 @@ test_rollback_transition_fails(void **state)
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     /* STOP_COPY fails on one device, then its way back to RUNNING fails
      * too: the engine resets it */
     vmig_memdev_inject(a->dev[1], VMIG_MEMDEV_FAULT_FAIL_STOP_COPY);
@@ -563,7 +584,7 @@ test_dest_fails_to_start(void **state)
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     vmig_memdev_inject(b->dev[0], VMIG_MEMDEV_FAULT_FAIL_RUNNING);
     ret = migrate(a, b, NULL, &dret);
     assert_int_equal(dret, -EIO);
@@ -609,7 +630,7 @@ test_cancel_mid_transfer(void **state)
     assert_int_equal(vmig_engine_cancel(a->eng), -EBUSY);
     vmig_engine_set_params(a->eng, &p);
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     assert_int_equal(pthread_create(&c.th, NULL, cancel_main, &c), 0);
     ret = migrate(a, b, NULL, &dret);
     pthread_join(c.th, NULL);
@@ -648,7 +669,7 @@ test_dest_killed(void **state)
     }
     a = tvm_new("A", true, 42, 1);
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
-    msleep(20);
+    wait_steps(a, 1000);
     px.port = port;
     px.kill_pid = pid;
     px.lfd = listen_any(&port);
