@@ -78,6 +78,16 @@ qmp "$dir/dst.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' 
 qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "guest does not verify on destination"
 qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-devices"}' | grep -q '"state": "RUNNING"' || fail "devices not running"
 
+# and back (A -> B -> A): a new agent on the first host receives it
+start back $((port_base + 4))
+steps_b=$(qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-guest"}' | sed -n 's/.*"steps": \([0-9]*\).*/\1/p')
+expect_rc 0 "$vmig" migrate --qmp "$dir/dst.qmp" --to "127.0.0.1:$((port_base + 4))" --json
+sleep 0.3
+out=$(qmp "$dir/back.qmp" '{"execute":"x-vmig-query-guest"}')
+echo "$out" | grep -q '"verified": true' || fail "guest does not verify after A->B->A: $out"
+steps_a=$(echo "$out" | sed -n 's/.*"steps": \([0-9]*\).*/\1/p')
+[ "$steps_a" -gt "$steps_b" ] || fail "guest did not progress across two migrations ($steps_b -> $steps_a)"
+
 # cancelled migration: slow it down, cancel, the source keeps running
 start src2 -
 start dst2 $((port_base + 3))

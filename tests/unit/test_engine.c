@@ -103,6 +103,37 @@ static const struct vmig_engine_vm_ops vm_ops = {
     .vcpu_load = vm_load,
 };
 
+/*
+ * A device from "another library": no vmig descriptor and no compat
+ * callback, identified by its PCI ids only; its data is opaque to us.
+ */
+static struct vmig_engine_dev_ops foreign_ops;
+
+static ssize_t
+foreign_describe(void *opaque, struct vmig_pci_ids *ids, void *buf, size_t cap)
+{
+    uint8_t tmp[128];
+
+    (void)buf;
+    (void)cap;
+    return vmig_memdev_ops()->describe(opaque, ids, tmp, sizeof(tmp)) < 0 ? -EIO
+                                                                          : 0;
+}
+
+static const struct vmig_engine_dev_ops *
+dev_ops(bool foreign)
+{
+    if (!foreign) {
+        return vmig_memdev_ops();
+    }
+    foreign_ops = *vmig_memdev_ops();
+    foreign_ops.describe = foreign_describe;
+    foreign_ops.compat = NULL;
+    return &foreign_ops;
+}
+
+static bool use_foreign;
+
 static struct tvm *
 tvm_new(const char *name, bool program, uint64_t seed, uint8_t revision)
 {
@@ -145,7 +176,8 @@ tvm_new(const char *name, bool program, uint64_t seed, uint8_t revision)
                      0);
     for (int i = 0; i < NDEV; i++) {
         assert_int_equal(vmig_engine_add_device(vm->eng, names[i],
-                                                vmig_memdev_ops(), vm->dev[i]),
+                                                dev_ops(use_foreign),
+                                                vm->dev[i]),
                          0);
     }
     return vm;
@@ -715,6 +747,36 @@ test_check_only(void **state)
     tvm_free(b);
 }
 
+static void
+test_foreign_device_by_pci_ids(void **state)
+{
+    struct tvm *a, *b, *c;
+    struct vmig_engine_stats st;
+    int dret;
+
+    (void)state;
+    use_foreign = true;
+    a = tvm_new("A", true, 42, 1);
+    b = tvm_new("B", false, 7, 1);
+    c = tvm_new("C", false, 7, 2);
+    use_foreign = false;
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 1000);
+    /* different revision: the engine's default rule refuses */
+    assert_int_equal(migrate(a, c, NULL, &dret), -EOPNOTSUPP);
+    vmig_engine_stats(a->eng, &st);
+    assert_non_null(strstr(st.dev[0].reason, "PCI ids differ"));
+    assert_vm_alive(a);
+    /* same ids: the opaque data moves unchanged */
+    assert_int_equal(migrate(a, b, NULL, &dret), 0);
+    assert_int_equal(dret, 0);
+    check_landed(a, b);
+    assert_vm_alive(b);
+    tvm_free(a);
+    tvm_free(b);
+    tvm_free(c);
+}
+
 int
 main(void)
 {
@@ -730,6 +792,7 @@ main(void)
         cmocka_unit_test(test_cancel_mid_transfer),
         cmocka_unit_test(test_dest_killed),
         cmocka_unit_test(test_check_only),
+        cmocka_unit_test(test_foreign_device_by_pci_ids),
     };
 
     signal(SIGPIPE, SIG_IGN);
