@@ -21,6 +21,7 @@
 /* Why a destination failed, for the ERROR frame; -1 dev: none. */
 struct dst_fail {
     int dev;
+    bool peer_aborted; /* the source sent ABORT: no ERROR back */
     char reason[VMIG_MP_REASON_MAX + 1];
 };
 
@@ -815,8 +816,10 @@ vmig_engine_incoming(struct vmig_engine *e, int fd)
     pthread_mutex_unlock(&e->lock);
     vmig__engine_set_status(e, VMIG_ENGINE_ACTIVE);
     ret = dst_stream(e, c, features, &f, &df);
-    if (ret == -ECANCELED) {
+    if (ret == -ECANCELED && df.peer_aborted) {
         send_err = false;
+    } else if (ret == -ECANCELED) {
+        fail_set(&df, -1, "cancelled on the destination");
     }
     if (ret < 0) {
         goto fail;

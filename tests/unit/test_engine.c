@@ -677,6 +677,32 @@ test_cancel_mid_transfer(void **state)
 }
 
 static void
+test_cancel_on_destination(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 42, 1), *b = tvm_new("B", false, 7, 1);
+    struct vmig_engine_params p = {.max_bandwidth = 16u << 20};
+    struct canceller c = {.vm = b};
+    struct vmig_engine_stats st;
+    int dret, ret;
+
+    (void)state;
+    vmig_engine_set_params(a->eng, &p);
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 1000);
+    assert_int_equal(pthread_create(&c.th, NULL, cancel_main, &c), 0);
+    ret = migrate(a, b, NULL, &dret);
+    pthread_join(c.th, NULL);
+    assert_int_equal(dret, -ECANCELED);
+    assert_int_equal(ret, -ECANCELED);
+    vmig_engine_stats(a->eng, &st);
+    assert_non_null(strstr(st.error, "cancelled on the destination"));
+    assert_int_equal(b->resumes, 0);
+    check_rolled_back(a, ret, VMIG_ENGINE_CANCELLED);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+static void
 test_dest_killed(void **state)
 {
     int port, status;
@@ -790,6 +816,7 @@ main(void)
         cmocka_unit_test(test_rollback_transition_fails),
         cmocka_unit_test(test_dest_fails_to_start),
         cmocka_unit_test(test_cancel_mid_transfer),
+        cmocka_unit_test(test_cancel_on_destination),
         cmocka_unit_test(test_dest_killed),
         cmocka_unit_test(test_check_only),
         cmocka_unit_test(test_foreign_device_by_pci_ids),
