@@ -54,6 +54,31 @@ resume(void *o)
 static const struct vmig_engine_vm_ops ops = {.vcpu_pause = nop,
                                               .vcpu_resume = resume};
 
+/* A VMM that writes guest RAM itself (e.g. through its own mapping). */
+static int ram_writes;
+
+static int
+ram_write(void *o, unsigned int region, uint64_t off, const void *data,
+          size_t len)
+{
+    struct dst *d = o;
+
+    ram_writes++;
+    if (region != 0 || off + len > RAM) {
+        return -EINVAL;
+    }
+    if (data == NULL) {
+        memset(d->ram + off, 0, len);
+    } else {
+        memcpy(d->ram + off, data, len);
+    }
+    return 0;
+}
+
+static const struct vmig_engine_vm_ops ops_rw = {
+    .vcpu_pause = nop, .vcpu_resume = resume, .ram_write = ram_write};
+static bool use_rw;
+
 static struct dst *
 dst_new(void)
 {
@@ -69,7 +94,9 @@ dst_new(void)
     assert_int_equal(vmig_ctx_new("dst", NULL, NULL, &d->ctx), 0);
     d->ram = calloc(1, RAM);
     rg.host = d->ram;
-    assert_int_equal(vmig_engine_new(d->ctx, &rg, 1, &ops, d, &d->eng), 0);
+    assert_int_equal(
+        vmig_engine_new(d->ctx, &rg, 1, use_rw ? &ops_rw : &ops, d, &d->eng),
+        0);
     vmig_engine_set_params(d->eng, &ep);
     assert_int_equal(vmig_memdev_new(d->ctx, &p, &d->dev), 0);
     assert_int_equal(
@@ -297,6 +324,32 @@ test_valid_stream_with_optional_frame(void **state)
 }
 
 static void
+test_ram_write_hook(void **state)
+{
+    struct session s;
+    struct vmig_mp_frame f;
+
+    (void)state;
+    make_src_state();
+    use_rw = true;
+    ram_writes = 0;
+    assert_true(session_open(&s, RAM));
+    use_rw = false;
+    assert_int_equal(send_ram(&s, 0, 0, 0, 1, 4096), 0);
+    assert_int_equal(send_ram(&s, 0, VMIG_MP_RAM_ZERO, 4096, 15, 0), 0);
+    assert_int_equal(send_dev_data(&s, 0, 0, src_state, src_state_len), 0);
+    assert_int_equal(send_dev_end(&s, 0, src_state_len,
+                                  XXH3_64bits(src_state, src_state_len)),
+                     0);
+    assert_int_equal(send_switchover(&s), 0);
+    assert_int_equal(vmig_mp_recv(s.c, &f), 0);
+    assert_int_equal(f.hdr.type, VMIG_MP_CONFIRM);
+    assert_int_equal(ram_writes, 2);
+    assert_int_equal(s.d->ram[4095], 0x5a);
+    assert_int_equal(session_close(&s, true), 0);
+}
+
+static void
 test_hostile_frames(void **state)
 {
     struct session s;
@@ -443,6 +496,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_stream_with_optional_frame),
+        cmocka_unit_test(test_ram_write_hook),
         cmocka_unit_test(test_hostile_frames),
         cmocka_unit_test(test_refused_layout),
     };
