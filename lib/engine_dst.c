@@ -675,6 +675,7 @@ dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
                       "incoming: the source aborted (%s); "
                       "discarding everything",
                       strerror((int)err));
+            df->peer_aborted = true;
             return -ECANCELED;
         }
         default:

@@ -103,4 +103,19 @@ qmp "$dir/src2.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"'
 # ...and the destination still takes a migration afterwards
 expect_rc 0 "$vmig" migrate --qmp "$dir/src2.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 0
 qmp "$dir/dst2.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "guest broken after retry"
+
+# destination agent killed mid-stream: the source keeps running, intact
+# (src2 migrated away above and exited; src3 is a new VM)
+start src3 -
+start dst3 $((port_base + 5))
+"$vmig" migrate --qmp "$dir/src3.qmp" --to "127.0.0.1:$((port_base + 5))" --max-bandwidth 4M --json >"$dir/kill.out" 2>&1 &
+mpid=$!
+sleep 0.5
+kill -9 "$pid_dst3"
+wait "$mpid"; rc=$?
+[ "$rc" -eq 1 ] || { cat "$dir/kill.out"; fail "migrate to a killed destination exited $rc"; }
+grep -q '"status": *"failed"' "$dir/kill.out" || grep -q '"status":"failed"' "$dir/kill.out" || fail "no failed status"
+qmp "$dir/src3.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "source not running after the destination died"
+qmp "$dir/src3.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "source guest broken after the destination died"
+qmp "$dir/src3.qmp" '{"execute":"x-vmig-query-devices"}' | grep -q '"state": "RUNNING"' || fail "source devices not running"
 echo ok
