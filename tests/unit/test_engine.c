@@ -47,6 +47,7 @@ struct tvm {
     uint64_t snap_ram;
     uint64_t snap_dev[NDEV];
     int resumes;
+    int pauses;
 };
 
 static int
@@ -68,6 +69,7 @@ tvm_hook(void *opaque, uint64_t steps)
 static int
 vm_pause(void *o)
 {
+    ((struct tvm *)o)->pauses++;
     return vmig_vcpu_pause(((struct tvm *)o)->vcpu);
 }
 
@@ -493,7 +495,9 @@ test_refused_in_hello(void **state)
     assert_int_equal(st.dev[0].verdict, 0);
     assert_non_null(strstr(st.dev[0].reason, "revision 3"));
     assert_int_equal(st.ram_transferred, 0);
-    /* nothing stopped: devices never left RUNNING, the vCPU never paused */
+    /* nothing stopped: the vCPU never paused, no device state moved */
+    assert_int_equal(a->pauses, 0);
+    assert_int_equal(st.dev_total, 0);
     assert_int_equal(b->resumes, 0);
     check_rolled_back(a, -EOPNOTSUPP, VMIG_ENGINE_FAILED);
     tvm_free(a);
