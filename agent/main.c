@@ -32,6 +32,7 @@ struct opts {
     int64_t downtime_limit;
     int64_t max_bandwidth;
     bool json;
+    bool ram_given;
     int verbose;
 };
 
@@ -490,6 +491,9 @@ cmd_demo(struct opts *o)
     bool tty = isatty(STDERR_FILENO) && !o->json;
 
     signal(SIGPIPE, SIG_IGN);
+    if (!o->ram_given) {
+        o->vm.ram_size = 256u << 20; /* enough for the bar to be seen */
+    }
     if (mkdtemp(dir) == NULL) {
         perror("vmig demo: mkdtemp");
         return EXIT_FAIL;
@@ -691,7 +695,7 @@ sub_help(const struct subcmd *s)
             "  --to HOST:PORT        the destination agent's listen address\n");
     }
     if (s->fn == cmd_demo) {
-        printf("  --ram SIZE            guest RAM (default 64M)\n"
+        printf("  --ram SIZE            guest RAM (default 256M)\n"
                "  --dev-state SIZE      state of each device (default 4M)\n");
     }
     fputs(common_help, stdout);
@@ -802,6 +806,7 @@ main(int argc, char **argv)
             break;
         case OPT_RAM:
             bad = parse_size(optarg, &o.vm.ram_size);
+            o.ram_given = true;
             break;
         case OPT_DEVICES:
             bad = parse_size(optarg, &v);

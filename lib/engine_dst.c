@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,25 @@ dst_dev(struct vmig_engine *e, uint32_t src_index)
     return &e->dev[e->map[src_index]];
 }
 
+/*
+ * Zero pages: on a shared mapping (a memfd the VMM also hands to device
+ * servers) punching a hole zeroes them without allocating memory, which
+ * matters because most of a fresh guest's RAM is zero.  Anything else
+ * (private memory, a kernel that refuses) gets a memset.  Once the hole
+ * punch is refused for a region it is not tried again.
+ */
+static void
+dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p, size_t len)
+{
+    if (!e->region[region].no_punch) {
+        if (madvise(p, len, MADV_REMOVE) == 0) {
+            return;
+        }
+        e->region[region].no_punch = true;
+    }
+    memset(p, 0, len);
+}
+
 static int
 dst_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
         const struct vmig_mp_frame *f, uint64_t features, struct dst_fail *df)
@@ -325,7 +345,7 @@ dst_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
             return ret;
         }
     } else if (zero) {
-        memset((uint8_t *)rg->host + off, 0, (size_t)len);
+        dst_zero(e, region, (uint8_t *)rg->host + off, (size_t)len);
     } else if (!f->placed) {
         memcpy((uint8_t *)rg->host + off, f->payload + ENG_RAM_HDR,
                (size_t)len);

@@ -18,6 +18,7 @@ struct eng_region {
     char name[VMIG_MP_NAME_MAX + 1];
     void *host;
     uint64_t size;
+    bool no_punch; /* MADV_REMOVE refused: zero pages with memset */
 };
 
 struct eng_dev {
