@@ -468,7 +468,8 @@ op_compat(void *opaque, const struct vmig_mp_dev *src, char *reason, size_t len)
                  src->ids.revision, md->p.revision);
         return 0;
     }
-    if (src->desc_len != (uint32_t)n || memcmp(src->desc, want, (size_t)n)) {
+    if (src->desc_len != (uint32_t)n ||
+        memcmp(src->desc, want, (size_t)n) != 0) {
         snprintf(reason, len, "state size differs (here %zu bytes)",
                  md->p.state_size);
         return 0;

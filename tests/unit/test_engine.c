@@ -752,6 +752,28 @@ test_dest_killed(void **state)
 }
 
 static void
+test_silent_destination(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 42, 1);
+    struct vmig_engine_params p = {.timeout_ms = 300};
+    int port, lfd = listen_any(&port), fd, ret;
+
+    (void)state;
+    /* a peer that accepts the TCP connection (backlog) but never answers */
+    vmig_engine_set_params(a->eng, &p);
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 1000);
+    fd = connect_to(port);
+    ret = vmig_engine_migrate(a->eng, fd);
+    close(fd);
+    close(lfd);
+    assert_int_equal(ret, -ETIMEDOUT);
+    assert_int_equal(a->pauses, 0);
+    check_rolled_back(a, ret, VMIG_ENGINE_FAILED);
+    tvm_free(a);
+}
+
+static void
 test_check_only(void **state)
 {
     struct tvm *a = tvm_new("A", true, 42, 1), *b = tvm_new("B", false, 7, 1);
@@ -822,6 +844,7 @@ main(void)
         cmocka_unit_test(test_cancel_mid_transfer),
         cmocka_unit_test(test_cancel_on_destination),
         cmocka_unit_test(test_dest_killed),
+        cmocka_unit_test(test_silent_destination),
         cmocka_unit_test(test_check_only),
         cmocka_unit_test(test_foreign_device_by_pci_ids),
     };
