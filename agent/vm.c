@@ -535,9 +535,18 @@ vm_check(struct agent_vm *vm, const char *uri, struct vmig_engine_check *out,
 int
 vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen)
 {
-    bool was = vmig_vcpu_running(vm->vcpu);
+    bool was, busy;
     int ret;
 
+    /* the engine owns the vCPU's pause state while it migrates */
+    pthread_mutex_lock(&vm->lock);
+    busy = vm->migrating;
+    pthread_mutex_unlock(&vm->lock);
+    if (busy) {
+        snprintf(why, whylen, "a migration is in progress");
+        return -EBUSY;
+    }
+    was = vmig_vcpu_running(vm->vcpu);
     if (was && vmig_vcpu_pause(vm->vcpu) < 0) {
         return -EIO;
     }
