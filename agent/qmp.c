@@ -622,6 +622,55 @@ cmd_query_params(struct cmd_ctx *x)
     return o;
 }
 
+/*
+ * Migration capabilities: QEMU's "events" (MIGRATION events are always
+ * sent here) is the only one; management layers that set it keep working.
+ */
+static json_object *
+cmd_query_caps(struct cmd_ctx *x)
+{
+    json_object *a = json_object_new_array(), *c = json_object_new_object();
+
+    (void)x;
+    json_object_object_add(c, "capability", json_object_new_string("events"));
+    json_object_object_add(c, "state", json_object_new_boolean(1));
+    json_object_array_add(a, c);
+    return a;
+}
+
+static json_object *
+cmd_set_caps(struct cmd_ctx *x)
+{
+    static const struct arg_spec spec[] = {
+        {"capabilities", json_type_array, true}, {NULL, 0, false}};
+    json_object *caps;
+
+    if (!check_args(x->args, spec, x->err, sizeof(x->err))) {
+        return NULL;
+    }
+    json_object_object_get_ex(x->args, "capabilities", &caps);
+    for (size_t i = 0; i < json_object_array_length(caps); i++) {
+        json_object *c = json_object_array_get_idx(caps, i), *name, *st;
+
+        if (!json_object_is_type(c, json_type_object) ||
+            !json_object_object_get_ex(c, "capability", &name) ||
+            !json_object_object_get_ex(c, "state", &st) ||
+            !json_object_is_type(st, json_type_boolean)) {
+            snprintf(x->err, sizeof(x->err),
+                     "Invalid parameter type for 'capabilities', expected: "
+                     "array of {capability, state}");
+            return NULL;
+        }
+        if (strcmp(json_object_get_string(name), "events") != 0) {
+            snprintf(x->err, sizeof(x->err),
+                     "Parameter 'capability' does not accept value '%s'",
+                     json_object_get_string(name));
+            return NULL;
+        }
+    }
+    return json_object_new_object();
+}
+
 static json_object *
 cmd_query_devices(struct cmd_ctx *x)
 {
@@ -761,6 +810,8 @@ static const struct cmd_desc cmd_table[] = {
     {"migrate-cancel",            cmd_migrate_cancel},
     {"migrate-incoming",          cmd_migrate_incoming},
     {"migrate-set-parameters",    cmd_set_params},
+    {"query-migrate-capabilities", cmd_query_caps},
+    {"migrate-set-capabilities",  cmd_set_caps},
     {"x-vmig-query-devices",      cmd_query_devices},
     {"x-vmig-check-compat",       cmd_check_compat},
     {"x-vmig-query-guest",        cmd_query_guest},

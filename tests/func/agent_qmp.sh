@@ -51,6 +51,9 @@ this is not json
 {"execute": "migrate-incoming", "arguments": {"uri": "tcp:127.0.0.1:0"}, "id": 21}
 {"execute": "query-version", "id": 22}
 {"execute": "migrate", "arguments": {"uri": "tcp:127.0.0.1:1"}, "id": 23}
+{"execute": "query-migrate-capabilities", "id": 25}
+{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "events", "state": true}]}, "id": 26}
+{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "postcopy-ram", "state": true}]}, "id": 27}
 QMP
 # keep the connection open a little so the failed migration's events arrive
 (cat "$dir/in"; sleep 1; echo '{"execute": "query-migrate", "id": 24}'; sleep 0.3) |
@@ -87,11 +90,14 @@ has '{"return": {}, "id": 23}'
 has '{"event": "MIGRATION", "data": {"status": "failed"}, "timestamp": {"seconds": '
 has '{"return": {"status": "failed", "error-desc": "cannot connect to tcp:127.0.0.1:1: Connection refused"}, "id": 24}'
 has '"id": 24}'
+has '{"return": [{"capability": "events", "state": true}], "id": 25}'
+has '{"return": {}, "id": 26}'
+has '"desc": "Parameter '"'"'capability'"'"' does not accept value '"'"'postcopy-ram'"'"'"}, "id": 27}'
 # every line is a complete JSON value ending in CRLF
 n_lines=$(wc -l <"$dir/out")
 n_crlf=$(grep -c "$(printf '\r')\$" "$dir/out")
 [ "$n_lines" -eq "$n_crlf" ] || fail "lines without CRLF"
-[ "$n_lines" -ge 26 ] || fail "expected at least 26 lines, got $n_lines"
+[ "$n_lines" -ge 29 ] || fail "expected at least 29 lines, got $n_lines"
 # the agent survived all of it
 kill -0 "$pid" || fail "agent died"
 echo "ok: $n_lines QMP lines checked"
