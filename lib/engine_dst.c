@@ -630,6 +630,24 @@ dst_linger(struct vmig_engine *e, int fd)
     }
 }
 
+/*
+ * ACK on the return path: {u32 type acked, u32 its sequence number, u64
+ * value} - the pass number for RAM_PASS_END, the device bytes for DEV_END.
+ * The source uses them as progress and liveness; precopy will hang the
+ * switchover-ack on the same mechanism.
+ */
+static int
+dst_ack(struct vmig_mp_conn *c, const struct vmig_mp_frame *f, uint64_t value)
+{
+    uint8_t b[16];
+    struct mp_w w = {.p = b, .cap = sizeof(b)};
+
+    mp_w_u32(&w, f->hdr.type);
+    mp_w_u32(&w, f->hdr.seq);
+    mp_w_u64(&w, value);
+    return vmig_mp_send1(c, VMIG_MP_ACK, 0, b, sizeof(b));
+}
+
 /* Receive frames until SWITCHOVER (0), or fail. */
 static int
 dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
@@ -657,6 +675,7 @@ dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
                 return -EBADMSG;
             }
             vmig__engine_pass(e, pass);
+            ret = dst_ack(c, f, pass);
             break;
         }
         case VMIG_MP_DEV_CONFIG:
@@ -667,6 +686,9 @@ dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
             break;
         case VMIG_MP_DEV_END:
             ret = dst_dev_end(e, f, df);
+            if (ret == 0) {
+                ret = dst_ack(c, f, mp_le(f->payload + 8, 8));
+            }
             break;
         case VMIG_MP_VCPU:
             if (e->vcpu != NULL || f->hdr.len < 8) {
