@@ -257,6 +257,14 @@ vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port)
     if (*end != '\0' || v <= 0 || v > 65535) {
         return -EINVAL;
     }
+    if (p[0] == '[' && colon[-1] == ']') {
+        /* IPv6: tcp:[::1]:4444 */
+        p++;
+        colon--;
+        if (colon <= p) {
+            return -EINVAL;
+        }
+    }
     memcpy(host, p, (size_t)(colon - p));
     host[colon - p] = '\0';
     *port = (int)v;
