@@ -288,8 +288,19 @@ jint(json_object *o, const char *a, const char *b)
     return json_object_get_int64(v);
 }
 
+/*
+ * The rate shown is measured between two samples (smoothed), so it tracks
+ * what the link does now; the engine's mbps is the average since the
+ * transfer began, used until two samples exist.
+ */
+struct rate {
+    double last_bytes;
+    uint64_t last_ms;
+    double smooth; /* bytes per second */
+};
+
 static void
-draw_bar(json_object *st)
+draw_bar(json_object *st, struct rate *rt)
 {
     json_object *v;
     const char *phase = json_object_object_get_ex(st, "status", &v)
@@ -308,6 +319,21 @@ draw_bar(json_object *st)
         mbps = json_object_get_double(v);
     }
     rate = mbps * 1e6 / 8 / (1 << 20);
+    {
+        uint64_t now = now_ms();
+
+        if (rt->last_ms != 0 && now > rt->last_ms && moved >= rt->last_bytes) {
+            double inst =
+                (moved - rt->last_bytes) * 1000.0 / (double)(now - rt->last_ms);
+
+            rt->smooth = rt->smooth == 0 ? inst : 0.6 * rt->smooth + 0.4 * inst;
+        }
+        rt->last_ms = now;
+        rt->last_bytes = moved;
+        if (rt->smooth > 0) {
+            rate = rt->smooth / (1 << 20);
+        }
+    }
     frac = ram_total > 0 ? 1.0 - remaining / ram_total : 0;
     fill = (int)(frac * 30 + 0.5);
     for (int i = 0; i < 30; i++) {
@@ -325,6 +351,7 @@ int
 cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
 {
     struct follow f = {.tty = tty, .json = json_out};
+    struct rate rt = {0};
     char err[512];
     json_object *st = NULL, *v;
     const char *status = "";
@@ -345,7 +372,7 @@ cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
                      ? json_object_get_string(v)
                      : "setup";
         if (tty) {
-            draw_bar(st);
+            draw_bar(st, &rt);
         }
         if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
             strcmp(status, "cancelled") == 0) {
