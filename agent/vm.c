@@ -106,7 +106,25 @@ h_event(void *o, enum vmig_engine_event_kind kind,
     }
 }
 
+/* A hole in the memfd reads as zeroes: no need to touch (allocate) it. */
+static int
+h_hole(void *o, unsigned int region, uint64_t off, uint64_t len)
+{
+    struct agent_vm *vm = o;
+    off_t data;
+
+    if (region != 0) {
+        return 0;
+    }
+    data = lseek(vm->memfd, (off_t)off, SEEK_DATA);
+    if (data < 0) {
+        return errno == ENXIO ? 1 : 0; /* ENXIO: no data after off */
+    }
+    return (uint64_t)data >= off + len ? 1 : 0;
+}
+
 static const struct vmig_engine_vm_ops vm_hooks = {
+    .ram_hole = h_hole,
     .vcpu_pause = h_pause,
     .vcpu_resume = h_resume,
     .vcpu_save = h_save,

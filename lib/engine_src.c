@@ -326,7 +326,10 @@ src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c, bool zero_pages,
                               : (uint32_t)(left / VMIG_MP_PAGE_SIZE);
             size_t len = (size_t)np * VMIG_MP_PAGE_SIZE;
             const uint8_t *src = (const uint8_t *)rg->host + off;
-            bool zero = zero_pages && all_zero(src, len);
+            bool zero = zero_pages &&
+                        ((e->ops->ram_hole != NULL &&
+                          e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
+                         all_zero(src, len));
             uint8_t hdr[ENG_RAM_HDR];
             const void *pl[2] = {hdr, src};
             size_t pl_len[2] = {sizeof(hdr), len};

@@ -145,6 +145,10 @@ enum vmig_engine_event_kind {
  *               writes through the region's host pointer by default.
  * @event:       progress and status notifications.  Optional.  Must not
  *               call back into the engine except vmig_engine_stats().
+ * @ram_hole:    on the source: return 1 when @len bytes at @offset of
+ *               region @region are known to be zero without reading them
+ *               (a hole in the memfd backing guest RAM: SEEK_DATA), else
+ *               0.  Optional; saves touching never-used guest memory.
  */
 struct vmig_engine_vm_ops {
     int (*vcpu_pause)(void *opaque);
@@ -155,6 +159,8 @@ struct vmig_engine_vm_ops {
                      const void *data, size_t len);
     void (*event)(void *opaque, enum vmig_engine_event_kind kind,
                   const struct vmig_engine_stats *stats);
+    int (*ram_hole)(void *opaque, unsigned int region, uint64_t offset,
+                    uint64_t len);
 };
 
 /**
