@@ -243,8 +243,10 @@ vmig_vcpu_new(void *ram, size_t size, const struct vmig_vcpu_params *p,
     v->ram = ram;
     v->size = size;
     v->p = *p;
-    v->pc = ((struct guest_hdr *)ram)->steps;
-    v->acc = ((struct guest_hdr *)ram)->chain;
+    if (hdr_of(ram, size) != NULL) {
+        v->pc = ((struct guest_hdr *)ram)->steps;
+        v->acc = ((struct guest_hdr *)ram)->chain;
+    }
     pthread_mutex_init(&v->lock, NULL);
     pthread_cond_init(&v->cond, NULL);
     ret = pthread_create(&v->thread, NULL, vcpu_main, v);
@@ -342,11 +344,15 @@ vmig_vcpu_load(struct vmig_vcpu *v, const void *buf, size_t len)
     uint64_t regs[3];
     int ret = 0;
 
-    if (len != VCPU_BLOB || h == NULL) {
+    if (len != VCPU_BLOB) {
         return -EBADMSG;
     }
     memcpy(regs, buf, sizeof(regs));
-    if (regs[0] != VCPU_MAGIC || regs[1] != h->steps || regs[2] != h->chain) {
+    /* registers must agree with RAM; with no program loaded, the only
+     * consistent registers are the reset values */
+    if (regs[0] != VCPU_MAGIC ||
+        (h != NULL && (regs[1] != h->steps || regs[2] != h->chain)) ||
+        (h == NULL && (regs[1] != 0 || regs[2] != 0))) {
         return -EBADMSG;
     }
     pthread_mutex_lock(&v->lock);

@@ -149,7 +149,8 @@ VMIG_EXPORT VMIG_MUST_CHECK ssize_t vmig_vcpu_save(struct vmig_vcpu *v,
 
 /**
  * vmig_vcpu_load() - Load registers saved by vmig_vcpu_save(); they must
- * agree with the program's state in RAM (loaded first).
+ * agree with the program's state in RAM (loaded first), or be the reset
+ * values when RAM holds no program.
  * @v:   paused vCPU.
  * @buf: blob.
  * @len: its length.
