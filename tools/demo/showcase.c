@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vmig-demo - what libvmig can do today, shown on a simulated device.
+ * vmig-showcase - what libvmig can do today, shown on a simulated device.
  *
  * 1. The transition tables a device's feature set gives (kernel-exact).
  * 2. A live save -> resume cycle: a simulated device with a 16 MiB table
@@ -290,7 +290,7 @@ main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     quiet = argc > 1 && strcmp(argv[1], "--quiet") == 0;
     if (argc > 1 && !quiet) {
-        printf("usage: vmig-demo [--quiet]\n"
+        printf("usage: vmig-showcase [--quiet]\n"
                "Shows the VFIO migration state machine and a simulated "
                "device's save/resume cycle.\nExit 0 when every outcome "
                "is as expected, 1 otherwise.\n");
@@ -302,7 +302,7 @@ main(int argc, char **argv)
     print_tables();
     if (buf == NULL || sim_init(&src, "sim-src", VMIG_MIGRATION__ALL) < 0 ||
         sim_init(&dst, "sim-dst", VMIG_MIGRATION__ALL) < 0) {
-        fprintf(stderr, "vmig-demo: out of memory\n");
+        fprintf(stderr, "vmig-showcase: out of memory\n");
         free(buf);
         return 1;
     }
