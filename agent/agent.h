@@ -18,6 +18,30 @@
 #include <vmig/memdev.h>
 
 #define AGENT_MAX_DEV 8
+#define VFU_SPEC_ARGS 6
+#define VFU_MAX_EFD 16
+
+/* One --device: a vfio-user device server to spawn or connect to. */
+struct vfu_spec {
+    char kind[16];    /* testdev, acc, external (socket=) */
+    char name[32];    /* engine device name, matched on the destination */
+    char socket[256]; /* connect here instead of spawning */
+    char prog[256];   /* program to spawn; empty: found by kind */
+    char args[VFU_SPEC_ARGS][64];
+    unsigned int nargs;
+};
+
+struct vmig_vfu_client;
+struct vmig_engine_vfu;
+
+struct agent_vfu {
+    struct vfu_spec spec;
+    pid_t pid; /* spawned server, 0 when given a socket */
+    struct vmig_vfu_client *c;
+    struct vmig_engine_vfu *b;
+    int efd[VFU_MAX_EFD];
+    unsigned int nefd;
+};
 
 /* Exit codes of every vmig command (documented in --help). */
 enum {
@@ -35,6 +59,8 @@ struct vm_opts {
     uint64_t seed;
     uint64_t rate; /* guest steps per second */
     bool program;  /* load the guest program (source) or not (destination) */
+    unsigned int nvfu;
+    struct vfu_spec vfu[AGENT_MAX_DEV];
 };
 
 struct qmp_server;
@@ -46,6 +72,8 @@ struct agent_vm {
     uint8_t *ram;
     struct vmig_vcpu *vcpu;
     struct vmig_memdev *dev[AGENT_MAX_DEV];
+    struct agent_vfu vfu[AGENT_MAX_DEV];
+    char vfu_dir[128]; /* private 0700 directory of spawned servers' sockets */
     struct vmig_engine *eng;
     struct qmp_server *qmp;
 
@@ -76,6 +104,13 @@ const char *vm_runstate(struct agent_vm *vm);
 int vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port);
 int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
                     size_t whylen);
+
+/* vfudev.c */
+int vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx);
+int vfudev_up(struct agent_vm *vm);
+void vfudev_down(struct agent_vm *vm);
+int vfudev_guest_work(struct agent_vm *vm, uint64_t steps);
+json_object *vfudev_describe(struct agent_vm *vm, unsigned int i);
 
 /* qmp.c */
 int qmp_server_new(struct agent_vm *vm, const char *path,

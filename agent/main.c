@@ -48,7 +48,17 @@ struct subcmd {
 
 static const char vm_help[] =
     "  --ram SIZE            guest RAM (default 64M; K, M, G suffixes)\n"
-    "  --devices N           in-process devices (default 2, at most 8)\n"
+    "  --devices N           in-process devices (default 2, at most 8;\n"
+    "                        0 when --device is given)\n"
+    "  --device SPEC         a vfio-user device server (repeatable, at most\n"
+    "                        8): testdev[,seed=N][,size=MIB] or\n"
+    "                        acc[,qps=N][,isolation=device|queue-pair]\n"
+    "                        spawns that program on a socket in a private\n"
+    "                        0700 directory; socket=PATH connects to a\n"
+    "                        running server.  Also name=NAME (default vfuN;\n"
+    "                        matched by name on the destination) and\n"
+    "                        prog=PATH.  Guest RAM is DMA-mapped into it\n"
+    "                        (memfd passed) and its IRQs wired to eventfds\n"
     "  --dev-state SIZE      state of each device (default 4M)\n"
     "  --dev-revision N      device revision; a destination accepts an\n"
     "                        equal or older source revision (default 1)\n"
@@ -722,6 +732,7 @@ enum {
     OPT_DOWNTIME,
     OPT_BANDWIDTH,
     OPT_JSON,
+    OPT_DEVICE,
 };
 
 int
@@ -740,6 +751,7 @@ main(int argc, char **argv)
         {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
         {"max-bandwidth", required_argument, NULL, OPT_BANDWIDTH},
         {"json", no_argument, NULL, OPT_JSON},
+        {"device", required_argument, NULL, OPT_DEVICE},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -758,6 +770,7 @@ main(int argc, char **argv)
     };
     const struct subcmd *s = NULL;
     uint64_t v;
+    bool devices_given = false;
     int c;
 
     if (argc < 2) {
@@ -812,6 +825,7 @@ main(int argc, char **argv)
             bad = parse_size(optarg, &v);
             o.vm.ndev = (unsigned int)v;
             bad = bad || v > AGENT_MAX_DEV;
+            devices_given = true;
             break;
         case OPT_DEV_STATE:
             bad = parse_size(optarg, &o.vm.dev_state);
@@ -836,6 +850,14 @@ main(int argc, char **argv)
             break;
         case OPT_JSON:
             o.json = true;
+            break;
+        case OPT_DEVICE:
+            bad = o.vm.nvfu == AGENT_MAX_DEV ||
+                  vfudev_parse(optarg, &o.vm.vfu[o.vm.nvfu], o.vm.nvfu) < 0;
+            o.vm.nvfu++;
+            if (!devices_given) {
+                o.vm.ndev = 0; /* --device replaces the default memdevs */
+            }
             break;
         case 'v':
             o.verbose++;

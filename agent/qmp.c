@@ -709,6 +709,9 @@ cmd_query_devices(struct cmd_ctx *x)
         json_object_object_add(d, "digest", json_object_new_string(dig));
         json_object_array_add(a, d);
     }
+    for (unsigned int i = 0; i < vm->o.nvfu; i++) {
+        json_object_array_add(a, vfudev_describe(vm, i));
+    }
     return a;
 }
 

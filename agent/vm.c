@@ -21,7 +21,6 @@ guest_hook(void *opaque, uint64_t steps)
 {
     struct agent_vm *vm = opaque;
 
-    (void)steps;
     for (unsigned int i = 0; i < vm->o.ndev; i++) {
         int ret = vmig_memdev_work(vm->dev[i], 1);
 
@@ -29,7 +28,7 @@ guest_hook(void *opaque, uint64_t steps)
             return ret;
         }
     }
-    return 0;
+    return vfudev_guest_work(vm, steps);
 }
 
 static void
@@ -213,6 +212,10 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
             return ret;
         }
     }
+    ret = vfudev_up(vm);
+    if (ret < 0) {
+        return ret;
+    }
     if (o->program) {
         vm->runstate = "running";
         ret = vmig_vcpu_resume(vm->vcpu);
@@ -245,6 +248,7 @@ vm_destroy(struct agent_vm *vm)
     }
     vmig_vcpu_free(vm->vcpu);
     vmig_engine_free(vm->eng);
+    vfudev_down(vm);
     for (unsigned int i = 0; i < AGENT_MAX_DEV; i++) {
         vmig_memdev_free(vm->dev[i]);
     }

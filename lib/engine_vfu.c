@@ -213,7 +213,7 @@ probe_desc(struct vmig_engine_vfu *b)
     if (ret < 0) {
         vmig_log(b->ctx, VMIG_LOG_INFO,
                  "%s: no vmig descriptor in its state (%s); identified by "
-                 "PCI ids, data carried opaque",
+                 "its PCI ids if it has them, data carried opaque",
                  b->name, strerror(-ret));
     }
     ret2 = vmig_vfu_client_set_state(b->c, VMIG_STATE_RUNNING);

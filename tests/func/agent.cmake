@@ -9,6 +9,9 @@ if(TARGET vmig-agent)
       $<TARGET_FILE:vmig-agent>)
   add_test(NAME agent-demo
     COMMAND $<TARGET_FILE:vmig-agent> demo --ram 32M --dev-state 2M)
-  set_tests_properties(agent-qmp agent-migrate agent-demo PROPERTIES
+  add_test(NAME agent-vfu
+    COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
+      $<TARGET_FILE:vmig-agent>)
+  set_tests_properties(agent-qmp agent-migrate agent-demo agent-vfu PROPERTIES
     LABELS func TIMEOUT 60)
 endif()

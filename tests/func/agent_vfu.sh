@@ -1,0 +1,100 @@
+#!/bin/sh
+# The agent with real vfio-user device server processes (vfu-testdev,
+# spawned by the agents with --device): a completed migration and back
+# (A -> B -> A) with the guest verified and the device RUNNING on the
+# destination; then failures, each leaving the source VM running, its
+# guest verified and its device RUNNING: the destination refuses the
+# device in HELLO, the connection is cut (a TCP relay killed), the
+# destination agent is killed, migrate_cancel.
+# usage: agent_vfu.sh <vmig binary>
+set -u
+vmig=$1
+dir=$(mktemp -d)
+export TMPDIR="$dir" # the agents' device socket directories go here too
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null; done
+    for p in $pids; do wait "$p" 2>/dev/null; done
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
+expect_rc() { want=$1; shift; "$@" >"$dir/last.out" 2>&1; rc=$?; [ "$rc" -eq "$want" ] || { cat "$dir/last.out" >&2; fail "'$*' exited $rc, expected $want"; }; }
+wait_sock() { i=0; while [ ! -S "$1" ]; do i=$((i + 1)); [ $i -lt 200 ] || fail "no socket $1"; sleep 0.05; done; }
+qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t 2 - UNIX-CONNECT:"$1"; }
+port_base=$((20000 + ($$ + 7) % 20000))
+
+vm="--ram 16M"
+start() { # name port extra...
+    n=$1; p=$2; shift 2
+    if [ "$p" = "-" ]; then
+        "$vmig" run --qmp "$dir/$n.qmp" $vm "$@" 2>"$dir/$n.log" &
+    else
+        "$vmig" receive --qmp "$dir/$n.qmp" --listen "127.0.0.1:$p" $vm "$@" 2>"$dir/$n.log" &
+    fi
+    pids="$pids $!"
+    eval "pid_$n=$!"
+    wait_sock "$dir/$n.qmp"
+}
+intact() { # name what
+    qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "$1 not running after $2"
+    qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "$1 guest broken after $2"
+    out=$(qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-devices"}')
+    echo "$out" | grep -q '"transport": "vfio-user"' || fail "$1: no vfio-user device: $out"
+    echo "$out" | grep -q '"state": "RUNNING"' || fail "$1 device not RUNNING after $2: $out"
+}
+td="--device testdev,size=2"
+
+start dst $((port_base + 1)) --device testdev,size=2,seed=9
+start src - $td
+expect_rc 0 "$vmig" check --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))"
+expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --json
+grep -q '"downtime"' "$dir/last.out" || fail "no downtime"
+sleep 0.3
+intact dst "migration"
+
+# and back (A -> B -> A)
+start back $((port_base + 2)) $td
+expect_rc 0 "$vmig" migrate --qmp "$dir/dst.qmp" --to "127.0.0.1:$((port_base + 2))" --json
+sleep 0.3
+intact back "A -> B -> A"
+
+# refused in HELLO: the destination has no such device; nothing stopped
+start none $((port_base + 3)) --devices 0
+expect_rc 1 "$vmig" check --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 3))"
+grep -q "no device named vfu0 here" "$dir/last.out" || fail "check refusal output"
+expect_rc 1 "$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 3))" --json
+intact back "a refusal"
+
+# connection cut: the migration goes through a TCP relay that dies
+start dst2 $((port_base + 4)) $td
+socat TCP-LISTEN:$((port_base + 5)),bind=127.0.0.1,reuseaddr TCP:127.0.0.1:$((port_base + 4)) 2>/dev/null &
+relay=$!
+pids="$pids $relay"
+sleep 0.2
+"$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 5))" --max-bandwidth 4M --json >"$dir/cut.out" 2>&1 &
+mpid=$!
+sleep 0.5
+kill -9 "$relay"
+wait "$mpid"; rc=$?
+[ "$rc" -eq 1 ] || { cat "$dir/cut.out"; fail "migrate over a cut connection exited $rc"; }
+intact back "a cut connection"
+
+# migrate_cancel mid-transfer
+"$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 4))" --max-bandwidth 4M --json >"$dir/cancel.out" 2>&1 &
+mpid=$!
+sleep 0.5
+expect_rc 0 "$vmig" cancel --qmp "$dir/back.qmp"
+wait "$mpid"; rc=$?
+[ "$rc" -eq 1 ] || { cat "$dir/cancel.out"; fail "cancelled migrate exited $rc"; }
+intact back "a cancel"
+
+# destination agent killed mid-stream (its device server dies with it)
+"$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 4))" --max-bandwidth 4M --json >"$dir/kill.out" 2>&1 &
+mpid=$!
+sleep 0.5
+kill -9 "$pid_dst2"
+wait "$mpid"; rc=$?
+[ "$rc" -eq 1 ] || { cat "$dir/kill.out"; fail "migrate to a killed destination exited $rc"; }
+intact back "the destination died"
+echo ok
