@@ -147,8 +147,8 @@ spawn(struct agent_vm *vm, struct agent_vfu *d, const char *path)
         return -errno;
     }
     if (pid == 0) {
-        /* the device must not outlive its VMM */
-        (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+        /* the device must not outlive its VMM (SIGKILL: nothing to save) */
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
         execvp(prog, argv);
         fprintf(stderr, "vmig: cannot run %s: %s\n", prog, strerror(errno));
         _exit(127);
