@@ -434,7 +434,9 @@ test_mixed_workload(void **state)
     assert_int_equal(w->completed, w->nreqs);
     assert_int_equal(acc_model_mmio_read(w->rig.m, ACC_REG_DONE_LO), w->nreqs);
     print_message("mixed: %u requests (%u base), %u completion irqs\n",
-                  w->nreqs, 4000u, w->rig.irq_count[ACC_IRQ_COMPLETION]);
+                  w->nreqs, 4000u,
+                  __atomic_load_n(&w->rig.irq_count[ACC_IRQ_COMPLETION],
+                                  __ATOMIC_RELAXED));
 }
 
 static void
