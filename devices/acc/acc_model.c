@@ -1482,7 +1482,7 @@ acc_model_load(struct acc_model *m, const void *buf, size_t len, char *why,
                size_t why_sz)
 {
     const uint8_t *p = buf;
-    struct acc_match_info src, dst;
+    struct acc_match_info src = {0}, dst = {0};
     struct acc_ring eq, aeq;
     struct acc_qp *qp;
     uint32_t total, ctrl = 0, status = 0, irq[2] = {0, 0};

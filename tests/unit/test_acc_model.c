@@ -166,10 +166,9 @@ test_crc32c_vectors(void **state)
         for (size_t n = 0; off + n <= 48; n++) {
             c = acc_crc32c(0, buf + off, n);
             assert_int_equal(c, acc_rig_crc32c_ref(buf + off, n));
-            assert_int_equal(
-                acc_crc32c(acc_crc32c(0, buf + off, n / 3), buf + off + n / 3,
-                           n - n / 3),
-                c);
+            assert_int_equal(acc_crc32c(acc_crc32c(0, buf + off, n / 3),
+                                        buf + off + n / 3, n - n / 3),
+                             c);
         }
     }
 }
@@ -189,8 +188,8 @@ test_identity_and_config(void **state)
     assert_int_equal(acc_model_mmio_read(r->m, 0x3), 0);
     assert_int_equal(acc_model_mmio_read(r->m, ACC_BAR0_SIZE), 0);
     /* A queue pair beyond the instance's count reads 0. */
-    assert_int_equal(
-        acc_model_mmio_read(r->m, ACC_QP_REG(QPS, ACC_QP_SQ_SIZE)), 0);
+    assert_int_equal(acc_model_mmio_read(r->m, ACC_QP_REG(QPS, ACC_QP_SQ_SIZE)),
+                     0);
     /* 64-bit addresses written as two halves. */
     assert_int_equal(acc_model_mmio_read(r->m, ACC_REG_EQ_BASE_LO),
                      (uint32_t)r->drv.st->eq_gpa);
@@ -201,8 +200,7 @@ test_identity_and_config(void **state)
     acc_model_mmio_write(r->m, ACC_QP_REG(0, ACC_QP_SQ_SIZE), 4);
     assert_int_equal(acc_model_mmio_read(r->m, ACC_QP_REG(0, ACC_QP_SQ_SIZE)),
                      16);
-    assert_true(acc_model_mmio_read(r->m, ACC_REG_STATUS) &
-                ACC_STATUS_ENABLED);
+    assert_true(acc_model_mmio_read(r->m, ACC_REG_STATUS) & ACC_STATUS_ENABLED);
 }
 
 static void
@@ -274,8 +272,7 @@ test_request_errors_raise_aeqes(void **state)
     cases[3].want = ACC_ST_OVERFLOW;
     cases[4].sqe = mk(104, ACC_OP_ZSTD_DECOMP, BUF_GPA, 64, BUF_GPA + 8192, 64);
     cases[4].want = ACC_ST_BAD_DATA;
-    cases[5].sqe =
-        mk(105, ACC_OP_COPY, BUF_GPA, ACC_XFER_MAX + 1, BUF_GPA, 64);
+    cases[5].sqe = mk(105, ACC_OP_COPY, BUF_GPA, ACC_XFER_MAX + 1, BUF_GPA, 64);
     cases[5].want = ACC_ST_BAD_LEN;
     cases[6].sqe = mk(106, ACC_OP_DEFL_COMP, BUF_GPA, 4096, BUF_GPA + 100, 64);
     cases[6].want = ACC_ST_OVERLAP;
@@ -342,8 +339,7 @@ test_doorbell_and_eq_overflow(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(ae[0].code, ACC_AEQ_EQ_OVERFLOW);
     assert_int_equal(acc_gdrv_reap_events(&r->drv, NULL, 64), 7);
-    assert_false(acc_model_mmio_read(r->m, ACC_REG_STATUS) &
-                 ACC_STATUS_EQ_OVF);
+    assert_false(acc_model_mmio_read(r->m, ACC_REG_STATUS) & ACC_STATUS_EQ_OVF);
     /* Still working. */
     s.req_id = 99;
     assert_int_equal(one(r, 1, &s).status, ACC_ST_OK);
@@ -379,8 +375,7 @@ test_ring_fault_isolated_to_qp(void **state)
     assert_int_equal(ae[0].info, 0x100ull << 32 | r->drv.st->qp[1].sq_gpa);
     assert_true(acc_model_mmio_read(r->m, ACC_QP_REG(1, ACC_QP_STATUS)) &
                 ACC_QP_STATUS_FAULT);
-    assert_false(acc_model_mmio_read(r->m, ACC_REG_STATUS) &
-                 ACC_STATUS_FAULT);
+    assert_false(acc_model_mmio_read(r->m, ACC_REG_STATUS) & ACC_STATUS_FAULT);
     /* Queue pair 0 is unaffected. */
     assert_int_equal(one(r, 0, &s).status, ACC_ST_OK);
 }
