@@ -205,8 +205,8 @@ run_direct(struct bench *b, uint32_t len, uint32_t total, uint64_t *out_bytes)
     t0 = now();
     for (uint32_t i = 0; i < total; i++) {
         uint8_t *src = b->mem.base + BUF_GPA + (uint64_t)(i % NBUF) * stride;
-        size_t r = ZSTD_compressCCtx(cc, src + len + 1024, len + 1024, src,
-                                     len, LEVEL);
+        size_t r = ZSTD_compressCCtx(cc, src + len + 1024, len + 1024, src, len,
+                                     LEVEL);
 
         if (ZSTD_isError(r)) {
             abort();
@@ -234,8 +234,8 @@ compress_row(struct bench *b, uint32_t len, uint32_t total)
     tz = run_direct(b, len, total, &dir_out);
     printf("zstd -%d %6u B x %5u: device %9.0f req/s %8.1f MB/s | "
            "libzstd %9.0f req/s %8.1f MB/s | ratio %.2f | out %s\n",
-           LEVEL, len, total, total / td, mb / td, total / tz, mb / tz,
-           tz / td, dev_out == dir_out ? "identical size" : "DIFFERENT");
+           LEVEL, len, total, total / td, mb / td, total / tz, mb / tz, tz / td,
+           dev_out == dir_out ? "identical size" : "DIFFERENT");
 }
 
 static void

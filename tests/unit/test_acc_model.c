@@ -738,6 +738,57 @@ test_refuse_truncated_and_corrupt(void **state)
     dest_free(&d);
 }
 
+static uint8_t *
+read_golden(const char *name, size_t *len)
+{
+    char path[512];
+    uint8_t *buf = malloc(4096);
+    FILE *f;
+
+    assert_non_null(buf);
+    snprintf(path, sizeof(path), "%s/%s", VMIG_TEST_DATA, name);
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    *len = fread(buf, 1, 4096, f);
+    fclose(f);
+    return buf;
+}
+
+/*
+ * Golden streams, written from docs/acc.md alone (by a script, not by this
+ * code): every released version must keep its verdict.
+ */
+static void
+test_golden_streams(void **state)
+{
+    struct acc_rig *r = *state;
+    struct dest d;
+    size_t len, len2;
+    uint8_t *p = read_golden("acc-state-v2.bin", &len), *q;
+    char why[256];
+
+    dest_new(r, QPS, ACC_ISO_QP, &d);
+    assert_int_equal(load(&d, p, len, why, sizeof(why)), 0);
+    assert_int_equal(acc_model_mmio_read(d.m, ACC_REG_EQ_BASE_LO), 0x2000);
+    assert_int_equal(acc_model_mmio_read(d.m, ACC_QP_REG(1, ACC_QP_SQ_TAIL)),
+                     12);
+    q = save(d.m, &len2);
+    assert_int_equal(len2, len);
+    assert_memory_equal(p, q, len);
+    free(q);
+    free(p);
+    free(d.snap);
+    d.snap = save(d.m, &d.len);
+
+    p = read_golden("acc-state-v1.bin", &len);
+    assert_int_equal(load(&d, p, len, why, sizeof(why)), -EOPNOTSUPP);
+    assert_string_equal(why, "stream version 1 is known bad: EQ/AEQ "
+                             "addresses saved wrongly; refusing");
+    dest_assert_untouched(&d);
+    free(p);
+    dest_free(&d);
+}
+
 int
 main(void)
 {
@@ -759,6 +810,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_state_roundtrip_and_match, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refuse_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_golden_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_truncated_and_corrupt,
                                         setup, teardown),
