@@ -59,9 +59,34 @@ const struct acc_model_ops acc_rig_model_ops = {
 static void
 rig_log(void *opaque, int level, const char *msg)
 {
-    (void)opaque;
+    struct acc_rig *r = opaque;
+    size_t have, n = strlen(msg) + 1;
+
     (void)level;
-    (void)msg;
+    if (n >= sizeof(r->log)) {
+        return;
+    }
+    pthread_mutex_lock(&r->log_lock);
+    have = strlen(r->log);
+    if (have + n >= sizeof(r->log)) {
+        memset(r->log, 0, sizeof(r->log)); /* keep the newest */
+        have = 0;
+    }
+    memcpy(r->log + have, msg, n - 1);
+    r->log[have + n - 1] = '\n';
+    r->log[have + n] = '\0';
+    pthread_mutex_unlock(&r->log_lock);
+}
+
+bool
+acc_rig_log_has(struct acc_rig *r, const char *needle)
+{
+    bool found;
+
+    pthread_mutex_lock(&r->log_lock);
+    found = strstr(r->log, needle) != NULL;
+    pthread_mutex_unlock(&r->log_lock);
+    return found;
 }
 
 int
@@ -92,7 +117,8 @@ acc_rig_init(struct acc_rig *r, uint64_t ram_size, uint32_t qp_count,
     r->irq_fd[0] = r->irq_fd[1] = -1;
     r->qp_count = qp_count;
     r->isolation = isolation;
-    ret = vmig_ctx_new("acc-test", rig_log, NULL, &r->ctx);
+    pthread_mutex_init(&r->log_lock, NULL);
+    ret = vmig_ctx_new("acc-test", rig_log, r, &r->ctx);
     if (ret < 0) {
         return ret;
     }
@@ -136,6 +162,7 @@ acc_rig_fini(struct acc_rig *r)
     }
     acc_flatmem_free(&r->mem);
     vmig_ctx_free(r->ctx);
+    pthread_mutex_destroy(&r->log_lock);
 }
 
 int

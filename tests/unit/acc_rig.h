@@ -6,6 +6,7 @@
 #ifndef ACC_RIG_H
 #define ACC_RIG_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <vmig/ctx.h>
@@ -24,6 +25,8 @@ struct acc_rig {
     bool last_reset_guest;
     uint32_t qp_count;
     uint32_t isolation;
+    pthread_mutex_t log_lock;
+    char log[16384]; /* every message, newline separated, oldest dropped */
 };
 
 extern const struct acc_bar_ops acc_rig_bar_ops;
@@ -44,6 +47,9 @@ void acc_rig_fini(struct acc_rig *r);
  * the old one, resume the new one.  Returns the payload size or -errno.
  */
 int acc_rig_migrate(struct acc_rig *r);
+
+/* Whether any message logged through r->ctx contains @needle. */
+bool acc_rig_log_has(struct acc_rig *r, const char *needle);
 
 /* Reference bitwise CRC32C, independent of the table-driven one. */
 uint32_t acc_rig_crc32c_ref(const void *p, size_t n);

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * acc_mig.h - the accelerator's migration driver: the VFIO v2 state
+ * machine (through <vmig/mig.h>) bound to the device model, with the data
+ * of each session.
+ *
+ * Flags: STOP_COPY | PRE_COPY, no P2P (the device has no peer-to-peer DMA,
+ * so combination transitions never pass RUNNING_P2P; seed 002).  What each
+ * arc does:
+ *   RUNNING -> STOP        the model quiesces (acc_model_stop())
+ *   STOP -> RUNNING        the model resumes
+ *   RUNNING -> PRE_COPY    a saving session opens with only the
+ *                          compatibility record, so the destination can
+ *                          refuse before any downtime; the device keeps
+ *                          running and its state is not sent yet
+ *   PRE_COPY -> STOP_COPY  the model quiesces; the state record is added
+ *   STOP -> STOP_COPY      a saving session opens with both records
+ *   PRE_COPY -> RUNNING,
+ *   STOP_COPY -> STOP      the session ends; unread data is dropped
+ *   STOP -> RESUMING       a resuming session opens, empty
+ *   RESUMING -> STOP       the received stream is validated and loaded;
+ *                          on any error the arc fails, the device stays in
+ *                          RESUMING and the model is untouched
+ * A device reset (acc_mig_reset(), or the guest's RESET register reported
+ * through acc_mig_model_reset()) in any state returns to RUNNING, ends the
+ * open session (its reader or writer then gets -ENODEV) and is logged.
+ *
+ * Session data (until the device-state envelope replaces it): a sequence
+ * of records, each u32 type, u32 length (little-endian), then the bytes:
+ *   type 1 COMPAT (16 bytes): u16 vendor, u16 device, u32 queue pairs,
+ *          u32 isolation, u32 payload version; always first
+ *   type 2 STATE: the migration payload of acc_model_save()
+ *
+ * Locking: an internal mutex guards the session data; it nests inside the
+ * state machine's lock (arcs run with that held).
+ */
+#ifndef ACC_MIG_H
+#define ACC_MIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <vmig/ctx.h>
+#include <vmig/fsm.h>
+#include "acc_model.h"
+
+#define ACC_MIG_FLAGS (VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_PRE_COPY)
+#define ACC_MIG_REC_COMPAT 1u
+#define ACC_MIG_REC_STATE 2u
+#define ACC_MIG_COMPAT_SIZE 16u
+#define ACC_MIG_RESUME_MAX (64u << 10) /* bytes a resuming session takes */
+
+struct acc_mig;
+
+/**
+ * acc_mig_new() - Bind a migration driver to @model.
+ * @ctx:   logging context (borrowed).
+ * @model: the device (borrowed; must outlive the driver).  Its
+ *         ops->reset must call acc_mig_model_reset().
+ * @out:   receives the driver; untouched on failure.
+ *
+ * Starts in RUNNING.
+ *
+ * Return: 0, -EINVAL, -ENOMEM.
+ */
+int acc_mig_new(vmig_ctx_t *ctx, struct acc_model *model,
+                struct acc_mig **out);
+
+/**
+ * acc_mig_free() - Free the driver (not the model).  NULL is accepted.
+ * @am: driver.
+ */
+void acc_mig_free(struct acc_mig *am);
+
+/**
+ * acc_mig_state() - The current state (enum vmig_state).
+ * @am: driver.
+ *
+ * Return: the state.
+ */
+enum vmig_state acc_mig_state(struct acc_mig *am);
+
+/**
+ * acc_mig_set_state() - Move to @target, arc by arc (vmig_mig_set_state()).
+ * @am:     driver.
+ * @target: enum vmig_state.
+ *
+ * Return: 0, or the errno of the refused transition or failed arc; read the
+ * state reached with acc_mig_state().
+ */
+int acc_mig_set_state(struct acc_mig *am, unsigned int target);
+
+/**
+ * acc_mig_read() - Read saving-session data.
+ * @am:  driver.
+ * @buf: destination.
+ * @len: its size.
+ *
+ * Return: bytes copied; 0 at the permanent end (STOP_COPY, all read);
+ * -ENOMSG in PRE_COPY when everything available now was read; -ENODEV when
+ * the session was cut short by a reset; -EBUSY when no saving session is
+ * open.
+ */
+ssize_t acc_mig_read(struct acc_mig *am, void *buf, size_t len);
+
+/**
+ * acc_mig_write() - Write resuming-session data.
+ * @am:  driver.
+ * @buf: bytes.
+ * @len: count.
+ *
+ * The compatibility record is checked as soon as it is complete, so a
+ * destination refuses during the source's PRE_COPY; once refused, every
+ * later write fails the same way.
+ *
+ * Return: @len; -EBUSY (not RESUMING); -ENODEV (session ended by a reset);
+ * -E2BIG (more than ACC_MIG_RESUME_MAX); -EBADMSG (malformed record);
+ * -EOPNOTSUPP or -EINVAL (incompatible; see acc_check_match()).
+ */
+ssize_t acc_mig_write(struct acc_mig *am, const void *buf, size_t len);
+
+/**
+ * acc_mig_precopy_info() - VFIO_MIG_GET_PRECOPY_INFO for this device.
+ * @am:      driver.
+ * @initial: receives bytes of the compatibility part not yet read.
+ * @dirty:   receives 0: the device state goes only in STOP_COPY.
+ *
+ * Return: 0, or -EINVAL outside PRE_COPY.
+ */
+int acc_mig_precopy_info(struct acc_mig *am, uint64_t *initial,
+                         uint64_t *dirty);
+
+/**
+ * acc_mig_data_size() - Estimated bytes of a STOP_COPY session.
+ * @am: driver.
+ *
+ * Return: both records with their headers.
+ */
+uint64_t acc_mig_data_size(const struct acc_mig *am);
+
+/**
+ * acc_mig_last_error() - Why the last write or RESUMING -> STOP failed.
+ * @am: driver.
+ *
+ * Return: a message owned by @am ("" when none); valid until the next call
+ * into @am.
+ */
+const char *acc_mig_last_error(struct acc_mig *am);
+
+/**
+ * acc_mig_reset() - Host device reset (vfio-user DEVICE_RESET).
+ * @am: driver.
+ *
+ * Resets the model and the state machine: RUNNING, session ended.
+ */
+void acc_mig_reset(struct acc_mig *am);
+
+/**
+ * acc_mig_model_reset() - Tell the driver the model reset itself.
+ * @am:    driver.
+ * @guest: true for the guest's RESET register.
+ *
+ * Call from the model's ops->reset; safe for resets the driver started.
+ */
+void acc_mig_model_reset(struct acc_mig *am, bool guest);
+
+#endif /* ACC_MIG_H */
