@@ -143,8 +143,7 @@ open_save_locked(struct acc_mig *am, bool with_state)
     return ret;
 }
 
-static int
-refuse_locked(struct acc_mig *am, int ret, const char *fmt, ...)
+static int refuse_locked(struct acc_mig *am, int ret, const char *fmt, ...)
     VMIG_PRINTF(3, 4);
 
 static int
@@ -417,9 +416,9 @@ acc_mig_write(struct acc_mig *am, const void *buf, size_t len)
         goto out;
     }
     if (len > ACC_MIG_RESUME_MAX - am->len) {
-        ret = am->refused = refuse_locked(
-            am, -E2BIG, "more than %u bytes of device state",
-            ACC_MIG_RESUME_MAX);
+        ret = am->refused =
+            refuse_locked(am, -E2BIG, "more than %u bytes of device state",
+                          ACC_MIG_RESUME_MAX);
         goto out;
     }
     p = realloc(am->buf, am->len + len + 1);
@@ -460,8 +459,7 @@ acc_mig_precopy_info(struct acc_mig *am, uint64_t *initial, uint64_t *dirty)
 uint64_t
 acc_mig_data_size(const struct acc_mig *am)
 {
-    return 2 * REC_HDR + ACC_MIG_COMPAT_SIZE +
-           acc_model_state_size(am->model);
+    return 2 * REC_HDR + ACC_MIG_COMPAT_SIZE + acc_model_state_size(am->model);
 }
 
 const char *

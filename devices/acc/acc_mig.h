@@ -64,8 +64,7 @@ struct acc_mig;
  *
  * Return: 0, -EINVAL, -ENOMEM.
  */
-int acc_mig_new(vmig_ctx_t *ctx, struct acc_model *model,
-                struct acc_mig **out);
+int acc_mig_new(vmig_ctx_t *ctx, struct acc_model *model, struct acc_mig **out);
 
 /**
  * acc_mig_free() - Free the driver (not the model).  NULL is accepted.

@@ -168,8 +168,7 @@ submit_all(struct fx *f)
             s[i].dst = g + IN_LEN;
             s[i].dst_len = IN_LEN + 4096;
         }
-        assert_int_equal(acc_gdrv_submit_batch(&f->r.drv, qp, s, NREQ),
-                         NREQ);
+        assert_int_equal(acc_gdrv_submit_batch(&f->r.drv, qp, s, NREQ), NREQ);
     }
 }
 
