@@ -170,36 +170,52 @@ dma(struct acc_model *m, uint64_t iova, uint64_t len, bool write)
     return m->dma->translate(m->dma_opaque, iova, len, write);
 }
 
+/*
+ * Write a device-produced entry of @size bytes at @slot (guest memory, any
+ * alignment: the guest chooses the address): every byte but the last with
+ * memcpy, then the last byte, which holds the phase bit, with release
+ * order, so a guest that sees the new phase sees the whole entry.
+ */
+static void
+publish(void *slot, const void *entry, size_t size)
+{
+    uint8_t *d = slot;
+
+    memcpy(d, entry, size - 1);
+    __atomic_store_n(d + size - 1, ((const uint8_t *)entry)[size - 1],
+                     __ATOMIC_RELEASE);
+}
+
 static void
 post_aeqe_locked(struct acc_model *m, uint8_t code, uint16_t qp, uint16_t index,
                  uint64_t info)
 {
     struct acc_ring *r = &m->aeq;
-    struct acc_aeqe *e;
+    void *e;
 
     vmig_log(m->ctx, VMIG_LOG_DEBUG,
              "%s: async event %u qp %#x index %#x info %#" PRIx64, m->name,
              code, qp, index, info);
-    if (r->size == 0) {
-        return;
+    if (r->size == 0 || !(m->ctrl & ACC_CTRL_ENABLE)) {
+        return; /* no AEQ: the event is only logged */
     }
     if (ring_next(r->tail, r->size) == r->head) {
         m->status |= ACC_STATUS_AEQ_OVF;
         return;
     }
-    e = dma(m, r->base + (uint64_t)r->tail * sizeof(*e), sizeof(*e), true);
+    e = dma(m, r->base + (uint64_t)r->tail * sizeof(struct acc_aeqe),
+            sizeof(struct acc_aeqe), true);
     if (e == NULL) {
         m->status |= ACC_STATUS_AEQ_FAULT;
         return;
     }
-    e->info = info;
-    e->qp = qp;
-    e->index = index;
-    e->code = code;
-    e->rsvd[0] = 0;
-    e->rsvd[1] = 0;
-    /* The phase byte last, with release order: it publishes the entry. */
-    __atomic_store_n(&e->flags, (uint8_t)r->phase, __ATOMIC_RELEASE);
+    publish(e,
+            &(struct acc_aeqe){.info = info,
+                               .qp = qp,
+                               .index = index,
+                               .code = code,
+                               .flags = (uint8_t)r->phase},
+            sizeof(struct acc_aeqe));
     r->tail = ring_next(r->tail, r->size);
     if (r->tail == 0) {
         r->phase ^= ACC_PHASE;
@@ -211,10 +227,10 @@ static void
 post_eqe_locked(struct acc_model *m, uint16_t qp, uint32_t cq_tail)
 {
     struct acc_ring *r = &m->eq;
-    struct acc_eqe *e;
+    void *e;
 
     raise_irq_locked(m, ACC_IRQ_COMPLETION);
-    if (r->size == 0) {
+    if (r->size == 0 || !(m->ctrl & ACC_CTRL_ENABLE)) {
         return;
     }
     if (ring_next(r->tail, r->size) == r->head) {
@@ -225,16 +241,17 @@ post_eqe_locked(struct acc_model *m, uint16_t qp, uint32_t cq_tail)
         }
         return;
     }
-    e = dma(m, r->base + (uint64_t)r->tail * sizeof(*e), sizeof(*e), true);
+    e = dma(m, r->base + (uint64_t)r->tail * sizeof(struct acc_eqe),
+            sizeof(struct acc_eqe), true);
     if (e == NULL) {
         post_aeqe_locked(m, ACC_AEQ_EQ_FAULT, ACC_NO_QP, ACC_NO_QP,
-                         r->base + (uint64_t)r->tail * sizeof(*e));
+                         r->base + (uint64_t)r->tail * sizeof(struct acc_eqe));
         return;
     }
-    e->cq_tail = cq_tail;
-    e->qp = qp;
-    e->rsvd = 0;
-    __atomic_store_n(&e->flags, (uint8_t)r->phase, __ATOMIC_RELEASE);
+    publish(e,
+            &(struct acc_eqe){
+                .cq_tail = cq_tail, .qp = qp, .flags = (uint8_t)r->phase},
+            sizeof(struct acc_eqe));
     r->tail = ring_next(r->tail, r->size);
     if (r->tail == 0) {
         r->phase ^= ACC_PHASE;
@@ -494,7 +511,7 @@ serve_qp_locked(struct acc_model *m, unsigned int qpn)
         uint64_t cqe_addr = q->cq_base + (uint64_t)q->cq_tail * 16u;
         const struct acc_sqe *gsqe;
         struct acc_sqe sqe;
-        struct acc_cqe *cqe;
+        void *cqe;
         uint32_t out_len;
         uint8_t st;
 
@@ -504,7 +521,7 @@ serve_qp_locked(struct acc_model *m, unsigned int qpn)
             break;
         }
         memcpy(&sqe, gsqe, sizeof(sqe));
-        if (dma(m, cqe_addr, sizeof(*cqe), true) == NULL) {
+        if (dma(m, cqe_addr, sizeof(struct acc_cqe), true) == NULL) {
             ring_fault_locked(m, qpn, cqe_addr);
             break;
         }
@@ -517,17 +534,19 @@ serve_qp_locked(struct acc_model *m, unsigned int qpn)
          * Queue configuration cannot have changed (it waits for !active),
          * but the DMA mapping might have: translate the CQE again.
          */
-        cqe = dma(m, cqe_addr, sizeof(*cqe), true);
+        cqe = dma(m, cqe_addr, sizeof(struct acc_cqe), true);
         if (cqe == NULL) {
             ring_fault_locked(m, qpn, cqe_addr);
             break;
         }
         q->sq_head = ring_next(q->sq_head, q->sq_size);
-        cqe->req_id = sqe.req_id;
-        cqe->out_len = out_len;
-        cqe->sq_head = (uint16_t)q->sq_head;
-        cqe->status = st;
-        __atomic_store_n(&cqe->flags, (uint8_t)q->cq_phase, __ATOMIC_RELEASE);
+        publish(cqe,
+                &(struct acc_cqe){.req_id = sqe.req_id,
+                                  .out_len = out_len,
+                                  .sq_head = (uint16_t)q->sq_head,
+                                  .status = st,
+                                  .flags = (uint8_t)q->cq_phase},
+                sizeof(struct acc_cqe));
         q->cq_tail = ring_next(q->cq_tail, q->cq_size);
         if (q->cq_tail == 0) {
             q->cq_phase ^= ACC_PHASE;
@@ -769,6 +788,14 @@ void
 acc_model_reset(struct acc_model *m)
 {
     do_reset(m, false);
+}
+
+void
+acc_model_dma_fence(struct acc_model *m)
+{
+    pthread_mutex_lock(&m->lock);
+    quiesce_locked(m);
+    pthread_mutex_unlock(&m->lock);
 }
 
 int
@@ -1093,6 +1120,11 @@ ctrl_write_locked(struct acc_model *m, uint32_t val)
     } else {
         m->ctrl = 0;
         m->status &= ACC_STATUS_QUIESCED;
+        /* A disabled device has no event queue positions (the loader
+         * relies on it). */
+        m->eq.head = m->eq.tail = 0;
+        m->aeq.head = m->aeq.tail = 0;
+        m->eq.phase = m->aeq.phase = ACC_PHASE;
     }
 }
 
@@ -1100,6 +1132,7 @@ void
 acc_model_mmio_write(struct acc_model *m, uint32_t off, uint32_t val)
 {
     uint32_t fire;
+    bool enabled;
 
     if ((off & 3u) != 0 || off >= ACC_BAR0_SIZE) {
         return;
@@ -1111,6 +1144,7 @@ acc_model_mmio_write(struct acc_model *m, uint32_t off, uint32_t val)
         return;
     }
     pthread_mutex_lock(&m->lock);
+    enabled = m->ctrl & ACC_CTRL_ENABLE;
     if (off >= ACC_QP_REG_BASE) {
         uint32_t qpn = (off - ACC_QP_REG_BASE) / ACC_QP_REG_STRIDE;
 
@@ -1145,13 +1179,13 @@ acc_model_mmio_write(struct acc_model *m, uint32_t off, uint32_t val)
                                   val);
             break;
         case ACC_REG_EQ_HEAD:
-            if (index_ok_locked(m, ACC_NO_QP, m->eq.size, val)) {
+            if (index_ok_locked(m, ACC_NO_QP, enabled ? m->eq.size : 0, val)) {
                 m->eq.head = val;
                 m->status &= ~ACC_STATUS_EQ_OVF;
             }
             break;
         case ACC_REG_AEQ_HEAD:
-            if (index_ok_locked(m, ACC_NO_QP, m->aeq.size, val)) {
+            if (index_ok_locked(m, ACC_NO_QP, enabled ? m->aeq.size : 0, val)) {
                 m->aeq.head = val;
                 m->status &= ~ACC_STATUS_AEQ_OVF;
             }
@@ -1425,9 +1459,16 @@ parse_state(const struct acc_model *m, const uint8_t *p, size_t len,
     }
     for (int k = 0; k < 2; k++) {
         const struct acc_ring *r = k ? aeq : eq;
+        bool bad;
 
-        if ((r->size != 0 && !ring_size_ok(r->size)) ||
-            !ring_idx_ok(r->size, r->head, r->tail) || r->phase > 1) {
+        if (*ctrl & ACC_CTRL_ENABLE) {
+            bad = (r->size != 0 && !ring_size_ok(r->size)) ||
+                  !ring_idx_ok(r->size, r->head, r->tail) || r->phase > 1;
+        } else {
+            /* Sizes are raw register values until enabled. */
+            bad = r->head != 0 || r->tail != 0 || r->phase != ACC_PHASE;
+        }
+        if (bad) {
             return why_set(why, why_sz, -EBADMSG,
                            "corrupt: %s size %u head %u tail %u phase %u",
                            k ? "AEQ" : "EQ", r->size, r->head, r->tail,

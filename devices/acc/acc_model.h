@@ -154,6 +154,17 @@ bool acc_model_stopped(struct acc_model *m);
 void acc_model_reset(struct acc_model *m);
 
 /**
+ * acc_model_dma_fence() - Wait until no request uses an old translation.
+ * @m: model.
+ *
+ * For a transport whose DMA mappings change (vfio-user DMA_UNMAP): first
+ * make translate() refuse the range, then call this, then unmap.  Returns
+ * once the request in flight, which may hold pointers into the range, has
+ * completed; later requests translate again.
+ */
+void acc_model_dma_fence(struct acc_model *m);
+
+/**
  * acc_model_wait_idle() - Wait until no doorbell is left to serve.
  * @m:          model.
  * @timeout_ms: upper bound.

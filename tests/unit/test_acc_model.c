@@ -468,6 +468,88 @@ test_guest_reset(void **state)
                      0);
 }
 
+/* ------------------------------------------------------------ DMA fence */
+
+struct fenced_mem {
+    struct acc_flatmem *mem;
+    uint64_t limit; /* atomic: addresses at or above are unmapped */
+};
+
+static void *
+fenced_translate(void *opaque, uint64_t iova, uint64_t len, bool write)
+{
+    struct fenced_mem *f = opaque;
+
+    if (iova + len > __atomic_load_n(&f->limit, __ATOMIC_ACQUIRE)) {
+        return NULL;
+    }
+    return acc_flatmem_dma_ops.translate(f->mem, iova, len, write);
+}
+
+static const struct acc_dma_ops fenced_ops = {.translate = fenced_translate};
+
+/*
+ * The vfio-user DMA_UNMAP protocol: make translate() refuse the range,
+ * fence, then unmap.  After the fence no request may complete having used
+ * the range.
+ */
+static void
+test_dma_fence(void **state)
+{
+    struct acc_rig *r = *state;
+    struct fenced_mem fm = {.mem = &r->mem, .limit = RAM_SIZE};
+    struct acc_model_config cfg = {
+        .name = "acc-fence",
+        .qp_count = QPS,
+        .isolation = ACC_ISO_QP,
+        .dma = &fenced_ops,
+        .dma_opaque = &fm,
+        .ops = &acc_rig_model_ops,
+        .opaque = r,
+    };
+    struct acc_sqe s[15];
+    struct acc_cqe c[16];
+    uint32_t d0;
+    int n = 0;
+
+    acc_model_free(r->m);
+    assert_int_equal(acc_model_new(&cfg, &r->m), 0);
+    assert_int_equal(acc_gdrv_init(&r->drv, r->mem.base, r->mem.size, DRV_GPA,
+                                   &drv_cfg, &acc_rig_bar_ops, r),
+                     0);
+    memset(r->mem.base + BUF_GPA, 'f', 256u << 10);
+    for (unsigned int i = 0; i < 15; i++) {
+        s[i] = mk(i, ACC_OP_SHA256, BUF_GPA, 256u << 10,
+                  BUF_GPA + (512u << 10) + 64 * i, 32);
+    }
+    assert_int_equal(acc_gdrv_submit_batch(&r->drv, 0, s, 15), 15);
+    /* Let the worker get going, so that a request is mid-way. */
+    for (int i = 0; i < 5000; i++) {
+        if (acc_model_mmio_read(r->m, ACC_REG_DONE_LO) >= 2) {
+            break;
+        }
+        (void)acc_gdrv_wait_irq(r->irq_fd[ACC_IRQ_COMPLETION], 1);
+    }
+    __atomic_store_n(&fm.limit, (uint64_t)BUF_GPA, __ATOMIC_RELEASE);
+    acc_model_dma_fence(r->m);
+    d0 = acc_model_mmio_read(r->m, ACC_REG_DONE_LO);
+    assert_int_equal(acc_model_wait_idle(r->m, 5000), 0);
+    while (n < 15) {
+        int got = acc_gdrv_reap(&r->drv, 0, c + n, (unsigned int)(16 - n));
+
+        assert_true(got > 0);
+        n += got;
+    }
+    for (int i = 0; i < 15; i++) {
+        assert_int_equal(c[i].req_id, (uint64_t)i);
+        if ((uint32_t)i >= d0) {
+            assert_int_equal(c[i].status, ACC_ST_BAD_ADDR);
+        }
+    }
+    assert_true(d0 >= 2);
+    print_message("fence: %u of 15 completed before the fence\n", d0);
+}
+
 /* ------------------------------------------------------------ migration */
 
 static uint8_t *
@@ -807,6 +889,7 @@ main(void)
                                         setup_iso_device, teardown),
         cmocka_unit_test_setup_teardown(test_stop_means_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dma_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_roundtrip_and_match, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refuse_v1, setup, teardown),
