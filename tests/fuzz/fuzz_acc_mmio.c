@@ -80,8 +80,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct acc_gdrv drv;
 
     if (model == NULL) {
-        if (acc_flatmem_new(RAM, &mem) < 0 ||
-            acc_model_new(&cfg, &model) < 0) {
+        if (acc_flatmem_new(RAM, &mem) < 0 || acc_model_new(&cfg, &model) < 0) {
             abort();
         }
     }
