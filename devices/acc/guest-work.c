@@ -14,17 +14,7 @@
 #define ALIGN64(x) (((x) + 63u) & ~(uint64_t)63u)
 #define MAX_IN_LIMIT (1u << 20)
 
-enum kind {
-    K_COPY,
-    K_CRC,
-    K_SHA,
-    K_ZC,
-    K_ZD,
-    K_DC,
-    K_DD,
-    K_NOP,
-    K__COUNT
-};
+enum kind { K_COPY, K_CRC, K_SHA, K_ZC, K_ZD, K_DC, K_DD, K_NOP, K__COUNT };
 
 static uint64_t
 mix(uint64_t x)
@@ -69,8 +59,7 @@ gen(const struct acc_gwork_state *st, uint64_t n, uint8_t *p, uint32_t len)
             p[i++] = (uint8_t)(h >> 24);
             continue;
         }
-        for (const char *w = words[(h >> 8) % 9]; *w != '\0' && i < len;
-             w++) {
+        for (const char *w = words[(h >> 8) % 9]; *w != '\0' && i < len; w++) {
             p[i++] = (uint8_t)*w;
         }
     }
@@ -188,8 +177,7 @@ bit_set(struct acc_gwork *w, uint64_t n)
 
 /* Is this completion of request n right? */
 static bool
-check(struct acc_gwork *w, uint64_t n, uint64_t slot,
-      const struct acc_cqe *c)
+check(struct acc_gwork *w, uint64_t n, uint64_t slot, const struct acc_cqe *c)
 {
     const struct acc_gwork_state *st = w->st;
     const uint8_t *out = slot_src(w, slot) + area(st->max_in);
@@ -312,9 +300,9 @@ prepare(struct acc_gwork *w, uint64_t n, uint64_t slot, struct acc_sqe *s)
     }
     default: {
         static const uint8_t ops[K__COUNT] = {
-            [K_COPY] = ACC_OP_COPY,       [K_CRC] = ACC_OP_CRC32C,
-            [K_SHA] = ACC_OP_SHA256,      [K_ZC] = ACC_OP_ZSTD_COMP,
-            [K_DC] = ACC_OP_DEFL_COMP,    [K_NOP] = ACC_OP_NOP,
+            [K_COPY] = ACC_OP_COPY,    [K_CRC] = ACC_OP_CRC32C,
+            [K_SHA] = ACC_OP_SHA256,   [K_ZC] = ACC_OP_ZSTD_COMP,
+            [K_DC] = ACC_OP_DEFL_COMP, [K_NOP] = ACC_OP_NOP,
         };
 
         gen(st, n, in, len);
@@ -377,8 +365,7 @@ acc_gwork_finished(const struct acc_gwork *w)
     if (st->issued != st->total) {
         return false;
     }
-    for (uint64_t i = 0; i < (uint64_t)st->qp_count * st->slots_per_qp;
-         i++) {
+    for (uint64_t i = 0; i < (uint64_t)st->qp_count * st->slots_per_qp; i++) {
         if (w->slots[i] != 0) {
             return false;
         }

@@ -61,8 +61,7 @@ run(struct acc_rig *r, uint64_t total, unsigned int migrate_every)
     uint64_t next = migrate_every;
     unsigned int migrations = 0, idle = 0;
 
-    assert_int_equal(acc_gwork_init(&w, &r->drv, WORK_GPA, total, 16u << 10,
-                                    7),
+    assert_int_equal(acc_gwork_init(&w, &r->drv, WORK_GPA, total, 16u << 10, 7),
                      0);
     while (!acc_gwork_finished(&w)) {
         int n = acc_gwork_step(&w, &r->drv);
@@ -72,9 +71,8 @@ run(struct acc_rig *r, uint64_t total, unsigned int migrate_every)
             assert_true(acc_rig_migrate(r) > 0);
             /* A new process: nothing but guest memory carries over. */
             acc_gwork_fini(&w);
-            assert_int_equal(acc_gdrv_attach(&r->drv, r->mem.base,
-                                             r->mem.size, DRV_GPA,
-                                             &acc_rig_bar_ops, r),
+            assert_int_equal(acc_gdrv_attach(&r->drv, r->mem.base, r->mem.size,
+                                             DRV_GPA, &acc_rig_bar_ops, r),
                              0);
             assert_int_equal(
                 acc_gwork_attach(&w, r->mem.base, r->mem.size, WORK_GPA), 0);
@@ -154,8 +152,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gwork_plain, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gwork_migrating, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_gwork_migrating, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gwork_catches_duplicate, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_gwork_attach_rejects_garbage,
