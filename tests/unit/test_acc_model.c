@@ -211,7 +211,7 @@ test_each_opcode(void **state)
     struct acc_cqe c;
     struct acc_sqe s;
 
-    memcpy(ram + BUF_GPA, "123456789", 9);
+    memcpy(ram + BUF_GPA, "123456789", sizeof("123456789")); /* with NUL */
     s = mk(1, ACC_OP_CRC32C, BUF_GPA, 9, BUF_GPA + 0x1000, 4);
     c = one(r, 0, &s);
     assert_int_equal(c.status, ACC_ST_OK);
@@ -221,7 +221,7 @@ test_each_opcode(void **state)
     assert_int_equal(ram[BUF_GPA + 0x1003], 0xe3);
 
     /* SHA-256("abc"), FIPS 180-2 appendix B.1 */
-    memcpy(ram + BUF_GPA, "abc", 3);
+    memcpy(ram + BUF_GPA, "abc", sizeof("abc"));
     s = mk(2, ACC_OP_SHA256, BUF_GPA, 3, BUF_GPA + 0x1000, 64);
     c = one(r, 1, &s);
     assert_int_equal(c.status, ACC_ST_OK);
@@ -230,18 +230,18 @@ test_each_opcode(void **state)
     assert_int_equal(ram[BUF_GPA + 0x1000 + 31], 0xad);
 
     /* Overlapping copy is a memmove. */
-    memcpy(ram + BUF_GPA, "abcdefgh", 8);
+    memcpy(ram + BUF_GPA, "abcdefgh", sizeof("abcdefgh"));
     s = mk(3, ACC_OP_COPY, BUF_GPA, 6, BUF_GPA + 2, 6);
     c = one(r, 0, &s);
     assert_int_equal(c.status, ACC_ST_OK);
     assert_memory_equal(ram + BUF_GPA, "ababcdef", 8);
 
     /* Empty inputs are fine everywhere. */
-    for (uint8_t op = ACC_OP_NOP; op < ACC_OP__COUNT; op++) {
+    for (unsigned int op = ACC_OP_NOP; op < ACC_OP__COUNT; op++) {
         if (op == ACC_OP_ZSTD_DECOMP || op == ACC_OP_DEFL_DECOMP) {
             continue;
         }
-        s = mk(10 + op, op, 0, 0, BUF_GPA + 0x1000, 256);
+        s = mk(10 + op, (uint8_t)op, 0, 0, BUF_GPA + 0x1000, 256);
         c = one(r, 0, &s);
         assert_int_equal(c.status, ACC_ST_OK);
     }
