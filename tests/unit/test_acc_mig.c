@@ -448,6 +448,81 @@ test_no_p2p_states(void **state)
     assert_false(acc_model_stopped(f->src.m));
 }
 
+static bool
+stopped_state(enum vmig_state st)
+{
+    return st == VMIG_STATE_STOP || st == VMIG_STATE_STOP_COPY ||
+           st == VMIG_STATE_RESUMING;
+}
+
+/*
+ * Random targets (legal or not), data reads and writes, and guest or host
+ * resets, checking after every step: the model is stopped exactly in
+ * STOP, STOP_COPY and RESUMING; reads answer as the state says.
+ */
+static void
+test_random_walk(void **state)
+{
+    struct fx *f = *state;
+    struct side *s = &f->src;
+    uint8_t good[2048], buf[64];
+    ssize_t good_len = 0, n;
+    uint32_t x = 12345;
+    unsigned int arcs = 0, resets = 0, loads = 0;
+
+    /* A valid stream of this device, to feed RESUMING now and then. */
+    assert_int_equal(acc_mig_set_state(s->am, VMIG_STATE_STOP_COPY), 0);
+    while ((n = acc_mig_read(s->am, good + good_len, 100)) > 0) {
+        good_len += n;
+    }
+    assert_int_equal(acc_mig_set_state(s->am, VMIG_STATE_RUNNING), 0);
+
+    for (int i = 0; i < 3000; i++) {
+        enum vmig_state st;
+        uint32_t r;
+
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        r = x % 16;
+        if (r < 8) {
+            if (acc_mig_set_state(s->am, x % VMIG_STATE__COUNT) == 0) {
+                arcs++;
+            }
+        } else if (r < 10) {
+            (void)acc_mig_read(s->am, buf, sizeof(buf));
+        } else if (r < 12) {
+            if (acc_mig_write(s->am, good, (size_t)good_len) == good_len) {
+                loads++;
+            }
+        } else if (r == 12) {
+            acc_model_mmio_write(s->m, ACC_REG_RESET, ACC_RESET_MAGIC);
+            resets++;
+        } else if (r == 13) {
+            acc_mig_reset(s->am);
+            resets++;
+        } else {
+            (void)acc_model_mmio_read(s->m, ACC_REG_STATUS);
+        }
+        st = acc_mig_state(s->am);
+        assert_true(st != VMIG_STATE_ERROR);
+        assert_true(vmig_state_supported(ACC_MIG_FLAGS, st));
+        assert_int_equal(acc_model_stopped(s->m), stopped_state(st));
+        n = acc_mig_read(s->am, buf, 0);
+        if (st == VMIG_STATE_PRE_COPY) {
+            assert_true(n == 0 || n == -ENOMSG);
+        } else if (st == VMIG_STATE_STOP_COPY) {
+            assert_true(n >= 0);
+        } else {
+            assert_true(n == -EBUSY || n == -ENODEV);
+        }
+    }
+    print_message("random walk: %u transitions, %u resets, %u stream "
+                  "writes\n",
+                  arcs, resets, loads);
+    assert_true(arcs > 100 && resets > 100);
+}
+
 int
 main(void)
 {
@@ -463,6 +538,7 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_host_reset_in_stop_copy_and_resuming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_p2p_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_walk, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
