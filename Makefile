@@ -45,6 +45,7 @@ fuzz: deps
 	@VMIG_FUZZ_SECONDS=$${VMIG_FUZZ_SECONDS:-300} scripts/check --fuzz-only
 
 install: build
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:

@@ -156,6 +156,13 @@ vmig_mig_set_state(struct vmig_mig *m, unsigned int target)
     enum vmig_state next, orig;
     int ret = 0;
 
+    /* ERROR and states the device lacks are never targets, not even when
+     * the device is already there (the uAPI: ERROR cannot be set). */
+    if (!vmig_state_supported(m->flags, target)) {
+        vmig_dbg(m->ctx, "state %s (%u) is not a valid target for this device",
+                 vmig_state_name(target), target);
+        return -EINVAL;
+    }
     pthread_mutex_lock(&m->lock);
     orig = m->state;
     while (m->state != (enum vmig_state)target) {
@@ -243,15 +250,14 @@ vmig_mig_session_check(struct vmig_mig *m, uint64_t generation,
     int ret;
 
     pthread_mutex_lock(&m->lock);
-    if (m->session.generation != generation) {
-        ret = -EBADF;
-    } else if (m->session.kind != VMIG_SESSION_NONE) {
-        ret = m->session.kind == kind ? 0 : -EBADF;
-    } else if (m->session.end == VMIG_SESSION_END_RESET ||
-               m->session.end == VMIG_SESSION_END_ERROR) {
-        ret = -ENODEV;
-    } else {
-        ret = -EBADF;
+    ret = -EBADF; /* ended normally, replaced, or of another kind */
+    if (m->session.generation == generation) {
+        if (m->session.kind != VMIG_SESSION_NONE) {
+            ret = m->session.kind == kind ? 0 : -EBADF;
+        } else if (m->session.end == VMIG_SESSION_END_RESET ||
+                   m->session.end == VMIG_SESSION_END_ERROR) {
+            ret = -ENODEV;
+        }
     }
     pthread_mutex_unlock(&m->lock);
     return ret;
