@@ -13,16 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <vmig/mig.h>
+#include <vmig/stream.h>
 #include "acc_mig.h"
 
 enum sess {
     SESS_NONE = 0, /* no session; reads and writes are refused (-EBUSY) */
-    SESS_SAVE,     /* buf[pos..len) is unread; final once STOP_COPY */
-    SESS_RESUME,   /* buf[0..len) received so far */
+    SESS_SAVE,     /* am->writer produces the envelope */
+    SESS_RESUME,   /* am->loader consumes it */
     SESS_ABORTED,  /* cut short by a reset: -ENODEV until the next one */
 };
-
-#define REC_HDR 8u
 
 struct acc_mig {
     vmig_ctx_t *ctx;
@@ -31,111 +30,119 @@ struct acc_mig {
     bool in_reset;   /* atomic: acc_mig_reset() is resetting the model */
     bool model_done; /* atomic: the model has reset itself already */
 
+    /* The descriptor and what it points at; constant after creation. */
+    struct vmig_compat_desc desc;
+    struct vmig_compat_kv params[2];
+    struct vmig_compat_bad bad[1];
+    uint32_t versions[1];
+    char qp_str[12];
+    char vendor_version[32];
+
     pthread_mutex_t lock;
-    /* Guarded by lock. */
+    /* Guarded by lock (the stream callbacks run with it held). */
     enum sess sess;
-    bool final;
-    uint8_t *buf;
-    size_t len;
-    size_t pos;
-    bool compat_ok;
-    int refused; /* 0, or the errno every later write returns */
+    struct vmig_stream_writer *writer;
+    struct vmig_stream_loader *loader;
+    uint8_t *state; /* saved payload (SAVE) or staged payload (RESUME) */
+    size_t state_len;
+    size_t state_pos; /* SAVE: bytes handed to the writer */
+    bool state_ready; /* SAVE: the payload exists (STOP_COPY) */
+    bool state_sent;  /* SAVE: its record was announced */
     char err[256];
 };
 
-static void
-put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
+static const struct vmig_stream_rule rules[] = {
+    {.type = ACC_MIG_REC_STATE,
+     .flags = VMIG_RULE_REQUIRED,
+     .max_len = ACC_STATE_SIZE(ACC_QP_MAX)},
+};
 
 static void
 drop_locked(struct acc_mig *am, enum sess next)
 {
-    free(am->buf);
-    am->buf = NULL;
-    am->len = 0;
-    am->pos = 0;
-    am->final = false;
-    am->compat_ok = false;
-    am->refused = 0;
+    vmig_stream_writer_free(am->writer);
+    vmig_stream_loader_free(am->loader);
+    am->writer = NULL;
+    am->loader = NULL;
+    free(am->state);
+    am->state = NULL;
+    am->state_len = 0;
+    am->state_pos = 0;
+    am->state_ready = false;
+    am->state_sent = false;
     am->sess = next;
 }
 
-/* Append one record; @body NULL means "the model's saved state". */
+/* ------------------------------------------------------------ saving */
+
 static int
-append_locked(struct acc_mig *am, uint32_t type, const void *body,
-              size_t body_len)
+src_next(void *opaque, struct vmig_stream_record *rec)
 {
-    uint8_t *p = realloc(am->buf, am->len + REC_HDR + body_len);
-    size_t got = 0;
+    struct acc_mig *am = opaque;
+
+    if (!am->state_ready) {
+        return -EAGAIN; /* PRE_COPY: the state comes in STOP_COPY */
+    }
+    if (am->state_sent) {
+        return 0;
+    }
+    am->state_sent = true;
+    rec->type = ACC_MIG_REC_STATE;
+    rec->flags = VMIG_RECF_MANDATORY;
+    rec->len = am->state_len;
+    return 1;
+}
+
+static ssize_t
+src_read(void *opaque, void *buf, size_t n)
+{
+    struct acc_mig *am = opaque;
+
+    if (n > am->state_len - am->state_pos) {
+        n = am->state_len - am->state_pos;
+    }
+    memcpy(buf, am->state + am->state_pos, n);
+    am->state_pos += n;
+    return (ssize_t)n;
+}
+
+static const struct vmig_stream_source_ops src_ops = {
+    .next = src_next,
+    .read = src_read,
+};
+
+/* The model is stopped: take its state for the envelope. */
+static int
+save_state_locked(struct acc_mig *am)
+{
+    size_t cap = acc_model_state_size(am->model), len = 0;
     int ret;
 
-    if (p == NULL) {
+    am->state = malloc(cap);
+    if (am->state == NULL) {
         return -ENOMEM;
     }
-    am->buf = p;
-    p += am->len;
-    put32(p, type);
-    put32(p + 4, (uint32_t)body_len);
-    if (body != NULL) {
-        memcpy(p + REC_HDR, body, body_len);
-    } else {
-        ret = acc_model_save(am->model, p + REC_HDR, body_len, &got);
-        if (ret < 0) {
-            return ret;
-        }
+    ret = acc_model_save(am->model, am->state, cap, &len);
+    if (ret < 0) {
+        free(am->state);
+        am->state = NULL;
+        return ret;
     }
-    am->len += REC_HDR + body_len;
+    am->state_len = len;
+    am->state_ready = true;
     return 0;
-}
-
-static void
-compat_encode(const struct acc_match_info *mi, uint8_t *p)
-{
-    p[0] = (uint8_t)mi->vendor;
-    p[1] = (uint8_t)(mi->vendor >> 8);
-    p[2] = (uint8_t)mi->device;
-    p[3] = (uint8_t)(mi->device >> 8);
-    put32(p + 4, mi->qp_count);
-    put32(p + 8, mi->isolation);
-    put32(p + 12, mi->version);
-}
-
-static void
-compat_decode(const uint8_t *p, struct acc_match_info *mi)
-{
-    mi->vendor = (uint16_t)(p[0] | p[1] << 8);
-    mi->device = (uint16_t)(p[2] | p[3] << 8);
-    mi->qp_count = get32(p + 4);
-    mi->isolation = get32(p + 8);
-    mi->version = get32(p + 12);
 }
 
 static int
 open_save_locked(struct acc_mig *am, bool with_state)
 {
-    struct acc_match_info mi;
-    uint8_t rec[ACC_MIG_COMPAT_SIZE];
     int ret;
 
     drop_locked(am, SESS_SAVE);
-    acc_model_match_info(am->model, &mi);
-    compat_encode(&mi, rec);
-    ret = append_locked(am, ACC_MIG_REC_COMPAT, rec, sizeof(rec));
+    ret = vmig_stream_writer_new(am->ctx, &am->desc, 0, &src_ops, am,
+                                 &am->writer);
     if (ret == 0 && with_state) {
-        ret = append_locked(am, ACC_MIG_REC_STATE, NULL,
-                            acc_model_state_size(am->model));
-        am->final = ret == 0;
+        ret = save_state_locked(am);
     }
     if (ret < 0) {
         drop_locked(am, SESS_NONE);
@@ -143,91 +150,108 @@ open_save_locked(struct acc_mig *am, bool with_state)
     return ret;
 }
 
-static int refuse_locked(struct acc_mig *am, int ret, const char *fmt, ...)
-    VMIG_PRINTF(3, 4);
+/* ------------------------------------------------------------ resuming */
 
 static int
-refuse_locked(struct acc_mig *am, int ret, const char *fmt, ...)
+sink_begin(void *opaque, const struct vmig_stream_record *rec)
 {
-    va_list ap;
+    struct acc_mig *am = opaque;
 
-    va_start(ap, fmt);
-    vsnprintf(am->err, sizeof(am->err), fmt, ap);
-    va_end(ap);
+    /* The loader enforces the rule's max_len before this is called. */
+    free(am->state);
+    am->state = malloc(rec->len ? rec->len : 1);
+    am->state_len = 0;
+    return am->state == NULL ? -ENOMEM : 0;
+}
+
+static int
+sink_data(void *opaque, const void *buf, size_t n)
+{
+    struct acc_mig *am = opaque;
+
+    memcpy(am->state + am->state_len, buf, n);
+    am->state_len += n;
+    return 0;
+}
+
+static int
+sink_commit(void *opaque)
+{
+    struct acc_mig *am = opaque;
+    char why[200];
+    int ret;
+
+    ret = acc_model_load(am->model, am->state, am->state_len, why, sizeof(why));
+    if (ret < 0) {
+        snprintf(am->err, sizeof(am->err), "%s", why);
+    }
+    return ret;
+}
+
+static void
+sink_abort(void *opaque)
+{
+    struct acc_mig *am = opaque;
+
+    free(am->state);
+    am->state = NULL;
+    am->state_len = 0;
+}
+
+static const struct vmig_stream_sink_ops sink_ops = {
+    .begin = sink_begin,
+    .data = sink_data,
+    .commit = sink_commit,
+    .abort = sink_abort,
+};
+
+static int
+open_resume_locked(struct acc_mig *am)
+{
+    struct vmig_stream_loader_cfg cfg = {
+        .local = &am->desc,
+        .rules = rules,
+        .n_rules = 1,
+        .sink = &sink_ops,
+        .sink_opaque = am,
+    };
+    int ret;
+
+    drop_locked(am, SESS_RESUME);
+    am->err[0] = '\0';
+    ret = vmig_stream_loader_new(am->ctx, &cfg, &am->loader);
+    if (ret < 0) {
+        drop_locked(am, SESS_NONE);
+    }
+    return ret;
+}
+
+/* The loader failed with @ret: keep its reason unless the model gave one. */
+static int
+refused_locked(struct acc_mig *am, int ret)
+{
+    if (am->err[0] == '\0') {
+        snprintf(am->err, sizeof(am->err), "%s",
+                 vmig_stream_loader_error(am->loader, NULL));
+    }
     vmig_log(am->ctx, VMIG_LOG_ERR, "incoming device state refused: %s",
              am->err);
     return ret;
 }
 
-/* The compatibility record, once complete; run on every write. */
 static int
-check_compat_locked(struct acc_mig *am)
+finish_resume_locked(struct acc_mig *am)
 {
-    struct acc_match_info src, dst;
-    char why[200];
     int ret;
 
-    if (am->compat_ok || am->len < REC_HDR) {
-        return 0;
+    if (am->loader == NULL) {
+        return -EINVAL;
     }
-    if (get32(am->buf) != ACC_MIG_REC_COMPAT ||
-        get32(am->buf + 4) != ACC_MIG_COMPAT_SIZE) {
-        return refuse_locked(am, -EBADMSG,
-                             "the stream does not start with a "
-                             "compatibility record (type %u, %u bytes)",
-                             get32(am->buf), get32(am->buf + 4));
-    }
-    if (am->len < REC_HDR + ACC_MIG_COMPAT_SIZE) {
-        return 0;
-    }
-    compat_decode(am->buf + REC_HDR, &src);
-    acc_model_match_info(am->model, &dst);
-    ret = acc_check_match(&dst, &src, why, sizeof(why));
+    ret = vmig_stream_loader_finish(am->loader);
     if (ret < 0) {
-        return refuse_locked(am, ret, "%s", why);
+        return refused_locked(am, ret);
     }
-    am->compat_ok = true;
-    return 0;
-}
-
-static int
-load_locked(struct acc_mig *am)
-{
-    size_t off = REC_HDR + ACC_MIG_COMPAT_SIZE;
-    char why[200];
-    uint32_t type, len;
-    int ret;
-
-    if (am->refused != 0) {
-        return am->refused; /* am->err already says why */
-    }
-    if (!am->compat_ok) {
-        return refuse_locked(am, -EBADMSG,
-                             "the stream ended inside the compatibility "
-                             "record (%zu bytes)",
-                             am->len);
-    }
-    if (am->len - off < REC_HDR) {
-        return refuse_locked(am, -EBADMSG,
-                             "the stream ended before the state record");
-    }
-    type = get32(am->buf + off);
-    len = get32(am->buf + off + 4);
-    if (type != ACC_MIG_REC_STATE) {
-        return refuse_locked(am, -EBADMSG,
-                             "record type %u where the state record belongs",
-                             type);
-    }
-    if (len != am->len - off - REC_HDR) {
-        return refuse_locked(am, -EBADMSG,
-                             "state record of %u bytes, but %zu follow", len,
-                             am->len - off - REC_HDR);
-    }
-    ret = acc_model_load(am->model, am->buf + off + REC_HDR, len, why,
-                         sizeof(why));
-    if (ret < 0) {
-        return refuse_locked(am, ret, "%s", why);
-    }
+    drop_locked(am, SESS_NONE);
     return 0;
 }
 
@@ -256,9 +280,7 @@ step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
     case ARC(S(PRE_COPY), S(STOP_COPY)):
         acc_model_stop(am->model);
         pthread_mutex_lock(&am->lock);
-        ret = append_locked(am, ACC_MIG_REC_STATE, NULL,
-                            acc_model_state_size(am->model));
-        am->final = ret == 0;
+        ret = save_state_locked(am);
         pthread_mutex_unlock(&am->lock);
         if (ret < 0) {
             acc_model_resume(am->model); /* still PRE_COPY: running */
@@ -277,16 +299,12 @@ step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
         return 0;
     case ARC(S(STOP), S(RESUMING)):
         pthread_mutex_lock(&am->lock);
-        drop_locked(am, SESS_RESUME);
-        am->err[0] = '\0';
+        ret = open_resume_locked(am);
         pthread_mutex_unlock(&am->lock);
-        return 0;
+        return ret;
     case ARC(S(RESUMING), S(STOP)):
         pthread_mutex_lock(&am->lock);
-        ret = load_locked(am);
-        if (ret == 0) {
-            drop_locked(am, SESS_NONE);
-        }
+        ret = finish_resume_locked(am);
         pthread_mutex_unlock(&am->lock);
         return ret;
     default:
@@ -311,6 +329,40 @@ mig_reset(void *opaque)
     acc_model_resume(am->model);
 }
 
+static void
+build_desc(struct acc_mig *am)
+{
+    struct acc_match_info mi;
+
+    acc_model_match_info(am->model, &mi);
+    snprintf(am->qp_str, sizeof(am->qp_str), "%u", mi.qp_count);
+    snprintf(am->vendor_version, sizeof(am->vendor_version), "%04x:%04x rev %u",
+             ACC_PCI_VENDOR_ID, ACC_PCI_DEVICE_ID, ACC_HW_REVISION);
+    am->params[0].key = "isolation";
+    am->params[0].value = mi.isolation == ACC_ISO_QP ? "queue-pair" : "device";
+    am->params[1].key = "qp-count";
+    am->params[1].value = am->qp_str;
+    am->bad[0].version = 1;
+    am->bad[0].reason = ACC_MIG_BAD_V1_REASON;
+    am->versions[0] = ACC_STATE_VERSION;
+    am->desc = (struct vmig_compat_desc){
+        .vendor_id = VMIG_VENDOR_PCI(ACC_PCI_VENDOR_ID),
+        .device_type = ACC_PCI_DEVICE_ID,
+        .generation = ACC_HW_REVISION,
+        .mig_flags = VMIG_MIGF_STOP_COPY | VMIG_MIGF_PRE_COPY,
+        .stream_version = ACC_STATE_VERSION,
+        .vendor_version = am->vendor_version,
+        .produced = am->versions,
+        .n_produced = 1,
+        .accepted = am->versions,
+        .n_accepted = 1,
+        .known_bad = am->bad,
+        .n_known_bad = 1,
+        .params = am->params,
+        .n_params = 2,
+    };
+}
+
 static const struct vmig_mig_ops mig_ops = {
     .step = step,
     .reset = mig_reset,
@@ -331,6 +383,7 @@ acc_mig_new(vmig_ctx_t *ctx, struct acc_model *model, struct acc_mig **out)
     }
     am->ctx = ctx;
     am->model = model;
+    build_desc(am);
     ret = -pthread_mutex_init(&am->lock, NULL);
     if (ret < 0) {
         goto err_free;
@@ -356,8 +409,8 @@ acc_mig_free(struct acc_mig *am)
         return;
     }
     vmig_mig_free(am->mig);
+    drop_locked(am, SESS_NONE);
     pthread_mutex_destroy(&am->lock);
-    free(am->buf);
     free(am);
 }
 
@@ -383,14 +436,13 @@ acc_mig_read(struct acc_mig *am, void *buf, size_t len)
         ret = -ENODEV;
     } else if (am->sess != SESS_SAVE) {
         ret = -EBUSY;
-    } else if (am->pos == am->len) {
-        ret = am->final ? 0 : -ENOMSG;
+    } else if (len == 0) {
+        ret = 0;
     } else {
-        size_t n = am->len - am->pos < len ? am->len - am->pos : len;
-
-        memcpy(buf, am->buf + am->pos, n);
-        am->pos += n;
-        ret = (ssize_t)n;
+        ret = vmig_stream_writer_read(am->writer, buf, len);
+        if (ret == -EAGAIN) {
+            ret = -ENOMSG; /* PRE_COPY: no more for now */
+        }
     }
     pthread_mutex_unlock(&am->lock);
     return ret;
@@ -399,43 +451,18 @@ acc_mig_read(struct acc_mig *am, void *buf, size_t len)
 ssize_t
 acc_mig_write(struct acc_mig *am, const void *buf, size_t len)
 {
-    uint8_t *p;
     ssize_t ret;
+    int rc;
 
     pthread_mutex_lock(&am->lock);
     if (am->sess == SESS_ABORTED) {
         ret = -ENODEV;
-        goto out;
-    }
-    if (am->sess != SESS_RESUME) {
+    } else if (am->sess != SESS_RESUME) {
         ret = -EBUSY;
-        goto out;
+    } else {
+        rc = vmig_stream_loader_write(am->loader, buf, len);
+        ret = rc < 0 ? refused_locked(am, rc) : (ssize_t)len;
     }
-    if (am->refused != 0) {
-        ret = am->refused;
-        goto out;
-    }
-    if (len > ACC_MIG_RESUME_MAX - am->len) {
-        ret = am->refused =
-            refuse_locked(am, -E2BIG, "more than %u bytes of device state",
-                          ACC_MIG_RESUME_MAX);
-        goto out;
-    }
-    p = realloc(am->buf, am->len + len + 1);
-    if (p == NULL) {
-        ret = -ENOMEM;
-        goto out;
-    }
-    am->buf = p;
-    memcpy(am->buf + am->len, buf, len);
-    am->len += len;
-    ret = check_compat_locked(am);
-    if (ret < 0) {
-        am->refused = (int)ret;
-        goto out;
-    }
-    ret = (ssize_t)len;
-out:
     pthread_mutex_unlock(&am->lock);
     return ret;
 }
@@ -446,10 +473,13 @@ acc_mig_precopy_info(struct acc_mig *am, uint64_t *initial, uint64_t *dirty)
     int ret = 0;
 
     pthread_mutex_lock(&am->lock);
-    if (am->sess != SESS_SAVE || am->final) {
+    if (am->sess != SESS_SAVE || am->state_ready) {
         ret = -EINVAL;
     } else {
-        *initial = am->len - am->pos;
+        uint64_t part = vmig_stream_writer_compat_size(am->writer);
+        uint64_t off = vmig_stream_writer_offset(am->writer);
+
+        *initial = off < part ? part - off : 0;
         *dirty = 0;
     }
     pthread_mutex_unlock(&am->lock);
@@ -459,7 +489,19 @@ acc_mig_precopy_info(struct acc_mig *am, uint64_t *initial, uint64_t *dirty)
 uint64_t
 acc_mig_data_size(const struct acc_mig *am)
 {
-    return 2 * REC_HDR + ACC_MIG_COMPAT_SIZE + acc_model_state_size(am->model);
+    const uint64_t rec =
+        VMIG_STREAM_REC_HEADER_SIZE + VMIG_STREAM_REC_TRAILER_SIZE;
+    int desc = vmig_compat_desc_to_bin(&am->desc, NULL, 0);
+
+    return VMIG_STREAM_HEADER_SIZE + rec + (uint64_t)(desc > 0 ? desc : 0) +
+           rec + acc_model_state_size(am->model) + rec +
+           VMIG_STREAM_END_PAYLOAD_SIZE;
+}
+
+const struct vmig_compat_desc *
+acc_mig_descriptor(const struct acc_mig *am)
+{
+    return &am->desc;
 }
 
 const char *

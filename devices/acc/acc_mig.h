@@ -9,27 +9,34 @@
  * arc does:
  *   RUNNING -> STOP        the model quiesces (acc_model_stop())
  *   STOP -> RUNNING        the model resumes
- *   RUNNING -> PRE_COPY    a saving session opens with only the
- *                          compatibility record, so the destination can
- *                          refuse before any downtime; the device keeps
- *                          running and its state is not sent yet
- *   PRE_COPY -> STOP_COPY  the model quiesces; the state record is added
- *   STOP -> STOP_COPY      a saving session opens with both records
+ *   RUNNING -> PRE_COPY    a saving session opens; only the compatibility
+ *                          part (envelope header + descriptor) is readable,
+ *                          so the destination can refuse before any
+ *                          downtime; the device keeps running
+ *   PRE_COPY -> STOP_COPY  the model quiesces; its state is saved and the
+ *                          rest of the envelope becomes readable
+ *   STOP -> STOP_COPY      a saving session opens with the whole envelope
  *   PRE_COPY -> RUNNING,
  *   STOP_COPY -> STOP      the session ends; unread data is dropped
  *   STOP -> RESUMING       a resuming session opens, empty
- *   RESUMING -> STOP       the received stream is validated and loaded;
- *                          on any error the arc fails, the device stays in
- *                          RESUMING and the model is untouched
+ *   RESUMING -> STOP       the envelope must be complete and valid; then
+ *                          the payload is loaded (acc_model_load()); on
+ *                          any error the arc fails, the device stays in
+ *                          RESUMING, the model untouched, and only a
+ *                          reset leaves it
  * A device reset (acc_mig_reset(), or the guest's RESET register reported
  * through acc_mig_model_reset()) in any state returns to RUNNING, ends the
  * open session (its reader or writer then gets -ENODEV) and is logged.
  *
- * Session data (until the device-state envelope replaces it): a sequence
- * of records, each u32 type, u32 length (little-endian), then the bytes:
- *   type 1 COMPAT (16 bytes): u16 vendor, u16 device, u32 queue pairs,
- *          u32 isolation, u32 payload version; always first
- *   type 2 STATE: the migration payload of acc_model_save()
+ * Session data: one device-state envelope (<vmig/stream.h>,
+ * docs/stream-format.md): header and DESCRIPTOR record (this device's
+ * descriptor, acc_mig_descriptor()) first, readable in PRE_COPY; then, in
+ * STOP_COPY, one mandatory record ACC_MIG_REC_STATE holding the payload of
+ * acc_model_save(); then END.  The envelope's stream version is the
+ * payload version (ACC_STATE_VERSION); version 1 is listed as known bad.
+ * The destination judges the descriptor (vendor, device type, generation,
+ * versions, resource parameters "qp-count" and "isolation") as soon as it
+ * has arrived, so it refuses during the source's PRE_COPY.
  *
  * Locking: an internal mutex guards the session data; it nests inside the
  * state machine's lock (arcs run with that held).
@@ -41,15 +48,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <vmig/compat.h>
 #include <vmig/ctx.h>
 #include <vmig/fsm.h>
 #include "acc_model.h"
 
 #define ACC_MIG_FLAGS (VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_PRE_COPY)
-#define ACC_MIG_REC_COMPAT 1u
-#define ACC_MIG_REC_STATE 2u
-#define ACC_MIG_COMPAT_SIZE 16u
-#define ACC_MIG_RESUME_MAX (64u << 10) /* bytes a resuming session takes */
+#define ACC_MIG_REC_STATE 0x100u /* VMIG_REC_DEVICE_MIN: the payload */
+#define ACC_MIG_BAD_V1_REASON "EQ/AEQ addresses saved wrongly"
 
 struct acc_mig;
 
@@ -109,20 +115,22 @@ ssize_t acc_mig_read(struct acc_mig *am, void *buf, size_t len);
  * @buf: bytes.
  * @len: count.
  *
- * The compatibility record is checked as soon as it is complete, so a
- * destination refuses during the source's PRE_COPY; once refused, every
- * later write fails the same way.
+ * Bytes go straight to the envelope loader, which checks the descriptor
+ * as soon as it is complete (so a destination refuses during the source's
+ * PRE_COPY) and every record's checksums; once refused, every later write
+ * fails the same way.
  *
  * Return: @len; -EBUSY (not RESUMING); -ENODEV (session ended by a reset);
- * -E2BIG (more than ACC_MIG_RESUME_MAX); -EBADMSG (malformed record);
- * -EOPNOTSUPP or -EINVAL (incompatible; see acc_check_match()).
+ * or the loader's errno (see enum vmig_stream_err: -EOPNOTSUPP for an
+ * incompatible or known-bad source, -EBADMSG for damage, -EPROTO, -E2BIG).
  */
 ssize_t acc_mig_write(struct acc_mig *am, const void *buf, size_t len);
 
 /**
  * acc_mig_precopy_info() - VFIO_MIG_GET_PRECOPY_INFO for this device.
  * @am:      driver.
- * @initial: receives bytes of the compatibility part not yet read.
+ * @initial: receives bytes of the compatibility part (envelope header and
+ *           descriptor) not yet read.
  * @dirty:   receives 0: the device state goes only in STOP_COPY.
  *
  * Return: 0, or -EINVAL outside PRE_COPY.
@@ -134,12 +142,25 @@ int acc_mig_precopy_info(struct acc_mig *am, uint64_t *initial,
  * acc_mig_data_size() - Estimated bytes of a STOP_COPY session.
  * @am: driver.
  *
- * Return: both records with their headers.
+ * Return: the whole envelope's size.
  */
 uint64_t acc_mig_data_size(const struct acc_mig *am);
 
 /**
- * acc_mig_last_error() - Why the last write or RESUMING -> STOP failed.
+ * acc_mig_descriptor() - This device's compatibility descriptor.
+ * @am: driver.
+ *
+ * vendor VMIG_VENDOR_PCI(ACC_PCI_VENDOR_ID), type ACC_PCI_DEVICE_ID,
+ * generation ACC_HW_REVISION, flags STOP_COPY | PRE_COPY, stream version 2
+ * produced and accepted, version 1 known bad, params "qp-count" and
+ * "isolation" ("device" or "queue-pair").
+ *
+ * Return: a descriptor owned by @am.
+ */
+const struct vmig_compat_desc *acc_mig_descriptor(const struct acc_mig *am);
+
+/**
+ * acc_mig_last_error() - Why the incoming stream was refused.
  * @am: driver.
  *
  * Return: a message owned by @am ("" when none); valid until the next call

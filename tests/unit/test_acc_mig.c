@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <zstd.h>
+#include <vmig/stream.h>
 #include "acc_mig.h"
 #include "acc_rig.h"
 
@@ -210,19 +211,27 @@ reap_check(struct fx *f, uint8_t *seen)
     return got;
 }
 
-/* Copy saving-session data to the destination in odd-sized pieces until
- * the source says "no more for now" (-ENOMSG) or "end" (0). */
+/*
+ * Copy saving-session data to the destination in odd-sized pieces until
+ * the source says "no more for now" (-ENOMSG) or "end" (0), or the
+ * destination refuses (its errno).  *@moved counts the bytes accepted.
+ */
 static ssize_t
-pump(struct side *from, struct side *to)
+pump(struct side *from, struct side *to, size_t *moved)
 {
     uint8_t buf[7];
-    ssize_t n, total = 0;
+    ssize_t n, w;
 
+    *moved = 0;
     while ((n = acc_mig_read(from->am, buf, sizeof(buf))) > 0) {
-        assert_int_equal(acc_mig_write(to->am, buf, (size_t)n), n);
-        total += n;
+        w = acc_mig_write(to->am, buf, (size_t)n);
+        if (w < 0) {
+            return w;
+        }
+        assert_int_equal(w, n);
+        *moved += (size_t)n;
     }
-    return n < 0 ? n : total;
+    return n;
 }
 
 static void
@@ -233,6 +242,7 @@ test_precopy_stopcopy_exactly_once(void **state)
     uint8_t seen[QPS * NREQ] = {0};
     unsigned int on_src, on_dst, reaped = 0;
     uint64_t init, dirty;
+    size_t pre, stop;
     uint8_t byte;
 
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
@@ -243,15 +253,19 @@ test_precopy_stopcopy_exactly_once(void **state)
     /* Source: PRE_COPY carries only the compatibility part. */
     assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY), 0);
     assert_int_equal(acc_mig_precopy_info(f->src.am, &init, &dirty), 0);
-    assert_int_equal(init, 8 + ACC_MIG_COMPAT_SIZE);
+    assert_true(init > VMIG_STREAM_HEADER_SIZE);
     assert_int_equal(dirty, 0);
-    assert_int_equal(pump(&f->src, &dst), -ENOMSG);
+    assert_int_equal(pump(&f->src, &dst, &pre), -ENOMSG);
+    assert_int_equal(pre, init);
+    assert_int_equal(acc_mig_precopy_info(f->src.am, &init, &dirty), 0);
+    assert_int_equal(init, 0);
     assert_false(acc_model_stopped(f->src.m)); /* still running */
     /* Switchover. */
     assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_STOP_COPY), 0);
     assert_true(acc_model_stopped(f->src.m));
     assert_int_equal(acc_mig_precopy_info(f->src.am, &init, &dirty), -EINVAL);
-    assert_int_equal(pump(&f->src, &dst), 8 + ACC_STATE_SIZE(QPS));
+    assert_int_equal(pump(&f->src, &dst, &stop), 0);
+    assert_int_equal(pre + stop, acc_mig_data_size(f->src.am));
     assert_int_equal(acc_mig_read(f->src.am, &byte, 1), 0); /* permanent */
     /* The vCPU is paused: no reaping now; count what the source did. */
     on_src = acc_model_mmio_read(f->src.m, ACC_REG_DONE_LO);
@@ -279,8 +293,96 @@ test_precopy_stopcopy_exactly_once(void **state)
     assert_true(on_dst > 0);
     assert_int_equal(acc_gdrv_reap_errors(&f->r.drv, NULL, 16), 0);
     print_message("%u requests completed on the source, %u on the "
-                  "destination, each once\n",
-                  on_src, on_dst);
+                  "destination, each once; envelope %zu + %zu bytes\n",
+                  on_src, on_dst, pre, stop);
+}
+
+/*
+ * The test-only version 1 writer: an old device that emits stream
+ * version 1, whose payload stored the EQ/AEQ base addresses with their
+ * 32-bit halves swapped.
+ */
+struct v1_src {
+    uint8_t buf[ACC_STATE_SIZE(ACC_QP_MAX)];
+    size_t len;
+    size_t pos;
+    bool sent;
+};
+
+static int
+v1_next(void *opaque, struct vmig_stream_record *rec)
+{
+    struct v1_src *v = opaque;
+
+    if (v->sent) {
+        return 0;
+    }
+    v->sent = true;
+    rec->type = ACC_MIG_REC_STATE;
+    rec->flags = VMIG_RECF_MANDATORY;
+    rec->len = v->len;
+    return 1;
+}
+
+static ssize_t
+v1_read(void *opaque, void *buf, size_t n)
+{
+    struct v1_src *v = opaque;
+
+    memcpy(buf, v->buf + v->pos, n);
+    v->pos += n;
+    return (ssize_t)n;
+}
+
+static const struct vmig_stream_source_ops v1_ops = {
+    .next = v1_next,
+    .read = v1_read,
+};
+
+static size_t
+write_v1_stream(struct fx *f, uint8_t *out, size_t cap)
+{
+    static const uint32_t v1[] = {1};
+    struct vmig_compat_desc old = *acc_mig_descriptor(f->src.am);
+    struct vmig_stream_writer *w;
+    struct v1_src v = {.len = 0};
+    size_t len = 0;
+    ssize_t n;
+
+    old.stream_version = 1;
+    old.produced = v1;
+    old.n_produced = 1;
+    old.accepted = v1;
+    old.n_accepted = 1;
+    old.known_bad = NULL;
+    old.n_known_bad = 0;
+    acc_model_stop(f->src.m);
+    assert_int_equal(acc_model_save(f->src.m, v.buf, sizeof(v.buf), &v.len), 0);
+    acc_model_resume(f->src.m);
+    v.buf[0] = 1; /* payload version byte */
+    for (unsigned int k = 0; k < 2; k++) {
+        size_t o = k ? ACC_STATE_AEQ_BASE_OFF : ACC_STATE_EQ_BASE_OFF;
+        uint8_t t[4];
+
+        memcpy(t, v.buf + o, 4);
+        memmove(v.buf + o, v.buf + o + 4, 4);
+        memcpy(v.buf + o + 4, t, 4);
+    }
+    {
+        uint32_t crc = acc_crc32c(0, v.buf, v.len - 4);
+
+        for (int i = 0; i < 4; i++) {
+            v.buf[v.len - 4 + i] = (uint8_t)(crc >> (8 * i));
+        }
+    }
+    assert_int_equal(vmig_stream_writer_new(f->r.ctx, &old, 1, &v1_ops, &v, &w),
+                     0);
+    while ((n = vmig_stream_writer_read(w, out + len, cap - len)) > 0) {
+        len += (size_t)n;
+    }
+    assert_int_equal(n, 0);
+    vmig_stream_writer_free(w);
+    return len;
 }
 
 static void
@@ -288,36 +390,46 @@ test_refused_during_precopy(void **state)
 {
     struct fx *f = *state;
     struct side dst;
-    uint8_t rec[8 + ACC_MIG_COMPAT_SIZE];
     struct acc_sqe s = {.req_id = 5, .opcode = ACC_OP_NOP};
     struct acc_cqe c;
-    ssize_t n;
+    uint8_t v1[4096], one = 0;
+    size_t moved, v1_len;
 
     side_new(&f->r, QPS + 1, ACC_ISO_QP, &dst);
     assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
     assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY), 0);
-    n = acc_mig_read(f->src.am, rec, sizeof(rec));
-    assert_int_equal(n, sizeof(rec));
-    assert_int_equal(acc_mig_write(dst.am, rec, sizeof(rec)), -EINVAL);
-    assert_string_equal(acc_mig_last_error(dst.am),
-                        "queue-pair count mismatch: source has 2, this "
-                        "device has 3");
-    assert_true(acc_rig_log_has(&f->r, "incoming device state refused: "
-                                       "queue-pair count mismatch"));
+    /* The descriptor alone is enough to say no. */
+    assert_int_equal(pump(&f->src, &dst, &moved), -EOPNOTSUPP);
+    assert_true(moved < acc_mig_data_size(f->src.am));
+    assert_non_null(strstr(acc_mig_last_error(dst.am),
+                           "resource parameter qp-count differs: source "
+                           "\"2\", destination \"3\""));
+    assert_true(acc_rig_log_has(&f->r, "incoming device state refused: "));
     /* Refused for good: more data does not help, RESUMING -> STOP fails. */
-    assert_int_equal(acc_mig_write(dst.am, rec, 1), -EINVAL);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_STOP), -EINVAL);
+    assert_int_equal(acc_mig_write(dst.am, &one, 1), -EOPNOTSUPP);
+    assert_true(acc_mig_set_state(dst.am, VMIG_STATE_STOP) < 0);
     assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RESUMING);
     side_free(&dst);
 
-    /* The same compatibility record saying "version 1": refused by name. */
+    /* Isolation mode is compared too. */
+    side_new(&f->r, QPS, ACC_ISO_DEVICE, &dst);
+    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
+    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_RUNNING), 0);
+    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY), 0);
+    assert_int_equal(pump(&f->src, &dst, &moved), -EOPNOTSUPP);
+    assert_non_null(strstr(acc_mig_last_error(dst.am),
+                           "resource parameter isolation differs: source "
+                           "\"queue-pair\", destination \"device\""));
+    side_free(&dst);
+
+    /* A version 1 stream: refused by name from its header. */
+    v1_len = write_v1_stream(f, v1, sizeof(v1));
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
     assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    rec[8 + 12] = 1;
-    assert_int_equal(acc_mig_write(dst.am, rec, sizeof(rec)), -EOPNOTSUPP);
-    assert_string_equal(acc_mig_last_error(dst.am),
-                        "stream version 1 is known bad: EQ/AEQ addresses "
-                        "saved wrongly; refusing");
+    assert_int_equal(acc_mig_write(dst.am, v1, v1_len), -EOPNOTSUPP);
+    assert_non_null(strstr(acc_mig_last_error(dst.am),
+                           "stream version 1 is known bad: EQ/AEQ addresses "
+                           "saved wrongly; refusing"));
     side_free(&dst);
 
     /* The source goes back to RUNNING and keeps working; no downtime. */
@@ -333,23 +445,22 @@ test_damaged_stream_refused_at_load(void **state)
 {
     struct fx *f = *state;
     struct side dst;
-    uint8_t buf[2048];
+    uint8_t buf[4096];
     ssize_t n, len = 0;
 
     assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_STOP_COPY), 0);
-    assert_int_equal(acc_mig_data_size(f->src.am),
-                     16 + ACC_MIG_COMPAT_SIZE + ACC_STATE_SIZE(QPS));
     while ((n = acc_mig_read(f->src.am, buf + len, 100)) > 0) {
         len += n;
     }
     assert_int_equal(n, 0);
     assert_int_equal(len, acc_mig_data_size(f->src.am));
 
-    /* A flipped bit in the state record: the payload CRC catches it. */
+    /* A flipped bit in the state record: the record checksum catches it
+     * as it arrives. */
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
     assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    buf[len - 20] ^= 4;
-    assert_int_equal(acc_mig_write(dst.am, buf, (size_t)len), len);
+    buf[len - 80] ^= 4;
+    assert_int_equal(acc_mig_write(dst.am, buf, (size_t)len), -EBADMSG);
     assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RUNNING), -EBADMSG);
     assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RESUMING);
     assert_non_null(strstr(acc_mig_last_error(dst.am), "checksum"));
@@ -358,16 +469,14 @@ test_damaged_stream_refused_at_load(void **state)
     assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RUNNING);
     assert_false(acc_model_stopped(dst.m));
     side_free(&dst);
-    buf[len - 20] ^= 4;
+    buf[len - 80] ^= 4;
 
-    /* Cut before the state record. */
+    /* Cut short: RESUMING -> STOP finds no END record. */
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
     assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    assert_int_equal(acc_mig_write(dst.am, buf, 8 + ACC_MIG_COMPAT_SIZE + 3),
-                     8 + ACC_MIG_COMPAT_SIZE + 3);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_STOP), -EBADMSG);
-    assert_non_null(
-        strstr(acc_mig_last_error(dst.am), "before the state record"));
+    assert_int_equal(acc_mig_write(dst.am, buf, (size_t)len - 10), len - 10);
+    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_STOP), -ENODATA);
+    assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RESUMING);
     side_free(&dst);
 
     /* Intact, it loads. */
