@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zstd.h>
 #include "acc_flatmem.h"
+#include "acc_mig.h"
 #include "acc_model.h"
 #include "guest-driver.h"
 
@@ -338,6 +339,57 @@ state_row(uint32_t qps)
     bench_fini(&b);
 }
 
+/*
+ * The whole device migration through the state machine and the envelope:
+ * RUNNING -> STOP_COPY and read everything on one model; RUNNING ->
+ * RESUMING, write, RESUMING -> STOP on another.
+ */
+static void
+envelope_row(uint32_t qps)
+{
+    struct bench a, b;
+    struct acc_mig *ma, *mb;
+    uint8_t buf[8192];
+    const int iters = 2000;
+    double ts = 0, tl = 0, t0;
+    ssize_t n, len = 0;
+
+    if (bench_init(&a, qps) < 0 || bench_init(&b, qps) < 0 ||
+        acc_mig_new(NULL, a.m, &ma) < 0 || acc_mig_new(NULL, b.m, &mb) < 0) {
+        abort();
+    }
+    for (int i = 0; i < iters; i++) {
+        t0 = now();
+        if (acc_mig_set_state(ma, VMIG_STATE_STOP_COPY) < 0) {
+            abort();
+        }
+        len = 0;
+        while ((n = acc_mig_read(ma, buf + len, sizeof(buf) - len)) > 0) {
+            len += n;
+        }
+        ts += now() - t0;
+        t0 = now();
+        if (n < 0 || acc_mig_set_state(mb, VMIG_STATE_RESUMING) < 0 ||
+            acc_mig_write(mb, buf, (size_t)len) != len ||
+            acc_mig_set_state(mb, VMIG_STATE_STOP) < 0) {
+            abort();
+        }
+        tl += now() - t0;
+        if (acc_mig_set_state(ma, VMIG_STATE_RUNNING) < 0 ||
+            acc_mig_set_state(mb, VMIG_STATE_RUNNING) < 0) {
+            abort();
+        }
+    }
+    printf("envelope, %2u queue pairs: %5zd bytes, save (RUNNING -> "
+           "STOP_COPY, read) %6.2f us, restore (-> RESUMING, write, -> STOP) "
+           "%6.2f us\n",
+           qps, len, ts / iters * 1e6, tl / iters * 1e6);
+    acc_mig_free(ma);
+    acc_mig_free(mb);
+    bench_fini(&a);
+    bench_fini(&b);
+}
+
 int
 main(void)
 {
@@ -355,5 +407,7 @@ main(void)
     bench_fini(&b);
     state_row(1);
     state_row(16);
+    envelope_row(1);
+    envelope_row(16);
     return 0;
 }
