@@ -192,7 +192,7 @@ int acc_model_wait_idle(struct acc_model *m, int timeout_ms);
  *     0 ctrl  4 irq_mask  8 irq_status  12 status  16 u64 done
  *    24 u64 eq_base  32 eq_size  36 eq_head  40 eq_tail  44 eq_phase
  *    48 u64 aeq_base 56 aeq_size 60 aeq_head 64 aeq_tail 68 aeq_phase
- *    72 pending (latched doorbell bitmap)  76 reserved (0)
+ *    72 reserved (0)  76 reserved (0)
  *   queue pair i (48 bytes) at 112 + 48 * i
  *     0 u64 sq_base  8 u64 cq_base  16 sq_size  20 cq_size  24 ctrl
  *    28 status  32 sq_head  36 sq_tail  40 cq_head  44 cq_tail | phase << 31
