@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,8 +142,8 @@ test_hash_exact_sets(void **state)
 
 struct writer {
     uint8_t *base;
-    volatile int stop;
-    unsigned long writes;
+    atomic_int stop;
+    atomic_ulong writes;
 };
 
 static void *
@@ -151,12 +152,12 @@ writer_main(void *arg)
     struct writer *w = arg;
     uint64_t x = 88172645463325252ull;
 
-    while (!w->stop) {
+    while (!atomic_load(&w->stop)) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         w->base[(x % NPAGES) * page + (x >> 40) % page] = (uint8_t)x;
-        w->writes++;
+        atomic_fetch_add(&w->writes, 1);
     }
     return NULL;
 }
@@ -171,7 +172,7 @@ converge(enum vmig_dirty_method method, bool shared)
     struct vmig_dirty *d = NULL;
     uint8_t *copy = malloc(m.len);
     uint64_t bm[(NPAGES + 63) / 64];
-    struct writer w = {.base = m.base};
+    struct writer w = {.base = m.base, .stop = 0, .writes = 0};
     pthread_t th;
     long total = 0;
 
@@ -179,6 +180,12 @@ converge(enum vmig_dirty_method method, bool shared)
     assert_int_equal(vmig_dirty_new(NULL, m.base, m.len, method, &d), 0);
     assert_int_equal(vmig_dirty_start(d), 0);
     assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
+    /* on a loaded machine the writer may start late: make sure it runs
+     * during the rounds (bounded: 10 s) */
+    for (int i = 0; i < 10000 && atomic_load(&w.writes) < 1000; i++) {
+        usleep(1000);
+    }
+    assert_true(atomic_load(&w.writes) >= 1000);
     memcpy(copy, m.base, m.len);
     for (int round = 0; round < 20; round++) {
         long n;
@@ -194,7 +201,7 @@ converge(enum vmig_dirty_method method, bool shared)
         }
         usleep(1000);
     }
-    w.stop = 1;
+    atomic_store(&w.stop, 1);
     pthread_join(th, NULL);
     memset(bm, 0, sizeof(bm));
     total += vmig_dirty_collect(d, bm, NPAGES);
@@ -203,7 +210,6 @@ converge(enum vmig_dirty_method method, bool shared)
             memcpy(copy + i * page, m.base + i * page, page);
         }
     }
-    assert_true(w.writes > 0);
     assert_true(total > 0);
     assert_memory_equal(copy, m.base, m.len);
     vmig_dirty_free(d);
