@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -488,6 +489,33 @@ test_damaged_stream_refused_at_load(void **state)
     assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_RUNNING), 0);
 }
 
+/* The committed golden envelope (written by this driver, version 2) must
+ * keep loading. */
+static void
+test_golden_envelope(void **state)
+{
+    struct fx *f = *state;
+    struct side dst;
+    uint8_t buf[4096];
+    size_t len;
+    FILE *fp;
+
+    fp = fopen(VMIG_TEST_DATA "/acc-envelope-v2.bin", "rb");
+    assert_non_null(fp);
+    len = fread(buf, 1, sizeof(buf), fp);
+    fclose(fp);
+    side_new(&f->r, QPS, ACC_ISO_QP, &dst);
+    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
+    assert_int_equal(acc_mig_write(dst.am, buf, len), (ssize_t)len);
+    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_STOP), 0);
+    assert_int_equal(acc_model_mmio_read(dst.m, ACC_REG_CTRL), ACC_CTRL_ENABLE);
+    assert_int_equal(acc_model_mmio_read(dst.m, ACC_QP_REG(1, ACC_QP_SQ_SIZE)),
+                     32);
+    assert_int_equal(acc_model_mmio_read(dst.m, ACC_QP_REG(1, ACC_QP_CQ_SIZE)),
+                     64);
+    side_free(&dst);
+}
+
 static void
 test_guest_reset_in_precopy(void **state)
 {
@@ -642,6 +670,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_damaged_stream_refused_at_load,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_golden_envelope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_reset_in_precopy, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
