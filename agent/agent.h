@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * agent.h - the vmig agent's parts: the VM (guest RAM in a memfd, the vCPU
+ * running the ledger program, in-process devices, the migration engine),
+ * the QMP server, and the QMP client the CLI commands use.
+ */
+#ifndef VMIG_AGENT_H
+#define VMIG_AGENT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+#include <vmig/ctx.h>
+#include <vmig/engine.h>
+#include <vmig/guest.h>
+#include <vmig/memdev.h>
+
+#define AGENT_MAX_DEV 8
+
+/* Exit codes of every vmig command (documented in --help). */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAIL = 1,
+    EXIT_USAGE = 2,
+};
+
+struct vm_opts {
+    const char *name;
+    uint64_t ram_size;
+    unsigned int ndev;
+    uint64_t dev_state;
+    uint8_t dev_revision;
+    uint64_t seed;
+    uint64_t rate; /* guest steps per second */
+    bool program;  /* load the guest program (source) or not (destination) */
+};
+
+struct qmp_server;
+
+struct agent_vm {
+    vmig_ctx_t *ctx;
+    struct vm_opts o;
+    int memfd;
+    uint8_t *ram;
+    struct vmig_vcpu *vcpu;
+    struct vmig_memdev *dev[AGENT_MAX_DEV];
+    struct vmig_engine *eng;
+    struct qmp_server *qmp;
+
+    pthread_mutex_t lock; /* guards the fields below */
+    const char *runstate; /* QEMU RunState names */
+    bool migrating;       /* a migration thread is live */
+    bool migrated_out;    /* completed outgoing: the VM lives elsewhere */
+    bool incoming_armed;  /* listening for an incoming migration */
+    pthread_t thread;
+    bool thread_joinable;
+    int listen_fd;
+    char uri[128];
+    char connect_error[160]; /* the last migrate could not connect */
+};
+
+/* vm.c */
+int vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx);
+void vm_destroy(struct agent_vm *vm);
+int vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
+                       size_t errlen);
+int vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
+                      size_t errlen);
+int vm_check(struct agent_vm *vm, const char *uri,
+             struct vmig_engine_check *out, char *err, size_t errlen);
+void vm_reap(struct agent_vm *vm);
+bool vm_connect_error(struct agent_vm *vm, char *buf, size_t len);
+const char *vm_runstate(struct agent_vm *vm);
+int vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port);
+int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
+                    size_t whylen);
+
+/* qmp.c */
+int qmp_server_new(struct agent_vm *vm, const char *path,
+                   struct qmp_server **out);
+void qmp_server_free(struct qmp_server *s);
+/* Run until quit; exits early (0) after an outgoing migration completed
+ * and no client is connected. */
+int qmp_server_run(struct qmp_server *s);
+void qmp_emit(struct qmp_server *s, const char *event, json_object *data);
+void qmp_request_quit(struct qmp_server *s);
+
+/* client.c */
+struct qmp_client;
+int qmpc_connect(const char *path, unsigned int timeout_ms,
+                 struct qmp_client **out);
+void qmpc_close(struct qmp_client *c);
+/* Execute; *ret gets the "return" value (owned by caller) or NULL and
+ * *err the error desc.  Events seen meanwhile go to the event callback. */
+int qmpc_exec(struct qmp_client *c, const char *cmd, json_object *args,
+              json_object **ret, char *err, size_t errlen);
+void qmpc_on_event(struct qmp_client *c,
+                   void (*fn)(void *opaque, json_object *ev), void *opaque);
+/* Wait up to @ms for events (dispatching them). */
+int qmpc_poll_events(struct qmp_client *c, unsigned int ms);
+
+int cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out);
+
+#endif /* VMIG_AGENT_H */

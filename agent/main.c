@@ -1,0 +1,870 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - the `vmig` program: a subcommand table (run, receive, migrate,
+ * check, status, cancel, demo), option parsing and help.
+ *
+ * Exit codes, for every command: 0 success, 1 failure (the operation was
+ * tried and failed, or found an incompatibility or a discrepancy), 2 usage
+ * error (bad command line).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+#include <vmig/version.h>
+#include "agent.h"
+
+extern volatile sig_atomic_t agent_signalled;
+
+struct opts {
+    const char *qmp;
+    const char *to;
+    const char *listen;
+    struct vm_opts vm;
+    int64_t downtime_limit;
+    int64_t max_bandwidth;
+    bool json;
+    bool ram_given;
+    int verbose;
+};
+
+typedef int cmd_main_fn(struct opts *o);
+
+struct subcmd {
+    const char *name;
+    const char *args;
+    const char *summary;
+    const char *help;
+    cmd_main_fn *fn;
+};
+
+static const char vm_help[] =
+    "  --ram SIZE            guest RAM (default 64M; K, M, G suffixes)\n"
+    "  --devices N           in-process devices (default 2, at most 8)\n"
+    "  --dev-state SIZE      state of each device (default 4M)\n"
+    "  --dev-revision N      device revision; a destination accepts an\n"
+    "                        equal or older source revision (default 1)\n"
+    "  --seed N              guest program input (default 1)\n"
+    "  --rate N              guest steps per second (default 20000)\n";
+
+static const char common_help[] =
+    "  --qmp PATH            the agent's QMP socket (default $VMIG_QMP or\n"
+    "                        ./vmig.qmp)\n"
+    "  -v, --verbose         more log output (repeat for debug)\n"
+    "  -h, --help            this help\n"
+    "\nExit codes: 0 success, 1 failure, 2 usage error.\n";
+
+/* ------------------------------------------------------------ helpers */
+
+static int
+parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 0);
+
+    switch (*end) {
+    case 'k':
+    case 'K':
+        v <<= 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        v <<= 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        v <<= 30;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (*end != '\0' || end == s) {
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    agent_signalled = 1;
+}
+
+static void
+install_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int
+connect_agent(const struct opts *o, struct qmp_client **c)
+{
+    int ret = qmpc_connect(o->qmp, 30000, c);
+
+    if (ret < 0) {
+        fprintf(stderr, "vmig: cannot reach the agent at %s: %s\n", o->qmp,
+                strerror(-ret));
+    }
+    return ret;
+}
+
+static void
+print_json(json_object *o)
+{
+    printf("%s\n", json_object_to_json_string_ext(
+                       o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
+}
+
+/* ------------------------------------------------------------ agents */
+
+static int
+serve(struct opts *o, bool incoming)
+{
+    vmig_ctx_t *ctx;
+    struct agent_vm vm;
+    struct qmp_server *s = NULL;
+    char err[256];
+    int ret, rc = EXIT_FAIL;
+
+    install_signals();
+    if (vmig_ctx_new(o->vm.name, vmig_log_stderr, NULL, &ctx) < 0) {
+        return EXIT_FAIL;
+    }
+    vmig_ctx_set_level(ctx, VMIG_LOG_NOTICE + o->verbose);
+    o->vm.program = !incoming;
+    ret = vm_create(&vm, &o->vm, ctx);
+    if (ret < 0) {
+        fprintf(stderr, "vmig: cannot create the VM: %s\n", strerror(-ret));
+        goto out;
+    }
+    ret = qmp_server_new(&vm, o->qmp, &s);
+    if (ret < 0) {
+        fprintf(stderr, "vmig: cannot serve QMP on %s: %s\n", o->qmp,
+                strerror(-ret));
+        goto out;
+    }
+    vm.qmp = s;
+    if (incoming && o->listen != NULL) {
+        char uri[160];
+
+        snprintf(uri, sizeof(uri), "tcp:%s", o->listen);
+        if (vm_start_incoming(&vm, uri, err, sizeof(err)) < 0) {
+            fprintf(stderr, "vmig: %s\n", err);
+            goto out;
+        }
+    }
+    vmig_log(ctx, VMIG_LOG_NOTICE, "%s: QMP on %s%s%s",
+             incoming ? "destination" : "VM running", o->qmp,
+             incoming && o->listen ? ", migration on " : "",
+             incoming && o->listen ? o->listen : "");
+    ret = qmp_server_run(s);
+    rc = ret < 0 ? EXIT_FAIL : EXIT_OK;
+out:
+    vm.qmp = NULL;
+    vm_destroy(&vm);
+    qmp_server_free(s);
+    vmig_ctx_free(ctx);
+    return rc;
+}
+
+static int
+cmd_run(struct opts *o)
+{
+    return serve(o, false);
+}
+
+static int
+cmd_receive(struct opts *o)
+{
+    return serve(o, true);
+}
+
+/* ------------------------------------------------------------ clients */
+
+static int
+set_params(struct qmp_client *c, const struct opts *o)
+{
+    json_object *args, *ret;
+    char err[256];
+
+    if (o->downtime_limit < 0 && o->max_bandwidth < 0) {
+        return 0;
+    }
+    args = json_object_new_object();
+    if (o->downtime_limit >= 0) {
+        json_object_object_add(args, "downtime-limit",
+                               json_object_new_int64(o->downtime_limit));
+    }
+    if (o->max_bandwidth >= 0) {
+        json_object_object_add(args, "max-bandwidth",
+                               json_object_new_int64(o->max_bandwidth));
+    }
+    if (qmpc_exec(c, "migrate-set-parameters", args, &ret, err, sizeof(err)) <
+        0) {
+        fprintf(stderr, "vmig: migrate-set-parameters: %s\n", err);
+        return -1;
+    }
+    json_object_put(ret);
+    return 0;
+}
+
+static int
+do_migrate(struct qmp_client *c, const char *to, bool json_out)
+{
+    json_object *args = json_object_new_object(), *ret;
+    char uri[160], err[512];
+
+    snprintf(uri, sizeof(uri), "tcp:%s", to);
+    json_object_object_add(args, "uri", json_object_new_string(uri));
+    if (qmpc_exec(c, "migrate", args, &ret, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig: migrate: %s\n", err);
+        return EXIT_FAIL;
+    }
+    json_object_put(ret);
+    return cmd_migrate_follow(c, isatty(STDERR_FILENO) && !json_out,
+                              json_out || !isatty(STDOUT_FILENO));
+}
+
+static int
+cmd_migrate(struct opts *o)
+{
+    struct qmp_client *c;
+    int rc;
+
+    if (o->to == NULL) {
+        fprintf(stderr, "vmig migrate: --to HOST:PORT is required\n");
+        return EXIT_USAGE;
+    }
+    if (connect_agent(o, &c) < 0) {
+        return EXIT_FAIL;
+    }
+    rc = set_params(c, o) < 0 ? EXIT_FAIL : do_migrate(c, o->to, o->json);
+    qmpc_close(c);
+    return rc;
+}
+
+static int
+cmd_check(struct opts *o)
+{
+    struct qmp_client *c;
+    json_object *args, *ret, *v, *devs;
+    char uri[160], err[512];
+    int rc = EXIT_FAIL;
+
+    if (o->to == NULL) {
+        fprintf(stderr, "vmig check: --to HOST:PORT is required\n");
+        return EXIT_USAGE;
+    }
+    if (connect_agent(o, &c) < 0) {
+        return EXIT_FAIL;
+    }
+    snprintf(uri, sizeof(uri), "tcp:%s", o->to);
+    args = json_object_new_object();
+    json_object_object_add(args, "uri", json_object_new_string(uri));
+    if (qmpc_exec(c, "x-vmig-check-compat", args, &ret, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig check: %s\n", err);
+        qmpc_close(c);
+        return EXIT_FAIL;
+    }
+    if (o->json) {
+        print_json(ret);
+    } else if (json_object_object_get_ex(ret, "devices", &devs)) {
+        for (size_t i = 0; i < json_object_array_length(devs); i++) {
+            json_object *d = json_object_array_get_idx(devs, i), *n, *ok, *r;
+
+            json_object_object_get_ex(d, "name", &n);
+            json_object_object_get_ex(d, "compatible", &ok);
+            printf("%-12s %s%s%s\n", json_object_get_string(n),
+                   json_object_get_boolean(ok) ? "compatible" : "INCOMPATIBLE",
+                   json_object_object_get_ex(d, "reason", &r) ? ": " : "",
+                   json_object_object_get_ex(d, "reason", &r)
+                       ? json_object_get_string(r)
+                       : "");
+        }
+    }
+    if (json_object_object_get_ex(ret, "compatible", &v) &&
+        json_object_get_boolean(v)) {
+        rc = EXIT_OK;
+        if (!o->json) {
+            printf("verdict: every device can migrate to %s\n", o->to);
+        }
+    } else if (!o->json) {
+        printf("verdict: migration to %s would be refused: %s\n", o->to,
+               json_object_object_get_ex(ret, "reason", &v)
+                   ? json_object_get_string(v)
+                   : "?");
+    }
+    json_object_put(ret);
+    qmpc_close(c);
+    return rc;
+}
+
+static int
+cmd_status(struct opts *o)
+{
+    struct qmp_client *c;
+    json_object *st, *mig, *v;
+    char err[256];
+
+    if (connect_agent(o, &c) < 0) {
+        return EXIT_FAIL;
+    }
+    if (qmpc_exec(c, "query-status", NULL, &st, err, sizeof(err)) < 0 ||
+        qmpc_exec(c, "query-migrate", NULL, &mig, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig status: %s\n", err);
+        qmpc_close(c);
+        return EXIT_FAIL;
+    }
+    if (o->json || !isatty(STDOUT_FILENO)) {
+        json_object *all = json_object_new_object();
+
+        json_object_object_add(all, "status", json_object_get(st));
+        json_object_object_add(all, "migration", json_object_get(mig));
+        printf("%s\n",
+               json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN));
+        json_object_put(all);
+    } else {
+        json_object_object_get_ex(st, "status", &v);
+        printf("VM: %s\n", json_object_get_string(v));
+        if (json_object_object_get_ex(mig, "status", &v)) {
+            printf("migration: %s\n", json_object_get_string(v));
+            print_json(mig);
+        } else {
+            printf("migration: none\n");
+        }
+    }
+    json_object_put(st);
+    json_object_put(mig);
+    qmpc_close(c);
+    return EXIT_OK;
+}
+
+static int
+cmd_cancel(struct opts *o)
+{
+    struct qmp_client *c;
+    json_object *ret;
+    char err[256];
+    int rc = EXIT_OK;
+
+    if (connect_agent(o, &c) < 0) {
+        return EXIT_FAIL;
+    }
+    if (qmpc_exec(c, "migrate_cancel", NULL, &ret, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig cancel: %s\n", err);
+        rc = EXIT_FAIL;
+    }
+    json_object_put(ret);
+    qmpc_close(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ demo */
+
+static pid_t
+spawn(const char *log, char *const argv[])
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+
+        (void)f;
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int
+free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return port;
+}
+
+static int
+wait_agent(const char *path, struct qmp_client **c)
+{
+    for (int i = 0; i < 100; i++) {
+        if (qmpc_connect(path, 10000, c) == 0) {
+            return 0;
+        }
+        usleep(50000);
+    }
+    return -ETIMEDOUT;
+}
+
+static int
+guest_report(struct qmp_client *c, int64_t *steps, bool *verified, char *why,
+             size_t len)
+{
+    json_object *r, *v;
+    char err[256];
+
+    if (qmpc_exec(c, "x-vmig-query-guest", NULL, &r, err, sizeof(err)) < 0) {
+        snprintf(why, len, "%s", err);
+        return -1;
+    }
+    json_object_object_get_ex(r, "steps", &v);
+    *steps = json_object_get_int64(v);
+    json_object_object_get_ex(r, "verified", &v);
+    *verified = json_object_get_boolean(v);
+    if (json_object_object_get_ex(r, "error", &v)) {
+        snprintf(why, len, "%s", json_object_get_string(v));
+    }
+    json_object_put(r);
+    return 0;
+}
+
+static int64_t
+jint_demo(json_object *o, const char *a, const char *b)
+{
+    json_object *v;
+
+    if (o == NULL || !json_object_object_get_ex(o, a, &v)) {
+        return 0;
+    }
+    if (b != NULL && !json_object_object_get_ex(v, b, &v)) {
+        return 0;
+    }
+    return json_object_get_int64(v);
+}
+
+static void
+reap(pid_t pid, const char *who)
+{
+    int status;
+
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            return;
+        }
+        usleep(50000);
+    }
+    fprintf(stderr, "vmig demo: %s did not exit; killing it\n", who);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+}
+
+static int
+cmd_demo(struct opts *o)
+{
+    char dir[] = "/tmp/vmig-demo-XXXXXX", sq[96], dq[96], sl[96], dl[96];
+    char listen[32], ram[32], dst_s[32], why[256] = "";
+    struct qmp_client *src = NULL, *dst = NULL;
+    pid_t sp = -1, dp = -1;
+    int64_t steps_before = 0, steps_after = 0;
+    bool verified = false;
+    json_object *mig = NULL, *ret, *v;
+    char err[256];
+    int port, rc = EXIT_FAIL;
+    bool tty = isatty(STDERR_FILENO) && !o->json;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (!o->ram_given) {
+        o->vm.ram_size = 256u << 20; /* enough for the bar to be seen */
+    }
+    if (mkdtemp(dir) == NULL) {
+        perror("vmig demo: mkdtemp");
+        return EXIT_FAIL;
+    }
+    snprintf(sq, sizeof(sq), "%s/src.qmp", dir);
+    snprintf(dq, sizeof(dq), "%s/dst.qmp", dir);
+    snprintf(sl, sizeof(sl), "%s/src.log", dir);
+    snprintf(dl, sizeof(dl), "%s/dst.log", dir);
+    port = free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    snprintf(ram, sizeof(ram), "%llu", (unsigned long long)o->vm.ram_size);
+    snprintf(dst_s, sizeof(dst_s), "%llu", (unsigned long long)o->vm.dev_state);
+    {
+        char *dargv[] = {"vmig",        "receive", "--qmp", dq,
+                         "--listen",    listen,    "--ram", ram,
+                         "--dev-state", dst_s,     NULL};
+        char *sargv[] = {"vmig", "run",         "--qmp", sq,  "--ram",
+                         ram,    "--dev-state", dst_s,   NULL};
+
+        dp = spawn(dl, dargv);
+        sp = spawn(sl, sargv);
+    }
+    printf("vmig demo: source and destination agents started (RAM %s bytes, "
+           "2 devices of %s bytes; logs in %s)\n",
+           ram, dst_s, dir);
+    if (sp < 0 || dp < 0 || wait_agent(sq, &src) < 0 ||
+        wait_agent(dq, &dst) < 0) {
+        fprintf(stderr, "vmig demo: agents did not come up (see %s)\n", dir);
+        goto out;
+    }
+    usleep(700000);
+    if (guest_report(src, &steps_before, &verified, why, sizeof(why)) < 0 ||
+        !verified) {
+        fprintf(stderr, "vmig demo: guest on the source does not verify: %s\n",
+                why);
+        goto out;
+    }
+    printf("vmig demo: guest ran %lld steps on the source, ledger verified; "
+           "migrating to %s\n",
+           (long long)steps_before, listen);
+    fflush(stdout);
+    {
+        json_object *args = json_object_new_object();
+        char uri[64];
+
+        snprintf(uri, sizeof(uri), "tcp:%s", listen);
+        json_object_object_add(args, "uri", json_object_new_string(uri));
+        if (qmpc_exec(src, "migrate", args, &ret, err, sizeof(err)) < 0) {
+            fprintf(stderr, "vmig demo: migrate: %s\n", err);
+            goto out;
+        }
+        json_object_put(ret);
+    }
+    if (cmd_migrate_follow(src, tty, o->json) != EXIT_OK) {
+        goto out;
+    }
+    if (qmpc_exec(src, "query-migrate", NULL, &mig, err, sizeof(err)) < 0) {
+        goto out;
+    }
+    usleep(700000);
+    if (guest_report(dst, &steps_after, &verified, why, sizeof(why)) < 0) {
+        fprintf(stderr, "vmig demo: destination: %s\n", why);
+        goto out;
+    }
+    printf("\nvmig demo verdict\n");
+    printf("  steps on the source before migrating  %lld\n",
+           (long long)steps_before);
+    printf("  steps after finishing on destination  %lld\n",
+           (long long)steps_after);
+    printf("  ledger replayed, every step once       %s%s%s\n",
+           verified ? "yes" : "NO", verified ? "" : ": ", verified ? "" : why);
+    printf("  guest kept running after migration     %s\n",
+           steps_after > steps_before ? "yes" : "NO");
+    printf("  bytes moved                            %.1f MiB RAM + %.1f MiB "
+           "device state\n",
+           (double)jint_demo(mig, "ram", "transferred") / (1 << 20),
+           (double)jint_demo(mig, "vfio", "transferred") / (1 << 20));
+    printf("  total time                             %lld ms\n",
+           (long long)jint_demo(mig, "total-time", NULL));
+    printf("  downtime                               %lld ms\n",
+           (long long)jint_demo(mig, "downtime", NULL));
+    if (json_object_object_get_ex(mig, "status", &v) &&
+        strcmp(json_object_get_string(v), "completed") == 0 && verified &&
+        steps_after > steps_before) {
+        printf("  verdict                                PASS\n");
+        rc = EXIT_OK;
+    } else {
+        printf("  verdict                                FAIL\n");
+    }
+out:
+    json_object_put(mig);
+    if (dst != NULL) {
+        if (qmpc_exec(dst, "quit", NULL, &ret, err, sizeof(err)) == 0) {
+            json_object_put(ret);
+        }
+        qmpc_close(dst);
+    }
+    if (src != NULL) {
+        if (rc != EXIT_OK &&
+            qmpc_exec(src, "quit", NULL, &ret, err, sizeof(err)) == 0) {
+            json_object_put(ret);
+        }
+        qmpc_close(src);
+    }
+    if (dp > 0) {
+        reap(dp, "destination");
+    }
+    if (sp > 0) {
+        reap(sp, "source");
+    }
+    if (rc == EXIT_OK) {
+        unlink(sl);
+        unlink(dl);
+        rmdir(dir);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ table */
+
+static int cmd_help(struct opts *o);
+
+/* clang-format off */
+static const struct subcmd subcmds[] = {
+    {"run", "[--qmp PATH] [VM options]",
+     "start a VM (guest program + devices) and serve QMP",
+     "Starts a VM: guest RAM in a memfd, a vCPU running the ledger guest\n"
+     "program, in-process devices it drives, and a QMP server.  The agent\n"
+     "exits by itself after migrating the VM away once no QMP client is\n"
+     "connected, or on QMP 'quit', SIGINT or SIGTERM.\n", cmd_run},
+    {"receive", "[--qmp PATH] [--listen HOST:PORT] [VM options]",
+     "start a destination waiting for an incoming migration",
+     "Starts an empty VM (same shape as the source: --ram and the device\n"
+     "options must match) waiting for a migration on --listen, or on the\n"
+     "address a later QMP 'migrate-incoming' gives.  Compatibility checks\n"
+     "and failed attempts leave it listening; after a migration it runs\n"
+     "the VM.\n", cmd_receive},
+    {"migrate", "--to HOST:PORT [--qmp PATH] [--downtime-limit MS] "
+     "[--max-bandwidth BYTES] [--json]",
+     "migrate the agent's VM to a destination agent",
+     "Asks the agent to migrate (QMP 'migrate') and follows it: a live\n"
+     "progress bar on a terminal, JSON events otherwise (or with --json).\n"
+     "Exit 0 when the destination confirmed; 1 when the migration failed\n"
+     "or was cancelled (the VM keeps running on the source).\n",
+     cmd_migrate},
+    {"check", "--to HOST:PORT [--qmp PATH] [--json]",
+     "ask a destination whether every device can migrate there",
+     "Sends the source's device descriptors to the destination, which\n"
+     "answers per device; nothing changes on either side.  Exit 0 when all\n"
+     "are compatible, 1 otherwise.\n", cmd_check},
+    {"status", "[--qmp PATH] [--json]", "show the VM and migration status",
+     "Prints query-status and query-migrate.\n", cmd_status},
+    {"cancel", "[--qmp PATH]", "cancel the running migration",
+     "Sends QMP 'migrate_cancel'.  A migration cancelled before switchover\n"
+     "leaves the VM running on the source.\n", cmd_cancel},
+    {"demo", "[--ram SIZE] [--dev-state SIZE] [--json]",
+     "migrate a running VM between two local agents and verify it",
+     "Starts a source and a destination agent (separate processes,\n"
+     "loopback TCP), lets the guest work, migrates it with the progress\n"
+     "bar, lets it continue on the destination, replays its ledger and\n"
+     "prints a verdict.  Exit 0 only when everything checks out.\n",
+     cmd_demo},
+    {"help", "[COMMAND]", "show help", "Shows help.\n", cmd_help},
+};
+/* clang-format on */
+
+#define NSUB (sizeof(subcmds) / sizeof(subcmds[0]))
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: vmig <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < NSUB; i++) {
+        fprintf(f, "  %-9s %s\n", subcmds[i].name, subcmds[i].summary);
+    }
+    fprintf(f, "\n'vmig <command> --help' for a command's options.\n"
+               "Exit codes: 0 success, 1 failure, 2 usage error.\n");
+}
+
+static void
+sub_help(const struct subcmd *s)
+{
+    printf("usage: vmig %s %s\n\n%s\noptions:\n", s->name, s->args, s->help);
+    if (s->fn == cmd_run || s->fn == cmd_receive) {
+        fputs(vm_help, stdout);
+    }
+    if (s->fn == cmd_receive) {
+        printf("  --listen HOST:PORT    accept the migration there\n");
+    }
+    if (s->fn == cmd_migrate) {
+        printf(
+            "  --to HOST:PORT        the destination agent's listen address\n"
+            "  --downtime-limit MS   QMP downtime-limit (default 300)\n"
+            "  --max-bandwidth B     bytes per second; 0 = unlimited\n"
+            "  --json                JSON events instead of a progress bar\n");
+    }
+    if (s->fn == cmd_check) {
+        printf(
+            "  --to HOST:PORT        the destination agent's listen address\n");
+    }
+    if (s->fn == cmd_demo) {
+        printf("  --ram SIZE            guest RAM (default 256M)\n"
+               "  --dev-state SIZE      state of each device (default 4M)\n");
+    }
+    fputs(common_help, stdout);
+}
+
+static int
+cmd_help(struct opts *o)
+{
+    (void)o;
+    usage(stdout);
+    return EXIT_OK;
+}
+
+enum {
+    OPT_QMP = 256,
+    OPT_TO,
+    OPT_LISTEN,
+    OPT_RAM,
+    OPT_DEVICES,
+    OPT_DEV_STATE,
+    OPT_DEV_REV,
+    OPT_SEED,
+    OPT_RATE,
+    OPT_DOWNTIME,
+    OPT_BANDWIDTH,
+    OPT_JSON,
+};
+
+int
+main(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"qmp", required_argument, NULL, OPT_QMP},
+        {"to", required_argument, NULL, OPT_TO},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"ram", required_argument, NULL, OPT_RAM},
+        {"devices", required_argument, NULL, OPT_DEVICES},
+        {"dev-state", required_argument, NULL, OPT_DEV_STATE},
+        {"dev-revision", required_argument, NULL, OPT_DEV_REV},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"rate", required_argument, NULL, OPT_RATE},
+        {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
+        {"max-bandwidth", required_argument, NULL, OPT_BANDWIDTH},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct opts o = {
+        .qmp = getenv("VMIG_QMP") != NULL ? getenv("VMIG_QMP") : "vmig.qmp",
+        .vm = {.name = "agent",
+               .ram_size = 64u << 20,
+               .ndev = 2,
+               .dev_state = 4u << 20,
+               .dev_revision = 1,
+               .seed = 1,
+               .rate = 20000},
+        .downtime_limit = -1,
+        .max_bandwidth = -1,
+    };
+    const struct subcmd *s = NULL;
+    uint64_t v;
+    int c;
+
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("vmig %s\n", vmig_version());
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < NSUB; i++) {
+        if (strcmp(argv[1], subcmds[i].name) == 0) {
+            s = &subcmds[i];
+        }
+    }
+    if (s == NULL) {
+        fprintf(stderr, "vmig: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (s->fn == cmd_help && argc > 2) {
+        for (size_t i = 0; i < NSUB; i++) {
+            if (strcmp(argv[2], subcmds[i].name) == 0) {
+                sub_help(&subcmds[i]);
+                return EXIT_OK;
+            }
+        }
+    }
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "vh", lopts, NULL)) != -1) {
+        int bad = 0;
+
+        switch (c) {
+        case OPT_QMP:
+            o.qmp = optarg;
+            break;
+        case OPT_TO:
+            o.to = optarg;
+            break;
+        case OPT_LISTEN:
+            o.listen = optarg;
+            break;
+        case OPT_RAM:
+            bad = parse_size(optarg, &o.vm.ram_size);
+            o.ram_given = true;
+            break;
+        case OPT_DEVICES:
+            bad = parse_size(optarg, &v);
+            o.vm.ndev = (unsigned int)v;
+            bad = bad || v > AGENT_MAX_DEV;
+            break;
+        case OPT_DEV_STATE:
+            bad = parse_size(optarg, &o.vm.dev_state);
+            break;
+        case OPT_DEV_REV:
+            bad = parse_size(optarg, &v) || v > 255;
+            o.vm.dev_revision = (uint8_t)v;
+            break;
+        case OPT_SEED:
+            bad = parse_size(optarg, &o.vm.seed);
+            break;
+        case OPT_RATE:
+            bad = parse_size(optarg, &o.vm.rate);
+            break;
+        case OPT_DOWNTIME:
+            bad = parse_size(optarg, &v);
+            o.downtime_limit = (int64_t)v;
+            break;
+        case OPT_BANDWIDTH:
+            bad = parse_size(optarg, &v);
+            o.max_bandwidth = (int64_t)v;
+            break;
+        case OPT_JSON:
+            o.json = true;
+            break;
+        case 'v':
+            o.verbose++;
+            break;
+        case 'h':
+            sub_help(s);
+            return EXIT_OK;
+        default:
+            bad = 1;
+            break;
+        }
+        if (bad) {
+            fprintf(stderr, "vmig %s: bad option (see 'vmig %s --help')\n",
+                    s->name, s->name);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vmig %s: unexpected argument '%s'\n", s->name,
+                argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (o.vm.ram_size < VMIG_GUEST_MIN_RAM || o.vm.ram_size % 4096 != 0 ||
+        o.vm.dev_state < 64) {
+        fprintf(stderr,
+                "vmig %s: --ram must be a multiple of 4096 of at "
+                "least %u bytes; --dev-state at least 64\n",
+                s->name, VMIG_GUEST_MIN_RAM);
+        return EXIT_USAGE;
+    }
+    return s->fn(&o);
+}

@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vm.c - the agent's VM: guest RAM in a memfd mapped shared (so device
+ * servers can map it through DMA_MAP fd passing later), the vCPU thread
+ * running the ledger guest program, memdev devices driven by the guest,
+ * and the migration engine with its hooks.  Migrations run on their own
+ * thread so the QMP loop keeps answering.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "agent.h"
+
+static int
+guest_hook(void *opaque, uint64_t steps)
+{
+    struct agent_vm *vm = opaque;
+
+    (void)steps;
+    for (unsigned int i = 0; i < vm->o.ndev; i++) {
+        int ret = vmig_memdev_work(vm->dev[i], 1);
+
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static void
+set_runstate(struct agent_vm *vm, const char *s)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->runstate = s;
+    pthread_mutex_unlock(&vm->lock);
+}
+
+const char *
+vm_runstate(struct agent_vm *vm)
+{
+    const char *s;
+
+    pthread_mutex_lock(&vm->lock);
+    s = vm->runstate;
+    pthread_mutex_unlock(&vm->lock);
+    return s;
+}
+
+static int
+h_pause(void *o)
+{
+    struct agent_vm *vm = o;
+    int ret = vmig_vcpu_pause(vm->vcpu);
+
+    if (ret == 0) {
+        set_runstate(vm, "finish-migrate");
+        qmp_emit(vm->qmp, "STOP", NULL);
+    }
+    return ret;
+}
+
+static int
+h_resume(void *o)
+{
+    struct agent_vm *vm = o;
+
+    set_runstate(vm, "running");
+    qmp_emit(vm->qmp, "RESUME", NULL);
+    return vmig_vcpu_resume(vm->vcpu);
+}
+
+static ssize_t
+h_save(void *o, void *buf, size_t cap)
+{
+    return vmig_vcpu_save(((struct agent_vm *)o)->vcpu, buf, cap);
+}
+
+static int
+h_load(void *o, const void *buf, size_t len)
+{
+    return vmig_vcpu_load(((struct agent_vm *)o)->vcpu, buf, len);
+}
+
+static void
+h_event(void *o, enum vmig_engine_event_kind kind,
+        const struct vmig_engine_stats *st)
+{
+    struct agent_vm *vm = o;
+    json_object *d;
+
+    if (kind == VMIG_ENGINE_EV_STATUS) {
+        d = json_object_new_object();
+        json_object_object_add(
+            d, "status",
+            json_object_new_string(vmig_engine_status_name(st->status)));
+        qmp_emit(vm->qmp, "MIGRATION", d);
+    } else if (kind == VMIG_ENGINE_EV_PASS) {
+        d = json_object_new_object();
+        json_object_object_add(d, "pass", json_object_new_int64(st->pass));
+        qmp_emit(vm->qmp, "MIGRATION_PASS", d);
+    }
+}
+
+/* A hole in the memfd reads as zeroes: no need to touch (allocate) it. */
+static int
+h_hole(void *o, unsigned int region, uint64_t off, uint64_t len)
+{
+    struct agent_vm *vm = o;
+    off_t data;
+
+    if (region != 0) {
+        return 0;
+    }
+    data = lseek(vm->memfd, (off_t)off, SEEK_DATA);
+    if (data < 0) {
+        return errno == ENXIO ? 1 : 0; /* ENXIO: no data after off */
+    }
+    return (uint64_t)data >= off + len ? 1 : 0;
+}
+
+static const struct vmig_engine_vm_ops vm_hooks = {
+    .ram_hole = h_hole,
+    .vcpu_pause = h_pause,
+    .vcpu_resume = h_resume,
+    .vcpu_save = h_save,
+    .vcpu_load = h_load,
+    .event = h_event,
+};
+
+int
+vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
+{
+    struct vmig_engine_region rg;
+    struct vmig_vcpu_params vp = {0};
+    int ret;
+
+    memset(vm, 0, sizeof(*vm));
+    vm->ctx = ctx;
+    vm->o = *o;
+    vm->listen_fd = -1;
+    pthread_mutex_init(&vm->lock, NULL);
+    if (o->ndev > AGENT_MAX_DEV || o->ram_size < VMIG_GUEST_MIN_RAM ||
+        o->ram_size % 4096 != 0) {
+        return -EINVAL;
+    }
+    vm->memfd = memfd_create("vmig-guest-ram", MFD_CLOEXEC);
+    if (vm->memfd < 0) {
+        return -errno;
+    }
+    if (ftruncate(vm->memfd, (off_t)o->ram_size) < 0) {
+        return -errno;
+    }
+    vm->ram = mmap(NULL, o->ram_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   vm->memfd, 0);
+    if (vm->ram == MAP_FAILED) {
+        vm->ram = NULL;
+        return -errno;
+    }
+    if (o->program) {
+        ret = vmig_guest_init(vm->ram, o->ram_size, o->seed);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    for (unsigned int i = 0; i < o->ndev; i++) {
+        struct vmig_memdev_params mp = {
+            .state_size = o->dev_state,
+            .flags = i == 0 ? VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P
+                            : VMIG_MIGRATION_STOP_COPY,
+            .seed = o->seed * 31 + i,
+            .revision = o->dev_revision,
+        };
+        uint8_t cfg[VMIG_MEMDEV_CONFIG_SIZE];
+
+        ret = vmig_memdev_new(ctx, &mp, &vm->dev[i]);
+        if (ret < 0) {
+            return ret;
+        }
+        if (o->program) {
+            /* what the VMM "wrote": ids, BARs, the IRQ it wired */
+            for (size_t k = 0; k < sizeof(cfg); k++) {
+                cfg[k] = (uint8_t)(k * 7 + i);
+            }
+            vmig_memdev_config(vm->dev[i], NULL, cfg);
+        }
+    }
+    vp.steps_per_sec = o->rate;
+    vp.hook = guest_hook;
+    vp.opaque = vm;
+    ret = vmig_vcpu_new(vm->ram, o->ram_size, &vp, &vm->vcpu);
+    if (ret < 0) {
+        return ret;
+    }
+    rg.name = "ram0";
+    rg.host = vm->ram;
+    rg.size = o->ram_size;
+    ret = vmig_engine_new(ctx, &rg, 1, &vm_hooks, vm, &vm->eng);
+    if (ret < 0) {
+        return ret;
+    }
+    for (unsigned int i = 0; i < o->ndev; i++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "dev%u", i);
+        ret = vmig_engine_add_device(vm->eng, name, vmig_memdev_ops(),
+                                     vm->dev[i]);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if (o->program) {
+        vm->runstate = "running";
+        ret = vmig_vcpu_resume(vm->vcpu);
+    } else {
+        vm->runstate = "inmigrate";
+    }
+    return ret;
+}
+
+void
+vm_destroy(struct agent_vm *vm)
+{
+    if (vm->listen_fd >= 0) {
+        shutdown(vm->listen_fd, SHUT_RDWR);
+    }
+    if (vm->eng != NULL && vmig_engine_cancel(vm->eng) == 0) {
+        vmig_log(vm->ctx, VMIG_LOG_INFO, "quitting: migration cancelled");
+    }
+    vm_reap(vm);
+    pthread_mutex_lock(&vm->lock);
+    if (vm->thread_joinable) {
+        pthread_mutex_unlock(&vm->lock);
+        pthread_join(vm->thread, NULL);
+        pthread_mutex_lock(&vm->lock);
+        vm->thread_joinable = false;
+    }
+    pthread_mutex_unlock(&vm->lock);
+    if (vm->listen_fd >= 0) {
+        close(vm->listen_fd);
+    }
+    vmig_vcpu_free(vm->vcpu);
+    vmig_engine_free(vm->eng);
+    for (unsigned int i = 0; i < AGENT_MAX_DEV; i++) {
+        vmig_memdev_free(vm->dev[i]);
+    }
+    if (vm->ram != NULL) {
+        munmap(vm->ram, vm->o.ram_size);
+    }
+    if (vm->memfd > 0) {
+        close(vm->memfd);
+    }
+    pthread_mutex_destroy(&vm->lock);
+}
+
+int
+vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port)
+{
+    const char *p = uri, *colon;
+    char *end;
+    long v;
+
+    if (strncmp(p, "tcp:", 4) == 0) {
+        p += 4;
+    }
+    colon = strrchr(p, ':');
+    if (colon == NULL || colon == p || (size_t)(colon - p) >= hostlen) {
+        return -EINVAL;
+    }
+    v = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || v <= 0 || v > 65535) {
+        return -EINVAL;
+    }
+    if (p[0] == '[' && colon[-1] == ']') {
+        /* IPv6: tcp:[::1]:4444 */
+        p++;
+        colon--;
+        if (colon <= p) {
+            return -EINVAL;
+        }
+    }
+    memcpy(host, p, (size_t)(colon - p));
+    host[colon - p] = '\0';
+    *port = (int)v;
+    return 0;
+}
+
+static int
+tcp_connect(const char *uri)
+{
+    char host[96], port_s[16];
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai, *a;
+    int port, fd = -1, ret;
+
+    ret = vm_parse_tcp(uri, host, sizeof(host), &port);
+    if (ret < 0) {
+        return ret;
+    }
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    if (getaddrinfo(host, port_s, &hints, &ai) != 0) {
+        return -EHOSTUNREACH;
+    }
+    ret = -ECONNREFUSED;
+    for (a = ai; a != NULL; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            continue;
+        }
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+            ret = fd;
+            break;
+        }
+        ret = -errno;
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return ret;
+}
+
+static int
+tcp_listen(const char *uri)
+{
+    char host[96], port_s[16];
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *ai;
+    int port, fd, ret, one = 1;
+
+    ret = vm_parse_tcp(uri, host, sizeof(host), &port);
+    if (ret < 0) {
+        return ret;
+    }
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    if (getaddrinfo(host, port_s, &hints, &ai) != 0) {
+        return -EADDRNOTAVAIL;
+    }
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        ret = -errno;
+        goto out;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4) < 0) {
+        ret = -errno;
+        close(fd);
+        goto out;
+    }
+    ret = fd;
+out:
+    freeaddrinfo(ai);
+    return ret;
+}
+
+static void *
+out_main(void *arg)
+{
+    struct agent_vm *vm = arg;
+    int fd, ret;
+
+    fd = tcp_connect(vm->uri);
+    if (fd < 0) {
+        json_object *d = json_object_new_object();
+
+        vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: cannot connect to %s: %s",
+                 vm->uri, strerror(-fd));
+        json_object_object_add(d, "status", json_object_new_string("failed"));
+        pthread_mutex_lock(&vm->lock);
+        snprintf(vm->connect_error, sizeof(vm->connect_error),
+                 "cannot connect to %s: %s", vm->uri, strerror(-fd));
+        vm->migrating = false;
+        pthread_mutex_unlock(&vm->lock);
+        qmp_emit(vm->qmp, "MIGRATION", d);
+        return NULL;
+    }
+    ret = vmig_engine_migrate(vm->eng, fd);
+    close(fd);
+    pthread_mutex_lock(&vm->lock);
+    vm->migrating = false;
+    if (ret == 0) {
+        vm->migrated_out = true;
+        vm->runstate = "postmigrate";
+    } else {
+        vm->runstate = "running";
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return NULL;
+}
+
+bool
+vm_connect_error(struct agent_vm *vm, char *buf, size_t len)
+{
+    bool any;
+
+    pthread_mutex_lock(&vm->lock);
+    any = vm->connect_error[0] != '\0';
+    snprintf(buf, len, "%s", vm->connect_error);
+    pthread_mutex_unlock(&vm->lock);
+    return any;
+}
+
+/* Join a finished migration thread (called from the QMP loop). */
+void
+vm_reap(struct agent_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    if (vm->thread_joinable && !vm->migrating && !vm->incoming_armed) {
+        vm->thread_joinable = false;
+        pthread_mutex_unlock(&vm->lock);
+        pthread_join(vm->thread, NULL);
+        return;
+    }
+    pthread_mutex_unlock(&vm->lock);
+}
+
+int
+vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
+                   size_t errlen)
+{
+    char host[96];
+    int port, ret;
+
+    if (vm_parse_tcp(uri, host, sizeof(host), &port) < 0 ||
+        strncmp(uri, "tcp:", 4) != 0) {
+        snprintf(err, errlen, "unknown migration protocol: %s", uri);
+        return -EINVAL;
+    }
+    vm_reap(vm);
+    pthread_mutex_lock(&vm->lock);
+    if (vm->migrating || vm->thread_joinable) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen, "There's a migration process in progress");
+        return -EBUSY;
+    }
+    if (vm->migrated_out || strcmp(vm->runstate, "running") != 0) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen, "the VM is not running here (state %s)",
+                 vm->runstate);
+        return -EBUSY;
+    }
+    snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
+    vm->connect_error[0] = '\0';
+    vm->migrating = true;
+    ret = pthread_create(&vm->thread, NULL, out_main, vm);
+    if (ret != 0) {
+        vm->migrating = false;
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen, "cannot start the migration thread");
+        return -ret;
+    }
+    vm->thread_joinable = true;
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
+}
+
+static void *
+in_main(void *arg)
+{
+    struct agent_vm *vm = arg;
+
+    for (;;) {
+        int fd = accept4(vm->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int ret;
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            break; /* listening socket shut down: quitting */
+        }
+        pthread_mutex_lock(&vm->lock);
+        vm->migrating = true;
+        pthread_mutex_unlock(&vm->lock);
+        ret = vmig_engine_incoming(vm->eng, fd);
+        close(fd);
+        pthread_mutex_lock(&vm->lock);
+        vm->migrating = false;
+        pthread_mutex_unlock(&vm->lock);
+        if (ret == 0) {
+            break;
+        }
+        if (ret < 0) {
+            vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                     "incoming: attempt failed (%s); still listening on %s",
+                     strerror(-ret), vm->uri);
+        }
+    }
+    pthread_mutex_lock(&vm->lock);
+    vm->incoming_armed = false;
+    pthread_mutex_unlock(&vm->lock);
+    return NULL;
+}
+
+int
+vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
+                  size_t errlen)
+{
+    int fd, ret;
+
+    pthread_mutex_lock(&vm->lock);
+    if (strcmp(vm->runstate, "inmigrate") != 0 || vm->incoming_armed) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen,
+                 "The incoming migration has already been "
+                 "started or this VM is not waiting for one");
+        return -EBUSY;
+    }
+    pthread_mutex_unlock(&vm->lock);
+    if (strncmp(uri, "tcp:", 4) != 0) {
+        snprintf(err, errlen, "unknown migration protocol: %s", uri);
+        return -EINVAL;
+    }
+    fd = tcp_listen(uri);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", uri, strerror(-fd));
+        return fd;
+    }
+    pthread_mutex_lock(&vm->lock);
+    vm->listen_fd = fd;
+    snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
+    vm->incoming_armed = true;
+    ret = pthread_create(&vm->thread, NULL, in_main, vm);
+    if (ret != 0) {
+        vm->incoming_armed = false;
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen, "cannot start the incoming thread");
+        return -ret;
+    }
+    vm->thread_joinable = true;
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
+}
+
+int
+vm_check(struct agent_vm *vm, const char *uri, struct vmig_engine_check *out,
+         char *err, size_t errlen)
+{
+    int fd, ret;
+
+    if (strncmp(uri, "tcp:", 4) != 0) {
+        snprintf(err, errlen, "unknown migration protocol: %s", uri);
+        return -EINVAL;
+    }
+    fd = tcp_connect(uri);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", uri, strerror(-fd));
+        return fd;
+    }
+    ret = vmig_engine_check(vm->eng, fd, out);
+    close(fd);
+    if (ret < 0) {
+        snprintf(err, errlen, "compatibility check with %s failed: %s", uri,
+                 strerror(-ret));
+    }
+    return ret;
+}
+
+int
+vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen)
+{
+    bool was, busy;
+    int ret;
+
+    /* the engine owns the vCPU's pause state while it migrates */
+    pthread_mutex_lock(&vm->lock);
+    busy = vm->migrating;
+    pthread_mutex_unlock(&vm->lock);
+    if (busy) {
+        snprintf(why, whylen, "a migration is in progress");
+        return -EBUSY;
+    }
+    was = vmig_vcpu_running(vm->vcpu);
+    if (was && vmig_vcpu_pause(vm->vcpu) < 0) {
+        return -EIO;
+    }
+    *steps = vmig_guest_steps(vm->ram);
+    ret = vmig_guest_verify(vm->ram, vm->o.ram_size, why, whylen);
+    if (was && vmig_vcpu_resume(vm->vcpu) < 0) {
+        return -EIO;
+    }
+    return ret;
+}

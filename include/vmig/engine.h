@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.h - the VMM-side migration engine, as a library a VMM embeds.
+ *
+ * The VMM describes its guest RAM (regions it has mapped), gives hooks for
+ * vCPU pause/resume and vCPU state, and adds each device behind a backend
+ * ops table (a vfio-user client, a kernel VFIO device, or an in-process
+ * model such as <vmig/memdev.h>).  The engine then migrates the VM over a
+ * connected stream socket to a peer engine (docs/migration-protocol.md):
+ *
+ *   source: vmig_engine_migrate(fd)      destination: vmig_engine_incoming(fd)
+ *
+ * Stop-and-copy (this version): the source pauses the vCPUs, moves every
+ * device to RUNNING_P2P (STOP for devices without P2P) and only then to
+ * STOP_COPY, streams RAM, vCPU state, each device's VMM-owned config and
+ * its data, then SWITCHOVER.  The destination takes its devices RESUMING ->
+ * STOP (validation) -> RUNNING_P2P -> RUNNING after re-establishing the
+ * VMM-owned config, loads the vCPU state, resumes and CONFIRMs.  Any error
+ * before the confirmation returns every source device to RUNNING (reset if
+ * a transition fails) and resumes the source vCPUs; the destination resets
+ * its devices and does not resume.
+ *
+ * Threads: vmig_engine_migrate()/incoming()/check() block the calling
+ * thread; vmig_engine_cancel(), vmig_engine_stats() and
+ * vmig_engine_set_params() may be called from any other thread.  Hooks
+ * are called from the migrating thread.
+ */
+#ifndef VMIG_ENGINE_H
+#define VMIG_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <vmig/ctx.h>
+#include <vmig/export.h>
+#include <vmig/fsm.h>
+#include <vmig/migproto.h>
+
+struct vmig_engine;
+
+#define VMIG_ENGINE_MAX_DEVICES VMIG_MP_MAX_DEVICES
+#define VMIG_ENGINE_MAX_REGIONS VMIG_MP_MAX_REGIONS
+
+/**
+ * struct vmig_engine_region - one region of guest RAM.
+ * @name: unique, printable, at most VMIG_MP_NAME_MAX bytes; copied.
+ * @host: where the VMM mapped it; the engine reads it on the source and
+ *        writes it on the destination (unless vm ops ram_write is set).
+ * @size: bytes, a multiple of VMIG_MP_PAGE_SIZE.
+ */
+struct vmig_engine_region {
+    const char *name;
+    void *host;
+    uint64_t size;
+};
+
+enum vmig_engine_status {
+    VMIG_ENGINE_NONE = 0,
+    VMIG_ENGINE_SETUP,
+    VMIG_ENGINE_ACTIVE,
+    VMIG_ENGINE_DEVICE,
+    VMIG_ENGINE_COMPLETED,
+    VMIG_ENGINE_FAILED,
+    VMIG_ENGINE_CANCELLED,
+    VMIG_ENGINE__STATUS_COUNT
+};
+
+enum vmig_engine_role {
+    VMIG_ENGINE_ROLE_NONE = 0,
+    VMIG_ENGINE_ROLE_SOURCE,
+    VMIG_ENGINE_ROLE_DEST,
+};
+
+/**
+ * struct vmig_engine_dev_stats - one device in a stats snapshot.
+ * @state:      the last state the engine saw the device in.
+ * @bytes:      device-data bytes sent (source) or received (destination).
+ * @config_len: VMM-owned config bytes moved.
+ * @verdict:    1 compatible, 0 refused, -1 not asked yet.
+ * @reason:     the destination's reason when refused.
+ */
+struct vmig_engine_dev_stats {
+    char name[VMIG_MP_NAME_MAX + 1];
+    enum vmig_state state;
+    uint64_t bytes;
+    uint64_t config_len;
+    int verdict;
+    char reason[VMIG_MP_REASON_MAX + 1];
+};
+
+/**
+ * struct vmig_engine_stats - a snapshot for query-migrate.
+ * @total_time_ms:        since the migration started (until it ended).
+ * @downtime_ms:          vCPU paused on the source -> running on the
+ *                        destination; valid once completed.
+ * @expected_downtime_ms: estimate from the remaining bytes and rate.
+ * @ram_total:            bytes of guest RAM.
+ * @ram_transferred:      RAM bytes sent/received this migration (zero pages
+ *                        count as their size).
+ * @ram_remaining:        RAM bytes not yet sent in the current pass.
+ * @wire_bytes:           bytes on the socket, headers included.
+ * @mbps:                 measured throughput, megabits per second.
+ * @pass:                 RAM pass number (1 for stop-and-copy).
+ * @error:                the reason when FAILED or CANCELLED.
+ */
+struct vmig_engine_stats {
+    enum vmig_engine_status status;
+    enum vmig_engine_role role;
+    uint64_t total_time_ms;
+    uint64_t downtime_ms;
+    uint64_t expected_downtime_ms;
+    uint64_t setup_time_ms;
+    uint64_t ram_total;
+    uint64_t ram_transferred;
+    uint64_t ram_remaining;
+    uint64_t ram_zero_pages;
+    uint64_t dev_total;
+    uint64_t wire_bytes;
+    double mbps;
+    unsigned int pass;
+    int errnum;
+    char error[256];
+    unsigned int ndevices;
+    struct vmig_engine_dev_stats dev[VMIG_ENGINE_MAX_DEVICES];
+};
+
+enum vmig_engine_event_kind {
+    VMIG_ENGINE_EV_STATUS = 1, /* status changed (QMP MIGRATION) */
+    VMIG_ENGINE_EV_PASS,       /* a RAM pass began (QMP MIGRATION_PASS) */
+    VMIG_ENGINE_EV_PROGRESS,   /* bytes moved; at most every 100 ms */
+};
+
+/**
+ * struct vmig_engine_vm_ops - the VMM's hooks.
+ * @vcpu_pause:  stop every vCPU and return once none runs.  Required on a
+ *               source.
+ * @vcpu_resume: let the vCPUs run.  Required.
+ * @vcpu_save:   write the vCPU state into @buf (@cap bytes); return its
+ *               length (larger than @cap means "too big": -E2BIG is
+ *               reported) or a negative errno.  Optional (no vCPU state).
+ * @vcpu_load:   load a state from vcpu_save on the destination.  Optional.
+ * @ram_write:   write @len bytes (@data NULL: zeroes) at @offset of
+ *               region @region on the destination.  Optional: the engine
+ *               writes through the region's host pointer by default.
+ * @event:       progress and status notifications.  Optional.  Must not
+ *               call back into the engine except vmig_engine_stats().
+ * @ram_hole:    on the source: return 1 when @len bytes at @offset of
+ *               region @region are known to be zero without reading them
+ *               (a hole in the memfd backing guest RAM: SEEK_DATA), else
+ *               0.  Optional; saves touching never-used guest memory.
+ */
+struct vmig_engine_vm_ops {
+    int (*vcpu_pause)(void *opaque);
+    int (*vcpu_resume)(void *opaque);
+    ssize_t (*vcpu_save)(void *opaque, void *buf, size_t cap);
+    int (*vcpu_load)(void *opaque, const void *buf, size_t len);
+    int (*ram_write)(void *opaque, unsigned int region, uint64_t offset,
+                     const void *data, size_t len);
+    void (*event)(void *opaque, enum vmig_engine_event_kind kind,
+                  const struct vmig_engine_stats *stats);
+    int (*ram_hole)(void *opaque, unsigned int region, uint64_t offset,
+                    uint64_t len);
+};
+
+/**
+ * struct vmig_engine_dev_ops - a device backend.
+ * @get_flags:   the device's migration flags (VMIG_MIGRATION_*).  Required.
+ * @get_state:   the device's current state.  Required.
+ * @set_state:   move the device to @target; the backend performs the
+ *               combination transition (arc by arc) itself.  On failure
+ *               the engine calls get_state.  Required.
+ * @read:        read the saving session: return bytes (> 0), 0 at the end
+ *               of the data, -ENOMSG in PRE_COPY when nothing is pending,
+ *               or a negative errno.  Required on a source.
+ * @write:       append @len bytes to the resuming session.  Required on a
+ *               destination.
+ * @describe:    fill @ids and write the compatibility descriptor (opaque
+ *               to the engine) into @buf; return its length (0: none).
+ *               Optional.
+ * @compat:      on the destination: may the source device described by
+ *               @src land on this device?  Return 1 yes, 0 no (write a
+ *               reason), or a negative errno.  Optional: without it, PCI
+ *               ids must match when both sides have them and descriptors
+ *               must be byte-identical when both sides have one.
+ * @config_save: write the VMM-owned config (PCI config the VMM wrote, IRQ
+ *               wiring, DMA mappings) into @buf; return its length.
+ *               Optional.
+ * @config_load: re-establish that config on the destination before the
+ *               device leaves STOP.  Optional.
+ * @reset:       device reset: back to RUNNING, dropping any session.
+ *               Required.
+ */
+struct vmig_engine_dev_ops {
+    int (*get_flags)(void *opaque, uint64_t *flags);
+    int (*get_state)(void *opaque, enum vmig_state *state);
+    int (*set_state)(void *opaque, enum vmig_state target);
+    ssize_t (*read)(void *opaque, void *buf, size_t cap);
+    int (*write)(void *opaque, const void *buf, size_t len);
+    ssize_t (*describe)(void *opaque, struct vmig_pci_ids *ids, void *buf,
+                        size_t cap);
+    int (*compat)(void *opaque, const struct vmig_mp_dev *src, char *reason,
+                  size_t reason_len);
+    ssize_t (*config_save)(void *opaque, void *buf, size_t cap);
+    int (*config_load)(void *opaque, const void *buf, size_t len);
+    int (*reset)(void *opaque);
+};
+
+/**
+ * struct vmig_engine_params - tunables (QMP migrate-set-parameters).
+ * @downtime_limit_ms: target downtime; used by precopy, reported as the
+ *                     expected downtime before a rate is known.  Default
+ *                     300.
+ * @max_bandwidth:     bytes per second on the wire; 0 is unlimited.
+ * @timeout_ms:        silence from the peer after which the migration
+ *                     fails; default 30000.
+ */
+struct vmig_engine_params {
+    uint64_t downtime_limit_ms;
+    uint64_t max_bandwidth;
+    unsigned int timeout_ms;
+};
+
+/**
+ * struct vmig_engine_check - the destination's per-device verdicts.
+ * @status: 0 when every device may migrate, else a positive errno.
+ */
+struct vmig_engine_check {
+    int status;
+    char reason[VMIG_MP_REASON_MAX + 1];
+    unsigned int ndevices;
+    struct vmig_engine_dev_stats dev[VMIG_ENGINE_MAX_DEVICES];
+};
+
+/**
+ * vmig_engine_new() - Create an engine for one VM.
+ * @ctx:      logging context (borrowed; must outlive the engine).
+ * @regions:  guest RAM; copied (the memory itself stays the VMM's).
+ * @nregions: 1 .. VMIG_ENGINE_MAX_REGIONS.
+ * @ops:      VMM hooks (borrowed).
+ * @opaque:   passed to the VM hooks.
+ * @out:      receives the engine; untouched on failure.
+ *
+ * Return: 0, -EINVAL (bad region, missing vcpu_resume), -ENOMEM.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_engine_new(vmig_ctx_t *ctx, const struct vmig_engine_region *regions,
+                unsigned int nregions, const struct vmig_engine_vm_ops *ops,
+                void *opaque, struct vmig_engine **out);
+
+/**
+ * vmig_engine_free() - Destroy an engine; no migration may be running.
+ * NULL is accepted.
+ * @e: engine.
+ */
+VMIG_EXPORT void vmig_engine_free(struct vmig_engine *e);
+
+/**
+ * vmig_engine_add_device() - Add a device; devices migrate in this order
+ * and are matched by name on the destination.
+ * @e:      engine, not migrating.
+ * @name:   unique printable name; copied.
+ * @ops:    backend (borrowed).
+ * @opaque: passed to the backend.
+ *
+ * Return: 0, -EINVAL (bad name, duplicate, missing required op), -E2BIG
+ * (too many devices), -EBUSY (a migration is running).
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_engine_add_device(struct vmig_engine *e, const char *name,
+                       const struct vmig_engine_dev_ops *ops, void *opaque);
+
+/**
+ * vmig_engine_set_params() - Change tunables; takes effect at once (the
+ * bandwidth limit applies to the next frame).
+ * @e: engine.
+ * @p: the new values; a zero @timeout_ms or @downtime_limit_ms keeps the
+ *     default.
+ */
+VMIG_EXPORT void vmig_engine_set_params(struct vmig_engine *e,
+                                        const struct vmig_engine_params *p);
+
+/**
+ * vmig_engine_get_params() - The current tunables.
+ * @e:   engine.
+ * @out: receives them.
+ */
+VMIG_EXPORT void vmig_engine_get_params(struct vmig_engine *e,
+                                        struct vmig_engine_params *out);
+
+/**
+ * vmig_engine_migrate() - Migrate the VM out over @fd (source side).
+ * @e:  engine.
+ * @fd: connected stream socket to the destination; borrowed.
+ *
+ * Blocks until the destination confirmed (the vCPUs stay paused and the
+ * devices stay stopped: the VM now runs on the destination) or the
+ * migration failed (the VM runs here again, devices RUNNING).
+ *
+ * Return: 0 when completed; -EOPNOTSUPP when the destination refused in
+ * HELLO (see stats for per-device reasons); -ECANCELED after
+ * vmig_engine_cancel(); -EBUSY when a migration is running; or the error
+ * that ended it (-ECONNRESET, -EPIPE, -ETIMEDOUT, -EBADMSG, -EPROTO, ...).
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_migrate(struct vmig_engine *e,
+                                                    int fd);
+
+/**
+ * vmig_engine_incoming() - Receive a VM over @fd (destination side).
+ * @e:  engine; its vCPUs are not running and its devices are unused.
+ * @fd: connected stream socket from the source; borrowed.
+ *
+ * Return: 0 when the VM was received and resumed here; 1 when the peer
+ * only asked for a compatibility check (nothing changed); -EOPNOTSUPP when
+ * we refused it in HELLO; or the error that ended it (nothing resumed,
+ * devices reset).
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_incoming(struct vmig_engine *e,
+                                                     int fd);
+
+/**
+ * vmig_engine_check() - Ask the destination on @fd whether every device
+ * can land there; nothing is migrated or changed on either side.
+ * @e:   engine.
+ * @fd:  connected stream socket; borrowed.
+ * @out: receives the verdicts.
+ *
+ * Return: 0 when the destination answered (see @out->status), or a
+ * negative errno when it could not be asked.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out);
+
+/**
+ * vmig_engine_cancel() - Ask a running migration to stop.  Any thread.
+ * @e: engine.
+ *
+ * Before SWITCHOVER is sent the source rolls back and the migration ends
+ * with -ECANCELED.  Once SWITCHOVER is out the outcome belongs to the
+ * destination and the cancel is ignored (a cancel then could leave the VM
+ * running twice).
+ *
+ * Return: 0, or -EBUSY when no migration is running on this engine.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_cancel(struct vmig_engine *e);
+
+/**
+ * vmig_engine_stats() - Snapshot the current or last migration.  Any thread.
+ * @e:   engine.
+ * @out: receives the snapshot.
+ */
+VMIG_EXPORT void vmig_engine_stats(struct vmig_engine *e,
+                                   struct vmig_engine_stats *out);
+
+/**
+ * vmig_engine_status_name() - QMP's name: "none", "setup", "active",
+ * "device", "completed", "failed", "cancelled".
+ * @s: status.
+ *
+ * Return: a static string.
+ */
+VMIG_EXPORT const char *vmig_engine_status_name(enum vmig_engine_status s);
+
+/**
+ * vmig_engine_device_states() - Read every device's state into the stats
+ * and return how many are not RUNNING.  For the VMM's health checks.
+ * @e: engine, not migrating.
+ *
+ * Return: the count, or a negative errno from a backend.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_engine_device_states(struct vmig_engine *e);
+
+#endif /* VMIG_ENGINE_H */

@@ -1,0 +1,528 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.c - the VMM-side migration engine: object, stats and the pieces
+ * both roles share.  The source side is in engine_src.c, the destination
+ * side in engine_dst.c; the wire layout is docs/migration-protocol.md.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <vmig/engine.h>
+#include "engine_priv.h"
+#include "internal.h"
+
+static const char *const status_names[VMIG_ENGINE__STATUS_COUNT] = {
+    [VMIG_ENGINE_NONE] = "none",           [VMIG_ENGINE_SETUP] = "setup",
+    [VMIG_ENGINE_ACTIVE] = "active",       [VMIG_ENGINE_DEVICE] = "device",
+    [VMIG_ENGINE_COMPLETED] = "completed", [VMIG_ENGINE_FAILED] = "failed",
+    [VMIG_ENGINE_CANCELLED] = "cancelled",
+};
+
+const char *
+vmig_engine_status_name(enum vmig_engine_status s)
+{
+    if ((unsigned int)s >= VMIG_ENGINE__STATUS_COUNT) {
+        return "unknown";
+    }
+    return status_names[s];
+}
+
+uint64_t
+vmig__mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+vmig__real_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool
+name_ok(const char *s)
+{
+    size_t n;
+
+    if (s == NULL) {
+        return false;
+    }
+    n = strlen(s);
+    if (n == 0 || n > VMIG_MP_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int
+vmig_engine_new(vmig_ctx_t *ctx, const struct vmig_engine_region *regions,
+                unsigned int nregions, const struct vmig_engine_vm_ops *ops,
+                void *opaque, struct vmig_engine **out)
+{
+    struct vmig_engine *e;
+
+    if (out == NULL || ops == NULL || ops->vcpu_resume == NULL ||
+        regions == NULL || nregions == 0 ||
+        nregions > VMIG_ENGINE_MAX_REGIONS) {
+        return -EINVAL;
+    }
+    for (unsigned int i = 0; i < nregions; i++) {
+        if (!name_ok(regions[i].name) || regions[i].host == NULL ||
+            regions[i].size == 0 || regions[i].size % VMIG_MP_PAGE_SIZE != 0) {
+            return -EINVAL;
+        }
+        for (unsigned int j = 0; j < i; j++) {
+            if (strcmp(regions[i].name, regions[j].name) == 0) {
+                return -EINVAL;
+            }
+        }
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        return -ENOMEM;
+    }
+    e->buf = malloc(VMIG_MP_PAYLOAD_MAX);
+    e->evsnap = malloc(sizeof(*e->evsnap));
+    if (e->buf == NULL || e->evsnap == NULL ||
+        pthread_mutex_init(&e->lock, NULL) != 0) {
+        free(e->buf);
+        free(e->evsnap);
+        free(e);
+        return -ENOMEM;
+    }
+    e->ctx = ctx;
+    e->ops = ops;
+    e->opaque = opaque;
+    e->nregions = nregions;
+    for (unsigned int i = 0; i < nregions; i++) {
+        snprintf(e->region[i].name, sizeof(e->region[i].name), "%s",
+                 regions[i].name);
+        e->region[i].host = regions[i].host;
+        e->region[i].size = regions[i].size;
+        e->ram_total += regions[i].size;
+    }
+    e->params.downtime_limit_ms = 300;
+    e->params.timeout_ms = 30000;
+    *out = e;
+    return 0;
+}
+
+void
+vmig_engine_free(struct vmig_engine *e)
+{
+    if (e == NULL) {
+        return;
+    }
+    vmig__engine_drop_rx(e);
+    pthread_mutex_destroy(&e->lock);
+    free(e->buf);
+    free(e->evsnap);
+    free(e);
+}
+
+int
+vmig_engine_add_device(struct vmig_engine *e, const char *name,
+                       const struct vmig_engine_dev_ops *ops, void *opaque)
+{
+    struct eng_dev *d;
+    int ret = 0;
+
+    if (!name_ok(name) || ops == NULL || ops->get_flags == NULL ||
+        ops->get_state == NULL || ops->set_state == NULL ||
+        ops->reset == NULL) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&e->lock);
+    if (e->running) {
+        ret = -EBUSY;
+        goto out;
+    }
+    if (e->ndev >= VMIG_ENGINE_MAX_DEVICES) {
+        ret = -E2BIG;
+        goto out;
+    }
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        if (strcmp(e->dev[i].name, name) == 0) {
+            ret = -EINVAL;
+            goto out;
+        }
+    }
+    d = &e->dev[e->ndev++];
+    memset(d, 0, sizeof(*d));
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    d->ops = ops;
+    d->opaque = opaque;
+out:
+    pthread_mutex_unlock(&e->lock);
+    return ret;
+}
+
+void
+vmig_engine_set_params(struct vmig_engine *e,
+                       const struct vmig_engine_params *p)
+{
+    pthread_mutex_lock(&e->lock);
+    if (p->downtime_limit_ms != 0) {
+        e->params.downtime_limit_ms = p->downtime_limit_ms;
+    }
+    e->params.max_bandwidth = p->max_bandwidth;
+    if (p->timeout_ms != 0) {
+        e->params.timeout_ms = p->timeout_ms;
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+void
+vmig_engine_get_params(struct vmig_engine *e, struct vmig_engine_params *out)
+{
+    pthread_mutex_lock(&e->lock);
+    *out = e->params;
+    pthread_mutex_unlock(&e->lock);
+}
+
+int
+vmig_engine_cancel(struct vmig_engine *e)
+{
+    int ret = 0;
+
+    pthread_mutex_lock(&e->lock);
+    if (!e->running) {
+        ret = -EBUSY;
+    } else {
+        __atomic_store_n(&e->cancel, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return ret;
+}
+
+static void
+stats_fill_locked(struct vmig_engine *e, struct vmig_engine_stats *out)
+{
+    *out = e->st;
+    if (e->running) {
+        out->total_time_ms = (vmig__mono_ns() - e->t_start) / 1000000;
+    }
+}
+
+void
+vmig_engine_stats(struct vmig_engine *e, struct vmig_engine_stats *out)
+{
+    pthread_mutex_lock(&e->lock);
+    stats_fill_locked(e, out);
+    pthread_mutex_unlock(&e->lock);
+}
+
+int
+vmig_engine_device_states(struct vmig_engine *e)
+{
+    int count = 0;
+
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        enum vmig_state s;
+        int ret = e->dev[i].ops->get_state(e->dev[i].opaque, &s);
+
+        if (ret < 0) {
+            return ret;
+        }
+        pthread_mutex_lock(&e->lock);
+        e->st.dev[i].state = s;
+        pthread_mutex_unlock(&e->lock);
+        if (s != VMIG_STATE_RUNNING) {
+            count++;
+        }
+    }
+    return count;
+}
+
+/* ------------------------------------------------------------ shared */
+
+static void
+emit(struct vmig_engine *e, enum vmig_engine_event_kind kind)
+{
+    if (e->ops->event == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&e->lock);
+    stats_fill_locked(e, e->evsnap);
+    pthread_mutex_unlock(&e->lock);
+    e->ops->event(e->opaque, kind, e->evsnap);
+}
+
+int
+vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role)
+{
+    pthread_mutex_lock(&e->lock);
+    if (e->running) {
+        pthread_mutex_unlock(&e->lock);
+        return -EBUSY;
+    }
+    e->running = true;
+    __atomic_store_n(&e->cancel, 0, __ATOMIC_RELEASE);
+    memset(&e->st, 0, sizeof(e->st));
+    e->st.role = role;
+    e->st.status = VMIG_ENGINE_NONE;
+    e->st.ram_total = e->ram_total;
+    e->st.ram_remaining = e->ram_total;
+    e->st.ndevices = e->ndev;
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        snprintf(e->st.dev[i].name, sizeof(e->st.dev[i].name), "%s",
+                 e->dev[i].name);
+        e->st.dev[i].verdict = -1;
+    }
+    e->t_start = vmig__mono_ns();
+    e->t_last_progress = 0;
+    pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+void
+vmig__engine_end(struct vmig_engine *e, int ret)
+{
+    enum vmig_engine_status s;
+
+    pthread_mutex_lock(&e->lock);
+    e->st.total_time_ms = (vmig__mono_ns() - e->t_start) / 1000000;
+    if (ret == 0) {
+        s = VMIG_ENGINE_COMPLETED;
+    } else if (ret == -ECANCELED) {
+        s = VMIG_ENGINE_CANCELLED;
+    } else {
+        s = VMIG_ENGINE_FAILED;
+    }
+    if (ret < 0) {
+        e->st.errnum = -ret;
+        if (e->st.error[0] == '\0') {
+            snprintf(e->st.error, sizeof(e->st.error), "%s", strerror(-ret));
+        }
+    }
+    e->st.status = s;
+    e->running = false;
+    pthread_mutex_unlock(&e->lock);
+    emit(e, VMIG_ENGINE_EV_STATUS);
+}
+
+void
+vmig__engine_set_status(struct vmig_engine *e, enum vmig_engine_status s)
+{
+    pthread_mutex_lock(&e->lock);
+    e->st.status = s;
+    pthread_mutex_unlock(&e->lock);
+    emit(e, VMIG_ENGINE_EV_STATUS);
+}
+
+void
+vmig__engine_set_error(struct vmig_engine *e, const char *fmt, ...)
+{
+    va_list ap;
+
+    pthread_mutex_lock(&e->lock);
+    if (e->st.error[0] == '\0') {
+        va_start(ap, fmt);
+        vsnprintf(e->st.error, sizeof(e->st.error), fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+void
+vmig__engine_pass(struct vmig_engine *e, unsigned int pass)
+{
+    pthread_mutex_lock(&e->lock);
+    e->st.pass = pass;
+    pthread_mutex_unlock(&e->lock);
+    emit(e, VMIG_ENGINE_EV_PASS);
+}
+
+void
+vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
+                     uint64_t ram_bytes, uint64_t zero_pages, int dev,
+                     uint64_t dev_bytes)
+{
+    uint64_t now = vmig__mono_ns(), sent, recvd;
+    bool fire = false;
+
+    vmig_mp_conn_bytes(c, &sent, &recvd);
+    pthread_mutex_lock(&e->lock);
+    e->st.ram_transferred += ram_bytes;
+    e->st.ram_zero_pages += zero_pages;
+    e->st.ram_remaining =
+        e->st.ram_remaining > ram_bytes ? e->st.ram_remaining - ram_bytes : 0;
+    if (dev >= 0 && (unsigned int)dev < VMIG_ENGINE_MAX_DEVICES) {
+        e->st.dev[dev].bytes += dev_bytes;
+        e->st.dev_total += dev_bytes;
+    }
+    e->st.wire_bytes = sent + recvd;
+    if (now > e->t_xfer) {
+        double secs = (double)(now - e->t_xfer) / 1e9;
+
+        e->st.mbps = secs > 0 ? (double)e->st.wire_bytes * 8 / 1e6 / secs : 0;
+        if (e->st.mbps > 0) {
+            e->st.expected_downtime_ms =
+                (uint64_t)((double)e->st.ram_remaining * 8 / 1e3 / e->st.mbps);
+        }
+    }
+    if (now - e->t_last_progress >= 100000000ull) {
+        e->t_last_progress = now;
+        fire = true;
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (fire) {
+        emit(e, VMIG_ENGINE_EV_PROGRESS);
+    }
+}
+
+bool
+vmig__engine_cancelled(struct vmig_engine *e)
+{
+    return __atomic_load_n(&e->cancel, __ATOMIC_ACQUIRE) != 0;
+}
+
+/*
+ * Keep the wire rate under max_bandwidth: sleep until the bytes sent so
+ * far are due, in slices short enough that a cancel is seen promptly.
+ */
+int
+vmig__engine_throttle(struct vmig_engine *e, struct vmig_mp_conn *c)
+{
+    uint64_t bw, sent;
+
+    pthread_mutex_lock(&e->lock);
+    bw = e->params.max_bandwidth;
+    pthread_mutex_unlock(&e->lock);
+    if (bw == 0) {
+        return 0;
+    }
+    vmig_mp_conn_bytes(c, &sent, NULL);
+    for (;;) {
+        uint64_t due = e->t_xfer + (uint64_t)((double)sent / (double)bw * 1e9);
+        uint64_t now = vmig__mono_ns();
+        struct timespec ts;
+
+        if (vmig__engine_cancelled(e)) {
+            return -ECANCELED;
+        }
+        if (now >= due) {
+            return 0;
+        }
+        due -= now;
+        if (due > 20000000ull) {
+            due = 20000000ull;
+        }
+        ts.tv_sec = 0;
+        ts.tv_nsec = (long)due;
+        nanosleep(&ts, NULL);
+    }
+}
+
+void
+vmig__engine_dev_state(struct vmig_engine *e, unsigned int i, enum vmig_state s)
+{
+    pthread_mutex_lock(&e->lock);
+    e->st.dev[i].state = s;
+    pthread_mutex_unlock(&e->lock);
+}
+
+/*
+ * Move device @i to @target.  On failure the device is reset when it is
+ * not at @target and @reset_on_fail is set (the rollback rule of
+ * DESIGN.md §6.6).  The state reached is recorded in the stats.
+ */
+int
+vmig__engine_dev_set(struct vmig_engine *e, unsigned int i,
+                     enum vmig_state target, bool reset_on_fail)
+{
+    struct eng_dev *d = &e->dev[i];
+    enum vmig_state s = VMIG_STATE_ERROR;
+    int ret;
+
+    ret = d->ops->set_state(d->opaque, target);
+    if (d->ops->get_state(d->opaque, &s) < 0) {
+        s = VMIG_STATE_ERROR;
+    }
+    if (ret == 0 && s != target) {
+        ret = -EIO;
+    }
+    if (ret < 0) {
+        vmig_err(e->ctx, "device %s: -> %s failed: %s; device is in %s%s",
+                 d->name, vmig_state_name(target), strerror(-ret),
+                 vmig_state_name(s), reset_on_fail ? "; resetting it" : "");
+        if (reset_on_fail) {
+            if (d->ops->reset(d->opaque) < 0 ||
+                d->ops->get_state(d->opaque, &s) < 0) {
+                s = VMIG_STATE_ERROR;
+            }
+            if (s != VMIG_STATE_RUNNING) {
+                vmig_err(e->ctx,
+                         "device %s: still in %s after reset; it needs "
+                         "attention before the VM can use it",
+                         d->name, vmig_state_name(s));
+            }
+        }
+    }
+    vmig__engine_dev_state(e, i, s);
+    return ret;
+}
+
+/*
+ * Bring every device back to RUNNING in two phases (all to RUNNING_P2P,
+ * or STOP for devices without P2P, then all to RUNNING), resetting any
+ * device whose transition fails.  Used by the source's rollback.
+ */
+void
+vmig__engine_devices_to_running(struct vmig_engine *e)
+{
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        struct eng_dev *d = &e->dev[i];
+        enum vmig_state s;
+
+        if (d->ops->get_state(d->opaque, &s) < 0) {
+            s = VMIG_STATE_ERROR;
+        }
+        if (s == VMIG_STATE_RUNNING) {
+            continue;
+        }
+        if (s == VMIG_STATE_ERROR) {
+            vmig_warn(e->ctx, "device %s: in ERROR; resetting it", d->name);
+            (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
+            continue;
+        }
+        (void)vmig__engine_dev_set(e, i,
+                                   (d->flags & VMIG_MIGRATION_P2P)
+                                       ? VMIG_STATE_RUNNING_P2P
+                                       : VMIG_STATE_STOP,
+                                   true);
+    }
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
+    }
+}
+
+void
+vmig__engine_drop_rx(struct vmig_engine *e)
+{
+    for (unsigned int i = 0; i < VMIG_ENGINE_MAX_DEVICES; i++) {
+        free(e->dev[i].config);
+        e->dev[i].config = NULL;
+        e->dev[i].config_len = 0;
+        e->dev[i].config_seen = false;
+        XXH3_freeState(e->dev[i].hash);
+        e->dev[i].hash = NULL;
+    }
+    free(e->vcpu);
+    e->vcpu = NULL;
+    e->vcpu_len = 0;
+}

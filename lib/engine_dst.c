@@ -1,0 +1,916 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine_dst.c - the destination side of a migration: answers HELLO per
+ * device, puts devices in RESUMING, checks every frame before it touches
+ * RAM or a device, and on SWITCHOVER re-establishes each device's
+ * VMM-owned config, validates (RESUMING -> STOP), starts the devices in two
+ * phases, loads and resumes the vCPUs and CONFIRMs.  Any failure resets
+ * the devices and leaves the vCPUs paused (DESIGN.md §6.6).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vmig/engine.h>
+#include "engine_priv.h"
+#include "internal.h"
+#include "migproto_priv.h"
+
+/* Why a destination failed, for the ERROR frame; -1 dev: none. */
+struct dst_fail {
+    int dev;
+    bool peer_aborted; /* the source sent ABORT: no ERROR back */
+    char reason[VMIG_MP_REASON_MAX + 1];
+};
+
+static void fail_set(struct dst_fail *df, int dev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+fail_set(struct dst_fail *df, int dev, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (df->reason[0] != '\0') {
+        return;
+    }
+    df->dev = dev;
+    va_start(ap, fmt);
+    vsnprintf(df->reason, sizeof(df->reason), fmt, ap);
+    va_end(ap);
+}
+
+static int
+find_dev(const struct vmig_engine *e, const char *name)
+{
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        if (strcmp(e->dev[i].name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* The engine's rule when the backend has no compat callback. */
+static int
+default_compat(const struct vmig_mp_dev *src, const struct vmig_pci_ids *ids,
+               const uint8_t *desc, size_t desc_len, char *reason, size_t cap)
+{
+    if (src->ids.valid && ids->valid &&
+        (src->ids.vendor != ids->vendor || src->ids.device != ids->device ||
+         src->ids.subsys_vendor != ids->subsys_vendor ||
+         src->ids.subsys_device != ids->subsys_device ||
+         src->ids.revision != ids->revision)) {
+        snprintf(reason, cap,
+                 "PCI ids differ: source %04x:%04x %04x:%04x rev %u, here "
+                 "%04x:%04x %04x:%04x rev %u",
+                 src->ids.vendor, src->ids.device, src->ids.subsys_vendor,
+                 src->ids.subsys_device, src->ids.revision, ids->vendor,
+                 ids->device, ids->subsys_vendor, ids->subsys_device,
+                 ids->revision);
+        return 0;
+    }
+    if (src->desc_len > 0 && desc_len > 0 &&
+        (src->desc_len != desc_len || memcmp(src->desc, desc, desc_len) != 0)) {
+        snprintf(reason, cap, "compatibility descriptors differ");
+        return 0;
+    }
+    return 1;
+}
+
+/* Decide one source device; fills the verdict.  Return 0 or -errno. */
+static int
+dst_decide(struct vmig_engine *e, const struct vmig_mp_dev *src,
+           struct vmig_mp_verdict *v)
+{
+    int i = find_dev(e, src->name);
+    struct eng_dev *d;
+    struct vmig_pci_ids ids = {0};
+    ssize_t n = 0;
+    int ret;
+
+    v->compatible = false;
+    if (i < 0) {
+        snprintf(v->reason, sizeof(v->reason), "no device named %s here",
+                 src->name);
+        return 0;
+    }
+    d = &e->dev[i];
+    ret = d->ops->get_flags(d->opaque, &d->flags);
+    if (ret == 0) {
+        ret = vmig_flags_validate(d->flags);
+    }
+    if (ret < 0) {
+        snprintf(v->reason, sizeof(v->reason),
+                 "device here has no valid "
+                 "migration flags");
+        return 0;
+    }
+    if (vmig_flags_validate(src->mig_flags) < 0) {
+        snprintf(v->reason, sizeof(v->reason), "source flags %#llx invalid",
+                 (unsigned long long)src->mig_flags);
+        return 0;
+    }
+    if (d->ops->write == NULL) {
+        snprintf(v->reason, sizeof(v->reason), "backend cannot load state");
+        return 0;
+    }
+    if (d->ops->compat != NULL) {
+        ret = d->ops->compat(d->opaque, src, v->reason, sizeof(v->reason));
+        if (ret < 0) {
+            snprintf(v->reason, sizeof(v->reason),
+                     "compatibility check "
+                     "failed: %s",
+                     strerror(-ret));
+            return 0;
+        }
+        v->compatible = ret == 1;
+        if (!v->compatible && v->reason[0] == '\0') {
+            snprintf(v->reason, sizeof(v->reason), "refused by the device");
+        }
+        return 0;
+    }
+    if (d->ops->describe != NULL) {
+        n = d->ops->describe(d->opaque, &ids, e->buf, VMIG_MP_DESC_MAX);
+        if (n < 0 || n > (ssize_t)VMIG_MP_DESC_MAX) {
+            snprintf(v->reason, sizeof(v->reason),
+                     "device here cannot "
+                     "describe itself");
+            return 0;
+        }
+    }
+    v->compatible = default_compat(src, &ids, e->buf, (size_t)n, v->reason,
+                                   sizeof(v->reason)) == 1;
+    return 0;
+}
+
+/* Evaluate HELLO into @rp.  Return true when the migration may go on. */
+static bool
+dst_evaluate(struct vmig_engine *e, const struct vmig_mp_hello *h,
+             struct vmig_mp_hello_reply *rp)
+{
+    bool ok = true;
+    uint32_t hi =
+        h->version_max < VMIG_MP_PROTO_MAX ? h->version_max : VMIG_MP_PROTO_MAX;
+    uint32_t lo =
+        h->version_min > VMIG_MP_PROTO_MIN ? h->version_min : VMIG_MP_PROTO_MIN;
+
+    memset(rp, 0, sizeof(*rp));
+    rp->ndevices = h->ndevices;
+    rp->features = h->features & VMIG_MP_FEAT__SUPPORTED;
+    if (lo > hi) {
+        rp->status = EOPNOTSUPP;
+        snprintf(rp->reason, sizeof(rp->reason),
+                 "no common protocol version: source %u..%u, here %u..%u",
+                 h->version_min, h->version_max, VMIG_MP_PROTO_MIN,
+                 VMIG_MP_PROTO_MAX);
+        return false;
+    }
+    rp->version = hi;
+    if (h->page_size != VMIG_MP_PAGE_SIZE) {
+        rp->status = EOPNOTSUPP;
+        snprintf(rp->reason, sizeof(rp->reason), "page size %u, here %u",
+                 h->page_size, VMIG_MP_PAGE_SIZE);
+        return false;
+    }
+    if (h->nregions != e->nregions) {
+        rp->status = EINVAL;
+        snprintf(rp->reason, sizeof(rp->reason),
+                 "source has %u RAM regions, here %u", h->nregions,
+                 e->nregions);
+        ok = false;
+    }
+    for (uint32_t i = 0; ok && i < h->nregions; i++) {
+        if (strcmp(h->region[i].name, e->region[i].name) != 0 ||
+            h->region[i].size != e->region[i].size) {
+            rp->status = EINVAL;
+            snprintf(rp->reason, sizeof(rp->reason),
+                     "RAM region %u: source %s of %llu bytes, here %s of "
+                     "%llu bytes; start the destination with the same RAM",
+                     i, h->region[i].name,
+                     (unsigned long long)h->region[i].size, e->region[i].name,
+                     (unsigned long long)e->region[i].size);
+            ok = false;
+        }
+    }
+    for (unsigned int i = 0; i < VMIG_ENGINE_MAX_DEVICES; i++) {
+        e->map[i] = -1;
+        e->dev[i].src_index = -1;
+    }
+    e->src_ndev = h->ndevices;
+    for (uint32_t i = 0; i < h->ndevices; i++) {
+        int j;
+
+        (void)dst_decide(e, &h->dev[i], &rp->dev[i]);
+        j = find_dev(e, h->dev[i].name);
+        if (j >= 0) {
+            if (e->dev[j].src_index >= 0) {
+                rp->dev[i].compatible = false;
+                snprintf(rp->dev[i].reason, sizeof(rp->dev[i].reason),
+                         "device named twice in HELLO");
+            } else {
+                e->map[i] = j;
+                e->dev[j].src_index = (int)i;
+            }
+            pthread_mutex_lock(&e->lock);
+            e->st.dev[j].verdict = rp->dev[i].compatible ? 1 : 0;
+            memcpy(e->st.dev[j].reason, rp->dev[i].reason,
+                   sizeof(e->st.dev[j].reason));
+            pthread_mutex_unlock(&e->lock);
+        }
+        if (!rp->dev[i].compatible) {
+            vmig_warn(e->ctx, "incoming: refusing device %s: %s",
+                      h->dev[i].name, rp->dev[i].reason);
+            if (rp->status == 0) {
+                rp->status = EOPNOTSUPP;
+                snprintf(rp->reason, sizeof(rp->reason),
+                         "device %s refused: %s", h->dev[i].name,
+                         rp->dev[i].reason);
+            }
+            ok = false;
+        }
+    }
+    for (unsigned int j = 0; j < e->ndev; j++) {
+        if (e->dev[j].src_index < 0 && rp->status == 0) {
+            rp->status = EINVAL;
+            snprintf(rp->reason, sizeof(rp->reason),
+                     "device %s here has no counterpart on the source",
+                     e->dev[j].name);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* SETUP: every device to RESUMING; fresh receive trackers. */
+static int
+dst_setup(struct vmig_engine *e, struct dst_fail *df)
+{
+    vmig__engine_drop_rx(e);
+    for (unsigned int j = 0; j < e->ndev; j++) {
+        struct eng_dev *d = &e->dev[j];
+        enum vmig_state s;
+        int ret;
+
+        d->rx_off = 0;
+        d->rx_ended = false;
+        d->hash = XXH3_createState();
+        if (d->hash == NULL) {
+            return -ENOMEM;
+        }
+        XXH3_64bits_reset(d->hash);
+        if (d->ops->get_state(d->opaque, &s) == 0 && s == VMIG_STATE_ERROR) {
+            (void)d->ops->reset(d->opaque);
+        }
+        ret = vmig__engine_dev_set(e, j, VMIG_STATE_RESUMING, false);
+        if (ret < 0) {
+            fail_set(df, d->src_index, "cannot enter RESUMING: %s",
+                     strerror(-ret));
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static struct eng_dev *
+dst_dev(struct vmig_engine *e, uint32_t src_index)
+{
+    if (src_index >= e->src_ndev || e->map[src_index] < 0) {
+        return NULL;
+    }
+    return &e->dev[e->map[src_index]];
+}
+
+/*
+ * Zero pages: on a shared mapping (a memfd the VMM also hands to device
+ * servers) punching a hole zeroes them without allocating memory, which
+ * matters because most of a fresh guest's RAM is zero.  Anything else
+ * (private memory, a kernel that refuses) gets a memset.  Once the hole
+ * punch is refused for a region it is not tried again.
+ */
+static void
+dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p, size_t len)
+{
+    if (!e->region[region].no_punch) {
+        if (madvise(p, len, MADV_REMOVE) == 0) {
+            return;
+        }
+        e->region[region].no_punch = true;
+    }
+    memset(p, 0, len);
+}
+
+static int
+dst_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
+        const struct vmig_mp_frame *f, uint64_t features, struct dst_fail *df)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint32_t region = mp_r_u32(&r), flags = mp_r_u32(&r);
+    uint64_t off = mp_r_u64(&r);
+    uint32_t np = mp_r_u32(&r);
+    uint64_t len = (uint64_t)np * VMIG_MP_PAGE_SIZE;
+    const struct eng_region *rg;
+    bool zero;
+    int ret = 0;
+
+    (void)mp_r_u32(&r); /* pass */
+    if (r.err != 0 || region >= e->nregions || (flags & ~VMIG_MP_RAM_ZERO) ||
+        np == 0 || len > VMIG_MP_CHUNK_MAX || off % VMIG_MP_PAGE_SIZE != 0) {
+        fail_set(df, -1, "malformed RAM frame");
+        return -EBADMSG;
+    }
+    rg = &e->region[region];
+    zero = (flags & VMIG_MP_RAM_ZERO) != 0;
+    if (off > rg->size || len > rg->size - off) {
+        fail_set(df, -1, "RAM frame beyond region %s", rg->name);
+        return -EBADMSG;
+    }
+    if (zero && !(features & VMIG_MP_FEAT_ZERO_PAGES)) {
+        fail_set(df, -1, "zero-page RAM frame without the feature");
+        return -EPROTO;
+    }
+    if ((uint64_t)f->hdr.len != ENG_RAM_HDR + (zero ? 0 : len)) {
+        fail_set(df, -1, "RAM frame length does not match its page count");
+        return -EBADMSG;
+    }
+    if (e->ops->ram_write != NULL) {
+        ret = e->ops->ram_write(e->opaque, region, off,
+                                zero ? NULL : f->payload + ENG_RAM_HDR,
+                                (size_t)len);
+        if (ret < 0) {
+            fail_set(df, -1, "cannot write guest RAM: %s", strerror(-ret));
+            return ret;
+        }
+    } else if (zero) {
+        dst_zero(e, region, (uint8_t *)rg->host + off, (size_t)len);
+    } else if (!f->placed) {
+        memcpy((uint8_t *)rg->host + off, f->payload + ENG_RAM_HDR,
+               (size_t)len);
+    }
+    vmig__engine_account(e, c, len, zero ? np : 0, -1, 0);
+    return 0;
+}
+
+static int
+dst_dev_config(struct vmig_engine *e, const struct vmig_mp_frame *f,
+               struct dst_fail *df)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint32_t idx = mp_r_u32(&r);
+    struct eng_dev *d;
+    size_t n;
+
+    (void)mp_r_u32(&r);
+    d = dst_dev(e, idx);
+    if (r.err != 0 || d == NULL) {
+        fail_set(df, -1, "DEV_CONFIG for unknown device %u", idx);
+        return -EBADMSG;
+    }
+    if (d->config_seen) {
+        fail_set(df, (int)idx, "config sent twice");
+        return -EPROTO;
+    }
+    n = f->hdr.len - 8;
+    d->config = malloc(n > 0 ? n : 1);
+    if (d->config == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(d->config, f->payload + 8, n);
+    d->config_len = n;
+    d->config_seen = true;
+    pthread_mutex_lock(&e->lock);
+    e->st.dev[e->map[idx]].config_len = n;
+    pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+static int
+dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
+             const struct vmig_mp_frame *f, struct dst_fail *df)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint32_t idx = mp_r_u32(&r), flags = mp_r_u32(&r);
+    uint64_t off = mp_r_u64(&r);
+    size_t n = f->hdr.len >= ENG_DEV_HDR ? f->hdr.len - ENG_DEV_HDR : 0;
+    struct eng_dev *d = dst_dev(e, idx);
+    int ret;
+
+    if (r.err != 0 || d == NULL) {
+        fail_set(df, -1, "DEV_DATA for unknown device %u", idx);
+        return -EBADMSG;
+    }
+    if (flags != 0) {
+        fail_set(df, (int)idx, "precopy device data was not negotiated");
+        return -EOPNOTSUPP;
+    }
+    if (d->rx_ended || off != d->rx_off || n == 0) {
+        fail_set(df, (int)idx,
+                 "device data out of order at offset %llu "
+                 "(expected %llu)",
+                 (unsigned long long)off, (unsigned long long)d->rx_off);
+        return -EBADMSG;
+    }
+    ret = d->ops->write(d->opaque, f->payload + ENG_DEV_HDR, n);
+    if (ret < 0) {
+        fail_set(df, (int)idx, "device refused its state at offset %llu: %s",
+                 (unsigned long long)off, strerror(-ret));
+        return ret;
+    }
+    XXH3_64bits_update(d->hash, f->payload + ENG_DEV_HDR, n);
+    d->rx_off += n;
+    vmig__engine_account(e, c, 0, 0, e->map[idx], n);
+    return 0;
+}
+
+static int
+dst_dev_end(struct vmig_engine *e, const struct vmig_mp_frame *f,
+            struct dst_fail *df)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint32_t idx = mp_r_u32(&r), flags = mp_r_u32(&r);
+    uint64_t total = mp_r_u64(&r), digest = mp_r_u64(&r);
+    struct eng_dev *d = dst_dev(e, idx);
+
+    if (mp_r_done(&r) < 0 || d == NULL || flags != 0 || d->rx_ended) {
+        fail_set(df, -1, "malformed DEV_END");
+        return -EBADMSG;
+    }
+    if (total != d->rx_off || digest != XXH3_64bits_digest(d->hash)) {
+        fail_set(df, (int)idx,
+                 "device data incomplete or corrupt (%llu of "
+                 "%llu bytes, digest %s)",
+                 (unsigned long long)d->rx_off, (unsigned long long)total,
+                 digest == XXH3_64bits_digest(d->hash) ? "ok" : "mismatch");
+        return -EBADMSG;
+    }
+    d->rx_ended = true;
+    return 0;
+}
+
+/* SWITCHOVER: validate, start the devices, resume, confirm. */
+static int
+dst_complete(struct vmig_engine *e, struct vmig_mp_conn *c,
+             const struct vmig_mp_frame *sw, uint64_t t_sw, bool *resumed,
+             struct dst_fail *df)
+{
+    struct mp_r r = {.p = sw->payload, .len = sw->hdr.len};
+    uint64_t ram = mp_r_u64(&r);
+    uint32_t ndev = mp_r_u32(&r), flags = mp_r_u32(&r);
+    uint8_t conf[ENG_CONFIRM_LEN];
+    uint64_t t_resume;
+    struct mp_w w;
+    int ret;
+
+    (void)mp_r_u64(&r);
+    (void)mp_r_u64(&r);
+    if (mp_r_done(&r) < 0 || ram != e->ram_total || ndev != e->src_ndev) {
+        fail_set(df, -1, "malformed SWITCHOVER");
+        return -EBADMSG;
+    }
+    if ((flags & ENG_SWITCHOVER_HAS_VCPU) && e->vcpu == NULL) {
+        fail_set(df, -1, "vCPU state missing at switchover");
+        return -EPROTO;
+    }
+    for (unsigned int j = 0; j < e->ndev; j++) {
+        if (!e->dev[j].rx_ended) {
+            fail_set(df, e->dev[j].src_index,
+                     "no complete state at "
+                     "switchover");
+            return -EPROTO;
+        }
+    }
+    vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
+    /* VMM-owned config first, then validation (RESUMING -> STOP) */
+    for (unsigned int j = 0; j < e->ndev; j++) {
+        struct eng_dev *d = &e->dev[j];
+
+        if (d->config_seen) {
+            if (d->ops->config_load == NULL) {
+                fail_set(df, d->src_index,
+                         "config sent but this backend "
+                         "cannot load one");
+                return -EOPNOTSUPP;
+            }
+            ret = d->ops->config_load(d->opaque, d->config, d->config_len);
+            if (ret < 0) {
+                fail_set(df, d->src_index, "config refused: %s",
+                         strerror(-ret));
+                return ret;
+            }
+        }
+        ret = vmig__engine_dev_set(e, j, VMIG_STATE_STOP, false);
+        if (ret < 0) {
+            fail_set(df, d->src_index, "state failed validation: %s",
+                     strerror(-ret));
+            return ret;
+        }
+    }
+    /* two phases: nobody runs before everybody accepts P2P traffic */
+    for (unsigned int j = 0; j < e->ndev; j++) {
+        if (e->dev[j].flags & VMIG_MIGRATION_P2P) {
+            ret = vmig__engine_dev_set(e, j, VMIG_STATE_RUNNING_P2P, false);
+            if (ret < 0) {
+                fail_set(df, e->dev[j].src_index, "cannot enter RUNNING_P2P");
+                return ret;
+            }
+        }
+    }
+    for (unsigned int j = 0; j < e->ndev; j++) {
+        ret = vmig__engine_dev_set(e, j, VMIG_STATE_RUNNING, false);
+        if (ret < 0) {
+            fail_set(df, e->dev[j].src_index, "cannot enter RUNNING");
+            return ret;
+        }
+    }
+    if (e->vcpu != NULL && e->ops->vcpu_load != NULL) {
+        ret = e->ops->vcpu_load(e->opaque, e->vcpu, e->vcpu_len);
+        if (ret < 0) {
+            fail_set(df, -1, "vCPU state refused: %s", strerror(-ret));
+            return ret;
+        }
+    } else if (e->vcpu != NULL) {
+        fail_set(df, -1, "vCPU state sent but this VMM cannot load it");
+        return -EOPNOTSUPP;
+    }
+    ret = e->ops->vcpu_resume(e->opaque);
+    if (ret < 0) {
+        fail_set(df, -1, "cannot resume the vCPUs: %s", strerror(-ret));
+        return ret;
+    }
+    *resumed = true;
+    t_resume = vmig__real_ns();
+    w = (struct mp_w){.p = conf, .cap = sizeof(conf)};
+    mp_w_u64(&w, t_resume);
+    mp_w_u64(&w, vmig__mono_ns() - t_sw);
+    pthread_mutex_lock(&e->lock);
+    mp_w_u64(&w, e->st.ram_transferred);
+    mp_w_u64(&w, e->st.dev_total);
+    pthread_mutex_unlock(&e->lock);
+    return vmig_mp_send1(c, VMIG_MP_CONFIRM, 0, conf, sizeof(conf));
+}
+
+static void
+dst_send_error(struct vmig_engine *e, struct vmig_mp_conn *c, int err,
+               const struct dst_fail *df)
+{
+    uint8_t buf[12 + VMIG_MP_REASON_MAX];
+    struct mp_w w = {.p = buf, .cap = sizeof(buf)};
+    const char *reason = df->reason[0] != '\0' ? df->reason : strerror(-err);
+    size_t n = strnlen(reason, VMIG_MP_REASON_MAX);
+
+    vmig_mp_conn_set_cancel(c, NULL);
+    vmig_mp_conn_set_timeout(c, 1000);
+    mp_w_u32(&w, (uint32_t)-err);
+    mp_w_u32(&w, df->dev >= 0 ? (uint32_t)df->dev : ENG_NO_DEVICE);
+    mp_w_u16(&w, (uint16_t)n);
+    mp_w_bytes(&w, reason, n);
+    if (vmig_mp_send1(c, VMIG_MP_ERROR, 0, buf, w.len) < 0) {
+        vmig_dbg(e->ctx, "incoming: the source is gone; no ERROR sent");
+    }
+}
+
+/*
+ * RAM pages go straight from the socket into guest RAM when the frame's
+ * header is sound (dst_ram() then checks it again and skips the copy).
+ * The checksum is verified after the write; a bad frame fails the
+ * migration and the destination's RAM is discarded with it.
+ */
+static void *
+dst_place(void *opaque, const struct vmig_mp_hdr *hdr, const uint8_t *head,
+          size_t tail_len)
+{
+    struct vmig_engine *e = opaque;
+    struct mp_r r = {.p = head, .len = ENG_RAM_HDR};
+    uint32_t region, flags, np;
+    uint64_t off, len;
+
+    if (hdr->type != VMIG_MP_RAM || e->ops->ram_write != NULL) {
+        return NULL;
+    }
+    region = mp_r_u32(&r);
+    flags = mp_r_u32(&r);
+    off = mp_r_u64(&r);
+    np = mp_r_u32(&r);
+    len = (uint64_t)np * VMIG_MP_PAGE_SIZE;
+    if (r.err != 0 || region >= e->nregions || flags != 0 || np == 0 ||
+        len > VMIG_MP_CHUNK_MAX || len != tail_len ||
+        off % VMIG_MP_PAGE_SIZE != 0 || off > e->region[region].size ||
+        len > e->region[region].size - off) {
+        return NULL;
+    }
+    return (uint8_t *)e->region[region].host + off;
+}
+
+/*
+ * After an ERROR: closing a socket with unread data makes TCP send a
+ * reset, which can destroy the ERROR before the source reads it.  So stop
+ * writing and drain what the source still sends until it hangs up (it
+ * does once it reads the ERROR between two frames), for at most 2 s.
+ */
+static void
+dst_linger(struct vmig_engine *e, int fd)
+{
+    uint64_t end = vmig__mono_ns() + 2000000000ull;
+
+    shutdown(fd, SHUT_WR);
+    while (vmig__mono_ns() < end) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        n = recv(fd, e->buf, VMIG_MP_PAYLOAD_MAX, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            return;
+        }
+    }
+}
+
+/*
+ * ACK on the return path: {u32 type acked, u32 its sequence number, u64
+ * value} - the pass number for RAM_PASS_END, the device bytes for DEV_END.
+ * The source uses them as progress and liveness; precopy will hang the
+ * switchover-ack on the same mechanism.
+ */
+static int
+dst_ack(struct vmig_mp_conn *c, const struct vmig_mp_frame *f, uint64_t value)
+{
+    uint8_t b[16];
+    struct mp_w w = {.p = b, .cap = sizeof(b)};
+
+    mp_w_u32(&w, f->hdr.type);
+    mp_w_u32(&w, f->hdr.seq);
+    mp_w_u64(&w, value);
+    return vmig_mp_send1(c, VMIG_MP_ACK, 0, b, sizeof(b));
+}
+
+/* Receive frames until SWITCHOVER (0), or fail. */
+static int
+dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
+           struct vmig_mp_frame *f, struct dst_fail *df)
+{
+    for (;;) {
+        int ret = vmig_mp_recv_placed(c, ENG_RAM_HDR, dst_place, e, f);
+
+        if (ret < 0) {
+            if (ret == -EBADMSG || ret == -E2BIG) {
+                fail_set(df, -1, "corrupt or oversized frame (%s)",
+                         strerror(-ret));
+            }
+            return ret;
+        }
+        switch (f->hdr.type) {
+        case VMIG_MP_RAM:
+            ret = dst_ram(e, c, f, features, df);
+            break;
+        case VMIG_MP_RAM_PASS_END: {
+            struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+            uint32_t pass = mp_r_u32(&r);
+
+            if (r.err != 0) {
+                return -EBADMSG;
+            }
+            vmig__engine_pass(e, pass);
+            ret = dst_ack(c, f, pass);
+            break;
+        }
+        case VMIG_MP_DEV_CONFIG:
+            ret = dst_dev_config(e, f, df);
+            break;
+        case VMIG_MP_DEV_DATA:
+            ret = dst_dev_data(e, c, f, df);
+            break;
+        case VMIG_MP_DEV_END:
+            ret = dst_dev_end(e, f, df);
+            if (ret == 0) {
+                ret = dst_ack(c, f, mp_le(f->payload + 8, 8));
+            }
+            break;
+        case VMIG_MP_VCPU:
+            if (e->vcpu != NULL || f->hdr.len < 8) {
+                fail_set(df, -1, "duplicate or short VCPU frame");
+                return -EPROTO;
+            }
+            e->vcpu_len = f->hdr.len - 8;
+            e->vcpu = malloc(e->vcpu_len > 0 ? e->vcpu_len : 1);
+            if (e->vcpu == NULL) {
+                return -ENOMEM;
+            }
+            memcpy(e->vcpu, f->payload + 8, e->vcpu_len);
+            break;
+        case VMIG_MP_SWITCHOVER:
+            return 0;
+        case VMIG_MP_ABORT: {
+            struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+            uint32_t err = mp_r_u32(&r);
+            uint16_t n = mp_r_u16(&r);
+            const uint8_t *p = mp_r_bytes(&r, n);
+
+            vmig__engine_set_error(e, "source aborted: %.*s",
+                                   p != NULL ? (int)n : 0,
+                                   p != NULL ? (const char *)p : "");
+            vmig_warn(e->ctx,
+                      "incoming: the source aborted (%s); "
+                      "discarding everything",
+                      strerror((int)err));
+            df->peer_aborted = true;
+            return -ECANCELED;
+        }
+        default:
+            if (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0) {
+                if (f->hdr.flags & VMIG_MP_F_OPTIONAL) {
+                    vmig_dbg(e->ctx,
+                             "incoming: skipping optional frame "
+                             "type %#x",
+                             f->hdr.type);
+                    break;
+                }
+                fail_set(df, -1, "unknown mandatory frame type %#x",
+                         f->hdr.type);
+                return -EOPNOTSUPP;
+            }
+            fail_set(df, -1, "unexpected %s frame",
+                     vmig_mp_type_name(f->hdr.type));
+            return -EPROTO;
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+}
+
+int
+vmig_engine_incoming(struct vmig_engine *e, int fd)
+{
+    struct vmig_mp_conn *c = NULL;
+    struct vmig_mp_hello *h = NULL;
+    struct vmig_mp_hello_reply *rp = NULL;
+    struct vmig_mp_frame f;
+    struct vmig_engine_params p;
+    struct dst_fail df = {.dev = -1};
+    uint8_t ack[8 + VMIG_MP_REASON_MAX];
+    bool touched = false, resumed = false, ok, send_err = true;
+    uint64_t features;
+    struct mp_w w;
+    ssize_t n;
+    int ret;
+
+    ret = vmig__engine_begin(e, VMIG_ENGINE_ROLE_DEST);
+    if (ret < 0) {
+        return ret;
+    }
+    rp = calloc(1, sizeof(*rp));
+    if (rp == NULL) {
+        ret = -ENOMEM;
+        goto end;
+    }
+    ret = vmig_mp_conn_new(e->ctx, fd, &c);
+    if (ret < 0) {
+        goto end;
+    }
+    vmig_engine_get_params(e, &p);
+    vmig_mp_conn_set_timeout(c, p.timeout_ms);
+    vmig_mp_conn_set_cancel(c, &e->cancel);
+    vmig__engine_set_status(e, VMIG_ENGINE_SETUP);
+    ret = vmig_mp_handshake(c);
+    if (ret < 0) {
+        send_err = false;
+        goto fail;
+    }
+    ret = vmig_mp_recv(c, &f);
+    if (ret == 0 && f.hdr.type != VMIG_MP_HELLO) {
+        fail_set(&df, -1, "expected HELLO, got %s",
+                 vmig_mp_type_name(f.hdr.type));
+        ret = -EPROTO;
+    }
+    if (ret == 0) {
+        ret = vmig_mp_hello_decode(f.payload, f.hdr.len, &h);
+        if (ret < 0) {
+            fail_set(&df, -1, "malformed HELLO: %s", strerror(-ret));
+        }
+    }
+    if (ret < 0) {
+        goto fail;
+    }
+    ok = dst_evaluate(e, h, rp);
+    features = rp->features;
+    n = vmig_mp_reply_encode(rp, e->buf, VMIG_MP_PAYLOAD_MAX);
+    ret = n < 0 ? (int)n
+                : vmig_mp_send1(c, VMIG_MP_HELLO_REPLY, 0, e->buf, (size_t)n);
+    if (ret < 0) {
+        send_err = false;
+        goto fail;
+    }
+    if (h->flags & VMIG_MP_HELLO_CHECK_ONLY) {
+        vmig_info(e->ctx, "incoming: answered a compatibility check (%s)",
+                  ok ? "compatible" : rp->reason);
+        vmig_mp_conn_free(c);
+        vmig_mp_hello_free(h);
+        free(rp);
+        pthread_mutex_lock(&e->lock);
+        e->st.status = VMIG_ENGINE_NONE;
+        e->running = false;
+        pthread_mutex_unlock(&e->lock);
+        return 1;
+    }
+    if (!ok) {
+        vmig__engine_set_error(e, "refused: %s", rp->reason);
+        ret = -EOPNOTSUPP;
+        send_err = false;
+        goto fail;
+    }
+    ret = vmig_mp_recv(c, &f);
+    if (ret == 0 && f.hdr.type == VMIG_MP_ABORT) {
+        ret = -ECANCELED;
+        send_err = false;
+    } else if (ret == 0 && f.hdr.type != VMIG_MP_SETUP) {
+        fail_set(&df, -1, "expected SETUP, got %s",
+                 vmig_mp_type_name(f.hdr.type));
+        ret = -EPROTO;
+    }
+    if (ret < 0) {
+        goto fail;
+    }
+    touched = true;
+    ret = dst_setup(e, &df);
+    w = (struct mp_w){.p = ack, .cap = sizeof(ack)};
+    mp_w_u32(&w, ret < 0 ? (uint32_t)-ret : 0);
+    mp_w_u16(&w, (uint16_t)strlen(df.reason));
+    mp_w_bytes(&w, df.reason, strlen(df.reason));
+    if (ret < 0) {
+        if (vmig_mp_send1(c, VMIG_MP_SETUP_ACK, 0, ack, w.len) < 0) {
+            vmig_dbg(e->ctx, "incoming: the source is gone");
+        }
+        send_err = false;
+        goto fail;
+    }
+    ret = vmig_mp_send1(c, VMIG_MP_SETUP_ACK, 0, ack, w.len);
+    if (ret < 0) {
+        send_err = false;
+        goto fail;
+    }
+    pthread_mutex_lock(&e->lock);
+    e->t_xfer = vmig__mono_ns();
+    e->st.setup_time_ms = (e->t_xfer - e->t_start) / 1000000;
+    pthread_mutex_unlock(&e->lock);
+    vmig__engine_set_status(e, VMIG_ENGINE_ACTIVE);
+    ret = dst_stream(e, c, features, &f, &df);
+    if (ret == -ECANCELED && df.peer_aborted) {
+        send_err = false;
+    } else if (ret == -ECANCELED) {
+        fail_set(&df, -1, "cancelled on the destination");
+    }
+    if (ret < 0) {
+        goto fail;
+    }
+    ret = dst_complete(e, c, &f, vmig__mono_ns(), &resumed, &df);
+    if (ret < 0) {
+        goto fail;
+    }
+    vmig__engine_drop_rx(e);
+    vmig_info(e->ctx, "incoming: VM received and running");
+    vmig_mp_conn_free(c);
+    vmig_mp_hello_free(h);
+    free(rp);
+    vmig__engine_end(e, 0);
+    return 0;
+
+fail:
+    if (ret == -ECONNRESET || ret == -EPIPE || ret == -ETIMEDOUT) {
+        send_err = false;
+    }
+    if (df.reason[0] != '\0') {
+        vmig__engine_set_error(e, "%s", df.reason);
+    }
+    vmig_err(e->ctx, "incoming: failed: %s%s%s; discarding everything",
+             strerror(-ret), df.reason[0] != '\0' ? ": " : "", df.reason);
+    if (send_err && c != NULL) {
+        dst_send_error(e, c, ret, &df);
+        dst_linger(e, fd);
+    }
+    if (resumed && e->ops->vcpu_pause != NULL) {
+        /* the CONFIRM did not leave: the source resumes, so we must not */
+        (void)e->ops->vcpu_pause(e->opaque);
+    }
+    if (touched) {
+        for (unsigned int j = 0; j < e->ndev; j++) {
+            struct eng_dev *d = &e->dev[j];
+            enum vmig_state s = VMIG_STATE_ERROR;
+
+            (void)d->ops->reset(d->opaque);
+            (void)d->ops->get_state(d->opaque, &s);
+            vmig__engine_dev_state(e, j, s);
+        }
+    }
+    vmig__engine_drop_rx(e);
+end:
+    vmig_mp_conn_free(c);
+    vmig_mp_hello_free(h);
+    free(rp);
+    vmig__engine_end(e, ret);
+    return ret;
+}

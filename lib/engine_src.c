@@ -1,0 +1,763 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine_src.c - the source side of a migration: HELLO, SETUP, the
+ * two-phase stop, RAM / vCPU / device streams, SWITCHOVER, and the
+ * rollback that leaves the VM running here after any failure before the
+ * destination's CONFIRM (DESIGN.md §6).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vmig/engine.h>
+#include "engine_priv.h"
+#include "internal.h"
+#include "migproto_priv.h"
+
+/* RAM pages per RAM frame: 4 MiB of data per frame (the limit) keeps
+ * syscalls and header overhead negligible. */
+#define SRC_RAM_CHUNK_PAGES 1024u
+/* Device data read per DEV_DATA frame. */
+#define SRC_DEV_CHUNK (4u << 20)
+/* Where descriptors are staged in e->buf during HELLO. */
+#define SRC_DESC_STRIDE VMIG_MP_DESC_MAX
+
+static int
+parse_error_frame(struct vmig_engine *e, const struct vmig_mp_frame *f)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint32_t err = mp_r_u32(&r), dev = mp_r_u32(&r);
+    uint16_t n = mp_r_u16(&r);
+    const uint8_t *p = mp_r_bytes(&r, n);
+    char reason[VMIG_MP_REASON_MAX + 1] = "";
+
+    if (mp_r_done(&r) < 0 || err == 0 || err > 4095) {
+        vmig__engine_set_error(e, "destination sent a malformed ERROR");
+        return -EPROTO;
+    }
+    if (p != NULL && n < sizeof(reason)) {
+        memcpy(reason, p, n);
+        reason[n] = '\0';
+        for (size_t i = 0; i < n; i++) {
+            if ((unsigned char)reason[i] < 0x20) {
+                reason[i] = '?';
+            }
+        }
+    }
+    if (dev != ENG_NO_DEVICE && dev < e->ndev) {
+        vmig__engine_set_error(e, "destination: device %s: %s: %s",
+                               e->dev[dev].name, strerror((int)err), reason);
+    } else {
+        vmig__engine_set_error(e, "destination: %s: %s", strerror((int)err),
+                               reason);
+    }
+    vmig_err(e->ctx, "migration: destination reported: %s (%s)", reason,
+             strerror((int)err));
+    return -(int)err;
+}
+
+/* Wait for a frame of @type on the return path; ERROR ends the wait. */
+static int
+src_expect(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int type,
+           struct vmig_mp_frame *f)
+{
+    for (;;) {
+        int ret = vmig_mp_recv(c, f);
+
+        if (ret < 0) {
+            return ret;
+        }
+        if (f->hdr.type == type) {
+            return 0;
+        }
+        if (f->hdr.type == VMIG_MP_ERROR) {
+            return parse_error_frame(e, f);
+        }
+        if (f->hdr.type == VMIG_MP_ACK) {
+            continue;
+        }
+        if (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0 &&
+            (f->hdr.flags & VMIG_MP_F_OPTIONAL)) {
+            continue;
+        }
+        vmig_err(e->ctx, "migration: expected %s from the destination, got %s",
+                 vmig_mp_type_name(type), vmig_mp_type_name(f->hdr.type));
+        vmig__engine_set_error(e, "destination sent %s while %s was due",
+                               vmig_mp_type_name(f->hdr.type),
+                               vmig_mp_type_name(type));
+        return -EPROTO;
+    }
+}
+
+/*
+ * Between frames: has the destination said something on the return path?
+ * An ERROR there (it refused a frame, a device failed) ends the sending at
+ * once instead of at SWITCHOVER.
+ */
+static int
+src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c)
+{
+    struct vmig_mp_frame f;
+    int ret;
+
+    while (vmig_mp_pending(c)) {
+        ret = vmig_mp_recv(c, &f);
+        if (ret < 0) {
+            return ret;
+        }
+        if (f.hdr.type == VMIG_MP_ERROR) {
+            return parse_error_frame(e, &f);
+        }
+        if (f.hdr.type == VMIG_MP_ACK ||
+            (strcmp(vmig_mp_type_name(f.hdr.type), "unknown") == 0 &&
+             (f.hdr.flags & VMIG_MP_F_OPTIONAL))) {
+            continue;
+        }
+        vmig__engine_set_error(e, "destination sent %s mid-stream",
+                               vmig_mp_type_name(f.hdr.type));
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* Build HELLO in @out (VMIG_MP_PAYLOAD_MAX bytes) from our devices. */
+static ssize_t
+src_build_hello(struct vmig_engine *e, uint32_t flags, uint8_t *out)
+{
+    struct vmig_mp_hello *h;
+    ssize_t n;
+
+    h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return -ENOMEM;
+    }
+    h->version_min = VMIG_MP_PROTO_MIN;
+    h->version_max = VMIG_MP_PROTO_MAX;
+    h->features = VMIG_MP_FEAT__SUPPORTED;
+    h->flags = flags;
+    h->page_size = VMIG_MP_PAGE_SIZE;
+    h->nregions = e->nregions;
+    for (unsigned int i = 0; i < e->nregions; i++) {
+        memcpy(h->region[i].name, e->region[i].name, sizeof(h->region[i].name));
+        h->region[i].size = e->region[i].size;
+    }
+    h->ndevices = e->ndev;
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        struct eng_dev *d = &e->dev[i];
+        struct vmig_mp_dev *hd = &h->dev[i];
+        int ret;
+
+        ret = d->ops->get_flags(d->opaque, &d->flags);
+        if (ret == 0) {
+            ret = vmig_flags_validate(d->flags);
+        }
+        if (ret < 0) {
+            vmig_err(e->ctx, "device %s: no valid migration flags: %s", d->name,
+                     strerror(-ret));
+            vmig__engine_set_error(e, "device %s: bad migration flags",
+                                   d->name);
+            free(h);
+            return ret;
+        }
+        memcpy(hd->name, d->name, sizeof(hd->name));
+        hd->mig_flags = d->flags;
+        if (d->ops->describe != NULL) {
+            uint8_t *slot = e->buf + (size_t)i * SRC_DESC_STRIDE;
+
+            n = d->ops->describe(d->opaque, &hd->ids, slot, SRC_DESC_STRIDE);
+            if (n < 0 || n > (ssize_t)SRC_DESC_STRIDE) {
+                vmig_err(e->ctx, "device %s: cannot describe itself: %s",
+                         d->name, n < 0 ? strerror((int)-n) : "too long");
+                free(h);
+                return n < 0 ? n : -E2BIG;
+            }
+            hd->desc = n > 0 ? slot : NULL;
+            hd->desc_len = (uint32_t)n;
+        }
+    }
+    n = vmig_mp_hello_encode(h, out, vmig_mp_type_limit(VMIG_MP_HELLO));
+    free(h);
+    return n;
+}
+
+/*
+ * HELLO / HELLO_REPLY.  Records the per-device verdicts in the stats (and
+ * in @check when given).  Return: 0 when the destination accepts, the
+ * features it accepted in *@features; -EOPNOTSUPP when it refuses.
+ */
+static int
+src_hello(struct vmig_engine *e, struct vmig_mp_conn *c, uint32_t flags,
+          uint64_t *features, struct vmig_engine_check *check)
+{
+    struct vmig_mp_hello_reply *rp;
+    struct vmig_mp_frame f;
+    uint8_t *out;
+    ssize_t n;
+    int ret;
+
+    out = malloc(vmig_mp_type_limit(VMIG_MP_HELLO));
+    rp = calloc(1, sizeof(*rp));
+    if (out == NULL || rp == NULL) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    n = src_build_hello(e, flags, out);
+    if (n < 0) {
+        ret = (int)n;
+        goto out;
+    }
+    ret = vmig_mp_send1(c, VMIG_MP_HELLO, 0, out, (size_t)n);
+    if (ret < 0) {
+        goto out;
+    }
+    ret = src_expect(e, c, VMIG_MP_HELLO_REPLY, &f);
+    if (ret < 0) {
+        goto out;
+    }
+    ret = vmig_mp_reply_decode(f.payload, f.hdr.len, rp);
+    if (ret < 0 || rp->ndevices != e->ndev) {
+        vmig__engine_set_error(e, "destination sent a malformed HELLO_REPLY");
+        ret = -EPROTO;
+        goto out;
+    }
+    pthread_mutex_lock(&e->lock);
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        e->st.dev[i].verdict = rp->dev[i].compatible ? 1 : 0;
+        memcpy(e->st.dev[i].reason, rp->dev[i].reason,
+               sizeof(e->st.dev[i].reason));
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (check != NULL) {
+        memset(check, 0, sizeof(*check));
+        check->status = (int)rp->status;
+        if (rp->status == 0 && rp->version == 0) {
+            check->status = EOPNOTSUPP;
+        }
+        memcpy(check->reason, rp->reason, sizeof(check->reason));
+        check->ndevices = e->ndev;
+        for (unsigned int i = 0; i < e->ndev; i++) {
+            memcpy(check->dev[i].name, e->dev[i].name,
+                   sizeof(check->dev[i].name));
+            check->dev[i].verdict = rp->dev[i].compatible ? 1 : 0;
+            memcpy(check->dev[i].reason, rp->dev[i].reason,
+                   sizeof(check->dev[i].reason));
+        }
+    }
+    if (rp->status != 0 || rp->version == 0) {
+        for (unsigned int i = 0; i < e->ndev; i++) {
+            if (!rp->dev[i].compatible) {
+                vmig_err(e->ctx, "migration: destination refuses device %s: %s",
+                         e->dev[i].name, rp->dev[i].reason);
+            }
+        }
+        vmig_err(e->ctx,
+                 "migration: destination refused: %s; nothing was "
+                 "changed on either side",
+                 rp->reason);
+        vmig__engine_set_error(e, "destination refused: %s", rp->reason);
+        ret = -EOPNOTSUPP;
+        goto out;
+    }
+    *features = rp->features & VMIG_MP_FEAT__SUPPORTED;
+    ret = 0;
+out:
+    free(out);
+    free(rp);
+    return ret;
+}
+
+/* Phase one: every device stops initiating P2P DMA; phase two: STOP_COPY. */
+static int
+src_stop_devices(struct vmig_engine *e)
+{
+    int ret;
+
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        enum vmig_state t = (e->dev[i].flags & VMIG_MIGRATION_P2P)
+                                ? VMIG_STATE_RUNNING_P2P
+                                : VMIG_STATE_STOP;
+
+        ret = vmig__engine_dev_set(e, i, t, false);
+        if (ret < 0) {
+            vmig__engine_set_error(e, "device %s: cannot quiesce: %s",
+                                   e->dev[i].name, strerror(-ret));
+            return ret;
+        }
+    }
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        ret = vmig__engine_dev_set(e, i, VMIG_STATE_STOP_COPY, false);
+        if (ret < 0) {
+            vmig__engine_set_error(e, "device %s: cannot enter STOP_COPY: %s",
+                                   e->dev[i].name, strerror(-ret));
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static bool
+all_zero(const uint8_t *p, size_t n)
+{
+    static const uint8_t zero[16];
+
+    if (n < 16) {
+        return memcmp(p, zero, n) == 0;
+    }
+    return memcmp(p, zero, 16) == 0 && memcmp(p, p + 16, n - 16) == 0;
+}
+
+static int
+src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c, bool zero_pages,
+             unsigned int pass)
+{
+    uint64_t pages = 0;
+    uint8_t end[ENG_PASS_END_LEN];
+    struct mp_w w;
+    int ret;
+
+    vmig__engine_pass(e, pass);
+    for (unsigned int r = 0; r < e->nregions; r++) {
+        const struct eng_region *rg = &e->region[r];
+
+        for (uint64_t off = 0; off < rg->size;) {
+            uint64_t left = rg->size - off;
+            uint32_t np = left / VMIG_MP_PAGE_SIZE > SRC_RAM_CHUNK_PAGES
+                              ? SRC_RAM_CHUNK_PAGES
+                              : (uint32_t)(left / VMIG_MP_PAGE_SIZE);
+            size_t len = (size_t)np * VMIG_MP_PAGE_SIZE;
+            const uint8_t *src = (const uint8_t *)rg->host + off;
+            bool zero = zero_pages &&
+                        ((e->ops->ram_hole != NULL &&
+                          e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
+                         all_zero(src, len));
+            uint8_t hdr[ENG_RAM_HDR];
+            const void *pl[2] = {hdr, src};
+            size_t pl_len[2] = {sizeof(hdr), len};
+
+            if (vmig__engine_cancelled(e)) {
+                return -ECANCELED;
+            }
+            w = (struct mp_w){.p = hdr, .cap = sizeof(hdr)};
+            mp_w_u32(&w, r);
+            mp_w_u32(&w, zero ? VMIG_MP_RAM_ZERO : 0);
+            mp_w_u64(&w, off);
+            mp_w_u32(&w, np);
+            mp_w_u32(&w, pass);
+            ret = vmig_mp_send(c, VMIG_MP_RAM, 0, pl, pl_len, zero ? 1 : 2);
+            if (ret < 0) {
+                return ret;
+            }
+            pages += np;
+            off += len;
+            vmig__engine_account(e, c, len, zero ? np : 0, -1, 0);
+            ret = vmig__engine_throttle(e, c);
+            if (ret == 0) {
+                ret = src_check_return(e, c);
+            }
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    w = (struct mp_w){.p = end, .cap = sizeof(end)};
+    mp_w_u32(&w, pass);
+    mp_w_u32(&w, VMIG_MP_PASS_LAST);
+    mp_w_u64(&w, pages);
+    return vmig_mp_send1(c, VMIG_MP_RAM_PASS_END, 0, end, sizeof(end));
+}
+
+static int
+src_send_vcpu(struct vmig_engine *e, struct vmig_mp_conn *c, bool *sent)
+{
+    uint8_t *buf = e->buf;
+    struct mp_w w = {.p = buf, .cap = 8};
+    ssize_t n;
+
+    *sent = false;
+    if (e->ops->vcpu_save == NULL) {
+        return 0;
+    }
+    n = e->ops->vcpu_save(e->opaque, buf + 8, VMIG_MP_VCPU_MAX);
+    if (n < 0) {
+        vmig__engine_set_error(e, "cannot save the vCPU state: %s",
+                               strerror((int)-n));
+        return (int)n;
+    }
+    if (n > (ssize_t)VMIG_MP_VCPU_MAX) {
+        vmig__engine_set_error(e, "vCPU state of %zd bytes exceeds %u", n,
+                               VMIG_MP_VCPU_MAX);
+        return -E2BIG;
+    }
+    mp_w_u32(&w, 0);
+    mp_w_u32(&w, 0);
+    *sent = true;
+    return vmig_mp_send1(c, VMIG_MP_VCPU, 0, buf, (size_t)n + 8);
+}
+
+static int
+src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
+{
+    struct eng_dev *d = &e->dev[i];
+    uint8_t hdr[ENG_DEV_HDR], end[ENG_DEV_END_LEN];
+    XXH3_state_t hs;
+    uint64_t off = 0;
+    struct mp_w w;
+    int ret;
+
+    if (d->ops->config_save != NULL) {
+        ssize_t n =
+            d->ops->config_save(d->opaque, e->buf + 8, VMIG_MP_CONFIG_MAX);
+
+        if (n < 0 || n > (ssize_t)VMIG_MP_CONFIG_MAX) {
+            ret = n < 0 ? (int)n : -E2BIG;
+            vmig__engine_set_error(e, "device %s: cannot save its config: %s",
+                                   d->name, strerror(-ret));
+            return ret;
+        }
+        w = (struct mp_w){.p = e->buf, .cap = 8};
+        mp_w_u32(&w, i);
+        mp_w_u32(&w, 0);
+        ret = vmig_mp_send1(c, VMIG_MP_DEV_CONFIG, 0, e->buf, (size_t)n + 8);
+        if (ret < 0) {
+            return ret;
+        }
+        pthread_mutex_lock(&e->lock);
+        e->st.dev[i].config_len = (uint64_t)n;
+        pthread_mutex_unlock(&e->lock);
+    }
+    if (d->ops->read == NULL) {
+        vmig__engine_set_error(e, "device %s: backend cannot read state",
+                               d->name);
+        return -EOPNOTSUPP;
+    }
+    XXH3_64bits_reset(&hs);
+    for (;;) {
+        ssize_t n = d->ops->read(d->opaque, e->buf, SRC_DEV_CHUNK);
+        const void *pl[2] = {hdr, e->buf};
+        size_t pl_len[2] = {sizeof(hdr), 0};
+
+        if (n == 0) {
+            break;
+        }
+        if (n < 0 || n > (ssize_t)SRC_DEV_CHUNK) {
+            ret = n < 0 ? (int)n : -EIO;
+            vmig_err(e->ctx,
+                     "device %s: reading its state at byte %llu "
+                     "failed: %s",
+                     d->name, (unsigned long long)off, strerror(-ret));
+            vmig__engine_set_error(e, "device %s: state read failed: %s",
+                                   d->name, strerror(-ret));
+            return ret;
+        }
+        if (vmig__engine_cancelled(e)) {
+            return -ECANCELED;
+        }
+        w = (struct mp_w){.p = hdr, .cap = sizeof(hdr)};
+        mp_w_u32(&w, i);
+        mp_w_u32(&w, 0);
+        mp_w_u64(&w, off);
+        pl_len[1] = (size_t)n;
+        ret = vmig_mp_send(c, VMIG_MP_DEV_DATA, 0, pl, pl_len, 2);
+        if (ret < 0) {
+            return ret;
+        }
+        XXH3_64bits_update(&hs, e->buf, (size_t)n);
+        off += (uint64_t)n;
+        vmig__engine_account(e, c, 0, 0, (int)i, (uint64_t)n);
+        ret = vmig__engine_throttle(e, c);
+        if (ret == 0) {
+            ret = src_check_return(e, c);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    w = (struct mp_w){.p = end, .cap = sizeof(end)};
+    mp_w_u32(&w, i);
+    mp_w_u32(&w, 0);
+    mp_w_u64(&w, off);
+    mp_w_u64(&w, XXH3_64bits_digest(&hs));
+    return vmig_mp_send1(c, VMIG_MP_DEV_END, 0, end, sizeof(end));
+}
+
+/* After a send failed: the destination may have said why before closing. */
+static void
+src_fetch_reason(struct vmig_engine *e, struct vmig_mp_conn *c)
+{
+    struct vmig_mp_frame f;
+
+    vmig_mp_conn_set_cancel(c, NULL);
+    vmig_mp_conn_set_timeout(c, 200);
+    for (int i = 0; i < 64; i++) {
+        if (vmig_mp_recv(c, &f) < 0) {
+            return;
+        }
+        if (f.hdr.type == VMIG_MP_ERROR) {
+            (void)parse_error_frame(e, &f);
+            return;
+        }
+    }
+}
+
+static void
+src_abort(struct vmig_engine *e, struct vmig_mp_conn *c, int why)
+{
+    uint8_t buf[8 + VMIG_MP_REASON_MAX];
+    struct mp_w w = {.p = buf, .cap = sizeof(buf)};
+    const char *reason =
+        why == -ECANCELED ? "cancelled by the source" : strerror(-why);
+    size_t n = strlen(reason);
+
+    vmig_mp_conn_set_cancel(c, NULL);
+    vmig_mp_conn_set_timeout(c, 1000);
+    mp_w_u32(&w, (uint32_t)-why);
+    mp_w_u16(&w, (uint16_t)n);
+    mp_w_bytes(&w, reason, n);
+    if (vmig_mp_send1(c, VMIG_MP_ABORT, 0, buf, w.len) < 0) {
+        vmig_dbg(e->ctx, "migration: could not tell the destination to "
+                         "abort (it is gone)");
+    }
+}
+
+static void
+src_record_downtime(struct vmig_engine *e, uint64_t pause_real,
+                    uint64_t pause_mono, const struct vmig_mp_frame *f)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint64_t resume_real = mp_r_u64(&r);
+    uint64_t upper = (vmig__mono_ns() - pause_mono) / 1000;
+    uint64_t dt = upper;
+
+    /*
+     * The destination's resume time is on its clock; trust it only when it
+     * falls inside [pause, confirm received] on ours, else report the
+     * upper bound (pause -> confirmation received).
+     */
+    if (r.err == 0 && resume_real >= pause_real &&
+        (resume_real - pause_real) / 1000 <= upper) {
+        dt = (resume_real - pause_real) / 1000;
+    }
+    pthread_mutex_lock(&e->lock);
+    e->st.downtime_ms = (dt + 500) / 1000;
+    e->downtime_us = dt;
+    pthread_mutex_unlock(&e->lock);
+}
+
+int
+vmig_engine_migrate(struct vmig_engine *e, int fd)
+{
+    struct vmig_mp_conn *c = NULL;
+    struct vmig_mp_frame f;
+    struct vmig_engine_params p;
+    uint64_t features = 0, pause_real = 0, pause_mono = 0;
+    bool paused = false, touched = false, committed = false, vcpu = false;
+    bool conn_ok = true;
+    uint8_t sw[ENG_SWITCHOVER_LEN], setup[ENG_SETUP_LEN];
+    struct mp_w w;
+    int ret;
+
+    ret = vmig__engine_begin(e, VMIG_ENGINE_ROLE_SOURCE);
+    if (ret < 0) {
+        return ret;
+    }
+    if (e->ops->vcpu_pause == NULL) {
+        ret = -EINVAL;
+        vmig__engine_set_error(e, "the VMM gave no vcpu_pause hook");
+        goto end;
+    }
+    ret = vmig_mp_conn_new(e->ctx, fd, &c);
+    if (ret < 0) {
+        goto end;
+    }
+    vmig_engine_get_params(e, &p);
+    vmig_mp_conn_set_timeout(c, p.timeout_ms);
+    vmig_mp_conn_set_cancel(c, &e->cancel);
+    vmig__engine_set_status(e, VMIG_ENGINE_SETUP);
+    vmig_info(e->ctx, "migration: starting (%llu MiB RAM, %u devices)",
+              (unsigned long long)(e->ram_total >> 20), e->ndev);
+
+    ret = vmig_mp_handshake(c);
+    if (ret < 0) {
+        goto fail;
+    }
+    ret = src_hello(e, c, 0, &features, NULL);
+    if (ret < 0) {
+        goto fail;
+    }
+    w = (struct mp_w){.p = setup, .cap = sizeof(setup)};
+    mp_w_u64(&w, e->ram_total);
+    mp_w_u64(&w, 0);
+    ret = vmig_mp_send1(c, VMIG_MP_SETUP, 0, setup, sizeof(setup));
+    if (ret < 0) {
+        goto fail;
+    }
+    ret = src_expect(e, c, VMIG_MP_SETUP_ACK, &f);
+    if (ret < 0) {
+        goto fail;
+    }
+    {
+        struct mp_r r = {.p = f.payload, .len = f.hdr.len};
+        uint32_t status = mp_r_u32(&r);
+
+        if (r.err != 0) {
+            ret = -EPROTO;
+            goto fail;
+        }
+        if (status != 0) {
+            ret = status <= 4095 ? -(int)status : -EPROTO;
+            vmig__engine_set_error(e, "destination setup failed: %s",
+                                   strerror(-ret));
+            goto fail;
+        }
+    }
+    pthread_mutex_lock(&e->lock);
+    e->st.setup_time_ms = (vmig__mono_ns() - e->t_start) / 1000000;
+    e->t_xfer = vmig__mono_ns();
+    pthread_mutex_unlock(&e->lock);
+    vmig__engine_set_status(e, VMIG_ENGINE_ACTIVE);
+
+    /* stop-and-copy: from here the guest is down until CONFIRM */
+    if (vmig__engine_cancelled(e)) {
+        ret = -ECANCELED;
+        goto fail;
+    }
+    pause_real = vmig__real_ns();
+    pause_mono = vmig__mono_ns();
+    ret = e->ops->vcpu_pause(e->opaque);
+    if (ret < 0) {
+        vmig__engine_set_error(e, "cannot pause the vCPUs: %s", strerror(-ret));
+        goto fail;
+    }
+    paused = true;
+    touched = true;
+    ret = src_stop_devices(e);
+    if (ret < 0) {
+        goto fail;
+    }
+    vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
+    ret = src_send_ram(e, c, features & VMIG_MP_FEAT_ZERO_PAGES, 1);
+    if (ret < 0) {
+        goto fail;
+    }
+    ret = src_send_vcpu(e, c, &vcpu);
+    if (ret < 0) {
+        goto fail;
+    }
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        ret = src_send_device(e, c, i);
+        if (ret < 0) {
+            goto fail;
+        }
+    }
+    if (vmig__engine_cancelled(e)) {
+        ret = -ECANCELED;
+        goto fail;
+    }
+    /* past this point a cancel could leave the VM running twice */
+    vmig_mp_conn_set_cancel(c, NULL);
+    committed = true;
+    w = (struct mp_w){.p = sw, .cap = sizeof(sw)};
+    mp_w_u64(&w, e->ram_total);
+    mp_w_u32(&w, e->ndev);
+    mp_w_u32(&w, vcpu ? ENG_SWITCHOVER_HAS_VCPU : 0);
+    mp_w_u64(&w, pause_real);
+    mp_w_u64(&w, 0);
+    ret = vmig_mp_send1(c, VMIG_MP_SWITCHOVER, 0, sw, sizeof(sw));
+    if (ret < 0) {
+        goto fail;
+    }
+    ret = src_expect(e, c, VMIG_MP_CONFIRM, &f);
+    if (ret < 0) {
+        goto fail;
+    }
+    src_record_downtime(e, pause_real, pause_mono, &f);
+    /* the VM runs on the destination: end our saving sessions */
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        if (vmig__engine_dev_set(e, i, VMIG_STATE_STOP, false) < 0) {
+            vmig_warn(e->ctx,
+                      "device %s: could not end its saving session "
+                      "after the migration; the VM runs on the destination",
+                      e->dev[i].name);
+        }
+    }
+    vmig__engine_account(e, c, 0, 0, -1, 0);
+    vmig_info(e->ctx, "migration: completed; downtime %llu us",
+              (unsigned long long)e->downtime_us);
+    vmig_mp_conn_free(c);
+    vmig__engine_end(e, 0);
+    return 0;
+
+fail:
+    if (ret == -EPIPE || ret == -ECONNRESET) {
+        conn_ok = false;
+        src_fetch_reason(e, c);
+    } else if (ret == -ETIMEDOUT) {
+        conn_ok = false;
+    }
+    if (conn_ok && ret != -EOPNOTSUPP) {
+        src_abort(e, c, ret);
+    }
+    if (committed) {
+        vmig_warn(e->ctx,
+                  "migration: failed after SWITCHOVER was sent (%s); "
+                  "the destination did not confirm, so the VM resumes here",
+                  strerror(-ret));
+    }
+    if (touched) {
+        vmig__engine_devices_to_running(e);
+    }
+    if (paused) {
+        int r2 = e->ops->vcpu_resume(e->opaque);
+
+        if (r2 < 0) {
+            vmig_err(e->ctx,
+                     "migration: cannot resume the vCPUs after the "
+                     "failure: %s",
+                     strerror(-r2));
+        }
+    }
+    vmig_err(e->ctx, "migration: %s: %s; the VM keeps running here",
+             ret == -ECANCELED ? "cancelled" : "failed", strerror(-ret));
+end:
+    vmig_mp_conn_free(c);
+    vmig__engine_end(e, ret);
+    return ret;
+}
+
+int
+vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out)
+{
+    struct vmig_mp_conn *c = NULL;
+    struct vmig_engine_params p;
+    uint64_t features;
+    int ret;
+
+    pthread_mutex_lock(&e->lock);
+    if (e->running) {
+        pthread_mutex_unlock(&e->lock);
+        return -EBUSY;
+    }
+    e->running = true;
+    pthread_mutex_unlock(&e->lock);
+    memset(out, 0, sizeof(*out));
+    ret = vmig_mp_conn_new(e->ctx, fd, &c);
+    if (ret < 0) {
+        goto out;
+    }
+    vmig_engine_get_params(e, &p);
+    vmig_mp_conn_set_timeout(c, p.timeout_ms);
+    ret = vmig_mp_handshake(c);
+    if (ret < 0) {
+        goto out;
+    }
+    ret = src_hello(e, c, VMIG_MP_HELLO_CHECK_ONLY, &features, out);
+    if (ret == -EOPNOTSUPP) {
+        ret = 0; /* answered: the verdicts are in @out */
+    }
+out:
+    vmig_mp_conn_free(c);
+    pthread_mutex_lock(&e->lock);
+    e->running = false;
+    pthread_mutex_unlock(&e->lock);
+    return ret;
+}

@@ -1,0 +1,530 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memdev.c - an in-process device backend built on the device-side driver
+ * loop (<vmig/mig.h>).
+ *
+ * Saved stream: a 32-byte header {magic "VMIGMEM" + version 1, state size,
+ * work counter, XXH3 of state and counter} then the state bytes.  The
+ * resuming session collects bytes in a staging buffer; RESUMING -> STOP
+ * checks magic, size, length and digest and only then copies the staging
+ * buffer into the live state (nothing is applied before validation).
+ *
+ * Locking: md->lock guards the state, staging buffer and cursors.  The
+ * driver loop's mutex is taken first when both are held (step callbacks
+ * run under it and take md->lock); functions entered without the driver
+ * loop's mutex never call into it while holding md->lock.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+#include <vmig/memdev.h>
+#include <vmig/mig.h>
+#include "internal.h"
+#include "migproto_priv.h"
+
+#define MEMDEV_MAGIC 0x014d454d47494d56ull /* "VMIGMEM" + version 1 */
+#define MEMDEV_HDR 32
+
+struct vmig_memdev {
+    vmig_ctx_t *ctx;
+    struct vmig_mig *mig;
+    struct vmig_memdev_params p;
+    pthread_mutex_t lock;
+    /* guarded by lock: */
+    uint8_t *state;
+    uint64_t work;
+    bool running; /* RUNNING or RUNNING_P2P/PRE_COPY*: does work */
+    uint8_t hdr[MEMDEV_HDR];
+    uint64_t save_pos; /* bytes of header + state read so far */
+    uint64_t save_gen; /* session generation the reader holds */
+    bool save_gen_known;
+    uint8_t *stage; /* resuming staging buffer */
+    uint64_t stage_len;
+    uint64_t resume_gen;
+    bool resume_gen_known;
+    enum vmig_memdev_fault fault;
+    uint8_t config[VMIG_MEMDEV_CONFIG_SIZE];
+};
+
+static uint64_t
+digest_locked(const struct vmig_memdev *md)
+{
+    XXH3_state_t st;
+    uint8_t w[8];
+    struct mp_w cw = {.p = w, .cap = sizeof(w)};
+
+    mp_w_u64(&cw, md->work);
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, md->state, md->p.state_size);
+    XXH3_64bits_update(&st, w, sizeof(w));
+    return XXH3_64bits_digest(&st);
+}
+
+static int
+validate_commit_locked(struct vmig_memdev *md)
+{
+    struct mp_r r = {.p = md->stage, .len = MEMDEV_HDR};
+    uint64_t magic, size, work, digest, saved_work;
+    uint8_t *saved_state;
+
+    if (md->stage_len != MEMDEV_HDR + md->p.state_size) {
+        vmig_err(md->ctx,
+                 "RESUMING -> STOP: %llu bytes loaded, %zu "
+                 "expected; state refused",
+                 (unsigned long long)md->stage_len,
+                 (size_t)(MEMDEV_HDR + md->p.state_size));
+        return -EBADMSG;
+    }
+    magic = mp_r_u64(&r);
+    size = mp_r_u64(&r);
+    work = mp_r_u64(&r);
+    digest = mp_r_u64(&r);
+    if (magic != MEMDEV_MAGIC || size != md->p.state_size) {
+        vmig_err(md->ctx,
+                 "RESUMING -> STOP: bad header (magic %#llx, size "
+                 "%llu); state refused",
+                 (unsigned long long)magic, (unsigned long long)size);
+        return -EBADMSG;
+    }
+    /* check the digest over the staged bytes before touching the state */
+    saved_state = md->state;
+    saved_work = md->work;
+    md->state = md->stage + MEMDEV_HDR;
+    md->work = work;
+    if (digest_locked(md) != digest) {
+        md->state = saved_state;
+        md->work = saved_work;
+        vmig_err(md->ctx, "RESUMING -> STOP: state digest mismatch; state "
+                          "refused, device keeps its previous state");
+        return -EBADMSG;
+    }
+    md->state = saved_state;
+    memcpy(md->state, md->stage + MEMDEV_HDR, md->p.state_size);
+    md->work = work;
+    return 0;
+}
+
+static int
+memdev_step(void *opaque, enum vmig_state from, enum vmig_state to,
+            bool *broken)
+{
+    struct vmig_memdev *md = opaque;
+    int ret = 0;
+
+    (void)broken;
+    pthread_mutex_lock(&md->lock);
+    if (to == VMIG_STATE_STOP_COPY &&
+        md->fault == VMIG_MEMDEV_FAULT_FAIL_STOP_COPY) {
+        md->fault = VMIG_MEMDEV_FAULT_NONE;
+        ret = -EIO;
+        goto out;
+    }
+    if (to == VMIG_STATE_RUNNING &&
+        md->fault == VMIG_MEMDEV_FAULT_FAIL_RUNNING) {
+        md->fault = VMIG_MEMDEV_FAULT_NONE;
+        ret = -EIO;
+        goto out;
+    }
+    switch (vmig_arc_classify(from, to)) {
+    case VMIG_ARC_OPEN_SAVE: {
+        struct mp_w w = {.p = md->hdr, .cap = sizeof(md->hdr)};
+
+        mp_w_u64(&w, MEMDEV_MAGIC);
+        mp_w_u64(&w, md->p.state_size);
+        mp_w_u64(&w, md->work);
+        mp_w_u64(&w, digest_locked(md));
+        md->save_pos = 0;
+        md->save_gen_known = false;
+        break;
+    }
+    case VMIG_ARC_OPEN_RESUME:
+        md->stage_len = 0;
+        md->resume_gen_known = false;
+        break;
+    case VMIG_ARC_END_RESUME:
+        ret = validate_commit_locked(md);
+        if (ret < 0) {
+            goto out;
+        }
+        md->stage_len = 0;
+        break;
+    default:
+        break;
+    }
+    md->running = to == VMIG_STATE_RUNNING || to == VMIG_STATE_PRE_COPY;
+out:
+    pthread_mutex_unlock(&md->lock);
+    return ret;
+}
+
+static void
+memdev_reset_cb(void *opaque)
+{
+    struct vmig_memdev *md = opaque;
+
+    pthread_mutex_lock(&md->lock);
+    md->stage_len = 0;
+    md->save_pos = 0;
+    md->running = true;
+    pthread_mutex_unlock(&md->lock);
+}
+
+static const struct vmig_mig_ops memdev_mig_ops = {
+    .step = memdev_step,
+    .reset = memdev_reset_cb,
+};
+
+int
+vmig_memdev_new(vmig_ctx_t *ctx, const struct vmig_memdev_params *p,
+                struct vmig_memdev **out)
+{
+    struct vmig_memdev *md;
+    uint64_t x;
+    int ret;
+
+    if (p == NULL || out == NULL || p->state_size < 64 ||
+        vmig_flags_validate(p->flags) < 0) {
+        return -EINVAL;
+    }
+    md = calloc(1, sizeof(*md));
+    if (md == NULL) {
+        return -ENOMEM;
+    }
+    md->p = *p;
+    md->ctx = ctx;
+    md->state = malloc(p->state_size);
+    md->stage = malloc(MEMDEV_HDR + p->state_size);
+    if (md->state == NULL || md->stage == NULL ||
+        pthread_mutex_init(&md->lock, NULL) != 0) {
+        ret = -ENOMEM;
+        goto err;
+    }
+    ret = vmig_mig_new(ctx, p->flags, &memdev_mig_ops, md, &md->mig);
+    if (ret < 0) {
+        pthread_mutex_destroy(&md->lock);
+        goto err;
+    }
+    x = p->seed | 1;
+    for (size_t i = 0; i < p->state_size; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        md->state[i] = (uint8_t)x;
+    }
+    md->running = true;
+    *out = md;
+    return 0;
+
+err:
+    free(md->state);
+    free(md->stage);
+    free(md);
+    return ret;
+}
+
+void
+vmig_memdev_free(struct vmig_memdev *md)
+{
+    if (md == NULL) {
+        return;
+    }
+    vmig_mig_free(md->mig);
+    pthread_mutex_destroy(&md->lock);
+    free(md->state);
+    free(md->stage);
+    free(md);
+}
+
+int
+vmig_memdev_work(struct vmig_memdev *md, uint64_t n)
+{
+    int ret = 0;
+
+    pthread_mutex_lock(&md->lock);
+    if (!md->running) {
+        ret = -EBUSY;
+        goto out;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t h =
+            XXH3_64bits_withSeed(&md->work, sizeof(md->work), md->p.seed);
+        size_t at = (size_t)(h % (md->p.state_size - 8));
+
+        memcpy(md->state + at, &h, 8);
+        md->work++;
+    }
+out:
+    pthread_mutex_unlock(&md->lock);
+    return ret;
+}
+
+uint64_t
+vmig_memdev_digest(struct vmig_memdev *md)
+{
+    uint64_t d;
+
+    pthread_mutex_lock(&md->lock);
+    d = digest_locked(md);
+    pthread_mutex_unlock(&md->lock);
+    return d;
+}
+
+uint64_t
+vmig_memdev_work_done(struct vmig_memdev *md)
+{
+    uint64_t w;
+
+    pthread_mutex_lock(&md->lock);
+    w = md->work;
+    pthread_mutex_unlock(&md->lock);
+    return w;
+}
+
+enum vmig_state
+vmig_memdev_state(struct vmig_memdev *md)
+{
+    return vmig_mig_state(md->mig);
+}
+
+void
+vmig_memdev_config(struct vmig_memdev *md, uint8_t *buf, const uint8_t *set)
+{
+    pthread_mutex_lock(&md->lock);
+    if (set != NULL) {
+        memcpy(md->config, set, sizeof(md->config));
+    }
+    if (buf != NULL) {
+        memcpy(buf, md->config, sizeof(md->config));
+    }
+    pthread_mutex_unlock(&md->lock);
+}
+
+void
+vmig_memdev_inject(struct vmig_memdev *md, enum vmig_memdev_fault fault)
+{
+    pthread_mutex_lock(&md->lock);
+    md->fault = fault;
+    pthread_mutex_unlock(&md->lock);
+}
+
+/* ------------------------------------------------------------ backend */
+
+static int
+op_get_flags(void *opaque, uint64_t *flags)
+{
+    struct vmig_memdev *md = opaque;
+
+    *flags = md->p.flags;
+    return 0;
+}
+
+static int
+op_get_state(void *opaque, enum vmig_state *state)
+{
+    struct vmig_memdev *md = opaque;
+
+    *state = vmig_mig_state(md->mig);
+    return 0;
+}
+
+static int
+op_set_state(void *opaque, enum vmig_state target)
+{
+    struct vmig_memdev *md = opaque;
+
+    return vmig_mig_set_state(md->mig, target);
+}
+
+/*
+ * The generation of the session the caller reads or writes: learned on
+ * first use after the session opened, then checked on every access so a
+ * reset in between gives -ENODEV rather than silent truncation.
+ */
+static int
+session_ok(struct vmig_memdev *md, enum vmig_session_kind kind)
+{
+    struct vmig_session_info si;
+    uint64_t *gen = kind == VMIG_SESSION_SAVE ? &md->save_gen : &md->resume_gen;
+    bool *known =
+        kind == VMIG_SESSION_SAVE ? &md->save_gen_known : &md->resume_gen_known;
+    bool k;
+
+    pthread_mutex_lock(&md->lock);
+    k = *known;
+    pthread_mutex_unlock(&md->lock);
+    if (!k) {
+        vmig_mig_session(md->mig, &si);
+        if (si.kind != kind) {
+            return -EBADF;
+        }
+        pthread_mutex_lock(&md->lock);
+        *gen = si.generation;
+        *known = true;
+        pthread_mutex_unlock(&md->lock);
+    }
+    return vmig_mig_session_check(md->mig, *gen, kind);
+}
+
+static ssize_t
+op_read(void *opaque, void *buf, size_t cap)
+{
+    struct vmig_memdev *md = opaque;
+    uint64_t total = MEMDEV_HDR + md->p.state_size;
+    size_t n = 0;
+    int ret;
+
+    ret = session_ok(md, VMIG_SESSION_SAVE);
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&md->lock);
+    while (n < cap && md->save_pos < total) {
+        uint64_t pos = md->save_pos;
+        size_t chunk;
+
+        if (pos < MEMDEV_HDR) {
+            chunk = (size_t)(MEMDEV_HDR - pos);
+            chunk = chunk < cap - n ? chunk : cap - n;
+            memcpy((uint8_t *)buf + n, md->hdr + pos, chunk);
+        } else {
+            chunk = (size_t)(total - pos);
+            chunk = chunk < cap - n ? chunk : cap - n;
+            memcpy((uint8_t *)buf + n, md->state + (pos - MEMDEV_HDR), chunk);
+        }
+        if (md->fault == VMIG_MEMDEV_FAULT_CORRUPT_SAVE &&
+            pos + chunk > MEMDEV_HDR) {
+            ((uint8_t *)buf)[n + chunk - 1] ^= 0x40;
+            md->fault = VMIG_MEMDEV_FAULT_NONE;
+        }
+        n += chunk;
+        md->save_pos += chunk;
+    }
+    pthread_mutex_unlock(&md->lock);
+    return (ssize_t)n;
+}
+
+static int
+op_write(void *opaque, const void *buf, size_t len)
+{
+    struct vmig_memdev *md = opaque;
+    int ret;
+
+    ret = session_ok(md, VMIG_SESSION_RESUME);
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&md->lock);
+    if (len > MEMDEV_HDR + md->p.state_size - md->stage_len) {
+        ret = -E2BIG;
+    } else {
+        memcpy(md->stage + md->stage_len, buf, len);
+        md->stage_len += len;
+    }
+    pthread_mutex_unlock(&md->lock);
+    if (ret == -E2BIG) {
+        vmig_err(md->ctx,
+                 "RESUMING: more state than the %zu bytes this "
+                 "device has; refused",
+                 (size_t)(MEMDEV_HDR + md->p.state_size));
+    }
+    return ret;
+}
+
+static ssize_t
+op_describe(void *opaque, struct vmig_pci_ids *ids, void *buf, size_t cap)
+{
+    struct vmig_memdev *md = opaque;
+    int n;
+
+    ids->valid = true;
+    ids->vendor = VMIG_MEMDEV_VENDOR;
+    ids->device = VMIG_MEMDEV_DEVICE;
+    ids->subsys_vendor = VMIG_MEMDEV_VENDOR;
+    ids->subsys_device = 0;
+    ids->revision = md->p.revision;
+    n = snprintf(buf, cap, "memdev state=%zu", md->p.state_size);
+    return n < 0 || (size_t)n >= cap ? -E2BIG : n;
+}
+
+/* Same size; a source revision up to ours (older -> newer is fine). */
+static int
+op_compat(void *opaque, const struct vmig_mp_dev *src, char *reason, size_t len)
+{
+    struct vmig_memdev *md = opaque;
+    char want[64];
+    int n = snprintf(want, sizeof(want), "memdev state=%zu", md->p.state_size);
+
+    if (!src->ids.valid || src->ids.vendor != VMIG_MEMDEV_VENDOR ||
+        src->ids.device != VMIG_MEMDEV_DEVICE) {
+        snprintf(reason, len, "not a memdev");
+        return 0;
+    }
+    if (src->ids.revision > md->p.revision) {
+        snprintf(reason, len, "source revision %u is newer than %u here",
+                 src->ids.revision, md->p.revision);
+        return 0;
+    }
+    if (src->desc_len != (uint32_t)n ||
+        memcmp(src->desc, want, (size_t)n) != 0) {
+        snprintf(reason, len, "state size differs (here %zu bytes)",
+                 md->p.state_size);
+        return 0;
+    }
+    return 1;
+}
+
+static ssize_t
+op_config_save(void *opaque, void *buf, size_t cap)
+{
+    struct vmig_memdev *md = opaque;
+
+    if (cap < VMIG_MEMDEV_CONFIG_SIZE) {
+        return -E2BIG;
+    }
+    vmig_memdev_config(md, buf, NULL);
+    return VMIG_MEMDEV_CONFIG_SIZE;
+}
+
+static int
+op_config_load(void *opaque, const void *buf, size_t len)
+{
+    struct vmig_memdev *md = opaque;
+
+    if (len != VMIG_MEMDEV_CONFIG_SIZE) {
+        return -EINVAL;
+    }
+    vmig_memdev_config(md, NULL, buf);
+    return 0;
+}
+
+static int
+op_reset(void *opaque)
+{
+    struct vmig_memdev *md = opaque;
+
+    vmig_mig_reset(md->mig);
+    return 0;
+}
+
+static const struct vmig_engine_dev_ops memdev_ops = {
+    .get_flags = op_get_flags,
+    .get_state = op_get_state,
+    .set_state = op_set_state,
+    .read = op_read,
+    .write = op_write,
+    .describe = op_describe,
+    .compat = op_compat,
+    .config_save = op_config_save,
+    .config_load = op_config_load,
+    .reset = op_reset,
+};
+
+const struct vmig_engine_dev_ops *
+vmig_memdev_ops(void)
+{
+    return &memdev_ops;
+}

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migproto_priv.h - little-endian cursors shared by migproto.c and
+ * engine.c.  A cursor records the first error and turns every later
+ * access into a no-op, so a parser checks once at the end.
+ */
+#ifndef VMIG_MIGPROTO_PRIV_H
+#define VMIG_MIGPROTO_PRIV_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+struct mp_w {
+    uint8_t *p;
+    size_t len;
+    size_t cap;
+    int err; /* 0 or -E2BIG */
+};
+
+struct mp_r {
+    const uint8_t *p;
+    size_t len;
+    size_t off;
+    int err; /* 0 or -EBADMSG */
+};
+
+static inline void
+mp_w_bytes(struct mp_w *w, const void *src, size_t n)
+{
+    if (w->err != 0) {
+        return;
+    }
+    if (n > w->cap - w->len) {
+        w->err = -E2BIG;
+        return;
+    }
+    if (n > 0) {
+        memcpy(w->p + w->len, src, n);
+    }
+    w->len += n;
+}
+
+static inline void
+mp_w_u8(struct mp_w *w, uint8_t v)
+{
+    mp_w_bytes(w, &v, 1);
+}
+
+static inline void
+mp_w_u16(struct mp_w *w, uint16_t v)
+{
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+
+    mp_w_bytes(w, b, 2);
+}
+
+static inline void
+mp_w_u32(struct mp_w *w, uint32_t v)
+{
+    uint8_t b[4];
+
+    for (int i = 0; i < 4; i++) {
+        b[i] = (uint8_t)(v >> (8 * i));
+    }
+    mp_w_bytes(w, b, 4);
+}
+
+static inline void
+mp_w_u64(struct mp_w *w, uint64_t v)
+{
+    uint8_t b[8];
+
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(v >> (8 * i));
+    }
+    mp_w_bytes(w, b, 8);
+}
+
+static inline const uint8_t *
+mp_r_bytes(struct mp_r *r, size_t n)
+{
+    const uint8_t *p;
+
+    if (r->err != 0 || n > r->len - r->off) {
+        r->err = -EBADMSG;
+        return NULL;
+    }
+    p = r->p + r->off;
+    r->off += n;
+    return p;
+}
+
+static inline uint64_t
+mp_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+
+    for (int i = n - 1; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static inline uint8_t
+mp_r_u8(struct mp_r *r)
+{
+    const uint8_t *p = mp_r_bytes(r, 1);
+
+    return p == NULL ? 0 : p[0];
+}
+
+static inline uint16_t
+mp_r_u16(struct mp_r *r)
+{
+    const uint8_t *p = mp_r_bytes(r, 2);
+
+    return p == NULL ? 0 : (uint16_t)mp_le(p, 2);
+}
+
+static inline uint32_t
+mp_r_u32(struct mp_r *r)
+{
+    const uint8_t *p = mp_r_bytes(r, 4);
+
+    return p == NULL ? 0 : (uint32_t)mp_le(p, 4);
+}
+
+static inline uint64_t
+mp_r_u64(struct mp_r *r)
+{
+    const uint8_t *p = mp_r_bytes(r, 8);
+
+    return p == NULL ? 0 : mp_le(p, 8);
+}
+
+/* The parse consumed everything and met no error. */
+static inline int
+mp_r_done(const struct mp_r *r)
+{
+    if (r->err != 0) {
+        return r->err;
+    }
+    return r->off == r->len ? 0 : -EBADMSG;
+}
+
+#endif /* VMIG_MIGPROTO_PRIV_H */

@@ -1,0 +1,1057 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vfu_client.c - the vfio-user client.
+ *
+ * Every call is send-request / wait-for-reply under c->lock.  While
+ * waiting, commands from the server (DMA_READ/DMA_WRITE) are served at
+ * once from the client's DMA table, then the wait goes on: the server may
+ * need that DMA to finish our request.  Replies whose id is not the one
+ * we wait for are dropped (a reply to a request we gave up on).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <vmig/vfu_client.h>
+#include "internal.h"
+#include "tran.h"
+
+/* Waits for a reply; SET_STATE and bulk reads may run device work. */
+#define CLI_TIMEOUT_MS 30000
+#define CLI_MAX_DMA 1024
+#define CLI_BULK_CHUNK (256u << 10) /* frames we send */
+
+struct cli_dma {
+    uint64_t iova;
+    uint64_t size;
+    uint32_t prot;
+    uint8_t *va; /* NULL: the server must use its own mmap */
+};
+
+struct vmig_vfu_client {
+    vmig_ctx_t *ctx;
+    int fd;
+    pthread_mutex_t lock;
+    uint16_t next_id;
+    struct vmig_vfu_caps caps; /* the server's, ext = agreed */
+    uint32_t xfer;             /* largest transfer the server accepts */
+    struct cli_dma dma[CLI_MAX_DMA];
+    unsigned int ndma;
+    enum vmig_state state; /* last state the server reported */
+    int bulk_fd;
+    uint8_t *buf;
+};
+
+struct rsp {
+    struct vmig__tran_msg raw;
+    struct vmig_vfu_msg m;
+};
+
+static const struct vmig_vfu_limits cli_lim = {VMIG_VFU_MAX_DATA_XFER,
+                                               VMIG_VFU_MAX_FDS};
+
+static uint32_t
+rd32(const uint8_t *p, size_t off)
+{
+    uint32_t v;
+
+    memcpy(&v, p + off, sizeof(v));
+    return v;
+}
+
+/* ------------------------------------------------ server-to-client DMA */
+
+static struct cli_dma *
+cli_dma_find(struct vmig_vfu_client *c, uint64_t addr, uint64_t count,
+             uint32_t prot)
+{
+    for (unsigned int i = 0; i < c->ndma; i++) {
+        struct cli_dma *d = &c->dma[i];
+
+        if (d->va != NULL && addr >= d->iova && addr - d->iova < d->size &&
+            count <= d->size - (addr - d->iova) && (d->prot & prot)) {
+            return d;
+        }
+    }
+    return NULL;
+}
+
+/* Serve one DMA_READ/DMA_WRITE from the server. */
+static int
+serve(struct vmig_vfu_client *c, const struct vmig_vfu_msg *m)
+{
+    struct vmig_vfu_hdr h = {
+        .id = m->hdr.id, .cmd = m->hdr.cmd, .flags = VMIG_VFU_F_TYPE_REPLY};
+    struct vmig_vfu_dma_rw d;
+    struct cli_dma *e;
+    bool rd = m->hdr.cmd == VMIG_VFU_CMD_DMA_READ;
+
+    if (m->hdr.cmd != VMIG_VFU_CMD_DMA_READ &&
+        m->hdr.cmd != VMIG_VFU_CMD_DMA_WRITE) {
+        h.flags |= VMIG_VFU_F_ERROR;
+        h.error = EINVAL;
+        return vmig__tran_send(c->fd, CLI_TIMEOUT_MS, &h, NULL, 0, NULL, 0,
+                               NULL, 0);
+    }
+    memcpy(&d, m->payload, sizeof(d));
+    e = cli_dma_find(c, d.addr, d.count,
+                     rd ? VMIG_VFU_DMA_READ : VMIG_VFU_DMA_WRITE);
+    if (e == NULL) {
+        vmig_dbg(c->ctx, "vfu-client: server %s %#llx+%llu outside maps",
+                 vmig_vfu_cmd_name(m->hdr.cmd), (unsigned long long)d.addr,
+                 (unsigned long long)d.count);
+        h.flags |= VMIG_VFU_F_ERROR;
+        h.error = EFAULT;
+        return vmig__tran_send(c->fd, CLI_TIMEOUT_MS, &h, NULL, 0, NULL, 0,
+                               NULL, 0);
+    }
+    if (rd) {
+        return vmig__tran_send(c->fd, CLI_TIMEOUT_MS, &h, &d, sizeof(d),
+                               e->va + (d.addr - e->iova), d.count, NULL, 0);
+    }
+    memcpy(e->va + (d.addr - e->iova), m->payload + sizeof(d), d.count);
+    return vmig__tran_send(c->fd, CLI_TIMEOUT_MS, &h, &d, sizeof(d), NULL, 0,
+                           NULL, 0);
+}
+
+/*
+ * Receive until the reply to @id arrives, serving server commands on the
+ * way.  On success @r holds the reply (release it with rsp_done()).
+ */
+static int
+wait_reply(struct vmig_vfu_client *c, uint16_t id, uint16_t cmd, struct rsp *r)
+{
+    for (;;) {
+        enum vmig_vfu_perr why;
+        int ret;
+
+        ret = vmig__tran_recv(c->fd, CLI_TIMEOUT_MS, VMIG_VFU_MAX_MSG_SIZE,
+                              &r->raw);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = vmig_vfu_decode(r->raw.buf, r->raw.len, r->raw.nfds, &cli_lim,
+                              &r->m, &why);
+        if (ret < 0) {
+            vmig_err(c->ctx, "vfu-client: bad message from server: %s",
+                     vmig_vfu_perr_name(why));
+            vmig__tran_msg_release(&r->raw);
+            return -EPROTO;
+        }
+        if ((r->m.hdr.flags & VMIG_VFU_F_TYPE_MASK) ==
+            VMIG_VFU_F_TYPE_COMMAND) {
+            ret = serve(c, &r->m);
+            vmig__tran_msg_release(&r->raw);
+            if (ret < 0) {
+                return ret;
+            }
+            continue;
+        }
+        if (r->m.hdr.id != id || r->m.hdr.cmd != cmd) {
+            vmig_dbg(c->ctx, "vfu-client: stray reply %#x dropped",
+                     r->m.hdr.id);
+            vmig__tran_msg_release(&r->raw);
+            continue;
+        }
+        if (r->m.hdr.flags & VMIG_VFU_F_ERROR) {
+            ret = r->m.hdr.error != 0 && r->m.hdr.error < 4096
+                      ? -(int)r->m.hdr.error
+                      : -EIO;
+            vmig__tran_msg_release(&r->raw);
+            return ret;
+        }
+        return 0;
+    }
+}
+
+static void
+rsp_done(struct rsp *r)
+{
+    vmig__tran_msg_release(&r->raw);
+}
+
+static int
+send_req(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
+         const void *p2, size_t l2, const int *fds, unsigned int nfds,
+         uint16_t *id)
+{
+    struct vmig_vfu_hdr h = {.cmd = cmd, .flags = VMIG_VFU_F_TYPE_COMMAND};
+
+    h.id = ++c->next_id;
+    *id = h.id;
+    return vmig__tran_send(c->fd, CLI_TIMEOUT_MS, &h, p1, l1, p2, l2, fds,
+                           nfds);
+}
+
+/* One request/reply; the caller holds c->lock. */
+static int
+xact_locked(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
+            const void *p2, size_t l2, const int *fds, unsigned int nfds,
+            struct rsp *r)
+{
+    uint16_t id;
+    int ret;
+
+    ret = send_req(c, cmd, p1, l1, p2, l2, fds, nfds, &id);
+    if (ret < 0) {
+        return ret;
+    }
+    return wait_reply(c, id, cmd, r);
+}
+
+static int
+xact(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
+     const void *p2, size_t l2, const int *fds, unsigned int nfds,
+     struct rsp *r)
+{
+    int ret;
+
+    pthread_mutex_lock(&c->lock);
+    ret = xact_locked(c, cmd, p1, l1, p2, l2, fds, nfds, r);
+    pthread_mutex_unlock(&c->lock);
+    return ret;
+}
+
+/* A request whose reply payload is not needed. */
+static int
+xact0(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
+      const void *p2, size_t l2, const int *fds, unsigned int nfds)
+{
+    struct rsp r;
+    int ret = xact(c, cmd, p1, l1, p2, l2, fds, nfds, &r);
+
+    if (ret == 0) {
+        rsp_done(&r);
+    }
+    return ret;
+}
+
+/* ---------------------------------------------------------- setup */
+
+static int
+negotiate(struct vmig_vfu_client *c, uint32_t ext)
+{
+    struct vmig_vfu_version v = {VMIG_VFU_MAJOR, VMIG_VFU_MINOR};
+    struct vmig_vfu_caps mine;
+    char json[512];
+    struct rsp r;
+    size_t jlen;
+    int n, ret;
+
+    vmig_vfu_caps_default(&mine);
+    mine.max_msg_fds = VMIG_VFU_MAX_FDS;
+    mine.ext = ext & VMIG_VFU_EXT__ALL;
+    n = vmig_vfu_caps_format(&mine, json, sizeof(json));
+    if (n < 0) {
+        return n;
+    }
+    ret = xact(c, VMIG_VFU_CMD_VERSION, &v, sizeof(v), json, (size_t)n + 1,
+               NULL, 0, &r);
+    if (ret < 0) {
+        vmig_err(c->ctx, "vfu-client: VERSION refused: %s", strerror(-ret));
+        return ret;
+    }
+    memcpy(&v, r.m.payload, sizeof(v));
+    jlen = r.m.len - sizeof(v);
+    ret = vmig_vfu_caps_parse(jlen > 0 ? (const char *)r.m.payload + 4 : NULL,
+                              jlen > 0 ? jlen - 1 : 0, &c->caps);
+    rsp_done(&r);
+    if (ret < 0) {
+        vmig_err(c->ctx, "vfu-client: server sent bad capabilities");
+        return -EPROTO;
+    }
+    if (v.major != VMIG_VFU_MAJOR || v.minor > VMIG_VFU_MINOR) {
+        vmig_err(c->ctx,
+                 "vfu-client: server answered version %u.%u to our "
+                 "%u.%u",
+                 v.major, v.minor, VMIG_VFU_MAJOR, VMIG_VFU_MINOR);
+        return -EOPNOTSUPP;
+    }
+    c->caps.ext &= mine.ext;
+    c->xfer = c->caps.max_data_xfer_size < VMIG_VFU_MAX_DATA_XFER
+                  ? c->caps.max_data_xfer_size
+                  : VMIG_VFU_MAX_DATA_XFER;
+    return 0;
+}
+
+int
+vmig_vfu_client_adopt(vmig_ctx_t *ctx, int fd, uint32_t ext,
+                      struct vmig_vfu_client **out)
+{
+    struct vmig_vfu_client *c;
+    int ret;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->buf = malloc(VMIG_VFU_MAX_DATA_XFER);
+    if (c->buf == NULL) {
+        free(c);
+        close(fd);
+        return -ENOMEM;
+    }
+    c->ctx = ctx;
+    c->fd = fd;
+    c->bulk_fd = -1;
+    c->state = VMIG_STATE_RUNNING;
+    pthread_mutex_init(&c->lock, NULL);
+    ret = negotiate(c, ext);
+    if (ret < 0) {
+        vmig_vfu_client_free(c);
+        return ret;
+    }
+    *out = c;
+    return 0;
+}
+
+int
+vmig_vfu_client_connect(vmig_ctx_t *ctx, const char *path, uint32_t ext,
+                        struct vmig_vfu_client **out)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+
+    if (path == NULL || strlen(path) >= sizeof(sa.sun_path)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int ret = -errno;
+
+        vmig_dbg(ctx, "vfu-client: connect %s: %s", path, strerror(-ret));
+        close(fd);
+        return ret;
+    }
+    return vmig_vfu_client_adopt(ctx, fd, ext, out);
+}
+
+void
+vmig_vfu_client_free(struct vmig_vfu_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    close(c->fd);
+    if (c->bulk_fd >= 0) {
+        close(c->bulk_fd);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c->buf);
+    free(c);
+}
+
+void
+vmig_vfu_client_caps(struct vmig_vfu_client *c, struct vmig_vfu_caps *out)
+{
+    *out = c->caps;
+}
+
+int
+vmig_vfu_client_fd(struct vmig_vfu_client *c)
+{
+    return c->fd;
+}
+
+int
+vmig_vfu_client_service(struct vmig_vfu_client *c, int timeout_ms)
+{
+    int served = 0;
+
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        struct rsp r;
+        int ret = vmig__tran_wait_in(c->fd, served == 0 ? timeout_ms : 0);
+
+        if (ret == -ETIMEDOUT) {
+            break;
+        }
+        if (ret == 0) {
+            ret = vmig__tran_recv(c->fd, CLI_TIMEOUT_MS, VMIG_VFU_MAX_MSG_SIZE,
+                                  &r.raw);
+        }
+        if (ret == 0) {
+            ret = vmig_vfu_decode(r.raw.buf, r.raw.len, r.raw.nfds, &cli_lim,
+                                  &r.m, NULL);
+            if (ret == 0 && (r.m.hdr.flags & VMIG_VFU_F_TYPE_MASK) ==
+                                VMIG_VFU_F_TYPE_COMMAND) {
+                ret = serve(c, &r.m);
+            }
+            vmig__tran_msg_release(&r.raw);
+        }
+        if (ret < 0) {
+            pthread_mutex_unlock(&c->lock);
+            return ret;
+        }
+        served++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return served;
+}
+
+/* ---------------------------------------------------------- device */
+
+int
+vmig_vfu_client_device_info(struct vmig_vfu_client *c,
+                            struct vmig_vfu_device_info *out)
+{
+    struct vmig_vfu_device_info di = {.argsz = sizeof(di)};
+    struct rsp r;
+    int ret;
+
+    ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_INFO, &di, sizeof(di), NULL, 0, NULL,
+               0, &r);
+    if (ret < 0) {
+        return ret;
+    }
+    memcpy(out, r.m.payload, sizeof(*out));
+    rsp_done(&r);
+    return 0;
+}
+
+int
+vmig_vfu_client_region_info(struct vmig_vfu_client *c, unsigned int index,
+                            struct vmig_vfu_region_info *out, int *fd_out)
+{
+    struct vmig_vfu_region_info ri = {.argsz = sizeof(ri), .index = index};
+    struct rsp r;
+    int ret;
+
+    if (fd_out != NULL) {
+        *fd_out = -1;
+    }
+    ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), NULL, 0,
+               NULL, 0, &r);
+    if (ret < 0) {
+        return ret;
+    }
+    memcpy(out, r.m.payload, sizeof(*out));
+    if (r.raw.nfds > 0 && fd_out != NULL) {
+        *fd_out = r.raw.fds[0];
+        r.raw.fds[0] = -1;
+    }
+    rsp_done(&r);
+    return 0;
+}
+
+int
+vmig_vfu_client_region_sparse(struct vmig_vfu_client *c, unsigned int index,
+                              struct vmig_vfu_sparse_area *areas,
+                              unsigned int max)
+{
+    struct vmig_vfu_region_info ri = {.argsz = sizeof(ri), .index = index};
+    struct rsp r;
+    int ret;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint32_t need;
+
+        ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, &ri, sizeof(ri),
+                   NULL, 0, NULL, 0, &r);
+        if (ret < 0) {
+            return ret;
+        }
+        need = rd32(r.m.payload, 0);
+        if (need <= r.m.len || attempt == 1) {
+            ret = need <= r.m.len
+                      ? vmig_vfu_region_sparse(r.m.payload, r.m.len, areas, max)
+                      : -EPROTO;
+            rsp_done(&r);
+            return ret;
+        }
+        rsp_done(&r);
+        if (need > 65536) {
+            return -E2BIG;
+        }
+        ri.argsz = need;
+    }
+    return -EPROTO;
+}
+
+int
+vmig_vfu_client_irq_info(struct vmig_vfu_client *c, unsigned int index,
+                         struct vmig_vfu_irq_info *out)
+{
+    struct vmig_vfu_irq_info ii = {.argsz = sizeof(ii), .index = index};
+    struct rsp r;
+    int ret;
+
+    ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_IRQ_INFO, &ii, sizeof(ii), NULL, 0,
+               NULL, 0, &r);
+    if (ret < 0) {
+        return ret;
+    }
+    memcpy(out, r.m.payload, sizeof(*out));
+    rsp_done(&r);
+    return 0;
+}
+
+int
+vmig_vfu_client_set_irqs(struct vmig_vfu_client *c, unsigned int index,
+                         unsigned int start, unsigned int count,
+                         const int *efds)
+{
+    struct vmig_vfu_irq_set is = {
+        .argsz = sizeof(is),
+        .flags = VMIG_VFU_IRQ_DATA_EVENTFD | VMIG_VFU_IRQ_ACTION_TRIGGER,
+        .index = index,
+        .start = start,
+        .count = count,
+    };
+
+    if (efds != NULL && count > VMIG_VFU_MAX_FDS) {
+        return -E2BIG;
+    }
+    return xact0(c, VMIG_VFU_CMD_DEVICE_SET_IRQS, &is, sizeof(is), NULL, 0,
+                 efds, efds != NULL ? count : 0);
+}
+
+int
+vmig_vfu_client_region_read(struct vmig_vfu_client *c, unsigned int region,
+                            uint64_t offset, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+
+    while (len > 0) {
+        uint32_t n = len < c->xfer ? (uint32_t)len : c->xfer;
+        struct vmig_vfu_region_rw rw = {offset, region, n};
+        struct rsp r;
+        int ret;
+
+        ret = xact(c, VMIG_VFU_CMD_REGION_READ, &rw, sizeof(rw), NULL, 0, NULL,
+                   0, &r);
+        if (ret < 0) {
+            return ret;
+        }
+        /* The decoder checked the data length against the reply's count;
+         * the count must be ours. */
+        if (rd32(r.m.payload, 12) != n) {
+            rsp_done(&r);
+            return -EPROTO;
+        }
+        memcpy(p, r.m.payload + sizeof(rw), n);
+        rsp_done(&r);
+        p += n;
+        offset += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int
+vmig_vfu_client_region_write(struct vmig_vfu_client *c, unsigned int region,
+                             uint64_t offset, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    while (len > 0) {
+        uint32_t n = len < c->xfer ? (uint32_t)len : c->xfer;
+        struct vmig_vfu_region_rw rw = {offset, region, n};
+        int ret;
+
+        ret =
+            xact0(c, VMIG_VFU_CMD_REGION_WRITE, &rw, sizeof(rw), p, n, NULL, 0);
+        if (ret < 0) {
+            return ret;
+        }
+        p += n;
+        offset += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int
+vmig_vfu_client_dma_map(struct vmig_vfu_client *c, uint64_t iova, uint64_t size,
+                        uint32_t prot, int fd, uint64_t fd_off, void *vaddr)
+{
+    struct vmig_vfu_dma_map d = {sizeof(d), prot, fd >= 0 ? fd_off : 0, iova,
+                                 size};
+    int ret;
+
+    if (fd < 0 && vaddr == NULL) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&c->lock);
+    if (c->ndma >= CLI_MAX_DMA) {
+        pthread_mutex_unlock(&c->lock);
+        return -ENOSPC;
+    }
+    {
+        struct rsp r;
+
+        ret = xact_locked(c, VMIG_VFU_CMD_DMA_MAP, &d, sizeof(d), NULL, 0,
+                          fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0, &r);
+        if (ret == 0) {
+            rsp_done(&r);
+            c->dma[c->ndma++] = (struct cli_dma){iova, size, prot, vaddr};
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ret;
+}
+
+int
+vmig_vfu_client_dma_unmap(struct vmig_vfu_client *c, uint64_t iova,
+                          uint64_t size)
+{
+    struct vmig_vfu_dma_unmap d = {sizeof(d), 0, iova, size};
+    struct rsp r;
+    int ret;
+
+    pthread_mutex_lock(&c->lock);
+    ret = xact_locked(c, VMIG_VFU_CMD_DMA_UNMAP, &d, sizeof(d), NULL, 0, NULL,
+                      0, &r);
+    if (ret == 0) {
+        rsp_done(&r);
+        for (unsigned int i = 0; i < c->ndma; i++) {
+            if (c->dma[i].iova == iova && c->dma[i].size == size) {
+                c->dma[i] = c->dma[--c->ndma];
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ret;
+}
+
+int
+vmig_vfu_client_reset(struct vmig_vfu_client *c)
+{
+    int ret = xact0(c, VMIG_VFU_CMD_DEVICE_RESET, NULL, 0, NULL, 0, NULL, 0);
+
+    if (ret == 0) {
+        c->state = VMIG_STATE_RUNNING;
+    }
+    return ret;
+}
+
+/* ---------------------------------------------------------- features */
+
+/*
+ * DEVICE_FEATURE: @in is the feature data sent, @out (if any) receives
+ * exactly @olen bytes of reply data.
+ */
+static int
+feature(struct vmig_vfu_client *c, uint32_t flags, const void *in, size_t ilen,
+        void *out, size_t olen)
+{
+    struct vmig_vfu_feature f = {(uint32_t)(sizeof(f) + ilen + olen), flags};
+    struct rsp r;
+    int ret;
+
+    ret = xact(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), in, ilen, NULL, 0,
+               &r);
+    if (ret < 0) {
+        return ret;
+    }
+    if (out != NULL) {
+        if (r.m.len < sizeof(f) + olen) {
+            rsp_done(&r);
+            return -EPROTO;
+        }
+        memcpy(out, r.m.payload + sizeof(f), olen);
+    }
+    rsp_done(&r);
+    return 0;
+}
+
+int
+vmig_vfu_client_mig_flags(struct vmig_vfu_client *c, uint64_t *flags)
+{
+    return feature(c, VMIG_VFU_FEAT_MIGRATION | VMIG_VFU_FEATURE_GET, NULL, 0,
+                   flags, sizeof(*flags));
+}
+
+int
+vmig_vfu_client_get_state(struct vmig_vfu_client *c, enum vmig_state *out)
+{
+    struct vmig_vfu_feat_mig_state st;
+    int ret;
+
+    ret = feature(c, VMIG_VFU_FEAT_MIG_DEVICE_STATE | VMIG_VFU_FEATURE_GET,
+                  NULL, 0, &st, sizeof(st));
+    if (ret < 0) {
+        return ret;
+    }
+    if (st.device_state >= VMIG_STATE__COUNT) {
+        return -EPROTO;
+    }
+    c->state = (enum vmig_state)st.device_state;
+    *out = c->state;
+    return 0;
+}
+
+int
+vmig_vfu_client_set_state(struct vmig_vfu_client *c, enum vmig_state target)
+{
+    struct vmig_vfu_feat_mig_state st = {(uint32_t)target, UINT32_MAX};
+    enum vmig_state now;
+    int ret;
+
+    ret = feature(c, VMIG_VFU_FEAT_MIG_DEVICE_STATE | VMIG_VFU_FEATURE_SET, &st,
+                  sizeof(st), &st, sizeof(st));
+    if (ret == 0) {
+        c->state = target;
+        return 0;
+    }
+    /* "A failed SET leaves the device anywhere along the path": ask. */
+    if (vmig_vfu_client_get_state(c, &now) == 0) {
+        vmig_dbg(c->ctx, "vfu-client: SET %s failed (%s); device in %s",
+                 vmig_state_name(target), strerror(-ret), vmig_state_name(now));
+    }
+    return ret;
+}
+
+int
+vmig_vfu_client_data_size(struct vmig_vfu_client *c, uint64_t *bytes)
+{
+    return feature(c, VMIG_VFU_FEAT_MIG_DATA_SIZE | VMIG_VFU_FEATURE_GET, NULL,
+                   0, bytes, sizeof(*bytes));
+}
+
+int
+vmig_vfu_client_precopy_info(struct vmig_vfu_client *c, uint64_t *initial,
+                             uint64_t *dirty)
+{
+    struct vmig_vfu_feat_precopy p;
+    int ret;
+
+    if (!(c->caps.ext & VMIG_VFU_EXT_PRECOPY_INFO)) {
+        return -EOPNOTSUPP;
+    }
+    ret = feature(c, VMIG_VFU_FEAT_X_PRECOPY_INFO | VMIG_VFU_FEATURE_GET, NULL,
+                  0, &p, sizeof(p));
+    if (ret == 0) {
+        *initial = p.initial_bytes;
+        *dirty = p.dirty_bytes;
+    }
+    return ret;
+}
+
+int
+vmig_vfu_client_log_start(struct vmig_vfu_client *c, uint64_t page_size,
+                          const struct vmig_vfu_log_range *ranges,
+                          unsigned int n)
+{
+    struct vmig_vfu_feat_log_ctl lc = {page_size, n, 0};
+    uint8_t *b;
+    int ret;
+
+    if (n == 0 || n > VMIG_VFU_MAX_LOG_RANGES || ranges == NULL) {
+        return -EINVAL;
+    }
+    b = malloc(sizeof(lc) + sizeof(*ranges) * n);
+    if (b == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(b, &lc, sizeof(lc));
+    memcpy(b + sizeof(lc), ranges, sizeof(*ranges) * n);
+    ret = feature(c, VMIG_VFU_FEAT_DMA_LOGGING_START | VMIG_VFU_FEATURE_SET, b,
+                  sizeof(lc) + sizeof(*ranges) * n, NULL, 0);
+    free(b);
+    return ret;
+}
+
+int
+vmig_vfu_client_log_stop(struct vmig_vfu_client *c)
+{
+    return feature(c, VMIG_VFU_FEAT_DMA_LOGGING_STOP | VMIG_VFU_FEATURE_SET,
+                   NULL, 0, NULL, 0);
+}
+
+int
+vmig_vfu_client_log_report(struct vmig_vfu_client *c, uint64_t iova,
+                           uint64_t length, uint64_t page_size,
+                           uint64_t *bitmap)
+{
+    struct vmig_vfu_feat_log_report lr = {iova, length, page_size};
+    struct vmig_vfu_feature f;
+    uint64_t pages, bytes;
+    struct rsp r;
+    int ret;
+
+    if (page_size == 0 || length == 0) {
+        return -EINVAL;
+    }
+    pages = length / page_size + (length % page_size != 0);
+    bytes = (pages + 63) / 64 * 8;
+    if (bytes > c->xfer) {
+        return -E2BIG;
+    }
+    f.argsz = (uint32_t)(sizeof(f) + sizeof(lr) + bytes);
+    f.flags = VMIG_VFU_FEAT_DMA_LOGGING_REPORT | VMIG_VFU_FEATURE_GET;
+    ret = xact(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), &lr, sizeof(lr),
+               NULL, 0, &r);
+    if (ret < 0) {
+        return ret;
+    }
+    if (r.m.len != sizeof(f) + sizeof(lr) + bytes) {
+        rsp_done(&r);
+        return -EPROTO;
+    }
+    memcpy(bitmap, r.m.payload + sizeof(f) + sizeof(lr), (size_t)bytes);
+    rsp_done(&r);
+    return 0;
+}
+
+/* ---------------------------------------------------------- data */
+
+/*
+ * One MIG_DATA_READ; the data goes to @buf, or to @sink straight from the
+ * reply buffer when @buf is NULL.
+ */
+static long
+mig_read1(struct vmig_vfu_client *c, void *buf, size_t len,
+          vmig_vfu_sink_fn *sink, void *opaque)
+{
+    struct vmig_vfu_mig_data md = {sizeof(md), 0};
+    struct rsp r;
+    uint32_t got;
+    int ret;
+
+    md.size = len < c->xfer ? (uint32_t)len : c->xfer;
+    md.argsz = (uint32_t)(sizeof(md) + md.size);
+    ret = xact(c, VMIG_VFU_CMD_MIG_DATA_READ, &md, sizeof(md), NULL, 0, NULL, 0,
+               &r);
+    if (ret < 0) {
+        return ret;
+    }
+    got = rd32(r.m.payload, 4);
+    if (got > md.size) {
+        rsp_done(&r);
+        return -EPROTO;
+    }
+    if (buf != NULL) {
+        memcpy(buf, r.m.payload + sizeof(md), got);
+    } else if (got > 0) {
+        ret = sink(opaque, r.m.payload + sizeof(md), got);
+    }
+    rsp_done(&r);
+    if (ret < 0) {
+        return ret;
+    }
+    if (got > 0) {
+        return got;
+    }
+    /* An empty reply: permanent end in STOP_COPY, "for now" in PRE_COPY. */
+    return c->state == VMIG_STATE_STOP_COPY ? 0 : -ENOMSG;
+}
+
+long
+vmig_vfu_client_mig_read(struct vmig_vfu_client *c, void *buf, size_t len)
+{
+    if (buf == NULL && len > 0) {
+        return -EINVAL;
+    }
+    return mig_read1(c, buf, len, NULL, NULL);
+}
+
+static int bulk_open(struct vmig_vfu_client *c);
+
+/* Resuming data over the bulk channel: frames, terminator, then reply. */
+static int
+write_bulk(struct vmig_vfu_client *c, const uint8_t *p, size_t len)
+{
+    struct vmig_vfu_feature f = {sizeof(f), VMIG_VFU_FEAT_X_BULK_WRITE |
+                                                VMIG_VFU_FEATURE_SET};
+    struct vmig_vfu_bulk_frame fr = {0, 0};
+    struct rsp r;
+    uint16_t id;
+    int ret;
+
+    pthread_mutex_lock(&c->lock);
+    ret = send_req(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), NULL, 0, NULL,
+                   0, &id);
+    while (ret == 0 && len > 0) {
+        struct iovec iov[2];
+
+        fr.len = len < CLI_BULK_CHUNK ? (uint32_t)len : CLI_BULK_CHUNK;
+        iov[0].iov_base = &fr;
+        iov[0].iov_len = sizeof(fr);
+        iov[1].iov_base = (void *)p;
+        iov[1].iov_len = fr.len;
+        ret = vmig__tran_write_all(c->bulk_fd, CLI_TIMEOUT_MS, iov, 2);
+        p += fr.len;
+        len -= fr.len;
+    }
+    if (ret == 0) {
+        struct iovec iov = {.iov_base = &fr, .iov_len = sizeof(fr)};
+
+        fr.len = 0;
+        ret = vmig__tran_write_all(c->bulk_fd, CLI_TIMEOUT_MS, &iov, 1);
+    }
+    if (ret == 0) {
+        ret = wait_reply(c, id, VMIG_VFU_CMD_DEVICE_FEATURE, &r);
+        if (ret == 0) {
+            rsp_done(&r);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ret;
+}
+
+int
+vmig_vfu_client_mig_write(struct vmig_vfu_client *c, const void *buf,
+                          size_t len)
+{
+    const uint8_t *p = buf;
+
+    if ((c->caps.ext & VMIG_VFU_EXT_BULK_DATA) && len > 0) {
+        if (c->bulk_fd < 0) {
+            int ret = bulk_open(c);
+
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        return write_bulk(c, p, len);
+    }
+
+    while (len > 0) {
+        uint32_t n = len < c->xfer - 8 ? (uint32_t)len : c->xfer - 8;
+        /* argsz = 8 + size, as libvfio-user sends it. */
+        struct vmig_vfu_mig_data md = {(uint32_t)(sizeof(md) + n), n};
+        int ret;
+
+        ret = xact0(c, VMIG_VFU_CMD_MIG_DATA_WRITE, &md, sizeof(md), p, n, NULL,
+                    0);
+        if (ret < 0) {
+            return ret;
+        }
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int
+bulk_open(struct vmig_vfu_client *c)
+{
+    struct vmig_vfu_feature f = {sizeof(f), VMIG_VFU_FEAT_X_BULK_CHANNEL |
+                                                VMIG_VFU_FEATURE_GET};
+    struct rsp r;
+    int ret;
+
+    ret = xact(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), NULL, 0, NULL, 0,
+               &r);
+    if (ret < 0) {
+        return ret;
+    }
+    if (r.raw.nfds != 1) {
+        rsp_done(&r);
+        return -EPROTO;
+    }
+    c->bulk_fd = r.raw.fds[0];
+    r.raw.fds[0] = -1;
+    rsp_done(&r);
+    return 0;
+}
+
+static int
+save_bulk(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink, void *opaque,
+          uint64_t *bytes)
+{
+    struct {
+        struct vmig_vfu_feature f;
+        struct vmig_vfu_feat_bulk_read br;
+    } req = {{sizeof(req), VMIG_VFU_FEAT_X_BULK_READ | VMIG_VFU_FEATURE_SET},
+             {UINT64_MAX, 0, 0}};
+    struct vmig_vfu_feat_bulk_read rep;
+    int status = 0, sink_ret = 0;
+    struct rsp r;
+    uint16_t id;
+    int ret;
+
+    pthread_mutex_lock(&c->lock);
+    ret = send_req(c, VMIG_VFU_CMD_DEVICE_FEATURE, &req, sizeof(req), NULL, 0,
+                   NULL, 0, &id);
+    /* Drain the channel before waiting for the reply: the server sends
+     * the reply only after the terminator frame. */
+    while (ret == 0) {
+        struct vmig_vfu_bulk_frame fr;
+
+        ret = vmig__tran_read_all(c->bulk_fd, CLI_TIMEOUT_MS, &fr, sizeof(fr));
+        if (ret < 0) {
+            break;
+        }
+        if (fr.len == 0) {
+            status = fr.status;
+            break;
+        }
+        if (fr.len > VMIG_VFU_BULK_FRAME_MAX) {
+            ret = -EPROTO;
+            break;
+        }
+        ret = vmig__tran_read_all(c->bulk_fd, CLI_TIMEOUT_MS, c->buf, fr.len);
+        if (ret == 0 && sink_ret == 0) {
+            sink_ret = sink(opaque, c->buf, fr.len);
+            *bytes += fr.len;
+        }
+    }
+    if (ret == 0) {
+        ret = wait_reply(c, id, VMIG_VFU_CMD_DEVICE_FEATURE, &r);
+        if (ret == 0) {
+            if (r.m.len >= sizeof(req)) {
+                memcpy(&rep, r.m.payload + sizeof(req.f), sizeof(rep));
+                status = rep.status;
+            }
+            rsp_done(&r);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (ret < 0) {
+        return ret;
+    }
+    if (sink_ret < 0) {
+        return sink_ret;
+    }
+    if (status < 0 || status >= 4096) {
+        return -EPROTO;
+    }
+    return -status; /* 0 end, -ENOMSG for now, -ENODEV reset, ... */
+}
+
+int
+vmig_vfu_client_mig_save(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink,
+                         void *opaque, uint64_t *bytes)
+{
+    uint64_t dummy;
+    int ret;
+
+    if (bytes == NULL) {
+        bytes = &dummy;
+    }
+    *bytes = 0;
+    if ((c->caps.ext & VMIG_VFU_EXT_BULK_DATA) && c->bulk_fd < 0) {
+        ret = bulk_open(c);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if (c->bulk_fd >= 0) {
+        for (;;) {
+            ret = save_bulk(c, sink, opaque, bytes);
+            /* EAGAIN: a burst hit max_bytes; never with UINT64_MAX. */
+            if (ret != -EAGAIN) {
+                return ret;
+            }
+        }
+    }
+    for (;;) {
+        long n = mig_read1(c, NULL, c->xfer, sink, opaque);
+
+        if (n <= 0) {
+            return (int)n;
+        }
+        *bytes += (uint64_t)n;
+    }
+}

@@ -1,0 +1,870 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_vfu_func.c - vfio-user end to end: a test device server in a child
+ * process, driven by the vmig client (and by a hostile raw client).
+ *
+ * usage: test_vfu_func <case>   (basic, migrate-bulk, migrate-plain,
+ *                                 reset, hostile, badstream)
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <vmig/vfu_client.h>
+#include <vmig/vfu_server.h>
+#include "vfu_testdev.h"
+
+#define STATE_SIZE (3u << 20)
+
+static char dir[256];
+static int failures;
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
+                    #cond);                                                    \
+            failures++;                                                        \
+            return;                                                            \
+        }                                                                      \
+    } while (0)
+#define CHECK_RC(expr, want)                                                   \
+    do {                                                                       \
+        long rc_ = (long)(expr);                                               \
+        if (rc_ != (long)(want)) {                                             \
+            fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld\n", __FILE__,      \
+                    __LINE__, #expr, rc_, rc_ < 0 ? strerror((int)-rc_) : "",  \
+                    (long)(want));                                             \
+            failures++;                                                        \
+            return;                                                            \
+        }                                                                      \
+    } while (0)
+
+static vmig_ctx_t *ctx;
+static pid_t kids[16];
+static int nkids;
+
+/* Children are remembered so a failed case cannot leak a server. */
+static pid_t
+spawn(const char *path, uint64_t seed, size_t size)
+{
+    pid_t p = testdev_spawn(path, seed, size);
+
+    if (p > 0 && nkids < 16) {
+        kids[nkids++] = p;
+    }
+    return p;
+}
+
+static void
+reap_all(void)
+{
+    for (int i = 0; i < nkids; i++) {
+        if (kill(kids[i], SIGKILL) == 0) {
+            (void)waitpid(kids[i], NULL, 0);
+        }
+    }
+}
+
+static void
+sock_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s.sock", dir, name);
+}
+
+static int
+connect_retry(const char *path, uint32_t ext, struct vmig_vfu_client **c)
+{
+    int ret = -ECONNREFUSED;
+
+    for (int i = 0; i < 100 && ret == -ECONNREFUSED; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+
+        ret = vmig_vfu_client_connect(ctx, path, ext, c);
+        if (ret == -ECONNREFUSED) {
+            nanosleep(&ts, NULL);
+        }
+    }
+    return ret;
+}
+
+static int
+reg_read64(struct vmig_vfu_client *c, uint64_t off, uint64_t *v)
+{
+    return vmig_vfu_client_region_read(c, 0, off, v, 8);
+}
+
+static int
+reg_write64(struct vmig_vfu_client *c, uint64_t off, uint64_t v)
+{
+    return vmig_vfu_client_region_write(c, 0, off, &v, 8);
+}
+
+/* ------------------------------------------------------------- basic */
+
+static void
+case_basic(void)
+{
+    struct vmig_vfu_client *c = NULL;
+    struct vmig_vfu_device_info di;
+    struct vmig_vfu_region_info ri;
+    struct vmig_vfu_irq_info ii;
+    struct vmig_vfu_caps caps;
+    char path[300];
+    uint8_t *ram, *ram2, buf[64];
+    uint64_t v;
+    int mfd, efd, rfd;
+    pid_t pid;
+    struct pollfd p;
+
+    sock_path(path, sizeof(path), "basic");
+    pid = spawn(path, 1, STATE_SIZE);
+    CHECK(pid > 0);
+    CHECK_RC(connect_retry(path, VMIG_VFU_EXT__ALL, &c), 0);
+    vmig_vfu_client_caps(c, &caps);
+    CHECK(caps.ext == VMIG_VFU_EXT__ALL);
+    CHECK(caps.max_msg_fds >= 1);
+    CHECK_RC(vmig_vfu_client_device_info(c, &di), 0);
+    CHECK(di.num_regions == 2 && di.num_irqs == 1);
+    CHECK(di.flags & VMIG_VFU_DEV_RESET);
+    CHECK_RC(vmig_vfu_client_region_info(c, 0, &ri, &rfd), 0);
+    CHECK(ri.size == 4096 && rfd == -1 && !(ri.flags & VMIG_VFU_REGION_MMAP));
+    CHECK_RC(vmig_vfu_client_region_info(c, 1, &ri, &rfd), 0);
+    CHECK(ri.size == (64 << 10) && rfd >= 0 &&
+          (ri.flags & VMIG_VFU_REGION_MMAP));
+    /* the capability did not fit in 32 bytes: argsz says what it needs */
+    CHECK((ri.flags & VMIG_VFU_REGION_CAPS) && ri.cap_offset == 0 &&
+          ri.argsz == 32 + 16 + 2 * 16);
+    {
+        struct vmig_vfu_sparse_area sp[4];
+
+        CHECK_RC(vmig_vfu_client_region_sparse(c, 1, sp, 4), 2);
+        CHECK(sp[0].offset == 0 && sp[0].size == (16 << 10));
+        CHECK(sp[1].offset == (32 << 10) && sp[1].size == (16 << 10));
+        CHECK_RC(vmig_vfu_client_region_sparse(c, 0, sp, 4), 0);
+    }
+    {
+        /* mmap the region fd and see what region reads see */
+        uint8_t *bar1 = mmap(NULL, ri.size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                             rfd, (off_t)ri.offset);
+
+        CHECK(bar1 != MAP_FAILED);
+        CHECK(memcmp(bar1, "bar1", 4) == 0);
+        memcpy(bar1 + 100, "hello", 5);
+        CHECK_RC(vmig_vfu_client_region_read(c, 1, 100, buf, 5), 0);
+        CHECK(memcmp(buf, "hello", 5) == 0);
+        munmap(bar1, ri.size);
+        close(rfd);
+    }
+    CHECK_RC(vmig_vfu_client_region_info(c, 5, &ri, NULL), -EINVAL);
+    CHECK_RC(vmig_vfu_client_irq_info(c, 0, &ii), 0);
+    CHECK(ii.count == 1 && (ii.flags & VMIG_VFU_IRQ_INFO_EVENTFD));
+    CHECK_RC(vmig_vfu_client_region_read(c, 0, 4090, buf, 8), -EINVAL);
+    CHECK_RC(vmig_vfu_client_region_read(c, 0, UINT64_MAX - 2, buf, 4),
+             -EINVAL);
+
+    /* registers */
+    CHECK_RC(reg_write64(c, TD_SCRATCH, 0x1122334455667788ull), 0);
+    CHECK_RC(reg_read64(c, TD_SCRATCH, &v), 0);
+    CHECK(v == 0x1122334455667788ull);
+
+    /* guest RAM: a memfd, mapped by fd at iova 1 MiB */
+    mfd = memfd_create("guest-ram", MFD_CLOEXEC);
+    CHECK(mfd >= 0 && ftruncate(mfd, 2 << 20) == 0);
+    ram = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    CHECK(ram != MAP_FAILED);
+    CHECK_RC(vmig_vfu_client_dma_map(c, 1 << 20, 1 << 20,
+                                     VMIG_VFU_DMA_READ | VMIG_VFU_DMA_WRITE,
+                                     mfd, 0, ram),
+             0);
+    /* overlapping map refused, exact unmap required */
+    CHECK_RC(vmig_vfu_client_dma_map(c, (1 << 20) + 4096, 4096,
+                                     VMIG_VFU_DMA_READ, mfd, 0, ram),
+             -EEXIST);
+    CHECK_RC(vmig_vfu_client_dma_unmap(c, 1 << 20, 4096), -ENOENT);
+    /* message-based window: no fd, served from ram2 by the client */
+    ram2 = calloc(1, 1 << 16);
+    CHECK(ram2 != NULL);
+    CHECK_RC(vmig_vfu_client_dma_map(c, 8 << 20, 1 << 16,
+                                     VMIG_VFU_DMA_READ | VMIG_VFU_DMA_WRITE, -1,
+                                     0, ram2),
+             0);
+
+    /* interrupt eventfd */
+    efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    CHECK(efd >= 0);
+    CHECK_RC(vmig_vfu_client_set_irqs(c, 0, 0, 1, &efd), 0);
+
+    /* DMA through the mmap'ed window */
+    for (int i = 0; i < 64; i++) {
+        ram[i] = (uint8_t)i;
+    }
+    CHECK_RC(reg_write64(c, TD_SRC, 1 << 20), 0);
+    CHECK_RC(reg_write64(c, TD_DST, (1 << 20) + 4096), 0);
+    CHECK_RC(reg_write64(c, TD_DOORBELL, 1), 0);
+    /* map offset 0 = iova 1 MiB: dst lands at ram + 4096 */
+    for (int i = 0; i < 64; i++) {
+        CHECK(ram[4096 + i] == (uint8_t)(i + 1));
+    }
+    p.fd = efd;
+    p.events = POLLIN;
+    CHECK_RC(poll(&p, 1, 2000), 1);
+    CHECK(read(efd, &v, 8) == 8 && v == 1);
+
+    /* zero-copy DMA through pointers into the mmap'ed window */
+    CHECK_RC(reg_write64(c, TD_SRC, 1 << 20), 0);
+    CHECK_RC(reg_write64(c, TD_DST, (1 << 20) + 8192), 0);
+    CHECK_RC(reg_write64(c, TD_ZEROCOPY, 1), 0);
+    for (int i = 0; i < 64; i++) {
+        CHECK(ram[8192 + i] == (uint8_t)(i + 1));
+    }
+    /* a range crossing the end of the map is refused */
+    CHECK_RC(reg_write64(c, TD_DST, (2 << 20) - 32), 0);
+    CHECK_RC(reg_write64(c, TD_ZEROCOPY, 1), -EFAULT);
+
+    /* DMA through DMA_READ/DMA_WRITE messages, served during our write */
+    for (int i = 0; i < 64; i++) {
+        ram2[i] = (uint8_t)(100 + i);
+    }
+    CHECK_RC(reg_write64(c, TD_SRC, 8 << 20), 0);
+    CHECK_RC(reg_write64(c, TD_DST, (8 << 20) + 1024), 0);
+    CHECK_RC(reg_write64(c, TD_DOORBELL, 1), 0);
+    for (int i = 0; i < 64; i++) {
+        CHECK(ram2[1024 + i] == (uint8_t)(101 + i));
+    }
+    CHECK_RC(reg_read64(c, TD_COUNT, &v), 0);
+    CHECK(v == 2);
+    /* no pointers into memory the server has not mmap'ed */
+    CHECK_RC(reg_write64(c, TD_ZEROCOPY, 1), -EOPNOTSUPP);
+    CHECK_RC(poll(&p, 1, 2000), 1);
+    CHECK(read(efd, &v, 8) == 8);
+    /* a device thread doing message-based DMA while the client is idle:
+     * the client serves it from vmig_vfu_client_service() */
+    memset(ram2 + 2048, 0, 64);
+    CHECK_RC(reg_write64(c, TD_DST, (8 << 20) + 2048), 0);
+    CHECK_RC(reg_write64(c, TD_ASYNC, 1), 0);
+    {
+        int served = 0;
+
+        for (int i = 0; i < 50 && poll(&p, 1, 0) == 0; i++) {
+            int r = vmig_vfu_client_service(c, 100);
+
+            CHECK(r >= 0);
+            served += r;
+        }
+        /* the DMA_READ may already have been served while the ASYNC
+         * write itself waited for its reply */
+        CHECK(served >= 1 && served <= 2);
+    }
+    CHECK_RC(poll(&p, 1, 2000), 1);
+    CHECK(read(efd, &v, 8) == 8);
+    for (int i = 0; i < 64; i++) {
+        CHECK(ram2[2048 + i] == (uint8_t)(101 + i));
+    }
+    /* DMA outside every map fails the doorbell, device survives */
+    CHECK_RC(reg_write64(c, TD_SRC, 64 << 20), 0);
+    CHECK_RC(reg_write64(c, TD_DOORBELL, 1), -EFAULT);
+
+    /* migration flags, state, extensions outside PRE_COPY */
+    CHECK_RC(vmig_vfu_client_mig_flags(c, &v), 0);
+    CHECK(v == (VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P |
+                VMIG_MIGRATION_PRE_COPY));
+    {
+        uint64_t a, b;
+
+        CHECK_RC(vmig_vfu_client_precopy_info(c, &a, &b), -EINVAL);
+        CHECK_RC(vmig_vfu_client_data_size(c, &a), 0);
+        CHECK(a >= STATE_SIZE);
+    }
+    /* DMA logging (framework-built-in: the device writes via
+     * vmig_vfu_dma_write) */
+    {
+        struct vmig_vfu_log_range r = {1 << 20, 1 << 20};
+        uint64_t bm[4] = {0};
+
+        CHECK_RC(vmig_vfu_client_log_start(c, 4096, &r, 1), 0);
+        CHECK_RC(vmig_vfu_client_log_start(c, 4096, &r, 1), -EBUSY);
+        CHECK_RC(reg_write64(c, TD_SRC, 1 << 20), 0);
+        CHECK_RC(reg_write64(c, TD_DST, (1 << 20) + 5 * 4096 + 4070), 0);
+        CHECK_RC(reg_write64(c, TD_DOORBELL, 1), 0);
+        CHECK_RC(vmig_vfu_client_log_report(c, 1 << 20, 1 << 20, 4096, bm), 0);
+        /* 64 bytes at page 5 offset 4070 straddle pages 5 and 6 */
+        if (bm[0] != ((1ull << 5) | (1ull << 6)) || bm[1] != 0) {
+            fprintf(stderr, "bitmap %#llx %#llx\n", (unsigned long long)bm[0],
+                    (unsigned long long)bm[1]);
+        }
+        CHECK(bm[0] == ((1ull << 5) | (1ull << 6)) && bm[1] == 0);
+        CHECK_RC(vmig_vfu_client_log_report(c, 1 << 20, 1 << 20, 4096, bm), 0);
+        CHECK(bm[0] == 0);
+        /* zero-copy writes are logged at vmig_vfu_dma_put() */
+        CHECK_RC(reg_write64(c, TD_DST, (1 << 20) + 7 * 4096), 0);
+        CHECK_RC(reg_write64(c, TD_ZEROCOPY, 1), 0);
+        CHECK_RC(vmig_vfu_client_log_report(c, 1 << 20, 1 << 20, 4096, bm), 0);
+        CHECK(bm[0] == (1ull << 7));
+        CHECK_RC(vmig_vfu_client_log_stop(c), 0);
+        CHECK_RC(vmig_vfu_client_log_stop(c), -EINVAL);
+    }
+    CHECK_RC(vmig_vfu_client_dma_unmap(c, 8 << 20, 1 << 16), 0);
+    CHECK_RC(vmig_vfu_client_dma_unmap(c, 1 << 20, 1 << 20), 0);
+    vmig_vfu_client_free(c);
+    close(efd);
+    munmap(ram, 2 << 20);
+    close(mfd);
+    free(ram2);
+    CHECK_RC(testdev_stop(pid), 0);
+}
+
+/* --------------------------------------------------------- migration */
+
+struct membuf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+static int
+sink(void *opaque, const void *buf, size_t len)
+{
+    struct membuf *m = opaque;
+
+    if (len > m->cap - m->len) {
+        return -E2BIG;
+    }
+    memcpy(m->p + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
+static void
+do_migrate(uint32_t ext, const char *tag)
+{
+    struct vmig_vfu_client *a = NULL, *b = NULL;
+    struct membuf mb = {0};
+    char pa[300], pb[300];
+    uint64_t hsrc, hdst, init, dirty, n;
+    enum vmig_state st;
+    pid_t ka, kb;
+    uint8_t tmp[8];
+
+    snprintf(pa, sizeof(pa), "%s/src-%s.sock", dir, tag);
+    snprintf(pb, sizeof(pb), "%s/dst-%s.sock", dir, tag);
+    ka = spawn(pa, 7, STATE_SIZE);
+    kb = spawn(pb, 8, STATE_SIZE);
+    CHECK(ka > 0 && kb > 0);
+    CHECK_RC(connect_retry(pa, ext, &a), 0);
+    CHECK_RC(connect_retry(pb, ext, &b), 0);
+    mb.cap = 4 * STATE_SIZE;
+    mb.p = malloc(mb.cap);
+    CHECK(mb.p != NULL);
+
+    CHECK_RC(reg_write64(a, TD_SCRATCH, 0xabcdef), 0);
+    CHECK_RC(reg_write64(a, TD_MUTATE, 12345), 0);
+    CHECK_RC(vmig_vfu_client_region_read(a, 0, TD_HASH, &hdst, 8), 0);
+    CHECK_RC(vmig_vfu_client_region_read(b, 0, TD_HASH, &hsrc, 8), 0);
+    CHECK(hsrc != hdst); /* different seeds */
+
+    /* PRE_COPY: initial data, then "no more for now" */
+    CHECK_RC(vmig_vfu_client_set_state(a, VMIG_STATE_PRE_COPY), 0);
+    if (ext & VMIG_VFU_EXT_PRECOPY_INFO) {
+        CHECK_RC(vmig_vfu_client_precopy_info(a, &init, &dirty), 0);
+        CHECK(init == STATE_SIZE && dirty == 0);
+    } else {
+        CHECK_RC(vmig_vfu_client_precopy_info(a, &init, &dirty), -EOPNOTSUPP);
+    }
+    CHECK_RC(vmig_vfu_client_mig_save(a, sink, &mb, &n), -ENOMSG);
+    CHECK(n > STATE_SIZE && mb.len == n);
+    CHECK_RC(vmig_vfu_client_mig_read(a, tmp, sizeof(tmp)), -ENOMSG);
+    /* the device keeps running and dirties state */
+    CHECK_RC(reg_write64(a, TD_MUTATE, 1), 0);
+    CHECK_RC(reg_write64(a, TD_MUTATE, 2u << 20), 0);
+    if (ext & VMIG_VFU_EXT_PRECOPY_INFO) {
+        CHECK_RC(vmig_vfu_client_precopy_info(a, &init, &dirty), 0);
+        CHECK(init == 0 && dirty == 2 * (64 << 10));
+    }
+    CHECK_RC(vmig_vfu_client_mig_save(a, sink, &mb, &n), -ENOMSG);
+    CHECK(n == 2 * ((64 << 10) + 16));
+    CHECK_RC(vmig_vfu_client_region_read(a, 0, TD_HASH, &hsrc, 8), 0);
+
+    /* STOP_COPY: the rest, then a permanent end */
+    CHECK_RC(vmig_vfu_client_set_state(a, VMIG_STATE_STOP_COPY), 0);
+    CHECK_RC(vmig_vfu_client_region_read(a, 0, TD_HASH, tmp, 8), -EBUSY);
+    CHECK_RC(vmig_vfu_client_set_state(a, VMIG_STATE_PRE_COPY), -EINVAL);
+    CHECK_RC(vmig_vfu_client_get_state(a, &st), 0);
+    CHECK(st == VMIG_STATE_STOP_COPY);
+    CHECK_RC(vmig_vfu_client_mig_save(a, sink, &mb, &n), 0);
+    CHECK(n > 0);
+    CHECK_RC(vmig_vfu_client_mig_read(a, tmp, sizeof(tmp)), 0);
+    CHECK_RC(vmig_vfu_client_mig_save(a, sink, &mb, &n), 0);
+    CHECK(n == 0);
+    CHECK_RC(vmig_vfu_client_set_state(a, VMIG_STATE_STOP), 0);
+    CHECK_RC(vmig_vfu_client_mig_read(a, tmp, sizeof(tmp)), -EBUSY);
+
+    /* restore into the second process: RUNNING -> RESUMING goes
+     * through STOP inside the server */
+    CHECK_RC(vmig_vfu_client_mig_write(b, mb.p, 16), -EBUSY);
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vmig_vfu_client_region_read(b, 0, TD_HASH, tmp, 8), -EBUSY);
+    CHECK_RC(vmig_vfu_client_mig_write(b, mb.p, mb.len), 0);
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RUNNING), 0);
+    CHECK_RC(vmig_vfu_client_region_read(b, 0, TD_HASH, &hdst, 8), 0);
+    CHECK(hsrc == hdst);
+    CHECK_RC(reg_read64(b, TD_SCRATCH, &n), 0);
+    CHECK(n == 0xabcdef);
+    printf("%s: %zu bytes migrated, state hash %016llx matches\n", tag, mb.len,
+           (unsigned long long)hdst);
+
+    vmig_vfu_client_free(a);
+    vmig_vfu_client_free(b);
+    free(mb.p);
+    CHECK_RC(testdev_stop(ka), 0);
+    CHECK_RC(testdev_stop(kb), 0);
+}
+
+static void
+case_badstream(void)
+{
+    struct vmig_vfu_client *b = NULL;
+    char pb[300];
+    enum vmig_state st;
+    uint8_t junk[100];
+    pid_t kb;
+
+    sock_path(pb, sizeof(pb), "bad");
+    kb = spawn(pb, 8, 1 << 20);
+    CHECK(kb > 0);
+    CHECK_RC(connect_retry(pb, 0, &b), 0);
+    memset(junk, 0x5a, sizeof(junk));
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(b, junk, sizeof(junk)), 0);
+    /* RESUMING -> STOP validates and refuses; device stays RESUMING */
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RUNNING), -EINVAL);
+    CHECK_RC(vmig_vfu_client_get_state(b, &st), 0);
+    CHECK(st == VMIG_STATE_RESUMING);
+    CHECK_RC(vmig_vfu_client_reset(b), 0);
+    CHECK_RC(vmig_vfu_client_get_state(b, &st), 0);
+    CHECK(st == VMIG_STATE_RUNNING);
+    vmig_vfu_client_free(b);
+    CHECK_RC(testdev_stop(kb), 0);
+}
+
+/* ------------------------------------------------------------- reset */
+
+static int
+discard(void *opaque, const void *buf, size_t len)
+{
+    (void)opaque;
+    (void)buf;
+    (void)len;
+    return 0;
+}
+
+static void
+case_reset(void)
+{
+    struct vmig_vfu_client *c = NULL, *p = NULL;
+    char path[300];
+    uint8_t buf[4096];
+    uint64_t n;
+    pid_t k;
+
+    sock_path(path, sizeof(path), "reset");
+    k = spawn(path, 3, 1 << 20);
+    CHECK(k > 0);
+    CHECK_RC(connect_retry(path, VMIG_VFU_EXT__ALL, &c), 0);
+
+    /* PRE_COPY, client-requested reset: the reader gets ENODEV */
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_PRE_COPY), 0);
+    CHECK_RC(vmig_vfu_client_mig_read(c, buf, sizeof(buf)), sizeof(buf));
+    CHECK_RC(vmig_vfu_client_reset(c), 0);
+    CHECK_RC(vmig_vfu_client_mig_read(c, buf, sizeof(buf)), -ENODEV);
+    CHECK_RC(vmig_vfu_client_mig_save(c, discard, NULL, &n), -ENODEV);
+
+    /* PRE_COPY, device-internal reset (guest FLR) */
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_PRE_COPY), 0);
+    CHECK_RC(vmig_vfu_client_mig_read(c, buf, sizeof(buf)), sizeof(buf));
+    CHECK_RC(reg_write64(c, TD_RESET, 1), 0);
+    CHECK_RC(vmig_vfu_client_mig_save(c, discard, NULL, &n), -ENODEV);
+    CHECK_RC(vmig_vfu_client_mig_read(c, buf, sizeof(buf)), -ENODEV);
+
+    /* STOP_COPY, reset mid-stream */
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_STOP_COPY), 0);
+    CHECK_RC(vmig_vfu_client_mig_read(c, buf, sizeof(buf)), sizeof(buf));
+    CHECK_RC(vmig_vfu_client_reset(c), 0);
+    CHECK_RC(vmig_vfu_client_mig_read(c, buf, sizeof(buf)), -ENODEV);
+    CHECK_RC(vmig_vfu_client_mig_save(c, discard, NULL, &n), -ENODEV);
+
+    /* RESUMING, reset mid-stream: the writer gets ENODEV too */
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(c, buf, 100), 0);
+    CHECK_RC(vmig_vfu_client_reset(c), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(c, buf, 100), -ENODEV);
+
+    /* a new session after the reset works again, to its end */
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_STOP_COPY), 0);
+    CHECK_RC(vmig_vfu_client_mig_save(c, discard, NULL, &n), 0);
+    CHECK(n > (1 << 20));
+    /* a reset after the end: no session was cut, plain EBUSY */
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_STOP), 0);
+    CHECK_RC(vmig_vfu_client_mig_read(c, buf, sizeof(buf)), -EBUSY);
+    vmig_vfu_client_free(c);
+
+    /* the same over the message path (plain client) */
+    CHECK_RC(connect_retry(path, 0, &p), 0);
+    CHECK_RC(vmig_vfu_client_set_state(p, VMIG_STATE_STOP_COPY), 0);
+    CHECK_RC(vmig_vfu_client_mig_read(p, buf, sizeof(buf)), sizeof(buf));
+    CHECK_RC(vmig_vfu_client_reset(p), 0);
+    CHECK_RC(vmig_vfu_client_mig_save(p, discard, NULL, &n), -ENODEV);
+    CHECK_RC(vmig_vfu_client_set_state(p, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(p, buf, 100), 0);
+    CHECK_RC(vmig_vfu_client_reset(p), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(p, buf, 100), -ENODEV);
+    vmig_vfu_client_free(p);
+    CHECK_RC(testdev_stop(k), 0);
+}
+
+/* ----------------------------------------------------------- hostile */
+
+static int
+raw_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+/* Send a raw message; returns the reply's error (0 ok, > 0 errno), -1
+ * when the server closed the connection. */
+static int
+raw_xact(int fd, uint16_t cmd, const void *p, size_t l, int sfd)
+{
+    struct vmig_vfu_hdr h = {.id = 7, .cmd = cmd, .size = (uint32_t)(16 + l)};
+    struct iovec iov[2] = {{&h, 16}, {(void *)p, l}};
+    union {
+        char b[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr a;
+    } ctl;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = l ? 2 : 1};
+    uint8_t rb[4096];
+    ssize_t n;
+
+    if (sfd >= 0) {
+        struct cmsghdr *c;
+
+        memset(&ctl, 0, sizeof(ctl));
+        mh.msg_control = ctl.b;
+        mh.msg_controllen = sizeof(ctl.b);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &sfd, sizeof(int));
+    }
+    if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0) {
+        return -1;
+    }
+    n = recv(fd, rb, 16, MSG_WAITALL);
+    if (n != 16) {
+        return -1;
+    }
+    memcpy(&h, rb, 16);
+    if (h.size > 16 && h.size - 16 <= sizeof(rb)) {
+        (void)!recv(fd, rb, h.size - 16, MSG_WAITALL);
+    }
+    return (h.flags & VMIG_VFU_F_ERROR) ? (int)h.error : 0;
+}
+
+static int
+raw_version(int fd)
+{
+    uint8_t b[64] = {0};
+    const char *j = "{\"capabilities\":{\"migration\":{\"pgsize\":4096}}}";
+
+    memcpy(b + 4, j, strlen(j) + 1);
+    return raw_xact(fd, VMIG_VFU_CMD_VERSION, b, 4 + strlen(j) + 1, -1);
+}
+
+static void
+case_hostile(void)
+{
+    struct vmig_vfu_client *c = NULL;
+    struct vmig_vfu_device_info di;
+    char path[300];
+    uint8_t junk[8192];
+    int fd, mfd;
+    pid_t k;
+    uint64_t x = 88172645463325252ull;
+
+    /* listen never replaces a file that is not a socket */
+    {
+        static const struct vmig_vfu_dev_ops noops = {0};
+        struct vmig_vfu_server *s = NULL;
+        char fpath[300];
+        FILE *fp;
+
+        snprintf(fpath, sizeof(fpath), "%s/precious.txt", dir);
+        fp = fopen(fpath, "w");
+        CHECK(fp != NULL);
+        fclose(fp);
+        CHECK_RC(vmig_vfu_server_new(ctx, &noops, NULL, 0, &s), 0);
+        CHECK_RC(vmig_vfu_server_listen(s, fpath), -EEXIST);
+        CHECK(access(fpath, F_OK) == 0);
+        vmig_vfu_server_free(s);
+    }
+    sock_path(path, sizeof(path), "hostile");
+    k = spawn(path, 4, 1 << 20);
+    CHECK(k > 0);
+    CHECK_RC(connect_retry(path, 0, &c), 0); /* wait for listen */
+    vmig_vfu_client_free(c);
+    c = NULL;
+
+    /* garbage: random bytes; the server drops us or answers errors */
+    for (size_t i = 0; i < sizeof(junk); i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        junk[i] = (uint8_t)x;
+    }
+    fd = raw_connect(path);
+    CHECK(fd >= 0);
+    (void)!send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
+    close(fd);
+
+    /* a command before VERSION */
+    fd = raw_connect(path);
+    CHECK(fd >= 0);
+    CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DEVICE_RESET, NULL, 0, -1), EPROTO);
+    /* legacy migration capability accepted */
+    CHECK_RC(raw_version(fd), 0);
+    CHECK_RC(raw_version(fd), EBUSY);
+    /* unknown command, lying sizes */
+    CHECK_RC(raw_xact(fd, 14, NULL, 0, -1), ENOSYS);
+    {
+        struct vmig_vfu_region_rw rw = {0, 0, 1u << 30};
+
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_REGION_WRITE, &rw, sizeof(rw), -1),
+                 E2BIG);
+        rw.count = 100;
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_REGION_WRITE, &rw, sizeof(rw), -1),
+                 EPROTO);
+    }
+    /* overlapping and absurd DMA maps */
+    mfd = memfd_create("small", MFD_CLOEXEC);
+    CHECK(mfd >= 0 && ftruncate(mfd, 1 << 16) == 0);
+    {
+        struct vmig_vfu_dma_map m = {32, 3, 0, 1 << 20, 1 << 16};
+
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DMA_MAP, &m, sizeof(m), mfd), 0);
+        m.addr += 4096;
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DMA_MAP, &m, sizeof(m), mfd),
+                 EEXIST);
+        m.addr = (1 << 20) - 4096;
+        m.size = 8192;
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DMA_MAP, &m, sizeof(m), mfd),
+                 EEXIST);
+        /* larger than the file: would SIGBUS the server on access */
+        m.addr = 1ull << 40;
+        m.size = 1ull << 30;
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DMA_MAP, &m, sizeof(m), mfd),
+                 EINVAL);
+        m.size = UINT64_MAX;
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DMA_MAP, &m, sizeof(m), -1), EINVAL);
+        m.size = 0;
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DMA_MAP, &m, sizeof(m), -1), EINVAL);
+        /* a pipe is not memory */
+        {
+            int pp[2];
+
+            CHECK(pipe(pp) == 0);
+            m.size = 4096;
+            CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DMA_MAP, &m, sizeof(m), pp[0]),
+                     EINVAL);
+            close(pp[0]);
+            close(pp[1]);
+        }
+    }
+    /* a bad SET_IRQS and a bad feature */
+    {
+        struct vmig_vfu_irq_set is = {20, 0x1 | 0x20, 5, 0, 1};
+        struct vmig_vfu_feature f = {8, 0xabcd | VMIG_VFU_FEATURE_GET};
+
+        CHECK_RC(
+            raw_xact(fd, VMIG_VFU_CMD_DEVICE_SET_IRQS, &is, sizeof(is), -1),
+            EINVAL);
+        CHECK_RC(raw_xact(fd, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), -1),
+                 EOPNOTSUPP);
+        /* MIG_DATA_READ while RUNNING */
+        {
+            struct vmig_vfu_mig_data md = {8, 16};
+
+            CHECK_RC(
+                raw_xact(fd, VMIG_VFU_CMD_MIG_DATA_READ, &md, sizeof(md), -1),
+                EBUSY);
+        }
+    }
+    /* flood of refused messages: disconnected, not a crash */
+    {
+        int r = 0;
+
+        for (int i = 0; i < 200 && r >= 0; i++) {
+            r = raw_xact(fd, 14, NULL, 0, -1);
+        }
+        CHECK(r == -1);
+    }
+    close(fd);
+    close(mfd);
+
+    /* msg_size below the header, and far above any limit */
+    fd = raw_connect(path);
+    CHECK(fd >= 0);
+    {
+        struct vmig_vfu_hdr h = {.id = 1, .cmd = 1, .size = 8};
+
+        (void)!send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+        CHECK(recv(fd, junk, 1, 0) == 0); /* closed */
+    }
+    close(fd);
+    fd = raw_connect(path);
+    CHECK(fd >= 0);
+    {
+        struct vmig_vfu_hdr h = {.id = 1, .cmd = 1, .size = 0xffffffffu};
+
+        (void)!send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+        CHECK(recv(fd, junk, 1, 0) == 0);
+    }
+    close(fd);
+    /* disconnect mid-message */
+    fd = raw_connect(path);
+    CHECK(fd >= 0);
+    {
+        struct vmig_vfu_hdr h = {.id = 1, .cmd = 1, .size = 1000};
+
+        (void)!send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+        (void)!send(fd, junk, 100, MSG_NOSIGNAL);
+    }
+    close(fd);
+
+    /* the socket is private to its owner */
+    {
+        struct stat st;
+
+        CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    }
+    /* after all that, a proper client is served */
+    CHECK_RC(connect_retry(path, VMIG_VFU_EXT__ALL, &c), 0);
+    CHECK_RC(vmig_vfu_client_device_info(c, &di), 0);
+    CHECK(di.num_regions == 2);
+    vmig_vfu_client_free(c);
+    CHECK_RC(testdev_stop(k), 0);
+}
+
+/* The vfu-testdev program on an inherited socket (--fd), as a VMM
+ * would start a vfio-user backend. */
+static void
+case_tool(const char *tool)
+{
+    struct vmig_vfu_client *c = NULL;
+    struct vmig_vfu_device_info di;
+    uint64_t n;
+    int sv[2], status;
+    pid_t pid;
+
+    CHECK(tool != NULL);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        char arg[32];
+        int fd = dup(sv[1]); /* without CLOEXEC */
+
+        snprintf(arg, sizeof(arg), "--fd=%d", fd);
+        execl(tool, tool, arg, "--size=1", (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    CHECK_RC(vmig_vfu_client_adopt(ctx, sv[0], VMIG_VFU_EXT__ALL, &c), 0);
+    CHECK_RC(vmig_vfu_client_device_info(c, &di), 0);
+    CHECK(di.num_regions == 2);
+    CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_STOP_COPY), 0);
+    CHECK_RC(vmig_vfu_client_mig_save(c, discard, NULL, &n), 0);
+    CHECK(n > (1 << 20));
+    vmig_vfu_client_free(c);
+    /* the backend ends when its only client leaves */
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void
+log_sink(void *opaque, int level, const char *msg)
+{
+    (void)opaque;
+    if (getenv("VMIG_TEST_VERBOSE") != NULL || level <= VMIG_LOG_ERR) {
+        fprintf(stderr, "client: %s\n", msg);
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *which = argc > 1 ? argv[1] : "all";
+    bool all = strcmp(which, "all") == 0;
+    char tmpl[] = "/tmp/vmig-vfu-XXXXXX";
+
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdtemp(tmpl) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(dir, sizeof(dir), "%s", tmpl);
+    if (vmig_ctx_new("client", log_sink, NULL, &ctx) < 0) {
+        return 1;
+    }
+    if (all || strcmp(which, "basic") == 0) {
+        case_basic();
+    }
+    if (all || strcmp(which, "migrate-bulk") == 0) {
+        do_migrate(VMIG_VFU_EXT__ALL, "bulk");
+    }
+    if (all || strcmp(which, "migrate-plain") == 0) {
+        do_migrate(0, "plain");
+    }
+    if (all || strcmp(which, "badstream") == 0) {
+        case_badstream();
+    }
+    if (all || strcmp(which, "reset") == 0) {
+        case_reset();
+    }
+    if (all || strcmp(which, "hostile") == 0) {
+        case_hostile();
+    }
+    if (strcmp(which, "tool") == 0) {
+        case_tool(argc > 2 ? argv[2] : NULL);
+    }
+    reap_all();
+    vmig_ctx_free(ctx);
+    {
+        char cmd[400];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        (void)!system(cmd);
+    }
+    printf("%s: %s\n", which, failures ? "FAILED" : "ok");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,556 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vfu_testdev.c - the test device model and its child-process server.
+ *
+ * Stream records: {u32 type, u32 len, u64 off} + len bytes.
+ *   type 1 MEM  - state bytes at off
+ *   type 2 REGS - the register file (off 0)
+ *   type 3 END  - last record (len 0); nothing is applied without it
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <vmig/vfu_server.h>
+#include "vfu_testdev.h"
+
+#define CHUNK (64u << 10)
+#define NREGS 16
+
+enum { REC_MEM = 1, REC_REGS = 2, REC_END = 3 };
+
+struct rec {
+    uint32_t type;
+    uint32_t len;
+    uint64_t off;
+};
+
+struct td {
+    struct vmig_vfu_server *srv;
+    uint64_t seed;
+    size_t size;
+    uint8_t *mem;
+    uint64_t regs[NREGS];
+    /* saving */
+    size_t cursor;  /* first pass: next chunk offset */
+    uint8_t *dirty; /* per chunk, set after it was sent */
+    bool regs_sent;
+    bool end_sent;
+    uint8_t *out;       /* staged record header */
+    const uint8_t *src; /* the record's data, read in place */
+    size_t out_len, out_pos;
+    /* resuming */
+    uint8_t *in;
+    size_t in_len, in_cap;
+};
+
+static void
+td_fill(struct td *t)
+{
+    uint64_t x = t->seed * 0x9e3779b97f4a7c15ull + 1;
+
+    for (size_t i = 0; i < t->size; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t->mem[i] = (uint8_t)x;
+    }
+    memset(t->regs, 0, sizeof(t->regs));
+}
+
+static void
+td_session_reset(struct td *t)
+{
+    t->cursor = 0;
+    memset(t->dirty, 0, (t->size + CHUNK - 1) / CHUNK);
+    t->regs_sent = false;
+    t->end_sent = false;
+    t->out_len = t->out_pos = 0;
+    t->in_len = 0;
+}
+
+static void
+td_touch(struct td *t, size_t off)
+{
+    /* Bytes already sent in this session must be sent again. */
+    if (off < t->cursor) {
+        t->dirty[off / CHUNK] = 1;
+    }
+}
+
+static uint64_t
+td_hash(struct td *t)
+{
+    XXH3_state_t *st = XXH3_createState();
+    uint64_t h;
+
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, t->regs, sizeof(t->regs));
+    XXH3_64bits_update(st, t->mem, t->size);
+    h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return h;
+}
+
+static int
+td_doorbell(struct td *t)
+{
+    uint8_t b[64];
+    int ret;
+
+    ret = vmig_vfu_dma_read(t->srv, t->regs[TD_SRC / 8], b, sizeof(b));
+    if (ret < 0) {
+        return ret;
+    }
+    for (size_t i = 0; i < sizeof(b); i++) {
+        b[i]++;
+        t->mem[i] ^= b[i];
+    }
+    td_touch(t, 0);
+    ret = vmig_vfu_dma_write(t->srv, t->regs[TD_DST / 8], b, sizeof(b));
+    if (ret < 0) {
+        return ret;
+    }
+    t->regs[TD_COUNT / 8]++;
+    /* -EAGAIN (no eventfd wired, or masked) is fine: it stays pending */
+    ret = vmig_vfu_irq_trigger(t->srv, 0, 0);
+    if (ret < 0 && ret != -EAGAIN) {
+        return ret;
+    }
+    return 0;
+}
+
+static void *
+td_async_main(void *arg)
+{
+    struct td *t = arg;
+    uint8_t b[64];
+
+    /* Message-based DMA from a device thread: the loop routes replies. */
+    if (vmig_vfu_dma_read(t->srv, t->regs[TD_SRC / 8], b, sizeof(b)) == 0) {
+        for (size_t i = 0; i < sizeof(b); i++) {
+            b[i]++;
+        }
+        if (vmig_vfu_dma_write(t->srv, t->regs[TD_DST / 8], b, sizeof(b)) ==
+            0) {
+            (void)!vmig_vfu_irq_trigger(t->srv, 0, 0);
+        }
+    }
+    return NULL;
+}
+
+static int
+td_access(void *opaque, unsigned int region, uint64_t off, void *buf,
+          uint32_t len, bool wr)
+{
+    struct td *t = opaque;
+    uint64_t v = 0;
+
+    if (region != 0 || (len != 4 && len != 8) || off % len != 0 ||
+        off + len > NREGS * 8) {
+        /* Unused BAR space reads as zero, ignores writes. */
+        if (!wr) {
+            memset(buf, 0, len);
+        }
+        return 0;
+    }
+    if (!wr) {
+        if (off == TD_HASH) {
+            v = td_hash(t);
+        } else {
+            memcpy(&v, (uint8_t *)t->regs + (off & ~7ull), 8);
+            if (off % 8 == 4) {
+                v >>= 32;
+            }
+        }
+        memcpy(buf, &v, len);
+        return 0;
+    }
+    memcpy(&v, buf, len);
+    switch (off) {
+    case TD_DOORBELL:
+        return td_doorbell(t);
+    case TD_RESET:
+        vmig_vfu_server_device_reset(t->srv);
+        return 0;
+    case TD_ZEROCOPY: {
+        uint8_t *src, *dst;
+        int ret;
+
+        ret = vmig_vfu_dma_get(t->srv, t->regs[TD_SRC / 8], 64,
+                               VMIG_VFU_DMA_READ, (void **)&src);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = vmig_vfu_dma_get(t->srv, t->regs[TD_DST / 8], 64,
+                               VMIG_VFU_DMA_WRITE, (void **)&dst);
+        if (ret == 0) {
+            for (int i = 0; i < 64; i++) {
+                dst[i] = (uint8_t)(src[i] + 1);
+            }
+            vmig_vfu_dma_put(t->srv, t->regs[TD_DST / 8], 64, true);
+        }
+        vmig_vfu_dma_put(t->srv, t->regs[TD_SRC / 8], 64, false);
+        return ret;
+    }
+    case TD_ASYNC: {
+        pthread_t th;
+
+        if (pthread_create(&th, NULL, td_async_main, t) != 0) {
+            return -EAGAIN;
+        }
+        pthread_detach(th);
+        return 0;
+    }
+    case TD_MUTATE:
+        t->mem[v % t->size] ^= 0xff;
+        td_touch(t, v % t->size);
+        return 0;
+    default:
+        if (len == 8) {
+            t->regs[off / 8] = v;
+        } else {
+            memcpy((uint8_t *)t->regs + off, &v, 4);
+        }
+        return 0;
+    }
+}
+
+static void
+td_reset(void *opaque)
+{
+    struct td *t = opaque;
+
+    td_fill(t);
+    td_session_reset(t);
+}
+
+/* Stage the next record; false when the stream is complete. */
+static bool
+td_stage(struct td *t, bool stopcopy)
+{
+    struct rec r = {0};
+    const void *data = NULL;
+    size_t nchunks = (t->size + CHUNK - 1) / CHUNK;
+
+    if (t->cursor < t->size) {
+        r.type = REC_MEM;
+        r.off = t->cursor;
+        r.len = (uint32_t)(t->size - t->cursor < CHUNK ? t->size - t->cursor
+                                                       : CHUNK);
+        t->cursor += r.len;
+    } else {
+        size_t i;
+
+        for (i = 0; i < nchunks && !t->dirty[i]; i++) {
+        }
+        if (i < nchunks) {
+            t->dirty[i] = 0;
+            r.type = REC_MEM;
+            r.off = (uint64_t)i * CHUNK;
+            r.len =
+                (uint32_t)(t->size - r.off < CHUNK ? t->size - r.off : CHUNK);
+        } else if (!stopcopy) {
+            return false;
+        } else if (!t->regs_sent) {
+            r.type = REC_REGS;
+            r.len = sizeof(t->regs);
+            data = t->regs;
+            t->regs_sent = true;
+        } else if (!t->end_sent) {
+            r.type = REC_END;
+            t->end_sent = true;
+        } else {
+            return false;
+        }
+    }
+    if (r.type == REC_MEM) {
+        data = t->mem + r.off;
+    }
+    /* Only the record header is staged; the data is read in place (a
+     * chunk changed meanwhile is dirty and goes out again). */
+    memcpy(t->out, &r, sizeof(r));
+    t->src = data;
+    t->out_len = sizeof(r) + r.len;
+    t->out_pos = 0;
+    return true;
+}
+
+static long
+td_mig_read(void *opaque, void *buf, size_t len)
+{
+    struct td *t = opaque;
+    bool stopcopy = vmig_vfu_server_state(t->srv) == VMIG_STATE_STOP_COPY;
+    size_t n;
+
+    if (t->out_pos == t->out_len && !td_stage(t, stopcopy)) {
+        return stopcopy ? 0 : -ENOMSG;
+    }
+    if (t->out_pos < sizeof(struct rec)) {
+        n = sizeof(struct rec) - t->out_pos < len
+                ? sizeof(struct rec) - t->out_pos
+                : len;
+        memcpy(buf, t->out + t->out_pos, n);
+    } else {
+        n = t->out_len - t->out_pos < len ? t->out_len - t->out_pos : len;
+        memcpy(buf, t->src + (t->out_pos - sizeof(struct rec)), n);
+    }
+    t->out_pos += n;
+    return (long)n;
+}
+
+static int
+td_mig_write(void *opaque, const void *buf, size_t len)
+{
+    struct td *t = opaque;
+
+    if (len > t->in_cap - t->in_len) {
+        return -E2BIG;
+    }
+    memcpy(t->in + t->in_len, buf, len);
+    t->in_len += len;
+    return 0;
+}
+
+/* Validate the whole resuming stream, then apply it. */
+static int
+td_load(struct td *t)
+{
+    size_t pos = 0;
+    bool end = false;
+
+    for (int pass = 0; pass < 2; pass++) {
+        pos = 0;
+        end = false;
+        while (pos < t->in_len && !end) {
+            struct rec r;
+
+            if (t->in_len - pos < sizeof(r)) {
+                return -EINVAL;
+            }
+            memcpy(&r, t->in + pos, sizeof(r));
+            pos += sizeof(r);
+            if (r.len > t->in_len - pos) {
+                return -EINVAL;
+            }
+            if (r.type == REC_MEM) {
+                if (r.off > t->size || r.len > t->size - r.off) {
+                    return -EINVAL;
+                }
+                if (pass == 1) {
+                    memcpy(t->mem + r.off, t->in + pos, r.len);
+                }
+            } else if (r.type == REC_REGS) {
+                if (r.len != sizeof(t->regs)) {
+                    return -EINVAL;
+                }
+                if (pass == 1) {
+                    memcpy(t->regs, t->in + pos, r.len);
+                }
+            } else if (r.type == REC_END && r.len == 0) {
+                end = true;
+            } else {
+                return -EINVAL;
+            }
+            pos += r.len;
+        }
+        if (!end || pos != t->in_len) {
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int
+td_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
+{
+    struct td *t = opaque;
+
+    (void)broken;
+    switch (vmig_arc_classify(from, to)) {
+    case VMIG_ARC_OPEN_SAVE:
+    case VMIG_ARC_OPEN_RESUME:
+    case VMIG_ARC_END_SAVE:
+        td_session_reset(t);
+        return 0;
+    case VMIG_ARC_END_RESUME: {
+        int ret = td_load(t);
+
+        t->in_len = 0;
+        return ret;
+    }
+    default:
+        return 0;
+    }
+}
+
+static int
+td_precopy(void *opaque, uint64_t *initial, uint64_t *dirty)
+{
+    struct td *t = opaque;
+    size_t nd = 0;
+
+    for (size_t i = 0; i < (t->size + CHUNK - 1) / CHUNK; i++) {
+        nd += t->dirty[i];
+    }
+    *initial = t->size - t->cursor;
+    *dirty = (uint64_t)nd * CHUNK;
+    return 0;
+}
+
+static int
+td_data_size(void *opaque, uint64_t *bytes)
+{
+    uint64_t i, d;
+
+    (void)td_precopy(opaque, &i, &d);
+    *bytes = i + d + sizeof(((struct td *)0)->regs) + 64;
+    return 0;
+}
+
+static const struct vmig_vfu_dev_ops td_ops = {
+    .region_access = td_access,
+    .reset = td_reset,
+    .mig_step = td_step,
+    .mig_read = td_mig_read,
+    .mig_write = td_mig_write,
+    .mig_data_size = td_data_size,
+    .precopy_info = td_precopy,
+};
+
+static struct vmig_vfu_server *child_srv;
+
+static void
+on_term(int sig)
+{
+    (void)sig;
+    vmig_vfu_server_stop(child_srv);
+}
+
+int
+testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
+              vmig_log_fn *log, int level)
+{
+    struct td t = {0};
+    vmig_ctx_t *ctx;
+    int mfd, ret;
+
+    t.seed = seed;
+    t.size = size;
+    t.mem = malloc(size);
+    t.dirty = calloc((size + CHUNK - 1) / CHUNK, 1);
+    t.out = malloc(sizeof(struct rec));
+    t.in_cap = 2 * size + (1u << 20);
+    t.in = malloc(t.in_cap);
+    if (t.mem == NULL || t.dirty == NULL || t.out == NULL || t.in == NULL) {
+        return 1;
+    }
+    td_fill(&t);
+    if (vmig_ctx_new("testdev", log, NULL, &ctx) < 0) {
+        return 1;
+    }
+    vmig_ctx_set_level(ctx, level);
+    ret = vmig_vfu_server_new(ctx, &td_ops, &t,
+                              VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P |
+                                  VMIG_MIGRATION_PRE_COPY,
+                              &t.srv);
+    if (ret < 0) {
+        return 1;
+    }
+    mfd = memfd_create("td-bar1", MFD_CLOEXEC);
+    if (mfd < 0 || ftruncate(mfd, 64 << 10) < 0 ||
+        pwrite(mfd, "bar1", 4, 0) != 4) {
+        return 1;
+    }
+    if (vmig_vfu_server_add_region(t.srv, 0, 4096,
+                                   VMIG_VFU_REGION_READ | VMIG_VFU_REGION_WRITE,
+                                   -1, 0) < 0 ||
+        vmig_vfu_server_add_region(t.srv, 1, 64 << 10,
+                                   VMIG_VFU_REGION_READ | VMIG_VFU_REGION_WRITE,
+                                   mfd, 0) < 0 ||
+        vmig_vfu_server_add_irq(t.srv, 0, 1) < 0) {
+        return 1;
+    }
+    {
+        /* only the first and third 16 KiB of BAR1 may be mmap'ed */
+        const struct vmig_vfu_sparse_area sp[2] = {{0, 16 << 10},
+                                                   {32 << 10, 16 << 10}};
+
+        if (vmig_vfu_server_set_sparse(t.srv, 1, sp, 2) < 0) {
+            return 1;
+        }
+    }
+    close(mfd);
+    child_srv = t.srv;
+    signal(SIGTERM, on_term);
+    signal(SIGPIPE, SIG_IGN);
+    if (path != NULL ? vmig_vfu_server_listen(t.srv, path) < 0
+                     : vmig_vfu_server_adopt(t.srv, fd) < 0) {
+        return 1;
+    }
+    ret = vmig_vfu_server_run(t.srv);
+    vmig_vfu_server_free(t.srv);
+    vmig_ctx_free(ctx);
+    free(t.mem);
+    free(t.dirty);
+    free(t.out);
+    free(t.in);
+    return ret < 0 ? 2 : 0;
+}
+
+pid_t
+testdev_spawn(const char *path, uint64_t seed, size_t size)
+{
+    pid_t pid;
+
+    (void)unlink(path);
+    pid = fork();
+    if (pid < 0) {
+        return -errno;
+    }
+    if (pid == 0) {
+        bool v = getenv("VMIG_TEST_VERBOSE") != NULL;
+
+        _exit(testdev_serve(path, -1, seed, size, v ? vmig_log_stderr : NULL,
+                            v ? VMIG_LOG_DEBUG : VMIG_LOG_INFO));
+    }
+    for (int i = 0; i < 500; i++) {
+        struct stat st;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        int status;
+
+        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            return pid;
+        }
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            return -ECHILD;
+        }
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -ETIMEDOUT;
+}
+
+int
+testdev_stop(pid_t pid)
+{
+    int status;
+
+    if (kill(pid, SIGTERM) < 0) {
+        return -1;
+    }
+    if (waitpid(pid, &status, 0) != pid) {
+        return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
