@@ -170,6 +170,15 @@ dma(struct acc_model *m, uint64_t iova, uint64_t len, bool write)
     return m->dma->translate(m->dma_opaque, iova, len, write);
 }
 
+/* End the use of a range dma() returned (not NULL). */
+static void
+undma(struct acc_model *m, uint64_t iova, uint64_t len, bool written)
+{
+    if (m->dma->release != NULL) {
+        m->dma->release(m->dma_opaque, iova, len, written);
+    }
+}
+
 /*
  * Write a device-produced entry of @size bytes at @slot (guest memory, any
  * alignment: the guest chooses the address): every byte but the last with
@@ -216,6 +225,8 @@ post_aeqe_locked(struct acc_model *m, uint8_t code, uint16_t qp, uint16_t index,
                                .code = code,
                                .flags = (uint8_t)r->phase},
             sizeof(struct acc_aeqe));
+    undma(m, r->base + (uint64_t)r->tail * sizeof(struct acc_aeqe),
+          sizeof(struct acc_aeqe), true);
     r->tail = ring_next(r->tail, r->size);
     if (r->tail == 0) {
         r->phase ^= ACC_PHASE;
@@ -252,6 +263,8 @@ post_eqe_locked(struct acc_model *m, uint16_t qp, uint32_t cq_tail)
             &(struct acc_eqe){
                 .cq_tail = cq_tail, .qp = qp, .flags = (uint8_t)r->phase},
             sizeof(struct acc_eqe));
+    undma(m, r->base + (uint64_t)r->tail * sizeof(struct acc_eqe),
+          sizeof(struct acc_eqe), true);
     r->tail = ring_next(r->tail, r->size);
     if (r->tail == 0) {
         r->phase ^= ACC_PHASE;
@@ -316,6 +329,9 @@ zstd_status(size_t rc, bool decomp)
  * the SQE is a private copy, and decompression reads a private copy of the
  * input so the parsers never see bytes change between two reads.
  */
+static uint8_t run_op(struct acc_model *m, const struct acc_sqe *sqe,
+                      const uint8_t *src, uint8_t *dst, uint32_t *out_len);
+
 static uint8_t
 do_request(struct acc_model *m, const struct acc_sqe *sqe, uint32_t *out_len)
 {
@@ -323,7 +339,7 @@ do_request(struct acc_model *m, const struct acc_sqe *sqe, uint32_t *out_len)
     const uint8_t *src = empty;
     uint8_t *dst = NULL;
     uint32_t slen = sqe->src_len, dlen = sqe->dst_len;
-    int level = sqe->param;
+    uint8_t st;
 
     *out_len = 0;
     if (sqe->opcode >= ACC_OP__COUNT || sqe->flags != 0) {
@@ -335,6 +351,10 @@ do_request(struct acc_model *m, const struct acc_sqe *sqe, uint32_t *out_len)
     if (slen > ACC_XFER_MAX || dlen > ACC_XFER_MAX) {
         return ACC_ST_BAD_LEN;
     }
+    if (sqe->opcode != ACC_OP_COPY &&
+        overlaps(sqe->src, slen, sqe->dst, dlen)) {
+        return ACC_ST_OVERLAP;
+    }
     if (slen != 0) {
         src = dma(m, sqe->src, slen, false);
         if (src == NULL) {
@@ -344,13 +364,29 @@ do_request(struct acc_model *m, const struct acc_sqe *sqe, uint32_t *out_len)
     if (dlen != 0) {
         dst = dma(m, sqe->dst, dlen, true);
         if (dst == NULL) {
+            if (slen != 0) {
+                undma(m, sqe->src, slen, false);
+            }
             return ACC_ST_BAD_ADDR;
         }
     }
-    if (sqe->opcode != ACC_OP_COPY &&
-        overlaps(sqe->src, slen, sqe->dst, dlen)) {
-        return ACC_ST_OVERLAP;
+    st = run_op(m, sqe, src, dst, out_len);
+    if (slen != 0) {
+        undma(m, sqe->src, slen, false);
     }
+    if (dlen != 0) {
+        undma(m, sqe->dst, dlen, true);
+    }
+    return st;
+}
+
+/* The operation itself, on translated buffers. */
+static uint8_t
+run_op(struct acc_model *m, const struct acc_sqe *sqe, const uint8_t *src,
+       uint8_t *dst, uint32_t *out_len)
+{
+    uint32_t slen = sqe->src_len, dlen = sqe->dst_len;
+    int level = sqe->param;
     if (sqe->opcode == ACC_OP_ZSTD_DECOMP ||
         sqe->opcode == ACC_OP_DEFL_DECOMP) {
         if (bounce_reserve(m, slen) < 0) {
@@ -521,10 +557,13 @@ serve_qp_locked(struct acc_model *m, unsigned int qpn)
             break;
         }
         memcpy(&sqe, gsqe, sizeof(sqe));
-        if (dma(m, cqe_addr, sizeof(struct acc_cqe), true) == NULL) {
+        undma(m, sqe_addr, sizeof(sqe), false);
+        cqe = dma(m, cqe_addr, sizeof(struct acc_cqe), true);
+        if (cqe == NULL) {
             ring_fault_locked(m, qpn, cqe_addr);
             break;
         }
+        undma(m, cqe_addr, sizeof(struct acc_cqe), false);
 
         pthread_mutex_unlock(&m->lock);
         st = do_request(m, &sqe, &out_len);
@@ -547,6 +586,7 @@ serve_qp_locked(struct acc_model *m, unsigned int qpn)
                                   .status = st,
                                   .flags = (uint8_t)q->cq_phase},
                 sizeof(struct acc_cqe));
+        undma(m, cqe_addr, sizeof(struct acc_cqe), true);
         q->cq_tail = ring_next(q->cq_tail, q->cq_size);
         if (q->cq_tail == 0) {
             q->cq_phase ^= ACC_PHASE;

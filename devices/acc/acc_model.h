@@ -45,9 +45,14 @@ struct acc_model;
  *             memory, valid until the mapping changes, or NULL when any
  *             byte of it is not mapped (or not writable when @write).  Must
  *             be callable from the worker thread.  @len is never 0.
+ * @release:   optional: the device is done with a range translate()
+ *             returned (@written: it stored into it).  Every successful
+ *             translate() is released, soon: a transport may hold off
+ *             DMA_UNMAP until then (vmig_vfu_dma_get()/_put()).
  */
 struct acc_dma_ops {
     void *(*translate)(void *opaque, uint64_t iova, uint64_t len, bool write);
+    void (*release)(void *opaque, uint64_t iova, uint64_t len, bool written);
 };
 
 /**
