@@ -329,6 +329,21 @@ mig_reset(void *opaque)
     acc_model_resume(am->model);
 }
 
+int
+acc_mig_step(struct acc_mig *am, enum vmig_state from, enum vmig_state to,
+             bool *broken)
+{
+    return step(am, from, to, broken);
+}
+
+void
+acc_mig_ext_reset(struct acc_mig *am, bool model_done)
+{
+    __atomic_store_n(&am->model_done, model_done, __ATOMIC_RELEASE);
+    mig_reset(am);
+    __atomic_store_n(&am->model_done, false, __ATOMIC_RELEASE);
+}
+
 static void
 build_desc(struct acc_mig *am)
 {

@@ -177,6 +177,31 @@ const char *acc_mig_last_error(struct acc_mig *am);
 void acc_mig_reset(struct acc_mig *am);
 
 /**
+ * acc_mig_step() - One arc, for a state machine owned by someone else.
+ * @am:     driver.
+ * @from:   current state.
+ * @to:     next state (one arc).
+ * @broken: as struct vmig_mig_ops.step.
+ *
+ * A vfio-user server (<vmig/vfu_server.h>) owns the device's state machine
+ * and calls this as its mig_step; acc_mig_read()/_write() then serve its
+ * data callbacks.  Do not mix with acc_mig_set_state() on the same driver.
+ *
+ * Return: 0, or -errno with the device still in @from.
+ */
+int acc_mig_step(struct acc_mig *am, enum vmig_state from, enum vmig_state to,
+                 bool *broken);
+
+/**
+ * acc_mig_ext_reset() - Reset for an externally owned state machine: end
+ * the session (its reader/writer gets -ENODEV) and reset the model unless
+ * @model_done says it already reset itself; the model runs afterwards.
+ * @am:         driver.
+ * @model_done: true when the model reset itself (guest RESET register).
+ */
+void acc_mig_ext_reset(struct acc_mig *am, bool model_done);
+
+/**
  * acc_mig_model_reset() - Tell the driver the model reset itself.
  * @am:    driver.
  * @guest: true for the guest's RESET register.
