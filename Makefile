@@ -1,6 +1,6 @@
 # vmig - top-level wrapper around CMake/CTest.
 #
-#   make demo     install missing deps, build, run the showcase
+#   make demo     install missing deps, build, run a live migration demo
 #   make check    install missing deps, build (gcc -Werror, clang
 #                 ASan+UBSan+libFuzzer), run every test, lint; ends with
 #                 "N passed, N failed"

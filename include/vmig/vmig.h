@@ -12,5 +12,15 @@
 #include <vmig/mig.h>
 #include <vmig/vfio_uapi.h>
 #include <vmig/version.h>
+#include <vmig/stream.h>
+#include <vmig/compat.h>
+#include <vmig/dirty.h>
+#include <vmig/proto.h>
+#include <vmig/vfu_server.h>
+#include <vmig/vfu_client.h>
+#include <vmig/migproto.h>
+#include <vmig/engine.h>
+#include <vmig/memdev.h>
+#include <vmig/guest.h>
 
 #endif /* VMIG_VMIG_H */

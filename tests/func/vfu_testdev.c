@@ -259,18 +259,16 @@ td_stage(struct td *t, bool stopcopy)
             r.off = (uint64_t)i * CHUNK;
             r.len =
                 (uint32_t)(t->size - r.off < CHUNK ? t->size - r.off : CHUNK);
-        } else if (!stopcopy) {
-            return false;
+        } else if (!stopcopy || (t->regs_sent && t->end_sent)) {
+            return false; /* PRE_COPY: nothing more now; or all sent */
         } else if (!t->regs_sent) {
             r.type = REC_REGS;
             r.len = sizeof(t->regs);
             data = t->regs;
             t->regs_sent = true;
-        } else if (!t->end_sent) {
+        } else {
             r.type = REC_END;
             t->end_sent = true;
-        } else {
-            return false;
         }
     }
     if (r.type == REC_MEM) {
@@ -433,7 +431,8 @@ static void
 on_term(int sig)
 {
     (void)sig;
-    vmig_vfu_server_stop(child_srv);
+    /* async-signal-safe: it only write()s to an eventfd */
+    vmig_vfu_server_stop(child_srv); /* NOLINT(bugprone-signal-handler) */
 }
 
 int

@@ -205,7 +205,7 @@ test_conn_frames(void **state)
 
     /* a corrupted payload byte */
     assert_int_equal(vmig_mp_hdr_encode(VMIG_MP_ACK, 0, 2, pl, len, 1, raw), 0);
-    memcpy(raw + VMIG_MP_HDR_LEN, "dbta", 4);
+    memcpy(raw + VMIG_MP_HDR_LEN, (const uint8_t[]){'d', 'b', 't', 'a'}, 4);
     assert_int_equal(write(sv[0], raw, sizeof(raw)), (ssize_t)sizeof(raw));
     assert_int_equal(vmig_mp_recv(b, &f), -EBADMSG);
     vmig_mp_conn_free(b);
@@ -214,7 +214,7 @@ test_conn_frames(void **state)
     assert_int_equal(vmig_mp_conn_new(NULL, sv[1], &b), 0);
     vmig_mp_conn_set_timeout(b, 2000);
     assert_int_equal(vmig_mp_hdr_encode(VMIG_MP_ACK, 0, 5, pl, len, 1, raw), 0);
-    memcpy(raw + VMIG_MP_HDR_LEN, "data", 4);
+    memcpy(raw + VMIG_MP_HDR_LEN, (const uint8_t[]){'d', 'a', 't', 'a'}, 4);
     assert_int_equal(write(sv[0], raw, sizeof(raw)), (ssize_t)sizeof(raw));
     assert_int_equal(vmig_mp_recv(b, &f), -EBADMSG);
 
