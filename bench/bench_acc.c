@@ -16,10 +16,15 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <vmig/vfu_client.h>
 #include <zstd.h>
 #include "acc_flatmem.h"
 #include "acc_mig.h"
 #include "acc_model.h"
+#include "acc_server.h"
 #include "guest-driver.h"
 
 #define RAM_SIZE (64u << 20)
@@ -34,6 +39,7 @@ struct bench {
     struct acc_model *m;
     struct acc_gdrv drv;
     int irq_fd;
+    const char *path; /* "in-process" or "vfio-user" */
 };
 
 static uint32_t
@@ -119,6 +125,7 @@ bench_init(struct bench *b, uint32_t qps)
     int ret;
 
     memset(b, 0, sizeof(*b));
+    b->path = "in-process";
     b->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (b->irq_fd < 0) {
         return -errno;
@@ -233,10 +240,10 @@ compress_row(struct bench *b, uint32_t len, uint32_t total)
     (void)run_device(b, len, NBUF, &dev_out);
     td = run_device(b, len, total, &dev_out);
     tz = run_direct(b, len, total, &dir_out);
-    printf("zstd -%d %6u B x %5u: device %9.0f req/s %8.1f MB/s | "
-           "libzstd %9.0f req/s %8.1f MB/s | ratio %.2f | out %s\n",
-           LEVEL, len, total, total / td, mb / td, total / tz, mb / tz, tz / td,
-           dev_out == dir_out ? "identical size" : "DIFFERENT");
+    printf("%-10s zstd -%d %6u B x %5u: device %8.0f req/s %7.1f MB/s | "
+           "libzstd %8.0f req/s %7.1f MB/s | ratio %.2f | out %s\n",
+           b->path, LEVEL, len, total, total / td, mb / td, total / tz, mb / tz,
+           tz / td, dev_out == dir_out ? "identical size" : "DIFFERENT");
 }
 
 /*
@@ -390,21 +397,121 @@ envelope_row(uint32_t qps)
     bench_fini(&b);
 }
 
+/* ------------------------------------------------ the same over vfio-user */
+
+struct vfu_bench {
+    struct bench b;
+    struct vmig_vfu_client *c;
+    vmig_ctx_t *ctx;
+    pid_t pid;
+};
+
+static uint32_t
+vfu_read(void *opaque, uint32_t off)
+{
+    struct vfu_bench *v = opaque;
+    uint32_t x = 0;
+
+    if (vmig_vfu_client_region_read(v->c, ACC_VFU_BAR0, off, &x, 4) < 0) {
+        abort();
+    }
+    return x;
+}
+
+static void
+vfu_write(void *opaque, uint32_t off, uint32_t val)
+{
+    struct vfu_bench *v = opaque;
+
+    if (vmig_vfu_client_region_write(v->c, ACC_VFU_BAR0, off, &val, 4) < 0) {
+        abort();
+    }
+}
+
+static const struct acc_bar_ops vfu_bar_ops = {vfu_read, vfu_write};
+
+/* A vmig-acc server in a child process, this process as the VMM. */
+static int
+vfu_init(struct vfu_bench *v)
+{
+    struct acc_gdrv_config dc = {
+        .qp_count = 1,
+        .sq_size = SQ_SIZE,
+        .cq_size = SQ_SIZE,
+        .eq_size = 1024,
+        .aeq_size = 64,
+    };
+    int sv[2], efds[ACC_IRQ__COUNT];
+
+    memset(v, 0, sizeof(*v));
+    v->b.path = "vfio-user";
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        return -errno;
+    }
+    v->pid = fork();
+    if (v->pid == 0) {
+        struct acc_server_cfg cfg = {.fd = sv[1],
+                                     .qp_count = 1,
+                                     .isolation = ACC_ISO_QP,
+                                     .level = VMIG_LOG_ERR};
+
+        close(sv[0]);
+        _exit(acc_serve(&cfg) == 0 ? 0 : 1);
+    }
+    close(sv[1]);
+    v->b.irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    efds[0] = v->b.irq_fd;
+    efds[1] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (v->pid < 0 || v->b.irq_fd < 0 || efds[1] < 0 ||
+        vmig_ctx_new("bench", NULL, NULL, &v->ctx) < 0 ||
+        acc_flatmem_new(RAM_SIZE, &v->b.mem) < 0 ||
+        vmig_vfu_client_adopt(v->ctx, sv[0], 0, &v->c) < 0 ||
+        vmig_vfu_client_dma_map(v->c, 0, v->b.mem.size,
+                                VMIG_VFU_DMA_READ | VMIG_VFU_DMA_WRITE,
+                                v->b.mem.fd, 0, v->b.mem.base) < 0 ||
+        vmig_vfu_client_set_irqs(v->c, ACC_VFU_IRQ_INDEX, 0, ACC_IRQ__COUNT,
+                                 efds) < 0) {
+        return -EIO;
+    }
+    close(efds[1]);
+    return acc_gdrv_init(&v->b.drv, v->b.mem.base, v->b.mem.size, DRV_GPA, &dc,
+                         &vfu_bar_ops, v);
+}
+
+static void
+vfu_fini(struct vfu_bench *v)
+{
+    vmig_vfu_client_free(v->c);
+    (void)waitpid(v->pid, NULL, 0);
+    acc_flatmem_free(&v->b.mem);
+    close(v->b.irq_fd);
+    vmig_ctx_free(v->ctx);
+}
+
 int
 main(void)
 {
+    struct vfu_bench v;
     struct bench b;
 
     if (bench_init(&b, 1) < 0) {
         fprintf(stderr, "bench_acc: setup failed\n");
         return 1;
     }
+    signal(SIGPIPE, SIG_IGN);
     printf("one queue pair, %u-deep; ratio = device speed / direct speed\n",
            NBUF);
     compress_row(&b, 64u << 10, 1500);
     compress_row(&b, 4u << 10, 20000);
     stop_row(&b);
     bench_fini(&b);
+    if (vfu_init(&v) < 0) {
+        fprintf(stderr, "bench_acc: vfio-user setup failed\n");
+        return 1;
+    }
+    compress_row(&v.b, 64u << 10, 1500);
+    compress_row(&v.b, 4u << 10, 20000);
+    vfu_fini(&v);
     state_row(1);
     state_row(16);
     envelope_row(1);
