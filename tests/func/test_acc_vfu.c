@@ -12,8 +12,9 @@
  *            request exactly once, correct
  *   refuse   a 3-queue-pair destination refuses during PRE_COPY; the
  *            source returns to RUNNING and finishes the work
- *   reset    DEVICE_RESET in PRE_COPY and in STOP_COPY: the reader gets
- *            ENODEV, the device is RUNNING again
+ *   reset    DEVICE_RESET in PRE_COPY and in STOP_COPY, and the guest's
+ *            RESET register in PRE_COPY: the reader gets ENODEV, the
+ *            device is RUNNING again
  */
 #include <errno.h>
 #include <signal.h>
@@ -299,7 +300,14 @@ case_reset(void)
         /* Power-on registers: the guest driver must start over. */
         CHECK(bar_read(&h, ACC_REG_CTRL) == 0);
     }
-    printf("reset in PRE_COPY and STOP_COPY: ENODEV, back to RUNNING\n");
+    /* The guest's own RESET register, during PRE_COPY. */
+    CHECK(vmig_vfu_client_set_state(h.c, VMIG_STATE_PRE_COPY) == 0);
+    CHECK(vmig_vfu_client_mig_read(h.c, buf, 16) == 16);
+    bar_write(&h, ACC_REG_RESET, ACC_RESET_MAGIC);
+    CHECK(vmig_vfu_client_mig_read(h.c, buf, 16) == -ENODEV);
+    CHECK(vmig_vfu_client_get_state(h.c, &st) == 0 && st == VMIG_STATE_RUNNING);
+    printf("DEVICE_RESET in PRE_COPY and STOP_COPY, guest RESET register in "
+           "PRE_COPY: ENODEV, back to RUNNING\n");
     acc_gwork_fini(&h.work);
     reap_child(h.c, h.pid);
     for (int i = 0; i < ACC_IRQ__COUNT; i++) {
