@@ -12,6 +12,7 @@
  *            request exactly once, correct
  *   refuse   a 3-queue-pair destination refuses during PRE_COPY; the
  *            source returns to RUNNING and finishes the work
+ *   tool     the vmig-acc program: bad arguments, --fd=N, options
  *   reset    DEVICE_RESET in PRE_COPY and in STOP_COPY, and the guest's
  *            RESET register in PRE_COPY: the reader gets ENODEV, the
  *            device is RUNNING again
@@ -317,12 +318,60 @@ case_reset(void)
     vmig_ctx_free(h.ctx);
 }
 
+/* The vmig-acc program itself: --fd=N, argument errors, clean exit. */
+static void
+case_tool(const char *prog)
+{
+    struct host h;
+    uint32_t id = 0, qps = 0;
+    int sv[2], st = 0;
+    pid_t pid;
+
+    memset(&h, 0, sizeof(h));
+    CHECK(vmig_ctx_new("host", vmig_log_stderr, NULL, &h.ctx) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        execl(prog, prog, "--frobnicate", (char *)NULL);
+        _exit(127);
+    }
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 2);
+
+    /* CLOEXEC: the program keeps only fd 3 (dup2 clears the flag). */
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (dup2(sv[1], 3) < 0) {
+            _exit(127);
+        }
+        execl(prog, prog, "--fd=3", "--qps=3", "--isolation=device",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    CHECK(vmig_vfu_client_adopt(h.ctx, sv[0], 0, &h.c) == 0);
+    CHECK(vmig_vfu_client_region_read(h.c, ACC_VFU_CONFIG, 0, &id, 4) == 0);
+    CHECK(id == (ACC_PCI_DEVICE_ID << 16 | ACC_PCI_VENDOR_ID));
+    qps = bar_read(&h, ACC_REG_QP_NUM);
+    CHECK(qps == 3);
+    CHECK(bar_read(&h, ACC_REG_ISOLATION) == ACC_ISO_DEVICE);
+    reap_child(h.c, pid);
+    vmig_ctx_free(h.ctx);
+    printf("vmig-acc: --fd served, 3 queue pairs, device isolation\n");
+}
+
 int
 main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    if (argc == 3 && strcmp(argv[1], "tool") == 0) {
+        case_tool(argv[2]);
+        return 0;
+    }
     if (argc != 2) {
-        fprintf(stderr, "usage: test_acc_vfu migrate|refuse|reset\n");
+        fprintf(stderr, "usage: test_acc_vfu migrate|refuse|reset|"
+                        "tool PROG\n");
         return 2;
     }
     if (strcmp(argv[1], "migrate") == 0) {
