@@ -2,7 +2,7 @@
 # vmig client as the VMM (tests/func/test_acc_vfu.c).
 add_executable(test_acc_vfu ${PROJECT_SOURCE_DIR}/tests/func/test_acc_vfu.c)
 target_link_libraries(test_acc_vfu PRIVATE vmig_acc)
-foreach(case migrate refuse reset)
+foreach(case migrate refuse reset unmap)
   add_test(NAME acc-vfu-${case} COMMAND test_acc_vfu ${case})
   set_tests_properties(acc-vfu-${case} PROPERTIES LABELS func TIMEOUT 60)
 endforeach()
