@@ -384,7 +384,7 @@ case_badstream(void)
 
     /* one flipped byte in a chunk's payload */
     s.p[s.len / 2] ^= 0x40;
-    CHECK(load(cd, s.p, s.len) < 0);
+    CHECK_RC(load(cd, s.p, s.len), -EBADMSG);
     s.p[s.len / 2] ^= 0x40;
     CHECK_RC(vmig_vfu_client_get_state(cd, &st), 0);
     CHECK(st == VMIG_STATE_RESUMING);
@@ -405,7 +405,7 @@ case_badstream(void)
         CHECK(p != NULL);
         memcpy(p, s.p, s.len);
         p[s.len] = 0;
-        CHECK(load(cd, p, s.len + 1) < 0);
+        CHECK_RC(load(cd, p, s.len + 1), -EPROTO);
         free(p);
     }
     CHECK_RC(vmig_vfu_client_reset(cd), 0);
