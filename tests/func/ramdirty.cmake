@@ -2,7 +2,7 @@
 add_executable(test_ramdirty ${PROJECT_SOURCE_DIR}/tests/func/test_ramdirty.c
   ${PROJECT_SOURCE_DIR}/tests/func/vfu_testdev.c)
 target_link_libraries(test_ramdirty PRIVATE vmig_static PkgConfig::XXHASH)
-foreach(case exact subrange converge)
+foreach(case exact subrange converge negotiate)
   add_test(NAME ramdirty-${case} COMMAND test_ramdirty ${case})
   add_test(NAME ramdirty-${case}-hash COMMAND test_ramdirty ${case} hash)
   set_tests_properties(ramdirty-${case} ramdirty-${case}-hash PROPERTIES

@@ -13,7 +13,7 @@
  *   badstream  corrupted, truncated and incompatible streams are refused
  *              with the destination untouched
  *   dmalog     the DMA logging report covers exactly the guest pages the
- *              device wrote
+ *              device wrote; completions raise IRQ 0
  *   p2p        two servers forwarding into each other through their P2P
  *              windows
  *   tool       the vmig-flowtab program answers on its socket
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -446,6 +447,8 @@ case_dmalog(void)
     uint64_t bm[RAM_BYTES / 4096 / 64], dev_lo, dev_hi;
     uint8_t *snap;
     size_t changed = 0, reported = 0;
+    uint64_t irqs = 0;
+    int efd;
 
     CHECK(spawn("dlog", STATE_BYTES, NULL, 1, p, sizeof(p)) > 0);
     CHECK_RC(vmig_vfu_client_connect(ctx, p, VMIG_VFU_EXT__ALL, &c), 0);
@@ -459,6 +462,9 @@ case_dmalog(void)
     CHECK(snap != NULL);
     memcpy(snap, ram.base, RAM_BYTES);
     CHECK_RC(vmig_vfu_client_log_start(c, 4096, &lr, 1), 0);
+    efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    CHECK(efd >= 0);
+    CHECK_RC(vmig_vfu_client_set_irqs(c, 0, 0, 1, &efd), 0);
     v.g[0] = &g;
     v.ng = 1;
     CHECK_RC(ft_vcpu_start(&v), 0);
@@ -490,8 +496,11 @@ case_dmalog(void)
             CHECK(dev); /* nothing outside the device's pages */
         }
     }
-    printf("dmalog: %zu device pages changed, %zu reported\n", changed,
-           reported);
+    /* completions raised IRQ 0 */
+    CHECK(read(efd, &irqs, sizeof(irqs)) == sizeof(irqs) && irqs > 0);
+    close(efd);
+    printf("dmalog: %zu device pages changed, %zu reported; %llu IRQs\n",
+           changed, reported, (unsigned long long)irqs);
     CHECK(changed > 0 && reported == dev_hi - dev_lo + 1);
     /* read-and-clear: nothing new since */
     memset(bm, 0, sizeof(bm));

@@ -12,6 +12,8 @@
  *             rest for later
  *   converge  a precopy-style copy loop while a vCPU thread and a device
  *             thread write, ending in a byte-identical copy
+ *   negotiate a device refusing small DMA logging pages gets a larger
+ *             one; a device refusing every size fails the start cleanly
  * "hash" uses the portable CPU tracker instead of userfaultfd.
  */
 #include <errno.h>
@@ -25,8 +27,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <vmig/ramdirty.h>
 #include <vmig/vfu_client.h>
+#include <vmig/vfu_server.h>
 #include "vfu_testdev.h"
 
 #define PG 4096u
@@ -40,7 +44,7 @@
 static char dir[256];
 static int failures;
 static vmig_ctx_t *ctx;
-static pid_t kids[4];
+static pid_t kids[8];
 static int nkids;
 static enum vmig_dirty_method method = VMIG_DIRTY_AUTO;
 
@@ -440,6 +444,198 @@ case_converge(void)
     bench_down(&b);
 }
 
+/* ------------------------------------------------------------ negotiate */
+
+/*
+ * A "picky" device with its own DMA logging: it refuses page sizes below
+ * its minimum with EINVAL.  Writing a u64 IOVA at offset 0 of region 0
+ * stands for a DMA write the device made there; the report reads and
+ * clears those marks in the page size asked for.
+ */
+struct picky {
+    struct vmig_vfu_server *srv;
+    uint64_t min_page;
+    uint64_t page;
+    uint64_t marks[64];
+    unsigned int nmarks;
+};
+
+static int
+picky_access(void *opaque, unsigned int region, uint64_t off, void *buf,
+             uint32_t len, bool wr)
+{
+    struct picky *p = opaque;
+
+    if (region != 0 || off != 0 || len != 8 || !wr) {
+        return -EINVAL;
+    }
+    if (p->page != 0 && p->nmarks < 64) {
+        memcpy(&p->marks[p->nmarks++], buf, 8);
+    }
+    return 0;
+}
+
+static int
+picky_log_start(void *opaque, uint64_t page_size,
+                const struct vmig_vfu_log_range *ranges, unsigned int n)
+{
+    struct picky *p = opaque;
+
+    (void)ranges;
+    (void)n;
+    if (page_size < p->min_page) {
+        return -EINVAL;
+    }
+    p->page = page_size;
+    p->nmarks = 0;
+    return 0;
+}
+
+static int
+picky_log_stop(void *opaque)
+{
+    struct picky *p = opaque;
+
+    p->page = 0;
+    return 0;
+}
+
+static int
+picky_log_report(void *opaque, uint64_t iova, uint64_t length,
+                 uint64_t page_size, uint64_t *bitmap)
+{
+    struct picky *p = opaque;
+    unsigned int k = 0;
+
+    for (unsigned int i = 0; i < p->nmarks; i++) {
+        uint64_t m = p->marks[i];
+
+        if (m >= iova && m - iova < length) {
+            uint64_t q = (m - iova) / page_size;
+
+            bitmap[q / 64] |= 1ull << (q % 64);
+        } else {
+            p->marks[k++] = m; /* not asked for: kept */
+        }
+    }
+    p->nmarks = k;
+    return 0;
+}
+
+static const struct vmig_vfu_dev_ops picky_ops = {
+    .region_access = picky_access,
+    .log_start = picky_log_start,
+    .log_stop = picky_log_stop,
+    .log_report = picky_log_report,
+};
+
+static struct vmig_vfu_server *picky_srv;
+
+static void
+picky_term(int sig)
+{
+    (void)sig;
+    vmig_vfu_server_stop(picky_srv); /* NOLINT(bugprone-signal-handler) */
+}
+
+static pid_t
+picky_spawn(const char *path, uint64_t min_page)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        struct picky p = {.min_page = min_page};
+        vmig_ctx_t *c;
+
+        if (vmig_ctx_new("picky", NULL, NULL, &c) < 0 ||
+            vmig_vfu_server_new(c, &picky_ops, &p, 0, &p.srv) < 0 ||
+            vmig_vfu_server_add_region(p.srv, 0, 4096, VMIG_VFU_REGION_WRITE,
+                                       -1, 0) < 0) {
+            _exit(1);
+        }
+        picky_srv = p.srv;
+        signal(SIGTERM, picky_term);
+        if (vmig_vfu_server_listen(p.srv, path) < 0) {
+            _exit(1);
+        }
+        _exit(vmig_vfu_server_run(p.srv) < 0 ? 2 : 0);
+    }
+    for (int i = 0; pid > 0 && i < 500; i++) {
+        struct stat st;
+
+        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            return pid;
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+static void
+case_negotiate(void)
+{
+    struct vmig_vfu_client *pc = NULL, *bad = NULL, *td = NULL;
+    struct vmig_ramdirty *rd = NULL;
+    char p1[300], p2[300], p3[300];
+    uint8_t *ram;
+    uint64_t bm[A_PAGES / 64], mark = A_IOVA + 101 * PG + 5;
+    unsigned int want[4] = {100, 101, 102, 103};
+    pid_t k;
+
+    snprintf(p1, sizeof(p1), "%s/picky.sock", dir);
+    snprintf(p2, sizeof(p2), "%s/never.sock", dir);
+    snprintf(p3, sizeof(p3), "%s/td.sock", dir);
+    k = picky_spawn(p1, 16 << 10);
+    CHECK(k > 0);
+    kids[nkids++] = k;
+    k = picky_spawn(p2, 4 << 20); /* above what the aggregator offers */
+    CHECK(k > 0);
+    kids[nkids++] = k;
+    k = testdev_spawn(p3, 1, 64 << 10);
+    CHECK(k > 0);
+    kids[nkids++] = k;
+    ram = mmap(NULL, A_LEN, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+               -1, 0);
+    CHECK(ram != MAP_FAILED);
+    CHECK_RC(vmig_vfu_client_connect(ctx, p1, 0, &pc), 0);
+    CHECK_RC(vmig_vfu_client_connect(ctx, p2, 0, &bad), 0);
+    CHECK_RC(vmig_vfu_client_connect(ctx, p3, 0, &td), 0);
+
+    /* 4 and 8 KiB refused, 16 KiB taken; a 16 KiB page = 4 RAM pages */
+    CHECK_RC(vmig_ramdirty_new(ctx, method, &rd), 0);
+    CHECK_RC(vmig_ramdirty_add_region(rd, A_IOVA, ram, A_LEN), 0);
+    CHECK_RC(vmig_ramdirty_add_device(rd, pc, "picky", 0), 0);
+    CHECK_RC(vmig_ramdirty_start(rd), 0);
+    CHECK(vmig_ramdirty_device_page_size(rd, 0) == (16 << 10));
+    CHECK_RC(vmig_vfu_client_region_write(pc, 0, 0, &mark, 8), 0);
+    memset(bm, 0, sizeof(bm));
+    CHECK_RC(vmig_ramdirty_collect(rd, 0, 0, A_LEN, bm, A_PAGES), 4);
+    CHECK(exactly(bm, A_PAGES, want, 4));
+    CHECK_RC(vmig_ramdirty_stop(rd), 0);
+    vmig_ramdirty_free(rd);
+    rd = NULL;
+
+    /* one device refuses every size: start fails, nothing stays started */
+    CHECK_RC(vmig_ramdirty_new(ctx, method, &rd), 0);
+    CHECK_RC(vmig_ramdirty_add_region(rd, A_IOVA, ram, A_LEN), 0);
+    CHECK_RC(vmig_ramdirty_add_device(rd, td, "td", 0), 0);
+    CHECK_RC(vmig_ramdirty_add_device(rd, bad, "never", 0), 1);
+    CHECK_RC(vmig_ramdirty_start(rd), -EINVAL);
+    CHECK_RC(vmig_ramdirty_collect(rd, 0, 0, A_LEN, bm, A_PAGES), -EINVAL);
+    {
+        struct vmig_vfu_log_range r = {A_IOVA, A_LEN};
+
+        /* the first device's logging was stopped again */
+        CHECK_RC(vmig_vfu_client_log_start(td, PG, &r, 1), 0);
+        CHECK_RC(vmig_vfu_client_log_stop(td), 0);
+    }
+    vmig_ramdirty_free(rd);
+    vmig_vfu_client_free(pc);
+    vmig_vfu_client_free(bad);
+    vmig_vfu_client_free(td);
+    munmap(ram, A_LEN);
+}
+
 static void
 log_sink(void *opaque, int level, const char *msg)
 {
@@ -471,6 +667,9 @@ main(int argc, char **argv)
     }
     if (all || strcmp(which, "converge") == 0) {
         case_converge();
+    }
+    if (all || strcmp(which, "negotiate") == 0) {
+        case_negotiate();
     }
     for (int i = 0; i < nkids; i++) {
         kill(kids[i], SIGKILL);
