@@ -39,6 +39,22 @@
 
 static vmig_ctx_t *ctx;
 
+/* The socket file appears at bind(), a moment before listen(). */
+static int
+connect_retry(vmig_ctx_t *c, const char *path, uint32_t ext,
+              struct vmig_vfu_client **out)
+{
+    int ret = -ECONNREFUSED;
+
+    for (int i = 0; i < 200 && ret == -ECONNREFUSED; i++) {
+        ret = vmig_vfu_client_connect(c, path, ext, out);
+        if (ret == -ECONNREFUSED) {
+            usleep(5000);
+        }
+    }
+    return ret;
+}
+
 static double
 now(void)
 {
@@ -174,10 +190,10 @@ run(const char *dir, uint64_t state, struct result *res)
     }
     ret = ram == MAP_FAILED ? -ENOMEM : 0;
     if (ret == 0) {
-        ret = vmig_vfu_client_connect(ctx, ps, VMIG_VFU_EXT__ALL, &cs);
+        ret = connect_retry(ctx, ps, VMIG_VFU_EXT__ALL, &cs);
     }
     if (ret == 0) {
-        ret = vmig_vfu_client_connect(ctx, pd, VMIG_VFU_EXT__ALL, &cd);
+        ret = connect_retry(ctx, pd, VMIG_VFU_EXT__ALL, &cd);
     }
     if (ret == 0) {
         ret = vmig_vfu_client_dma_map(cs, 0, RAM_BYTES,

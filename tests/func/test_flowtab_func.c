@@ -69,6 +69,22 @@ static int nkids;
         }                                                                      \
     } while (0)
 
+/* The socket file appears at bind(), a moment before listen(). */
+static int
+connect_retry(vmig_ctx_t *c, const char *path, uint32_t ext,
+              struct vmig_vfu_client **out)
+{
+    int ret = -ECONNREFUSED;
+
+    for (int i = 0; i < 200 && ret == -ECONNREFUSED; i++) {
+        ret = vmig_vfu_client_connect(c, path, ext, out);
+        if (ret == -ECONNREFUSED) {
+            usleep(5000);
+        }
+    }
+    return ret;
+}
+
 static pid_t
 spawn(const char *name, uint64_t state, const char *peer, uint32_t id,
       char *path, size_t plen)
@@ -191,8 +207,8 @@ case_migrate(void)
 
     CHECK(spawn("src", STATE_BYTES, NULL, 1, ps, sizeof(ps)) > 0);
     CHECK(spawn("dst", STATE_BYTES, NULL, 1, pd, sizeof(pd)) > 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, ps, VMIG_VFU_EXT__ALL, &cs), 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, pd, VMIG_VFU_EXT__ALL, &cd), 0);
+    CHECK_RC(connect_retry(ctx, ps, VMIG_VFU_EXT__ALL, &cs), 0);
+    CHECK_RC(connect_retry(ctx, pd, VMIG_VFU_EXT__ALL, &cd), 0);
     CHECK_RC(ft_ram_new(&ram, RAM_BYTES), 0);
     CHECK_RC(map_ram(cs, &ram), 0);
     CHECK_RC(map_ram(cd, &ram), 0);
@@ -286,7 +302,7 @@ case_reset(void)
     enum vmig_state st;
 
     CHECK(spawn("reset", STATE_BYTES, NULL, 1, p, sizeof(p)) > 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, p, VMIG_VFU_EXT__ALL, &c), 0);
+    CHECK_RC(connect_retry(ctx, p, VMIG_VFU_EXT__ALL, &c), 0);
     CHECK_RC(ft_ram_new(&ram, RAM_BYTES), 0);
     CHECK_RC(map_ram(c, &ram), 0);
     r = regs_of(c);
@@ -359,9 +375,9 @@ case_badstream(void)
     CHECK(spawn("bsrc", STATE_BYTES, NULL, 1, ps, sizeof(ps)) > 0);
     CHECK(spawn("bdst", STATE_BYTES, NULL, 2, pd, sizeof(pd)) > 0);
     CHECK(spawn("bbig", 2 * STATE_BYTES, NULL, 3, px, sizeof(px)) > 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, ps, VMIG_VFU_EXT__ALL, &cs), 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, pd, 0, &cd), 0); /* plain */
-    CHECK_RC(vmig_vfu_client_connect(ctx, px, VMIG_VFU_EXT__ALL, &cx), 0);
+    CHECK_RC(connect_retry(ctx, ps, VMIG_VFU_EXT__ALL, &cs), 0);
+    CHECK_RC(connect_retry(ctx, pd, 0, &cd), 0); /* plain */
+    CHECK_RC(connect_retry(ctx, px, VMIG_VFU_EXT__ALL, &cx), 0);
     CHECK_RC(ft_ram_new(&ram, RAM_BYTES), 0);
     CHECK_RC(map_ram(cs, &ram), 0);
     r = regs_of(cs);
@@ -451,7 +467,7 @@ case_dmalog(void)
     int efd;
 
     CHECK(spawn("dlog", STATE_BYTES, NULL, 1, p, sizeof(p)) > 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, p, VMIG_VFU_EXT__ALL, &c), 0);
+    CHECK_RC(connect_retry(ctx, p, VMIG_VFU_EXT__ALL, &c), 0);
     CHECK_RC(ft_ram_new(&ram, RAM_BYTES), 0);
     CHECK_RC(map_ram(c, &ram), 0);
     r = regs_of(c);
@@ -534,8 +550,8 @@ case_p2p(void)
     snprintf(qb, sizeof(qb), "%s/pb.sock.p2p", dir);
     CHECK(spawn("pa", STATE_BYTES, qb, 1, pa, sizeof(pa)) > 0);
     CHECK(spawn("pb", STATE_BYTES, qa, 2, pb, sizeof(pb)) > 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, pa, VMIG_VFU_EXT__ALL, &ca), 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, pb, VMIG_VFU_EXT__ALL, &cb), 0);
+    CHECK_RC(connect_retry(ctx, pa, VMIG_VFU_EXT__ALL, &ca), 0);
+    CHECK_RC(connect_retry(ctx, pb, VMIG_VFU_EXT__ALL, &cb), 0);
     CHECK_RC(ft_ram_new(&ram, RAM_BYTES), 0);
     CHECK_RC(map_ram(ca, &ram), 0);
     CHECK_RC(map_ram(cb, &ram), 0);
@@ -611,7 +627,7 @@ case_tool(const char *prog)
     }
     kids[nkids++] = pid;
     for (int i = 0; i < 500; i++) {
-        if (vmig_vfu_client_connect(ctx, p, VMIG_VFU_EXT__ALL, &c) == 0) {
+        if (connect_retry(ctx, p, VMIG_VFU_EXT__ALL, &c) == 0) {
             break;
         }
         usleep(10000);

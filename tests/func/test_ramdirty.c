@@ -69,6 +69,22 @@ static enum vmig_dirty_method method = VMIG_DIRTY_AUTO;
         }                                                                      \
     } while (0)
 
+/* The socket file appears at bind(), a moment before listen(). */
+static int
+connect_retry(vmig_ctx_t *c, const char *path, uint32_t ext,
+              struct vmig_vfu_client **out)
+{
+    int ret = -ECONNREFUSED;
+
+    for (int i = 0; i < 200 && ret == -ECONNREFUSED; i++) {
+        ret = vmig_vfu_client_connect(c, path, ext, out);
+        if (ret == -ECONNREFUSED) {
+            usleep(5000);
+        }
+    }
+    return ret;
+}
+
 /* The test bench: guest RAM, two devices, an aggregator. */
 struct bench {
     int mfd;
@@ -92,12 +108,13 @@ dev_dma_write(struct vmig_vfu_client *c, uint64_t iova)
     return ret;
 }
 
+static void bench_down(struct bench *b);
+
 static int
-bench_up(struct bench *b)
+bench_setup(struct bench *b)
 {
     int ret;
 
-    memset(b, 0, sizeof(*b));
     b->mfd = memfd_create("guest-ram", MFD_CLOEXEC);
     if (b->mfd < 0 || ftruncate(b->mfd, A_LEN + B_LEN) < 0) {
         return -errno;
@@ -118,7 +135,7 @@ bench_up(struct bench *b)
             return (int)p;
         }
         kids[nkids++] = p;
-        ret = vmig_vfu_client_connect(ctx, path, VMIG_VFU_EXT__ALL, &b->c[i]);
+        ret = connect_retry(ctx, path, VMIG_VFU_EXT__ALL, &b->c[i]);
         if (ret == 0) {
             ret = vmig_vfu_client_dma_map(
                 b->c[i], A_IOVA, A_LEN, VMIG_VFU_DMA_READ | VMIG_VFU_DMA_WRITE,
@@ -152,21 +169,41 @@ bench_up(struct bench *b)
     return ret;
 }
 
+/* Everything up; on failure everything torn down again. */
+static int
+bench_up(struct bench *b)
+{
+    int ret;
+
+    memset(b, 0, sizeof(*b));
+    b->mfd = -1;
+    b->ram = MAP_FAILED;
+    ret = bench_setup(b);
+    if (ret < 0) {
+        bench_down(b);
+    }
+    return ret;
+}
+
 static void
 bench_down(struct bench *b)
 {
     vmig_ramdirty_free(b->rd);
+    b->rd = NULL;
     for (int i = 0; i < 2; i++) {
         vmig_vfu_client_free(b->c[i]);
+        b->c[i] = NULL;
     }
     while (nkids > 0) {
         (void)testdev_stop(kids[--nkids]);
     }
-    if (b->ram != NULL && b->ram != MAP_FAILED) {
+    if (b->ram != MAP_FAILED) {
         munmap(b->ram, A_LEN + B_LEN);
+        b->ram = MAP_FAILED;
     }
     if (b->mfd >= 0) {
         close(b->mfd);
+        b->mfd = -1;
     }
 }
 
@@ -597,9 +634,9 @@ case_negotiate(void)
     ram = mmap(NULL, A_LEN, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                -1, 0);
     CHECK(ram != MAP_FAILED);
-    CHECK_RC(vmig_vfu_client_connect(ctx, p1, 0, &pc), 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, p2, 0, &bad), 0);
-    CHECK_RC(vmig_vfu_client_connect(ctx, p3, 0, &td), 0);
+    CHECK_RC(connect_retry(ctx, p1, 0, &pc), 0);
+    CHECK_RC(connect_retry(ctx, p2, 0, &bad), 0);
+    CHECK_RC(connect_retry(ctx, p3, 0, &td), 0);
 
     /* 4 and 8 KiB refused, 16 KiB taken; a 16 KiB page = 4 RAM pages */
     CHECK_RC(vmig_ramdirty_new(ctx, method, &rd), 0);
