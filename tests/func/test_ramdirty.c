@@ -373,7 +373,7 @@ vcpu_main(void *arg)
             uint64_t x = rnd(&s);
             /* a hot set of 256 pages, and rarely anywhere */
             uint64_t page =
-                (x >> 8) % 16 == 0 ? (x >> 20) % A_PAGES : (x >> 20) % 256;
+                (x >> 8) % 64 == 0 ? (x >> 20) % A_PAGES : (x >> 20) % 256;
 
             w->b->ram[page * PG + (x % PG)] = (uint8_t)(x >> 40);
             w->cpu_writes++;
