@@ -8,7 +8,7 @@ add_executable(test_flowtab_func
 target_include_directories(test_flowtab_func PRIVATE
   ${PROJECT_SOURCE_DIR}/devices/flowtab ${PROJECT_SOURCE_DIR}/tests/unit)
 target_link_libraries(test_flowtab_func PRIVATE vmig_static PkgConfig::XXHASH)
-foreach(case migrate reset badstream dmalog p2p)
+foreach(case migrate reset badstream dmalog p2p flags)
   add_test(NAME flowtab-${case} COMMAND test_flowtab_func ${case})
   set_tests_properties(flowtab-${case} PROPERTIES LABELS func TIMEOUT 60)
 endforeach()

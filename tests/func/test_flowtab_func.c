@@ -16,6 +16,8 @@
  *              device wrote; completions raise IRQ 0
  *   p2p        two servers forwarding into each other through their P2P
  *              windows
+ *   flags      a device without P2P migrates onto one with P2P (seed
+ *              002); the reverse is refused during PRE_COPY
  *   tool       the vmig-flowtab program answers on its socket
  */
 #include <errno.h>
@@ -85,6 +87,9 @@ connect_retry(vmig_ctx_t *c, const char *path, uint32_t ext,
     return ret;
 }
 
+/* Migration flags of the next spawned servers; 0 = all. */
+static uint32_t spawn_flags;
+
 static pid_t
 spawn(const char *name, uint64_t state, const char *peer, uint32_t id,
       char *path, size_t plen)
@@ -97,6 +102,7 @@ spawn(const char *name, uint64_t state, const char *peer, uint32_t id,
     cfg.model.chunk_bytes = CHUNK_BYTES;
     cfg.model.device_id = id;
     cfg.peer = peer;
+    cfg.model.mig_flags = spawn_flags;
     p = ft_server_spawn(path, &cfg);
     if (p > 0 && nkids < 16) {
         kids[nkids++] = p;
@@ -606,6 +612,65 @@ case_p2p(void)
     ft_ram_free(&ram);
 }
 
+/* ------------------------------------------------------------ flags */
+
+/*
+ * Seed 002: a device without P2P goes PRE_COPY -> STOP_COPY directly (no
+ * PRE_COPY_P2P) and lands on a destination that has P2P; a source with
+ * P2P is refused by a destination without it, at the descriptor, while
+ * the source is still in PRE_COPY.
+ */
+static void
+case_flags(void)
+{
+    struct vmig_vfu_client *cs = NULL, *cd = NULL, *cp = NULL, *cn = NULL;
+    char ps[300], pd[300], pp[300], pn[300];
+    uint64_t flags, ds[2], dd[2], n;
+    uint8_t b[4096];
+    long got;
+
+    spawn_flags = VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_PRE_COPY;
+    CHECK(spawn("nop2p-src", STATE_BYTES, NULL, 1, ps, sizeof(ps)) > 0);
+    CHECK(spawn("nop2p-dst", STATE_BYTES, NULL, 2, pn, sizeof(pn)) > 0);
+    spawn_flags = 0;
+    CHECK(spawn("p2p-dst", STATE_BYTES, NULL, 3, pd, sizeof(pd)) > 0);
+    CHECK(spawn("p2p-src", STATE_BYTES, NULL, 4, pp, sizeof(pp)) > 0);
+    CHECK_RC(connect_retry(ctx, ps, VMIG_VFU_EXT__ALL, &cs), 0);
+    CHECK_RC(connect_retry(ctx, pd, VMIG_VFU_EXT__ALL, &cd), 0);
+    CHECK_RC(connect_retry(ctx, pp, VMIG_VFU_EXT__ALL, &cp), 0);
+    CHECK_RC(connect_retry(ctx, pn, VMIG_VFU_EXT__ALL, &cn), 0);
+    CHECK_RC(vmig_vfu_client_mig_flags(cs, &flags), 0);
+    CHECK(flags == (VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_PRE_COPY));
+    /* no RUNNING_P2P on this device */
+    CHECK(vmig_vfu_client_set_state(cs, VMIG_STATE_RUNNING_P2P) < 0);
+
+    /* without P2P -> with P2P: fine */
+    CHECK_RC(vmig_vfu_client_set_state(cs, VMIG_STATE_PRE_COPY), 0);
+    CHECK_RC(vmig_vfu_client_set_state(cd, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vmig_vfu_client_mig_save(cs, fwd_sink, cd, &n), -ENOMSG);
+    CHECK_RC(vmig_vfu_client_set_state(cs, VMIG_STATE_STOP_COPY), 0);
+    CHECK_RC(vmig_vfu_client_mig_save(cs, fwd_sink, cd, &n), 0);
+    CHECK_RC(vmig_vfu_client_set_state(cs, VMIG_STATE_STOP), 0);
+    CHECK_RC(vmig_vfu_client_set_state(cd, VMIG_STATE_STOP), 0);
+    CHECK_RC(digest(cs, ds), 0);
+    CHECK_RC(digest(cd, dd), 0);
+    CHECK(ds[0] == dd[0] && ds[1] == dd[1]);
+
+    /* with P2P -> without: the first PRE_COPY bytes are refused */
+    CHECK_RC(vmig_vfu_client_set_state(cp, VMIG_STATE_PRE_COPY), 0);
+    got = vmig_vfu_client_mig_read(cp, b, sizeof(b));
+    CHECK(got > 0);
+    CHECK_RC(vmig_vfu_client_set_state(cn, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vmig_vfu_client_mig_write(cn, b, (size_t)got), -EOPNOTSUPP);
+    /* the source never stopped: back to RUNNING, nothing lost */
+    CHECK_RC(vmig_vfu_client_set_state(cp, VMIG_STATE_RUNNING), 0);
+    CHECK_RC(vmig_vfu_client_reset(cn), 0);
+    vmig_vfu_client_free(cs);
+    vmig_vfu_client_free(cd);
+    vmig_vfu_client_free(cp);
+    vmig_vfu_client_free(cn);
+}
+
 /* ------------------------------------------------------------ tool */
 
 static void
@@ -682,6 +747,9 @@ main(int argc, char **argv)
     }
     if (all || strcmp(which, "p2p") == 0) {
         case_p2p();
+    }
+    if (all || strcmp(which, "flags") == 0) {
+        case_flags();
     }
     if (strcmp(which, "tool") == 0) {
         case_tool(argc > 2 ? argv[2] : NULL);
