@@ -34,17 +34,11 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <vmig/compat.h>
-#include <vmig/stream.h>
 #include <vmig/vfu_client.h>
 #include <vmig/vfu_server.h>
+#include "flowtab_env.h"
 #include "flowtab_server.h"
 
-#define REC_HDR sizeof(struct ft_rec_hdr)
-/* Envelope bytes around each record: header + trailer. */
-#define ENV_REC_OVERHEAD                                                       \
-    (VMIG_STREAM_REC_HEADER_SIZE + VMIG_STREAM_REC_TRAILER_SIZE)
-#define ENV_END_BYTES (ENV_REC_OVERHEAD + VMIG_STREAM_END_PAYLOAD_SIZE)
 #define PEER_QUEUE 65536u
 #define FLUSH_TIMEOUT_S 5
 
@@ -56,7 +50,6 @@ struct fts {
     struct ft_model *m;
     struct vmig_mig *mig; /* the model's */
     unsigned int batch;
-    uint32_t chunk;
 
     /* the one outstanding DMA window (loop thread only) */
     bool win;
@@ -64,25 +57,8 @@ struct fts {
     uint64_t win_iova;
     size_t win_len;
 
-    /* compatibility descriptor */
-    char p_state[24];
-    char p_chunk[24];
-    struct vmig_compat_kv params[2];
-    struct vmig_compat_desc desc;
-    uint64_t compat_bytes;
-
-    /* saving: the envelope writer pulling from the model */
-    struct vmig_stream_writer *w;
-    uint64_t sgen;
-    uint8_t rh[REC_HDR]; /* current flowtab record header */
-    size_t rh_have;      /* header bytes read from the model */
-    size_t rh_given;     /* header bytes handed to the writer */
-    uint64_t rec_left;   /* payload bytes of the record still to read */
-
-    /* loading */
-    struct vmig_stream_loader *l;
-    uint64_t lgen;
-    int load_err;
+    /* migration data: the envelope around the model's stream */
+    struct ft_env env;
 
     /* P2P sender */
     const char *peer;
@@ -272,189 +248,30 @@ fts_access(void *opaque, unsigned int region, uint64_t off, void *buf,
     return ret;
 }
 
-/* ------------------------------------------------------------ saving */
-
-/* Envelope source: describe the next flowtab record. */
-static int
-src_next(void *opaque, struct vmig_stream_record *rec)
-{
-    struct fts *t = opaque;
-    struct ft_rec_hdr h;
-
-    while (t->rh_have < REC_HDR) {
-        ssize_t n = ft_mig_read(t->m, t->sgen, t->rh + t->rh_have,
-                                REC_HDR - t->rh_have);
-
-        if (n == -ENOMSG) {
-            return -EAGAIN;
-        }
-        if (n == 0) {
-            return t->rh_have == 0 ? 0 : -EPROTO;
-        }
-        if (n < 0) {
-            return (int)n;
-        }
-        t->rh_have += (size_t)n;
-    }
-    memcpy(&h, t->rh, sizeof(h));
-    if (h.type < FT_REC_HDR || h.type > FT_REC_END) {
-        return -EPROTO;
-    }
-    rec->type = FT_SRV_REC_BASE + h.type;
-    rec->flags =
-        VMIG_RECF_MANDATORY | (h.type == FT_REC_CHUNK ? VMIG_RECF_MULTI : 0u);
-    rec->len = REC_HDR + h.len;
-    t->rh_given = 0;
-    t->rec_left = h.len;
-    return 1;
-}
-
-static ssize_t
-src_read(void *opaque, void *buf, size_t n)
-{
-    struct fts *t = opaque;
-    ssize_t r;
-
-    if (t->rh_given < REC_HDR) {
-        size_t k = REC_HDR - t->rh_given < n ? REC_HDR - t->rh_given : n;
-
-        memcpy(buf, t->rh + t->rh_given, k);
-        t->rh_given += k;
-        if (t->rh_given == REC_HDR && t->rec_left == 0) {
-            t->rh_have = 0;
-        }
-        return (ssize_t)k;
-    }
-    r = ft_mig_read(t->m, t->sgen, buf, n < t->rec_left ? n : t->rec_left);
-    if (r == -ENOMSG) {
-        return -EAGAIN;
-    }
-    if (r == 0) {
-        return -EPROTO; /* the model ended inside a record */
-    }
-    if (r > 0) {
-        t->rec_left -= (uint64_t)r;
-        if (t->rec_left == 0) {
-            t->rh_have = 0; /* next record */
-        }
-    }
-    return r;
-}
-
-static const struct vmig_stream_source_ops src_ops = {
-    .next = src_next,
-    .read = src_read,
-};
+/* ------------------------------------------------------------ data */
 
 static long
 fts_mig_read(void *opaque, void *buf, size_t len)
 {
-    struct fts *t = opaque;
-    ssize_t n;
-
-    if (t->w == NULL) {
-        return -EBADF;
-    }
-    n = vmig_stream_writer_read(t->w, buf, len);
-    if (n == -EAGAIN) {
-        return -ENOMSG;
-    }
-    return (long)n;
+    return ft_env_read(&((struct fts *)opaque)->env, buf, len);
 }
 
-/* Stream bytes of @model flowtab bytes once wrapped in the envelope. */
-static uint64_t
-env_bytes(const struct fts *t, uint64_t model)
+static int
+fts_mig_write(void *opaque, const void *buf, size_t len)
 {
-    uint64_t per = REC_HDR + t->chunk;
-
-    return model + (model + per - 1) / per * ENV_REC_OVERHEAD;
-}
-
-static uint64_t
-compat_left(const struct fts *t)
-{
-    uint64_t off;
-
-    if (t->w == NULL) {
-        return t->compat_bytes;
-    }
-    off = vmig_stream_writer_offset(t->w);
-    return off < t->compat_bytes ? t->compat_bytes - off : 0;
+    return ft_env_write(&((struct fts *)opaque)->env, buf, len);
 }
 
 static int
 fts_precopy(void *opaque, uint64_t *initial, uint64_t *dirty)
 {
-    struct fts *t = opaque;
-    uint64_t i, d;
-    int ret;
-
-    ret = ft_mig_precopy_info(t->m, &i, &d);
-    if (ret < 0) {
-        return ret;
-    }
-    *initial = env_bytes(t, i) + compat_left(t);
-    *dirty = env_bytes(t, d);
-    return 0;
+    return ft_env_precopy_info(&((struct fts *)opaque)->env, initial, dirty);
 }
 
 static int
 fts_data_size(void *opaque, uint64_t *bytes)
 {
-    struct fts *t = opaque;
-    uint64_t s;
-    int ret;
-
-    ret = ft_mig_data_size(t->m, &s);
-    if (ret < 0) {
-        return ret;
-    }
-    *bytes = env_bytes(t, s) + compat_left(t) + ENV_END_BYTES;
-    return 0;
-}
-
-/* ------------------------------------------------------------ loading */
-
-static int
-sink_data(void *opaque, const void *buf, size_t n)
-{
-    struct fts *t = opaque;
-    ssize_t r = ft_mig_write(t->m, t->lgen, buf, n);
-
-    return r < 0 ? (int)r : 0;
-}
-
-static const struct vmig_stream_sink_ops sink_ops = {.data = sink_data};
-
-/* clang-format off */
-static const struct vmig_stream_rule load_rules[] = {
-    {FT_SRV_REC_BASE + FT_REC_HDR, VMIG_RULE_REQUIRED,
-     REC_HDR + sizeof(struct ft_rec_stream_hdr)},
-    {FT_SRV_REC_BASE + FT_REC_CHUNK, VMIG_RULE_MULTI,
-     REC_HDR + FT_MAX_CHUNK_BYTES},
-    {FT_SRV_REC_BASE + FT_REC_END, VMIG_RULE_REQUIRED,
-     REC_HDR + sizeof(struct ft_rec_end)},
-};
-/* clang-format on */
-
-static int
-fts_mig_write(void *opaque, const void *buf, size_t len)
-{
-    struct fts *t = opaque;
-
-    if (t->l == NULL) {
-        return -EBUSY;
-    }
-    if (t->load_err < 0) {
-        return t->load_err;
-    }
-    t->load_err = vmig_stream_loader_write(t->l, buf, len);
-    if (t->load_err < 0) {
-        vmig_log(t->ctx, VMIG_LOG_ERR, "flowtab: incoming state refused: %s",
-                 vmig_stream_loader_error(t->l, NULL));
-    }
-    return t->load_err;
+    return ft_env_data_size(&((struct fts *)opaque)->env, bytes);
 }
 
 /* ------------------------------------------------------------ migration */
@@ -468,66 +285,23 @@ model_gen(struct fts *t)
     return si.generation;
 }
 
-static void
-save_end(struct fts *t)
-{
-    vmig_stream_writer_free(t->w);
-    t->w = NULL;
-}
-
-static void
-load_end(struct fts *t)
-{
-    vmig_stream_loader_free(t->l);
-    t->l = NULL;
-    t->load_err = 0;
-}
-
 static int
 fts_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
 {
     struct fts *t = opaque;
     enum vmig_arc_kind kind = vmig_arc_classify(from, to);
-    int ret;
+    int ret = 0;
 
     if (kind == VMIG_ARC_OPEN_SAVE) {
-        save_end(t);
-        ret = vmig_stream_writer_new(t->ctx, &t->desc, 0, &src_ops, t, &t->w);
-        if (ret < 0) {
-            return ret;
-        }
-        t->rh_have = t->rh_given = 0;
-        t->rec_left = 0;
+        ret = ft_env_save_open(&t->env);
     } else if (kind == VMIG_ARC_OPEN_RESUME) {
-        struct vmig_stream_loader_cfg lc = {
-            .local = &t->desc,
-            .rules = load_rules,
-            .n_rules = sizeof(load_rules) / sizeof(load_rules[0]),
-            .sink = &sink_ops,
-            .sink_opaque = t,
-        };
-
-        load_end(t);
-        ret = vmig_stream_loader_new(t->ctx, &lc, &t->l);
-        if (ret < 0) {
-            return ret;
-        }
+        ret = ft_env_load_open(&t->env);
     } else if (kind == VMIG_ARC_END_RESUME) {
         /* the envelope first: END, digest, nothing trailing */
-        if (t->l == NULL) {
-            return -EBADMSG;
-        }
-        if (t->load_err == 0) {
-            t->load_err = vmig_stream_loader_finish(t->l);
-            if (t->load_err < 0) {
-                vmig_log(t->ctx, VMIG_LOG_ERR,
-                         "flowtab: incoming state incomplete: %s",
-                         vmig_stream_loader_error(t->l, NULL));
-            }
-        }
-        if (t->load_err < 0) {
-            return t->load_err;
-        }
+        ret = ft_env_load_finish(&t->env);
+    }
+    if (ret < 0) {
+        return ret;
     }
     ret = vmig_mig_set_state(t->mig, to);
     if (ret < 0) {
@@ -535,24 +309,24 @@ fts_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
             *broken = true;
         }
         if (kind == VMIG_ARC_OPEN_SAVE) {
-            save_end(t);
+            ft_env_save_end(&t->env);
         } else if (kind == VMIG_ARC_OPEN_RESUME) {
-            load_end(t);
+            ft_env_load_end(&t->env);
         }
         return ret;
     }
     switch (kind) {
     case VMIG_ARC_OPEN_SAVE:
-        t->sgen = model_gen(t);
+        ft_env_save_opened(&t->env, model_gen(t));
         break;
     case VMIG_ARC_OPEN_RESUME:
-        t->lgen = model_gen(t);
+        ft_env_load_opened(&t->env, model_gen(t));
         break;
     case VMIG_ARC_END_SAVE:
-        save_end(t);
+        ft_env_save_end(&t->env);
         break;
     case VMIG_ARC_END_RESUME:
-        load_end(t);
+        ft_env_load_end(&t->env);
         break;
     default:
         break;
@@ -601,34 +375,6 @@ static const struct vmig_vfu_dev_ops fts_ops = {
 };
 
 /* ------------------------------------------------------------ setup */
-
-static int
-fts_desc_init(struct fts *t, uint32_t mig_flags)
-{
-    int n;
-
-    snprintf(t->p_state, sizeof(t->p_state), "%" PRIu64,
-             ft_model_state_bytes(t->m));
-    snprintf(t->p_chunk, sizeof(t->p_chunk), "%u", t->chunk);
-    t->params[0].key = "state_bytes";
-    t->params[0].value = t->p_state;
-    t->params[1].key = "chunk_bytes";
-    t->params[1].value = t->p_chunk;
-    t->desc.vendor_id = FT_SRV_VENDOR;
-    t->desc.device_type = FT_SRV_DEVICE_TYPE;
-    t->desc.generation = 1;
-    t->desc.mig_flags = mig_flags;
-    t->desc.stream_version = FT_STREAM_VERSION;
-    t->desc.vendor_version = "flowtab-1";
-    t->desc.params = t->params;
-    t->desc.n_params = 2;
-    n = vmig_compat_desc_to_bin(&t->desc, NULL, 0);
-    if (n < 0) {
-        return n;
-    }
-    t->compat_bytes = VMIG_STREAM_HEADER_SIZE + ENV_REC_OVERHEAD + (unsigned)n;
-    return 0;
-}
 
 static struct vmig_vfu_server *child_srv;
 static struct vmig_vfu_server *child_psrv;
@@ -693,8 +439,7 @@ fts_setup(struct fts *t, const struct ft_server_cfg *cfg)
         return -1;
     }
     t->mig = ft_model_mig(t->m);
-    t->chunk = ft_model_chunk_bytes(t->m);
-    if (fts_desc_init(t, flags) < 0 ||
+    if (ft_env_init(&t->env, t->ctx, t->m, flags) < 0 ||
         vmig_vfu_server_new(t->ctx, &fts_ops, t, flags, &t->srv) < 0 ||
         vmig_vfu_server_add_region(t->srv, FT_SRV_REGION_BAR0, FT_REG__SIZE,
                                    VMIG_VFU_REGION_READ | VMIG_VFU_REGION_WRITE,
@@ -731,8 +476,7 @@ fts_teardown(struct fts *t)
         pthread_mutex_unlock(&t->qlock);
         pthread_join(t->sender, NULL);
     }
-    save_end(t);
-    load_end(t);
+    ft_env_fini(&t->env);
     vmig_vfu_server_free(t->srv);
     vmig_vfu_server_free(t->psrv);
     if (t->ppath[0] != '\0') {

@@ -23,8 +23,8 @@
  * (vmig_vfu_dma_get()/_put()), so it must be mapped with a file
  * descriptor; every window the device wrote is dirty-logged by the
  * framework's DMA logging.  Migration data is the flowtab stream carried
- * in the device-state envelope (<vmig/stream.h>) with a compatibility
- * descriptor; see docs/flowtab.md, "vfio-user server".
+ * in the device-state envelope with a compatibility descriptor
+ * (flowtab_env.h); see docs/flowtab.md, "vfio-user server".
  */
 #ifndef FLOWTAB_SERVER_H
 #define FLOWTAB_SERVER_H
@@ -39,12 +39,6 @@
 #define FT_SRV_REGION_DIGEST 3u
 #define FT_SRV_P2P_REGION_SIZE 4096u
 #define FT_SRV_DIGEST_SIZE 16u
-
-/* Descriptor identity (vmig's own vendor space). */
-#define FT_SRV_VENDOR 0x00766d67u /* "vmg" */
-#define FT_SRV_DEVICE_TYPE 0x46544142u
-/* Envelope record types: 0x100 + the flowtab record type. */
-#define FT_SRV_REC_BASE 0x100u
 
 /**
  * struct ft_server_cfg - what to serve.

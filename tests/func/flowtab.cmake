@@ -2,6 +2,7 @@
 add_executable(test_flowtab_func
   ${PROJECT_SOURCE_DIR}/tests/func/test_flowtab_func.c
   ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_server.c
+  ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_env.c
   ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_model.c
   ${PROJECT_SOURCE_DIR}/devices/flowtab/ft_guest.c
   ${PROJECT_SOURCE_DIR}/tests/unit/flowtab_testlib.c)
