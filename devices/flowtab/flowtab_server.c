@@ -8,18 +8,19 @@
  * descriptors, so every model call, every DMA window and every callback
  * happens in that one thread.  The only other thread is the P2P sender
  * (when a peer is configured): forwarded records are posted writes,
- * queued here and written into the peer's window over a vfio-user client
- * connection by the sender, so two servers forwarding into each other
- * never wait for each other's loop.  The queue lock guards the queue.
+ * queued here and written into the peer's window by the sender, over a
+ * vfio-user client connection to the peer's P2P port (PATH.p2p, a second
+ * server in the peer's loop exposing only that window), so two servers
+ * forwarding into each other never wait for each other's loop.  The
+ * queue lock guards the queue and the sender's busy flag.
  *
  * Migration: the framework's state machine calls mig_step for each arc;
  * the arc is performed on the model's own vmig_mig (the same arc, since
- * both have the same flags).  Saving data is the model's stream wrapped
- * in the device-state envelope, one envelope record per flowtab record
- * (type 0x100 + flowtab type, the flowtab record with its header as the
- * payload); loading runs the envelope loader, which checks the source's
- * descriptor (geometry as resource parameters) before any state arrives
- * and feeds the flowtab records to the model's staging copy.
+ * both have the same flags).  The data is the model's stream in the
+ * device-state envelope (flowtab_env.c): the writer is prepared before
+ * the arc that opens a saving session, the loader before STOP->RESUMING,
+ * and the envelope must be complete before RESUMING->STOP lets the model
+ * validate and commit.
  */
 #include <errno.h>
 #include <inttypes.h>
