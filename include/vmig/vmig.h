@@ -15,6 +15,7 @@
 #include <vmig/stream.h>
 #include <vmig/compat.h>
 #include <vmig/dirty.h>
+#include <vmig/ramdirty.h>
 #include <vmig/proto.h>
 #include <vmig/vfu_server.h>
 #include <vmig/vfu_client.h>

@@ -1,0 +1,1 @@
+vmig_bench(bench_acc LIBS vmig_acc PkgConfig::ZSTD)

@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * acc_server.c - the accelerator behind the vfio-user server framework.
+ *
+ * Resets, two ways in: DEVICE_RESET runs srv_reset() on the loop thread,
+ * which resets the model through acc_mig (the model's own reset callback
+ * is then ignored: host_reset); the guest's RESET register resets the
+ * model first, whose callback asks the framework for a device reset
+ * (ending the data session, back to RUNNING), which runs srv_reset() with
+ * guest_reset set so the model is not reset twice.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vmig/ctx.h>
+#include <vmig/vfu_server.h>
+#include "acc_mig.h"
+#include "acc_model.h"
+#include "acc_server.h"
+
+struct accsrv {
+    vmig_ctx_t *ctx;
+    struct vmig_vfu_server *s;
+    struct acc_model *m;
+    struct acc_mig *am;
+    bool host_reset;  /* atomic: srv_reset() is resetting the model */
+    bool guest_reset; /* atomic: the model reset itself */
+};
+
+static void *
+srv_translate(void *opaque, uint64_t iova, uint64_t len, bool write)
+{
+    struct accsrv *a = opaque;
+    void *p = NULL;
+    uint32_t prot = VMIG_VFU_DMA_READ | (write ? VMIG_VFU_DMA_WRITE : 0);
+
+    if (vmig_vfu_dma_get(a->s, iova, len, prot, &p) < 0) {
+        return NULL;
+    }
+    return p;
+}
+
+static void
+srv_release(void *opaque, uint64_t iova, uint64_t len, bool written)
+{
+    struct accsrv *a = opaque;
+
+    vmig_vfu_dma_put(a->s, iova, len, written);
+}
+
+static const struct acc_dma_ops srv_dma = {
+    .translate = srv_translate,
+    .release = srv_release,
+};
+
+static void
+srv_irq(void *opaque, unsigned int vector)
+{
+    struct accsrv *a = opaque;
+
+    /* -EAGAIN: masked or not wired; the framework latches masked ones. */
+    if (vmig_vfu_irq_trigger(a->s, ACC_VFU_IRQ_INDEX, vector) == -EINVAL) {
+        vmig_log(a->ctx, VMIG_LOG_DEBUG, "irq vector %u not declared", vector);
+    }
+}
+
+static void
+srv_model_reset(void *opaque, bool guest)
+{
+    struct accsrv *a = opaque;
+
+    if (__atomic_load_n(&a->host_reset, __ATOMIC_ACQUIRE) || !guest) {
+        return;
+    }
+    __atomic_store_n(&a->guest_reset, true, __ATOMIC_RELEASE);
+    vmig_vfu_server_device_reset(a->s);
+    __atomic_store_n(&a->guest_reset, false, __ATOMIC_RELEASE);
+}
+
+static const struct acc_model_ops srv_model_ops = {
+    .irq = srv_irq,
+    .reset = srv_model_reset,
+};
+
+static void
+srv_reset(void *opaque)
+{
+    struct accsrv *a = opaque;
+    bool guest = __atomic_load_n(&a->guest_reset, __ATOMIC_ACQUIRE);
+
+    /* Runs under the state machine's lock (vmig_mig_reset() logs the
+     * state it interrupted): do not ask for the state here. */
+    vmig_log(a->ctx, VMIG_LOG_NOTICE, "%s device reset",
+             guest ? "guest-initiated" : "host (DEVICE_RESET)");
+    __atomic_store_n(&a->host_reset, true, __ATOMIC_RELEASE);
+    acc_mig_ext_reset(a->am, guest);
+    __atomic_store_n(&a->host_reset, false, __ATOMIC_RELEASE);
+}
+
+static int
+config_read(uint64_t off, void *buf, uint32_t len)
+{
+    uint8_t cfg[ACC_VFU_CONFIG_SIZE] = {0};
+
+    cfg[0] = (uint8_t)ACC_PCI_VENDOR_ID;
+    cfg[1] = (uint8_t)(ACC_PCI_VENDOR_ID >> 8);
+    cfg[2] = (uint8_t)ACC_PCI_DEVICE_ID;
+    cfg[3] = (uint8_t)(ACC_PCI_DEVICE_ID >> 8);
+    cfg[8] = (uint8_t)ACC_HW_REVISION;
+    cfg[9] = (uint8_t)ACC_PCI_CLASS;
+    cfg[10] = (uint8_t)(ACC_PCI_CLASS >> 8);
+    cfg[11] = (uint8_t)(ACC_PCI_CLASS >> 16);
+    memcpy(buf, cfg + off, len); /* bounds checked by the framework */
+    return 0;
+}
+
+static int
+srv_region(void *opaque, unsigned int region, uint64_t offset, void *buf,
+           uint32_t len, bool is_write)
+{
+    struct accsrv *a = opaque;
+    uint8_t *p = buf;
+
+    if (region == ACC_VFU_CONFIG) {
+        return is_write ? 0 : config_read(offset, buf, len);
+    }
+    if (region != ACC_VFU_BAR0 || (offset & 3u) != 0 ||
+        (len != 4 && len != 8)) {
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < len; i += 4) {
+        uint32_t v;
+
+        if (is_write) {
+            memcpy(&v, p + i, 4);
+            acc_model_mmio_write(a->m, (uint32_t)offset + i, v);
+        } else {
+            v = acc_model_mmio_read(a->m, (uint32_t)offset + i);
+            memcpy(p + i, &v, 4);
+        }
+    }
+    return 0;
+}
+
+static int
+srv_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
+{
+    struct accsrv *a = opaque;
+
+    return acc_mig_step(a->am, from, to, broken);
+}
+
+static long
+srv_mig_read(void *opaque, void *buf, size_t len)
+{
+    struct accsrv *a = opaque;
+
+    return acc_mig_read(a->am, buf, len);
+}
+
+static int
+srv_mig_write(void *opaque, const void *buf, size_t len)
+{
+    struct accsrv *a = opaque;
+    ssize_t n = acc_mig_write(a->am, buf, len);
+
+    return n < 0 ? (int)n : 0;
+}
+
+static int
+srv_data_size(void *opaque, uint64_t *bytes)
+{
+    struct accsrv *a = opaque;
+
+    *bytes = acc_mig_data_size(a->am);
+    return 0;
+}
+
+static int
+srv_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
+{
+    struct accsrv *a = opaque;
+
+    return acc_mig_precopy_info(a->am, initial, dirty);
+}
+
+static const struct vmig_vfu_dev_ops srv_ops = {
+    .region_access = srv_region,
+    .reset = srv_reset,
+    .mig_step = srv_step,
+    .mig_read = srv_mig_read,
+    .mig_write = srv_mig_write,
+    .mig_data_size = srv_data_size,
+    .precopy_info = srv_precopy_info,
+};
+
+int
+acc_serve(const struct acc_server_cfg *cfg)
+{
+    struct accsrv a = {0};
+    struct acc_model_config mc = {
+        .name = "acc",
+        .qp_count = cfg->qp_count,
+        .isolation = cfg->isolation,
+        .dma = &srv_dma,
+        .dma_opaque = &a,
+        .ops = &srv_model_ops,
+        .opaque = &a,
+    };
+    int ret;
+
+    ret = vmig_ctx_new("vmig-acc", cfg->log, NULL, &a.ctx);
+    if (ret < 0) {
+        return ret;
+    }
+    vmig_ctx_set_level(a.ctx, cfg->level);
+    mc.ctx = a.ctx;
+    ret = vmig_vfu_server_new(a.ctx, &srv_ops, &a, ACC_MIG_FLAGS, &a.s);
+    if (ret < 0) {
+        goto err_ctx;
+    }
+    ret = vmig_vfu_server_add_region(
+        a.s, ACC_VFU_BAR0, ACC_BAR0_SIZE,
+        VMIG_VFU_REGION_READ | VMIG_VFU_REGION_WRITE, -1, 0);
+    if (ret == 0) {
+        ret = vmig_vfu_server_add_region(
+            a.s, ACC_VFU_CONFIG, ACC_VFU_CONFIG_SIZE,
+            VMIG_VFU_REGION_READ | VMIG_VFU_REGION_WRITE, -1, 0);
+    }
+    if (ret == 0) {
+        ret = vmig_vfu_server_add_irq(a.s, ACC_VFU_IRQ_INDEX, ACC_IRQ__COUNT);
+    }
+    if (ret < 0) {
+        goto err_server;
+    }
+    ret = acc_model_new(&mc, &a.m);
+    if (ret < 0) {
+        goto err_server;
+    }
+    ret = acc_mig_new(a.ctx, a.m, &a.am);
+    if (ret < 0) {
+        goto err_model;
+    }
+    ret = cfg->path != NULL ? vmig_vfu_server_listen(a.s, cfg->path)
+                            : vmig_vfu_server_adopt(a.s, cfg->fd);
+    if (ret < 0) {
+        vmig_log(a.ctx, VMIG_LOG_ERR, "cannot serve %s: %s",
+                 cfg->path != NULL ? cfg->path : "the given socket",
+                 strerror(-ret));
+        goto err_mig;
+    }
+    vmig_log(a.ctx, VMIG_LOG_INFO,
+             "accelerator %04x:%04x, %u queue pairs, isolation %s: serving",
+             ACC_PCI_VENDOR_ID, ACC_PCI_DEVICE_ID, cfg->qp_count,
+             cfg->isolation == ACC_ISO_QP ? "queue-pair" : "device");
+    ret = vmig_vfu_server_run(a.s);
+    if (ret == -ESHUTDOWN) {
+        ret = 0;
+    }
+
+err_mig:
+    /* The model's worker may hold DMA windows: stop it before the server. */
+    acc_model_stop(a.m);
+    acc_mig_free(a.am);
+err_model:
+    acc_model_free(a.m);
+err_server:
+    vmig_vfu_server_free(a.s);
+err_ctx:
+    vmig_ctx_free(a.ctx);
+    return ret;
+}

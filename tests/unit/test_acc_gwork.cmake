@@ -1,0 +1,4 @@
+vmig_unit_test(test_acc_gwork
+  SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/acc_rig.c
+  LIBS vmig_acc PkgConfig::ZSTD PkgConfig::ZLIB PkgConfig::CRYPTO
+  TIMEOUT 120)
