@@ -41,7 +41,10 @@ struct agent_vfu {
     struct vmig_engine_vfu *b;
     int efd[VFU_MAX_EFD];
     unsigned int nefd;
+    uint64_t bar_errors; /* failed guest BAR writes */
 };
+
+struct accwork;
 
 /* Exit codes of every vmig command (documented in --help). */
 enum {
@@ -61,6 +64,7 @@ struct vm_opts {
     bool program;  /* load the guest program (source) or not (destination) */
     unsigned int nvfu;
     struct vfu_spec vfu[AGENT_MAX_DEV];
+    uint64_t acc_requests; /* accelerator workload size */
 };
 
 struct qmp_server;
@@ -73,7 +77,10 @@ struct agent_vm {
     struct vmig_vcpu *vcpu;
     struct vmig_memdev *dev[AGENT_MAX_DEV];
     struct agent_vfu vfu[AGENT_MAX_DEV];
-    char vfu_dir[128]; /* private 0700 directory of spawned servers' sockets */
+    char vfu_dir[128];  /* private 0700 directory of spawned servers' sockets */
+    uint64_t prog_size; /* guest RAM of the ledger program (the rest: acc) */
+    struct accwork *acc; /* the accelerator workload's views (vCPU thread) */
+    bool acc_started;
     struct vmig_engine *eng;
     struct qmp_server *qmp;
 
@@ -103,7 +110,7 @@ bool vm_connect_error(struct agent_vm *vm, char *buf, size_t len);
 const char *vm_runstate(struct agent_vm *vm);
 int vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port);
 int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
-                    size_t whylen);
+                    size_t whylen, json_object **acc);
 
 /* vfudev.c */
 int vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx);
@@ -111,6 +118,15 @@ int vfudev_up(struct agent_vm *vm);
 void vfudev_down(struct agent_vm *vm);
 int vfudev_guest_work(struct agent_vm *vm, uint64_t steps);
 json_object *vfudev_describe(struct agent_vm *vm, unsigned int i);
+
+/* accwork.c */
+uint64_t accwork_prog_size(const struct vm_opts *o);
+int accwork_new(struct agent_vm *vm);
+void accwork_free(struct agent_vm *vm);
+int accwork_step(struct agent_vm *vm);
+/* The workload's counters and verdict from guest RAM (vCPU paused);
+ * NULL without an accelerator; *verdict < 0 on a discrepancy. */
+json_object *accwork_report(struct agent_vm *vm, int *verdict);
 
 /* qmp.c */
 int qmp_server_new(struct agent_vm *vm, const char *path,

@@ -59,6 +59,9 @@ static const char vm_help[] =
     "                        matched by name on the destination) and\n"
     "                        prog=PATH.  Guest RAM is DMA-mapped into it\n"
     "                        (memfd passed) and its IRQs wired to eventfds\n"
+    "  --acc-requests N      with an acc device, the guest runs N\n"
+    "                        compression/digest requests on it, each\n"
+    "                        checked (default 20000)\n"
     "  --dev-state SIZE      state of each device (default 4M)\n"
     "  --dev-revision N      device revision; a destination accepts an\n"
     "                        equal or older source revision (default 1)\n"
@@ -733,6 +736,7 @@ enum {
     OPT_BANDWIDTH,
     OPT_JSON,
     OPT_DEVICE,
+    OPT_ACC_REQUESTS,
 };
 
 int
@@ -752,6 +756,7 @@ main(int argc, char **argv)
         {"max-bandwidth", required_argument, NULL, OPT_BANDWIDTH},
         {"json", no_argument, NULL, OPT_JSON},
         {"device", required_argument, NULL, OPT_DEVICE},
+        {"acc-requests", required_argument, NULL, OPT_ACC_REQUESTS},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -764,7 +769,8 @@ main(int argc, char **argv)
                .dev_state = 4u << 20,
                .dev_revision = 1,
                .seed = 1,
-               .rate = 20000},
+               .rate = 20000,
+               .acc_requests = 20000},
         .downtime_limit = -1,
         .max_bandwidth = -1,
     };
@@ -850,6 +856,10 @@ main(int argc, char **argv)
             break;
         case OPT_JSON:
             o.json = true;
+            break;
+        case OPT_ACC_REQUESTS:
+            bad = parse_size(optarg, &o.vm.acc_requests) ||
+                  o.vm.acc_requests == 0 || o.vm.acc_requests > UINT32_MAX;
             break;
         case OPT_DEVICE:
             bad = o.vm.nvfu == AGENT_MAX_DEV ||

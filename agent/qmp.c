@@ -767,11 +767,14 @@ cmd_query_guest(struct cmd_ctx *x)
 {
     char why[256] = "";
     uint64_t steps = 0;
-    json_object *o;
-    int ret = vm_guest_report(x->s->vm, &steps, why, sizeof(why));
+    json_object *o, *acc = NULL;
+    int ret = vm_guest_report(x->s->vm, &steps, why, sizeof(why), &acc);
 
     o = json_object_new_object();
     json_object_object_add(o, "steps", json_object_new_int64((int64_t)steps));
+    if (acc != NULL) {
+        json_object_object_add(o, "accelerator", acc);
+    }
     json_object_object_add(o, "verified", json_object_new_boolean(ret == 0));
     if (ret < 0) {
         json_object_object_add(

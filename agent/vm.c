@@ -20,15 +20,20 @@ static int
 guest_hook(void *opaque, uint64_t steps)
 {
     struct agent_vm *vm = opaque;
+    int ret;
 
     for (unsigned int i = 0; i < vm->o.ndev; i++) {
-        int ret = vmig_memdev_work(vm->dev[i], 1);
+        ret = vmig_memdev_work(vm->dev[i], 1);
 
         if (ret < 0) {
             return ret;
         }
     }
-    return vfudev_guest_work(vm, steps);
+    ret = vfudev_guest_work(vm, steps);
+    if (ret == 0) {
+        ret = accwork_step(vm);
+    }
+    return ret;
 }
 
 static void
@@ -160,8 +165,9 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
         vm->ram = NULL;
         return -errno;
     }
+    vm->prog_size = accwork_prog_size(o);
     if (o->program) {
-        ret = vmig_guest_init(vm->ram, o->ram_size, o->seed);
+        ret = vmig_guest_init(vm->ram, vm->prog_size, o->seed);
         if (ret < 0) {
             return ret;
         }
@@ -191,7 +197,7 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
     vp.steps_per_sec = o->rate;
     vp.hook = guest_hook;
     vp.opaque = vm;
-    ret = vmig_vcpu_new(vm->ram, o->ram_size, &vp, &vm->vcpu);
+    ret = vmig_vcpu_new(vm->ram, vm->prog_size, &vp, &vm->vcpu);
     if (ret < 0) {
         return ret;
     }
@@ -213,6 +219,9 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
         }
     }
     ret = vfudev_up(vm);
+    if (ret == 0) {
+        ret = accwork_new(vm);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -248,6 +257,7 @@ vm_destroy(struct agent_vm *vm)
     }
     vmig_vcpu_free(vm->vcpu);
     vmig_engine_free(vm->eng);
+    accwork_free(vm);
     vfudev_down(vm);
     for (unsigned int i = 0; i < AGENT_MAX_DEV; i++) {
         vmig_memdev_free(vm->dev[i]);
@@ -563,8 +573,11 @@ vm_check(struct agent_vm *vm, const char *uri, struct vmig_engine_check *out,
 }
 
 int
-vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen)
+vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen,
+                json_object **acc)
 {
+    int acc_ret = 0;
+
     bool was, busy;
     int ret;
 
@@ -581,7 +594,14 @@ vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen)
         return -EIO;
     }
     *steps = vmig_guest_steps(vm->ram);
-    ret = vmig_guest_verify(vm->ram, vm->o.ram_size, why, whylen);
+    ret = vmig_guest_verify(vm->ram, vm->prog_size, why, whylen);
+    *acc = accwork_report(vm, &acc_ret);
+    if (ret == 0 && acc_ret < 0) {
+        ret = acc_ret;
+        snprintf(why, whylen,
+                 "accelerator workload: a request completed "
+                 "wrongly or twice");
+    }
     if (was && vmig_vcpu_resume(vm->vcpu) < 0) {
         return -EIO;
     }

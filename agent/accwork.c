@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * accwork.c - the guest's accelerator workload: the vCPU, after each batch
+ * of program steps, drives a vmig-acc device through its guest driver
+ * (devices/acc/guest-driver.h) and the self-checking workload
+ * (guest-work.h): deterministic compression/digest requests, every
+ * completion checked against a reference computation, a done map and
+ * counters - all of it in guest RAM, in the upper half (the ledger
+ * program keeps the lower half).  BAR0 is reached through vfio-user region
+ * accesses; the device DMAs straight into the guest RAM memfd it mapped.
+ *
+ * Nothing of the workload lives in the agent: after a migration the
+ * destination's vCPU finds the driver and workload state in the RAM it
+ * received and attaches new views to its own device.
+ *
+ * Guest addresses: driver state and rings at RAM/2, workload at
+ * RAM/2 + RAM/8.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <vmig/log.h>
+#include <vmig/vfu_client.h>
+#include "agent.h"
+#include "guest-driver.h"
+#include "guest-work.h"
+
+/* clang-format off */
+static const struct acc_gdrv_config acc_cfg = {
+    .qp_count = 4, .sq_size = 16, .cq_size = 32, .eq_size = 256,
+    .aeq_size = 64,
+};
+/* clang-format on */
+#define ACC_MAX_IN 4096u
+
+static uint32_t
+bar_read32(void *opaque, uint32_t off)
+{
+    struct agent_vfu *d = opaque;
+    uint32_t v;
+
+    if (vmig_vfu_client_region_read(d->c, 0, off, &v, 4) < 0) {
+        return UINT32_MAX; /* as a PCI read of a vanished device */
+    }
+    return v;
+}
+
+static void
+bar_write32(void *opaque, uint32_t off, uint32_t val)
+{
+    struct agent_vfu *d = opaque;
+
+    if (vmig_vfu_client_region_write(d->c, 0, off, &val, 4) < 0) {
+        d->bar_errors++;
+    }
+}
+
+static const struct acc_bar_ops bar_ops = {
+    .read32 = bar_read32,
+    .write32 = bar_write32,
+};
+
+static uint64_t
+drv_gpa(const struct agent_vm *vm)
+{
+    return vm->o.ram_size / 2;
+}
+
+static uint64_t
+work_gpa(const struct agent_vm *vm)
+{
+    return vm->o.ram_size / 2 + vm->o.ram_size / 8;
+}
+
+struct accwork {
+    struct agent_vfu *dev;
+    struct acc_gdrv drv;
+    struct acc_gwork w;
+    bool attached;
+};
+
+static struct agent_vfu *
+find_acc(struct agent_vm *vm)
+{
+    for (unsigned int i = 0; i < vm->o.nvfu; i++) {
+        if (strcmp(vm->vfu[i].spec.kind, "acc") == 0) {
+            return &vm->vfu[i];
+        }
+    }
+    return NULL;
+}
+
+uint64_t
+accwork_prog_size(const struct vm_opts *o)
+{
+    for (unsigned int i = 0; i < o->nvfu; i++) {
+        if (strcmp(o->vfu[i].kind, "acc") == 0) {
+            return o->ram_size / 2;
+        }
+    }
+    return o->ram_size;
+}
+
+/* Set up the workload in fresh guest RAM (the source's first run). */
+static int
+start(struct agent_vm *vm, struct accwork *a)
+{
+    uint64_t dg = drv_gpa(vm), wg = work_gpa(vm);
+    int ret;
+
+    if (acc_gdrv_mem_size(&acc_cfg) > wg - dg) {
+        return -E2BIG;
+    }
+    ret = acc_gdrv_init(&a->drv, vm->ram, vm->o.ram_size, dg, &acc_cfg,
+                        &bar_ops, a->dev);
+    if (ret == 0) {
+        ret = acc_gwork_init(&a->w, &a->drv, wg, vm->o.acc_requests, ACC_MAX_IN,
+                             (uint32_t)vm->o.seed);
+    }
+    if (ret < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR,
+                 "%s: cannot start the accelerator workload (%llu "
+                 "requests in %llu MiB of guest RAM): %s",
+                 a->dev->spec.name, (unsigned long long)vm->o.acc_requests,
+                 (unsigned long long)(vm->o.ram_size >> 20), strerror(-ret));
+    }
+    return ret;
+}
+
+int
+accwork_step(struct agent_vm *vm)
+{
+    struct accwork *a = vm->acc;
+    int ret;
+
+    if (a == NULL) {
+        return 0;
+    }
+    if (!a->attached) {
+        /* a workload in RAM (migrated here, or ours): attach to it */
+        ret = acc_gdrv_attach(&a->drv, vm->ram, vm->o.ram_size, drv_gpa(vm),
+                              &bar_ops, a->dev);
+        if (ret == 0) {
+            ret =
+                acc_gwork_attach(&a->w, vm->ram, vm->o.ram_size, work_gpa(vm));
+        } else if (vm->o.program && !vm->acc_started) {
+            vm->acc_started = true;
+            ret = start(vm, a);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        a->attached = true;
+    }
+    if (acc_gwork_finished(&a->w)) {
+        return 0;
+    }
+    ret = acc_gwork_step(&a->w, &a->drv);
+    return ret < 0 ? ret : 0;
+}
+
+int
+accwork_new(struct agent_vm *vm)
+{
+    struct agent_vfu *d = find_acc(vm);
+
+    if (d == NULL) {
+        return 0;
+    }
+    vm->acc = calloc(1, sizeof(*vm->acc));
+    if (vm->acc == NULL) {
+        return -ENOMEM;
+    }
+    vm->acc->dev = d;
+    return 0;
+}
+
+void
+accwork_free(struct agent_vm *vm)
+{
+    if (vm->acc != NULL && vm->acc->attached) {
+        acc_gwork_fini(&vm->acc->w);
+    }
+    free(vm->acc);
+    vm->acc = NULL;
+}
+
+json_object *
+accwork_report(struct agent_vm *vm, int *verdict)
+{
+    struct acc_gwork w;
+    json_object *o;
+    int ret;
+
+    *verdict = 0;
+    if (vm->acc == NULL) {
+        return NULL;
+    }
+    o = json_object_new_object();
+    ret = acc_gwork_attach(&w, vm->ram, vm->o.ram_size, work_gpa(vm));
+    if (ret < 0) {
+        json_object_object_add(o, "started", json_object_new_boolean(false));
+        return o;
+    }
+    json_object_object_add(o, "started", json_object_new_boolean(true));
+    json_object_object_add(o, "requests",
+                           json_object_new_int64((int64_t)w.st->total));
+    json_object_object_add(o, "issued",
+                           json_object_new_int64((int64_t)w.st->issued));
+    json_object_object_add(o, "completed",
+                           json_object_new_int64((int64_t)w.st->completed));
+    json_object_object_add(o, "bad", json_object_new_int64((int64_t)w.st->bad));
+    json_object_object_add(o, "duplicates",
+                           json_object_new_int64((int64_t)w.st->dup));
+    json_object_object_add(o, "finished",
+                           json_object_new_boolean(acc_gwork_finished(&w)));
+    ret = acc_gwork_verify(&w);
+    if (ret == -EAGAIN) {
+        /* not finished: every completion so far must be right */
+        ret = w.st->bad == 0 && w.st->dup == 0 ? 0 : -EBADMSG;
+    }
+    json_object_object_add(o, "verified", json_object_new_boolean(ret == 0));
+    if (ret < 0) {
+        char why[96];
+
+        snprintf(why, sizeof(why), "request %llu: status %u",
+                 (unsigned long long)w.st->first_bad, w.st->first_bad_status);
+        json_object_object_add(o, "first-bad", json_object_new_string(why));
+        *verdict = ret;
+    }
+    acc_gwork_fini(&w);
+    return o;
+}
