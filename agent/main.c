@@ -33,6 +33,7 @@ struct opts {
     int64_t max_bandwidth;
     bool json;
     bool ram_given;
+    bool acc_given;
     int verbose;
 };
 
@@ -439,11 +440,12 @@ wait_agent(const char *path, struct qmp_client **c)
 
 static int
 guest_report(struct qmp_client *c, int64_t *steps, bool *verified, char *why,
-             size_t len)
+             size_t len, json_object **acc)
 {
     json_object *r, *v;
     char err[256];
 
+    *acc = NULL;
     if (qmpc_exec(c, "x-vmig-query-guest", NULL, &r, err, sizeof(err)) < 0) {
         snprintf(why, len, "%s", err);
         return -1;
@@ -455,8 +457,20 @@ guest_report(struct qmp_client *c, int64_t *steps, bool *verified, char *why,
     if (json_object_object_get_ex(r, "error", &v)) {
         snprintf(why, len, "%s", json_object_get_string(v));
     }
+    if (json_object_object_get_ex(r, "accelerator", &v)) {
+        *acc = json_object_get(v);
+    }
     json_object_put(r);
     return 0;
+}
+
+static bool
+jbool(json_object *o, const char *k)
+{
+    json_object *v;
+
+    return o != NULL && json_object_object_get_ex(o, k, &v) &&
+           json_object_get_boolean(v);
 }
 
 static int64_t
@@ -493,12 +507,13 @@ static int
 cmd_demo(struct opts *o)
 {
     char dir[] = "/tmp/vmig-demo-XXXXXX", sq[96], dq[96], sl[96], dl[96];
-    char listen[32], ram[32], dst_s[32], why[256] = "";
+    char listen[32], ram[32], reqs[32], why[256] = "";
     struct qmp_client *src = NULL, *dst = NULL;
     pid_t sp = -1, dp = -1;
     int64_t steps_before = 0, steps_after = 0;
-    bool verified = false;
-    json_object *mig = NULL, *ret, *v;
+    bool verified = false, acc_ok;
+    json_object *mig = NULL, *ret, *v, *acc0 = NULL, *acc1 = NULL;
+    int64_t total, done0, done1;
     char err[256];
     int port, rc = EXIT_FAIL;
     bool tty = isatty(STDERR_FILENO) && !o->json;
@@ -506,6 +521,9 @@ cmd_demo(struct opts *o)
     signal(SIGPIPE, SIG_IGN);
     if (!o->ram_given) {
         o->vm.ram_size = 256u << 20; /* enough for the bar to be seen */
+    }
+    if (!o->acc_given) {
+        o->vm.acc_requests = 150000; /* a few seconds of accelerator work */
     }
     if (mkdtemp(dir) == NULL) {
         perror("vmig demo: mkdtemp");
@@ -518,35 +536,41 @@ cmd_demo(struct opts *o)
     port = free_port();
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
     snprintf(ram, sizeof(ram), "%llu", (unsigned long long)o->vm.ram_size);
-    snprintf(dst_s, sizeof(dst_s), "%llu", (unsigned long long)o->vm.dev_state);
+    snprintf(reqs, sizeof(reqs), "%llu",
+             (unsigned long long)o->vm.acc_requests);
     {
-        char *dargv[] = {"vmig",        "receive", "--qmp", dq,
-                         "--listen",    listen,    "--ram", ram,
-                         "--dev-state", dst_s,     NULL};
-        char *sargv[] = {"vmig", "run",         "--qmp", sq,  "--ram",
-                         ram,    "--dev-state", dst_s,   NULL};
+        char *dargv[] = {"vmig",     "receive", "--qmp", dq,
+                         "--listen", listen,    "--ram", ram,
+                         "--device", "acc",     NULL};
+        char *sargv[] = {"vmig",           "run", "--qmp",    sq,
+                         "--ram",          ram,   "--device", "acc",
+                         "--acc-requests", reqs,  NULL};
 
         dp = spawn(dl, dargv);
         sp = spawn(sl, sargv);
     }
-    printf("vmig demo: source and destination agents started (RAM %s bytes, "
-           "2 devices of %s bytes; logs in %s)\n",
-           ram, dst_s, dir);
+    printf("vmig demo: source and destination agents started, each with a "
+           "vmig-acc accelerator process (RAM %s bytes, %s requests; logs in "
+           "%s)\n",
+           ram, reqs, dir);
     if (sp < 0 || dp < 0 || wait_agent(sq, &src) < 0 ||
         wait_agent(dq, &dst) < 0) {
         fprintf(stderr, "vmig demo: agents did not come up (see %s)\n", dir);
         goto out;
     }
-    usleep(700000);
-    if (guest_report(src, &steps_before, &verified, why, sizeof(why)) < 0 ||
-        !verified) {
+    usleep(1500000);
+    if (guest_report(src, &steps_before, &verified, why, sizeof(why), &acc0) <
+            0 ||
+        !verified || acc0 == NULL) {
         fprintf(stderr, "vmig demo: guest on the source does not verify: %s\n",
-                why);
+                why[0] ? why : "no accelerator workload");
         goto out;
     }
-    printf("vmig demo: guest ran %lld steps on the source, ledger verified; "
-           "migrating to %s\n",
-           (long long)steps_before, listen);
+    total = jint_demo(acc0, "requests", NULL);
+    done0 = jint_demo(acc0, "completed", NULL);
+    printf("vmig demo: guest ran %lld steps and %lld of %lld accelerator "
+           "requests on the source, all verified; migrating to %s\n",
+           (long long)steps_before, (long long)done0, (long long)total, listen);
     fflush(stdout);
     {
         json_object *args = json_object_new_object();
@@ -566,11 +590,23 @@ cmd_demo(struct opts *o)
     if (qmpc_exec(src, "query-migrate", NULL, &mig, err, sizeof(err)) < 0) {
         goto out;
     }
-    usleep(700000);
-    if (guest_report(dst, &steps_after, &verified, why, sizeof(why)) < 0) {
-        fprintf(stderr, "vmig demo: destination: %s\n", why);
-        goto out;
+    /* let the workload finish on the destination */
+    for (int i = 0; i < 400; i++) {
+        json_object_put(acc1);
+        if (guest_report(dst, &steps_after, &verified, why, sizeof(why),
+                         &acc1) < 0) {
+            fprintf(stderr, "vmig demo: destination: %s\n", why);
+            goto out;
+        }
+        if (!verified || jbool(acc1, "finished")) {
+            break;
+        }
+        usleep(100000);
     }
+    done1 = jint_demo(acc1, "completed", NULL);
+    acc_ok = jbool(acc1, "finished") && jbool(acc1, "verified") &&
+             done1 == total && jint_demo(acc1, "bad", NULL) == 0 &&
+             jint_demo(acc1, "duplicates", NULL) == 0;
     printf("\nvmig demo verdict\n");
     printf("  steps on the source before migrating  %lld\n",
            (long long)steps_before);
@@ -580,23 +616,33 @@ cmd_demo(struct opts *o)
            verified ? "yes" : "NO", verified ? "" : ": ", verified ? "" : why);
     printf("  guest kept running after migration     %s\n",
            steps_after > steps_before ? "yes" : "NO");
-    printf("  bytes moved                            %.1f MiB RAM + %.1f MiB "
+    printf("  accelerator requests                   %lld of %lld completed "
+           "exactly once and verified (%lld before migrating, %lld "
+           "after)%s\n",
+           (long long)done1, (long long)total, (long long)done0,
+           (long long)(done1 - done0), acc_ok ? "" : "  <-- DISCREPANCY");
+    printf("  wrong results / duplicates             %lld / %lld\n",
+           (long long)jint_demo(acc1, "bad", NULL),
+           (long long)jint_demo(acc1, "duplicates", NULL));
+    printf("  bytes moved                            %.1f MiB RAM + %lld bytes "
            "device state\n",
            (double)jint_demo(mig, "ram", "transferred") / (1 << 20),
-           (double)jint_demo(mig, "vfio", "transferred") / (1 << 20));
+           (long long)jint_demo(mig, "vfio", "transferred"));
     printf("  total time                             %lld ms\n",
            (long long)jint_demo(mig, "total-time", NULL));
     printf("  downtime                               %lld ms\n",
            (long long)jint_demo(mig, "downtime", NULL));
     if (json_object_object_get_ex(mig, "status", &v) &&
         strcmp(json_object_get_string(v), "completed") == 0 && verified &&
-        steps_after > steps_before) {
+        steps_after > steps_before && acc_ok) {
         printf("  verdict                                PASS\n");
         rc = EXIT_OK;
     } else {
         printf("  verdict                                FAIL\n");
     }
 out:
+    json_object_put(acc0);
+    json_object_put(acc1);
     json_object_put(mig);
     if (dst != NULL) {
         if (qmpc_exec(dst, "quit", NULL, &ret, err, sizeof(err)) == 0) {
@@ -662,12 +708,16 @@ static const struct subcmd subcmds[] = {
     {"cancel", "[--qmp PATH]", "cancel the running migration",
      "Sends QMP 'migrate_cancel'.  A migration cancelled before switchover\n"
      "leaves the VM running on the source.\n", cmd_cancel},
-    {"demo", "[--ram SIZE] [--dev-state SIZE] [--json]",
+    {"demo", "[--ram SIZE] [--acc-requests N] [--json]",
      "migrate a running VM between two local agents and verify it",
      "Starts a source and a destination agent (separate processes,\n"
-     "loopback TCP), lets the guest work, migrates it with the progress\n"
-     "bar, lets it continue on the destination, replays its ledger and\n"
-     "prints a verdict.  Exit 0 only when everything checks out.\n",
+     "loopback TCP), each spawning a vmig-acc accelerator server.  The\n"
+     "guest drives the accelerator (compression and digest requests,\n"
+     "every completion checked) and runs its ledger program; the demo\n"
+     "migrates it mid-stream with the progress bar, lets the workload\n"
+     "finish on the destination and prints a verdict: requests completed\n"
+     "exactly once and verified, ledger replayed, bytes moved, total time,\n"
+     "downtime.  Exit 0 only when everything checks out.\n",
      cmd_demo},
     {"help", "[COMMAND]", "show help", "Shows help.\n", cmd_help},
 };
@@ -709,7 +759,8 @@ sub_help(const struct subcmd *s)
     }
     if (s->fn == cmd_demo) {
         printf("  --ram SIZE            guest RAM (default 256M)\n"
-               "  --dev-state SIZE      state of each device (default 4M)\n");
+               "  --acc-requests N      accelerator requests (default "
+               "150000)\n");
     }
     fputs(common_help, stdout);
 }
@@ -860,6 +911,7 @@ main(int argc, char **argv)
         case OPT_ACC_REQUESTS:
             bad = parse_size(optarg, &o.vm.acc_requests) ||
                   o.vm.acc_requests == 0 || o.vm.acc_requests > UINT32_MAX;
+            o.acc_given = true;
             break;
         case OPT_DEVICE:
             bad = o.vm.nvfu == AGENT_MAX_DEV ||

@@ -8,10 +8,14 @@ if(TARGET vmig-agent)
     COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_migrate.sh
       $<TARGET_FILE:vmig-agent>)
   add_test(NAME agent-demo
-    COMMAND $<TARGET_FILE:vmig-agent> demo --ram 32M --dev-state 2M)
+    COMMAND $<TARGET_FILE:vmig-agent> demo --ram 32M --acc-requests 60000)
   add_test(NAME agent-vfu
     COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
       $<TARGET_FILE:vmig-agent>)
-  set_tests_properties(agent-qmp agent-migrate agent-demo agent-vfu PROPERTIES
+  add_test(NAME agent-acc
+    COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
+      $<TARGET_FILE:vmig-agent> acc)
+  set_tests_properties(agent-qmp agent-migrate agent-demo agent-vfu agent-acc
+    PROPERTIES
     LABELS func TIMEOUT 60)
 endif()

@@ -6,9 +6,12 @@
 # guest verified and its device RUNNING: the destination refuses the
 # device in HELLO, the connection is cut (a TCP relay killed), the
 # destination agent is killed, migrate_cancel.
-# usage: agent_vfu.sh <vmig binary>
+# With "acc": the same with the accelerator (vmig-acc) and the guest's
+# workload on it, verified (every request exactly once, checked).
+# usage: agent_vfu.sh <vmig binary> [testdev|acc]
 set -u
 vmig=$1
+what=${2:-testdev}
 dir=$(mktemp -d)
 export TMPDIR="$dir" # the agents' device socket directories go here too
 pids=""
@@ -44,6 +47,7 @@ intact() { # name what
     echo "$out" | grep -q '"state": "RUNNING"' || fail "$1 device not RUNNING after $2: $out"
 }
 td="--device testdev,size=2"
+if [ "$what" = testdev ]; then
 
 start dst $((port_base + 1)) --device testdev,size=2,seed=9
 start src - $td
@@ -97,4 +101,48 @@ kill -9 "$pid_dst2"
 wait "$mpid"; rc=$?
 [ "$rc" -eq 1 ] || { cat "$dir/kill.out"; fail "migrate to a killed destination exited $rc"; }
 intact back "the destination died"
+echo ok
+exit 0
+fi
+
+# the accelerator (vmig-acc): the guest's workload continues across
+# migrations, every request completed exactly once and verified
+accel() { # name -> prints "completed finished verified bad dup"
+    qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n' |
+        sed -n 's/.*"accelerator": {\([^}]*\)}.*/\1/p'
+}
+acc="--device acc"
+start asrc - $acc --acc-requests 100000
+start adst $((port_base + 6)) $acc
+start aold $((port_base + 7)) --device acc,qps=2
+sleep 0.5
+a0=$(accel asrc)
+echo "$a0" | grep -q '"verified": true' || fail "accelerator workload broken on the source: $a0"
+# refused in HELLO: 2 queue pairs here, 4 on the source
+expect_rc 1 "$vmig" check --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 7))"
+grep -qi "qp-count" "$dir/last.out" || { cat "$dir/last.out"; fail "acc refusal does not name qp-count"; }
+expect_rc 1 "$vmig" migrate --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 7))" --json
+intact asrc "an accelerator refusal"
+# cancelled mid-transfer
+"$vmig" migrate --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 6))" --max-bandwidth 4M --json >"$dir/acancel.out" 2>&1 &
+mpid=$!
+sleep 0.5
+expect_rc 0 "$vmig" cancel --qmp "$dir/asrc.qmp"
+wait "$mpid"; rc=$?
+[ "$rc" -eq 1 ] || { cat "$dir/acancel.out"; fail "cancelled accelerator migrate exited $rc"; }
+intact asrc "an accelerator cancel"
+# A -> B -> A while the workload runs
+expect_rc 0 "$vmig" migrate --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 6))" --json
+start aback $((port_base + 8)) $acc
+sleep 0.3
+expect_rc 0 "$vmig" migrate --qmp "$dir/adst.qmp" --to "127.0.0.1:$((port_base + 8))" --json
+i=0
+while ! accel aback | grep -q '"finished": true'; do
+    i=$((i + 1)); [ $i -lt 300 ] || fail "accelerator workload did not finish: $(accel aback)"; sleep 0.1
+done
+a1=$(accel aback)
+echo "$a1" | grep -q '"completed": 100000' || fail "not every request completed: $a1"
+echo "$a1" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions: $a1"
+echo "$a1" | grep -q '"verified": true' || fail "workload does not verify: $a1"
+intact aback "A -> B -> A with the accelerator"
 echo ok
