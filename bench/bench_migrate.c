@@ -11,6 +11,8 @@
  * passing) with one vfio-user device server process (the test device,
  * DEV_MiB of state) migrated through the vfio-user backend
  * (<vmig/engine_vfu.h>): its state moves over the bulk channel.
+ * Third case: the same RAM with the accelerator (a vmig-acc server
+ * process, its queues set up by the guest driver through BAR0).
  *
  * usage: bench_migrate [RAM_MiB] [DEV_MiB] [RUNS]
  */
@@ -25,10 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <vmig/engine.h>
 #include <vmig/engine_vfu.h>
 #include <vmig/memdev.h>
 #include <vmig/vfu_client.h>
+#include "acc_server.h"
+#include "guest-driver.h"
 #include "vfu_testdev.h"
 
 static double
@@ -204,6 +209,7 @@ dst_main(void *arg)
 /* ------------------------------------------------ vfio-user device */
 
 struct vside {
+    size_t dev;
     int memfd;
     uint8_t *ram;
     pid_t pid;
@@ -211,6 +217,28 @@ struct vside {
     struct vmig_engine_vfu *b;
     struct vmig_engine *eng;
 };
+
+static pid_t
+acc_spawn(const char *path)
+{
+    pid_t pid;
+
+    (void)unlink(path);
+    pid = fork();
+    if (pid == 0) {
+        struct acc_server_cfg cfg = {
+            .path = path, .fd = -1, .qp_count = 4, .level = VMIG_LOG_ERR};
+
+        _exit(acc_serve(&cfg) < 0 ? 1 : 0);
+    }
+    for (int i = 0; pid > 0 && i < 500; i++) {
+        if (access(path, F_OK) == 0) {
+            return pid;
+        }
+        usleep(10000);
+    }
+    return -1;
+}
 
 static void
 vside_new(struct vside *s, vmig_ctx_t *ctx, const char *path, size_t ram,
@@ -225,7 +253,8 @@ vside_new(struct vside *s, vmig_ctx_t *ctx, const char *path, size_t ram,
         exit(1);
     }
     s->ram = mmap(NULL, ram, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
-    s->pid = testdev_spawn(path, seed, dev);
+    s->dev = dev;
+    s->pid = dev == 0 ? acc_spawn(path) : testdev_spawn(path, seed, dev);
     if (s->ram == MAP_FAILED || s->pid <= 0 ||
         vmig_vfu_client_connect(ctx, path, VMIG_VFU_EXT__ALL, &s->c) < 0 ||
         vmig_engine_vfu_new(ctx, s->c, &p, &s->b) < 0 ||
@@ -249,16 +278,52 @@ vside_free(struct vside *s, size_t ram)
     vmig_engine_free(s->eng);
     vmig_engine_vfu_free(s->b);
     vmig_vfu_client_free(s->c);
-    (void)testdev_stop(s->pid);
+    if (s->dev == 0) {
+        kill(s->pid, SIGKILL);
+        (void)waitpid(s->pid, NULL, 0);
+    } else {
+        (void)testdev_stop(s->pid);
+    }
     munmap(s->ram, ram);
     close(s->memfd);
 }
 
+static uint32_t
+bar_read32(void *opaque, uint32_t off)
+{
+    uint32_t v;
+
+    if (vmig_vfu_client_region_read(opaque, 0, off, &v, 4) < 0) {
+        v = UINT32_MAX;
+    }
+    return v;
+}
+
+static void
+bar_write32(void *opaque, uint32_t off, uint32_t val)
+{
+    if (vmig_vfu_client_region_write(opaque, 0, off, &val, 4) < 0) {
+        fprintf(stderr, "bench: BAR0 write at %#x failed\n", off);
+    }
+}
+
+static const struct acc_bar_ops bar_ops = {bar_read32, bar_write32};
+
+/* The test device's state hash; for the accelerator (dev == 0), its
+ * device state as the destination reports it: RUNNING and attached. */
 static uint64_t
 td_hash(struct vside *s)
 {
     uint64_t h = 0;
 
+    if (s->dev == 0) {
+        enum vmig_state st;
+
+        return vmig_vfu_client_get_state(s->c, &st) == 0 &&
+                       st == VMIG_STATE_RUNNING
+                   ? 1
+                   : 0;
+    }
     if (vmig_vfu_client_region_read(s->c, 0, TD_HASH, &h, 8) < 0) {
         return 0;
     }
@@ -287,10 +352,28 @@ vfu_case(vmig_ctx_t *ctx, size_t ram, size_t dev, int runs)
         ((uint64_t *)a.ram)[i] = x;
     }
     memset(b.ram, 0, ram); /* allocate the destination's pages up front */
-    printf("\nbench_migrate: %zu MiB RAM (random, memfd DMA-mapped) + a "
-           "vfio-user device server process with %zu MiB of state, best of "
-           "%d runs\n",
-           ram >> 20, dev >> 20, runs);
+    if (dev == 0) {
+        struct acc_gdrv drv;
+        struct acc_gdrv_config cfg = {.qp_count = 4,
+                                      .sq_size = 64,
+                                      .cq_size = 64,
+                                      .eq_size = 256,
+                                      .aeq_size = 64};
+
+        if (acc_gdrv_init(&drv, a.ram, ram, ram / 2, &cfg, &bar_ops, a.c) < 0) {
+            fprintf(stderr, "bench: accelerator driver init failed\n");
+            return 1;
+        }
+        printf("\nbench_migrate: %zu MiB RAM (random, memfd DMA-mapped) + "
+               "the vmig-acc accelerator process (queues set up), best of "
+               "%d runs\n",
+               ram >> 20, runs);
+    } else {
+        printf("\nbench_migrate: %zu MiB RAM (random, memfd DMA-mapped) + a "
+               "vfio-user device server process with %zu MiB of state, best "
+               "of %d runs\n",
+               ram >> 20, dev >> 20, runs);
+    }
     for (int r = 0; r < runs; r++) {
         struct vmig_engine_stats *st = malloc(sizeof(*st));
         struct dst_job j = {.s = NULL};
@@ -300,7 +383,7 @@ vfu_case(vmig_ctx_t *ctx, size_t ram, size_t dev, int runs)
         uint64_t ha = td_hash(&a);
 
         tp = plain_copy(a.ram, b.ram, ram) +
-             plain_copy(a.ram, b.ram, dev < ram ? dev : ram);
+             (dev > 0 ? plain_copy(a.ram, b.ram, dev < ram ? dev : ram) : 0);
         j.lfd = listen_any(&port);
         j.eng = b.eng;
         pthread_create(&th, NULL, dst_main, &j);
@@ -321,9 +404,9 @@ vfu_case(vmig_ctx_t *ctx, size_t ram, size_t dev, int runs)
         }
         vmig_engine_stats(a.eng, st);
         printf("  run %d: plain copy %.3f s, migration %.3f s, downtime "
-               "%.1f ms, device %.1f MiB\n",
+               "%.1f ms, device state %llu bytes\n",
                r + 1, tp, tm, (double)st->downtime_ms,
-               (double)st->dev_total / (1 << 20));
+               (unsigned long long)st->dev_total);
         best_plain = tp < best_plain ? tp : best_plain;
         best_mig = tm < best_mig ? tm : best_mig;
         best_down = (double)st->downtime_ms < best_down
@@ -450,5 +533,8 @@ main(int argc, char **argv)
     munmap(a.ram, ram);
     munmap(b.ram, ram);
     signal(SIGPIPE, SIG_IGN);
-    return vfu_case(ctx, ram, dev, runs);
+    if (vfu_case(ctx, ram, dev, runs) != 0) {
+        return 1;
+    }
+    return vfu_case(ctx, ram, 0, runs);
 }
