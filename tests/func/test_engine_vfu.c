@@ -16,6 +16,7 @@
  *   cut      the connection cut mid-stream
  *   killed   the destination's device server killed before it resumes
  *   cancel   vmig_engine_cancel() mid-transfer
+ *   config   hostile VMM-config sections are refused whole, nothing applied
  * Every failure case ends with the source device RUNNING, its state
  * unchanged, its DMA and IRQ working, and the source vCPU resumed.
  */
@@ -482,6 +483,73 @@ case_fail(const char *which)
     side_down(&b);
 }
 
+static void
+put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4); /* the tests run little endian, like the format */
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static void
+case_config(void)
+{
+    const struct vmig_engine_dev_ops *ops = vmig_engine_vfu_ops();
+    struct side a;
+    uint8_t good[4096], bad[4096];
+    ssize_t n;
+    uint64_t h0, h1;
+
+    CHECK_RC(side_up(&a, "a", 1, true, "td"), 0);
+    n = ops->config_save(a.b, good, sizeof(good));
+    CHECK(n == 24 + 24 + 8);
+    CHECK_RC(ops->config_save(a.b, good, 10), -E2BIG);
+    /* a section equal to what is there applies as a no-op */
+    CHECK_RC(ops->config_load(a.b, good, (size_t)n), 0);
+    CHECK_RC(reg64(&a, TD_HASH, &h0), 0);
+
+    memcpy(bad, good, (size_t)n);
+    CHECK_RC(ops->config_load(a.b, bad, 23), -EBADMSG); /* truncated */
+    CHECK_RC(ops->config_load(a.b, bad, (size_t)n - 1), -EBADMSG);
+    put32(bad, 0x12345678);
+    CHECK_RC(ops->config_load(a.b, bad, (size_t)n), -EBADMSG); /* magic */
+    memcpy(bad, good, (size_t)n);
+    put32(bad + 4, 2);
+    CHECK_RC(ops->config_load(a.b, bad, (size_t)n), -EOPNOTSUPP);
+    memcpy(bad, good, (size_t)n);
+    put32(bad + 8, 1000); /* too many maps */
+    CHECK_RC(ops->config_load(a.b, bad, (size_t)n), -EBADMSG);
+    memcpy(bad, good, (size_t)n);
+    put64(bad + 24, RAM_SIZE); /* a mapping outside this VMM's RAM */
+    CHECK_RC(ops->config_load(a.b, bad, (size_t)n), -EINVAL);
+    memcpy(bad, good, (size_t)n);
+    put64(bad + 32, UINT64_MAX); /* size wraps */
+    CHECK_RC(ops->config_load(a.b, bad, (size_t)n), -EINVAL);
+    memcpy(bad, good, (size_t)n);
+    put32(bad + 40, 0x80); /* unknown prot bit */
+    CHECK_RC(ops->config_load(a.b, bad, (size_t)n), -EBADMSG);
+    memcpy(bad, good, (size_t)n);
+    put32(bad + 16, 1); /* claims config bytes it does not carry */
+    CHECK_RC(ops->config_load(a.b, bad, (size_t)n), -EBADMSG);
+    /* two overlapping mappings */
+    memcpy(bad, good, 48);
+    put32(bad + 8, 2);
+    put32(bad + 12, 0);
+    memcpy(bad + 48, good + 24, 24);
+    CHECK_RC(ops->config_load(a.b, bad, 72), -EBADMSG);
+    /* nothing was applied: the device still DMAs into RAM, state intact */
+    CHECK_RC(reg64(&a, TD_HASH, &h1), 0);
+    CHECK(h0 == h1);
+    CHECK_RC(doorbell(&a, 0x6000, 0x6100), 0);
+    CHECK_RC(ops->config_save(a.b, bad, sizeof(bad)), n);
+    CHECK(memcmp(bad, good, (size_t)n) == 0);
+    side_down(&a);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -497,6 +565,8 @@ main(int argc, char **argv)
     vmig_ctx_set_level(ctx, v ? VMIG_LOG_DEBUG : VMIG_LOG_ERR);
     if (strcmp(which, "ok") == 0) {
         case_ok();
+    } else if (strcmp(which, "config") == 0) {
+        case_config();
     } else {
         case_fail(which);
     }
