@@ -9,6 +9,7 @@
  * --device SPEC, repeatable:
  *   testdev[,seed=N][,size=MIB]      spawn vfu-testdev
  *   acc[,qps=N][,isolation=device|queue-pair]   spawn vmig-acc
+ *   flowtab[,state=MIB][,no-p2p]...  spawn vmig-flowtab
  *   socket=PATH                      connect to a running server
  * plus, for any of them, name=NAME (default vfuN: devices are matched by
  * name on the destination) and prog=PATH (the program to spawn).
@@ -51,10 +52,19 @@ vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx)
         char *eq = strchr(tok, '=');
 
         if (first && eq == NULL) {
-            if (strcmp(tok, "testdev") != 0 && strcmp(tok, "acc") != 0) {
+            if (strcmp(tok, "testdev") != 0 && strcmp(tok, "acc") != 0 &&
+                strcmp(tok, "flowtab") != 0) {
                 return -EINVAL;
             }
             snprintf(out->kind, sizeof(out->kind), "%s", tok);
+            continue;
+        }
+        if (eq == NULL && out->nargs < VFU_SPEC_ARGS &&
+            strspn(tok, "abcdefghijklmnopqrstuvwxyz-") == strlen(tok) &&
+            strlen(tok) < sizeof(out->args[0]) - 2) {
+            /* a bare flag: --no-p2p */
+            snprintf(out->args[out->nargs++], sizeof(out->args[0]), "--%s",
+                     tok);
             continue;
         }
         if (eq == NULL || eq == tok || eq[1] == '\0') {
@@ -95,14 +105,18 @@ vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx)
 static void
 find_prog(const struct vfu_spec *sp, char *out, size_t len)
 {
-    const char *name =
-        strcmp(sp->kind, "acc") == 0 ? "vmig-acc" : "vfu-testdev";
-    const char *tree = strcmp(sp->kind, "acc") == 0
-                           ? "../devices/acc/vmig-acc"
-                           : "../tools/vfu-testdev/vfu-testdev";
+    const char *name = "vfu-testdev";
+    const char *tree = "../tools/vfu-testdev/vfu-testdev";
     char self[PATH_MAX], *slash;
     ssize_t n;
 
+    if (strcmp(sp->kind, "acc") == 0) {
+        name = "vmig-acc";
+        tree = "../devices/acc/vmig-acc";
+    } else if (strcmp(sp->kind, "flowtab") == 0) {
+        name = "vmig-flowtab";
+        tree = "../devices/flowtab/vmig-flowtab";
+    }
     if (sp->prog[0] != '\0') {
         snprintf(out, len, "%s", sp->prog);
         return;

@@ -1,6 +1,6 @@
 #!/bin/sh
-# The agent with real vfio-user device server processes (vfu-testdev,
-# spawned by the agents with --device): a completed migration and back
+# The agent with real vfio-user device server processes (vfu-testdev and
+# vmig-flowtab, spawned by the agents with --device): a completed migration and back
 # (A -> B -> A) with the guest verified and the device RUNNING on the
 # destination; then failures, each leaving the source VM running, its
 # guest verified and its device RUNNING: the destination refuses the
@@ -46,10 +46,10 @@ intact() { # name what
     echo "$out" | grep -q '"transport": "vfio-user"' || fail "$1: no vfio-user device: $out"
     echo "$out" | grep -q '"state": "RUNNING"' || fail "$1 device not RUNNING after $2: $out"
 }
-td="--device testdev,size=2"
+td="--device testdev,size=2 --device flowtab,state=2"
 if [ "$what" = testdev ]; then
 
-start dst $((port_base + 1)) --device testdev,size=2,seed=9
+start dst $((port_base + 1)) --device testdev,size=2,seed=9 --device flowtab,state=2
 start src - $td
 expect_rc 0 "$vmig" check --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))"
 expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --json
