@@ -81,6 +81,7 @@ struct side {
     struct vmig_engine *e;
     atomic_int running;
     atomic_int irq_asked;
+    char path[320];
 };
 
 static int
@@ -118,12 +119,12 @@ side_up(struct side *s, const char *name, uint64_t seed, bool wire,
     struct vmig_engine_region rg = {"ram0", NULL, RAM_SIZE};
     struct vmig_engine_vfu_params p = {
         .name = devname, .irq_fd = h_irq_fd, .opaque = s};
-    char path[320];
+    char *path = s->path;
     int ret = -ECONNREFUSED;
 
     memset(s, 0, sizeof(*s));
     s->name = name;
-    snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
+    snprintf(path, sizeof(s->path), "%s/%s.sock", dir, name);
     s->pid = testdev_spawn(path, seed, STATE_SIZE);
     if (s->pid <= 0) {
         return -ECHILD;
@@ -192,6 +193,9 @@ side_down(struct side *s)
     }
     if (s->efd > 0) {
         close(s->efd);
+    }
+    if (s->path[0] != '\0') {
+        (void)unlink(s->path);
     }
     memset(s, 0, sizeof(*s));
 }
@@ -576,6 +580,17 @@ main(int argc, char **argv)
         }
     }
     vmig_ctx_free(ctx);
+    {
+        /* a failed case leaves its sockets behind */
+        static const char *const names[] = {"a", "b", "a2"};
+
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            char p[320];
+
+            snprintf(p, sizeof(p), "%s/%s.sock", dir, names[i]);
+            (void)unlink(p);
+        }
+    }
     (void)rmdir(dir);
     printf("%s: %s\n", which, failures == 0 ? "ok" : "FAILED");
     return failures == 0 ? 0 : 1;
