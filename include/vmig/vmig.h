@@ -21,6 +21,7 @@
 #include <vmig/vfu_client.h>
 #include <vmig/migproto.h>
 #include <vmig/engine.h>
+#include <vmig/engine_vfu.h>
 #include <vmig/memdev.h>
 #include <vmig/guest.h>
 
