@@ -287,6 +287,59 @@ dev_up(struct agent_vm *vm, struct agent_vfu *d)
     return ret;
 }
 
+/*
+ * Test-only fault: VMIG_TEST_CORRUPT_DEVICE_BYTE=N flips byte N of the
+ * state the first vfio-user device sends, once per agent process, after
+ * the device produced it and before the engine frames it: the destination
+ * must refuse the state and the source must roll back intact.
+ */
+static struct vmig_engine_dev_ops corrupt_ops;
+static void *corrupt_dev;
+static long long corrupt_at = -1;
+static unsigned long long corrupt_off;
+
+static ssize_t
+corrupt_read(void *opaque, void *buf, size_t cap)
+{
+    ssize_t n = vmig_engine_vfu_ops()->read(opaque, buf, cap);
+
+    if (n > 0 && opaque == corrupt_dev && corrupt_at >= 0) {
+        if ((unsigned long long)corrupt_at < corrupt_off + (size_t)n) {
+            ((unsigned char *)
+                 buf)[(unsigned long long)corrupt_at - corrupt_off] ^= 0x01;
+            corrupt_at = -1;
+        }
+        corrupt_off += (size_t)n;
+    }
+    return n;
+}
+
+static const struct vmig_engine_dev_ops *
+dev_ops(struct agent_vm *vm, struct agent_vfu *d)
+{
+    const char *v = getenv("VMIG_TEST_CORRUPT_DEVICE_BYTE");
+    char *end = NULL;
+    long long at;
+
+    if (v == NULL || v[0] == '\0' || d != &vm->vfu[0]) {
+        return vmig_engine_vfu_ops();
+    }
+    at = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || at < 0) {
+        return vmig_engine_vfu_ops();
+    }
+    corrupt_ops = *vmig_engine_vfu_ops();
+    corrupt_ops.read = corrupt_read;
+    corrupt_dev = d->b;
+    corrupt_at = at;
+    corrupt_off = 0;
+    vmig_log(vm->ctx, VMIG_LOG_WARNING,
+             "test fault armed: byte %lld of device %s's outgoing "
+             "state will be flipped once",
+             at, d->spec.name);
+    return &corrupt_ops;
+}
+
 int
 vfudev_up(struct agent_vm *vm)
 {
@@ -315,8 +368,8 @@ vfudev_up(struct agent_vm *vm)
         d->spec = vm->o.vfu[i];
         ret = dev_up(vm, d);
         if (ret == 0) {
-            ret = vmig_engine_add_device(vm->eng, d->spec.name,
-                                         vmig_engine_vfu_ops(), d->b);
+            ret = vmig_engine_add_device(vm->eng, d->spec.name, dev_ops(vm, d),
+                                         d->b);
         }
         if (ret < 0) {
             return ret;

@@ -15,7 +15,11 @@ if(TARGET vmig-agent)
   add_test(NAME agent-acc
     COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
       $<TARGET_FILE:vmig-agent> acc)
+  add_test(NAME agent-corrupt
+    COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
+      $<TARGET_FILE:vmig-agent> corrupt)
   set_tests_properties(agent-qmp agent-migrate agent-demo agent-vfu agent-acc
+    agent-corrupt
     PROPERTIES
     LABELS func TIMEOUT 60)
 endif()

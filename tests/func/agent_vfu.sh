@@ -8,7 +8,12 @@
 # destination agent is killed, migrate_cancel.
 # With "acc": the same with the accelerator (vmig-acc) and the guest's
 # workload on it, verified (every request exactly once, checked).
-# usage: agent_vfu.sh <vmig binary> [testdev|acc]
+# With "corrupt": one byte of the accelerator's state is flipped on the
+# source (VMIG_TEST_CORRUPT_DEVICE_BYTE) during an agent-to-agent
+# migration: it fails with an error naming the device, the source keeps
+# running with its device RUNNING and its workload verified and moving,
+# and a later clean migration succeeds.
+# usage: agent_vfu.sh <vmig binary> [testdev|acc|corrupt]
 set -u
 vmig=$1
 what=${2:-testdev}
@@ -112,6 +117,37 @@ accel() { # name -> prints "completed finished verified bad dup"
         sed -n 's/.*"accelerator": {\([^}]*\)}.*/\1/p'
 }
 acc="--device acc"
+if [ "$what" = corrupt ]; then
+export VMIG_TEST_CORRUPT_DEVICE_BYTE=100
+start csrc - $acc --acc-requests 100000
+unset VMIG_TEST_CORRUPT_DEVICE_BYTE
+start cdst $((port_base + 9)) $acc
+start cdst2 $((port_base + 10)) $acc
+sleep 0.3
+expect_rc 1 "$vmig" migrate --qmp "$dir/csrc.qmp" --to "127.0.0.1:$((port_base + 9))" --json
+grep -q "vfu0" "$dir/last.out" || { cat "$dir/last.out"; fail "the corrupt-state error does not name the device"; }
+grep -Eqi "corrupt|checksum|bad message|EBADMSG" "$dir/last.out" || { cat "$dir/last.out"; fail "the corrupt-state error does not say the state is corrupt"; }
+intact csrc "a corrupted device state"
+c0=$(accel csrc)
+echo "$c0" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions after the corrupted migration: $c0"
+n0=$(echo "$c0" | sed -n 's/.*"completed": \([0-9]*\).*/\1/p')
+sleep 0.3
+c1=$(accel csrc)
+n1=$(echo "$c1" | sed -n 's/.*"completed": \([0-9]*\).*/\1/p')
+echo "$c1" | grep -q '"finished": true' || [ "${n1:-0}" -gt "${n0:-0}" ] || fail "the workload stopped on the source: $c0 then $c1"
+expect_rc 0 "$vmig" migrate --qmp "$dir/csrc.qmp" --to "127.0.0.1:$((port_base + 10))" --json
+i=0
+while ! accel cdst2 | grep -q '"finished": true'; do
+    i=$((i + 1)); [ $i -lt 300 ] || fail "accelerator workload did not finish: $(accel cdst2)"; sleep 0.1
+done
+c2=$(accel cdst2)
+echo "$c2" | grep -q '"completed": 100000' || fail "not every request completed: $c2"
+echo "$c2" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions: $c2"
+echo "$c2" | grep -q '"verified": true' || fail "workload does not verify: $c2"
+intact cdst2 "a clean migration after the corrupted one"
+echo ok
+exit 0
+fi
 start asrc - $acc --acc-requests 100000
 start adst $((port_base + 6)) $acc
 start aold $((port_base + 7)) --device acc,qps=2
