@@ -188,9 +188,11 @@ accwork_free(struct agent_vm *vm)
 json_object *
 accwork_report(struct agent_vm *vm, int *verdict)
 {
+    struct acc_gwork_ledger lg;
     struct acc_gwork w;
-    json_object *o;
-    int ret;
+    json_object *o, *lo;
+    uint64_t first_bad;
+    int ret, lret;
 
     *verdict = 0;
     if (vm->acc == NULL) {
@@ -219,15 +221,34 @@ accwork_report(struct agent_vm *vm, int *verdict)
         /* not finished: every completion so far must be right */
         ret = w.st->bad == 0 && w.st->dup == 0 ? 0 : -EBADMSG;
     }
+    /* every digest once the workload is done; the counts on every call */
+    lret = acc_gwork_ledger_check(&w, acc_gwork_finished(&w), &lg);
+    lo = json_object_new_object();
+    json_object_object_add(lo, "entries",
+                           json_object_new_int64((int64_t)lg.entries));
+    json_object_object_add(lo, "checked",
+                           json_object_new_int64((int64_t)lg.checked));
+    json_object_object_add(lo, "mismatches",
+                           json_object_new_int64((int64_t)lg.mismatch));
+    json_object_object_add(lo, "digests",
+                           json_object_new_boolean(acc_gwork_finished(&w)));
+    json_object_object_add(lo, "verified", json_object_new_boolean(lret == 0));
+    first_bad = w.st->first_bad;
+    if (ret == 0 && lret < 0) {
+        ret = lret;
+        first_bad = lg.first_bad; /* the ledger's first mismatch */
+    }
     json_object_object_add(o, "verified", json_object_new_boolean(ret == 0));
     if (ret < 0) {
         char why[96];
 
         snprintf(why, sizeof(why), "request %llu: status %u",
-                 (unsigned long long)w.st->first_bad, w.st->first_bad_status);
+                 (unsigned long long)first_bad,
+                 first_bad == w.st->first_bad ? w.st->first_bad_status : 0u);
         json_object_object_add(o, "first-bad", json_object_new_string(why));
         *verdict = ret;
     }
+    json_object_object_add(o, "ledger", lo); /* last: a nested object */
     acc_gwork_fini(&w);
     return o;
 }

@@ -607,7 +607,9 @@ cmd_demo(struct opts *o)
     done1 = jint_demo(acc1, "completed", NULL);
     acc_ok = jbool(acc1, "finished") && jbool(acc1, "verified") &&
              done1 == total && jint_demo(acc1, "bad", NULL) == 0 &&
-             jint_demo(acc1, "duplicates", NULL) == 0;
+             jint_demo(acc1, "duplicates", NULL) == 0 &&
+             jint_demo(acc1, "ledger", "checked") == total &&
+             jint_demo(acc1, "ledger", "mismatches") == 0;
     printf("\nvmig demo verdict\n");
     printf("  steps on the source before migrating  %lld\n",
            (long long)steps_before);
@@ -625,6 +627,10 @@ cmd_demo(struct opts *o)
     printf("  wrong results / duplicates             %lld / %lld\n",
            (long long)jint_demo(acc1, "bad", NULL),
            (long long)jint_demo(acc1, "duplicates", NULL));
+    printf("  result ledger re-checked (digests)     %lld of %lld entries "
+           "right, %lld mismatches\n",
+           (long long)jint_demo(acc1, "ledger", "checked"), (long long)total,
+           (long long)jint_demo(acc1, "ledger", "mismatches"));
     printf("  bytes moved                            %.1f MiB RAM + %lld bytes "
            "device state\n",
            (double)jint_demo(mig, "ram", "transferred") / (1 << 20),

@@ -65,6 +65,24 @@ gen(const struct acc_gwork_state *st, uint64_t n, uint8_t *p, uint32_t len)
     }
 }
 
+/* FNV-1a 64: the ledger's digest of a result. */
+static uint64_t
+fnv64(const uint8_t *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static uint64_t
+ledger_size(uint64_t total)
+{
+    return ALIGN64(total * sizeof(struct acc_gwork_rec));
+}
+
 uint64_t
 acc_gwork_mem_size(uint32_t qp_count, uint32_t slots_per_qp, uint64_t total,
                    uint32_t max_in)
@@ -72,7 +90,8 @@ acc_gwork_mem_size(uint32_t qp_count, uint32_t slots_per_qp, uint64_t total,
     uint64_t slots = (uint64_t)qp_count * slots_per_qp;
 
     return ALIGN64(sizeof(struct acc_gwork_state) + 8 * slots) +
-           ALIGN64((total + 7) / 8) + slots * 2 * area(max_in);
+           ALIGN64((total + 7) / 8) + ledger_size(total) +
+           slots * 2 * area(max_in);
 }
 
 static int
@@ -115,7 +134,8 @@ acc_gwork_init(struct acc_gwork *w, struct acc_gdrv *drv, uint64_t state_gpa,
     st->slot_size = 2 * area(max_in);
     st->seed = seed;
     st->bitmap_gpa = state_gpa + ALIGN64(sizeof(*st) + 8 * slots);
-    st->buf_gpa = st->bitmap_gpa + ALIGN64((total + 7) / 8);
+    st->ledger_gpa = st->bitmap_gpa + ALIGN64((total + 7) / 8);
+    st->buf_gpa = st->ledger_gpa + ledger_size(total);
     st->end_gpa = state_gpa + need;
     st->magic = ACC_GWORK_MAGIC;
     return acc_gwork_attach(w, drv->ram, drv->ram_size, state_gpa);
@@ -138,13 +158,19 @@ acc_gwork_attach(struct acc_gwork *w, uint8_t *ram, uint64_t ram_size,
         st->max_in > MAX_IN_LIMIT || st->end_gpa > ram_size ||
         st->end_gpa - state_gpa != acc_gwork_mem_size(st->qp_count,
                                                       st->slots_per_qp,
-                                                      st->total, st->max_in)) {
+                                                      st->total, st->max_in) ||
+        st->bitmap_gpa !=
+            state_gpa +
+                ALIGN64(sizeof(*st) + 8ull * st->qp_count * st->slots_per_qp) ||
+        st->ledger_gpa != st->bitmap_gpa + ALIGN64((st->total + 7) / 8) ||
+        st->buf_gpa != st->ledger_gpa + ledger_size(st->total)) {
         return -EINVAL;
     }
     w->ram = ram;
     w->ram_size = ram_size;
     w->st = (struct acc_gwork_state *)(ram + state_gpa);
     w->slots = (uint64_t *)(w->st + 1);
+    w->ledger = (struct acc_gwork_rec *)(ram + w->st->ledger_gpa);
     return alloc_scratch(w);
 }
 
@@ -175,9 +201,13 @@ bit_set(struct acc_gwork *w, uint64_t n)
     w->ram[w->st->bitmap_gpa + n / 8] |= (uint8_t)(1u << (n % 8));
 }
 
-/* Is this completion of request n right? */
+/*
+ * Is this completion of request n right?  *digest receives the digest of
+ * its result (0 when it has none to take).
+ */
 static bool
-check(struct acc_gwork *w, uint64_t n, uint64_t slot, const struct acc_cqe *c)
+check(struct acc_gwork *w, uint64_t n, uint64_t slot, const struct acc_cqe *c,
+      uint64_t *digest)
 {
     const struct acc_gwork_state *st = w->st;
     const uint8_t *out = slot_src(w, slot) + area(st->max_in);
@@ -185,6 +215,10 @@ check(struct acc_gwork *w, uint64_t n, uint64_t slot, const struct acc_cqe *c)
     enum kind kind;
     uint32_t len;
 
+    *digest = 0;
+    if (c->out_len <= area(st->max_in)) {
+        *digest = fnv64(out, c->out_len);
+    }
     if (c->status != ACC_ST_OK) {
         return false;
     }
@@ -214,13 +248,16 @@ check(struct acc_gwork *w, uint64_t n, uint64_t slot, const struct acc_cqe *c)
     case K_ZC: {
         size_t r = ZSTD_decompress(y, area(st->max_in), out, c->out_len);
 
+        *digest = fnv64(y, ZSTD_isError(r) ? 0 : r);
         return !ZSTD_isError(r) && r == len && memcmp(x, y, len) == 0;
     }
     case K_DC: {
         uLongf r = area(st->max_in);
 
-        return uncompress(y, &r, out, c->out_len) == Z_OK && r == len &&
-               memcmp(x, y, len) == 0;
+        bool ok = uncompress(y, &r, out, c->out_len) == Z_OK;
+
+        *digest = fnv64(y, ok ? r : 0);
+        return ok && r == len && memcmp(x, y, len) == 0;
     }
     default:
         return false;
@@ -237,23 +274,43 @@ note_bad(struct acc_gwork_state *st, uint64_t n, uint32_t status)
 }
 
 static void
+record(struct acc_gwork *w, uint64_t n, const struct acc_cqe *c,
+       uint64_t digest)
+{
+    struct acc_gwork_rec *r = &w->ledger[n];
+
+    r->status = (uint16_t)c->status;
+    if (r->count != UINT16_MAX) {
+        r->count++;
+    }
+    r->out_len = c->out_len;
+    r->digest = digest;
+}
+
+static void
 complete(struct acc_gwork *w, const struct acc_cqe *c)
 {
     struct acc_gwork_state *st = w->st;
     uint64_t slot = c->req_id >> 32, n = c->req_id & 0xffffffffu;
+    uint64_t digest;
 
     if (slot >= (uint64_t)st->qp_count * st->slots_per_qp || n >= st->total ||
         w->slots[slot] != n + 1 || bit_get(w, n)) {
         /* Not what this slot is waiting for: completed twice. */
+        if (n < st->total && w->ledger[n].count != UINT16_MAX) {
+            w->ledger[n].count++;
+        }
         st->dup++;
         note_bad(st, n, c->status);
         return;
     }
     w->slots[slot] = 0;
-    if (check(w, n, slot, c)) {
+    if (check(w, n, slot, c, &digest)) {
+        record(w, n, c, digest);
         bit_set(w, n);
         st->completed++;
     } else {
+        record(w, n, c, digest);
         st->bad++;
         note_bad(st, n, c->status);
     }
@@ -392,4 +449,92 @@ acc_gwork_verify(const struct acc_gwork *w)
         return -EIO;
     }
     return 0;
+}
+
+/* Request n's reference result: its digest and length (-1: any length). */
+static void
+reference(const struct acc_gwork *w, uint64_t n, uint64_t *digest,
+          int64_t *out_len)
+{
+    const struct acc_gwork_state *st = w->st;
+    uint8_t *x = w->scratch;
+    enum kind kind;
+    uint32_t len;
+
+    describe(st, n, &kind, &len);
+    gen(st, n, x, len);
+    *digest = fnv64(x, len);
+    *out_len = len;
+    switch (kind) {
+    case K_NOP:
+        *digest = fnv64(x, 0);
+        *out_len = 0;
+        break;
+    case K_CRC: {
+        uint32_t crc = acc_crc32c(0, x, len);
+        uint8_t b[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16),
+                        (uint8_t)(crc >> 24)};
+
+        *digest = fnv64(b, 4);
+        *out_len = 4;
+        break;
+    }
+    case K_SHA: {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+
+        if (EVP_Digest(x, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+            mdlen = 0;
+        }
+        *digest = fnv64(md, mdlen);
+        *out_len = 32;
+        break;
+    }
+    case K_ZC:
+    case K_DC:
+        *out_len = -1; /* the compressor's exact bytes are its own */
+        break;
+    default:
+        break;
+    }
+}
+
+int
+acc_gwork_ledger_check(const struct acc_gwork *w, bool digests,
+                       struct acc_gwork_ledger *out)
+{
+    const struct acc_gwork_state *st = w->st;
+
+    memset(out, 0, sizeof(*out));
+    out->first_bad = ~0ull;
+    for (uint64_t n = 0; n < st->total; n++) {
+        const struct acc_gwork_rec *r = &w->ledger[n];
+        bool done = bit_get(w, n), ok;
+        uint64_t digest;
+        int64_t len;
+
+        if (r->count == 0 && !done) {
+            continue;
+        }
+        out->entries += r->count != 0;
+        if (done && !digests) {
+            ok = r->count == 1 && r->status == ACC_ST_OK;
+        } else if (done) {
+            reference(w, n, &digest, &len);
+            ok = r->count == 1 && r->status == ACC_ST_OK &&
+                 r->digest == digest &&
+                 (len < 0 ? r->out_len != 0 : r->out_len == (uint64_t)len);
+        } else {
+            ok = false; /* completed, but wrong or failed */
+        }
+        if (ok) {
+            out->checked++;
+        } else {
+            out->mismatch++;
+            if (out->first_bad == ~0ull) {
+                out->first_bad = n;
+            }
+        }
+    }
+    return out->mismatch == 0 ? 0 : -EBADMSG;
 }

@@ -14,8 +14,17 @@
  * stepping.
  *
  * Guest memory at state_gpa (64-byte aligned):
- *   struct acc_gwork_state | done bitmap (total bits) | buffers: one slot
- *   per request in flight (input area, then output area)
+ *   struct acc_gwork_state | done bitmap (total bits) | result ledger (one
+ *   struct acc_gwork_rec per request) | buffers: one slot per request in
+ *   flight (input area, then output area)
+ *
+ * The ledger records, per request number, every completion's status, output
+ * length and a 64-bit digest of the result (of the output bytes; for the
+ * compressions, of the decompressed output, which must equal the input, so
+ * the digest does not depend on the compressor's exact bytes), and how many
+ * completions arrived.  acc_gwork_ledger_check() re-derives every entry
+ * from the request number alone, so a destination re-checks the whole
+ * history it received.
  * The request id in each SQE is slot << 32 | n.
  */
 #ifndef ACC_GUEST_WORK_H
@@ -25,7 +34,31 @@
 #include <stdint.h>
 #include "guest-driver.h"
 
-#define ACC_GWORK_MAGIC 0x314b524f57434341ull /* "ACCWORK1" */
+#define ACC_GWORK_MAGIC 0x324b524f57434341ull /* "ACCWORK2" */
+
+/* One ledger entry: the result of request n (all zero until completed). */
+struct acc_gwork_rec {
+    uint16_t status; /* last completion's status (ACC_ST_*) */
+    uint16_t count;  /* completions received (saturates at 0xffff) */
+    uint32_t out_len;
+    uint64_t digest; /* FNV-1a 64 of the result bytes */
+};
+
+/**
+ * struct acc_gwork_ledger - a ledger re-check's summary.
+ * @entries:   ledger entries with a completion.
+ * @checked:   entries that match the reference (status OK, one completion,
+ *             length and digest right).
+ * @mismatch:  entries that do not, plus completed requests without an
+ *             entry.
+ * @first_bad: request number of the first mismatch, or ~0.
+ */
+struct acc_gwork_ledger {
+    uint64_t entries;
+    uint64_t checked;
+    uint64_t mismatch;
+    uint64_t first_bad;
+};
 
 struct acc_gwork_state {
     uint64_t magic;
@@ -42,6 +75,7 @@ struct acc_gwork_state {
     uint32_t slot_size; /* input area + output area */
     uint32_t seed;
     uint64_t bitmap_gpa;
+    uint64_t ledger_gpa;
     uint64_t buf_gpa;
     uint64_t end_gpa;
     /* followed, in guest memory, by the slot table: u64 per slot,
@@ -56,6 +90,7 @@ struct acc_gwork {
     uint64_t ram_size;
     struct acc_gwork_state *st;
     uint64_t *slots;
+    struct acc_gwork_rec *ledger;
     uint8_t *scratch; /* host scratch for reference computations */
     uint8_t *scratch2;
 };
@@ -133,5 +168,22 @@ bool acc_gwork_finished(const struct acc_gwork *w);
  * disagrees with the counters).
  */
 int acc_gwork_verify(const struct acc_gwork *w);
+
+/**
+ * acc_gwork_ledger_check() - Re-check every ledger entry from scratch.
+ * @w:       view.
+ * @digests: also recompute every reference result (length and digest);
+ *           costs about one pass over all the requests' inputs.
+ * @out:     receives the summary.
+ *
+ * Each entry of a request marked done must hold exactly one completion,
+ * status OK and, with @digests, the reference result's length and digest
+ * (recomputed from the request number); a request not marked done must
+ * have no entry.
+ *
+ * Return: 0 when every entry matches; -EBADMSG otherwise.
+ */
+int acc_gwork_ledger_check(const struct acc_gwork *w, bool digests,
+                           struct acc_gwork_ledger *out);
 
 #endif /* ACC_GUEST_WORK_H */

@@ -144,6 +144,7 @@ c2=$(accel cdst2)
 echo "$c2" | grep -q '"completed": 100000' || fail "not every request completed: $c2"
 echo "$c2" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions: $c2"
 echo "$c2" | grep -q '"verified": true' || fail "workload does not verify: $c2"
+echo "$c2" | grep -q '"ledger": {"entries": 100000, "checked": 100000, "mismatches": 0, "digests": true, "verified": true' || fail "result ledger not re-checked whole on the destination: $c2"
 intact cdst2 "a clean migration after the corrupted one"
 echo ok
 exit 0
@@ -180,5 +181,6 @@ a1=$(accel aback)
 echo "$a1" | grep -q '"completed": 100000' || fail "not every request completed: $a1"
 echo "$a1" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions: $a1"
 echo "$a1" | grep -q '"verified": true' || fail "workload does not verify: $a1"
+echo "$a1" | grep -q '"ledger": {"entries": 100000, "checked": 100000, "mismatches": 0, "digests": true, "verified": true' || fail "result ledger not re-checked whole on the destination: $a1"
 intact aback "A -> B -> A with the accelerator"
 echo ok

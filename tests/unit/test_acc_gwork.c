@@ -57,6 +57,7 @@ teardown(void **state)
 static void
 run(struct acc_rig *r, uint64_t total, unsigned int migrate_every)
 {
+    struct acc_gwork_ledger lg;
     struct acc_gwork w;
     uint64_t next = migrate_every;
     unsigned int migrations = 0, idle = 0;
@@ -89,6 +90,11 @@ run(struct acc_rig *r, uint64_t total, unsigned int migrate_every)
     }
     assert_int_equal(acc_gwork_verify(&w), 0);
     assert_int_equal(w.st->completed, total);
+    /* the last process re-checks the whole result ledger it received */
+    assert_int_equal(acc_gwork_ledger_check(&w, true, &lg), 0);
+    assert_int_equal(lg.entries, total);
+    assert_int_equal(lg.checked, total);
+    assert_int_equal(lg.mismatch, 0);
     print_message("%llu requests, %u migrations, each exactly once\n",
                   (unsigned long long)total, migrations);
     acc_gwork_fini(&w);
@@ -129,6 +135,7 @@ test_gwork_catches_duplicate(void **state)
 {
     struct acc_rig *r = *state;
     struct acc_sqe again = {.req_id = 0, .opcode = ACC_OP_NOP};
+    struct acc_gwork_ledger lg;
     struct acc_gwork w;
 
     assert_int_equal(acc_gwork_init(&w, &r->drv, WORK_GPA, 40, 1024, 3), 0);
@@ -144,6 +151,54 @@ test_gwork_catches_duplicate(void **state)
     assert_int_equal(acc_gwork_verify(&w), -EBADMSG);
     assert_int_equal(w.st->dup, 1);
     assert_int_equal(w.st->first_bad, 0);
+    /* the ledger saw the second completion too */
+    assert_int_equal(w.ledger[0].count, 2);
+    assert_int_equal(acc_gwork_ledger_check(&w, false, &lg), -EBADMSG);
+    assert_int_equal(lg.mismatch, 1);
+    assert_int_equal(lg.first_bad, 0);
+    acc_gwork_fini(&w);
+}
+
+/* A ledger entry altered in guest memory (a result digest, a length) is
+ * caught by the digest re-check, not by the counts. */
+static void
+test_gwork_ledger_catches_bad_entry(void **state)
+{
+    struct acc_rig *r = *state;
+    struct acc_gwork_ledger lg;
+    struct acc_gwork w;
+    uint64_t n;
+
+    assert_int_equal(acc_gwork_init(&w, &r->drv, WORK_GPA, 200, 2048, 5), 0);
+    for (int i = 0; i < 2000 && !acc_gwork_finished(&w); i++) {
+        assert_true(acc_gwork_step(&w, &r->drv) >= 0);
+        (void)acc_gdrv_wait_irq(r->irq_fd[ACC_IRQ_COMPLETION], 10);
+    }
+    assert_int_equal(acc_gwork_verify(&w), 0);
+    assert_int_equal(acc_gwork_ledger_check(&w, true, &lg), 0);
+    assert_int_equal(lg.checked, 200);
+    w.ledger[17].digest ^= 1u << 9;
+    assert_int_equal(acc_gwork_ledger_check(&w, false, &lg), 0);
+    assert_int_equal(acc_gwork_ledger_check(&w, true, &lg), -EBADMSG);
+    assert_int_equal(lg.mismatch, 1);
+    assert_int_equal(lg.first_bad, 17);
+    w.ledger[17].digest ^= 1u << 9;
+    assert_int_equal(acc_gwork_ledger_check(&w, true, &lg), 0);
+    /* a wrong length: caught unless the request is a compression (whose
+     * length is the compressor's own); the mix has every kind */
+    for (n = 150; n < 200; n++) {
+        w.ledger[n].out_len += 1;
+        if (acc_gwork_ledger_check(&w, true, &lg) == -EBADMSG) {
+            break;
+        }
+        w.ledger[n].out_len -= 1;
+    }
+    assert_true(n < 200);
+    assert_int_equal(lg.first_bad, n);
+    w.ledger[n].out_len -= 1;
+    w.ledger[42].status = ACC_ST_BAD_DATA;
+    assert_int_equal(acc_gwork_ledger_check(&w, false, &lg), -EBADMSG);
+    assert_int_equal(lg.first_bad, 42);
     acc_gwork_fini(&w);
 }
 
@@ -155,6 +210,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_gwork_migrating, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gwork_catches_duplicate, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_gwork_ledger_catches_bad_entry,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_gwork_attach_rejects_garbage,
                                         setup, teardown),
     };
