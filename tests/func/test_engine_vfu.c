@@ -39,6 +39,7 @@
 #include <vmig/log.h>
 #include <vmig/vfu_client.h>
 #include "vfu_testdev.h"
+#include "func_check.h"
 
 #define RAM_SIZE (4u << 20)
 #define STATE_SIZE (3u << 20)
@@ -48,27 +49,6 @@ static vmig_ctx_t *ctx;
 static int failures;
 static pid_t kids[8];
 static int nkids;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            failures++;                                                        \
-            return;                                                            \
-        }                                                                      \
-    } while (0)
-#define CHECK_RC(expr, want)                                                   \
-    do {                                                                       \
-        long rc_ = (long)(expr);                                               \
-        if (rc_ != (long)(want)) {                                             \
-            fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld\n", __FILE__,      \
-                    __LINE__, #expr, rc_, rc_ < 0 ? strerror((int)-rc_) : "",  \
-                    (long)(want));                                             \
-            failures++;                                                        \
-            return;                                                            \
-        }                                                                      \
-    } while (0)
 
 /* One side: a VM with guest RAM, a vCPU flag, one test device. */
 struct side {

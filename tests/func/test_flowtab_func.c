@@ -36,6 +36,7 @@
 #include "flowtab_server.h"
 #include "flowtab_testlib.h"
 #include "ft_guest.h"
+#include "func_check.h"
 
 #define RAM_BYTES (4u << 20)
 #define AREA_IOVA 0x10000u
@@ -49,43 +50,6 @@ static int failures;
 static vmig_ctx_t *ctx;
 static pid_t kids[16];
 static int nkids;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            failures++;                                                        \
-            return;                                                            \
-        }                                                                      \
-    } while (0)
-#define CHECK_RC(expr, want)                                                   \
-    do {                                                                       \
-        long rc_ = (long)(expr);                                               \
-        if (rc_ != (long)(want)) {                                             \
-            fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld\n", __FILE__,      \
-                    __LINE__, #expr, rc_, rc_ < 0 ? strerror((int)-rc_) : "",  \
-                    (long)(want));                                             \
-            failures++;                                                        \
-            return;                                                            \
-        }                                                                      \
-    } while (0)
-
-/* The socket file appears at bind(), a moment before listen(). */
-static int
-connect_retry(vmig_ctx_t *c, const char *path, uint32_t ext,
-              struct vmig_vfu_client **out)
-{
-    int ret = -ECONNREFUSED;
-
-    for (int i = 0; i < 200 && ret == -ECONNREFUSED; i++) {
-        ret = vmig_vfu_client_connect(c, path, ext, out);
-        if (ret == -ECONNREFUSED) {
-            usleep(5000);
-        }
-    }
-    return ret;
-}
 
 /* Migration flags of the next spawned servers; 0 = all. */
 static uint32_t spawn_flags;

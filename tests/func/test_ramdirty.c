@@ -32,6 +32,7 @@
 #include <vmig/vfu_client.h>
 #include <vmig/vfu_server.h>
 #include "vfu_testdev.h"
+#include "func_check.h"
 
 #define PG 4096u
 #define A_IOVA 0x100000ull /* region 0: 4 MiB at 1 MiB */
@@ -47,43 +48,6 @@ static vmig_ctx_t *ctx;
 static pid_t kids[8];
 static int nkids;
 static enum vmig_dirty_method method = VMIG_DIRTY_AUTO;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            failures++;                                                        \
-            return;                                                            \
-        }                                                                      \
-    } while (0)
-#define CHECK_RC(expr, want)                                                   \
-    do {                                                                       \
-        long rc_ = (long)(expr);                                               \
-        if (rc_ != (long)(want)) {                                             \
-            fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld\n", __FILE__,      \
-                    __LINE__, #expr, rc_, rc_ < 0 ? strerror((int)-rc_) : "",  \
-                    (long)(want));                                             \
-            failures++;                                                        \
-            return;                                                            \
-        }                                                                      \
-    } while (0)
-
-/* The socket file appears at bind(), a moment before listen(). */
-static int
-connect_retry(vmig_ctx_t *c, const char *path, uint32_t ext,
-              struct vmig_vfu_client **out)
-{
-    int ret = -ECONNREFUSED;
-
-    for (int i = 0; i < 200 && ret == -ECONNREFUSED; i++) {
-        ret = vmig_vfu_client_connect(c, path, ext, out);
-        if (ret == -ECONNREFUSED) {
-            usleep(5000);
-        }
-    }
-    return ret;
-}
 
 /* The test bench: guest RAM, two devices, an aggregator. */
 struct bench {

@@ -24,32 +24,12 @@
 #include <vmig/vfu_client.h>
 #include <vmig/vfu_server.h>
 #include "vfu_testdev.h"
+#include "func_check.h"
 
 #define STATE_SIZE (3u << 20)
 
 static char dir[256];
 static int failures;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            failures++;                                                        \
-            return;                                                            \
-        }                                                                      \
-    } while (0)
-#define CHECK_RC(expr, want)                                                   \
-    do {                                                                       \
-        long rc_ = (long)(expr);                                               \
-        if (rc_ != (long)(want)) {                                             \
-            fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld\n", __FILE__,      \
-                    __LINE__, #expr, rc_, rc_ < 0 ? strerror((int)-rc_) : "",  \
-                    (long)(want));                                             \
-            failures++;                                                        \
-            return;                                                            \
-        }                                                                      \
-    } while (0)
 
 static vmig_ctx_t *ctx;
 static pid_t kids[16];
@@ -84,22 +64,6 @@ sock_path(char *buf, size_t len, const char *name)
 }
 
 static int
-connect_retry(const char *path, uint32_t ext, struct vmig_vfu_client **c)
-{
-    int ret = -ECONNREFUSED;
-
-    for (int i = 0; i < 100 && ret == -ECONNREFUSED; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-
-        ret = vmig_vfu_client_connect(ctx, path, ext, c);
-        if (ret == -ECONNREFUSED) {
-            nanosleep(&ts, NULL);
-        }
-    }
-    return ret;
-}
-
-static int
 reg_read64(struct vmig_vfu_client *c, uint64_t off, uint64_t *v)
 {
     return vmig_vfu_client_region_read(c, 0, off, v, 8);
@@ -131,7 +95,7 @@ case_basic(void)
     sock_path(path, sizeof(path), "basic");
     pid = spawn(path, 1, STATE_SIZE);
     CHECK(pid > 0);
-    CHECK_RC(connect_retry(path, VMIG_VFU_EXT__ALL, &c), 0);
+    CHECK_RC(connect_retry(ctx, path, VMIG_VFU_EXT__ALL, &c), 0);
     vmig_vfu_client_caps(c, &caps);
     CHECK(caps.ext == VMIG_VFU_EXT__ALL);
     CHECK(caps.max_msg_fds >= 1);
@@ -361,8 +325,8 @@ do_migrate(uint32_t ext, const char *tag)
     ka = spawn(pa, 7, STATE_SIZE);
     kb = spawn(pb, 8, STATE_SIZE);
     CHECK(ka > 0 && kb > 0);
-    CHECK_RC(connect_retry(pa, ext, &a), 0);
-    CHECK_RC(connect_retry(pb, ext, &b), 0);
+    CHECK_RC(connect_retry(ctx, pa, ext, &a), 0);
+    CHECK_RC(connect_retry(ctx, pb, ext, &b), 0);
     mb.cap = 4 * STATE_SIZE;
     mb.p = malloc(mb.cap);
     CHECK(mb.p != NULL);
@@ -442,7 +406,7 @@ case_badstream(void)
     sock_path(pb, sizeof(pb), "bad");
     kb = spawn(pb, 8, 1 << 20);
     CHECK(kb > 0);
-    CHECK_RC(connect_retry(pb, 0, &b), 0);
+    CHECK_RC(connect_retry(ctx, pb, 0, &b), 0);
     memset(junk, 0x5a, sizeof(junk));
     CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RESUMING), 0);
     CHECK_RC(vmig_vfu_client_mig_write(b, junk, sizeof(junk)), 0);
@@ -480,7 +444,7 @@ case_reset(void)
     sock_path(path, sizeof(path), "reset");
     k = spawn(path, 3, 1 << 20);
     CHECK(k > 0);
-    CHECK_RC(connect_retry(path, VMIG_VFU_EXT__ALL, &c), 0);
+    CHECK_RC(connect_retry(ctx, path, VMIG_VFU_EXT__ALL, &c), 0);
 
     /* PRE_COPY, client-requested reset: the reader gets ENODEV */
     CHECK_RC(vmig_vfu_client_set_state(c, VMIG_STATE_PRE_COPY), 0);
@@ -519,7 +483,7 @@ case_reset(void)
     vmig_vfu_client_free(c);
 
     /* the same over the message path (plain client) */
-    CHECK_RC(connect_retry(path, 0, &p), 0);
+    CHECK_RC(connect_retry(ctx, path, 0, &p), 0);
     CHECK_RC(vmig_vfu_client_set_state(p, VMIG_STATE_STOP_COPY), 0);
     CHECK_RC(vmig_vfu_client_mig_read(p, buf, sizeof(buf)), sizeof(buf));
     CHECK_RC(vmig_vfu_client_reset(p), 0);
@@ -631,7 +595,7 @@ case_hostile(void)
     sock_path(path, sizeof(path), "hostile");
     k = spawn(path, 4, 1 << 20);
     CHECK(k > 0);
-    CHECK_RC(connect_retry(path, 0, &c), 0); /* wait for listen */
+    CHECK_RC(connect_retry(ctx, path, 0, &c), 0); /* wait for listen */
     vmig_vfu_client_free(c);
     c = NULL;
 
@@ -768,7 +732,7 @@ case_hostile(void)
         CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
     }
     /* after all that, a proper client is served */
-    CHECK_RC(connect_retry(path, VMIG_VFU_EXT__ALL, &c), 0);
+    CHECK_RC(connect_retry(ctx, path, VMIG_VFU_EXT__ALL, &c), 0);
     CHECK_RC(vmig_vfu_client_device_info(c, &di), 0);
     CHECK(di.num_regions == 2);
     vmig_vfu_client_free(c);
