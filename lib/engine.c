@@ -183,6 +183,14 @@ vmig_engine_set_params(struct vmig_engine *e,
     if (p->timeout_ms != 0) {
         e->params.timeout_ms = p->timeout_ms;
     }
+    e->params.no_precopy = p->no_precopy;
+    e->params.max_iterations = p->max_iterations;
+    e->params.max_precopy_ms = p->max_precopy_ms;
+    e->params.cap_action = p->cap_action;
+    e->params.reset_policy = p->reset_policy;
+    e->params.max_restarts = p->max_restarts;
+    e->params.allow_mixed_p2p = p->allow_mixed_p2p;
+    e->params.test_one_phase_stop = p->test_one_phase_stop;
     pthread_mutex_unlock(&e->lock);
 }
 

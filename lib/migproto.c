@@ -56,6 +56,7 @@ static const struct type_desc type_table[256] = {
     [VMIG_MP_SWITCHOVER]     = {"SWITCHOVER", 64},
     [VMIG_MP_ABORT]          = {"ABORT", 8 + VMIG_MP_REASON_MAX},
     [VMIG_MP_SWITCHOVER_REQ] = {"SWITCHOVER_REQ", 64},
+    [VMIG_MP_DEV_RESTART]    = {"DEV_RESTART", 64},
     [VMIG_MP_HELLO_REPLY]    = {"HELLO_REPLY", 64 << 10},
     [VMIG_MP_SETUP_ACK]      = {"SETUP_ACK", 8 + VMIG_MP_REASON_MAX},
     [VMIG_MP_ACK]            = {"ACK", 64},

@@ -10,15 +10,30 @@
  *
  *   source: vmig_engine_migrate(fd)      destination: vmig_engine_incoming(fd)
  *
- * Stop-and-copy (this version): the source pauses the vCPUs, moves every
- * device to RUNNING_P2P (STOP for devices without P2P) and only then to
- * STOP_COPY, streams RAM, vCPU state, each device's VMM-owned config and
- * its data, then SWITCHOVER.  The destination takes its devices RESUMING ->
- * STOP (validation) -> RUNNING_P2P -> RUNNING after re-establishing the
- * VMM-owned config, loads the vCPU state, resumes and CONFIRMs.  Any error
- * before the confirmation returns every source device to RUNNING (reset if
- * a transition fails) and resumes the source vCPUs; the destination resets
- * its devices and does not resume.
+ * Precopy (when the peer accepts it and there is something to precopy):
+ * while the VM runs, devices with PRE_COPY enter it and stream their
+ * initial then dirty data, and guest RAM moves in passes (all of it, then
+ * the pages dirtied since, as reported by the VMM's dirty hooks), until
+ * the estimated stop-copy bytes at the measured bandwidth fit the downtime
+ * limit, or an iteration/time cap is hit (then stop-copy anyway or abort,
+ * per the params).  With switchover-ack the destination first confirms
+ * that every device's initial data loaded, so an incompatible device is
+ * refused before any downtime.  A device reset during precopy restarts
+ * that device's precopy (the destination discards its partial state) or
+ * aborts, per the params.
+ *
+ * Switchover: the source pauses the vCPUs, moves every device to
+ * RUNNING_P2P / PRE_COPY_P2P (STOP, or STOP_COPY from PRE_COPY, for
+ * devices without P2P) and only then to STOP_COPY, streams the remaining
+ * RAM, vCPU state, each device's VMM-owned config and its remaining data,
+ * then SWITCHOVER.  Several devices where one lacks P2P are refused
+ * before anything changes unless params.allow_mixed_p2p is set (QEMU's
+ * rule: without P2P a device may still DMA to a peer already stopped).  The
+ * destination takes its devices RESUMING -> STOP (validation) -> RUNNING_P2P ->
+ * RUNNING after re-establishing the VMM-owned config, loads the vCPU state,
+ * resumes and CONFIRMs.  Any error before the confirmation returns every source
+ * device to RUNNING (reset if a transition fails) and resumes the source vCPUs;
+ * the destination resets its devices and does not resume.
  *
  * Threads: vmig_engine_migrate()/incoming()/check() block the calling
  * thread; vmig_engine_cancel(), vmig_engine_stats() and
@@ -77,6 +92,8 @@ enum vmig_engine_role {
  * @state:      the last state the engine saw the device in.
  * @bytes:      device-data bytes sent (source) or received (destination).
  * @config_len: VMM-owned config bytes moved.
+ * @precopy_bytes: of @bytes, those moved while the VM ran (PRE_COPY).
+ * @restarts:   precopy restarts after a reset of the device.
  * @verdict:    1 compatible, 0 refused, -1 not asked yet.
  * @reason:     the destination's reason when refused.
  */
@@ -85,6 +102,8 @@ struct vmig_engine_dev_stats {
     enum vmig_state state;
     uint64_t bytes;
     uint64_t config_len;
+    uint64_t precopy_bytes;
+    unsigned int restarts;
     int verdict;
     char reason[VMIG_MP_REASON_MAX + 1];
 };
@@ -102,6 +121,13 @@ struct vmig_engine_dev_stats {
  * @wire_bytes:           bytes on the socket, headers included.
  * @mbps:                 measured throughput, megabits per second.
  * @pass:                 RAM pass number (1 for stop-and-copy).
+ * @precopy:              precopy was used.
+ * @iterations:           precopy iterations done.
+ * @precopy_bytes:        RAM + device bytes moved while the VM ran.
+ * @stopcopy_bytes:       RAM + device bytes moved while it was paused.
+ * @dirty_pages:          RAM pages found dirty at the last collection.
+ * @est_stopcopy_bytes:   the last estimate of the stop-copy bytes.
+ * @switchover_ack_ms:    SWITCHOVER_REQ sent -> SWITCHOVER_ACK received.
  * @error:                the reason when FAILED or CANCELLED.
  */
 struct vmig_engine_stats {
@@ -119,6 +145,13 @@ struct vmig_engine_stats {
     uint64_t wire_bytes;
     double mbps;
     unsigned int pass;
+    bool precopy;
+    unsigned int iterations;
+    uint64_t precopy_bytes;
+    uint64_t stopcopy_bytes;
+    uint64_t dirty_pages;
+    uint64_t est_stopcopy_bytes;
+    uint64_t switchover_ack_ms;
     int errnum;
     char error[256];
     unsigned int ndevices;
@@ -149,6 +182,16 @@ enum vmig_engine_event_kind {
  *               region @region are known to be zero without reading them
  *               (a hole in the memfd backing guest RAM: SEEK_DATA), else
  *               0.  Optional; saves touching never-used guest memory.
+ * @dirty_start: begin tracking writes to guest RAM by anyone (vCPUs and
+ *               device DMA, e.g. <vmig/ramdirty.h>); pages written before
+ *               are forgotten.  Optional: without the three dirty hooks
+ *               guest RAM is not precopied (it all moves at stop-copy).
+ * @dirty_collect: read and clear: OR into @bitmap (bit i of word i / 64 =
+ *               page i of region @region, 4 KiB pages, @nbits = region
+ *               pages) the pages written since the last collection;
+ *               return how many were set, or a negative errno (fails the
+ *               migration, which rolls back).
+ * @dirty_stop:  end tracking (also called on failure).
  */
 struct vmig_engine_vm_ops {
     int (*vcpu_pause)(void *opaque);
@@ -161,6 +204,10 @@ struct vmig_engine_vm_ops {
                   const struct vmig_engine_stats *stats);
     int (*ram_hole)(void *opaque, unsigned int region, uint64_t offset,
                     uint64_t len);
+    int (*dirty_start)(void *opaque);
+    long (*dirty_collect)(void *opaque, unsigned int region, uint64_t *bitmap,
+                          size_t nbits);
+    void (*dirty_stop)(void *opaque);
 };
 
 /**
@@ -190,6 +237,13 @@ struct vmig_engine_vm_ops {
  *               device leaves STOP.  Optional.
  * @reset:       device reset: back to RUNNING, dropping any session.
  *               Required.
+ * @precopy_info: in PRE_COPY / PRE_COPY_P2P: bytes of initial data still
+ *               to read and dirty bytes known now (VFIO_MIG_GET_PRECOPY_INFO).
+ *               Optional: without it the engine reads until -ENOMSG and
+ *               counts the initial data done at the first -ENOMSG.
+ * @data_size:   estimated bytes the device would still produce if moved
+ *               to STOP_COPY now (VFIO_DEVICE_FEATURE_MIG_DATA_SIZE); used
+ *               for the downtime estimate.  Optional.
  */
 struct vmig_engine_dev_ops {
     int (*get_flags)(void *opaque, uint64_t *flags);
@@ -204,21 +258,54 @@ struct vmig_engine_dev_ops {
     ssize_t (*config_save)(void *opaque, void *buf, size_t cap);
     int (*config_load)(void *opaque, const void *buf, size_t len);
     int (*reset)(void *opaque);
+    int (*precopy_info)(void *opaque, uint64_t *initial, uint64_t *dirty);
+    int (*data_size)(void *opaque, uint64_t *bytes);
+};
+
+/* What precopy does when it hits its iteration or time cap. */
+enum vmig_engine_cap_action {
+    VMIG_ENGINE_CAP_STOP_COPY = 0, /* switch over anyway (longer downtime) */
+    VMIG_ENGINE_CAP_ABORT,         /* give up; the VM keeps running here */
+};
+
+/* What precopy does when a device is reset (its saving session is gone). */
+enum vmig_engine_reset_policy {
+    VMIG_ENGINE_RESET_RESTART = 0, /* restart that device's precopy */
+    VMIG_ENGINE_RESET_ABORT,       /* abort; the VM keeps running here */
 };
 
 /**
  * struct vmig_engine_params - tunables (QMP migrate-set-parameters).
- * @downtime_limit_ms: target downtime; used by precopy, reported as the
- *                     expected downtime before a rate is known.  Default
- *                     300.
+ * @downtime_limit_ms: target downtime; precopy iterates until the
+ *                     estimated stop-copy bytes at the measured bandwidth
+ *                     fit it.  Default 300.
  * @max_bandwidth:     bytes per second on the wire; 0 is unlimited.
  * @timeout_ms:        silence from the peer after which the migration
  *                     fails; default 30000.
+ * @no_precopy:        stop-and-copy only, even when precopy is possible.
+ * @max_iterations:    precopy passes before the cap action; 0: default 30.
+ * @max_precopy_ms:    precopy time before the cap action; 0: no limit.
+ * @cap_action:        what the cap does.
+ * @reset_policy:      a device reset during precopy.
+ * @max_restarts:      precopy restarts per device before aborting; 0:
+ *                     default 3.
+ * @allow_mixed_p2p:   migrate several devices although one lacks P2P.
+ * @test_one_phase_stop: TEST ONLY, deliberately unsafe: stop each device
+ *                     straight to STOP_COPY in turn, so a peer still
+ *                     running may DMA into one already saved.
  */
 struct vmig_engine_params {
     uint64_t downtime_limit_ms;
     uint64_t max_bandwidth;
     unsigned int timeout_ms;
+    bool no_precopy;
+    unsigned int max_iterations;
+    uint64_t max_precopy_ms;
+    enum vmig_engine_cap_action cap_action;
+    enum vmig_engine_reset_policy reset_policy;
+    unsigned int max_restarts;
+    bool allow_mixed_p2p;
+    bool test_one_phase_stop;
 };
 
 /**

@@ -63,19 +63,22 @@ enum vmig_mp_type {
     VMIG_MP_VCPU = 0x08,
     VMIG_MP_SWITCHOVER = 0x09,
     VMIG_MP_ABORT = 0x0a,
-    VMIG_MP_SWITCHOVER_REQ = 0x0b, /* precopy: reserved, see the doc */
+    VMIG_MP_SWITCHOVER_REQ = 0x0b, /* precopy: u32 request id, u32 0 */
+    VMIG_MP_DEV_RESTART = 0x0c,    /* precopy: u32 device, u32 0 */
     VMIG_MP_HELLO_REPLY = 0x81,
     VMIG_MP_SETUP_ACK = 0x82,
     VMIG_MP_ACK = 0x83,
     VMIG_MP_ERROR = 0x84,
     VMIG_MP_CONFIRM = 0x85,
-    VMIG_MP_SWITCHOVER_ACK = 0x86, /* precopy: reserved, see the doc */
+    VMIG_MP_SWITCHOVER_ACK = 0x86, /* precopy: u32 request id, u32 0 */
 };
 
 /* HELLO features (negotiated: the reply carries the accepted subset). */
 #define VMIG_MP_FEAT_ZERO_PAGES (1ull << 0)
 #define VMIG_MP_FEAT_PRECOPY (1ull << 1)
 #define VMIG_MP_FEAT_SWITCHOVER_ACK (1ull << 2)
+/* Features this build takes part in (precopy lands with the engine's
+ * precopy loop; until then only zero pages). */
 #define VMIG_MP_FEAT__SUPPORTED VMIG_MP_FEAT_ZERO_PAGES
 
 /* HELLO flags.  CHECK_ONLY: answer the compatibility check, then end. */
@@ -84,7 +87,7 @@ enum vmig_mp_type {
 /* RAM frame flags. */
 #define VMIG_MP_RAM_ZERO (1u << 0) /* the pages are all zero; no data */
 /* DEV_DATA frame flags. */
-#define VMIG_MP_DEV_PRECOPY (1u << 0) /* data read in PRE_COPY (reserved) */
+#define VMIG_MP_DEV_PRECOPY (1u << 0) /* data read in PRE_COPY */
 /* RAM_PASS_END flags. */
 #define VMIG_MP_PASS_LAST (1u << 0)
 
