@@ -96,15 +96,22 @@ find_acc(struct agent_vm *vm)
     return NULL;
 }
 
+/* The ledger program's RAM: the lower half with an accelerator (all of
+ * it otherwise), less one slot per flowtab device (ftwork.c) at its end;
+ * 0 when that leaves nothing. */
 uint64_t
 accwork_prog_size(const struct vm_opts *o)
 {
+    uint64_t size = o->ram_size;
+    uint64_t ft = (uint64_t)ftwork_count(o) * ftwork_slot_bytes();
+
     for (unsigned int i = 0; i < o->nvfu; i++) {
         if (strcmp(o->vfu[i].kind, "acc") == 0) {
-            return o->ram_size / 2;
+            size = o->ram_size / 2;
+            break;
         }
     }
-    return o->ram_size;
+    return size > ft ? (size - ft) & ~(uint64_t)4095 : 0;
 }
 
 /* Set up the workload in fresh guest RAM (the source's first run). */

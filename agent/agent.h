@@ -42,9 +42,12 @@ struct agent_vfu {
     int efd[VFU_MAX_EFD];
     unsigned int nefd;
     uint64_t bar_errors; /* failed guest BAR writes */
+    bool dma_log;        /* the device supports DMA logging */
 };
 
 struct accwork;
+struct ftwork;
+struct vmig_ramdirty;
 
 /* Exit codes of every vmig command (documented in --help). */
 enum {
@@ -81,6 +84,13 @@ struct agent_vm {
     uint64_t prog_size; /* guest RAM of the ledger program (the rest: acc) */
     struct accwork *acc; /* the accelerator workload's views (vCPU thread) */
     bool acc_started;
+    struct ftwork *ft; /* the flowtab workloads' views (vCPU thread) */
+    struct vmig_engine_vm_ops hooks; /* borrowed by the engine */
+    /* guest RAM dirty tracking during precopy (migration thread only):
+     * false when a vfio-user device cannot log its DMA, so RAM moves at
+     * stop-copy (docs/agent.md, "Precopy") */
+    bool ram_precopy;
+    struct vmig_ramdirty *rd;
     struct vmig_engine *eng;
     struct qmp_server *qmp;
 
@@ -110,11 +120,18 @@ bool vm_connect_error(struct agent_vm *vm, char *buf, size_t len);
 const char *vm_runstate(struct agent_vm *vm);
 int vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port);
 int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
-                    size_t whylen, json_object **acc);
+                    size_t whylen, json_object **acc, json_object **ft);
+/* x-vmig-device-reset: reset vfio-user device @name now. */
+int vm_device_reset(struct agent_vm *vm, const char *name, char *err,
+                    size_t errlen);
 
 /* vfudev.c */
 int vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx);
+/* Spawn/connect every --device, map RAM, wire IRQs, probe DMA logging. */
 int vfudev_up(struct agent_vm *vm);
+/* Add them to the engine (after vfudev_up()). */
+int vfudev_add(struct agent_vm *vm);
+struct agent_vfu *vfudev_find(struct agent_vm *vm, const char *name);
 void vfudev_down(struct agent_vm *vm);
 int vfudev_guest_work(struct agent_vm *vm, uint64_t steps);
 json_object *vfudev_describe(struct agent_vm *vm, unsigned int i);
@@ -128,7 +145,21 @@ int accwork_step(struct agent_vm *vm);
  * NULL without an accelerator; *verdict < 0 on a discrepancy. */
 json_object *accwork_report(struct agent_vm *vm, int *verdict);
 
+/* ftwork.c: the guest's traffic on each flowtab device */
+uint64_t ftwork_slot_bytes(void);
+unsigned int ftwork_count(const struct vm_opts *o);
+int ftwork_new(struct agent_vm *vm);
+void ftwork_free(struct agent_vm *vm);
+int ftwork_step(struct agent_vm *vm);
+/* Counters and verdict per flowtab from guest RAM (vCPU paused); NULL
+ * without one; *verdict < 0 on a wrong completion. */
+json_object *ftwork_report(struct agent_vm *vm, int *verdict);
+
 /* qmp.c */
+/* Validate migrate-set-parameters arguments and apply them to the engine;
+ * on error nothing changes and @err names the parameter. */
+int qmp_params_apply(struct vmig_engine *eng, json_object *args, char *err,
+                     size_t errlen);
 int qmp_server_new(struct agent_vm *vm, const char *path,
                    struct qmp_server **out);
 void qmp_server_free(struct qmp_server *s);

@@ -344,7 +344,35 @@ draw_bar(json_object *st, struct rate *rt)
             "\r\033[K%-9s [%s] %5.1f%%  %8.1f MiB  %8.1f MiB/s  ETA %5.1fs",
             phase, bar, frac * 100, moved / (1 << 20), rate,
             rate > 0 ? remaining / (1 << 20) / rate : 0.0);
+    if (jint(st, "x-vmig-precopy", "iterations") > 0) {
+        fprintf(stderr,
+                "  precopy it %lld, %lld dirty pages, downtime ~%lld ms",
+                (long long)jint(st, "x-vmig-precopy", "iterations"),
+                (long long)jint(st, "x-vmig-precopy", "dirty-pages"),
+                (long long)jint(st, "x-vmig-precopy", "expected-downtime"));
+    }
     fflush(stderr);
+}
+
+static void
+print_precopy(json_object *st)
+{
+    json_object *p, *v;
+
+    if (!json_object_object_get_ex(st, "x-vmig-precopy", &p) ||
+        !json_object_object_get_ex(p, "enabled", &v) ||
+        !json_object_get_boolean(v)) {
+        printf("stop-and-copy (no precopy)\n");
+        return;
+    }
+    printf("precopy: %lld iterations, %.1f MiB sent while running, %.1f MiB "
+           "while paused, %lld dirty pages at the end, %lld device "
+           "restarts\n",
+           (long long)jint(st, "x-vmig-precopy", "iterations"),
+           (double)jint(st, "x-vmig-precopy", "precopy-bytes") / (1 << 20),
+           (double)jint(st, "x-vmig-precopy", "stopcopy-bytes") / (1 << 20),
+           (long long)jint(st, "x-vmig-precopy", "dirty-pages"),
+           (long long)jint(st, "x-vmig-precopy", "device-restarts"));
 }
 
 int
@@ -395,6 +423,7 @@ cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
                            json_object_object_get_ex(v, "mbps", &v)
                        ? json_object_get_double(v)
                        : 0.0);
+            print_precopy(st);
         }
     } else if (!json_out) {
         printf("migration %s: %s; the VM keeps running on the source\n", status,

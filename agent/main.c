@@ -29,8 +29,7 @@ struct opts {
     const char *to;
     const char *listen;
     struct vm_opts vm;
-    int64_t downtime_limit;
-    int64_t max_bandwidth;
+    json_object *params; /* migrate-set-parameters arguments */
     bool json;
     bool ram_given;
     bool acc_given;
@@ -69,6 +68,25 @@ static const char vm_help[] =
     "                        equal or older source revision (default 1)\n"
     "  --seed N              guest program input (default 1)\n"
     "  --rate N              guest steps per second (default 20000)\n";
+
+static const char mig_help[] =
+    "migration options (QMP migrate-set-parameters; with 'run' they are\n"
+    "the VM's initial parameters):\n"
+    "  --downtime-limit MS   downtime-limit: precopy iterates until the\n"
+    "                        rest fits in MS (default 300)\n"
+    "  --max-bandwidth B     max-bandwidth, bytes per second; 0 = unlimited\n"
+    "  --no-precopy          stop-and-copy only (x-vmig-precopy false)\n"
+    "  --max-iterations N    precopy passes before the cap action\n"
+    "                        (default 30)\n"
+    "  --max-precopy-time MS precopy time before the cap action\n"
+    "                        (default: no limit)\n"
+    "  --cap-action A        at the cap: stop-copy (switch over anyway,\n"
+    "                        default) or abort (the VM stays here)\n"
+    "  --reset-policy P      a device reset during precopy: restart that\n"
+    "                        device's precopy (default) or abort\n"
+    "  --max-restarts N      precopy restarts per device (default 3)\n"
+    "  --allow-mixed-p2p     migrate several devices although one lacks\n"
+    "                        P2P (refused by default, as QEMU does)\n";
 
 static const char common_help[] =
     "  --qmp PATH            the agent's QMP socket (default $VMIG_QMP or\n"
@@ -177,6 +195,11 @@ serve(struct opts *o, bool incoming)
         goto out;
     }
     vm.qmp = s;
+    if (o->params != NULL &&
+        qmp_params_apply(vm.eng, o->params, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig: %s\n", err);
+        goto out;
+    }
     if (incoming && o->listen != NULL) {
         char uri[160];
 
@@ -217,23 +240,14 @@ cmd_receive(struct opts *o)
 static int
 set_params(struct qmp_client *c, const struct opts *o)
 {
-    json_object *args, *ret;
+    json_object *ret;
     char err[256];
 
-    if (o->downtime_limit < 0 && o->max_bandwidth < 0) {
+    if (o->params == NULL) {
         return 0;
     }
-    args = json_object_new_object();
-    if (o->downtime_limit >= 0) {
-        json_object_object_add(args, "downtime-limit",
-                               json_object_new_int64(o->downtime_limit));
-    }
-    if (o->max_bandwidth >= 0) {
-        json_object_object_add(args, "max-bandwidth",
-                               json_object_new_int64(o->max_bandwidth));
-    }
-    if (qmpc_exec(c, "migrate-set-parameters", args, &ret, err, sizeof(err)) <
-        0) {
+    if (qmpc_exec(c, "migrate-set-parameters", json_object_get(o->params), &ret,
+                  err, sizeof(err)) < 0) {
         fprintf(stderr, "vmig: migrate-set-parameters: %s\n", err);
         return -1;
     }
@@ -697,13 +711,14 @@ static const struct subcmd subcmds[] = {
      "address a later QMP 'migrate-incoming' gives.  Compatibility checks\n"
      "and failed attempts leave it listening; after a migration it runs\n"
      "the VM.\n", cmd_receive},
-    {"migrate", "--to HOST:PORT [--qmp PATH] [--downtime-limit MS] "
-     "[--max-bandwidth BYTES] [--json]",
+    {"migrate", "--to HOST:PORT [--qmp PATH] [migration options] [--json]",
      "migrate the agent's VM to a destination agent",
      "Asks the agent to migrate (QMP 'migrate') and follows it: a live\n"
      "progress bar on a terminal, JSON events otherwise (or with --json).\n"
      "Exit 0 when the destination confirmed; 1 when the migration failed\n"
-     "or was cancelled (the VM keeps running on the source).\n",
+     "or was cancelled (the VM keeps running on the source).  Precopy\n"
+     "(device state and guest RAM sent while the VM runs, until the rest\n"
+     "fits the downtime limit) is used when possible.\n",
      cmd_migrate},
     {"check", "--to HOST:PORT [--qmp PATH] [--json]",
      "ask a destination whether every device can migrate there",
@@ -756,9 +771,10 @@ sub_help(const struct subcmd *s)
     if (s->fn == cmd_migrate) {
         printf(
             "  --to HOST:PORT        the destination agent's listen address\n"
-            "  --downtime-limit MS   QMP downtime-limit (default 300)\n"
-            "  --max-bandwidth B     bytes per second; 0 = unlimited\n"
             "  --json                JSON events instead of a progress bar\n");
+    }
+    if (s->fn == cmd_migrate || s->fn == cmd_run) {
+        fputs(mig_help, stdout);
     }
     if (s->fn == cmd_check) {
         printf(
@@ -795,7 +811,63 @@ enum {
     OPT_JSON,
     OPT_DEVICE,
     OPT_ACC_REQUESTS,
+    OPT_NO_PRECOPY,
+    OPT_MAX_ITER,
+    OPT_MAX_TIME,
+    OPT_CAP_ACTION,
+    OPT_RESET_POLICY,
+    OPT_MAX_RESTARTS,
+    OPT_MIXED_P2P,
 };
+
+/* A migration option: its QMP parameter, the value checked as QMP would. */
+static int
+mig_param(struct opts *o, int opt, const char *arg)
+{
+    static const struct {
+        int opt;
+        const char *qmp;
+        const char *values[3]; /* NULL: an integer (or a flag) */
+    } map[] = {
+        {OPT_DOWNTIME, "downtime-limit", {NULL}},
+        {OPT_BANDWIDTH, "max-bandwidth", {NULL}},
+        {OPT_NO_PRECOPY, "x-vmig-precopy", {NULL}},
+        {OPT_MAX_ITER, "x-vmig-precopy-max-iterations", {NULL}},
+        {OPT_MAX_TIME, "x-vmig-precopy-max-time", {NULL}},
+        {OPT_CAP_ACTION, "x-vmig-precopy-cap-action", {"stop-copy", "abort"}},
+        {OPT_RESET_POLICY, "x-vmig-reset-policy", {"restart", "abort"}},
+        {OPT_MAX_RESTARTS, "x-vmig-max-restarts", {NULL}},
+        {OPT_MIXED_P2P, "x-vmig-allow-mixed-p2p", {NULL}},
+    };
+    json_object *v;
+    uint64_t n;
+
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (map[i].opt != opt) {
+            continue;
+        }
+        if (opt == OPT_NO_PRECOPY || opt == OPT_MIXED_P2P) {
+            v = json_object_new_boolean(opt == OPT_MIXED_P2P);
+        } else if (map[i].values[0] != NULL) {
+            if (strcmp(arg, map[i].values[0]) != 0 &&
+                strcmp(arg, map[i].values[1]) != 0) {
+                return -EINVAL;
+            }
+            v = json_object_new_string(arg);
+        } else {
+            if (parse_size(arg, &n) < 0 || n > INT64_MAX) {
+                return -EINVAL;
+            }
+            v = json_object_new_int64((int64_t)n);
+        }
+        if (o->params == NULL) {
+            o->params = json_object_new_object();
+        }
+        json_object_object_add(o->params, map[i].qmp, v);
+        return 0;
+    }
+    return -ENOENT;
+}
 
 int
 main(int argc, char **argv)
@@ -815,6 +887,13 @@ main(int argc, char **argv)
         {"json", no_argument, NULL, OPT_JSON},
         {"device", required_argument, NULL, OPT_DEVICE},
         {"acc-requests", required_argument, NULL, OPT_ACC_REQUESTS},
+        {"no-precopy", no_argument, NULL, OPT_NO_PRECOPY},
+        {"max-iterations", required_argument, NULL, OPT_MAX_ITER},
+        {"max-precopy-time", required_argument, NULL, OPT_MAX_TIME},
+        {"cap-action", required_argument, NULL, OPT_CAP_ACTION},
+        {"reset-policy", required_argument, NULL, OPT_RESET_POLICY},
+        {"max-restarts", required_argument, NULL, OPT_MAX_RESTARTS},
+        {"allow-mixed-p2p", no_argument, NULL, OPT_MIXED_P2P},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -829,13 +908,11 @@ main(int argc, char **argv)
                .seed = 1,
                .rate = 20000,
                .acc_requests = 20000},
-        .downtime_limit = -1,
-        .max_bandwidth = -1,
     };
     const struct subcmd *s = NULL;
     uint64_t v;
     bool devices_given = false;
-    int c;
+    int c, li;
 
     if (argc < 2) {
         usage(stderr);
@@ -868,9 +945,15 @@ main(int argc, char **argv)
         }
     }
     optind = 2;
-    while ((c = getopt_long(argc, argv, "vh", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "vh", lopts, &li)) != -1) {
         int bad = 0;
 
+        li = -1;
+        for (size_t i = 0; lopts[i].name != NULL; i++) {
+            if (lopts[i].val == c) {
+                li = (int)i;
+            }
+        }
         switch (c) {
         case OPT_QMP:
             o.qmp = optarg;
@@ -905,12 +988,15 @@ main(int argc, char **argv)
             bad = parse_size(optarg, &o.vm.rate);
             break;
         case OPT_DOWNTIME:
-            bad = parse_size(optarg, &v);
-            o.downtime_limit = (int64_t)v;
-            break;
         case OPT_BANDWIDTH:
-            bad = parse_size(optarg, &v);
-            o.max_bandwidth = (int64_t)v;
+        case OPT_NO_PRECOPY:
+        case OPT_MAX_ITER:
+        case OPT_MAX_TIME:
+        case OPT_CAP_ACTION:
+        case OPT_RESET_POLICY:
+        case OPT_MAX_RESTARTS:
+        case OPT_MIXED_P2P:
+            bad = mig_param(&o, c, optarg);
             break;
         case OPT_JSON:
             o.json = true;
@@ -939,14 +1025,23 @@ main(int argc, char **argv)
             break;
         }
         if (bad) {
-            fprintf(stderr, "vmig %s: bad option (see 'vmig %s --help')\n",
-                    s->name, s->name);
+            if (li >= 0 && c != '?' && optarg != NULL) {
+                fprintf(stderr,
+                        "vmig %s: bad value '%s' for --%s (see 'vmig %s "
+                        "--help')\n",
+                        s->name, optarg, lopts[li].name, s->name);
+            } else {
+                fprintf(stderr, "vmig %s: bad option (see 'vmig %s --help')\n",
+                        s->name, s->name);
+            }
+            json_object_put(o.params);
             return EXIT_USAGE;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "vmig %s: unexpected argument '%s'\n", s->name,
                 argv[optind]);
+        json_object_put(o.params);
         return EXIT_USAGE;
     }
     if (o.vm.ram_size < VMIG_GUEST_MIN_RAM || o.vm.ram_size % 4096 != 0 ||
@@ -955,7 +1050,22 @@ main(int argc, char **argv)
                 "vmig %s: --ram must be a multiple of 4096 of at "
                 "least %u bytes; --dev-state at least 64\n",
                 s->name, VMIG_GUEST_MIN_RAM);
+        json_object_put(o.params);
         return EXIT_USAGE;
     }
-    return s->fn(&o);
+    for (unsigned int i = 0; i < o.vm.nvfu; i++) {
+        for (unsigned int k = 0; k < i; k++) {
+            if (strcmp(o.vm.vfu[i].name, o.vm.vfu[k].name) == 0) {
+                fprintf(stderr,
+                        "vmig %s: two --device named '%s': give each its "
+                        "own name=\n",
+                        s->name, o.vm.vfu[i].name);
+                json_object_put(o.params);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    c = s->fn(&o);
+    json_object_put(o.params);
+    return c;
 }

@@ -403,6 +403,39 @@ cmd_query_version(struct cmd_ctx *x)
     return o;
 }
 
+/* Precopy figures of query-migrate (see docs/agent.md). */
+static json_object *
+precopy_stats(const struct vmig_engine_stats *st)
+{
+    json_object *p = json_object_new_object();
+    unsigned int restarts = 0;
+
+    for (unsigned int i = 0; i < st->ndevices; i++) {
+        restarts += st->dev[i].restarts;
+    }
+    json_object_object_add(p, "enabled", json_object_new_boolean(st->precopy));
+    json_object_object_add(p, "iterations",
+                           json_object_new_int64(st->iterations));
+    json_object_object_add(p, "precopy-bytes",
+                           json_object_new_int64((int64_t)st->precopy_bytes));
+    json_object_object_add(p, "stopcopy-bytes",
+                           json_object_new_int64((int64_t)st->stopcopy_bytes));
+    json_object_object_add(p, "dirty-pages",
+                           json_object_new_int64((int64_t)st->dirty_pages));
+    json_object_object_add(
+        p, "estimated-stopcopy-bytes",
+        json_object_new_int64((int64_t)st->est_stopcopy_bytes));
+    json_object_object_add(
+        p, "expected-downtime",
+        json_object_new_int64((int64_t)st->expected_downtime_ms));
+    json_object_object_add(
+        p, "switchover-ack-ms",
+        json_object_new_int64((int64_t)st->switchover_ack_ms));
+    json_object_object_add(p, "device-restarts",
+                           json_object_new_int64(restarts));
+    return p;
+}
+
 static json_object *
 cmd_query_migrate(struct cmd_ctx *x)
 {
@@ -486,6 +519,11 @@ cmd_query_migrate(struct cmd_ctx *x)
         json_object_object_add(
             d, "config-bytes",
             json_object_new_int64((int64_t)st->dev[i].config_len));
+        json_object_object_add(
+            d, "precopy-bytes",
+            json_object_new_int64((int64_t)st->dev[i].precopy_bytes));
+        json_object_object_add(d, "restarts",
+                               json_object_new_int64(st->dev[i].restarts));
         if (st->dev[i].verdict >= 0) {
             json_object_object_add(d, "compatible",
                                    json_object_new_boolean(st->dev[i].verdict));
@@ -497,6 +535,7 @@ cmd_query_migrate(struct cmd_ctx *x)
         json_object_array_add(devs, d);
     }
     json_object_object_add(o, "x-vmig-devices", devs);
+    json_object_object_add(o, "x-vmig-precopy", precopy_stats(st));
     json_object_object_add(
         o, "x-vmig-role",
         json_object_new_string(
@@ -566,45 +605,138 @@ cmd_migrate_incoming(struct cmd_ctx *x)
     return json_object_new_object();
 }
 
+/*
+ * Migration parameters.  QEMU's names where QEMU has the knob
+ * (downtime-limit, max-bandwidth), x-vmig-* for ours.  Every argument is
+ * checked before any is applied, so a bad value changes nothing.
+ */
+/* clang-format off */
+static const struct arg_spec param_spec[] = {
+    {"downtime-limit",                json_type_int,     false},
+    {"max-bandwidth",                 json_type_int,     false},
+    {"x-vmig-precopy",                json_type_boolean, false},
+    {"x-vmig-precopy-max-iterations", json_type_int,     false},
+    {"x-vmig-precopy-max-time",       json_type_int,     false},
+    {"x-vmig-precopy-cap-action",     json_type_string,  false},
+    {"x-vmig-reset-policy",           json_type_string,  false},
+    {"x-vmig-max-restarts",           json_type_int,     false},
+    {"x-vmig-allow-mixed-p2p",        json_type_boolean, false},
+    {NULL, 0, false}};
+/* clang-format on */
+
+static bool
+param_int(json_object *args, const char *name, int64_t max, int64_t *out,
+          const char *unit, char *err, size_t len)
+{
+    json_object *v;
+
+    if (args == NULL || !json_object_object_get_ex(args, name, &v)) {
+        return true;
+    }
+    *out = json_object_get_int64(v);
+    if (*out < 0 || *out > max) {
+        snprintf(err, len,
+                 "Parameter '%s' expects an integer in the range of 0 to "
+                 "%lld%s",
+                 name, (long long)max, unit);
+        return false;
+    }
+    return true;
+}
+
+static bool
+param_enum(json_object *args, const char *name, const char *const *names,
+           int *out, char *err, size_t len)
+{
+    json_object *v;
+    const char *s;
+
+    if (args == NULL || !json_object_object_get_ex(args, name, &v)) {
+        return true;
+    }
+    s = json_object_get_string(v);
+    for (int i = 0; names[i] != NULL; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return true;
+        }
+    }
+    snprintf(err, len, "Parameter '%s' does not accept value '%s' (%s or %s)",
+             name, s, names[0], names[1]);
+    return false;
+}
+
+static const char *const cap_names[] = {"stop-copy", "abort", NULL};
+static const char *const reset_names[] = {"restart", "abort", NULL};
+
+int
+qmp_params_apply(struct vmig_engine *eng, json_object *args, char *err,
+                 size_t errlen)
+{
+    struct vmig_engine_params p;
+    json_object *v;
+    int64_t dl = -1, bw = -1, it = -1, tm = -1, rs = -1;
+    int cap = -1, rp = -1;
+
+    if (!check_args(args, param_spec, err, errlen) ||
+        /* QEMU's range for downtime-limit */
+        !param_int(args, "downtime-limit", 2000000, &dl, " milliseconds", err,
+                   errlen) ||
+        !param_int(args, "max-bandwidth", INT64_MAX, &bw, " bytes/second", err,
+                   errlen) ||
+        !param_int(args, "x-vmig-precopy-max-iterations", 1000000, &it,
+                   " (0: the default, 30)", err, errlen) ||
+        !param_int(args, "x-vmig-precopy-max-time", 86400000, &tm,
+                   " milliseconds (0: no limit)", err, errlen) ||
+        !param_int(args, "x-vmig-max-restarts", 1000, &rs,
+                   " (0: the default, 3)", err, errlen) ||
+        !param_enum(args, "x-vmig-precopy-cap-action", cap_names, &cap, err,
+                    errlen) ||
+        !param_enum(args, "x-vmig-reset-policy", reset_names, &rp, err,
+                    errlen)) {
+        return -EINVAL;
+    }
+    vmig_engine_get_params(eng, &p);
+    if (dl >= 0) {
+        p.downtime_limit_ms = (uint64_t)dl;
+    }
+    if (bw >= 0) {
+        p.max_bandwidth = (uint64_t)bw;
+    }
+    if (it >= 0) {
+        p.max_iterations = (unsigned int)it;
+    }
+    if (tm >= 0) {
+        p.max_precopy_ms = (uint64_t)tm;
+    }
+    if (rs >= 0) {
+        p.max_restarts = (unsigned int)rs;
+    }
+    if (cap >= 0) {
+        p.cap_action =
+            cap == 0 ? VMIG_ENGINE_CAP_STOP_COPY : VMIG_ENGINE_CAP_ABORT;
+    }
+    if (rp >= 0) {
+        p.reset_policy =
+            rp == 0 ? VMIG_ENGINE_RESET_RESTART : VMIG_ENGINE_RESET_ABORT;
+    }
+    if (args != NULL && json_object_object_get_ex(args, "x-vmig-precopy", &v)) {
+        p.no_precopy = !json_object_get_boolean(v);
+    }
+    if (args != NULL &&
+        json_object_object_get_ex(args, "x-vmig-allow-mixed-p2p", &v)) {
+        p.allow_mixed_p2p = json_object_get_boolean(v);
+    }
+    vmig_engine_set_params(eng, &p);
+    return 0;
+}
+
 static json_object *
 cmd_set_params(struct cmd_ctx *x)
 {
-    static const struct arg_spec spec[] = {
-        {"downtime-limit", json_type_int, false},
-        {"max-bandwidth", json_type_int, false},
-        {NULL, 0, false}};
-    struct vmig_engine_params p;
-    json_object *v;
-
-    if (!check_args(x->args, spec, x->err, sizeof(x->err))) {
+    if (qmp_params_apply(x->s->vm->eng, x->args, x->err, sizeof(x->err)) < 0) {
         return NULL;
     }
-    vmig_engine_get_params(x->s->vm->eng, &p);
-    if (json_object_object_get_ex(x->args, "downtime-limit", &v)) {
-        int64_t ms = json_object_get_int64(v);
-
-        /* QEMU's range for downtime-limit */
-        if (ms < 0 || ms > 2000000) {
-            snprintf(x->err, sizeof(x->err),
-                     "Parameter 'downtime_limit' expects an integer in the "
-                     "range of 0 to 2000000 milliseconds");
-            return NULL;
-        }
-        p.downtime_limit_ms = (uint64_t)ms;
-    }
-    if (json_object_object_get_ex(x->args, "max-bandwidth", &v)) {
-        int64_t bw = json_object_get_int64(v);
-
-        if (bw < 0) {
-            snprintf(x->err, sizeof(x->err),
-                     "Parameter 'max_bandwidth' expects an integer in the "
-                     "range of 0 to %lld bytes/second",
-                     (long long)INT64_MAX);
-            return NULL;
-        }
-        p.max_bandwidth = (uint64_t)bw;
-    }
-    vmig_engine_set_params(x->s->vm->eng, &p);
     return json_object_new_object();
 }
 
@@ -619,7 +751,41 @@ cmd_query_params(struct cmd_ctx *x)
                            json_object_new_int64((int64_t)p.downtime_limit_ms));
     json_object_object_add(o, "max-bandwidth",
                            json_object_new_int64((int64_t)p.max_bandwidth));
+    json_object_object_add(o, "x-vmig-precopy",
+                           json_object_new_boolean(!p.no_precopy));
+    json_object_object_add(o, "x-vmig-precopy-max-iterations",
+                           json_object_new_int64(p.max_iterations));
+    json_object_object_add(o, "x-vmig-precopy-max-time",
+                           json_object_new_int64((int64_t)p.max_precopy_ms));
+    json_object_object_add(
+        o, "x-vmig-precopy-cap-action",
+        json_object_new_string(
+            cap_names[p.cap_action == VMIG_ENGINE_CAP_ABORT ? 1 : 0]));
+    json_object_object_add(
+        o, "x-vmig-reset-policy",
+        json_object_new_string(
+            reset_names[p.reset_policy == VMIG_ENGINE_RESET_ABORT ? 1 : 0]));
+    json_object_object_add(o, "x-vmig-max-restarts",
+                           json_object_new_int64(p.max_restarts));
+    json_object_object_add(o, "x-vmig-allow-mixed-p2p",
+                           json_object_new_boolean(p.allow_mixed_p2p));
+    json_object_object_add(o, "x-vmig-ram-precopy",
+                           json_object_new_boolean(x->s->vm->ram_precopy));
     return o;
+}
+
+static json_object *
+cmd_device_reset(struct cmd_ctx *x)
+{
+    static const struct arg_spec spec[] = {{"device", json_type_string, true},
+                                           {NULL, 0, false}};
+
+    if (!check_args(x->args, spec, x->err, sizeof(x->err)) ||
+        vm_device_reset(x->s->vm, arg_str(x->args, "device"), x->err,
+                        sizeof(x->err)) < 0) {
+        return NULL;
+    }
+    return json_object_new_object();
 }
 
 /*
@@ -767,11 +933,14 @@ cmd_query_guest(struct cmd_ctx *x)
 {
     char why[256] = "";
     uint64_t steps = 0;
-    json_object *o, *acc = NULL;
-    int ret = vm_guest_report(x->s->vm, &steps, why, sizeof(why), &acc);
+    json_object *o, *acc = NULL, *ft = NULL;
+    int ret = vm_guest_report(x->s->vm, &steps, why, sizeof(why), &acc, &ft);
 
     o = json_object_new_object();
     json_object_object_add(o, "steps", json_object_new_int64((int64_t)steps));
+    if (ft != NULL) {
+        json_object_object_add(o, "flowtab", ft);
+    }
     if (acc != NULL) {
         json_object_object_add(o, "accelerator", acc);
     }
@@ -821,6 +990,7 @@ static const struct cmd_desc cmd_table[] = {
     {"x-vmig-query-devices",      cmd_query_devices},
     {"x-vmig-check-compat",       cmd_check_compat},
     {"x-vmig-query-guest",        cmd_query_guest},
+    {"x-vmig-device-reset",       cmd_device_reset},
     {"quit",                      cmd_quit},
 };
 /* clang-format on */

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <vmig/engine_vfu.h>
 #include <vmig/log.h>
+#include <vmig/ramdirty.h>
 #include <vmig/vfu_client.h>
 #include "agent.h"
 
@@ -247,6 +248,39 @@ wire_irqs(struct agent_vm *vm, struct agent_vfu *d)
     return ret;
 }
 
+/*
+ * Can the device log its DMA writes (vfio-user DMA_LOGGING_START)?  Asked
+ * once at start-up, over all of guest RAM, with the page sizes
+ * <vmig/ramdirty.h> would offer, and stopped again at once.
+ */
+static bool
+probe_dma_log(struct agent_vm *vm, struct agent_vfu *d)
+{
+    struct vmig_vfu_log_range r = {.iova = 0, .length = vm->o.ram_size};
+    int ret = -EOPNOTSUPP;
+
+    for (uint64_t pg = VMIG_MP_PAGE_SIZE; pg <= VMIG_RAMDIRTY_MAX_DEV_PAGE;
+         pg *= 2) {
+        ret = vmig_vfu_client_log_start(d->c, pg, &r, 1);
+        if (ret != -EINVAL && ret != -EOPNOTSUPP) {
+            break;
+        }
+    }
+    if (ret < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_INFO, "%s: no DMA logging: %s", d->spec.name,
+                 strerror(-ret));
+        return false;
+    }
+    if (vmig_vfu_client_log_stop(d->c) < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                 "%s: DMA_LOGGING_STOP after the probe failed; treating "
+                 "the device as unable to log",
+                 d->spec.name);
+        return false;
+    }
+    return true;
+}
+
 static int
 dev_up(struct agent_vm *vm, struct agent_vfu *d)
 {
@@ -283,6 +317,9 @@ dev_up(struct agent_vm *vm, struct agent_vfu *d)
     }
     if (ret == 0) {
         ret = wire_irqs(vm, d);
+    }
+    if (ret == 0) {
+        d->dma_log = probe_dma_log(vm, d);
     }
     return ret;
 }
@@ -367,15 +404,44 @@ vfudev_up(struct agent_vm *vm)
 
         d->spec = vm->o.vfu[i];
         ret = dev_up(vm, d);
-        if (ret == 0) {
-            ret = vmig_engine_add_device(vm->eng, d->spec.name, dev_ops(vm, d),
-                                         d->b);
-        }
         if (ret < 0) {
             return ret;
         }
     }
     return 0;
+}
+
+int
+vfudev_add(struct agent_vm *vm)
+{
+    for (unsigned int i = 0; i < vm->o.nvfu; i++) {
+        struct agent_vfu *d = &vm->vfu[i];
+        int ret =
+            vmig_engine_add_device(vm->eng, d->spec.name, dev_ops(vm, d), d->b);
+
+        if (ret < 0) {
+            vmig_log(vm->ctx, VMIG_LOG_ERR,
+                     "%s: cannot add the device to the migration engine: "
+                     "%s%s",
+                     d->spec.name, strerror(-ret),
+                     ret == -EINVAL ? " (device names must be unique: "
+                                      "give each --device its own name=)"
+                                    : "");
+            return ret;
+        }
+    }
+    return 0;
+}
+
+struct agent_vfu *
+vfudev_find(struct agent_vm *vm, const char *name)
+{
+    for (unsigned int i = 0; i < vm->o.nvfu; i++) {
+        if (strcmp(vm->vfu[i].spec.name, name) == 0) {
+            return &vm->vfu[i];
+        }
+    }
+    return NULL;
 }
 
 void

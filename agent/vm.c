@@ -14,13 +14,15 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <vmig/engine_vfu.h>
+#include <vmig/ramdirty.h>
 #include "agent.h"
 
 static int
 guest_hook(void *opaque, uint64_t steps)
 {
     struct agent_vm *vm = opaque;
-    int ret;
+    int ret, r2;
 
     for (unsigned int i = 0; i < vm->o.ndev; i++) {
         ret = vmig_memdev_work(vm->dev[i], 1);
@@ -33,7 +35,8 @@ guest_hook(void *opaque, uint64_t steps)
     if (ret == 0) {
         ret = accwork_step(vm);
     }
-    return ret;
+    r2 = ftwork_step(vm);
+    return ret < 0 ? ret : r2;
 }
 
 static void
@@ -127,6 +130,77 @@ h_hole(void *o, unsigned int region, uint64_t off, uint64_t len)
     return (uint64_t)data >= off + len ? 1 : 0;
 }
 
+/*
+ * Guest RAM dirty tracking for precopy (<vmig/ramdirty.h>): the vCPU's
+ * writes through our mapping (userfaultfd write-protect, or the hashing
+ * fallback where the kernel lacks it) and every vfio-user device's DMA
+ * (DMA logging).  Installed only when every device can log its DMA
+ * (vm->ram_precopy); otherwise guest RAM moves at stop-copy.
+ */
+static void
+h_dirty_stop(void *o)
+{
+    struct agent_vm *vm = o;
+
+    if (vm->rd == NULL) {
+        return;
+    }
+    if (vmig_ramdirty_stop(vm->rd) < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                 "dirty tracking: a device did not stop DMA logging");
+    }
+    vmig_ramdirty_free(vm->rd);
+    vm->rd = NULL;
+}
+
+static int
+h_dirty_start(void *o)
+{
+    struct agent_vm *vm = o;
+    struct vmig_ramdirty *rd;
+    int ret;
+
+    h_dirty_stop(vm); /* a previous attempt's, if any */
+    ret = vmig_ramdirty_new(vm->ctx, VMIG_DIRTY_AUTO, &rd);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = vmig_ramdirty_add_region(rd, 0, vm->ram, vm->o.ram_size);
+    for (unsigned int i = 0; ret >= 0 && i < vm->o.nvfu; i++) {
+        ret =
+            vmig_ramdirty_add_device(rd, vm->vfu[i].c, vm->vfu[i].spec.name, 0);
+    }
+    if (ret >= 0 && vmig_ramdirty_page_size(rd) != VMIG_MP_PAGE_SIZE) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR,
+                 "dirty tracking: RAM page size %llu, the engine needs %u",
+                 (unsigned long long)vmig_ramdirty_page_size(rd),
+                 VMIG_MP_PAGE_SIZE);
+        ret = -EOPNOTSUPP;
+    }
+    if (ret >= 0) {
+        ret = vmig_ramdirty_start(rd);
+    }
+    if (ret < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR, "dirty tracking: cannot start: %s",
+                 strerror(-ret));
+        vmig_ramdirty_free(rd);
+        return ret;
+    }
+    vm->rd = rd;
+    return 0;
+}
+
+static long
+h_dirty_collect(void *o, unsigned int region, uint64_t *bitmap, size_t nbits)
+{
+    struct agent_vm *vm = o;
+
+    if (vm->rd == NULL || region != 0) {
+        return -EINVAL;
+    }
+    return vmig_ramdirty_collect(vm->rd, 0, 0, vm->o.ram_size, bitmap, nbits);
+}
+
 static const struct vmig_engine_vm_ops vm_hooks = {
     .ram_hole = h_hole,
     .vcpu_pause = h_pause,
@@ -135,6 +209,26 @@ static const struct vmig_engine_vm_ops vm_hooks = {
     .vcpu_load = h_load,
     .event = h_event,
 };
+
+/* VMIG_TEST_ONE_PHASE_STOP=1: the deliberately unsafe one-phase stop. */
+static void
+test_params(struct agent_vm *vm)
+{
+    const char *v = getenv("VMIG_TEST_ONE_PHASE_STOP");
+    struct vmig_engine_params p;
+
+    if (v == NULL || strcmp(v, "1") != 0) {
+        return;
+    }
+    vmig_engine_get_params(vm->eng, &p);
+    p.test_one_phase_stop = true;
+    vmig_engine_set_params(vm->eng, &p);
+    vmig_log(vm->ctx, VMIG_LOG_WARNING,
+             "*** VMIG_TEST_ONE_PHASE_STOP=1: TEST ONLY, UNSAFE: devices "
+             "are stopped one at a time straight to STOP_COPY, so a peer "
+             "still running may DMA into one already saved and that "
+             "write is LOST.  Never use this outside a test. ***");
+}
 
 int
 vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
@@ -166,6 +260,13 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
         return -errno;
     }
     vm->prog_size = accwork_prog_size(o);
+    if (vm->prog_size < VMIG_GUEST_MIN_RAM) {
+        vmig_log(ctx, VMIG_LOG_ERR,
+                 "guest RAM %llu bytes leaves too little for the guest "
+                 "program next to its devices' areas: give more --ram",
+                 (unsigned long long)o->ram_size);
+        return -E2BIG;
+    }
     if (o->program) {
         ret = vmig_guest_init(vm->ram, vm->prog_size, o->seed);
         if (ret < 0) {
@@ -201,13 +302,37 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
     if (ret < 0) {
         return ret;
     }
-    rg.name = "ram0";
-    rg.host = vm->ram;
-    rg.size = o->ram_size;
-    ret = vmig_engine_new(ctx, &rg, 1, &vm_hooks, vm, &vm->eng);
+    ret = vfudev_up(vm);
     if (ret < 0) {
         return ret;
     }
+    vm->hooks = vm_hooks;
+    vm->ram_precopy = true;
+    for (unsigned int i = 0; i < o->nvfu; i++) {
+        if (!vm->vfu[i].dma_log) {
+            vm->ram_precopy = false;
+            vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                     "%s: the device cannot log its DMA writes to guest "
+                     "RAM (DMA_LOGGING_START refused), so guest RAM is "
+                     "not precopied: all of it moves while the VM is "
+                     "paused (longer downtime); device state still "
+                     "precopies",
+                     vm->vfu[i].spec.name);
+        }
+    }
+    if (vm->ram_precopy) {
+        vm->hooks.dirty_start = h_dirty_start;
+        vm->hooks.dirty_collect = h_dirty_collect;
+        vm->hooks.dirty_stop = h_dirty_stop;
+    }
+    rg.name = "ram0";
+    rg.host = vm->ram;
+    rg.size = o->ram_size;
+    ret = vmig_engine_new(ctx, &rg, 1, &vm->hooks, vm, &vm->eng);
+    if (ret < 0) {
+        return ret;
+    }
+    test_params(vm);
     for (unsigned int i = 0; i < o->ndev; i++) {
         char name[16];
 
@@ -218,9 +343,12 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
             return ret;
         }
     }
-    ret = vfudev_up(vm);
+    ret = vfudev_add(vm);
     if (ret == 0) {
         ret = accwork_new(vm);
+    }
+    if (ret == 0) {
+        ret = ftwork_new(vm);
     }
     if (ret < 0) {
         return ret;
@@ -257,7 +385,9 @@ vm_destroy(struct agent_vm *vm)
     }
     vmig_vcpu_free(vm->vcpu);
     vmig_engine_free(vm->eng);
+    h_dirty_stop(vm);
     accwork_free(vm);
+    ftwork_free(vm);
     vfudev_down(vm);
     for (unsigned int i = 0; i < AGENT_MAX_DEV; i++) {
         vmig_memdev_free(vm->dev[i]);
@@ -574,9 +704,9 @@ vm_check(struct agent_vm *vm, const char *uri, struct vmig_engine_check *out,
 
 int
 vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen,
-                json_object **acc)
+                json_object **acc, json_object **ft)
 {
-    int acc_ret = 0;
+    int acc_ret = 0, ft_ret = 0;
 
     bool was, busy;
     int ret;
@@ -596,14 +726,44 @@ vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen,
     *steps = vmig_guest_steps(vm->ram);
     ret = vmig_guest_verify(vm->ram, vm->prog_size, why, whylen);
     *acc = accwork_report(vm, &acc_ret);
+    *ft = ftwork_report(vm, &ft_ret);
     if (ret == 0 && acc_ret < 0) {
         ret = acc_ret;
         snprintf(why, whylen,
                  "accelerator workload: a request completed "
                  "wrongly or twice");
     }
+    if (ret == 0 && ft_ret < 0) {
+        ret = ft_ret;
+        snprintf(why, whylen,
+                 "flowtab traffic: a completion was wrong (flow "
+                 "counters differ from what the guest sent)");
+    }
     if (was && vmig_vcpu_resume(vm->vcpu) < 0) {
         return -EIO;
+    }
+    return ret;
+}
+
+int
+vm_device_reset(struct agent_vm *vm, const char *name, char *err, size_t errlen)
+{
+    struct agent_vfu *d = vfudev_find(vm, name);
+    int ret;
+
+    if (d == NULL) {
+        snprintf(err, errlen,
+                 "no vfio-user device named '%s' (see "
+                 "x-vmig-query-devices)",
+                 name);
+        return -ENODEV;
+    }
+    vmig_log(vm->ctx, VMIG_LOG_WARNING,
+             "%s: device reset requested over QMP (x-vmig-device-reset)", name);
+    ret = vmig_engine_vfu_ops()->reset(d->b);
+    if (ret < 0) {
+        snprintf(err, errlen, "%s: DEVICE_RESET failed: %s", name,
+                 strerror(-ret));
     }
     return ret;
 }
