@@ -276,8 +276,9 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
     for (unsigned int i = 0; i < o->ndev; i++) {
         struct vmig_memdev_params mp = {
             .state_size = o->dev_state,
-            .flags = i == 0 ? VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P
-                            : VMIG_MIGRATION_STOP_COPY,
+            /* every memdev has P2P: several devices where one lacks it
+             * are refused (mixed_p2p()) */
+            .flags = VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P,
             .seed = o->seed * 31 + i,
             .revision = o->dev_revision,
         };
@@ -560,6 +561,42 @@ vm_reap(struct agent_vm *vm)
     pthread_mutex_unlock(&vm->lock);
 }
 
+/*
+ * QEMU's rule for several devices (hw/vfio/migration.c, since 8.1): a VM
+ * with more than one migratable device migrates only when every one of
+ * them supports P2P, because a device without RUNNING_P2P cannot be kept
+ * from DMAing into a peer whose state was already saved (seed 001).  The
+ * user may override it (x-vmig-allow-mixed-p2p).  The engine applies the
+ * same rule; checking here first lets the refusal name the override.
+ */
+static int
+mixed_p2p(struct agent_vm *vm, char *err, size_t errlen)
+{
+    struct vmig_engine_params p;
+    unsigned int total = vm->o.ndev + vm->o.nvfu;
+
+    vmig_engine_get_params(vm->eng, &p);
+    if (total < 2 || p.allow_mixed_p2p) {
+        return 0;
+    }
+    for (unsigned int i = 0; i < vm->o.nvfu; i++) {
+        uint64_t flags = 0;
+
+        if (vmig_engine_vfu_ops()->get_flags(vm->vfu[i].b, &flags) == 0 &&
+            !(flags & VMIG_MIGRATION_P2P)) {
+            snprintf(err, errlen,
+                     "device %s (%s) does not support P2P and the VM has %u "
+                     "devices: it could DMA into a peer already stopped, so "
+                     "the migration is refused (QEMU's rule); set "
+                     "x-vmig-allow-mixed-p2p (vmig migrate "
+                     "--allow-mixed-p2p) to migrate anyway",
+                     vm->vfu[i].spec.name, vm->vfu[i].spec.kind, total);
+            return -EOPNOTSUPP;
+        }
+    }
+    return 0;
+}
+
 int
 vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
                    size_t errlen)
@@ -571,6 +608,11 @@ vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
         strncmp(uri, "tcp:", 4) != 0) {
         snprintf(err, errlen, "unknown migration protocol: %s", uri);
         return -EINVAL;
+    }
+    ret = mixed_p2p(vm, err, errlen);
+    if (ret < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: %s", err);
+        return ret;
     }
     vm_reap(vm);
     pthread_mutex_lock(&vm->lock);

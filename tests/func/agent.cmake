@@ -23,3 +23,14 @@ if(TARGET vmig-agent)
     PROPERTIES
     LABELS func TIMEOUT 60)
 endif()
+
+# Precopy, resets during precopy, several devices and switchover-ack
+# between two agent processes (tests/func/agent_precopy.sh).
+if(TARGET vmig-agent)
+  foreach(c precopy noprecopy reset mixed ack)
+    add_test(NAME agent-precopy-${c}
+      COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_precopy.sh
+        $<TARGET_FILE:vmig-agent> ${c})
+    set_tests_properties(agent-precopy-${c} PROPERTIES LABELS func TIMEOUT 60)
+  endforeach()
+endif()

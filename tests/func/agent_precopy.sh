@@ -1,0 +1,200 @@
+#!/bin/sh
+# Precopy between two agent processes (loopback TCP) with vmig-flowtab
+# devices whose guest traffic runs throughout (every completion checked by
+# the guest: flow counters equal to what it sent).
+#   precopy    two flowtab devices (same kind, distinct names): query-migrate
+#              shows >= 2 precopy iterations and precopy bytes, completed;
+#              the destination's guest traffic verifies and keeps moving
+#   noprecopy  --no-precopy: stop-and-copy, completed, verified; bad values
+#              of every migration option are refused naming the option and
+#              change nothing
+#   reset      x-vmig-device-reset while the device is in PRE_COPY: policy
+#              restart completes (a device restart counted); policy abort
+#              fails with the VM running on the source and the destination
+#              discarding (a later migration to it completes)
+#   mixed      acc (no P2P) + flowtab: refused naming the device and
+#              the override; accepted with --allow-mixed-p2p
+#   ack        a corrupted device-state byte (VMIG_TEST_CORRUPT_DEVICE_BYTE)
+#              is refused by the destination before switchover: no STOP
+#              event, the source never left "running"
+# usage: agent_precopy.sh <vmig binary> <case>
+set -u
+vmig=$1
+what=$2
+dir=$(mktemp -d)
+export TMPDIR="$dir" # the agents' device socket directories go here too
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null; done
+    for p in $pids; do wait "$p" 2>/dev/null; done
+    [ -n "${KEEP:-}" ] || rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
+expect_rc() { want=$1; shift; "$@" >"$dir/last.out" 2>&1; rc=$?; [ "$rc" -eq "$want" ] || { cat "$dir/last.out" >&2; fail "'$*' exited $rc, expected $want"; }; }
+wait_sock() { i=0; while [ ! -S "$1" ]; do i=$((i + 1)); [ $i -lt 200 ] || fail "no socket $1"; sleep 0.05; done; }
+qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t 5 - UNIX-CONNECT:"$1"; }
+port_base=$((20000 + ($$ + 11) % 20000))
+vm="--ram 32M"
+start() { # name port extra...
+    n=$1; p=$2; shift 2
+    if [ "$p" = "-" ]; then
+        "$vmig" run --qmp "$dir/$n.qmp" $vm "$@" 2>"$dir/$n.log" &
+    else
+        "$vmig" receive --qmp "$dir/$n.qmp" --listen "127.0.0.1:$p" $vm "$@" 2>"$dir/$n.log" &
+    fi
+    pids="$pids $!"
+    wait_sock "$dir/$n.qmp"
+}
+# one number from a flat JSON text: num KEY TEXT
+num() { echo "$2" | tr -d '\n' | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"; }
+# the guest's flowtab report of device NAME on agent A
+ftrep() { qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n' | sed -n "s/.*\"flowtab\": \[[^]]*\({\"name\": \"$2\"[^}]*}\).*/\1/p"; }
+running() { qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "$1 not running after $2"; }
+# the guest on A verifies and its traffic on device D moves
+traffic() { # agent device what
+    r0=$(ftrep "$1" "$2")
+    echo "$r0" | grep -q '"verified": true' || fail "$1/$2: flowtab traffic not verified after $3: $r0"
+    echo "$r0" | grep -q '"bad": 0' || fail "$1/$2: wrong completions after $3: $r0"
+    c0=$(num completed "$r0")
+    i=0
+    while :; do
+        sleep 0.1
+        c1=$(num completed "$(ftrep "$1" "$2")")
+        [ "${c1:-0}" -gt "${c0:-0}" ] && break
+        i=$((i + 1)); [ $i -lt 50 ] || fail "$1/$2: traffic does not move after $3 ($c0 -> $c1)"
+    done
+    qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "$1: guest broken after $3"
+}
+devstate() { # agent device -> its migration state
+    qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-devices"}' | tr -d '\n' | sed -n "s/.*\"name\": \"$2\"[^}]*\"state\": \"\([A-Z_0-9]*\)\".*/\1/p"
+}
+final() { tail -n 1 "$dir/last.out"; } # migrate --json's query-migrate
+
+case "$what" in
+precopy)
+    ft="--device flowtab,state=8,name=ft0 --device flowtab,state=8,name=ft1"
+    start dst $((port_base + 1)) $ft
+    start src - $ft
+    sleep 0.5
+    traffic src ft0 "start"
+    traffic src ft1 "start"
+    expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --downtime-limit 50 --json
+    f=$(final)
+    echo "$f" | grep -q '"status":"completed"' || fail "not completed: $f"
+    echo "$f" | grep -q '"enabled":true' || fail "precopy not used: $f"
+    it=$(echo "$f" | sed -n 's/.*"iterations":\([0-9]*\).*/\1/p')
+    pb=$(echo "$f" | sed -n 's/.*"x-vmig-precopy":{[^}]*"precopy-bytes":\([0-9]*\).*/\1/p')
+    [ "${it:-0}" -ge 2 ] || fail "fewer than 2 precopy iterations: $f"
+    [ "${pb:-0}" -gt 0 ] || fail "no precopy bytes: $f"
+    echo "$f" | grep -q '"name":"ft0"' && echo "$f" | grep -q '"name":"ft1"' || fail "devices missing: $f"
+    running dst "the migration"
+    traffic dst ft0 "precopy migration"
+    traffic dst ft1 "precopy migration"
+    [ "$(devstate dst ft0)" = RUNNING ] || fail "ft0 not RUNNING on the destination"
+    ;;
+noprecopy)
+    ft="--device flowtab,state=4"
+    start dst $((port_base + 2)) $ft
+    start src - $ft
+    # bad values: refused, naming the option, nothing changed
+    p0=$(qmp "$dir/src.qmp" '{"execute":"query-migrate-parameters"}' | tail -n 1)
+    for bad in '"x-vmig-precopy-cap-action": "later"' '"x-vmig-reset-policy": 1' \
+        '"x-vmig-precopy-max-iterations": -1' '"downtime-limit": 5, "x-vmig-max-restarts": 99999' \
+        '"x-vmig-precopy-max-time": -5' '"x-vmig-precopy": "no"'; do
+        out=$(qmp "$dir/src.qmp" "{\"execute\":\"migrate-set-parameters\",\"arguments\":{$bad}}" | tail -n 1)
+        key=$(echo "$bad" | sed 's/.*"\([a-z0-9-]*\)": [^,]*$/\1/')
+        echo "$out" | grep -q '"error"' || fail "accepted $bad: $out"
+        echo "$out" | grep -q "$key" || fail "error for $bad does not name $key: $out"
+    done
+    [ "$(qmp "$dir/src.qmp" '{"execute":"query-migrate-parameters"}' | tail -n 1)" = "$p0" ] || fail "a refused value changed the parameters"
+    expect_rc 2 "$vmig" migrate --qmp "$dir/src.qmp" --to 127.0.0.1:1 --cap-action later
+    grep -q -- "--cap-action" "$dir/last.out" || fail "CLI error does not name --cap-action"
+    expect_rc 2 "$vmig" migrate --qmp "$dir/src.qmp" --to 127.0.0.1:1 --reset-policy x
+    grep -q -- "--reset-policy" "$dir/last.out" || fail "CLI error does not name --reset-policy"
+    expect_rc 2 "$vmig" migrate --qmp "$dir/src.qmp" --to 127.0.0.1:1 --max-iterations lots
+    grep -q -- "--max-iterations" "$dir/last.out" || fail "CLI error does not name --max-iterations"
+    expect_rc 2 "$vmig" run --qmp "$dir/x.qmp" --device flowtab,name=a --device testdev,name=a
+    grep -q "two --device named 'a'" "$dir/last.out" || fail "duplicate names not refused"
+    traffic src vfu0 "refused parameters"
+    expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 2))" --no-precopy --json
+    f=$(final)
+    echo "$f" | grep -q '"status":"completed"' || fail "not completed: $f"
+    echo "$f" | grep -q '"enabled":false' || fail "precopy used despite --no-precopy: $f"
+    echo "$f" | grep -q '"iterations":0' || fail "precopy iterations with --no-precopy: $f"
+    running dst "a stop-and-copy migration"
+    traffic dst vfu0 "a stop-and-copy migration"
+    ;;
+reset)
+    ft="--device flowtab,state=8"
+    start dst $((port_base + 3)) $ft
+    start src - $ft
+    sleep 0.3
+    # abort: the reset ends the migration; the VM stays here, the
+    # destination discards and stays ready
+    "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 4M --reset-policy abort --json >"$dir/abort.out" 2>&1 &
+    mpid=$!
+    i=0
+    while [ "$(devstate src vfu0)" != PRE_COPY ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || fail "device never reached PRE_COPY: $(cat "$dir/abort.out")"; sleep 0.05
+    done
+    qmp "$dir/src.qmp" '{"execute":"x-vmig-device-reset","arguments":{"device":"vfu0"}}' | grep -q '"return"' || fail "x-vmig-device-reset refused"
+    wait "$mpid"; rc=$?
+    [ "$rc" -eq 1 ] || { cat "$dir/abort.out"; fail "migrate with reset-policy abort exited $rc"; }
+    grep -q '"status":"failed"' "$dir/abort.out" || { cat "$dir/abort.out"; fail "not failed"; }
+    running src "a reset with policy abort"
+    [ "$(devstate src vfu0)" = RUNNING ] || fail "source device not RUNNING after the abort"
+    traffic src vfu0 "a reset with policy abort"
+    r=$(ftrep src vfu0)
+    [ "$(num resets "$r")" -ge 1 ] || fail "the guest did not see the reset: $r"
+    qmp "$dir/dst.qmp" '{"execute":"query-status"}' | grep -q '"status": "inmigrate"' || fail "destination did not discard"
+    # restart: the device's precopy starts over, the migration completes
+    "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 4M --reset-policy restart --json >"$dir/restart.out" 2>&1 &
+    mpid=$!
+    i=0
+    while [ "$(devstate src vfu0)" != PRE_COPY ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || fail "device never reached PRE_COPY: $(cat "$dir/restart.out")"; sleep 0.05
+    done
+    qmp "$dir/src.qmp" '{"execute":"x-vmig-device-reset","arguments":{"device":"vfu0"}}' | grep -q '"return"' || fail "x-vmig-device-reset refused"
+    wait "$mpid"; rc=$?
+    [ "$rc" -eq 0 ] || { cat "$dir/restart.out"; fail "migrate with reset-policy restart exited $rc"; }
+    f=$(tail -n 1 "$dir/restart.out")
+    echo "$f" | grep -q '"device-restarts":[1-9]' || fail "no device restart counted: $f"
+    running dst "a restarted precopy"
+    traffic dst vfu0 "a restarted precopy"
+    qmp "$dir/src.qmp" '{"execute":"x-vmig-device-reset","arguments":{"device":"nosuch"}}' >/dev/null 2>&1 # source may be gone
+    qmp "$dir/dst.qmp" '{"execute":"x-vmig-device-reset","arguments":{"device":"nosuch"}}' | grep -q "no vfio-user device named 'nosuch'" || fail "unknown device not refused"
+    ;;
+mixed)
+    two="--device acc --device flowtab,state=4"
+    start dst $((port_base + 4)) $two
+    start src - $two
+    sleep 0.3
+    expect_rc 1 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 4))" --json
+    grep -q "vfu0" "$dir/last.out" || { cat "$dir/last.out"; fail "refusal does not name the device"; }
+    grep -q "allow-mixed-p2p" "$dir/last.out" || { cat "$dir/last.out"; fail "refusal does not name the override"; }
+    running src "a mixed-P2P refusal"
+    traffic src vfu1 "a mixed-P2P refusal"
+    expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 4))" --allow-mixed-p2p --json
+    final | grep -q '"status":"completed"' || fail "not completed: $(final)"
+    running dst "a mixed-P2P migration"
+    traffic dst vfu1 "a mixed-P2P migration"
+    qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"accelerator"' || fail "no accelerator workload on the destination"
+    ;;
+ack)
+    ft="--device flowtab,state=4"
+    export VMIG_TEST_CORRUPT_DEVICE_BYTE=100
+    start src - $ft
+    unset VMIG_TEST_CORRUPT_DEVICE_BYTE
+    start dst $((port_base + 5)) $ft
+    sleep 0.3
+    expect_rc 1 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 5))" --json
+    grep -q '"event":"STOP"' "$dir/last.out" && { cat "$dir/last.out"; fail "the source paused its VM before the destination acked"; }
+    grep -q "vfu0" "$dir/last.out" || { cat "$dir/last.out"; fail "the error does not name the device"; }
+    running src "a refused switchover"
+    traffic src vfu0 "a refused switchover"
+    ;;
+*)
+    echo "unknown case $what" >&2; exit 2 ;;
+esac
+echo ok
