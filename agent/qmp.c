@@ -635,10 +635,14 @@ param_int(json_object *args, const char *name, int64_t max, int64_t *out,
     }
     *out = json_object_get_int64(v);
     if (*out < 0 || *out > max) {
+        /* QEMU's message; it spells its own parameters with '_' */
         snprintf(err, len,
                  "Parameter '%s' expects an integer in the range of 0 to "
                  "%lld%s",
-                 name, (long long)max, unit);
+                 strcmp(name, "downtime-limit") == 0  ? "downtime_limit"
+                 : strcmp(name, "max-bandwidth") == 0 ? "max_bandwidth"
+                                                      : name,
+                 (long long)max, unit);
         return false;
     }
     return true;
