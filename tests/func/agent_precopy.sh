@@ -2,9 +2,11 @@
 # Precopy between two agent processes (loopback TCP) with vmig-flowtab
 # devices whose guest traffic runs throughout (every completion checked by
 # the guest: flow counters equal to what it sent).
-#   precopy    two flowtab devices (same kind, distinct names): query-migrate
-#              shows >= 2 precopy iterations and precopy bytes, completed;
-#              the destination's guest traffic verifies and keeps moving
+#   precopy    two flowtab devices (same kind, distinct names), a downtime
+#              limit precopy cannot reach: cap action abort fails with the
+#              VM running here; cap action stop-copy completes, query-migrate
+#              showing >= 2 precopy iterations and precopy bytes; the
+#              destination's guest traffic verifies and keeps moving
 #   noprecopy  --no-precopy: stop-and-copy, completed, verified; bad values
 #              of every migration option are refused naming the option and
 #              change nothing
@@ -79,9 +81,15 @@ precopy)
     sleep 0.5
     traffic src ft0 "start"
     traffic src ft1 "start"
-    # a downtime limit the dirtying traffic does not let precopy reach in
-    # one pass; the iteration cap bounds it (then stop-copy)
-    expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --downtime-limit 5 --max-iterations 8 --json
+    # a downtime limit the traffic's dirtying never lets precopy reach
+    # (each pass leaves MBs of dirty flow-table chunks and guest pages):
+    # with cap action abort the migration fails and the VM stays here ...
+    expect_rc 1 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --downtime-limit 1 --max-iterations 3 --cap-action abort --json
+    grep -q "did not converge" "$dir/last.out" || { cat "$dir/last.out"; fail "cap abort does not say precopy did not converge"; }
+    running src "a precopy cap abort"
+    traffic src ft0 "a precopy cap abort"
+    # ... with stop-copy (the default) it switches over at the cap
+    expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --downtime-limit 1 --max-iterations 4 --cap-action stop-copy --json
     f=$(final)
     echo "$f" | grep -q '"status":"completed"' || fail "not completed: $f"
     echo "$f" | grep -q '"enabled":true' || fail "precopy not used: $f"
