@@ -27,7 +27,7 @@ endif()
 # Precopy, resets during precopy, several devices and switchover-ack
 # between two agent processes (tests/func/agent_precopy.sh).
 if(TARGET vmig-agent)
-  foreach(c precopy noprecopy reset mixed ack)
+  foreach(c precopy noprecopy reset mixed nolog ack)
     add_test(NAME agent-precopy-${c}
       COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_precopy.sh
         $<TARGET_FILE:vmig-agent> ${c})

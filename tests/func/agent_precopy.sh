@@ -16,6 +16,9 @@
 #              discarding (a later migration to it completes)
 #   mixed      acc (no P2P) + flowtab: refused naming the device and
 #              the override; accepted with --allow-mixed-p2p
+#   nolog      a device without DMA logging (vfu-testdev --no-dma-log): a
+#              warning naming it, guest RAM moves at stop-copy only, the
+#              device's state still precopies, completed and verified
 #   ack        a corrupted device-state byte (VMIG_TEST_CORRUPT_DEVICE_BYTE)
 #              is refused by the destination before switchover: no STOP
 #              event, the source never left "running"
@@ -192,6 +195,24 @@ mixed)
     running dst "a mixed-P2P migration"
     traffic dst vfu1 "a mixed-P2P migration"
     qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"accelerator"' || fail "no accelerator workload on the destination"
+    ;;
+nolog)
+    # a device that cannot log its DMA: guest RAM is not precopied (all of
+    # it moves while the VM is paused), device state still is
+    start src - --device testdev,no-dma-log
+    start dst $((port_base + 6)) --device testdev
+    grep -q "vfu0: the device cannot log its DMA writes to guest RAM" "$dir/src.log" || fail "no warning naming the device"
+    qmp "$dir/src.qmp" '{"execute":"query-migrate-parameters"}' | grep -q '"x-vmig-ram-precopy": false' || fail "RAM precopy still on"
+    expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 6))" --json
+    f=$(final)
+    echo "$f" | grep -q '"status":"completed"' || fail "not completed: $f"
+    echo "$f" | grep -q '"dirty-sync-count":1' || fail "RAM moved in more than one pass: $f"
+    nb=$(echo "$f" | sed -n 's/.*"normal-bytes":\([0-9]*\).*/\1/p')
+    sb=$(echo "$f" | sed -n 's/.*"stopcopy-bytes":\([0-9]*\).*/\1/p')
+    [ "${nb:-0}" -gt 0 ] && [ "${sb:-0}" -ge "$nb" ] || fail "guest RAM did not move at stop-copy ($sb < $nb): $f"
+    echo "$f" | grep -q '"name":"vfu0","state":"STOP","transferred":[0-9]*,"config-bytes":[0-9]*,"precopy-bytes":[1-9]' || fail "device state not precopied: $f"
+    running dst "a migration without RAM precopy"
+    qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "guest broken on the destination"
     ;;
 ack)
     ft="--device flowtab,state=4"

@@ -425,6 +425,38 @@ static const struct vmig_vfu_dev_ops td_ops = {
     .precopy_info = td_precopy,
 };
 
+bool testdev_no_dma_log;
+
+static int
+td_nolog_start(void *opaque, uint64_t page_size,
+               const struct vmig_vfu_log_range *ranges, unsigned int nranges)
+{
+    (void)opaque;
+    (void)page_size;
+    (void)ranges;
+    (void)nranges;
+    return -EOPNOTSUPP;
+}
+
+static int
+td_nolog_stop(void *opaque)
+{
+    (void)opaque;
+    return -EOPNOTSUPP;
+}
+
+static int
+td_nolog_report(void *opaque, uint64_t iova, uint64_t length,
+                uint64_t page_size, uint64_t *bitmap)
+{
+    (void)opaque;
+    (void)iova;
+    (void)length;
+    (void)page_size;
+    (void)bitmap;
+    return -EOPNOTSUPP;
+}
+
 static struct vmig_vfu_server *child_srv;
 
 static void
@@ -440,6 +472,7 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
               vmig_log_fn *log, int level)
 {
     struct td t = {0};
+    struct vmig_vfu_dev_ops ops; /* borrowed by the server until freed */
     vmig_ctx_t *ctx;
     int mfd, ret;
 
@@ -458,7 +491,13 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
         return 1;
     }
     vmig_ctx_set_level(ctx, level);
-    ret = vmig_vfu_server_new(ctx, &td_ops, &t,
+    ops = td_ops;
+    if (testdev_no_dma_log) {
+        ops.log_start = td_nolog_start;
+        ops.log_stop = td_nolog_stop;
+        ops.log_report = td_nolog_report;
+    }
+    ret = vmig_vfu_server_new(ctx, &ops, &t,
                               VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P |
                                   VMIG_MIGRATION_PRE_COPY,
                               &t.srv);

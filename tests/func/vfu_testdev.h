@@ -27,6 +27,7 @@
 #define VFU_TESTDEV_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <vmig/log.h>
@@ -41,6 +42,13 @@
 #define TD_MUTATE 0x30
 #define TD_ASYNC 0x40
 #define TD_ZEROCOPY 0x48
+
+/*
+ * testdev_no_dma_log - when set before testdev_serve(), the device has no
+ * DMA logging: DMA_LOGGING_START is refused with EOPNOTSUPP (a device of
+ * another implementation; the VMM cannot see its writes to guest RAM).
+ */
+extern bool testdev_no_dma_log;
 
 /*
  * testdev_serve() - serve the device in this process: at @path, or on

@@ -13,8 +13,9 @@
 static int
 usage(void)
 {
-    fprintf(stderr, "usage: vfu-testdev (--socket-path=PATH | --fd=FDNUM)\n"
-                    "                   [--seed=N] [--size=MiB] [-v]\n");
+    fprintf(stderr,
+            "usage: vfu-testdev (--socket-path=PATH | --fd=FDNUM)\n"
+            "                   [--seed=N] [--size=MiB] [--no-dma-log] [-v]\n");
     return 2;
 }
 
@@ -36,6 +37,8 @@ main(int argc, char **argv)
             seed = strtoull(a + 7, NULL, 0);
         } else if (strncmp(a, "--size=", 7) == 0) {
             mib = strtoull(a + 7, NULL, 0);
+        } else if (strcmp(a, "--no-dma-log") == 0) {
+            testdev_no_dma_log = true;
         } else if (strcmp(a, "-v") == 0) {
             level = VMIG_LOG_DEBUG;
         } else {
