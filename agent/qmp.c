@@ -775,6 +775,11 @@ cmd_query_params(struct cmd_ctx *x)
                            json_object_new_boolean(p.allow_mixed_p2p));
     json_object_object_add(o, "x-vmig-ram-precopy",
                            json_object_new_boolean(x->s->vm->ram_precopy));
+    if (p.test_one_phase_stop) {
+        /* VMIG_TEST_ONE_PHASE_STOP=1: shown only when on */
+        json_object_object_add(o, "x-vmig-test-one-phase-stop",
+                               json_object_new_boolean(1));
+    }
     return o;
 }
 

@@ -130,6 +130,14 @@ noprecopy)
     expect_rc 2 "$vmig" run --qmp "$dir/x.qmp" --device flowtab,name=a --device testdev,name=a
     grep -q "two --device named 'a'" "$dir/last.out" || fail "duplicate names not refused"
     traffic src vfu0 "refused parameters"
+    # the test-only unsafe one-phase stop: loud, and visible in the parameters
+    qmp "$dir/src.qmp" '{"execute":"query-migrate-parameters"}' | grep -q one-phase && fail "one-phase stop on without the variable"
+    export VMIG_TEST_ONE_PHASE_STOP=1
+    start one - --devices 1
+    unset VMIG_TEST_ONE_PHASE_STOP
+    grep -q "VMIG_TEST_ONE_PHASE_STOP=1: TEST ONLY, UNSAFE" "$dir/one.log" || fail "no warning for VMIG_TEST_ONE_PHASE_STOP"
+    qmp "$dir/one.qmp" '{"execute":"query-migrate-parameters"}' | grep -q '"x-vmig-test-one-phase-stop": true' || fail "one-phase stop not set"
+    qmp "$dir/one.qmp" '{"execute":"quit"}' >/dev/null
     expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 2))" --no-precopy --json
     f=$(final)
     echo "$f" | grep -q '"status":"completed"' || fail "not completed: $f"
