@@ -698,7 +698,7 @@ static int cmd_help(struct opts *o);
 
 /* clang-format off */
 static const struct subcmd subcmds[] = {
-    {"run", "[--qmp PATH] [VM options]",
+    {"run", "[--qmp PATH] [VM options] [migration options]",
      "start a VM (guest program + devices) and serve QMP",
      "Starts a VM: guest RAM in a memfd, a vCPU running the ledger guest\n"
      "program, in-process devices it drives, and a QMP server.  The agent\n"
