@@ -649,6 +649,12 @@ cmd_demo(struct opts *o)
            "device state\n",
            (double)jint_demo(mig, "ram", "transferred") / (1 << 20),
            (long long)jint_demo(mig, "vfio", "transferred"));
+    printf(
+        "  precopy                                %lld iterations, %.1f "
+        "MiB while running, %.1f MiB while paused\n",
+        (long long)jint_demo(mig, "x-vmig-precopy", "iterations"),
+        (double)jint_demo(mig, "x-vmig-precopy", "precopy-bytes") / (1 << 20),
+        (double)jint_demo(mig, "x-vmig-precopy", "stopcopy-bytes") / (1 << 20));
     printf("  total time                             %lld ms\n",
            (long long)jint_demo(mig, "total-time", NULL));
     printf("  downtime                               %lld ms\n",
