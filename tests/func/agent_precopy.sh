@@ -91,6 +91,10 @@ precopy)
     grep -q "did not converge" "$dir/last.out" || { cat "$dir/last.out"; fail "cap abort does not say precopy did not converge"; }
     running src "a precopy cap abort"
     traffic src ft0 "a precopy cap abort"
+    # the time cap likewise
+    expect_rc 1 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --downtime-limit 1 --max-iterations 100000 --max-precopy-time 400 --cap-action abort --json
+    grep -q "did not converge" "$dir/last.out" || { cat "$dir/last.out"; fail "time cap abort does not say precopy did not converge"; }
+    running src "a precopy time cap abort"
     # ... with stop-copy (the default) it switches over at the cap
     expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --downtime-limit 1 --max-iterations 4 --cap-action stop-copy --json
     f=$(final)
