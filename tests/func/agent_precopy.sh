@@ -3,7 +3,8 @@
 # devices whose guest traffic runs throughout (every completion checked by
 # the guest: flow counters equal to what it sent).
 #   precopy    two flowtab devices (same kind, distinct names), a downtime
-#              limit precopy cannot reach: cap action abort fails with the
+#              limit precopy cannot reach: the iteration and the time cap
+#              with cap action abort fail with the
 #              VM running here; cap action stop-copy completes, query-migrate
 #              showing >= 2 precopy iterations and precopy bytes; the
 #              destination's guest traffic verifies and keeps moving
