@@ -171,6 +171,7 @@ reset)
         i=$((i + 1)); [ $i -lt 100 ] || fail "device never reached PRE_COPY: $(cat "$dir/abort.out")"; sleep 0.05
     done
     qmp "$dir/src.qmp" '{"execute":"x-vmig-device-reset","arguments":{"device":"vfu0"}}' | grep -q '"return"' || fail "x-vmig-device-reset refused"
+    qmp "$dir/src.qmp" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}' | grep -q '"return"' || fail "cannot lift max-bandwidth"
     wait "$mpid"; rc=$?
     [ "$rc" -eq 1 ] || { cat "$dir/abort.out"; fail "migrate with reset-policy abort exited $rc"; }
     grep -q '"status":"failed"' "$dir/abort.out" || { cat "$dir/abort.out"; fail "not failed"; }
