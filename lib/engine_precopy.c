@@ -395,12 +395,13 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
 {
     uint64_t t0 = vmig__mono_ns(), sent0 = wire_sent(c);
     bool need_ack = pc->ack && pc->ndev_pc > 0;
+    uint64_t prev_est_ms = UINT64_MAX;
     int ret;
 
     for (unsigned int it = 1;; it++) {
         uint64_t sent_it = wire_sent(c), est, dev_part, now, bw, est_ms;
         double secs;
-        bool converged, capped;
+        bool fits, converged, capped;
 
         pthread_mutex_lock(&e->lock);
         e->st.iterations = it;
@@ -450,7 +451,19 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
         e->st.expected_downtime_ms = est * 1000 / bw;
         e->st.precopy_bytes = wire_sent(c) - sent0;
         pthread_mutex_unlock(&e->lock);
-        converged = est_ms <= p->downtime_limit_ms && pc_all_init_done(e);
+        fits = est_ms <= p->downtime_limit_ms && pc_all_init_done(e);
+        converged = fits;
+        /*
+         * Fits, but only just, while precopy is still converging fast
+         * (the estimate at least halved by the last round, or this was
+         * the first): one more round costs little and cuts the downtime
+         * well below the limit.
+         */
+        if (converged && est_ms > p->downtime_limit_ms / 2 &&
+            (prev_est_ms == UINT64_MAX || est_ms * 2 <= prev_est_ms)) {
+            converged = false;
+        }
+        prev_est_ms = est_ms;
         capped =
             it >= pc->max_iter || (p->max_precopy_ms != 0 &&
                                    (now - t0) / 1000000 >= p->max_precopy_ms);
@@ -461,7 +474,7 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
                  (unsigned long long)est, (unsigned long long)est_ms,
                  (unsigned long long)bw);
         if (converged || capped) {
-            if (!converged && p->cap_action == VMIG_ENGINE_CAP_ABORT) {
+            if (!fits && p->cap_action == VMIG_ENGINE_CAP_ABORT) {
                 vmig_err(e->ctx,
                          "migration: precopy did not converge after %u "
                          "iterations / %llu ms (estimated downtime %llu ms "
@@ -480,7 +493,7 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
                     (unsigned long long)p->downtime_limit_ms, it);
                 return -ETIME;
             }
-            if (!converged) {
+            if (!fits) {
                 vmig_warn(e->ctx,
                           "migration: precopy did not converge after %u "
                           "iterations (estimated downtime %llu ms > limit "
