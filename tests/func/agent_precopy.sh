@@ -21,8 +21,9 @@
 #              warning naming it, guest RAM moves at stop-copy only, the
 #              device's state still precopies, completed and verified
 #   ack        a corrupted device-state byte (VMIG_TEST_CORRUPT_DEVICE_BYTE)
-#              is refused by the destination before switchover: no STOP
-#              event, the source never left "running"
+#              is refused by the destination before switchover, and so is
+#              a destination device of another state size: no STOP event,
+#              the source never left "running"
 # usage: agent_precopy.sh <vmig binary> <case>
 set -u
 vmig=$1
@@ -249,6 +250,14 @@ ack)
     grep -q "vfu0" "$dir/last.out" || { cat "$dir/last.out"; fail "the error does not name the device"; }
     running src "a refused switchover"
     traffic src vfu0 "a refused switchover"
+    # an incompatible destination device (another state size): refused
+    # before any downtime too
+    start big $((port_base + 7)) --device flowtab,state=8
+    expect_rc 1 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 7))" --json
+    grep -q '"event":"STOP"' "$dir/last.out" && { cat "$dir/last.out"; fail "the source paused its VM for an incompatible destination"; }
+    grep -q "vfu0" "$dir/last.out" || { cat "$dir/last.out"; fail "the refusal does not name the device"; }
+    running src "an incompatible destination"
+    traffic src vfu0 "an incompatible destination"
     ;;
 *)
     echo "unknown case $what" >&2; exit 2 ;;
