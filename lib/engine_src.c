@@ -398,15 +398,25 @@ vmig__src_send_pages(struct vmig_engine *e, struct vmig_mp_conn *c,
     const struct eng_region *rg = &e->region[r];
     size_t len = (size_t)np * VMIG_MP_PAGE_SIZE;
     const uint8_t *src = (const uint8_t *)rg->host + off;
-    bool zero =
-        zero_pages && ((hole_check && e->ops->ram_hole != NULL &&
-                        e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
-                       all_zero(src, len));
     uint8_t hdr[ENG_RAM_HDR];
     const void *pl[2] = {hdr, src};
     size_t pl_len[2] = {sizeof(hdr), len};
     struct mp_w w = {.p = hdr, .cap = sizeof(hdr)};
+    bool zero;
     int ret;
+
+    /* In precopy the vCPUs may write these pages while they are being
+     * checksummed and sent: send a snapshot, or the frame's checksum
+     * would not match what went out (a page written meanwhile is dirty
+     * and goes again in a later pass). */
+    if (e->st.precopy && len <= VMIG_MP_PAYLOAD_MAX) {
+        memcpy(e->buf, src, len);
+        src = e->buf;
+        pl[1] = src;
+    }
+    zero = zero_pages && ((hole_check && e->ops->ram_hole != NULL &&
+                           e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
+                          all_zero(src, len));
 
     if (vmig__engine_cancelled(e)) {
         return -ECANCELED;
