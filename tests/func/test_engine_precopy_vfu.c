@@ -127,6 +127,10 @@ struct vm {
     size_t scratch;
 };
 
+/* The source and destination VM of the running case; torn down by main
+ * also when a CHECK returned early from the case. */
+static struct vm vm_a, vm_b;
+
 static int
 reg_read(void *opaque, uint32_t off, uint32_t *val)
 {
@@ -556,17 +560,17 @@ print_stats(const char *what, struct vm *vm)
     struct vmig_engine_stats st;
 
     vmig_engine_stats(vm->e, &st);
-    printf("%s: precopy %d, %u iterations, precopy %llu B, stop-copy %llu B, "
-           "last dirty %llu pages, est %llu B, downtime %llu ms, ack %llu "
-           "ms, %s%s\n",
-           what, st.precopy, st.iterations,
-           (unsigned long long)st.precopy_bytes,
-           (unsigned long long)st.stopcopy_bytes,
-           (unsigned long long)st.dirty_pages,
-           (unsigned long long)st.est_stopcopy_bytes,
-           (unsigned long long)st.downtime_ms,
-           (unsigned long long)st.switchover_ack_ms,
-           vmig_engine_status_name(st.status), st.error[0] ? st.error : "");
+    printf(
+        "%s: precopy %d, %u iterations, precopy %llu B, stop-copy %llu B, "
+        "last dirty %llu pages, est %llu B, downtime %llu ms, ack %llu "
+        "ms, %s%s%s\n",
+        what, st.precopy, st.iterations, (unsigned long long)st.precopy_bytes,
+        (unsigned long long)st.stopcopy_bytes,
+        (unsigned long long)st.dirty_pages,
+        (unsigned long long)st.est_stopcopy_bytes,
+        (unsigned long long)st.downtime_ms,
+        (unsigned long long)st.switchover_ack_ms,
+        vmig_engine_status_name(st.status), st.error[0] ? ": " : "", st.error);
     for (unsigned int i = 0; i < st.ndevices; i++) {
         printf("  %s: %llu B, %llu B in precopy, %u restarts\n", st.dev[i].name,
                (unsigned long long)st.dev[i].bytes,
@@ -655,36 +659,35 @@ case_backend(void)
 {
     static const uint8_t magic[8] = {'V', 'M', 'I', 'G', 'D', 'E', 'V', 1};
     const struct spec sp = {16u << 20, 4096, 4u << 20, false};
-    const size_t cap = 256u << 10;
-    struct vm a, b;
+    static uint8_t buf[256u << 10];
+    const size_t cap = sizeof(buf);
+    struct vm *a = &vm_a, *b = &vm_b;
     uint64_t init, dirty, size, ds[2], dd[2];
     enum vmig_state st;
-    uint8_t *buf = malloc(cap);
     long n, total = 0;
     int bursts = 0;
 
-    CHECK(buf != NULL);
-    CHECK_RC(vm_up(&a, "a", true, &sp), 0);
-    CHECK_RC(vm_up(&b, "b", false, &sp), 0);
-    a.v.fwd_every = 0;
-    CHECK_RC(vcpu_start(&a), 0);
-    CHECK_RC(wait_traffic(&a, 0, 300), 0);
+    CHECK_RC(vm_up(a, "a", true, &sp), 0);
+    CHECK_RC(vm_up(b, "b", false, &sp), 0);
+    a->v.fwd_every = 0;
+    CHECK_RC(vcpu_start(a), 0);
+    CHECK_RC(wait_traffic(a, 0, 300), 0);
 
-    CHECK_RC(vfu->set_state(a.dev[0].b, VMIG_STATE_PRE_COPY), 0);
-    CHECK_RC(vmig_vfu_client_set_state(b.dev[0].c, VMIG_STATE_RESUMING), 0);
-    CHECK_RC(vfu->precopy_info(a.dev[0].b, &init, &dirty), 0);
+    CHECK_RC(vfu->set_state(a->dev[0].b, VMIG_STATE_PRE_COPY), 0);
+    CHECK_RC(vmig_vfu_client_set_state(b->dev[0].c, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vfu->precopy_info(a->dev[0].b, &init, &dirty), 0);
     CHECK(init > sp.state && dirty == 0);
-    CHECK_RC(vfu->data_size(a.dev[0].b, &size), 0);
+    CHECK_RC(vfu->data_size(a->dev[0].b, &size), 0);
     CHECK(size >= init);
     /* the first burst is the initial data, no more, although the guest
      * dirties chunks already read while it runs */
-    n = burst(&a.dev[0], &b.dev[0], buf, cap);
+    n = burst(&a->dev[0], &b->dev[0], buf, cap);
     CHECK(n > 0 && (uint64_t)n <= init);
     total += n;
     /* a few more bursts, each within its device's own report */
     for (bursts = 0; bursts < 5; bursts++) {
-        CHECK_RC(wait_traffic(&a, 0, 50), 0);
-        n = burst(&a.dev[0], &b.dev[0], buf, cap);
+        CHECK_RC(wait_traffic(a, 0, 50), 0);
+        n = burst(&a->dev[0], &b->dev[0], buf, cap);
         CHECK(n >= 0);
         total += n;
     }
@@ -693,51 +696,50 @@ case_backend(void)
 
     /* a reset behind the backend's back (the guest resets the device): the
      * next read fails, nothing stale is handed out */
-    CHECK_RC(vcpu_stop(&a), 0);
-    CHECK_RC(vmig_vfu_client_reset(a.dev[0].c), 0);
-    CHECK_RC(vfu->read(a.dev[0].b, buf, cap), -ENODEV);
-    CHECK_RC(vfu->get_state(a.dev[0].b, &st), 0);
+    CHECK_RC(vcpu_stop(a), 0);
+    CHECK_RC(vmig_vfu_client_reset(a->dev[0].c), 0);
+    CHECK_RC(vfu->read(a->dev[0].b, buf, cap), -ENODEV);
+    CHECK_RC(vfu->get_state(a->dev[0].b, &st), 0);
     CHECK(st == VMIG_STATE_RUNNING);
     {
-        struct ft_guest_regs r = {reg_read, reg_write, a.dev[0].c};
+        struct ft_guest_regs r = {reg_read, reg_write, a->dev[0].c};
 
-        CHECK_RC(ft_guest_init(&a.dev[0].g, a.ram, a.ram_len, AREA_A, RING,
+        CHECK_RC(ft_guest_init(&a->dev[0].g, a->ram, a->ram_len, AREA_A, RING,
                                NFLOWS, 21, &r),
                  0);
     }
-    CHECK_RC(vcpu_start(&a), 0);
-    CHECK_RC(wait_traffic(&a, 0, 200), 0);
+    CHECK_RC(vcpu_start(a), 0);
+    CHECK_RC(wait_traffic(a, 0, 200), 0);
     /* the destination drops its partial state; a new session, from 0 */
-    CHECK_RC(vmig_vfu_client_reset(b.dev[0].c), 0);
-    CHECK_RC(vmig_vfu_client_set_state(b.dev[0].c, VMIG_STATE_RESUMING), 0);
-    CHECK_RC(vfu->set_state(a.dev[0].b, VMIG_STATE_PRE_COPY), 0);
-    n = vfu->read(a.dev[0].b, buf, 64);
+    CHECK_RC(vmig_vfu_client_reset(b->dev[0].c), 0);
+    CHECK_RC(vmig_vfu_client_set_state(b->dev[0].c, VMIG_STATE_RESUMING), 0);
+    CHECK_RC(vfu->set_state(a->dev[0].b, VMIG_STATE_PRE_COPY), 0);
+    n = vfu->read(a->dev[0].b, buf, 64);
     CHECK(n == 64 && memcmp(buf, magic, sizeof(magic)) == 0);
-    CHECK_RC(fwd(&b.dev[0], buf, 64), 0);
-    n = burst(&a.dev[0], &b.dev[0], buf, cap);
+    CHECK_RC(fwd(&b->dev[0], buf, 64), 0);
+    n = burst(&a->dev[0], &b->dev[0], buf, cap);
     CHECK(n > 0);
-    CHECK_RC(wait_traffic(&a, 0, 100), 0);
-    CHECK(burst(&a.dev[0], &b.dev[0], buf, cap) >= 0);
+    CHECK_RC(wait_traffic(a, 0, 100), 0);
+    CHECK(burst(&a->dev[0], &b->dev[0], buf, cap) >= 0);
 
     /* switchover by hand: the guest pauses, STOP_COPY reads to the end */
-    CHECK_RC(h_pause(&a), 0);
-    CHECK_RC(vfu->set_state(a.dev[0].b, VMIG_STATE_STOP_COPY), 0);
+    CHECK_RC(h_pause(a), 0);
+    CHECK_RC(vfu->set_state(a->dev[0].b, VMIG_STATE_STOP_COPY), 0);
     for (int k = 0; k < 100000; k++) {
-        n = vfu->read(a.dev[0].b, buf, cap);
+        n = vfu->read(a->dev[0].b, buf, cap);
         if (n <= 0) {
             break;
         }
-        CHECK_RC(fwd(&b.dev[0], buf, (size_t)n), 0);
+        CHECK_RC(fwd(&b->dev[0], buf, (size_t)n), 0);
     }
     CHECK_RC(n, 0);
-    CHECK_RC(vfu->set_state(a.dev[0].b, VMIG_STATE_STOP), 0);
-    CHECK_RC(vmig_vfu_client_set_state(b.dev[0].c, VMIG_STATE_STOP), 0);
-    CHECK_RC(digest(&a.dev[0], ds), 0);
-    CHECK_RC(digest(&b.dev[0], dd), 0);
+    CHECK_RC(vfu->set_state(a->dev[0].b, VMIG_STATE_STOP), 0);
+    CHECK_RC(vmig_vfu_client_set_state(b->dev[0].c, VMIG_STATE_STOP), 0);
+    CHECK_RC(digest(&a->dev[0], ds), 0);
+    CHECK_RC(digest(&b->dev[0], dd), 0);
     CHECK(ds[0] == dd[0] && ds[1] == dd[1]);
-    free(buf);
-    vm_down(&a);
-    vm_down(&b);
+    vm_down(a);
+    vm_down(b);
 }
 
 /* ------------------------------------------------------------ converge */
@@ -749,29 +751,29 @@ case_converge(void)
     struct vmig_engine_params p = {.downtime_limit_ms = 2,
                                    .max_iterations = 50};
     struct vmig_engine_stats st;
-    struct vm a, b;
+    struct vm *a = &vm_a, *b = &vm_b;
     int ret, dret;
 
-    CHECK_RC(vm_up(&a, "a", true, &sp), 0);
-    CHECK_RC(vm_up(&b, "b", false, &sp), 0);
-    a.scratch = 32u << 20;
-    CHECK_RC(vcpu_start(&a), 0);
-    CHECK_RC(wait_traffic(&a, 0, 300), 0);
-    ret = migrate(&a, &b, &p, &dret);
-    print_stats("converge", &a);
+    CHECK_RC(vm_up(a, "a", true, &sp), 0);
+    CHECK_RC(vm_up(b, "b", false, &sp), 0);
+    a->scratch = 32u << 20;
+    CHECK_RC(vcpu_start(a), 0);
+    CHECK_RC(wait_traffic(a, 0, 300), 0);
+    ret = migrate(a, b, &p, &dret);
+    print_stats("converge", a);
     CHECK_RC(ret, 0);
     CHECK_RC(dret, 0);
-    vmig_engine_stats(a.e, &st);
+    vmig_engine_stats(a->e, &st);
     CHECK(st.precopy);
     CHECK(st.iterations >= 2);
     CHECK(st.iterations < p.max_iterations); /* converged, not capped */
     CHECK(st.ndevices == 1 && st.dev[0].precopy_bytes >= sp.state);
     CHECK(st.dev[0].bytes > st.dev[0].precopy_bytes);
     CHECK(st.precopy_bytes > st.stopcopy_bytes);
-    CHECK(atomic_load(&a.pauses) == 1);
-    check_landed(&a, &b);
-    vm_down(&a);
-    vm_down(&b);
+    CHECK(atomic_load(&a->pauses) == 1);
+    check_landed(a, b);
+    vm_down(a);
+    vm_down(b);
 }
 
 /* ------------------------------------------------------------ reset */
@@ -822,48 +824,49 @@ case_reset(bool restart)
                                                : VMIG_ENGINE_RESET_ABORT};
     struct vmig_engine_stats st;
     enum vmig_state s;
-    struct vm a, b;
+    struct vm *a = &vm_a, *b = &vm_b;
     int ret, dret;
 
-    CHECK_RC(vm_up(&a, "a", true, &sp), 0);
-    CHECK_RC(vm_up(&b, "b", false, &sp), 0);
-    CHECK_RC(vcpu_start(&a), 0);
-    CHECK_RC(wait_traffic(&a, 0, 300), 0);
-    reset_vm = &a;
+    CHECK_RC(vm_up(a, "a", true, &sp), 0);
+    CHECK_RC(vm_up(b, "b", false, &sp), 0);
+    CHECK_RC(vcpu_start(a), 0);
+    CHECK_RC(wait_traffic(a, 0, 300), 0);
+    reset_vm = a;
     reset_after = 2u << 20;
     reset_seen = 0;
     reset_err = 0;
     read_hook = reset_read_hook;
-    ret = migrate(&a, &b, &p, &dret);
+    ret = migrate(a, b, &p, &dret);
     read_hook = NULL;
-    print_stats(restart ? "restart" : "abort", &a);
+    print_stats(restart ? "restart" : "abort", a);
     CHECK_RC(reset_err, 0);
     CHECK(reset_seen != 0); /* the hook ran */
-    vmig_engine_stats(a.e, &st);
+    vmig_engine_stats(a->e, &st);
     CHECK(st.precopy && st.ndevices == 1);
     if (restart) {
         CHECK_RC(ret, 0);
         CHECK_RC(dret, 0);
         CHECK(st.dev[0].restarts == 1);
         CHECK(st.dev[0].precopy_bytes > 0);
-        check_landed(&a, &b);
+        check_landed(a, b);
     } else {
-        CHECK(ret < 0);
+        CHECK_RC(ret, -ENODEV); /* the device's own error */
         CHECK(dret < 0);
         CHECK(st.status == VMIG_ENGINE_FAILED);
+        CHECK(st.dev[0].restarts == 0);
         /* the VM never stopped and runs on here */
-        CHECK(atomic_load(&a.pauses) == 0);
-        CHECK(atomic_load(&a.running));
-        CHECK_RC(vmig_vfu_client_get_state(a.dev[0].c, &s), 0);
+        CHECK(atomic_load(&a->pauses) == 0);
+        CHECK(atomic_load(&a->running));
+        CHECK_RC(vmig_vfu_client_get_state(a->dev[0].c, &s), 0);
         CHECK(s == VMIG_STATE_RUNNING);
-        CHECK_RC(wait_traffic(&a, 0, 300), 0);
-        CHECK(atomic_load(&b.resumes) == 0);
-        CHECK_RC(vmig_vfu_client_get_state(b.dev[0].c, &s), 0);
+        CHECK_RC(wait_traffic(a, 0, 300), 0);
+        CHECK(atomic_load(&b->resumes) == 0);
+        CHECK_RC(vmig_vfu_client_get_state(b->dev[0].c, &s), 0);
         CHECK(s == VMIG_STATE_RUNNING); /* reset, partial state gone */
-        CHECK_RC(vcpu_stop(&a), 0);
+        CHECK_RC(vcpu_stop(a), 0);
     }
-    vm_down(&a);
-    vm_down(&b);
+    vm_down(a);
+    vm_down(b);
 }
 
 /* ------------------------------------------------------------ ack */
@@ -876,34 +879,35 @@ case_ack(void)
     struct vmig_engine_params p = {0};
     struct vmig_engine_stats st;
     enum vmig_state s;
-    struct vm a, b;
+    struct vm *a = &vm_a, *b = &vm_b;
     int ret, dret;
 
-    CHECK_RC(vm_up(&a, "a", true, &sp), 0);
-    CHECK_RC(vm_up(&b, "b", false, &other), 0);
+    CHECK_RC(vm_up(a, "a", true, &sp), 0);
+    CHECK_RC(vm_up(b, "b", false, &other), 0);
     compat_yes = true; /* HELLO lets it through; the device itself won't */
-    CHECK_RC(vcpu_start(&a), 0);
-    CHECK_RC(wait_traffic(&a, 0, 300), 0);
-    ret = migrate(&a, &b, &p, &dret);
+    CHECK_RC(vcpu_start(a), 0);
+    CHECK_RC(wait_traffic(a, 0, 300), 0);
+    ret = migrate(a, b, &p, &dret);
     compat_yes = false;
-    print_stats("ack", &a);
-    CHECK(ret < 0);
-    CHECK(dret < 0);
-    vmig_engine_stats(a.e, &st);
+    print_stats("ack", a);
+    /* the destination device's refusal, reported back to the source */
+    CHECK_RC(ret, -EOPNOTSUPP);
+    CHECK_RC(dret, -EOPNOTSUPP);
+    vmig_engine_stats(a->e, &st);
     CHECK(st.precopy);
     CHECK(st.status == VMIG_ENGINE_FAILED);
     /* refused before any downtime */
-    CHECK(atomic_load(&a.pauses) == 0);
-    CHECK(atomic_load(&a.running));
-    CHECK_RC(vmig_vfu_client_get_state(a.dev[0].c, &s), 0);
+    CHECK(atomic_load(&a->pauses) == 0);
+    CHECK(atomic_load(&a->running));
+    CHECK_RC(vmig_vfu_client_get_state(a->dev[0].c, &s), 0);
     CHECK(s == VMIG_STATE_RUNNING);
-    CHECK_RC(wait_traffic(&a, 0, 300), 0);
-    CHECK(atomic_load(&b.resumes) == 0);
-    CHECK_RC(vmig_vfu_client_get_state(b.dev[0].c, &s), 0);
+    CHECK_RC(wait_traffic(a, 0, 300), 0);
+    CHECK(atomic_load(&b->resumes) == 0);
+    CHECK_RC(vmig_vfu_client_get_state(b->dev[0].c, &s), 0);
     CHECK(s == VMIG_STATE_RUNNING);
-    CHECK_RC(vcpu_stop(&a), 0);
-    vm_down(&a);
-    vm_down(&b);
+    CHECK_RC(vcpu_stop(a), 0);
+    vm_down(a);
+    vm_down(b);
 }
 
 /* ------------------------------------------------------------ p2p */
@@ -953,36 +957,36 @@ case_p2p(bool one_phase)
     const struct spec sp = {4u << 20, 16384, 4u << 20, true};
     struct vmig_engine_params p = {.test_one_phase_stop = one_phase};
     struct ft_stats s[2];
-    struct vm a, b;
+    struct vm *a = &vm_a, *b = &vm_b;
     int ret, dret;
     uint64_t lost_into0, lost_into1;
 
-    CHECK_RC(vm_up(&a, "a", true, &sp), 0);
-    CHECK_RC(vm_up(&b, "b", false, &sp), 0);
-    a.v.fwd_every = 3;
-    CHECK_RC(vcpu_start(&a), 0);
-    CHECK_RC(wait_traffic(&a, 0, 1000), 0);
-    CHECK_RC(wait_traffic(&a, 1, 1000), 0);
-    p2p_vm = &a;
+    CHECK_RC(vm_up(a, "a", true, &sp), 0);
+    CHECK_RC(vm_up(b, "b", false, &sp), 0);
+    a->v.fwd_every = 3;
+    CHECK_RC(vcpu_start(a), 0);
+    CHECK_RC(wait_traffic(a, 0, 1000), 0);
+    CHECK_RC(wait_traffic(a, 1, 1000), 0);
+    p2p_vm = a;
     p2p_err = 0;
     p2p_done = false;
     state_hook = p2p_state_hook;
-    ret = migrate(&a, &b, &p, &dret);
+    ret = migrate(a, b, &p, &dret);
     state_hook = NULL;
-    print_stats(one_phase ? "p2p one-phase" : "p2p two-phase", &a);
+    print_stats(one_phase ? "p2p one-phase" : "p2p two-phase", a);
     CHECK_RC(p2p_err, 0);
     CHECK(p2p_done);
     CHECK_RC(ret, 0);
     CHECK_RC(dret, 0);
-    check_landed(&a, &b);
+    check_landed(a, b);
     /* one plain packet each refreshes the statistics blocks (written per
      * batch); then compare what each sent with what the other counted */
     for (unsigned int i = 0; i < 2; i++) {
-        CHECK_RC(ft_guest_post(&b.dev[i].g, 1, 0), 1);
-        CHECK_RC(drain(&b.dev[i].g), 0);
-        memcpy(&s[i], b.dev[i].g.stats, sizeof(s[i]));
-        CHECK(b.dev[i].g.a->bad == 0);
-        CHECK(s[i].p2p_tx == b.dev[i].g.a->fwd_completed);
+        CHECK_RC(ft_guest_post(&b->dev[i].g, 1, 0), 1);
+        CHECK_RC(drain(&b->dev[i].g), 0);
+        memcpy(&s[i], b->dev[i].g.stats, sizeof(s[i]));
+        CHECK(b->dev[i].g.a->bad == 0);
+        CHECK(s[i].p2p_tx == b->dev[i].g.a->fwd_completed);
     }
     lost_into0 = s[1].p2p_tx - s[0].p2p_rx;
     lost_into1 = s[0].p2p_tx - s[1].p2p_rx;
@@ -1001,8 +1005,8 @@ case_p2p(bool one_phase)
         CHECK(lost_into0 == 0);
         CHECK(lost_into1 == 0);
     }
-    vm_down(&a);
-    vm_down(&b);
+    vm_down(a);
+    vm_down(b);
 }
 
 static void
@@ -1045,6 +1049,8 @@ main(int argc, char **argv)
         fprintf(stderr, "unknown case %s\n", which);
         failures++;
     }
+    vm_down(&vm_a);
+    vm_down(&vm_b);
     for (int i = 0; i < nkids; i++) {
         if (kill(kids[i], SIGKILL) == 0) {
             (void)waitpid(kids[i], NULL, 0);
