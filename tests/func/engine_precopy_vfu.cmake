@@ -10,7 +10,7 @@ target_include_directories(test_engine_precopy_vfu PRIVATE
   ${PROJECT_SOURCE_DIR}/devices/flowtab)
 target_link_libraries(test_engine_precopy_vfu PRIVATE vmig_static
   PkgConfig::XXHASH Threads::Threads)
-foreach(case backend converge restart abort ack p2p p2p-one)
+foreach(case backend converge plain restart abort ack p2p p2p-one)
   add_test(NAME engine-precopy-vfu-${case}
     COMMAND test_engine_precopy_vfu ${case})
   set_tests_properties(engine-precopy-vfu-${case} PROPERTIES LABELS func
