@@ -1007,6 +1007,13 @@ case_p2p(bool one_phase)
            (unsigned long long)s[0].p2p_tx, (unsigned long long)s[1].p2p_rx,
            (unsigned long long)s[1].p2p_tx, (unsigned long long)s[0].p2p_rx);
     CHECK(s[0].p2p_tx > 100 && s[1].p2p_tx > 100);
+    for (unsigned int i = 0; i < 2; i++) {
+        uint32_t flows = 0;
+
+        /* the peer's flows arrived in the migrated table */
+        CHECK_RC(reg_read(b->dev[i].c, FT_REG_FLOWS, &flows), 0);
+        CHECK(flows > NFLOWS && flows == s[i].flows);
+    }
     if (one_phase) {
         /* B's backlog went into a frozen A: B counts it sent, the
          * migrated A never saw it (more may be lost: records B had in
