@@ -230,6 +230,12 @@ pc_dev_lost(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
     vmig__engine_dev_state(e, i, s);
     if (s == VMIG_STATE_PRE_COPY) {
         /* the session is there but reading it failed: not a reset */
+        vmig_err(e->ctx,
+                 "device %s: reading its precopy state at byte %llu "
+                 "failed: %s",
+                 d->name, (unsigned long long)d->tx_off, strerror(-err));
+        vmig__engine_set_error(e, "device %s: precopy read failed: %s", d->name,
+                               strerror(-err));
         return err;
     }
     if (p->reset_policy == VMIG_ENGINE_RESET_ABORT ||
@@ -398,6 +404,7 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
     uint64_t prev_est_ms = UINT64_MAX;
     int ret;
 
+    pc->sent0 = sent0;
     for (unsigned int it = 1;; it++) {
         uint64_t sent_it = wire_sent(c), est, dev_part, now, bw, est_ms;
         double secs;

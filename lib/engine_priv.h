@@ -126,6 +126,7 @@ struct eng_pc {
     unsigned int max_iter;
     unsigned int max_restarts;
     uint64_t dirty_pages; /* set in the bitmaps */
+    uint64_t sent0;       /* wire bytes sent when precopy began */
     uint64_t *bm[VMIG_ENGINE_MAX_REGIONS];
 };
 

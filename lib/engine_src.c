@@ -547,11 +547,17 @@ vmig__src_dev_pump(struct vmig_engine *e, struct vmig_mp_conn *c,
         if (n < 0 || n > (ssize_t)SRC_DEV_CHUNK) {
             ret = n < 0 ? (int)n : -EIO;
             *dev_err = true;
+            if (precopy) {
+                /* maybe a reset: the precopy loop decides what it means */
+                vmig_dbg(
+                    e->ctx, "device %s: precopy read at byte %llu failed: %s",
+                    d->name, (unsigned long long)d->tx_off, strerror(-ret));
+                return ret;
+            }
             vmig_err(e->ctx,
-                     "device %s: reading its %s state at byte %llu "
+                     "device %s: reading its stop-copy state at byte %llu "
                      "failed: %s",
-                     d->name, precopy ? "precopy" : "stop-copy",
-                     (unsigned long long)d->tx_off, strerror(-ret));
+                     d->name, (unsigned long long)d->tx_off, strerror(-ret));
             vmig__engine_set_error(e, "device %s: state read failed: %s",
                                    d->name, strerror(-ret));
             return ret;
@@ -938,6 +944,14 @@ fail:
     }
     if (conn_ok && (ret != -EOPNOTSUPP || refused_here)) {
         src_abort(e, c, ret);
+    }
+    if (pc_on && !paused) {
+        uint64_t sent = 0;
+
+        vmig_mp_conn_bytes(c, &sent, NULL);
+        pthread_mutex_lock(&e->lock);
+        e->st.precopy_bytes = sent - pc.sent0;
+        pthread_mutex_unlock(&e->lock);
     }
     vmig__pc_end(e, &pc);
     if (committed) {

@@ -3,7 +3,10 @@
  * engine_vfu.c - the engine's vfio-user device backend (<vmig/engine_vfu.h>).
  *
  * Ops map one to one onto the client; what this file adds is the device's
- * identity for HELLO and the VMM-owned config section.
+ * identity for HELLO, the VMM-owned config section, and the shape of
+ * reads: bounded MIG_DATA_READ bursts in PRE_COPY / PRE_COPY_P2P (sized
+ * by PRECOPY_INFO when each burst starts), one bulk save to the end in
+ * STOP_COPY.
  *
  * Config section (little endian), written by config_save, checked whole
  * by config_load before anything is applied:
@@ -34,6 +37,8 @@
 #define MAX_RAM 8
 #define PROBE_HDR (VMIG_STREAM_HEADER_SIZE + VMIG_STREAM_REC_HEADER_SIZE)
 #define SAVE_MAX (1ull << 32) /* device state a backend buffers */
+/* PRE_COPY bytes per read burst when the device gives no sizing. */
+#define PRECOPY_BURST_MAX (64ull << 20)
 
 struct ram_range {
     uint64_t iova, size, fd_off;
@@ -74,6 +79,13 @@ struct vmig_engine_vfu {
     uint8_t *sbuf;
     size_t slen, soff, scap;
     bool send; /* the session reached its end */
+
+    /* PRE_COPY read burst (engine thread only): set_state's target (the
+     * state the backend believes the device is in), whether a burst is
+     * running and how many bytes it may still return */
+    enum vmig_state state;
+    bool burst;
+    uint64_t budget;
 };
 
 static void
@@ -120,6 +132,8 @@ save_drop(struct vmig_engine_vfu *b)
     b->slen = 0;
     b->soff = 0;
     b->send = false;
+    b->burst = false;
+    b->budget = 0;
 }
 
 /* Read exactly @len bytes of the PRE_COPY session; -ENOMSG if it has
@@ -283,6 +297,9 @@ vmig_engine_vfu_new(vmig_ctx_t *ctx, struct vmig_vfu_client *c,
         if (ret < 0) {
             goto err;
         }
+    }
+    if (vmig_vfu_client_get_state(c, &b->state) < 0) {
+        b->state = VMIG_STATE_RUNNING; /* as documented for a new backend */
     }
     vmig_log(ctx, VMIG_LOG_DEBUG,
              "%s: flags %#llx, %s descriptor, PCI ids %s %04x:%04x", b->name,
@@ -483,16 +500,34 @@ op_get_flags(void *o, uint64_t *flags)
 static int
 op_get_state(void *o, enum vmig_state *st)
 {
-    return vmig_vfu_client_get_state(((struct vmig_engine_vfu *)o)->c, st);
+    struct vmig_engine_vfu *b = o;
+    int ret = vmig_vfu_client_get_state(b->c, st);
+
+    if (ret == 0 && *st != b->state) {
+        /* changed behind our back (a reset): no burst of ours survives */
+        save_drop(b);
+        b->state = *st;
+    }
+    return ret;
 }
 
 static int
 op_set_state(void *o, enum vmig_state target)
 {
     struct vmig_engine_vfu *b = o;
+    enum vmig_state now;
+    int ret;
 
     save_drop(b);
-    return vmig_vfu_client_set_state(b->c, target);
+    ret = vmig_vfu_client_set_state(b->c, target);
+    if (ret == 0) {
+        b->state = target;
+    } else if (vmig_vfu_client_get_state(b->c, &now) == 0) {
+        b->state = now; /* anywhere along the path: ask */
+    } else {
+        b->state = VMIG_STATE_ERROR;
+    }
+    return ret;
 }
 
 static int
@@ -522,16 +557,103 @@ save_sink(void *o, const void *buf, size_t len)
     return 0;
 }
 
+static bool
+precopy_state(enum vmig_state st)
+{
+    return st == VMIG_STATE_PRE_COPY || st == VMIG_STATE_PRE_COPY_P2P;
+}
+
 /*
- * The engine pulls; the client's save pushes (over the bulk channel when
- * negotiated).  So the first read of a burst saves what the device has,
- * and reads hand it out.
+ * How many bytes a PRE_COPY read burst may return: what the device says
+ * is pending when the burst starts (PRECOPY_INFO initial + dirty, the
+ * bound VFIO_MIG_GET_PRECOPY_INFO gives a VMM), else its stop-copy size
+ * estimate, else PRECOPY_BURST_MAX.  A device that keeps dirtying its
+ * state faster than it is read therefore still ends each burst, and
+ * what it dirtied meanwhile goes in the next one.  A failing query
+ * (e.g. -EINVAL because a reset took the device out of PRE_COPY) is not
+ * reported here: the read that follows returns the session's own error.
+ */
+static uint64_t
+burst_budget(struct vmig_engine_vfu *b)
+{
+    uint64_t initial = 0, dirty = 0, size = 0;
+    int ret = vmig_vfu_client_precopy_info(b->c, &initial, &dirty);
+
+    if (ret == 0) {
+        return initial + dirty < initial ? UINT64_MAX : initial + dirty;
+    }
+    if (ret == -EOPNOTSUPP && vmig_vfu_client_data_size(b->c, &size) == 0 &&
+        size > 0) {
+        return size < PRECOPY_BURST_MAX ? size : PRECOPY_BURST_MAX;
+    }
+    return PRECOPY_BURST_MAX;
+}
+
+/*
+ * PRE_COPY: one MIG_DATA_READ per call straight into the engine's
+ * buffer, within the burst's budget; -ENOMSG ends the burst (the device
+ * has nothing now, or the budget is spent) and the next read starts a
+ * new one.  Nothing is buffered here, so a reset loses nothing of ours:
+ * the read after it fails with the server's -ENODEV.
+ */
+static ssize_t
+read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
+{
+    size_t want = cap;
+    long n;
+
+    if (!b->burst) {
+        b->burst = true;
+        b->budget = burst_budget(b);
+    }
+    if (b->budget == 0) {
+        b->burst = false;
+        return -ENOMSG;
+    }
+    if (want > b->budget) {
+        want = (size_t)b->budget;
+    }
+    n = vmig_vfu_client_mig_read(b->c, buf, want);
+    if (n > 0) {
+        b->budget -= (uint64_t)n;
+        return (ssize_t)n;
+    }
+    b->burst = false;
+    b->budget = 0;
+    if (n == 0) {
+        /* an empty reply outside STOP_COPY reads as "nothing now" */
+        return -ENOMSG;
+    }
+    if (n == -ENODEV) {
+        vmig_log(b->ctx, VMIG_LOG_WARNING,
+                 "%s: its PRE_COPY session ended by a device reset; the "
+                 "engine restarts this device's precopy or aborts",
+                 b->name);
+    } else if (n != -ENOMSG) {
+        vmig_log(b->ctx, VMIG_LOG_ERR,
+                 "%s: reading its PRE_COPY data failed: %s", b->name,
+                 strerror((int)-n));
+    }
+    return (ssize_t)n;
+}
+
+/*
+ * STOP_COPY (and any other state): the engine pulls, the client's save
+ * pushes (over the bulk channel when negotiated), so the first read
+ * saves what the device has to its end, and reads hand it out.
  */
 static ssize_t
 op_read(void *o, void *buf, size_t cap)
 {
     struct vmig_engine_vfu *b = o;
     size_t n;
+
+    if (cap == 0) {
+        return -EINVAL;
+    }
+    if (precopy_state(b->state)) {
+        return read_precopy(b, buf, cap);
+    }
 
     if (b->soff == b->slen && !b->send) {
         uint64_t bytes = 0;
@@ -885,9 +1007,25 @@ static int
 op_reset(void *o)
 {
     struct vmig_engine_vfu *b = o;
+    int ret;
 
     save_drop(b);
-    return vmig_vfu_client_reset(b->c);
+    ret = vmig_vfu_client_reset(b->c);
+    b->state = ret == 0 ? VMIG_STATE_RUNNING : VMIG_STATE_ERROR;
+    return ret;
+}
+
+static int
+op_precopy_info(void *o, uint64_t *initial, uint64_t *dirty)
+{
+    return vmig_vfu_client_precopy_info(((struct vmig_engine_vfu *)o)->c,
+                                        initial, dirty);
+}
+
+static int
+op_data_size(void *o, uint64_t *bytes)
+{
+    return vmig_vfu_client_data_size(((struct vmig_engine_vfu *)o)->c, bytes);
 }
 
 static const struct vmig_engine_dev_ops vfu_ops = {
@@ -901,6 +1039,8 @@ static const struct vmig_engine_dev_ops vfu_ops = {
     .config_save = op_config_save,
     .config_load = op_config_load,
     .reset = op_reset,
+    .precopy_info = op_precopy_info,
+    .data_size = op_data_size,
 };
 
 const struct vmig_engine_dev_ops *

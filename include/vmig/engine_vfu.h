@@ -6,8 +6,20 @@
  * The VMM connects a vmig_vfu_client, wraps it in a backend and adds the
  * backend to the engine with vmig_engine_vfu_ops().  Every backend op maps
  * to the client: flags and state (the server walks combination
- * transitions), the saving session read to its end (over the bulk channel
- * when negotiated), the resuming session written, DEVICE_RESET.
+ * transitions), the saving session read, the resuming session written,
+ * DEVICE_RESET, PRECOPY_INFO (precopy_info) and MIG_DATA_SIZE (data_size).
+ *
+ * Reads: in STOP_COPY the session is saved to its end in one go (over the
+ * bulk channel when negotiated) and handed out from a buffer.  In PRE_COPY
+ * and PRE_COPY_P2P each read is one MIG_DATA_READ into the engine's
+ * buffer, and a burst of reads (from the first read after the last
+ * -ENOMSG) returns at most what PRECOPY_INFO reported pending (initial +
+ * dirty) when it started - else the MIG_DATA_SIZE estimate, capped at
+ * 64 MiB - then -ENOMSG, so a device that dirties its state faster than
+ * it is read still ends every burst.  After a device reset the next read
+ * fails with the server's -ENODEV; nothing is buffered, and after the
+ * engine moves the device to PRE_COPY again the new session is read from
+ * its start.
  *
  * Identity (HELLO): a vmig device exposes its compatibility descriptor as
  * the compatibility part of its device-state envelope, readable in

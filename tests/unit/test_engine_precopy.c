@@ -553,6 +553,7 @@ test_reset_during_precopy(void **state)
             assert_int_equal(ret, 0);
             assert_int_equal(dret, 0);
             assert_int_equal(st.dev[0].restarts, 1);
+            assert_int_equal(st.error[0], '\0');
             assert_int_equal(dst_st.dev[0].restarts, 1);
             /* the destination discarded the first stream */
             assert_int_equal(b->dev[0].resets, 1);
