@@ -692,10 +692,9 @@ cmd_query_devices(struct cmd_ctx *x)
                                json_object_new_int(vm->o.dev_revision));
         json_object_object_add(
             d, "migration-flags",
-            json_object_new_string(vmig_flags_format(
-                i == 0 ? VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P
-                       : VMIG_MIGRATION_STOP_COPY,
-                flags, sizeof(flags))));
+            json_object_new_string(
+                vmig_flags_format(VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P,
+                                  flags, sizeof(flags))));
         json_object_object_add(d, "state",
                                json_object_new_string(vmig_state_name(
                                    vmig_memdev_state(vm->dev[i]))));

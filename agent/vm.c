@@ -175,8 +175,7 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
     for (unsigned int i = 0; i < o->ndev; i++) {
         struct vmig_memdev_params mp = {
             .state_size = o->dev_state,
-            .flags = i == 0 ? VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P
-                            : VMIG_MIGRATION_STOP_COPY,
+            .flags = VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P,
             .seed = o->seed * 31 + i,
             .revision = o->dev_revision,
         };

@@ -378,7 +378,7 @@ vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
         double secs = (double)(now - e->t_xfer) / 1e9;
 
         e->st.mbps = secs > 0 ? (double)e->st.wire_bytes * 8 / 1e6 / secs : 0;
-        if (e->st.mbps > 0) {
+        if (e->st.mbps > 0 && !e->st.precopy) {
             e->st.expected_downtime_ms =
                 (uint64_t)((double)e->st.ram_remaining * 8 / 1e3 / e->st.mbps);
         }
@@ -501,6 +501,11 @@ vmig__engine_devices_to_running(struct vmig_engine *e)
             s = VMIG_STATE_ERROR;
         }
         if (s == VMIG_STATE_RUNNING) {
+            continue;
+        }
+        if (s == VMIG_STATE_PRE_COPY) {
+            /* still running: PRE_COPY -> RUNNING only ends the session */
+            (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
             continue;
         }
         if (s == VMIG_STATE_ERROR) {

@@ -257,6 +257,7 @@ dst_setup(struct vmig_engine *e, struct dst_fail *df)
 
         d->rx_off = 0;
         d->rx_ended = false;
+        d->rx_stopcopy = false;
         d->hash = XXH3_createState();
         if (d->hash == NULL) {
             return -ENOMEM;
@@ -389,7 +390,8 @@ dst_dev_config(struct vmig_engine *e, const struct vmig_mp_frame *f,
 
 static int
 dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
-             const struct vmig_mp_frame *f, struct dst_fail *df)
+             const struct vmig_mp_frame *f, uint64_t features,
+             struct dst_fail *df)
 {
     struct mp_r r = {.p = f->payload, .len = f->hdr.len};
     uint32_t idx = mp_r_u32(&r), flags = mp_r_u32(&r);
@@ -402,9 +404,17 @@ dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
         fail_set(df, -1, "DEV_DATA for unknown device %u", idx);
         return -EBADMSG;
     }
-    if (flags != 0) {
+    if (flags & ~VMIG_MP_DEV_PRECOPY) {
+        fail_set(df, (int)idx, "device data with unknown flags %#x", flags);
+        return -EBADMSG;
+    }
+    if ((flags & VMIG_MP_DEV_PRECOPY) && !(features & VMIG_MP_FEAT_PRECOPY)) {
         fail_set(df, (int)idx, "precopy device data was not negotiated");
         return -EOPNOTSUPP;
+    }
+    if ((flags & VMIG_MP_DEV_PRECOPY) && d->rx_stopcopy) {
+        fail_set(df, (int)idx, "precopy data after stop-copy data");
+        return -EPROTO;
     }
     if (d->rx_ended || off != d->rx_off || n == 0) {
         fail_set(df, (int)idx,
@@ -421,8 +431,86 @@ dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
     }
     XXH3_64bits_update(d->hash, f->payload + ENG_DEV_HDR, n);
     d->rx_off += n;
+    if (!(flags & VMIG_MP_DEV_PRECOPY)) {
+        d->rx_stopcopy = true;
+    }
     vmig__engine_account(e, c, 0, 0, e->map[idx], n);
     return 0;
+}
+
+/*
+ * DEV_RESTART: the source device was reset during precopy and starts its
+ * stream again.  Whatever this device received is discarded (reset) and
+ * it waits for a new stream from offset 0.
+ */
+static int
+dst_dev_restart(struct vmig_engine *e, const struct vmig_mp_frame *f,
+                uint64_t features, struct dst_fail *df)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint32_t idx = mp_r_u32(&r), flags = mp_r_u32(&r);
+    struct eng_dev *d = dst_dev(e, idx);
+    int ret;
+
+    if (mp_r_done(&r) < 0 || d == NULL || flags != 0) {
+        fail_set(df, -1, "malformed DEV_RESTART");
+        return -EBADMSG;
+    }
+    if (!(features & VMIG_MP_FEAT_PRECOPY)) {
+        fail_set(df, (int)idx, "DEV_RESTART without precopy");
+        return -EPROTO;
+    }
+    if (d->rx_ended || d->rx_stopcopy) {
+        fail_set(df, (int)idx, "DEV_RESTART after its stop-copy data");
+        return -EPROTO;
+    }
+    vmig_warn(e->ctx,
+              "incoming: device %s: the source restarts its precopy (it was "
+              "reset there); discarding the %llu bytes received",
+              d->name, (unsigned long long)d->rx_off);
+    ret = d->ops->reset(d->opaque);
+    if (ret == 0) {
+        ret = vmig__engine_dev_set(e, (unsigned int)e->map[idx],
+                                   VMIG_STATE_RESUMING, false);
+    }
+    if (ret < 0) {
+        fail_set(df, (int)idx, "cannot restart RESUMING: %s", strerror(-ret));
+        return ret;
+    }
+    d->rx_off = 0;
+    XXH3_64bits_reset(d->hash);
+    pthread_mutex_lock(&e->lock);
+    e->st.dev[e->map[idx]].restarts++;
+    pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+/*
+ * SWITCHOVER_REQ: every frame before it has been handled, so every
+ * device accepted the data sent so far (its initial precopy data
+ * included): acknowledge.  A device that refused it has failed the
+ * migration already, before the source paused anything.
+ */
+static int
+dst_switchover_req(struct vmig_mp_conn *c, const struct vmig_mp_frame *f,
+                   uint64_t features, struct dst_fail *df)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint32_t id = mp_r_u32(&r), flags = mp_r_u32(&r);
+    uint8_t b[ENG_SWACK_LEN];
+    struct mp_w w = {.p = b, .cap = sizeof(b)};
+
+    if (mp_r_done(&r) < 0 || flags != 0 || id == 0) {
+        fail_set(df, -1, "malformed SWITCHOVER_REQ");
+        return -EBADMSG;
+    }
+    if (!(features & VMIG_MP_FEAT_SWITCHOVER_ACK)) {
+        fail_set(df, -1, "SWITCHOVER_REQ without switchover-ack");
+        return -EPROTO;
+    }
+    mp_w_u32(&w, id);
+    mp_w_u32(&w, 0);
+    return vmig_mp_send1(c, VMIG_MP_SWITCHOVER_ACK, 0, b, sizeof(b));
 }
 
 static int
@@ -682,7 +770,13 @@ dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
             ret = dst_dev_config(e, f, df);
             break;
         case VMIG_MP_DEV_DATA:
-            ret = dst_dev_data(e, c, f, df);
+            ret = dst_dev_data(e, c, f, features, df);
+            break;
+        case VMIG_MP_DEV_RESTART:
+            ret = dst_dev_restart(e, f, features, df);
+            break;
+        case VMIG_MP_SWITCHOVER_REQ:
+            ret = dst_switchover_req(c, f, features, df);
             break;
         case VMIG_MP_DEV_END:
             ret = dst_dev_end(e, f, df);

@@ -33,7 +33,13 @@ struct eng_dev {
     bool config_seen;
     uint64_t rx_off;
     bool rx_ended;
-    XXH3_state_t *hash;
+    bool rx_stopcopy;   /* data without the PRECOPY flag arrived */
+    XXH3_state_t *hash; /* destination: received data; source: sent data */
+    /* source, per migration: */
+    uint64_t tx_off;   /* bytes of the device stream sent */
+    bool tx_pc;        /* in PRE_COPY / PRE_COPY_P2P for this migration */
+    bool tx_init_done; /* its initial precopy data has all been sent */
+    unsigned int tx_restarts;
 };
 
 struct vmig_engine {
@@ -65,6 +71,11 @@ struct vmig_engine {
     /* source index -> our index */
     int map[VMIG_ENGINE_MAX_DEVICES];
     unsigned int src_ndev;
+
+    /* source, per migration (migrating thread only): */
+    uint32_t ack_req;   /* id of the last SWITCHOVER_REQ sent; 0: none */
+    uint32_t ack_got;   /* id of the last SWITCHOVER_ACK received */
+    uint64_t t_ack_req; /* monotonic ns it was sent */
 };
 
 uint64_t vmig__mono_ns(void);
@@ -87,6 +98,46 @@ int vmig__engine_dev_set(struct vmig_engine *e, unsigned int i,
 void vmig__engine_devices_to_running(struct vmig_engine *e);
 void vmig__engine_drop_rx(struct vmig_engine *e);
 
+/* engine_src.c, shared with engine_precopy.c */
+int vmig__src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c);
+int vmig__src_wait_ack(struct vmig_engine *e, struct vmig_mp_conn *c);
+int vmig__src_send_pages(struct vmig_engine *e, struct vmig_mp_conn *c,
+                         unsigned int r, uint64_t off, uint32_t np,
+                         bool zero_pages, bool hole_check, unsigned int pass);
+int vmig__src_pass_end(struct vmig_mp_conn *c, unsigned int pass, bool last,
+                       uint64_t pages);
+int vmig__src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
+                       bool zero_pages, unsigned int pass, bool last);
+int vmig__src_dev_pump(struct vmig_engine *e, struct vmig_mp_conn *c,
+                       unsigned int i, bool precopy, uint64_t budget,
+                       bool *dev_err);
+
+/* engine_precopy.c: the source's precopy state for one migration. */
+struct eng_pc {
+    bool ram;           /* RAM is precopied (the VMM tracks writes) */
+    bool dirty_started; /* dirty_stop is due */
+    bool zero;          /* zero pages negotiated */
+    bool ack;           /* switchover-ack negotiated */
+    bool ack_sent;      /* a SWITCHOVER_REQ covers the current streams */
+    unsigned int ndev_pc;
+    unsigned int pass; /* last RAM pass sent */
+    unsigned int max_iter;
+    unsigned int max_restarts;
+    uint64_t dirty_pages; /* set in the bitmaps */
+    uint64_t *bm[VMIG_ENGINE_MAX_REGIONS];
+};
+
+bool vmig__pc_wanted(struct vmig_engine *e, uint64_t features,
+                     const struct vmig_engine_params *p);
+int vmig__pc_begin(struct vmig_engine *e, uint64_t features,
+                   const struct vmig_engine_params *p, struct eng_pc *pc,
+                   bool *touched);
+int vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
+                     struct eng_pc *pc, const struct vmig_engine_params *p);
+int vmig__pc_final_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
+                       struct eng_pc *pc);
+void vmig__pc_end(struct vmig_engine *e, struct eng_pc *pc);
+
 /* Frame payload sizes (docs/migration-protocol.md). */
 #define ENG_RAM_HDR 24
 #define ENG_DEV_HDR 16
@@ -96,6 +147,8 @@ void vmig__engine_drop_rx(struct vmig_engine *e);
 #define ENG_SETUP_LEN 16
 #define ENG_PASS_END_LEN 16
 #define ENG_NO_DEVICE 0xffffffffu
+#define ENG_RESTART_LEN 8
+#define ENG_SWACK_LEN 8
 #define ENG_SWITCHOVER_HAS_VCPU (1u << 0)
 
 #endif /* VMIG_ENGINE_PRIV_H */

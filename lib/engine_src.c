@@ -56,6 +56,38 @@ parse_error_frame(struct vmig_engine *e, const struct vmig_mp_frame *f)
     return -(int)err;
 }
 
+/*
+ * A SWITCHOVER_ACK on the return path: record it when it answers the last
+ * SWITCHOVER_REQ (an answer to an older request, from before a device
+ * restarted its precopy, no longer counts).  Return 1 when @f was one.
+ */
+static int
+src_note_ack(struct vmig_engine *e, const struct vmig_mp_frame *f)
+{
+    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
+    uint32_t id, flags;
+
+    if (f->hdr.type != VMIG_MP_SWITCHOVER_ACK) {
+        return 0;
+    }
+    id = mp_r_u32(&r);
+    flags = mp_r_u32(&r);
+    if (mp_r_done(&r) < 0 || flags != 0 || id == 0 || id > e->ack_req) {
+        vmig__engine_set_error(e, "destination sent a malformed "
+                                  "SWITCHOVER_ACK");
+        return -EPROTO;
+    }
+    if (id == e->ack_req) {
+        e->ack_got = id;
+        pthread_mutex_lock(&e->lock);
+        e->st.switchover_ack_ms = (vmig__mono_ns() - e->t_ack_req) / 1000000;
+        pthread_mutex_unlock(&e->lock);
+        vmig_dbg(e->ctx, "migration: destination acknowledged switchover "
+                         "(every device loaded its initial data)");
+    }
+    return 1;
+}
+
 /* Wait for a frame of @type on the return path; ERROR ends the wait. */
 static int
 src_expect(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int type,
@@ -76,8 +108,13 @@ src_expect(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int type,
         if (f->hdr.type == VMIG_MP_ACK) {
             continue;
         }
-        if (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0 &&
-            (f->hdr.flags & VMIG_MP_F_OPTIONAL)) {
+        ret = src_note_ack(e, f);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret == 1 ||
+            (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0 &&
+             (f->hdr.flags & VMIG_MP_F_OPTIONAL))) {
             continue;
         }
         vmig_err(e->ctx, "migration: expected %s from the destination, got %s",
@@ -94,8 +131,8 @@ src_expect(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int type,
  * An ERROR there (it refused a frame, a device failed) ends the sending at
  * once instead of at SWITCHOVER.
  */
-static int
-src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c)
+int
+vmig__src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c)
 {
     struct vmig_mp_frame f;
     int ret;
@@ -108,12 +145,48 @@ src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c)
         if (f.hdr.type == VMIG_MP_ERROR) {
             return parse_error_frame(e, &f);
         }
-        if (f.hdr.type == VMIG_MP_ACK ||
+        ret = src_note_ack(e, &f);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret == 1 || f.hdr.type == VMIG_MP_ACK ||
             (strcmp(vmig_mp_type_name(f.hdr.type), "unknown") == 0 &&
              (f.hdr.flags & VMIG_MP_F_OPTIONAL))) {
             continue;
         }
         vmig__engine_set_error(e, "destination sent %s mid-stream",
+                               vmig_mp_type_name(f.hdr.type));
+        return -EPROTO;
+    }
+    return 0;
+}
+
+int
+vmig__src_wait_ack(struct vmig_engine *e, struct vmig_mp_conn *c)
+{
+    struct vmig_mp_frame f;
+    int ret;
+
+    while (e->ack_got != e->ack_req) {
+        ret = vmig_mp_recv(c, &f);
+        if (ret < 0) {
+            return ret;
+        }
+        if (f.hdr.type == VMIG_MP_ERROR) {
+            return parse_error_frame(e, &f);
+        }
+        ret = src_note_ack(e, &f);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret == 1 || f.hdr.type == VMIG_MP_ACK ||
+            (strcmp(vmig_mp_type_name(f.hdr.type), "unknown") == 0 &&
+             (f.hdr.flags & VMIG_MP_F_OPTIONAL))) {
+            continue;
+        }
+        vmig__engine_set_error(e,
+                               "destination sent %s while SWITCHOVER_ACK "
+                               "was due",
                                vmig_mp_type_name(f.hdr.type));
         return -EPROTO;
     }
@@ -266,21 +339,32 @@ out:
     return ret;
 }
 
-/* Phase one: every device stops initiating P2P DMA; phase two: STOP_COPY. */
+/*
+ * Phase one: every device stops initiating P2P DMA (RUNNING_P2P, or
+ * PRE_COPY_P2P keeping its precopy session); a device without P2P stops
+ * outright (STOP, or STOP_COPY from PRE_COPY: PRE_COPY -> STOP would end
+ * its session).  Phase two: everyone to STOP_COPY.  The test-only one
+ * phase variant stops and saves each device in turn while later ones
+ * still run - what the protocol forbids.
+ */
 static int
-src_stop_devices(struct vmig_engine *e)
+src_stop_devices(struct vmig_engine *e, bool one_phase)
 {
     int ret;
 
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        enum vmig_state t = (e->dev[i].flags & VMIG_MIGRATION_P2P)
-                                ? VMIG_STATE_RUNNING_P2P
-                                : VMIG_STATE_STOP;
+    for (unsigned int i = 0; i < e->ndev && !one_phase; i++) {
+        const struct eng_dev *d = &e->dev[i];
+        enum vmig_state t;
 
+        if (d->flags & VMIG_MIGRATION_P2P) {
+            t = d->tx_pc ? VMIG_STATE_PRE_COPY_P2P : VMIG_STATE_RUNNING_P2P;
+        } else {
+            t = d->tx_pc ? VMIG_STATE_STOP_COPY : VMIG_STATE_STOP;
+        }
         ret = vmig__engine_dev_set(e, i, t, false);
         if (ret < 0) {
-            vmig__engine_set_error(e, "device %s: cannot quiesce: %s",
-                                   e->dev[i].name, strerror(-ret));
+            vmig__engine_set_error(e, "device %s: cannot quiesce: %s", d->name,
+                                   strerror(-ret));
             return ret;
         }
     }
@@ -306,13 +390,62 @@ all_zero(const uint8_t *p, size_t n)
     return memcmp(p, zero, 16) == 0 && memcmp(p, p + 16, n - 16) == 0;
 }
 
-static int
-src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c, bool zero_pages,
-             unsigned int pass)
+int
+vmig__src_send_pages(struct vmig_engine *e, struct vmig_mp_conn *c,
+                     unsigned int r, uint64_t off, uint32_t np, bool zero_pages,
+                     bool hole_check, unsigned int pass)
+{
+    const struct eng_region *rg = &e->region[r];
+    size_t len = (size_t)np * VMIG_MP_PAGE_SIZE;
+    const uint8_t *src = (const uint8_t *)rg->host + off;
+    bool zero =
+        zero_pages && ((hole_check && e->ops->ram_hole != NULL &&
+                        e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
+                       all_zero(src, len));
+    uint8_t hdr[ENG_RAM_HDR];
+    const void *pl[2] = {hdr, src};
+    size_t pl_len[2] = {sizeof(hdr), len};
+    struct mp_w w = {.p = hdr, .cap = sizeof(hdr)};
+    int ret;
+
+    if (vmig__engine_cancelled(e)) {
+        return -ECANCELED;
+    }
+    mp_w_u32(&w, r);
+    mp_w_u32(&w, zero ? VMIG_MP_RAM_ZERO : 0);
+    mp_w_u64(&w, off);
+    mp_w_u32(&w, np);
+    mp_w_u32(&w, pass);
+    ret = vmig_mp_send(c, VMIG_MP_RAM, 0, pl, pl_len, zero ? 1 : 2);
+    if (ret < 0) {
+        return ret;
+    }
+    vmig__engine_account(e, c, len, zero ? np : 0, -1, 0);
+    ret = vmig__engine_throttle(e, c);
+    if (ret == 0) {
+        ret = vmig__src_check_return(e, c);
+    }
+    return ret;
+}
+
+int
+vmig__src_pass_end(struct vmig_mp_conn *c, unsigned int pass, bool last,
+                   uint64_t pages)
+{
+    uint8_t end[ENG_PASS_END_LEN];
+    struct mp_w w = {.p = end, .cap = sizeof(end)};
+
+    mp_w_u32(&w, pass);
+    mp_w_u32(&w, last ? VMIG_MP_PASS_LAST : 0);
+    mp_w_u64(&w, pages);
+    return vmig_mp_send1(c, VMIG_MP_RAM_PASS_END, 0, end, sizeof(end));
+}
+
+int
+vmig__src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
+                   bool zero_pages, unsigned int pass, bool last)
 {
     uint64_t pages = 0;
-    uint8_t end[ENG_PASS_END_LEN];
-    struct mp_w w;
     int ret;
 
     vmig__engine_pass(e, pass);
@@ -324,46 +457,17 @@ src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c, bool zero_pages,
             uint32_t np = left / VMIG_MP_PAGE_SIZE > SRC_RAM_CHUNK_PAGES
                               ? SRC_RAM_CHUNK_PAGES
                               : (uint32_t)(left / VMIG_MP_PAGE_SIZE);
-            size_t len = (size_t)np * VMIG_MP_PAGE_SIZE;
-            const uint8_t *src = (const uint8_t *)rg->host + off;
-            bool zero = zero_pages &&
-                        ((e->ops->ram_hole != NULL &&
-                          e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
-                         all_zero(src, len));
-            uint8_t hdr[ENG_RAM_HDR];
-            const void *pl[2] = {hdr, src};
-            size_t pl_len[2] = {sizeof(hdr), len};
 
-            if (vmig__engine_cancelled(e)) {
-                return -ECANCELED;
-            }
-            w = (struct mp_w){.p = hdr, .cap = sizeof(hdr)};
-            mp_w_u32(&w, r);
-            mp_w_u32(&w, zero ? VMIG_MP_RAM_ZERO : 0);
-            mp_w_u64(&w, off);
-            mp_w_u32(&w, np);
-            mp_w_u32(&w, pass);
-            ret = vmig_mp_send(c, VMIG_MP_RAM, 0, pl, pl_len, zero ? 1 : 2);
+            ret =
+                vmig__src_send_pages(e, c, r, off, np, zero_pages, true, pass);
             if (ret < 0) {
                 return ret;
             }
             pages += np;
-            off += len;
-            vmig__engine_account(e, c, len, zero ? np : 0, -1, 0);
-            ret = vmig__engine_throttle(e, c);
-            if (ret == 0) {
-                ret = src_check_return(e, c);
-            }
-            if (ret < 0) {
-                return ret;
-            }
+            off += (uint64_t)np * VMIG_MP_PAGE_SIZE;
         }
     }
-    w = (struct mp_w){.p = end, .cap = sizeof(end)};
-    mp_w_u32(&w, pass);
-    mp_w_u32(&w, VMIG_MP_PASS_LAST);
-    mp_w_u64(&w, pages);
-    return vmig_mp_send1(c, VMIG_MP_RAM_PASS_END, 0, end, sizeof(end));
+    return vmig__src_pass_end(c, pass, last, pages);
 }
 
 static int
@@ -394,13 +498,94 @@ src_send_vcpu(struct vmig_engine *e, struct vmig_mp_conn *c, bool *sent)
     return vmig_mp_send1(c, VMIG_MP_VCPU, 0, buf, (size_t)n + 8);
 }
 
+/*
+ * Read device @i's saving session and send it as DEV_DATA frames.
+ * Precopy: until the device has nothing pending (-ENOMSG; return 1) or
+ * @budget bytes (0: no limit) were sent (return 0).  Stop-copy: to the
+ * end of the data (return 0).  A failing read sets *@dev_err (the
+ * device's problem, not the connection's) and returns its error.
+ */
+int
+vmig__src_dev_pump(struct vmig_engine *e, struct vmig_mp_conn *c,
+                   unsigned int i, bool precopy, uint64_t budget, bool *dev_err)
+{
+    struct eng_dev *d = &e->dev[i];
+    uint8_t hdr[ENG_DEV_HDR];
+    uint64_t got = 0;
+    struct mp_w w;
+    int ret;
+
+    *dev_err = false;
+    if (d->ops->read == NULL) {
+        vmig__engine_set_error(e, "device %s: backend cannot read state",
+                               d->name);
+        return -EOPNOTSUPP;
+    }
+    for (;;) {
+        const void *pl[2] = {hdr, e->buf};
+        size_t pl_len[2] = {sizeof(hdr), 0};
+        ssize_t n;
+
+        if (precopy && budget != 0 && got >= budget) {
+            return 0;
+        }
+        n = d->ops->read(d->opaque, e->buf, SRC_DEV_CHUNK);
+        if (precopy && (n == -ENOMSG || n == 0)) {
+            return 1;
+        }
+        if (n == 0) {
+            return 0;
+        }
+        if (n < 0 || n > (ssize_t)SRC_DEV_CHUNK) {
+            ret = n < 0 ? (int)n : -EIO;
+            *dev_err = true;
+            vmig_err(e->ctx,
+                     "device %s: reading its %s state at byte %llu "
+                     "failed: %s",
+                     d->name, precopy ? "precopy" : "stop-copy",
+                     (unsigned long long)d->tx_off, strerror(-ret));
+            vmig__engine_set_error(e, "device %s: state read failed: %s",
+                                   d->name, strerror(-ret));
+            return ret;
+        }
+        if (vmig__engine_cancelled(e)) {
+            return -ECANCELED;
+        }
+        w = (struct mp_w){.p = hdr, .cap = sizeof(hdr)};
+        mp_w_u32(&w, i);
+        mp_w_u32(&w, precopy ? VMIG_MP_DEV_PRECOPY : 0);
+        mp_w_u64(&w, d->tx_off);
+        pl_len[1] = (size_t)n;
+        ret = vmig_mp_send(c, VMIG_MP_DEV_DATA, 0, pl, pl_len, 2);
+        if (ret < 0) {
+            return ret;
+        }
+        XXH3_64bits_update(d->hash, e->buf, (size_t)n);
+        d->tx_off += (uint64_t)n;
+        got += (uint64_t)n;
+        if (precopy) {
+            pthread_mutex_lock(&e->lock);
+            e->st.dev[i].precopy_bytes += (uint64_t)n;
+            pthread_mutex_unlock(&e->lock);
+        }
+        vmig__engine_account(e, c, 0, 0, (int)i, (uint64_t)n);
+        ret = vmig__engine_throttle(e, c);
+        if (ret == 0) {
+            ret = vmig__src_check_return(e, c);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+}
+
+/* Stop-copy for device @i: its config, the rest of its data, DEV_END. */
 static int
 src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
 {
     struct eng_dev *d = &e->dev[i];
-    uint8_t hdr[ENG_DEV_HDR], end[ENG_DEV_END_LEN];
-    XXH3_state_t hs;
-    uint64_t off = 0;
+    uint8_t end[ENG_DEV_END_LEN];
+    bool dev_err;
     struct mp_w w;
     int ret;
 
@@ -425,58 +610,15 @@ src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
         e->st.dev[i].config_len = (uint64_t)n;
         pthread_mutex_unlock(&e->lock);
     }
-    if (d->ops->read == NULL) {
-        vmig__engine_set_error(e, "device %s: backend cannot read state",
-                               d->name);
-        return -EOPNOTSUPP;
-    }
-    XXH3_64bits_reset(&hs);
-    for (;;) {
-        ssize_t n = d->ops->read(d->opaque, e->buf, SRC_DEV_CHUNK);
-        const void *pl[2] = {hdr, e->buf};
-        size_t pl_len[2] = {sizeof(hdr), 0};
-
-        if (n == 0) {
-            break;
-        }
-        if (n < 0 || n > (ssize_t)SRC_DEV_CHUNK) {
-            ret = n < 0 ? (int)n : -EIO;
-            vmig_err(e->ctx,
-                     "device %s: reading its state at byte %llu "
-                     "failed: %s",
-                     d->name, (unsigned long long)off, strerror(-ret));
-            vmig__engine_set_error(e, "device %s: state read failed: %s",
-                                   d->name, strerror(-ret));
-            return ret;
-        }
-        if (vmig__engine_cancelled(e)) {
-            return -ECANCELED;
-        }
-        w = (struct mp_w){.p = hdr, .cap = sizeof(hdr)};
-        mp_w_u32(&w, i);
-        mp_w_u32(&w, 0);
-        mp_w_u64(&w, off);
-        pl_len[1] = (size_t)n;
-        ret = vmig_mp_send(c, VMIG_MP_DEV_DATA, 0, pl, pl_len, 2);
-        if (ret < 0) {
-            return ret;
-        }
-        XXH3_64bits_update(&hs, e->buf, (size_t)n);
-        off += (uint64_t)n;
-        vmig__engine_account(e, c, 0, 0, (int)i, (uint64_t)n);
-        ret = vmig__engine_throttle(e, c);
-        if (ret == 0) {
-            ret = src_check_return(e, c);
-        }
-        if (ret < 0) {
-            return ret;
-        }
+    ret = vmig__src_dev_pump(e, c, i, false, 0, &dev_err);
+    if (ret < 0) {
+        return ret;
     }
     w = (struct mp_w){.p = end, .cap = sizeof(end)};
     mp_w_u32(&w, i);
     mp_w_u32(&w, 0);
-    mp_w_u64(&w, off);
-    mp_w_u64(&w, XXH3_64bits_digest(&hs));
+    mp_w_u64(&w, d->tx_off);
+    mp_w_u64(&w, XXH3_64bits_digest(d->hash));
     return vmig_mp_send1(c, VMIG_MP_DEV_END, 0, end, sizeof(end));
 }
 
@@ -543,15 +685,39 @@ src_record_downtime(struct vmig_engine *e, uint64_t pause_real,
     pthread_mutex_unlock(&e->lock);
 }
 
+/*
+ * QEMU's rule for several devices: a device without P2P cannot be told
+ * to stop initiating DMA while it keeps running, so a peer may still
+ * write into it after its state was saved.  Refuse unless overridden.
+ * Needs the flags read (HELLO).  Return the index of the first device
+ * lacking P2P when refused, else -1.
+ */
+static int
+src_mixed_p2p(const struct vmig_engine *e, const struct vmig_engine_params *p)
+{
+    if (e->ndev < 2 || p->allow_mixed_p2p) {
+        return -1;
+    }
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        if (!(e->dev[i].flags & VMIG_MIGRATION_P2P)) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 int
 vmig_engine_migrate(struct vmig_engine *e, int fd)
 {
     struct vmig_mp_conn *c = NULL;
     struct vmig_mp_frame f;
     struct vmig_engine_params p;
-    uint64_t features = 0, pause_real = 0, pause_mono = 0;
+    uint64_t features = 0, pause_real = 0, pause_mono = 0, pc_sent = 0;
     bool paused = false, touched = false, committed = false, vcpu = false;
-    bool conn_ok = true;
+    bool conn_ok = true, refused_here = false, pc_on = false;
+    struct eng_pc pc;
+    const struct vmig_engine_params strict = {.allow_mixed_p2p = false};
+    int mixed;
     uint8_t sw[ENG_SWITCHOVER_LEN], setup[ENG_SETUP_LEN];
     struct mp_w w;
     int ret;
@@ -564,6 +730,24 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
         ret = -EINVAL;
         vmig__engine_set_error(e, "the VMM gave no vcpu_pause hook");
         goto end;
+    }
+    memset(&pc, 0, sizeof(pc));
+    e->ack_req = 0;
+    e->ack_got = 0;
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        struct eng_dev *d = &e->dev[i];
+
+        d->tx_off = 0;
+        d->tx_pc = false;
+        d->tx_init_done = false;
+        d->tx_restarts = 0;
+        XXH3_freeState(d->hash);
+        d->hash = XXH3_createState();
+        if (d->hash == NULL) {
+            ret = -ENOMEM;
+            goto end;
+        }
+        XXH3_64bits_reset(d->hash);
     }
     ret = vmig_mp_conn_new(e->ctx, fd, &c);
     if (ret < 0) {
@@ -583,6 +767,28 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     ret = src_hello(e, c, 0, &features, NULL);
     if (ret < 0) {
         goto fail;
+    }
+    mixed = src_mixed_p2p(e, &p);
+    if (mixed >= 0) {
+        vmig_err(e->ctx,
+                 "migration: device %s has no P2P support, so with %u "
+                 "devices a peer could still DMA into a device whose state "
+                 "was already saved; refusing (set allow-mixed-p2p to "
+                 "migrate anyway); nothing was changed",
+                 e->dev[mixed].name, e->ndev);
+        vmig__engine_set_error(e,
+                               "device %s lacks P2P support and %u devices "
+                               "migrate together; set allow-mixed-p2p to "
+                               "override",
+                               e->dev[mixed].name, e->ndev);
+        refused_here = true;
+        ret = -EOPNOTSUPP;
+        goto fail;
+    }
+    if (p.allow_mixed_p2p && src_mixed_p2p(e, &strict) >= 0) {
+        vmig_warn(e->ctx, "migration: devices without P2P migrate together "
+                          "with others (allow-mixed-p2p): DMA between them "
+                          "during the stop may be lost");
     }
     w = (struct mp_w){.p = setup, .cap = sizeof(setup)};
     mp_w_u64(&w, e->ram_total);
@@ -616,7 +822,20 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     pthread_mutex_unlock(&e->lock);
     vmig__engine_set_status(e, VMIG_ENGINE_ACTIVE);
 
-    /* stop-and-copy: from here the guest is down until CONFIRM */
+    if (vmig__pc_wanted(e, features, &p)) {
+        pc_on = true;
+        ret = vmig__pc_begin(e, features, &p, &pc, &touched);
+        if (ret == 0) {
+            ret = vmig__pc_iterate(e, c, &pc, &p);
+        }
+        if (ret < 0) {
+            goto fail;
+        }
+    } else {
+        pc.zero = (features & VMIG_MP_FEAT_ZERO_PAGES) != 0;
+    }
+
+    /* stop-copy: from here the guest is down until CONFIRM */
     if (vmig__engine_cancelled(e)) {
         ret = -ECANCELED;
         goto fail;
@@ -630,12 +849,18 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     }
     paused = true;
     touched = true;
-    ret = src_stop_devices(e);
+    vmig_mp_conn_bytes(c, &pc_sent, NULL);
+    if (p.test_one_phase_stop) {
+        vmig_warn(e->ctx, "migration: TEST ONLY: one-phase device stop "
+                          "(unsafe: DMA between devices can be lost)");
+    }
+    ret = src_stop_devices(e, p.test_one_phase_stop);
     if (ret < 0) {
         goto fail;
     }
     vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
-    ret = src_send_ram(e, c, features & VMIG_MP_FEAT_ZERO_PAGES, 1);
+    ret = pc_on ? vmig__pc_final_ram(e, c, &pc)
+                : vmig__src_send_ram(e, c, pc.zero, 1, true);
     if (ret < 0) {
         goto fail;
     }
@@ -656,6 +881,14 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     /* past this point a cancel could leave the VM running twice */
     vmig_mp_conn_set_cancel(c, NULL);
     committed = true;
+    {
+        uint64_t sent = 0;
+
+        vmig_mp_conn_bytes(c, &sent, NULL);
+        pthread_mutex_lock(&e->lock);
+        e->st.stopcopy_bytes = sent - pc_sent;
+        pthread_mutex_unlock(&e->lock);
+    }
     w = (struct mp_w){.p = sw, .cap = sizeof(sw)};
     mp_w_u64(&w, e->ram_total);
     mp_w_u32(&w, e->ndev);
@@ -683,6 +916,7 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     vmig__engine_account(e, c, 0, 0, -1, 0);
     vmig_info(e->ctx, "migration: completed; downtime %llu us",
               (unsigned long long)e->downtime_us);
+    vmig__pc_end(e, &pc);
     vmig_mp_conn_free(c);
     vmig__engine_end(e, 0);
     return 0;
@@ -694,9 +928,10 @@ fail:
     } else if (ret == -ETIMEDOUT) {
         conn_ok = false;
     }
-    if (conn_ok && ret != -EOPNOTSUPP) {
+    if (conn_ok && (ret != -EOPNOTSUPP || refused_here)) {
         src_abort(e, c, ret);
     }
+    vmig__pc_end(e, &pc);
     if (committed) {
         vmig_warn(e->ctx,
                   "migration: failed after SWITCHOVER was sent (%s); "
@@ -753,6 +988,17 @@ vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out)
     ret = src_hello(e, c, VMIG_MP_HELLO_CHECK_ONLY, &features, out);
     if (ret == -EOPNOTSUPP) {
         ret = 0; /* answered: the verdicts are in @out */
+    }
+    if (ret == 0 && out->status == 0) {
+        int mixed = src_mixed_p2p(e, &p);
+
+        if (mixed >= 0) {
+            out->status = EOPNOTSUPP;
+            snprintf(out->reason, sizeof(out->reason),
+                     "device %s lacks P2P support and %u devices migrate "
+                     "together; set allow-mixed-p2p to override",
+                     e->dev[mixed].name, e->ndev);
+        }
     }
 out:
     vmig_mp_conn_free(c);

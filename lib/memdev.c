@@ -187,7 +187,8 @@ vmig_memdev_new(vmig_ctx_t *ctx, const struct vmig_memdev_params *p,
     int ret;
 
     if (p == NULL || out == NULL || p->state_size < 64 ||
-        vmig_flags_validate(p->flags) < 0) {
+        vmig_flags_validate(p->flags) < 0 ||
+        (p->flags & VMIG_MIGRATION_PRE_COPY)) {
         return -EINVAL;
     }
     md = calloc(1, sizeof(*md));

@@ -30,7 +30,8 @@ struct vmig_memdev;
 /**
  * struct vmig_memdev_params - what a memdev looks like.
  * @state_size: bytes of internal state (at least 64).
- * @flags:      VMIG_MIGRATION_* (STOP_COPY mandatory).
+ * @flags:      VMIG_MIGRATION_STOP_COPY, optionally P2P.  No PRE_COPY:
+ *              a memdev saves one snapshot, it tracks no dirty state.
  * @seed:       initial contents are derived from it.
  * @revision:   PCI revision; a destination accepts an equal or older one.
  */

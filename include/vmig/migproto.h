@@ -77,9 +77,10 @@ enum vmig_mp_type {
 #define VMIG_MP_FEAT_ZERO_PAGES (1ull << 0)
 #define VMIG_MP_FEAT_PRECOPY (1ull << 1)
 #define VMIG_MP_FEAT_SWITCHOVER_ACK (1ull << 2)
-/* Features this build takes part in (precopy lands with the engine's
- * precopy loop; until then only zero pages). */
-#define VMIG_MP_FEAT__SUPPORTED VMIG_MP_FEAT_ZERO_PAGES
+/* Features this build takes part in. */
+#define VMIG_MP_FEAT__SUPPORTED                                                \
+    (VMIG_MP_FEAT_ZERO_PAGES | VMIG_MP_FEAT_PRECOPY |                          \
+     VMIG_MP_FEAT_SWITCHOVER_ACK)
 
 /* HELLO flags.  CHECK_ONLY: answer the compatibility check, then end. */
 #define VMIG_MP_HELLO_CHECK_ONLY (1u << 0)
