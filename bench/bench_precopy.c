@@ -29,16 +29,27 @@
  * precopy.png (downtime, ratio and precopy bytes vs state size, one line
  * per mode x dirty rate).  No assertions on timing.
  *
- * usage: bench_precopy [quick] [limit=MS] [cap=MS] [ram=MiB] [out=DIR]
+ * usage: bench_precopy [quick] [limit=MS] [cap=MS] [ram=MiB] [runs=N]
+ *                      [quiet-ram] [out=DIR]
  *   quick     64 and 128 MiB of device state only (default: 64 .. 1024)
  *   limit=MS  the engine's downtime limit (default 50)
  *   cap=MS    the engine's precopy time cap, then stop-copy (default 4000)
  *   ram=MiB   guest RAM (default 256)
+ *   runs=N    runs per case, the one with the lowest downtime is shown
+ *             (default 2; quick: 1)
+ *   nagle     leave Nagle's algorithm on for the migration sockets
+ *             (default: the bench sets TCP_NODELAY on both ends; with
+ *             Nagle a small frame at the switchover can wait for the
+ *             peer's delayed ACK, ~40 ms)
+ *   quiet-ram the guest driver's rings sit in guest memory outside the
+ *             migrated RAM region and the vCPU writes no RAM: only the
+ *             device state changes while the VM runs
  *   out=DIR   where precopy.dat / precopy.png go (default: the build's
  *             bench directory)
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -80,6 +91,7 @@ static const struct profile {
 #define NPROFILES (sizeof(profiles) / sizeof(profiles[0]))
 
 static vmig_ctx_t *ctx;
+static double t_origin;
 
 static double
 now_s(void)
@@ -125,6 +137,17 @@ connect_to(int port)
         die("cannot connect over loopback TCP");
     }
     return fd;
+}
+
+/* The VMM's choice for its migration socket: no Nagle delay. */
+static void
+set_nodelay(int fd)
+{
+    int one = 1;
+
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+        die("setsockopt TCP_NODELAY");
+    }
 }
 
 /* ------------------------------------------------------ plain TCP copy */
@@ -205,16 +228,22 @@ tcp_bandwidth(const uint8_t *src, uint8_t *dst, size_t len, int tries)
 
 /* ------------------------------------------------------ the guest */
 
+/* Guest memory as the device sees it: RAM, then the I/O area. */
+struct gmem {
+    uint8_t *base;
+    size_t len;
+};
+
 static void *
 ram_translate(void *opaque, uint64_t iova, size_t len, bool write)
 {
-    struct vmig_engine_region *r = opaque;
+    struct gmem *m = opaque;
 
     (void)write;
-    if (iova > r->size || len > r->size - iova) {
+    if (iova > m->len || len > m->len - iova) {
         return NULL;
     }
-    return (uint8_t *)r->host + iova;
+    return m->base + iova;
 }
 
 static const struct ft_dma_ops ram_dma = {.translate = ram_translate};
@@ -234,7 +263,9 @@ reg_write(void *opaque, uint32_t off, uint32_t val)
 /* The source VM: guest RAM, the device, the vCPU thread, dirty tracking. */
 struct vm {
     struct vmig_engine_region ram;
-    uint64_t free_off; /* first RAM byte past the driver area */
+    struct gmem mem;
+    uint64_t free_off;      /* first RAM byte past the driver area */
+    unsigned int page_rate; /* RAM pages written per second */
     struct ft_model *dev;
     struct ft_guest g;
     const struct profile *p;
@@ -276,7 +307,7 @@ vcpu_main(void *arg)
     while (!__atomic_load_n(&vm->stop, __ATOMIC_ACQUIRE)) {
         double el = now_s() - t0;
         uint64_t want_pk = (uint64_t)(el * vm->p->pkts);
-        uint64_t want_pg = (uint64_t)(el * vm->p->pages);
+        uint64_t want_pg = (uint64_t)(el * vm->page_rate);
         long r = 0;
 
         if (want_pk > pk) {
@@ -359,11 +390,21 @@ src_resume(void *opaque)
     return vcpu_start(opaque);
 }
 
+static void
+dirty_release(struct vm *vm)
+{
+    vmig_ramdirty_free(vm->rd);
+    vm->rd = NULL;
+}
+
 static int
 src_dirty_start(void *opaque)
 {
     struct vm *vm = opaque;
-    int ret = vmig_ramdirty_new(ctx, VMIG_DIRTY_AUTO, &vm->rd);
+    int ret;
+
+    dirty_release(vm); /* a tracker left by an earlier attempt */
+    ret = vmig_ramdirty_new(ctx, VMIG_DIRTY_AUTO, &vm->rd);
 
     if (ret == 0) {
         ret = vmig_ramdirty_add_region(vm->rd, 0, vm->ram.host, vm->ram.size);
@@ -388,17 +429,18 @@ src_dirty_collect(void *opaque, unsigned int region, uint64_t *bitmap,
     return vmig_ramdirty_collect(vm->rd, 0, 0, vm->ram.size, bitmap, nbits);
 }
 
+/*
+ * Called in the downtime: only stop collecting; unregistering the
+ * userfaultfd from the whole region (several ms for 256 MiB) waits until
+ * the migration has ended (dirty_release()).
+ */
 static void
 src_dirty_stop(void *opaque)
 {
     struct vm *vm = opaque;
 
-    if (vm->rd != NULL) {
-        if (vmig_ramdirty_stop(vm->rd) < 0) {
-            fprintf(stderr, "bench_precopy: dirty tracking stop failed\n");
-        }
-        vmig_ramdirty_free(vm->rd);
-        vm->rd = NULL;
+    if (vm->rd != NULL && vmig_ramdirty_stop(vm->rd) < 0) {
+        fprintf(stderr, "bench_precopy: dirty tracking stop failed\n");
     }
 }
 
@@ -454,6 +496,7 @@ struct result {
 struct incoming {
     struct vmig_engine *eng;
     int lfd;
+    bool nodelay;
     int ret;
 };
 
@@ -463,6 +506,9 @@ incoming_main(void *arg)
     struct incoming *in = arg;
     int fd = accept(in->lfd, NULL, NULL);
 
+    if (fd >= 0 && in->nodelay) {
+        set_nodelay(fd);
+    }
     in->ret = fd < 0 ? -errno : vmig_engine_incoming(in->eng, fd);
     if (fd >= 0) {
         close(fd);
@@ -474,6 +520,9 @@ struct knobs {
     uint64_t limit_ms;
     uint64_t cap_ms;
     int runs;
+    bool quiet_ram; /* driver area outside the migrated RAM, no RAM writer */
+    bool nagle;     /* leave Nagle on for the migration sockets */
+    size_t io;      /* bytes of the I/O area after the RAM */
 };
 
 /* Post 2 packets per flow (synchronously) so the working set exists. */
@@ -506,10 +555,14 @@ run_case(uint8_t *sram, uint8_t *dram, size_t ram, uint64_t state,
     struct ft_config cfg = {
         .state_bytes = state, .chunk_bytes = CHUNK, .device_id = 1};
     struct vm vm = {.ram = {.name = "ram0", .host = sram, .size = ram},
+                    .mem = {.base = sram, .len = ram + k->io},
                     .p = &profiles[prof],
+                    .page_rate = k->quiet_ram ? 0 : profiles[prof].pages,
                     .rng = 0x9e3779b97f4a7c15ull ^ state};
     struct vmig_engine_region dreg = {
         .name = "ram0", .host = dram, .size = ram};
+    struct gmem dmem = {.base = dram, .len = ram + k->io};
+    uint64_t area = k->quiet_ram ? ram : AREA;
     struct dvm dvm = {0};
     struct ft_model *dst_dev = NULL;
     struct ft_edev se, de;
@@ -527,15 +580,17 @@ run_case(uint8_t *sram, uint8_t *dram, size_t ram, uint64_t state,
     res->state = state;
     res->prof = prof;
     res->precopy = precopy;
-    if (st == NULL || ft_model_new(ctx, &cfg, &ram_dma, &vm.ram, &vm.dev) < 0 ||
-        ft_model_new(ctx, &cfg, &ram_dma, &dreg, &dst_dev) < 0) {
+    if (st == NULL || ft_model_new(ctx, &cfg, &ram_dma, &vm.mem, &vm.dev) < 0 ||
+        ft_model_new(ctx, &cfg, &ram_dma, &dmem, &dst_dev) < 0) {
         die("cannot create the flowtab devices (memory?)");
     }
     regs.opaque = vm.dev;
-    vm.free_off =
-        (AREA + ft_guest_area_bytes(RING, NFLOWS) + PAGE - 1) / PAGE * PAGE;
+    vm.free_off = k->quiet_ram
+                      ? 0
+                      : (AREA + ft_guest_area_bytes(RING, NFLOWS) + PAGE - 1) /
+                            PAGE * PAGE;
     if (vm.free_off >= ram ||
-        ft_guest_init(&vm.g, sram, ram, AREA, RING, NFLOWS,
+        ft_guest_init(&vm.g, sram, ram + k->io, area, RING, NFLOWS,
                       0x2545f4914f6cdd1dull, &regs) < 0 ||
         warm_up(&vm) < 0) {
         die("guest driver setup");
@@ -561,17 +616,22 @@ run_case(uint8_t *sram, uint8_t *dram, size_t ram, uint64_t state,
     }
     usleep(20000); /* the guest runs for a moment before the migration */
     in.eng = dst;
+    in.nodelay = !k->nagle;
     in.lfd = listen_any(&port);
     if (pthread_create(&th, NULL, incoming_main, &in) != 0) {
         die("pthread_create");
     }
     fd = connect_to(port);
+    if (!k->nagle) {
+        set_nodelay(fd);
+    }
     t0 = now_s();
     ret = vmig_engine_migrate(src, fd);
     t1 = now_s();
     close(fd);
     pthread_join(th, NULL);
     close(in.lfd);
+    dirty_release(&vm);
     vmig_engine_stats(src, st);
     if (ret < 0 || in.ret < 0) {
         fprintf(stderr,
@@ -785,6 +845,19 @@ summary(const struct result *res, size_t n)
 
 /* ------------------------------------------------------ main */
 
+/* BENCH_PRECOPY_LOG=1: the engines' debug log with timestamps. */
+static void
+log_sink(void *opaque, int level, const char *msg)
+{
+    struct timespec ts;
+
+    (void)opaque;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    fprintf(stderr, "%10.3f ms [%d] %s\n",
+            ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - t_origin) * 1e3,
+            level, msg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -809,13 +882,18 @@ main(int argc, char **argv)
             k.cap_ms = strtoull(argv[i] + 4, NULL, 10);
         } else if (strncmp(argv[i], "ram=", 4) == 0) {
             ram = (size_t)strtoull(argv[i] + 4, NULL, 10) << 20;
+        } else if (strcmp(argv[i], "nagle") == 0) {
+            k.nagle = true;
+        } else if (strcmp(argv[i], "quiet-ram") == 0) {
+            k.quiet_ram = true;
         } else if (strncmp(argv[i], "runs=", 5) == 0) {
             k.runs = atoi(argv[i] + 5);
         } else if (strncmp(argv[i], "out=", 4) == 0) {
             out = argv[i] + 4;
         } else {
             fprintf(stderr, "usage: bench_precopy [quick] [limit=MS] [cap=MS] "
-                            "[ram=MiB] [runs=N] [out=DIR]\n");
+                            "[ram=MiB] [runs=N] [quiet-ram] [nagle] "
+                            "[out=DIR]\n");
             return 2;
         }
     }
@@ -828,13 +906,20 @@ main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (vmig_ctx_new("bench-precopy", NULL, NULL, &ctx) < 0) {
+    t_origin = now_s();
+    if (vmig_ctx_new("bench-precopy",
+                     getenv("BENCH_PRECOPY_LOG") != NULL ? log_sink : NULL,
+                     NULL, &ctx) < 0) {
         return 1;
     }
-    sram = mmap(NULL, ram, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                -1, 0);
-    dram = mmap(NULL, ram, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                -1, 0);
+    if (getenv("BENCH_PRECOPY_LOG") != NULL) {
+        vmig_ctx_set_level(ctx, VMIG_LOG_DEBUG);
+    }
+    k.io = (ft_guest_area_bytes(RING, NFLOWS) + PAGE - 1) / PAGE * PAGE;
+    sram = mmap(NULL, ram + k.io, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    dram = mmap(NULL, ram + k.io, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (sram == MAP_FAILED || dram == MAP_FAILED) {
         die("cannot map guest RAM");
     }
@@ -856,6 +941,14 @@ main(int argc, char **argv)
            "dirties one %u KiB chunk of device state)\n",
            profiles[1].pkts, profiles[1].pages, profiles[2].pkts,
            profiles[2].pages, CHUNK >> 10);
+    printf("migration sockets: %s\n",
+           k.nagle ? "Nagle left on (the engine sets nothing)"
+                   : "TCP_NODELAY set by the bench (the VMM)");
+    if (k.quiet_ram) {
+        printf("quiet-ram: the guest driver's rings live outside the "
+               "migrated RAM and no RAM pages are written (only the device "
+               "state changes while the VM runs)\n");
+    }
     printf("engine: downtime limit %llu ms, precopy cap %llu ms then "
            "stop-copy; RAM dirty tracking: %s\n",
            (unsigned long long)k.limit_ms, (unsigned long long)k.cap_ms,
@@ -917,8 +1010,8 @@ main(int argc, char **argv)
     } else {
         printf("plot: %s\n", png);
     }
-    munmap(sram, ram);
-    munmap(dram, ram);
+    munmap(sram, ram + k.io);
+    munmap(dram, ram + k.io);
     vmig_ctx_free(ctx);
     return 0;
 }
