@@ -723,20 +723,20 @@ print_row(FILE *f, const struct result *r, bool dat)
         return;
     }
     fprintf(f,
-            "%6llu %-5s %-9s %6llu %9.2f %9.2f%s %7.0f %8.2f %8.2f %5u "
+            "%6llu %-5s %-9s %6llu %9.2f %9.2f%s %8.2f %7.0f %8.2f %8.2f %5u "
             "%10.2f %9.1f\n",
             (unsigned long long)(r->state >> 20), profiles[r->prof].name,
             mode_name(r->precopy), (unsigned long long)r->down_ms, r->meas_ms,
-            (double)r->sc_bytes / mib, r->sc_derived ? "*" : " ", r->bw / mib,
-            r->ideal_ms, r->ratio, r->iters, (double)r->pre_bytes / mib,
-            r->total_ms);
+            (double)r->sc_bytes / mib, r->sc_derived ? "*" : " ",
+            (double)r->est_bytes / mib, r->bw / mib, r->ideal_ms, r->ratio,
+            r->iters, (double)r->pre_bytes / mib, r->total_ms);
 }
 
 static const char *table_head =
-    "  state dirty mode        down      meas  stop-copy     tcp    ideal "
-    "   ratio iters    precopy     total\n"
-    "    MiB                     ms        ms        MiB   MiB/s       ms "
-    " meas/id              MiB        ms\n";
+    "  state dirty mode        down      meas  stop-copy      est     tcp "
+    "   ideal    ratio iters    precopy     total\n"
+    "    MiB                     ms        ms        MiB      MiB   MiB/s "
+    "      ms  meas/id              MiB        ms\n";
 
 /* The .dat file: one block per mode x dirty rate (gnuplot "index"). */
 static int
@@ -776,7 +776,7 @@ have_gnuplot(void)
 }
 
 static int
-plot(const char *dir, const char *dat, const char *png)
+plot(const char *dir, const char *dat, const char *png, const char *what)
 {
     char gp[4096], cmd[4200];
     FILE *f;
@@ -793,7 +793,7 @@ plot(const char *dir, const char *dat, const char *png)
             "titles = 'stop-copy/idle stop-copy/low stop-copy/high "
             "precopy/idle precopy/low precopy/high'\n"
             "set multiplot layout 1,3 title 'bench\\_precopy: flowtab "
-            "device + guest RAM over loopback TCP'\n"
+            "device + guest RAM over loopback TCP (%s)'\n"
             "set logscale x 2\n"
             "set xlabel 'device state (MiB)'\n"
             "set grid\n"
@@ -806,11 +806,17 @@ plot(const char *dir, const char *dat, const char *png)
             "plot for [i=0:5] '%s' index i using 1:8 with linespoints "
             "title word(titles, i+1)\n"
             "unset logscale y\n"
-            "set ylabel 'precopy sent (MiB)'\n"
+            "set ylabel 'precopy sent (MiB, solid)'\n"
+            "set y2label 'precopy iterations (dashed)'\n"
+            "set ytics nomirror\n"
+            "set y2tics\n"
+            "set yrange [0:*]\n"
+            "set y2range [0:*]\n"
             "plot for [i=3:5] '%s' index i using 1:10 with linespoints "
-            "title word(titles, i+1)\n"
+            "title word(titles, i+1), for [i=3:5] '%s' index i using 1:9 "
+            "axes x1y2 with linespoints dashtype 2 notitle\n"
             "unset multiplot\n",
-            png, dat, dat, dat);
+            png, what, dat, dat, dat, dat);
     if (fclose(f) != 0) {
         return -errno;
     }
@@ -959,8 +965,9 @@ main(int argc, char **argv)
     printf("columns: down = engine downtime (whole ms); meas = vcpu_pause "
            "on the source -> vcpu_resume on the destination; stop-copy = "
            "bytes moved while paused (* = derived: the engine did not "
-           "report them); tcp = plain TCP loopback copy measured just "
-           "before the run (best of 2 x %zu MiB); ideal = the stop-copy "
+           "report them); est = the engine's last estimate of them; "
+           "tcp = plain TCP loopback copy measured just before the run (best "
+           "of 2 x %zu MiB); ideal = the stop-copy "
            "bytes at that speed; ratio = meas / ideal; iters / precopy = "
            "precopy iterations and bytes moved while running; total = "
            "migration wall time\n",
@@ -1005,7 +1012,9 @@ main(int argc, char **argv)
     if (!have_gnuplot()) {
         printf("plot skipped: gnuplot is not installed (apt-get install "
                "gnuplot-nox)\n");
-    } else if (plot(out, dat, png) < 0) {
+    } else if (plot(out, dat, png,
+                    k.quiet_ram ? "quiet-ram: only the device state changes"
+                                : "device state and guest RAM change") < 0) {
         printf("plot skipped: gnuplot failed on %s/precopy.gp\n", out);
     } else {
         printf("plot: %s\n", png);
