@@ -277,6 +277,7 @@ struct vm {
     uint64_t pkts;
     uint64_t pages;
     struct vmig_ramdirty *rd;
+    double t_start; /* the vCPU first ran */
     double t_pause;
 };
 
@@ -344,6 +345,9 @@ vcpu_main(void *arg)
 static int
 vcpu_start(struct vm *vm)
 {
+    if (vm->t_start == 0) {
+        vm->t_start = now_s();
+    }
     __atomic_store_n(&vm->stop, 0, __ATOMIC_RELEASE);
     if (pthread_create(&vm->th, NULL, vcpu_main, vm) != 0) {
         return -EAGAIN;
@@ -489,8 +493,8 @@ struct result {
     uint64_t pre_bytes;
     uint64_t est_bytes;
     double total_ms;
-    double bw; /* plain TCP loopback bytes/s next to this case */
-    uint64_t pkts;
+    double bw;       /* plain TCP loopback bytes/s next to this case */
+    double pkt_rate; /* packets per second the vCPU achieved */
 };
 
 struct incoming {
@@ -689,7 +693,7 @@ run_case(uint8_t *sram, uint8_t *dram, size_t ram, uint64_t state,
     res->pre_bytes = st->precopy_bytes;
     res->est_bytes = st->est_stopcopy_bytes;
     res->total_ms = (t1 - t0) * 1e3;
-    res->pkts = vm.pkts;
+    res->pkt_rate = (double)vm.pkts / (vm.t_pause - vm.t_start);
 
     vmig_engine_free(src);
     vmig_engine_free(dst);
@@ -714,29 +718,29 @@ print_row(FILE *f, const struct result *r, bool dat)
     if (dat) {
         fprintf(f,
                 "%6llu %-5s %-9s %6llu %9.2f %10.2f %9.2f %9.2f %5u %10.2f "
-                "%9.1f %10.2f %7.0f\n",
+                "%9.1f %10.2f %7.0f %6.0f\n",
                 (unsigned long long)(r->state >> 20), profiles[r->prof].name,
                 mode_name(r->precopy), (unsigned long long)r->down_ms,
                 r->meas_ms, (double)r->sc_bytes / mib, r->ideal_ms, r->ratio,
                 r->iters, (double)r->pre_bytes / mib, r->total_ms,
-                (double)r->est_bytes / mib, r->bw / mib);
+                (double)r->est_bytes / mib, r->bw / mib, r->pkt_rate);
         return;
     }
     fprintf(f,
-            "%6llu %-5s %-9s %6llu %9.2f %9.2f%s %8.2f %7.0f %8.2f %8.2f %5u "
-            "%10.2f %9.1f\n",
+            "%6llu %-5s %6.0f %-9s %6llu %9.2f %9.2f%s %8.2f %7.0f %8.2f "
+            "%8.2f %5u %10.2f %9.1f\n",
             (unsigned long long)(r->state >> 20), profiles[r->prof].name,
-            mode_name(r->precopy), (unsigned long long)r->down_ms, r->meas_ms,
-            (double)r->sc_bytes / mib, r->sc_derived ? "*" : " ",
+            r->pkt_rate, mode_name(r->precopy), (unsigned long long)r->down_ms,
+            r->meas_ms, (double)r->sc_bytes / mib, r->sc_derived ? "*" : " ",
             (double)r->est_bytes / mib, r->bw / mib, r->ideal_ms, r->ratio,
             r->iters, (double)r->pre_bytes / mib, r->total_ms);
 }
 
 static const char *table_head =
-    "  state dirty mode        down      meas  stop-copy      est     tcp "
-    "   ideal    ratio iters    precopy     total\n"
-    "    MiB                     ms        ms        MiB      MiB   MiB/s "
-    "      ms  meas/id              MiB        ms\n";
+    "  state dirty  pkt/s mode        down      meas  stop-copy      est "
+    "    tcp    ideal    ratio iters    precopy     total\n"
+    "    MiB                            ms        ms        MiB      MiB "
+    "  MiB/s       ms  meas/id              MiB        ms\n";
 
 /* The .dat file: one block per mode x dirty rate (gnuplot "index"). */
 static int
@@ -752,7 +756,8 @@ write_dat(const char *path, const struct result *res, size_t n, double bw)
             "# bench_precopy: plain TCP loopback %.1f MiB/s at the start\n"
             "# columns: state_MiB dirty mode engine_downtime_ms "
             "measured_downtime_ms stopcopy_MiB ideal_ms ratio iterations "
-            "precopy_MiB total_ms est_stopcopy_MiB tcp_MiB_per_s\n",
+            "precopy_MiB total_ms est_stopcopy_MiB tcp_MiB_per_s "
+            "packets_per_s\n",
             bw / (1 << 20));
     for (int pc = 0; pc < 2; pc++) {
         for (unsigned int p = 0; p < NPROFILES; p++) {
@@ -962,7 +967,8 @@ main(int argc, char **argv)
     printf("plain TCP loopback copy at the start: %.1f MiB/s (best of 3 x "
            "%zu MiB); each case: best of %d run%s by measured downtime\n",
            bw / (1 << 20), ram >> 20, k.runs, k.runs > 1 ? "s" : "");
-    printf("columns: down = engine downtime (whole ms); meas = vcpu_pause "
+    printf("columns: pkt/s = packets per second the vCPU achieved; "
+           "down = engine downtime (whole ms); meas = vcpu_pause "
            "on the source -> vcpu_resume on the destination; stop-copy = "
            "bytes moved while paused (* = derived: the engine did not "
            "report them); est = the engine's last estimate of them; "
