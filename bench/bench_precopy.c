@@ -29,9 +29,10 @@
  * precopy.png (downtime, ratio and precopy bytes vs state size, one line
  * per mode x dirty rate).  No assertions on timing.
  *
- * usage: bench_precopy [quick] [limit=MS] [cap=MS] [ram=MiB] [runs=N]
- *                      [quiet-ram] [out=DIR]
+ * usage: bench_precopy [quick | size=MiB] [limit=MS] [cap=MS] [ram=MiB]
+ *                      [runs=N] [quiet-ram] [nagle] [out=DIR]
  *   quick     64 and 128 MiB of device state only (default: 64 .. 1024)
+ *   size=MiB  only this device state size
  *   limit=MS  the engine's downtime limit (default 50)
  *   cap=MS    the engine's precopy time cap, then stop-copy (default 4000)
  *   ram=MiB   guest RAM (default 256)
@@ -872,9 +873,10 @@ log_sink(void *opaque, int level, const char *msg)
 int
 main(int argc, char **argv)
 {
-    static const uint64_t all_sizes[] = {
-        64ull << 20, 128ull << 20, 256ull << 20, 512ull << 20, 1024ull << 20};
+    uint64_t sizes[5] = {64ull << 20, 128ull << 20, 256ull << 20, 512ull << 20,
+                         1024ull << 20};
     size_t nsizes = 5;
+    bool quick = false;
     size_t ram = 256u << 20;
     struct knobs k = {.limit_ms = 50, .cap_ms = 4000, .runs = 0};
     const char *out = BENCH_OUT_DIR;
@@ -887,6 +889,10 @@ main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "quick") == 0) {
             nsizes = 2;
+            quick = true;
+        } else if (strncmp(argv[i], "size=", 5) == 0) {
+            sizes[0] = strtoull(argv[i] + 5, NULL, 10) << 20;
+            nsizes = 1;
         } else if (strncmp(argv[i], "limit=", 6) == 0) {
             k.limit_ms = strtoull(argv[i] + 6, NULL, 10);
         } else if (strncmp(argv[i], "cap=", 4) == 0) {
@@ -902,16 +908,17 @@ main(int argc, char **argv)
         } else if (strncmp(argv[i], "out=", 4) == 0) {
             out = argv[i] + 4;
         } else {
-            fprintf(stderr, "usage: bench_precopy [quick] [limit=MS] [cap=MS] "
-                            "[ram=MiB] [runs=N] [quiet-ram] [nagle] "
-                            "[out=DIR]\n");
+            fprintf(stderr, "usage: bench_precopy [quick | size=MiB] "
+                            "[limit=MS] [cap=MS] [ram=MiB] [runs=N] "
+                            "[quiet-ram] [nagle] [out=DIR]\n");
             return 2;
         }
     }
     if (k.runs == 0) {
-        k.runs = nsizes == 2 ? 1 : 2;
+        k.runs = quick ? 1 : 2;
     }
-    if (ram < (16u << 20) || k.limit_ms == 0 || k.runs < 1) {
+    if (ram < (16u << 20) || k.limit_ms == 0 || k.runs < 1 ||
+        sizes[0] < (1u << 20)) {
         fprintf(stderr, "bench_precopy: ram must be >= 16 MiB, limit and "
                         "runs > 0\n");
         return 2;
@@ -987,7 +994,7 @@ main(int argc, char **argv)
                     struct result one;
                     double b = tcp_bandwidth(sram, dram, ram, 2);
 
-                    run_case(sram, dram, ram, all_sizes[s], p, pc == 1, &k, b,
+                    run_case(sram, dram, ram, sizes[s], p, pc == 1, &k, b,
                              &one);
                     if (r == 0 || one.meas_ms < res[n].meas_ms) {
                         res[n] = one;
