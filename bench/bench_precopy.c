@@ -794,7 +794,7 @@ plot(const char *dir, const char *dat, const char *png, const char *what)
         return -errno;
     }
     fprintf(f,
-            "set terminal pngcairo size 1500,500 font ',10'\n"
+            "set terminal pngcairo size 1500,560 font ',10'\n"
             "set output '%s'\n"
             "titles = 'stop-copy/idle stop-copy/low stop-copy/high "
             "precopy/idle precopy/low precopy/high'\n"
@@ -803,7 +803,7 @@ plot(const char *dir, const char *dat, const char *png, const char *what)
             "set logscale x 2\n"
             "set xlabel 'device state (MiB)'\n"
             "set grid\n"
-            "set key top left\n"
+            "set key below maxrows 3\n"
             "set logscale y\n"
             "set ylabel 'downtime (ms, measured)'\n"
             "plot for [i=0:5] '%s' index i using 1:5 with linespoints "
