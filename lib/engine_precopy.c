@@ -168,7 +168,8 @@ pc_send_dirty(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
                 run++;
             }
             ret = vmig__src_send_pages(e, c, r, pg * VMIG_MP_PAGE_SIZE,
-                                       (uint32_t)run, pc->zero, false, pass);
+                                       (uint32_t)run, pc->zero, false, !last,
+                                       pass);
             if (ret < 0) {
                 return ret;
             }
@@ -405,7 +406,7 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
         e->st.iterations = it;
         pthread_mutex_unlock(&e->lock);
         if (pc->ram) {
-            ret = it == 1 ? vmig__src_send_ram(e, c, pc->zero, 1, false)
+            ret = it == 1 ? vmig__src_send_ram(e, c, pc->zero, true, 1, false)
                           : pc_send_dirty(e, c, pc, it, false);
             if (ret < 0) {
                 return ret;
@@ -477,7 +478,7 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
                     "switch over",
                     (unsigned long long)est_ms,
                     (unsigned long long)p->downtime_limit_ms, it);
-                return -ETIMEDOUT;
+                return -ETIME;
             }
             if (!converged) {
                 vmig_warn(e->ctx,
@@ -523,7 +524,7 @@ vmig__pc_final_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
     int ret;
 
     if (!pc->ram) {
-        return vmig__src_send_ram(e, c, pc->zero, 1, true);
+        return vmig__src_send_ram(e, c, pc->zero, false, 1, true);
     }
     ret = pc_collect(e, pc);
     if (ret < 0) {

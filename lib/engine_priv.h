@@ -103,11 +103,13 @@ int vmig__src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c);
 int vmig__src_wait_ack(struct vmig_engine *e, struct vmig_mp_conn *c);
 int vmig__src_send_pages(struct vmig_engine *e, struct vmig_mp_conn *c,
                          unsigned int r, uint64_t off, uint32_t np,
-                         bool zero_pages, bool hole_check, unsigned int pass);
+                         bool zero_pages, bool hole_check, bool live,
+                         unsigned int pass);
 int vmig__src_pass_end(struct vmig_mp_conn *c, unsigned int pass, bool last,
                        uint64_t pages);
 int vmig__src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
-                       bool zero_pages, unsigned int pass, bool last);
+                       bool zero_pages, bool live, unsigned int pass,
+                       bool last);
 int vmig__src_dev_pump(struct vmig_engine *e, struct vmig_mp_conn *c,
                        unsigned int i, bool precopy, uint64_t budget,
                        bool *dev_err);

@@ -393,15 +393,12 @@ all_zero(const uint8_t *p, size_t n)
 int
 vmig__src_send_pages(struct vmig_engine *e, struct vmig_mp_conn *c,
                      unsigned int r, uint64_t off, uint32_t np, bool zero_pages,
-                     bool hole_check, unsigned int pass)
+                     bool hole_check, bool live, unsigned int pass)
 {
     const struct eng_region *rg = &e->region[r];
     size_t len = (size_t)np * VMIG_MP_PAGE_SIZE;
     const uint8_t *src = (const uint8_t *)rg->host + off;
-    bool zero =
-        zero_pages && ((hole_check && e->ops->ram_hole != NULL &&
-                        e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
-                       all_zero(src, len));
+    bool zero;
     uint8_t hdr[ENG_RAM_HDR];
     const void *pl[2] = {hdr, src};
     size_t pl_len[2] = {sizeof(hdr), len};
@@ -411,6 +408,17 @@ vmig__src_send_pages(struct vmig_engine *e, struct vmig_mp_conn *c,
     if (vmig__engine_cancelled(e)) {
         return -ECANCELED;
     }
+    if (live) {
+        /* the guest may write these pages while they are sent: send a
+         * copy, so the frame checksum covers exactly the bytes sent (a
+         * page changed after the copy is dirty again and resent) */
+        memcpy(e->buf, src, len);
+        src = e->buf;
+        pl[1] = src;
+    }
+    zero = zero_pages && ((hole_check && e->ops->ram_hole != NULL &&
+                           e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
+                          all_zero(src, len));
     mp_w_u32(&w, r);
     mp_w_u32(&w, zero ? VMIG_MP_RAM_ZERO : 0);
     mp_w_u64(&w, off);
@@ -443,7 +451,7 @@ vmig__src_pass_end(struct vmig_mp_conn *c, unsigned int pass, bool last,
 
 int
 vmig__src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
-                   bool zero_pages, unsigned int pass, bool last)
+                   bool zero_pages, bool live, unsigned int pass, bool last)
 {
     uint64_t pages = 0;
     int ret;
@@ -458,8 +466,8 @@ vmig__src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
                               ? SRC_RAM_CHUNK_PAGES
                               : (uint32_t)(left / VMIG_MP_PAGE_SIZE);
 
-            ret =
-                vmig__src_send_pages(e, c, r, off, np, zero_pages, true, pass);
+            ret = vmig__src_send_pages(e, c, r, off, np, zero_pages, true, live,
+                                       pass);
             if (ret < 0) {
                 return ret;
             }
@@ -860,7 +868,7 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     }
     vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
     ret = pc_on ? vmig__pc_final_ram(e, c, &pc)
-                : vmig__src_send_ram(e, c, pc.zero, 1, true);
+                : vmig__src_send_ram(e, c, pc.zero, false, 1, true);
     if (ret < 0) {
         goto fail;
     }

@@ -385,7 +385,10 @@ VMIG_EXPORT void vmig_engine_get_params(struct vmig_engine *e,
  * migration failed (the VM runs here again, devices RUNNING).
  *
  * Return: 0 when completed; -EOPNOTSUPP when the destination refused in
- * HELLO (see stats for per-device reasons); -ECANCELED after
+ * HELLO (see stats for per-device reasons) or several devices where one
+ * lacks P2P were refused here; -ETIME when precopy did not converge and
+ * the cap action is abort; -ENODEV when a device was reset during
+ * precopy and the policy (or its restart limit) aborts; -ECANCELED after
  * vmig_engine_cancel(); -EBUSY when a migration is running; or the error
  * that ended it (-ECONNRESET, -EPIPE, -ETIMEDOUT, -EBADMSG, -EPROTO, ...).
  */

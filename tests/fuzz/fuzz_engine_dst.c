@@ -67,7 +67,8 @@ prologue(int fd, struct vmig_mp_conn *c)
     memset(&h, 0, sizeof(h));
     h.version_min = 1;
     h.version_max = 1;
-    h.features = VMIG_MP_FEAT_ZERO_PAGES;
+    h.features = VMIG_MP_FEAT_ZERO_PAGES | VMIG_MP_FEAT_PRECOPY |
+                 VMIG_MP_FEAT_SWITCHOVER_ACK;
     h.page_size = 4096;
     h.nregions = 1;
     strcpy(h.region[0].name, "ram0");
