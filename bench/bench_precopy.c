@@ -495,6 +495,7 @@ struct result {
     unsigned int iters;
     uint64_t pre_bytes;
     uint64_t est_bytes;
+    uint64_t dirty_pages; /* RAM pages dirty at the final collection */
     double total_ms;
     double bw;       /* plain TCP loopback bytes/s next to this case */
     double pkt_rate; /* packets per second the vCPU achieved */
@@ -695,6 +696,7 @@ run_case(uint8_t *sram, uint8_t *dram, size_t ram, uint64_t state,
     res->iters = st->iterations;
     res->pre_bytes = st->precopy_bytes;
     res->est_bytes = st->est_stopcopy_bytes;
+    res->dirty_pages = st->precopy ? st->dirty_pages : 0;
     res->total_ms = (t1 - t0) * 1e3;
     res->pkt_rate = (double)vm.pkts / (vm.t_pause - vm.t_start);
 
@@ -721,29 +723,31 @@ print_row(FILE *f, const struct result *r, bool dat)
     if (dat) {
         fprintf(f,
                 "%6llu %-5s %-9s %6llu %9.2f %10.2f %9.2f %9.2f %5u %10.2f "
-                "%9.1f %10.2f %7.0f %6.0f\n",
+                "%9.1f %10.2f %7.0f %6.0f %7llu\n",
                 (unsigned long long)(r->state >> 20), profiles[r->prof].name,
                 mode_name(r->precopy), (unsigned long long)r->down_ms,
                 r->meas_ms, (double)r->sc_bytes / mib, r->ideal_ms, r->ratio,
                 r->iters, (double)r->pre_bytes / mib, r->total_ms,
-                (double)r->est_bytes / mib, r->bw / mib, r->pkt_rate);
+                (double)r->est_bytes / mib, r->bw / mib, r->pkt_rate,
+                (unsigned long long)r->dirty_pages);
         return;
     }
     fprintf(f,
-            "%6llu %-5s %6.0f %-9s %6llu %9.2f %9.2f%s %8.2f %7.0f %8.2f "
-            "%8.2f %5u %10.2f %9.1f\n",
+            "%6llu %-5s %6.0f %-9s %6llu %9.2f %9.2f%s %8.2f %6llu %7.0f "
+            "%8.2f %8.2f %5u %10.2f %9.1f\n",
             (unsigned long long)(r->state >> 20), profiles[r->prof].name,
             r->pkt_rate, mode_name(r->precopy), (unsigned long long)r->down_ms,
             r->meas_ms, (double)r->sc_bytes / mib, r->sc_derived ? "*" : " ",
-            (double)r->est_bytes / mib, r->bw / mib, r->ideal_ms, r->ratio,
-            r->iters, (double)r->pre_bytes / mib, r->total_ms);
+            (double)r->est_bytes / mib, (unsigned long long)r->dirty_pages,
+            r->bw / mib, r->ideal_ms, r->ratio, r->iters,
+            (double)r->pre_bytes / mib, r->total_ms);
 }
 
 static const char *table_head =
     "  state dirty  pkt/s mode        down      meas  stop-copy      est "
-    "    tcp    ideal    ratio iters    precopy     total\n"
+    "dirtyp     tcp    ideal    ratio iters    precopy     total\n"
     "    MiB                            ms        ms        MiB      MiB "
-    "  MiB/s       ms  meas/id              MiB        ms\n";
+    " pages   MiB/s       ms  meas/id              MiB        ms\n";
 
 /* The .dat file: one block per mode x dirty rate (gnuplot "index"). */
 static int
@@ -760,7 +764,7 @@ write_dat(const char *path, const struct result *res, size_t n, double bw)
             "# columns: state_MiB dirty mode engine_downtime_ms "
             "measured_downtime_ms stopcopy_MiB ideal_ms ratio iterations "
             "precopy_MiB total_ms est_stopcopy_MiB tcp_MiB_per_s "
-            "packets_per_s\n",
+            "packets_per_s final_dirty_pages\n",
             bw / (1 << 20));
     for (int pc = 0; pc < 2; pc++) {
         for (unsigned int p = 0; p < NPROFILES; p++) {
@@ -987,6 +991,7 @@ main(int argc, char **argv)
            "on the source -> vcpu_resume on the destination; stop-copy = "
            "bytes moved while paused (* = derived: the engine did not "
            "report them); est = the engine's last estimate of them; "
+           "dirtyp = RAM pages dirty at the final collection (precopy); "
            "tcp = plain TCP loopback copy measured just before the run (best "
            "of 2 x %zu MiB); ideal = the stop-copy "
            "bytes at that speed; ratio = meas / ideal; iters / precopy = "
