@@ -1,0 +1,1050 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_precopy - downtime of a live migration vs device state size and
+ * dirty rate, with precopy and with stop-and-copy only (engine
+ * params.no_precopy), between two engines in this process over loopback
+ * TCP (source in the main thread, destination in another thread).
+ *
+ * The VM: RAM_MiB of guest RAM (pseudo-random contents, so no zero
+ * pages) and one flowtab device (devices/flowtab, a NIC-like flow table of
+ * the given state size, worker thread) behind the engine through
+ * bench/ft_engine_dev.c.  A vCPU thread drives the guest: every
+ * millisecond it posts packets over 65536 flows to the device's ring (each
+ * packet updates one 64-byte flow entry, so it dirties one 64 KiB chunk of
+ * device state) and scribbles on random guest RAM pages, at the dirty
+ * rate of the case.  Guest RAM writes (the vCPU's and the device's DMA)
+ * are tracked by <vmig/ramdirty.h> behind the engine's dirty hooks.  The
+ * engine's vcpu_pause stops the vCPU and waits until the device has
+ * finished what was posted, so after the migration the destination's
+ * device state and RAM must equal the source's: the bench checks both and
+ * fails loudly otherwise.
+ *
+ * Per case one table row: state size, dirty rate, mode, downtime (the
+ * engine's, whole ms, and measured here from vcpu_pause on the source to
+ * vcpu_resume on the destination), the bytes moved while paused
+ * (stats.stopcopy_bytes), the ideal downtime (those bytes at the plain
+ * TCP loopback bandwidth measured in this run), the ratio of the measured
+ * downtime to that ideal, precopy iterations and bytes, total time.  The
+ * table also goes to precopy.dat and, when gnuplot is installed, a plot to
+ * precopy.png (downtime, ratio and precopy bytes vs state size, one line
+ * per mode x dirty rate).  No assertions on timing.
+ *
+ * usage: bench_precopy [quick | size=MiB] [limit=MS] [cap=MS] [ram=MiB]
+ *                      [runs=N] [quiet-ram] [nagle] [out=DIR]
+ *   quick     64 and 128 MiB of device state only (default: 64 .. 1024)
+ *   size=MiB  only this device state size
+ *   limit=MS  the engine's downtime limit (default 50)
+ *   cap=MS    the engine's precopy time cap, then stop-copy (default 4000)
+ *   ram=MiB   guest RAM (default 256)
+ *   runs=N    runs per case; the run with the median downtime is shown
+ *             (the upper one for an even N; the best run would favour
+ *             runs where the vCPU was starved of CPU and dirtied less)
+ *             (default 1)
+ *   nagle     leave Nagle's algorithm on for the migration sockets
+ *             (default: the bench sets TCP_NODELAY on both ends; with
+ *             Nagle a small frame at the switchover can wait for the
+ *             peer's delayed ACK, ~40 ms)
+ *   quiet-ram the guest driver's rings sit in guest memory outside the
+ *             migrated RAM region and the vCPU writes no RAM: only the
+ *             device state changes while the VM runs
+ *   out=DIR   where precopy.dat / precopy.png go (default: the build's
+ *             bench directory)
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <vmig/engine.h>
+#include <vmig/ramdirty.h>
+#include "../devices/flowtab/flowtab_model.h"
+#include "../devices/flowtab/ft_guest.h"
+#include "ft_engine_dev.h"
+
+#ifndef BENCH_OUT_DIR
+#define BENCH_OUT_DIR "."
+#endif
+
+#define PAGE 4096u
+#define AREA 0x10000u /* the guest driver's area in guest RAM */
+#define RING 256u
+#define NFLOWS (1u << 16)
+#define CHUNK (64u << 10)
+#define TICK_NS 1000000L
+#define MAX_CASES 64
+
+/* clang-format off */
+static const struct profile {
+    const char *name;
+    unsigned int pkts;  /* packets per second (one dirty chunk each) */
+    unsigned int pages; /* guest RAM pages written per second */
+} profiles[] = {
+    {"idle", 0, 0},
+    {"low", 2000, 2000},
+    {"high", 40000, 20000},
+};
+/* clang-format on */
+#define NPROFILES (sizeof(profiles) / sizeof(profiles[0]))
+
+static vmig_ctx_t *ctx;
+static double t_origin;
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+die(const char *what)
+{
+    fprintf(stderr, "bench_precopy: FAILED: %s\n", what);
+    exit(1);
+}
+
+static int
+listen_any(int *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        listen(fd, 1) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        die("cannot listen on loopback TCP");
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int
+connect_to(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        die("cannot connect over loopback TCP");
+    }
+    return fd;
+}
+
+/* The VMM's choice for its migration socket: no Nagle delay. */
+static void
+set_nodelay(int fd)
+{
+    int one = 1;
+
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+        die("setsockopt TCP_NODELAY");
+    }
+}
+
+/* ------------------------------------------------------ plain TCP copy */
+
+struct sink {
+    int lfd;
+    uint8_t *dst;
+    size_t len;
+};
+
+static void *
+sink_main(void *arg)
+{
+    struct sink *s = arg;
+    int fd = accept(s->lfd, NULL, NULL);
+    size_t got = 0;
+
+    /* like the destination engine, land the bytes in memory */
+    while (fd >= 0 && got < s->len) {
+        size_t want = s->len - got < (1u << 20) ? s->len - got : 1u << 20;
+        ssize_t n = read(fd, s->dst + got, want);
+
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return NULL;
+}
+
+/* Bytes per second of one plain TCP loopback copy of @len bytes. */
+static double
+tcp_copy(const uint8_t *src, uint8_t *dst, size_t len)
+{
+    struct sink s = {.dst = dst, .len = len};
+    pthread_t th;
+    int port, fd;
+    size_t off = 0;
+    double t0, dt;
+
+    s.lfd = listen_any(&port);
+    if (pthread_create(&th, NULL, sink_main, &s) != 0) {
+        die("pthread_create");
+    }
+    fd = connect_to(port);
+    t0 = now_s();
+    while (off < len) {
+        size_t n = len - off < (1u << 20) ? len - off : 1u << 20;
+        ssize_t w = write(fd, src + off, n);
+
+        if (w <= 0) {
+            die("plain TCP copy: write");
+        }
+        off += (size_t)w;
+    }
+    close(fd);
+    pthread_join(th, NULL);
+    dt = now_s() - t0;
+    close(s.lfd);
+    return (double)len / dt;
+}
+
+static double
+tcp_bandwidth(const uint8_t *src, uint8_t *dst, size_t len, int tries)
+{
+    double best = 0;
+
+    for (int i = 0; i < tries; i++) {
+        double bw = tcp_copy(src, dst, len);
+
+        best = bw > best ? bw : best;
+    }
+    return best;
+}
+
+/* ------------------------------------------------------ the guest */
+
+/* Guest memory as the device sees it: RAM, then the I/O area. */
+struct gmem {
+    uint8_t *base;
+    size_t len;
+};
+
+static void *
+ram_translate(void *opaque, uint64_t iova, size_t len, bool write)
+{
+    struct gmem *m = opaque;
+
+    (void)write;
+    if (iova > m->len || len > m->len - iova) {
+        return NULL;
+    }
+    return m->base + iova;
+}
+
+static const struct ft_dma_ops ram_dma = {.translate = ram_translate};
+
+static int
+reg_read(void *opaque, uint32_t off, uint32_t *val)
+{
+    return ft_model_reg_read(opaque, off, val);
+}
+
+static int
+reg_write(void *opaque, uint32_t off, uint32_t val)
+{
+    return ft_model_reg_write(opaque, off, val);
+}
+
+/* The source VM: guest RAM, the device, the vCPU thread, dirty tracking. */
+struct vm {
+    struct vmig_engine_region ram;
+    struct gmem mem;
+    uint64_t free_off;      /* first RAM byte past the driver area */
+    unsigned int page_rate; /* RAM pages written per second */
+    struct ft_model *dev;
+    struct ft_guest g;
+    const struct profile *p;
+    pthread_t th;
+    bool running;
+    int stop;
+    long err;
+    uint64_t rng;
+    uint64_t pkts;
+    uint64_t pages;
+    struct vmig_ramdirty *rd;
+    double t_start; /* the vCPU first ran */
+    double t_pause;
+};
+
+/* The destination VM: only the time it resumed. */
+struct dvm {
+    double t_resume;
+};
+
+static uint64_t
+xorshift(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static void *
+vcpu_main(void *arg)
+{
+    struct vm *vm = arg;
+    uint64_t npages = (vm->ram.size - vm->free_off) / PAGE;
+    uint64_t pk = 0, pg = 0;
+    struct timespec next;
+    double t0 = now_s();
+
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    while (!__atomic_load_n(&vm->stop, __ATOMIC_ACQUIRE)) {
+        double el = now_s() - t0;
+        uint64_t want_pk = (uint64_t)(el * vm->p->pkts);
+        uint64_t want_pg = (uint64_t)(el * vm->page_rate);
+        long r = 0;
+
+        if (want_pk > pk) {
+            r = ft_guest_post(
+                &vm->g, want_pk - pk < RING ? (unsigned)(want_pk - pk) : RING,
+                0);
+            pk += r > 0 ? (uint64_t)r : 0;
+        }
+        if (r >= 0) {
+            r = ft_guest_reap(&vm->g);
+        }
+        if (r < 0 && vm->err == 0) {
+            vm->err = r;
+        }
+        for (; pg < want_pg; pg++) {
+            uint64_t x = xorshift(&vm->rng);
+            uint64_t *w = (uint64_t *)((uint8_t *)vm->ram.host + vm->free_off +
+                                       (x % npages) * PAGE);
+
+            w[(x >> 40) % (PAGE / 8)] = x;
+        }
+        next.tv_nsec += TICK_NS;
+        if (next.tv_nsec >= 1000000000L) {
+            next.tv_sec++;
+            next.tv_nsec -= 1000000000L;
+        }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+    }
+    vm->pkts += pk;
+    vm->pages += pg;
+    return NULL;
+}
+
+static int
+vcpu_start(struct vm *vm)
+{
+    if (vm->t_start == 0) {
+        vm->t_start = now_s();
+    }
+    __atomic_store_n(&vm->stop, 0, __ATOMIC_RELEASE);
+    if (pthread_create(&vm->th, NULL, vcpu_main, vm) != 0) {
+        return -EAGAIN;
+    }
+    vm->running = true;
+    return 0;
+}
+
+/* Reap until the device has done all that was posted (bounded). */
+static int
+drain(struct vm *vm)
+{
+    for (int i = 0; i < 5000; i++) {
+        long r = ft_guest_reap(&vm->g);
+
+        if (r < 0) {
+            return (int)r;
+        }
+        if (ft_guest_outstanding(&vm->g) == 0) {
+            return ft_model_wait_idle(vm->dev, 5000);
+        }
+        usleep(100);
+    }
+    return -ETIMEDOUT;
+}
+
+static int
+src_pause(void *opaque)
+{
+    struct vm *vm = opaque;
+
+    vm->t_pause = now_s();
+    if (vm->running) {
+        __atomic_store_n(&vm->stop, 1, __ATOMIC_RELEASE);
+        pthread_join(vm->th, NULL);
+        vm->running = false;
+    }
+    return drain(vm);
+}
+
+static int
+src_resume(void *opaque)
+{
+    return vcpu_start(opaque);
+}
+
+static void
+dirty_release(struct vm *vm)
+{
+    vmig_ramdirty_free(vm->rd);
+    vm->rd = NULL;
+}
+
+static int
+src_dirty_start(void *opaque)
+{
+    struct vm *vm = opaque;
+    int ret;
+
+    dirty_release(vm); /* a tracker left by an earlier attempt */
+    ret = vmig_ramdirty_new(ctx, VMIG_DIRTY_AUTO, &vm->rd);
+
+    if (ret == 0) {
+        ret = vmig_ramdirty_add_region(vm->rd, 0, vm->ram.host, vm->ram.size);
+        ret = ret < 0 ? ret : vmig_ramdirty_start(vm->rd);
+    }
+    if (ret < 0) {
+        vmig_ramdirty_free(vm->rd);
+        vm->rd = NULL;
+    }
+    return ret;
+}
+
+static long
+src_dirty_collect(void *opaque, unsigned int region, uint64_t *bitmap,
+                  size_t nbits)
+{
+    struct vm *vm = opaque;
+
+    if (vm->rd == NULL || region != 0) {
+        return -EINVAL;
+    }
+    return vmig_ramdirty_collect(vm->rd, 0, 0, vm->ram.size, bitmap, nbits);
+}
+
+/*
+ * Called in the downtime: only stop collecting; unregistering the
+ * userfaultfd from the whole region (several ms for 256 MiB) waits until
+ * the migration has ended (dirty_release()).
+ */
+static void
+src_dirty_stop(void *opaque)
+{
+    struct vm *vm = opaque;
+
+    if (vm->rd != NULL && vmig_ramdirty_stop(vm->rd) < 0) {
+        fprintf(stderr, "bench_precopy: dirty tracking stop failed\n");
+    }
+}
+
+static const struct vmig_engine_vm_ops src_ops = {
+    .vcpu_pause = src_pause,
+    .vcpu_resume = src_resume,
+    .dirty_start = src_dirty_start,
+    .dirty_collect = src_dirty_collect,
+    .dirty_stop = src_dirty_stop,
+};
+
+static int
+dst_pause(void *opaque)
+{
+    (void)opaque;
+    return 0;
+}
+
+static int
+dst_resume(void *opaque)
+{
+    struct dvm *d = opaque;
+
+    d->t_resume = now_s();
+    return 0;
+}
+
+static const struct vmig_engine_vm_ops dst_ops = {
+    .vcpu_pause = dst_pause,
+    .vcpu_resume = dst_resume,
+};
+
+/* ------------------------------------------------------ one case */
+
+struct result {
+    uint64_t state;
+    unsigned int prof;
+    bool precopy;
+    uint64_t down_ms;  /* the engine's */
+    double meas_ms;    /* pause -> resume, measured here */
+    uint64_t sc_bytes; /* moved while paused */
+    bool sc_derived;   /* the engine gave none: RAM + device bytes */
+    double ideal_ms;
+    double ratio;
+    unsigned int iters;
+    uint64_t pre_bytes;
+    uint64_t est_bytes;
+    uint64_t dirty_pages; /* RAM pages dirty at the final collection */
+    double total_ms;
+    double bw;       /* plain TCP loopback bytes/s next to this case */
+    double pkt_rate; /* packets per second the vCPU achieved */
+};
+
+struct incoming {
+    struct vmig_engine *eng;
+    int lfd;
+    bool nodelay;
+    int ret;
+};
+
+static void *
+incoming_main(void *arg)
+{
+    struct incoming *in = arg;
+    int fd = accept(in->lfd, NULL, NULL);
+
+    if (fd >= 0 && in->nodelay) {
+        set_nodelay(fd);
+    }
+    in->ret = fd < 0 ? -errno : vmig_engine_incoming(in->eng, fd);
+    if (fd >= 0) {
+        close(fd);
+    }
+    return NULL;
+}
+
+struct knobs {
+    uint64_t limit_ms;
+    uint64_t cap_ms;
+    int runs;
+    bool quiet_ram; /* driver area outside the migrated RAM, no RAM writer */
+    bool nagle;     /* leave Nagle on for the migration sockets */
+    size_t io;      /* bytes of the I/O area after the RAM */
+};
+
+/* Post 2 packets per flow (synchronously) so the working set exists. */
+static int
+warm_up(struct vm *vm)
+{
+    unsigned int left = 2 * NFLOWS;
+
+    while (left > 0) {
+        long p = ft_guest_post(&vm->g, left < RING ? left : RING, 0);
+        int ret;
+
+        if (p < 0) {
+            return (int)p;
+        }
+        ret = drain(vm);
+        if (ret < 0) {
+            return ret;
+        }
+        left -= (unsigned int)p;
+    }
+    return 0;
+}
+
+static void
+run_case(uint8_t *sram, uint8_t *dram, size_t ram, uint64_t state,
+         unsigned int prof, bool precopy, const struct knobs *k, double bw,
+         struct result *res)
+{
+    struct ft_config cfg = {
+        .state_bytes = state, .chunk_bytes = CHUNK, .device_id = 1};
+    struct vm vm = {.ram = {.name = "ram0", .host = sram, .size = ram},
+                    .mem = {.base = sram, .len = ram + k->io},
+                    .p = &profiles[prof],
+                    .page_rate = k->quiet_ram ? 0 : profiles[prof].pages,
+                    .rng = 0x9e3779b97f4a7c15ull ^ state};
+    struct vmig_engine_region dreg = {
+        .name = "ram0", .host = dram, .size = ram};
+    struct gmem dmem = {.base = dram, .len = ram + k->io};
+    uint64_t area = k->quiet_ram ? ram : AREA;
+    struct dvm dvm = {0};
+    struct ft_model *dst_dev = NULL;
+    struct ft_edev se, de;
+    struct ft_guest_regs regs = {.read = reg_read, .write = reg_write};
+    struct vmig_engine *src = NULL, *dst = NULL;
+    struct vmig_engine_params prm;
+    struct vmig_engine_stats *st = calloc(1, sizeof(*st));
+    struct incoming in = {.ret = -EINPROGRESS};
+    pthread_t th;
+    uint64_t ah, al, bh, bl;
+    int port, fd, ret;
+    double t0, t1;
+
+    memset(res, 0, sizeof(*res));
+    res->state = state;
+    res->prof = prof;
+    res->precopy = precopy;
+    if (st == NULL || ft_model_new(ctx, &cfg, &ram_dma, &vm.mem, &vm.dev) < 0 ||
+        ft_model_new(ctx, &cfg, &ram_dma, &dmem, &dst_dev) < 0) {
+        die("cannot create the flowtab devices (memory?)");
+    }
+    regs.opaque = vm.dev;
+    vm.free_off = k->quiet_ram
+                      ? 0
+                      : (AREA + ft_guest_area_bytes(RING, NFLOWS) + PAGE - 1) /
+                            PAGE * PAGE;
+    if (vm.free_off >= ram ||
+        ft_guest_init(&vm.g, sram, ram + k->io, area, RING, NFLOWS,
+                      0x2545f4914f6cdd1dull, &regs) < 0 ||
+        warm_up(&vm) < 0) {
+        die("guest driver setup");
+    }
+    ft_edev_init(&se, vm.dev);
+    ft_edev_init(&de, dst_dev);
+    if (vmig_engine_new(ctx, &vm.ram, 1, &src_ops, &vm, &src) < 0 ||
+        vmig_engine_new(ctx, &dreg, 1, &dst_ops, &dvm, &dst) < 0 ||
+        vmig_engine_add_device(src, "ft0", ft_edev_ops(), &se) < 0 ||
+        vmig_engine_add_device(dst, "ft0", ft_edev_ops(), &de) < 0) {
+        die("engine setup");
+    }
+    vmig_engine_get_params(src, &prm);
+    prm.no_precopy = !precopy;
+    prm.downtime_limit_ms = k->limit_ms;
+    prm.max_precopy_ms = k->cap_ms;
+    prm.cap_action = VMIG_ENGINE_CAP_STOP_COPY;
+    vmig_engine_set_params(src, &prm);
+    memset(dram, 0x5a, ram); /* nothing left from the last case */
+
+    if (vcpu_start(&vm) < 0) {
+        die("vCPU thread");
+    }
+    usleep(20000); /* the guest runs for a moment before the migration */
+    in.eng = dst;
+    in.nodelay = !k->nagle;
+    in.lfd = listen_any(&port);
+    if (pthread_create(&th, NULL, incoming_main, &in) != 0) {
+        die("pthread_create");
+    }
+    fd = connect_to(port);
+    if (!k->nagle) {
+        set_nodelay(fd);
+    }
+    t0 = now_s();
+    ret = vmig_engine_migrate(src, fd);
+    t1 = now_s();
+    close(fd);
+    pthread_join(th, NULL);
+    close(in.lfd);
+    dirty_release(&vm);
+    vmig_engine_stats(src, st);
+    if (ret < 0 || in.ret < 0) {
+        fprintf(stderr,
+                "bench_precopy: FAILED: %llu MiB %s %s: migrate %d, "
+                "incoming %d: %s\n",
+                (unsigned long long)(state >> 20), profiles[prof].name,
+                precopy ? "precopy" : "stop-copy", ret, in.ret, st->error);
+        exit(1);
+    }
+    if (vm.running) {
+        die("the engine left the source vCPU running after completion");
+    }
+    if (vm.err != 0) {
+        fprintf(stderr, "bench_precopy: FAILED: the guest driver saw %ld\n",
+                vm.err);
+        exit(1);
+    }
+    ft_model_digest(vm.dev, &ah, &al);
+    ft_model_digest(dst_dev, &bh, &bl);
+    if (ah != bh || al != bl) {
+        fprintf(stderr,
+                "bench_precopy: FAILED: %llu MiB %s %s: destination device "
+                "state digest %016llx%016llx != source %016llx%016llx\n",
+                (unsigned long long)(state >> 20), profiles[prof].name,
+                precopy ? "precopy" : "stop-copy", (unsigned long long)bh,
+                (unsigned long long)bl, (unsigned long long)ah,
+                (unsigned long long)al);
+        exit(1);
+    }
+    if (memcmp(sram, dram, ram) != 0) {
+        fprintf(stderr,
+                "bench_precopy: FAILED: %llu MiB %s %s: destination guest "
+                "RAM differs from the source\n",
+                (unsigned long long)(state >> 20), profiles[prof].name,
+                precopy ? "precopy" : "stop-copy");
+        exit(1);
+    }
+
+    res->down_ms = st->downtime_ms;
+    res->meas_ms = (dvm.t_resume - vm.t_pause) * 1e3;
+    res->sc_bytes = st->stopcopy_bytes;
+    if (res->sc_bytes == 0) {
+        uint64_t dev = 0;
+
+        for (unsigned int i = 0; i < st->ndevices; i++) {
+            dev += st->dev[i].bytes;
+        }
+        res->sc_bytes = st->ram_transferred + dev - st->precopy_bytes;
+        res->sc_derived = true;
+    }
+    res->bw = bw;
+    res->ideal_ms = (double)res->sc_bytes / bw * 1e3;
+    res->ratio = res->ideal_ms > 0 ? res->meas_ms / res->ideal_ms : 0;
+    res->iters = st->iterations;
+    res->pre_bytes = st->precopy_bytes;
+    res->est_bytes = st->est_stopcopy_bytes;
+    res->dirty_pages = st->precopy ? st->dirty_pages : 0;
+    res->total_ms = (t1 - t0) * 1e3;
+    res->pkt_rate = (double)vm.pkts / (vm.t_pause - vm.t_start);
+
+    vmig_engine_free(src);
+    vmig_engine_free(dst);
+    ft_model_free(vm.dev);
+    ft_model_free(dst_dev);
+    free(st);
+}
+
+/* ------------------------------------------------------ output */
+
+static const char *
+mode_name(bool precopy)
+{
+    return precopy ? "precopy" : "stop-copy";
+}
+
+static void
+print_row(FILE *f, const struct result *r, bool dat)
+{
+    double mib = 1 << 20;
+
+    if (dat) {
+        fprintf(f,
+                "%6llu %-5s %-9s %6llu %9.2f %10.2f %9.2f %9.2f %5u %10.2f "
+                "%9.1f %10.2f %7.0f %6.0f %7llu\n",
+                (unsigned long long)(r->state >> 20), profiles[r->prof].name,
+                mode_name(r->precopy), (unsigned long long)r->down_ms,
+                r->meas_ms, (double)r->sc_bytes / mib, r->ideal_ms, r->ratio,
+                r->iters, (double)r->pre_bytes / mib, r->total_ms,
+                (double)r->est_bytes / mib, r->bw / mib, r->pkt_rate,
+                (unsigned long long)r->dirty_pages);
+        return;
+    }
+    fprintf(f,
+            "%6llu %-5s %6.0f %-9s %6llu %9.2f %9.2f%s %8.2f %6llu %7.0f "
+            "%8.2f %8.2f %5u %10.2f %9.1f\n",
+            (unsigned long long)(r->state >> 20), profiles[r->prof].name,
+            r->pkt_rate, mode_name(r->precopy), (unsigned long long)r->down_ms,
+            r->meas_ms, (double)r->sc_bytes / mib, r->sc_derived ? "*" : " ",
+            (double)r->est_bytes / mib, (unsigned long long)r->dirty_pages,
+            r->bw / mib, r->ideal_ms, r->ratio, r->iters,
+            (double)r->pre_bytes / mib, r->total_ms);
+}
+
+static const char *table_head =
+    "  state dirty  pkt/s mode        down      meas  stop-copy      est "
+    "dirtyp     tcp    ideal    ratio iters    precopy     total\n"
+    "    MiB                            ms        ms        MiB      MiB "
+    " pages   MiB/s       ms  meas/id              MiB        ms\n";
+
+/* The .dat file: one block per mode x dirty rate (gnuplot "index"). */
+static int
+write_dat(const char *path, const struct result *res, size_t n, double bw)
+{
+    FILE *f = fopen(path, "w");
+    int block = 0;
+
+    if (f == NULL) {
+        return -errno;
+    }
+    fprintf(f,
+            "# bench_precopy: plain TCP loopback %.1f MiB/s at the start\n"
+            "# columns: state_MiB dirty mode engine_downtime_ms "
+            "measured_downtime_ms stopcopy_MiB ideal_ms ratio iterations "
+            "precopy_MiB total_ms est_stopcopy_MiB tcp_MiB_per_s "
+            "packets_per_s final_dirty_pages\n",
+            bw / (1 << 20));
+    for (int pc = 0; pc < 2; pc++) {
+        for (unsigned int p = 0; p < NPROFILES; p++) {
+            fprintf(f, "%s# index %d: %s %s\n", block > 0 ? "\n\n" : "", block,
+                    mode_name(pc), profiles[p].name);
+            for (size_t i = 0; i < n; i++) {
+                if (res[i].precopy == (pc == 1) && res[i].prof == p) {
+                    print_row(f, &res[i], true);
+                }
+            }
+            block++;
+        }
+    }
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
+static bool
+have_gnuplot(void)
+{
+    return system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+static int
+plot(const char *dir, const char *dat, const char *png, const char *what)
+{
+    char gp[4096], cmd[4200];
+    FILE *f;
+    int ret;
+
+    snprintf(gp, sizeof(gp), "%s/precopy.gp", dir);
+    f = fopen(gp, "w");
+    if (f == NULL) {
+        return -errno;
+    }
+    fprintf(f,
+            "set terminal pngcairo size 1500,560 font ',10'\n"
+            "set output '%s'\n"
+            "titles = 'stop-copy/idle stop-copy/low stop-copy/high "
+            "precopy/idle precopy/low precopy/high'\n"
+            "set multiplot layout 1,3 title 'bench\\_precopy: flowtab "
+            "device + guest RAM over loopback TCP (%s)'\n"
+            "set logscale x 2\n"
+            "set xlabel 'device state (MiB)'\n"
+            "set grid\n"
+            "set key below maxrows 3\n"
+            "set logscale y\n"
+            "set ylabel 'downtime (ms, measured)'\n"
+            "plot for [i=0:5] '%s' index i using 1:5 with linespoints "
+            "title word(titles, i+1)\n"
+            "set ylabel 'downtime / ideal (stop-copy bytes at TCP speed)'\n"
+            "plot for [i=0:5] '%s' index i using 1:8 with linespoints "
+            "title word(titles, i+1)\n"
+            "unset logscale y\n"
+            "set ylabel 'precopy sent (MiB, solid)'\n"
+            "set y2label 'precopy iterations (dashed)'\n"
+            "set ytics nomirror\n"
+            "set y2tics\n"
+            "set yrange [0:*]\n"
+            "set y2range [0:*]\n"
+            "plot for [i=3:5] '%s' index i using 1:10 with linespoints "
+            "title word(titles, i+1), for [i=3:5] '%s' index i using 1:9 "
+            "axes x1y2 with linespoints dashtype 2 notitle\n"
+            "unset multiplot\n",
+            png, what, dat, dat, dat, dat);
+    if (fclose(f) != 0) {
+        return -errno;
+    }
+    snprintf(cmd, sizeof(cmd), "gnuplot '%s'", gp);
+    fflush(stdout);
+    ret = system(cmd);
+    return ret == 0 ? 0 : -EIO;
+}
+
+static int
+by_downtime(const void *a, const void *b)
+{
+    double x = ((const struct result *)a)->meas_ms;
+    double y = ((const struct result *)b)->meas_ms;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Precopy against stop-copy per state size and dirty rate. */
+static void
+summary(const struct result *res, size_t n)
+{
+    double lo = 1e30, hi = 0;
+
+    printf("downtime with precopy / without (measured), and the ratio to "
+           "the ideal:\n");
+    printf("  state dirty  stop-copy ms  precopy ms  pre/stop  ratio "
+           "stop-copy  ratio precopy\n");
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const struct result *a = &res[i], *b = &res[i + 1];
+
+        printf("%7llu %-5s %13.1f %11.1f %9.3f %16.2f %14.2f\n",
+               (unsigned long long)(a->state >> 20), profiles[a->prof].name,
+               a->meas_ms, b->meas_ms, b->meas_ms / a->meas_ms, a->ratio,
+               b->ratio);
+        lo = a->ratio < lo ? a->ratio : lo;
+        hi = a->ratio > hi ? a->ratio : hi;
+    }
+    printf("stop-copy downtime / ideal: %.2f .. %.2f\n", lo, hi);
+}
+
+/* ------------------------------------------------------ main */
+
+/* BENCH_PRECOPY_LOG=1: the engines' debug log with timestamps. */
+static void
+log_sink(void *opaque, int level, const char *msg)
+{
+    struct timespec ts;
+
+    (void)opaque;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    fprintf(stderr, "%10.3f ms [%d] %s\n",
+            ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - t_origin) * 1e3,
+            level, msg);
+}
+
+int
+main(int argc, char **argv)
+{
+    uint64_t sizes[5] = {64ull << 20, 128ull << 20, 256ull << 20, 512ull << 20,
+                         1024ull << 20};
+    size_t nsizes = 5;
+    size_t ram = 256u << 20;
+    struct knobs k = {.limit_ms = 50, .cap_ms = 4000, .runs = 1};
+    static struct result runs[99];
+    const char *out = BENCH_OUT_DIR;
+    static struct result res[MAX_CASES];
+    size_t n = 0;
+    uint8_t *sram, *dram;
+    char dat[4096], png[4096];
+    double bw, bw_end, t_start = now_s();
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "quick") == 0) {
+            nsizes = 2;
+        } else if (strncmp(argv[i], "size=", 5) == 0) {
+            sizes[0] = strtoull(argv[i] + 5, NULL, 10) << 20;
+            nsizes = 1;
+        } else if (strncmp(argv[i], "limit=", 6) == 0) {
+            k.limit_ms = strtoull(argv[i] + 6, NULL, 10);
+        } else if (strncmp(argv[i], "cap=", 4) == 0) {
+            k.cap_ms = strtoull(argv[i] + 4, NULL, 10);
+        } else if (strncmp(argv[i], "ram=", 4) == 0) {
+            ram = (size_t)strtoull(argv[i] + 4, NULL, 10) << 20;
+        } else if (strcmp(argv[i], "nagle") == 0) {
+            k.nagle = true;
+        } else if (strcmp(argv[i], "quiet-ram") == 0) {
+            k.quiet_ram = true;
+        } else if (strncmp(argv[i], "runs=", 5) == 0) {
+            k.runs = atoi(argv[i] + 5);
+        } else if (strncmp(argv[i], "out=", 4) == 0) {
+            out = argv[i] + 4;
+        } else {
+            fprintf(stderr, "usage: bench_precopy [quick | size=MiB] "
+                            "[limit=MS] [cap=MS] [ram=MiB] [runs=N] "
+                            "[quiet-ram] [nagle] [out=DIR]\n");
+            return 2;
+        }
+    }
+    if (ram < (16u << 20) || k.limit_ms == 0 || k.runs < 1 || k.runs > 99 ||
+        sizes[0] < (1u << 20)) {
+        fprintf(stderr, "bench_precopy: ram must be >= 16 MiB, size >= 1 "
+                        "MiB, limit > 0, runs 1..99\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    t_origin = now_s();
+    if (vmig_ctx_new("bench-precopy",
+                     getenv("BENCH_PRECOPY_LOG") != NULL ? log_sink : NULL,
+                     NULL, &ctx) < 0) {
+        return 1;
+    }
+    if (getenv("BENCH_PRECOPY_LOG") != NULL) {
+        vmig_ctx_set_level(ctx, VMIG_LOG_DEBUG);
+    }
+    k.io = (ft_guest_area_bytes(RING, NFLOWS) + PAGE - 1) / PAGE * PAGE;
+    sram = mmap(NULL, ram + k.io, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    dram = mmap(NULL, ram + k.io, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sram == MAP_FAILED || dram == MAP_FAILED) {
+        die("cannot map guest RAM");
+    }
+    {
+        uint64_t x = 0x2545f4914f6cdd1dull;
+
+        for (size_t i = 0; i < ram / 8; i++) {
+            ((uint64_t *)sram)[i] = xorshift(&x);
+        }
+        memset(dram, 0, ram);
+    }
+    bw = tcp_bandwidth(sram, dram, ram, 3);
+
+    printf("bench_precopy: %zu MiB guest RAM (random) + one flowtab device "
+           "(chunk %u KiB, %u flows), two engines over loopback TCP\n",
+           ram >> 20, CHUNK >> 10, NFLOWS);
+    printf("dirty rates: idle = nothing; low = %u packets/s + %u RAM "
+           "pages/s; high = %u packets/s + %u RAM pages/s (a packet "
+           "dirties one %u KiB chunk of device state)\n",
+           profiles[1].pkts, profiles[1].pages, profiles[2].pkts,
+           profiles[2].pages, CHUNK >> 10);
+    printf("migration sockets: %s\n",
+           k.nagle ? "Nagle left on (the engine sets nothing)"
+                   : "TCP_NODELAY set by the bench (the VMM)");
+    if (k.quiet_ram) {
+        printf("quiet-ram: the guest driver's rings live outside the "
+               "migrated RAM and no RAM pages are written (only the device "
+               "state changes while the VM runs)\n");
+    }
+    printf("engine: downtime limit %llu ms, precopy cap %llu ms then "
+           "stop-copy; RAM dirty tracking: %s\n",
+           (unsigned long long)k.limit_ms, (unsigned long long)k.cap_ms,
+           vmig_dirty_uffd_wp_supported() ? "uffd-wp" : "hash");
+    printf("plain TCP loopback copy at the start: %.1f MiB/s (best of 3 x "
+           "%zu MiB); each case: the median of %d run%s by measured "
+           "downtime\n",
+           bw / (1 << 20), ram >> 20, k.runs, k.runs > 1 ? "s" : "");
+    printf("columns: pkt/s = packets per second the vCPU achieved; "
+           "down = engine downtime (whole ms); meas = vcpu_pause "
+           "on the source -> vcpu_resume on the destination; stop-copy = "
+           "bytes moved while paused (* = derived: the engine did not "
+           "report them); est = the engine's last estimate of them; "
+           "dirtyp = RAM pages dirty at the final collection (precopy); "
+           "tcp = plain TCP loopback copy measured just before the run (best "
+           "of 2 x %zu MiB); ideal = the stop-copy "
+           "bytes at that speed; ratio = meas / ideal; iters / precopy = "
+           "precopy iterations and bytes moved while running; total = "
+           "migration wall time\n",
+           ram >> 20);
+    fputs(table_head, stdout);
+    fflush(stdout);
+    for (size_t s = 0; s < nsizes; s++) {
+        for (unsigned int p = 0; p < NPROFILES; p++) {
+            for (int pc = 0; pc < 2; pc++) {
+                for (int r = 0; r < k.runs; r++) {
+                    double b = tcp_bandwidth(sram, dram, ram, 2);
+
+                    run_case(sram, dram, ram, sizes[s], p, pc == 1, &k, b,
+                             &runs[r]);
+                }
+                qsort(runs, (size_t)k.runs, sizeof(runs[0]), by_downtime);
+                res[n] = runs[k.runs / 2];
+                print_row(stdout, &res[n], false);
+                fflush(stdout);
+                n++;
+            }
+        }
+    }
+    bw_end = tcp_bandwidth(sram, dram, ram, 3);
+    printf("plain TCP loopback at the end: %.1f MiB/s (at the start %.1f "
+           "MiB/s)\n",
+           bw_end / (1 << 20), bw / (1 << 20));
+    summary(res, n);
+    printf("device state digests and guest RAM equal on both sides in "
+           "every case; %.0f s in all\n",
+           now_s() - t_start);
+
+    snprintf(dat, sizeof(dat), "%s/precopy.dat", out);
+    snprintf(png, sizeof(png), "%s/precopy.png", out);
+    if (write_dat(dat, res, n, bw) < 0) {
+        fprintf(stderr, "bench_precopy: cannot write %s\n", dat);
+        return 1;
+    }
+    printf("table: %s\n", dat);
+    if (!have_gnuplot()) {
+        printf("plot skipped: gnuplot is not installed (apt-get install "
+               "gnuplot-nox)\n");
+    } else if (plot(out, dat, png,
+                    k.quiet_ram ? "quiet-ram: only the device state changes"
+                                : "device state and guest RAM change") < 0) {
+        printf("plot skipped: gnuplot failed on %s/precopy.gp\n", out);
+    } else {
+        printf("plot: %s\n", png);
+    }
+    munmap(sram, ram + k.io);
+    munmap(dram, ram + k.io);
+    vmig_ctx_free(ctx);
+    return 0;
+}
