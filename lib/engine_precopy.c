@@ -21,6 +21,7 @@
 #define PC_DEFAULT_ITERATIONS 30u
 #define PC_DEFAULT_RESTARTS 3u
 #define PC_RAM_RUN_MAX 1024u /* pages per RAM frame */
+#define PC_RAM_GAP 16u       /* clean pages bridged inside one frame */
 /* Pause between iterations that moved nothing, so an idle VM is not
  * polled in a tight loop while its devices catch up. */
 #define PC_IDLE_NS 5000000L
@@ -163,9 +164,21 @@ pc_send_dirty(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
                 pg++;
                 continue;
             }
-            while (pg + run < npages && run < PC_RAM_RUN_MAX &&
-                   (bm[(pg + run) / 64] & (1ull << ((pg + run) % 64)))) {
-                run++;
+            /* a run of dirty pages, bridging short clean gaps: resending
+             * a few clean pages is cheaper than a frame per scattered
+             * page while the VM is paused */
+            {
+                uint64_t end = pg, q = pg + 1;
+
+                while (q < npages && q - pg < PC_RAM_RUN_MAX) {
+                    if (bm[q / 64] & (1ull << (q % 64))) {
+                        end = q;
+                    } else if (q - end > PC_RAM_GAP) {
+                        break;
+                    }
+                    q++;
+                }
+                run = end - pg + 1;
             }
             ret = vmig__src_send_pages(e, c, r, pg * VMIG_MP_PAGE_SIZE,
                                        (uint32_t)run, pc->zero, false, !last,
@@ -553,11 +566,7 @@ vmig__pc_final_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
     pthread_mutex_lock(&e->lock);
     e->st.dirty_pages = pc->dirty_pages;
     pthread_mutex_unlock(&e->lock);
-    ret = pc_send_dirty(e, c, pc, pc->pass + 1, true);
-    if (ret < 0) {
-        return ret;
-    }
-    e->ops->dirty_stop(e->opaque);
-    pc->dirty_started = false;
-    return 0;
+    /* tracking stops after the migration (vmig__pc_end): releasing it
+     * costs time that is not the guest's downtime */
+    return pc_send_dirty(e, c, pc, pc->pass + 1, true);
 }

@@ -4,6 +4,8 @@
  * blocking socket I/O.  Layout: docs/migration-protocol.md.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,6 +469,7 @@ int
 vmig_mp_conn_new(vmig_ctx_t *ctx, int fd, struct vmig_mp_conn **out)
 {
     struct vmig_mp_conn *c;
+    int one = 1;
 
     if (fd < 0 || out == NULL) {
         return -EINVAL;
@@ -482,6 +485,9 @@ vmig_mp_conn_new(vmig_ctx_t *ctx, int fd, struct vmig_mp_conn **out)
     }
     c->ctx = ctx;
     c->fd = fd;
+    /* small frames (SWITCHOVER, CONFIRM, acks) must not wait for the
+     * peer's delayed ACK: that is downtime; not TCP: nothing to do */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     *out = c;
     return 0;
 }
