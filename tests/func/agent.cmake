@@ -21,7 +21,7 @@ if(TARGET vmig-agent)
   set_tests_properties(agent-qmp agent-migrate agent-demo agent-vfu agent-acc
     agent-corrupt
     PROPERTIES
-    LABELS func TIMEOUT 60)
+    LABELS func TIMEOUT 150)
 endif()
 
 # Precopy, resets during precopy, several devices and switchover-ack
