@@ -8,7 +8,7 @@
  * The VM: RAM_MiB of guest RAM (pseudo-random contents, so no zero
  * pages) and one flowtab device (devices/flowtab, a NIC-like flow table of
  * the given state size, worker thread) behind the engine through
- * bench/ft_engine_dev.c.  A vCPU thread drives the guest: every
+ * devices/flowtab/ft_engine_dev.c.  A vCPU thread drives the guest: every
  * millisecond it posts packets over 65536 flows to the device's ring (each
  * packet updates one 64-byte flow entry, so it dirties one 64 KiB chunk of
  * device state) and scribbles on random guest RAM pages, at the dirty
@@ -66,7 +66,7 @@
 #include <vmig/ramdirty.h>
 #include "../devices/flowtab/flowtab_model.h"
 #include "../devices/flowtab/ft_guest.h"
-#include "ft_engine_dev.h"
+#include "../devices/flowtab/ft_engine_dev.h"
 
 #ifndef BENCH_OUT_DIR
 #define BENCH_OUT_DIR "."

@@ -1,8 +1,8 @@
 # Downtime vs device state size and dirty rate, precopy vs stop-copy: the
-# flowtab model behind the engine (bench/ft_engine_dev.c), two engines in
+# flowtab model behind the engine (devices/flowtab/ft_engine_dev.c), two engines in
 # one process.  precopy.dat / precopy.png land in the build's bench dir.
 vmig_bench(bench_precopy
-  SOURCES ${PROJECT_SOURCE_DIR}/bench/ft_engine_dev.c
+  SOURCES ${PROJECT_SOURCE_DIR}/devices/flowtab/ft_engine_dev.c
           ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_model.c
           ${PROJECT_SOURCE_DIR}/devices/flowtab/ft_guest.c
   LIBS PkgConfig::XXHASH Threads::Threads)

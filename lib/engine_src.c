@@ -88,6 +88,37 @@ src_note_ack(struct vmig_engine *e, const struct vmig_mp_frame *f)
     return 1;
 }
 
+/*
+ * A return-path frame nobody waits for specifically: ERROR ends the
+ * migration (its errno), ACK, SWITCHOVER_ACK and unknown optional frames
+ * are taken in (0), anything else is out of place while @due was
+ * expected (-EPROTO).
+ */
+static int
+src_return_frame(struct vmig_engine *e, const struct vmig_mp_frame *f,
+                 const char *due)
+{
+    int ret;
+
+    if (f->hdr.type == VMIG_MP_ERROR) {
+        return parse_error_frame(e, f);
+    }
+    ret = src_note_ack(e, f);
+    if (ret < 0) {
+        return ret;
+    }
+    if (ret == 1 || f->hdr.type == VMIG_MP_ACK ||
+        (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0 &&
+         (f->hdr.flags & VMIG_MP_F_OPTIONAL))) {
+        return 0;
+    }
+    vmig_err(e->ctx, "migration: expected %s from the destination, got %s", due,
+             vmig_mp_type_name(f->hdr.type));
+    vmig__engine_set_error(e, "destination sent %s while %s was due",
+                           vmig_mp_type_name(f->hdr.type), due);
+    return -EPROTO;
+}
+
 /* Wait for a frame of @type on the return path; ERROR ends the wait. */
 static int
 src_expect(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int type,
@@ -102,27 +133,10 @@ src_expect(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int type,
         if (f->hdr.type == type) {
             return 0;
         }
-        if (f->hdr.type == VMIG_MP_ERROR) {
-            return parse_error_frame(e, f);
-        }
-        if (f->hdr.type == VMIG_MP_ACK) {
-            continue;
-        }
-        ret = src_note_ack(e, f);
+        ret = src_return_frame(e, f, vmig_mp_type_name(type));
         if (ret < 0) {
             return ret;
         }
-        if (ret == 1 ||
-            (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0 &&
-             (f->hdr.flags & VMIG_MP_F_OPTIONAL))) {
-            continue;
-        }
-        vmig_err(e->ctx, "migration: expected %s from the destination, got %s",
-                 vmig_mp_type_name(type), vmig_mp_type_name(f->hdr.type));
-        vmig__engine_set_error(e, "destination sent %s while %s was due",
-                               vmig_mp_type_name(f->hdr.type),
-                               vmig_mp_type_name(type));
-        return -EPROTO;
     }
 }
 
@@ -139,28 +153,17 @@ vmig__src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c)
 
     while (vmig_mp_pending(c)) {
         ret = vmig_mp_recv(c, &f);
+        if (ret == 0) {
+            ret = src_return_frame(e, &f, "nothing");
+        }
         if (ret < 0) {
             return ret;
         }
-        if (f.hdr.type == VMIG_MP_ERROR) {
-            return parse_error_frame(e, &f);
-        }
-        ret = src_note_ack(e, &f);
-        if (ret < 0) {
-            return ret;
-        }
-        if (ret == 1 || f.hdr.type == VMIG_MP_ACK ||
-            (strcmp(vmig_mp_type_name(f.hdr.type), "unknown") == 0 &&
-             (f.hdr.flags & VMIG_MP_F_OPTIONAL))) {
-            continue;
-        }
-        vmig__engine_set_error(e, "destination sent %s mid-stream",
-                               vmig_mp_type_name(f.hdr.type));
-        return -EPROTO;
     }
     return 0;
 }
 
+/* Wait until the latest SWITCHOVER_REQ is acknowledged. */
 int
 vmig__src_wait_ack(struct vmig_engine *e, struct vmig_mp_conn *c)
 {
@@ -169,26 +172,12 @@ vmig__src_wait_ack(struct vmig_engine *e, struct vmig_mp_conn *c)
 
     while (e->ack_got != e->ack_req) {
         ret = vmig_mp_recv(c, &f);
+        if (ret == 0) {
+            ret = src_return_frame(e, &f, "SWITCHOVER_ACK");
+        }
         if (ret < 0) {
             return ret;
         }
-        if (f.hdr.type == VMIG_MP_ERROR) {
-            return parse_error_frame(e, &f);
-        }
-        ret = src_note_ack(e, &f);
-        if (ret < 0) {
-            return ret;
-        }
-        if (ret == 1 || f.hdr.type == VMIG_MP_ACK ||
-            (strcmp(vmig_mp_type_name(f.hdr.type), "unknown") == 0 &&
-             (f.hdr.flags & VMIG_MP_F_OPTIONAL))) {
-            continue;
-        }
-        vmig__engine_set_error(e,
-                               "destination sent %s while SWITCHOVER_ACK "
-                               "was due",
-                               vmig_mp_type_name(f.hdr.type));
-        return -EPROTO;
     }
     return 0;
 }

@@ -22,7 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <vmig/engine.h>
-#include "../devices/flowtab/flowtab_model.h"
+#include "flowtab_model.h"
 
 /**
  * struct ft_edev - one flowtab model behind the engine.
