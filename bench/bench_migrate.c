@@ -35,6 +35,7 @@
 #include "acc_server.h"
 #include "guest-driver.h"
 #include "vfu_testdev.h"
+#include "../tests/loopback.h"
 
 static double
 now_s(void)
@@ -48,30 +49,22 @@ now_s(void)
 static int
 listen_any(int *port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = lb_listen(port);
 
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        listen(fd, 1) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        perror("bench: listen");
+    if (fd < 0) {
+        fprintf(stderr, "bench: listen: %s\n", strerror(-fd));
         exit(1);
     }
-    *port = ntohs(a.sin_port);
     return fd;
 }
 
 static int
 connect_to(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = lb_connect(port);
 
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-        perror("bench: connect");
+    if (fd < 0) {
+        fprintf(stderr, "bench: connect: %s\n", strerror(-fd));
         exit(1);
     }
     return fd;
@@ -79,60 +72,17 @@ connect_to(int port)
 
 /* ------------------------------------------------------------ baseline */
 
-struct sink {
-    int lfd;
-    uint8_t *dst;
-    size_t len;
-};
-
-static void *
-sink_main(void *arg)
-{
-    struct sink *s = arg;
-    int fd = accept(s->lfd, NULL, NULL);
-    size_t got = 0;
-
-    /* like the destination, land the bytes in "guest RAM" */
-    while (fd >= 0 && got < s->len) {
-        ssize_t n = read(fd, s->dst + got,
-                         s->len - got < (4u << 20) ? s->len - got : 4u << 20);
-
-        if (n <= 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    return NULL;
-}
-
+/* Seconds of one plain TCP loopback copy of @len bytes. */
 static double
 plain_copy(const uint8_t *src, uint8_t *dst, size_t len)
 {
-    struct sink s = {.dst = dst, .len = len};
-    pthread_t th;
-    int port, fd;
-    size_t off = 0;
-    double t0;
+    double secs = lb_tcp_copy(src, dst, len);
 
-    s.lfd = listen_any(&port);
-    pthread_create(&th, NULL, sink_main, &s);
-    fd = connect_to(port);
-    t0 = now_s();
-    while (off < len) {
-        size_t n = len - off < (4u << 20) ? len - off : 4u << 20;
-        ssize_t w = write(fd, src + off, n);
-
-        if (w <= 0) {
-            perror("bench: write");
-            exit(1);
-        }
-        off += (size_t)w;
+    if (secs <= 0) {
+        fprintf(stderr, "bench: plain TCP copy failed\n");
+        exit(1);
     }
-    close(fd);
-    pthread_join(th, NULL);
-    close(s.lfd);
-    return now_s() - t0;
+    return secs;
 }
 
 /* ------------------------------------------------------------ migration */
@@ -172,9 +122,8 @@ side_new(struct side *s, vmig_ctx_t *ctx, size_t ram, size_t dev, uint64_t seed)
     }
     for (int i = 0; i < 2; i++) {
         struct vmig_memdev_params p = {.state_size = dev,
-                                       .flags =
-                                           VMIG_MIGRATION_STOP_COPY |
-                                           (i == 0 ? VMIG_MIGRATION_P2P : 0),
+                                       .flags = VMIG_MIGRATION_STOP_COPY |
+                                                VMIG_MIGRATION_P2P,
                                        .seed = seed + (uint64_t)i,
                                        .revision = 1};
         char name[8];

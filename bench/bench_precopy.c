@@ -67,6 +67,7 @@
 #include "../devices/flowtab/flowtab_model.h"
 #include "../devices/flowtab/ft_guest.h"
 #include "../devices/flowtab/ft_engine_dev.h"
+#include "../tests/loopback.h"
 
 #ifndef BENCH_OUT_DIR
 #define BENCH_OUT_DIR "."
@@ -115,28 +116,20 @@ die(const char *what)
 static int
 listen_any(int *port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = lb_listen(port);
 
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        listen(fd, 1) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+    if (fd < 0) {
         die("cannot listen on loopback TCP");
     }
-    *port = ntohs(a.sin_port);
     return fd;
 }
 
 static int
 connect_to(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = lb_connect(port);
 
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+    if (fd < 0) {
         die("cannot connect over loopback TCP");
     }
     return fd;
@@ -155,65 +148,16 @@ set_nodelay(int fd)
 
 /* ------------------------------------------------------ plain TCP copy */
 
-struct sink {
-    int lfd;
-    uint8_t *dst;
-    size_t len;
-};
-
-static void *
-sink_main(void *arg)
-{
-    struct sink *s = arg;
-    int fd = accept(s->lfd, NULL, NULL);
-    size_t got = 0;
-
-    /* like the destination engine, land the bytes in memory */
-    while (fd >= 0 && got < s->len) {
-        size_t want = s->len - got < (1u << 20) ? s->len - got : 1u << 20;
-        ssize_t n = read(fd, s->dst + got, want);
-
-        if (n <= 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return NULL;
-}
-
 /* Bytes per second of one plain TCP loopback copy of @len bytes. */
 static double
 tcp_copy(const uint8_t *src, uint8_t *dst, size_t len)
 {
-    struct sink s = {.dst = dst, .len = len};
-    pthread_t th;
-    int port, fd;
-    size_t off = 0;
-    double t0, dt;
+    double secs = lb_tcp_copy(src, dst, len);
 
-    s.lfd = listen_any(&port);
-    if (pthread_create(&th, NULL, sink_main, &s) != 0) {
-        die("pthread_create");
+    if (secs <= 0) {
+        die("plain TCP copy failed");
     }
-    fd = connect_to(port);
-    t0 = now_s();
-    while (off < len) {
-        size_t n = len - off < (1u << 20) ? len - off : 1u << 20;
-        ssize_t w = write(fd, src + off, n);
-
-        if (w <= 0) {
-            die("plain TCP copy: write");
-        }
-        off += (size_t)w;
-    }
-    close(fd);
-    pthread_join(th, NULL);
-    dt = now_s() - t0;
-    close(s.lfd);
-    return (double)len / dt;
+    return (double)len / secs;
 }
 
 static double
