@@ -7,18 +7,7 @@
 # usage: agent_migrate.sh <vmig binary>
 set -u
 vmig=$1
-dir=$(mktemp -d)
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
-expect_rc() { want=$1; shift; "$@" >"$dir/last.out" 2>&1; rc=$?; [ "$rc" -eq "$want" ] || { cat "$dir/last.out" >&2; fail "'$*' exited $rc, expected $want"; }; }
-wait_sock() { i=0; while [ ! -S "$1" ]; do i=$((i + 1)); [ $i -lt 200 ] || fail "no socket $1"; sleep 0.05; done; }
-qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t 2 - UNIX-CONNECT:"$1"; }
+. "$(dirname "$0")/agent_lib.sh"
 port_base=$((20000 + $$ % 20000))
 
 # usage errors exit 2, help exits 0
@@ -35,17 +24,6 @@ done
 expect_rc 1 "$vmig" status --qmp "$dir/none"
 
 vm="--ram 16M --dev-state 1M"
-start() { # name port extra...
-    n=$1; p=$2; shift 2
-    if [ "$p" = "-" ]; then
-        "$vmig" run --qmp "$dir/$n.qmp" $vm "$@" 2>"$dir/$n.log" &
-    else
-        "$vmig" receive --qmp "$dir/$n.qmp" --listen "127.0.0.1:$p" $vm "$@" 2>"$dir/$n.log" &
-    fi
-    pids="$pids $!"
-    eval "pid_$n=$!"
-    wait_sock "$dir/$n.qmp"
-}
 
 start dst $((port_base + 1))
 start old $((port_base + 2)) --dev-revision 0

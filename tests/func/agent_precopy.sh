@@ -28,31 +28,10 @@
 set -u
 vmig=$1
 what=$2
-dir=$(mktemp -d)
-export TMPDIR="$dir" # the agents' device socket directories go here too
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
-    [ -n "${KEEP:-}" ] || rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
-expect_rc() { want=$1; shift; "$@" >"$dir/last.out" 2>&1; rc=$?; [ "$rc" -eq "$want" ] || { cat "$dir/last.out" >&2; fail "'$*' exited $rc, expected $want"; }; }
-wait_sock() { i=0; while [ ! -S "$1" ]; do i=$((i + 1)); [ $i -lt 200 ] || fail "no socket $1"; sleep 0.05; done; }
-qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t 5 - UNIX-CONNECT:"$1"; }
+QMP_TIMEOUT=5
+. "$(dirname "$0")/agent_lib.sh"
 port_base=$((20000 + ($$ + 11) % 20000))
 vm="--ram 32M"
-start() { # name port extra...
-    n=$1; p=$2; shift 2
-    if [ "$p" = "-" ]; then
-        "$vmig" run --qmp "$dir/$n.qmp" $vm "$@" 2>"$dir/$n.log" &
-    else
-        "$vmig" receive --qmp "$dir/$n.qmp" --listen "127.0.0.1:$p" $vm "$@" 2>"$dir/$n.log" &
-    fi
-    pids="$pids $!"
-    wait_sock "$dir/$n.qmp"
-}
 # one number from a flat JSON text: num KEY TEXT
 num() { echo "$2" | tr -d '\n' | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"; }
 # the guest's flowtab report of device NAME on agent A

@@ -17,33 +17,10 @@
 set -u
 vmig=$1
 what=${2:-testdev}
-dir=$(mktemp -d)
-export TMPDIR="$dir" # the agents' device socket directories go here too
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
-expect_rc() { want=$1; shift; "$@" >"$dir/last.out" 2>&1; rc=$?; [ "$rc" -eq "$want" ] || { cat "$dir/last.out" >&2; fail "'$*' exited $rc, expected $want"; }; }
-wait_sock() { i=0; while [ ! -S "$1" ]; do i=$((i + 1)); [ $i -lt 200 ] || fail "no socket $1"; sleep 0.05; done; }
-qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t 2 - UNIX-CONNECT:"$1"; }
+. "$(dirname "$0")/agent_lib.sh"
 port_base=$((20000 + ($$ + 7) % 20000))
 
 vm="--ram 16M"
-start() { # name port extra...
-    n=$1; p=$2; shift 2
-    if [ "$p" = "-" ]; then
-        "$vmig" run --qmp "$dir/$n.qmp" $vm "$@" 2>"$dir/$n.log" &
-    else
-        "$vmig" receive --qmp "$dir/$n.qmp" --listen "127.0.0.1:$p" $vm "$@" 2>"$dir/$n.log" &
-    fi
-    pids="$pids $!"
-    eval "pid_$n=$!"
-    wait_sock "$dir/$n.qmp"
-}
 intact() { # name what
     qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "$1 not running after $2"
     qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "$1 guest broken after $2"

@@ -1,0 +1,28 @@
+# Shared by the agent functional tests (sourced; POSIX sh).  Before
+# sourcing: vmig (the agent binary).  After: set vm (the agents' VM
+# options) and port_base.  QMP_TIMEOUT: seconds socat waits for a reply
+# (default 2).  KEEP=1 keeps the temporary directory for a post-mortem.
+dir=$(mktemp -d)
+export TMPDIR="$dir" # the agents' device socket directories go here too
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null; done
+    for p in $pids; do wait "$p" 2>/dev/null; done
+    [ -n "${KEEP:-}" ] || rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
+expect_rc() { want=$1; shift; "$@" >"$dir/last.out" 2>&1; rc=$?; [ "$rc" -eq "$want" ] || { cat "$dir/last.out" >&2; fail "'$*' exited $rc, expected $want"; }; }
+wait_sock() { i=0; while [ ! -S "$1" ]; do i=$((i + 1)); [ $i -lt 200 ] || fail "no socket $1"; sleep 0.05; done; }
+qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t "${QMP_TIMEOUT:-2}" - UNIX-CONNECT:"$1"; }
+start() { # name port|- extra...: an agent; "-" runs a VM, a port receives
+    n=$1; p=$2; shift 2
+    if [ "$p" = "-" ]; then
+        "$vmig" run --qmp "$dir/$n.qmp" $vm "$@" 2>"$dir/$n.log" &
+    else
+        "$vmig" receive --qmp "$dir/$n.qmp" --listen "127.0.0.1:$p" $vm "$@" 2>"$dir/$n.log" &
+    fi
+    pids="$pids $!"
+    eval "pid_$n=$!"
+    wait_sock "$dir/$n.qmp"
+}
