@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "../engine_pair.h"
 #include "../loopback.h"
 #include <xxhash.h>
 #include <vmig/engine.h>
@@ -295,28 +296,6 @@ connect_to(int port)
     return fd;
 }
 
-struct dst_job {
-    struct tvm *vm;
-    int lfd;
-    int ret;
-    pthread_t th;
-};
-
-static void *
-dst_main(void *arg)
-{
-    struct dst_job *j = arg;
-    int fd = accept(j->lfd, NULL, NULL);
-
-    if (fd < 0) {
-        j->ret = -errno;
-        return NULL;
-    }
-    j->ret = vmig_engine_incoming(j->vm->eng, fd);
-    close(fd);
-    return NULL;
-}
-
 /*
  * A proxy between source and destination: forwards both ways, flips the
  * main-direction byte at @flip_at, and cuts both connections once
@@ -407,11 +386,11 @@ proxy_main(void *arg)
 static int
 migrate(struct tvm *src, struct tvm *dst, struct proxy *px, int *dret)
 {
-    struct dst_job j = {.vm = dst};
+    struct ep_dst j = {.eng = dst->eng};
     int port, fd, ret;
 
     j.lfd = listen_any(&port);
-    assert_int_equal(pthread_create(&j.th, NULL, dst_main, &j), 0);
+    assert_int_equal(pthread_create(&j.th, NULL, ep_dst_main, &j), 0);
     if (px != NULL) {
         px->port = port;
         px->lfd = listen_any(&port);
@@ -824,13 +803,13 @@ test_check_only(void **state)
 {
     struct tvm *a = tvm_new("A", true, 42, 1), *b = tvm_new("B", false, 7, 1);
     struct vmig_engine_check chk;
-    struct dst_job j = {.vm = b};
+    struct ep_dst j = {.eng = b->eng};
     int port, fd;
 
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
     j.lfd = listen_any(&port);
-    assert_int_equal(pthread_create(&j.th, NULL, dst_main, &j), 0);
+    assert_int_equal(pthread_create(&j.th, NULL, ep_dst_main, &j), 0);
     fd = connect_to(port);
     assert_int_equal(vmig_engine_check(a->eng, fd, &chk), 0);
     close(fd);

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "../engine_pair.h"
 #include "../loopback.h"
 #include <vmig/engine.h>
 #include <vmig/ramdirty.h>
@@ -245,36 +246,14 @@ connect_to(int port)
     return fd;
 }
 
-struct dst_job {
-    struct pvm *vm;
-    int lfd;
-    int ret;
-    pthread_t th;
-};
-
-static void *
-dst_main(void *arg)
-{
-    struct dst_job *j = arg;
-    int fd = accept(j->lfd, NULL, NULL);
-
-    if (fd < 0) {
-        j->ret = -errno;
-        return NULL;
-    }
-    j->ret = vmig_engine_incoming(j->vm->eng, fd);
-    close(fd);
-    return NULL;
-}
-
 static int
 migrate(struct pvm *src, struct pvm *dst, int *dret)
 {
-    struct dst_job j = {.vm = dst};
+    struct ep_dst j = {.eng = dst->eng};
     int port, fd, ret;
 
     j.lfd = listen_any(&port);
-    assert_int_equal(pthread_create(&j.th, NULL, dst_main, &j), 0);
+    assert_int_equal(pthread_create(&j.th, NULL, ep_dst_main, &j), 0);
     fd = connect_to(port);
     ret = vmig_engine_migrate(src->eng, fd);
     close(fd);
@@ -483,7 +462,7 @@ test_mixed_p2p(void **state)
     struct vmig_engine_params p = {.allow_mixed_p2p = true};
     struct vmig_engine_check chk;
     struct vmig_engine_stats st;
-    struct dst_job j = {.vm = b};
+    struct ep_dst j = {.eng = b->eng};
     int dret, ret, port, fd;
 
     (void)state;
@@ -497,7 +476,7 @@ test_mixed_p2p(void **state)
     assert_non_null(strstr(st.error, "allow-mixed-p2p"));
 
     j.lfd = listen_any(&port);
-    assert_int_equal(pthread_create(&j.th, NULL, dst_main, &j), 0);
+    assert_int_equal(pthread_create(&j.th, NULL, ep_dst_main, &j), 0);
     fd = connect_to(port);
     assert_int_equal(vmig_engine_check(a->eng, fd, &chk), 0);
     close(fd);
