@@ -30,7 +30,7 @@
  * per mode x dirty rate).  No assertions on timing.
  *
  * usage: bench_precopy [quick | size=MiB] [limit=MS] [cap=MS] [ram=MiB]
- *                      [runs=N] [quiet-ram] [nagle] [out=DIR]
+ *                      [runs=N] [quiet-ram] [out=DIR]
  *   quick     64 and 128 MiB of device state only (default: 64 .. 1024)
  *   size=MiB  only this device state size
  *   limit=MS  the engine's downtime limit (default 50)
@@ -40,10 +40,6 @@
  *             (the upper one for an even N; the best run would favour
  *             runs where the vCPU was starved of CPU and dirtied less)
  *             (default 1)
- *   nagle     leave Nagle's algorithm on for the migration sockets
- *             (default: the bench sets TCP_NODELAY on both ends; with
- *             Nagle a small frame at the switchover can wait for the
- *             peer's delayed ACK, ~40 ms)
  *   quiet-ram the guest driver's rings sit in guest memory outside the
  *             migrated RAM region and the vCPU writes no RAM: only the
  *             device state changes while the VM runs
@@ -52,7 +48,6 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -133,17 +128,6 @@ connect_to(int port)
         die("cannot connect over loopback TCP");
     }
     return fd;
-}
-
-/* The VMM's choice for its migration socket: no Nagle delay. */
-static void
-set_nodelay(int fd)
-{
-    int one = 1;
-
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
-        die("setsockopt TCP_NODELAY");
-    }
 }
 
 /* ------------------------------------------------------ plain TCP copy */
@@ -448,7 +432,6 @@ struct result {
 struct incoming {
     struct vmig_engine *eng;
     int lfd;
-    bool nodelay;
     int ret;
 };
 
@@ -458,9 +441,6 @@ incoming_main(void *arg)
     struct incoming *in = arg;
     int fd = accept(in->lfd, NULL, NULL);
 
-    if (fd >= 0 && in->nodelay) {
-        set_nodelay(fd);
-    }
     in->ret = fd < 0 ? -errno : vmig_engine_incoming(in->eng, fd);
     if (fd >= 0) {
         close(fd);
@@ -473,7 +453,6 @@ struct knobs {
     uint64_t cap_ms;
     int runs;
     bool quiet_ram; /* driver area outside the migrated RAM, no RAM writer */
-    bool nagle;     /* leave Nagle on for the migration sockets */
     size_t io;      /* bytes of the I/O area after the RAM */
 };
 
@@ -568,15 +547,11 @@ run_case(uint8_t *sram, uint8_t *dram, size_t ram, uint64_t state,
     }
     usleep(20000); /* the guest runs for a moment before the migration */
     in.eng = dst;
-    in.nodelay = !k->nagle;
     in.lfd = listen_any(&port);
     if (pthread_create(&th, NULL, incoming_main, &in) != 0) {
         die("pthread_create");
     }
     fd = connect_to(port);
-    if (!k->nagle) {
-        set_nodelay(fd);
-    }
     t0 = now_s();
     ret = vmig_engine_migrate(src, fd);
     t1 = now_s();
@@ -857,8 +832,6 @@ main(int argc, char **argv)
             k.cap_ms = strtoull(argv[i] + 4, NULL, 10);
         } else if (strncmp(argv[i], "ram=", 4) == 0) {
             ram = (size_t)strtoull(argv[i] + 4, NULL, 10) << 20;
-        } else if (strcmp(argv[i], "nagle") == 0) {
-            k.nagle = true;
         } else if (strcmp(argv[i], "quiet-ram") == 0) {
             k.quiet_ram = true;
         } else if (strncmp(argv[i], "runs=", 5) == 0) {
@@ -868,7 +841,7 @@ main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: bench_precopy [quick | size=MiB] "
                             "[limit=MS] [cap=MS] [ram=MiB] [runs=N] "
-                            "[quiet-ram] [nagle] [out=DIR]\n");
+                            "[quiet-ram] [out=DIR]\n");
             return 2;
         }
     }
@@ -914,9 +887,7 @@ main(int argc, char **argv)
            "dirties one %u KiB chunk of device state)\n",
            profiles[1].pkts, profiles[1].pages, profiles[2].pkts,
            profiles[2].pages, CHUNK >> 10);
-    printf("migration sockets: %s\n",
-           k.nagle ? "Nagle left on (the engine sets nothing)"
-                   : "TCP_NODELAY set by the bench (the VMM)");
+    printf("migration sockets: TCP_NODELAY (set by the engine)\n");
     if (k.quiet_ram) {
         printf("quiet-ram: the guest driver's rings live outside the "
                "migrated RAM and no RAM pages are written (only the device "
