@@ -392,7 +392,9 @@ run_op(struct acc_model *m, const struct acc_sqe *sqe, const uint8_t *src,
         if (bounce_reserve(m, slen) < 0) {
             return ACC_ST_INTERNAL;
         }
-        memcpy(m->bounce, src, slen);
+        if (slen != 0) { /* an empty input: no bounce buffer yet */
+            memcpy(m->bounce, src, slen);
+        }
         src = m->bounce;
     }
 
