@@ -380,6 +380,34 @@ pc_estimate(struct vmig_engine *e, const struct eng_pc *pc, uint64_t *dev_part)
     return dev + (pc->ram ? pc->dirty_pages * VMIG_MP_PAGE_SIZE : e->ram_total);
 }
 
+/*
+ * Every precopy device still in PRE_COPY?  One that is not was reset:
+ * restart it (return 1: keep iterating) or fail, per the policy.
+ */
+static int
+pc_check_sessions(struct vmig_engine *e, struct vmig_mp_conn *c,
+                  struct eng_pc *pc, const struct vmig_engine_params *p)
+{
+    int restarted = 0;
+
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        struct eng_dev *d = &e->dev[i];
+        enum vmig_state s;
+        int ret;
+
+        if (!d->tx_pc || (d->ops->get_state(d->opaque, &s) == 0 &&
+                          s == VMIG_STATE_PRE_COPY)) {
+            continue;
+        }
+        ret = pc_dev_lost(e, c, pc, p, i, -ENODEV);
+        if (ret < 0) {
+            return ret;
+        }
+        restarted = 1;
+    }
+    return restarted;
+}
+
 static bool
 pc_all_init_done(const struct vmig_engine *e)
 {
@@ -494,6 +522,15 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
                  (unsigned long long)est, (unsigned long long)est_ms,
                  (unsigned long long)bw);
         if (converged || capped) {
+            /* a device reset since its last read would otherwise open a
+             * new session at the stop: catch it while the VM runs */
+            ret = pc_check_sessions(e, c, pc, p);
+            if (ret < 0) {
+                return ret;
+            }
+            if (ret == 1) {
+                continue;
+            }
             if (!fits && p->cap_action == VMIG_ENGINE_CAP_ABORT) {
                 vmig_err(e->ctx,
                          "migration: precopy did not converge after %u "

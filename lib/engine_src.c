@@ -341,6 +341,21 @@ src_stop_devices(struct vmig_engine *e, bool one_phase)
 {
     int ret;
 
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        const struct eng_dev *d = &e->dev[i];
+        enum vmig_state s;
+
+        /* reset between its last precopy read and the pause: moving it
+         * on would open a new session and send it as the continuation */
+        if (d->tx_pc && (d->ops->get_state(d->opaque, &s) < 0 ||
+                         s != VMIG_STATE_PRE_COPY)) {
+            vmig__engine_set_error(e,
+                                   "device %s was reset during the "
+                                   "switchover; migration aborted, retry it",
+                                   d->name);
+            return -ENODEV;
+        }
+    }
     for (unsigned int i = 0; i < e->ndev && !one_phase; i++) {
         const struct eng_dev *d = &e->dev[i];
         enum vmig_state t;

@@ -85,6 +85,7 @@ struct vmig_engine_vfu {
      * running and how many bytes it may still return */
     enum vmig_state state;
     bool burst;
+    bool dry; /* this burst's last save found nothing more for now */
     uint64_t budget;
 };
 
@@ -497,6 +498,12 @@ op_get_flags(void *o, uint64_t *flags)
     return 0;
 }
 
+static bool
+precopy_state(enum vmig_state st)
+{
+    return st == VMIG_STATE_PRE_COPY || st == VMIG_STATE_PRE_COPY_P2P;
+}
+
 static int
 op_get_state(void *o, enum vmig_state *st)
 {
@@ -518,7 +525,14 @@ op_set_state(void *o, enum vmig_state target)
     enum vmig_state now;
     int ret;
 
-    save_drop(b);
+    if (precopy_state(b->state) &&
+        (precopy_state(target) || target == VMIG_STATE_STOP_COPY)) {
+        /* the saving session goes on: buffered data is still due */
+        b->burst = false;
+        b->budget = 0;
+    } else {
+        save_drop(b);
+    }
     ret = vmig_vfu_client_set_state(b->c, target);
     if (ret == 0) {
         b->state = target;
@@ -557,12 +571,6 @@ save_sink(void *o, const void *buf, size_t len)
     return 0;
 }
 
-static bool
-precopy_state(enum vmig_state st)
-{
-    return st == VMIG_STATE_PRE_COPY || st == VMIG_STATE_PRE_COPY_P2P;
-}
-
 /*
  * How many bytes a PRE_COPY read burst may return: what the device says
  * is pending when the burst starts (PRECOPY_INFO initial + dirty, the
@@ -590,50 +598,65 @@ burst_budget(struct vmig_engine_vfu *b)
 }
 
 /*
- * PRE_COPY: one MIG_DATA_READ per call straight into the engine's
- * buffer, within the burst's budget; -ENOMSG ends the burst (the device
- * has nothing now, or the budget is spent) and the next read starts a
- * new one.  Nothing is buffered here, so a reset loses nothing of ours:
- * the read after it fails with the server's -ENODEV.
+ * PRE_COPY: a burst is at most its budget, fetched in pieces of at most
+ * PRECOPY_BURST_MAX with one bounded save each (over the bulk channel
+ * when negotiated, MIG_DATA_READ otherwise) into our buffer, which reads
+ * then hand out.  -ENOMSG ends the burst (the device has nothing now, or
+ * the budget is spent) and the next read starts a new one.  After a
+ * reset the save fails with the server's -ENODEV; what was buffered
+ * before is stale and the engine restarts the whole stream anyway.
  */
 static ssize_t
 read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
 {
-    size_t want = cap;
-    long n;
+    size_t n;
 
-    if (!b->burst) {
-        b->burst = true;
-        b->budget = burst_budget(b);
+    if (b->soff == b->slen) {
+        uint64_t want, bytes = 0;
+        int ret;
+
+        if (!b->burst) {
+            b->burst = true;
+            b->dry = false;
+            b->budget = burst_budget(b);
+        }
+        if (b->budget == 0 || b->dry) {
+            b->burst = false;
+            return -ENOMSG;
+        }
+        want = b->budget < PRECOPY_BURST_MAX ? b->budget : PRECOPY_BURST_MAX;
+        b->slen = 0;
+        b->soff = 0;
+        ret = vmig_vfu_client_mig_save_max(b->c, want, save_sink, b, &bytes);
+        b->budget -= bytes < b->budget ? bytes : b->budget;
+        if (ret == -ENOMSG || ret == 0) {
+            b->dry = true; /* an end outside STOP_COPY reads as "for now" */
+        } else if (ret != -EAGAIN) {
+            if (ret == -ENODEV) {
+                vmig_log(b->ctx, VMIG_LOG_WARNING,
+                         "%s: its PRE_COPY session ended by a device reset; "
+                         "the engine restarts this device's precopy or "
+                         "aborts",
+                         b->name);
+            } else {
+                vmig_log(b->ctx, VMIG_LOG_ERR,
+                         "%s: reading its PRE_COPY data failed: %s", b->name,
+                         strerror(-ret));
+            }
+            save_drop(b);
+            return ret;
+        }
+        if (b->slen == 0) {
+            b->burst = false;
+            return -ENOMSG;
+        }
     }
-    if (b->budget == 0) {
-        b->burst = false;
-        return -ENOMSG;
+    n = b->slen - b->soff;
+    if (n > cap) {
+        n = cap;
     }
-    if (want > b->budget) {
-        want = (size_t)b->budget;
-    }
-    n = vmig_vfu_client_mig_read(b->c, buf, want);
-    if (n > 0) {
-        b->budget -= (uint64_t)n;
-        return (ssize_t)n;
-    }
-    b->burst = false;
-    b->budget = 0;
-    if (n == 0) {
-        /* an empty reply outside STOP_COPY reads as "nothing now" */
-        return -ENOMSG;
-    }
-    if (n == -ENODEV) {
-        vmig_log(b->ctx, VMIG_LOG_WARNING,
-                 "%s: its PRE_COPY session ended by a device reset; the "
-                 "engine restarts this device's precopy or aborts",
-                 b->name);
-    } else if (n != -ENOMSG) {
-        vmig_log(b->ctx, VMIG_LOG_ERR,
-                 "%s: reading its PRE_COPY data failed: %s", b->name,
-                 strerror((int)-n));
-    }
+    memcpy(buf, b->sbuf + b->soff, n);
+    b->soff += n;
     return (ssize_t)n;
 }
 

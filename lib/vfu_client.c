@@ -957,14 +957,14 @@ bulk_open(struct vmig_vfu_client *c)
 }
 
 static int
-save_bulk(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink, void *opaque,
-          uint64_t *bytes)
+save_bulk(struct vmig_vfu_client *c, uint64_t max, vmig_vfu_sink_fn *sink,
+          void *opaque, uint64_t *bytes)
 {
     struct {
         struct vmig_vfu_feature f;
         struct vmig_vfu_feat_bulk_read br;
     } req = {{sizeof(req), VMIG_VFU_FEAT_X_BULK_READ | VMIG_VFU_FEATURE_SET},
-             {UINT64_MAX, 0, 0}};
+             {max, 0, 0}};
     struct vmig_vfu_feat_bulk_read rep;
     int status = 0, sink_ret = 0;
     struct rsp r;
@@ -1021,8 +1021,9 @@ save_bulk(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink, void *opaque,
 }
 
 int
-vmig_vfu_client_mig_save(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink,
-                         void *opaque, uint64_t *bytes)
+vmig_vfu_client_mig_save_max(struct vmig_vfu_client *c, uint64_t max,
+                             vmig_vfu_sink_fn *sink, void *opaque,
+                             uint64_t *bytes)
 {
     uint64_t dummy;
     int ret;
@@ -1031,6 +1032,9 @@ vmig_vfu_client_mig_save(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink,
         bytes = &dummy;
     }
     *bytes = 0;
+    if (max == 0 || sink == NULL) {
+        return -EINVAL;
+    }
     if ((c->caps.ext & VMIG_VFU_EXT_BULK_DATA) && c->bulk_fd < 0) {
         ret = bulk_open(c);
         if (ret < 0) {
@@ -1038,20 +1042,27 @@ vmig_vfu_client_mig_save(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink,
         }
     }
     if (c->bulk_fd >= 0) {
-        for (;;) {
-            ret = save_bulk(c, sink, opaque, bytes);
-            /* EAGAIN: a burst hit max_bytes; never with UINT64_MAX. */
-            if (ret != -EAGAIN) {
-                return ret;
-            }
-        }
+        /* -EAGAIN: the server stopped at @max with more pending */
+        return save_bulk(c, max, sink, opaque, bytes);
     }
     for (;;) {
-        long n = mig_read1(c, NULL, c->xfer, sink, opaque);
+        long n;
 
+        if (*bytes >= max) {
+            return -EAGAIN;
+        }
+        n = mig_read1(c, NULL, max - *bytes < c->xfer ? max - *bytes : c->xfer,
+                      sink, opaque);
         if (n <= 0) {
             return (int)n;
         }
         *bytes += (uint64_t)n;
     }
+}
+
+int
+vmig_vfu_client_mig_save(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink,
+                         void *opaque, uint64_t *bytes)
+{
+    return vmig_vfu_client_mig_save_max(c, UINT64_MAX, sink, opaque, bytes);
 }

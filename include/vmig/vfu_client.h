@@ -320,6 +320,25 @@ vmig_vfu_client_mig_save(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink,
                          void *opaque, uint64_t *bytes);
 
 /**
+ * vmig_vfu_client_mig_save_max() - Like vmig_vfu_client_mig_save(), but
+ * deliver at most @max bytes (a PRE_COPY burst the VMM sized with
+ * PRECOPY_INFO).
+ * @c:      client.
+ * @max:    byte limit, > 0 (UINT64_MAX: none).
+ * @sink:   called with each piece, in order.
+ * @opaque: passed to @sink.
+ * @bytes:  receives the number of bytes delivered; may be NULL.
+ *
+ * Return: as vmig_vfu_client_mig_save(), plus -EAGAIN when @max bytes
+ * were delivered and the session may have more; -EINVAL for a zero
+ * @max or no @sink.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_vfu_client_mig_save_max(struct vmig_vfu_client *c, uint64_t max,
+                             vmig_vfu_sink_fn *sink, void *opaque,
+                             uint64_t *bytes);
+
+/**
  * vmig_vfu_client_data_size() - VFIO's MIG_DATA_SIZE: estimated bytes
  * STOP_COPY will produce.
  * @c:     client.

@@ -56,6 +56,8 @@ struct pvm {
     unsigned int pauses, resumes;
     /* reset device 0 at the end of the first precopy iteration */
     bool reset_in_precopy;
+    /* reset device 0 in the pause hook (once) */
+    bool reset_at_pause;
     /* the guest rewrites 64 pages every round: never converges below
      * a few ms */
     bool dirty_each_round;
@@ -69,6 +71,11 @@ vm_pause(void *o)
     struct pvm *vm = o;
 
     vm->pauses++;
+    if (vm->reset_at_pause) {
+        /* after the last precopy read, before the devices stop */
+        vm->reset_at_pause = false;
+        vmig_mig_reset(ft_model_mig(vm->dev[0].m));
+    }
     if (vm->vcpu_on) {
         assert_int_equal(ft_vcpu_stop(&vm->vcpu), 0);
         vm->vcpu_on = false;
@@ -450,6 +457,33 @@ test_reset_during_precopy(void **state)
     }
 }
 
+/* A reset between the last precopy read and the stop must not let the
+ * device open a new session that would go out as the continuation of the
+ * old one: the migration fails and rolls back. */
+static void
+test_reset_at_switchover(void **state)
+{
+    struct pvm *a = pvm_new("A", 1, 2u << 20, NULL, 0);
+    struct pvm *b = pvm_new("B", 1, 2u << 20, NULL, 0);
+    struct vmig_engine_stats st;
+    int dret, ret;
+
+    (void)state;
+    a->reset_at_pause = true;
+    ret = migrate(a, b, &dret);
+    assert_int_equal(ret, -ENODEV);
+    assert_true(dret < 0);
+    check_rolled_back(a, b);
+    vmig_engine_stats(a->eng, &st);
+    assert_non_null(strstr(st.error, "ft0 was reset during the switchover"));
+    /* and the next attempt goes through */
+    assert_int_equal(migrate(a, b, &dret), 0);
+    assert_int_equal(dret, 0);
+    check_landed(a, b);
+    pvm_free(a);
+    pvm_free(b);
+}
+
 /* Several devices where one lacks P2P: refused before anything changes
  * (and by the check), accepted with the override. */
 static void
@@ -526,6 +560,7 @@ main(void)
         cmocka_unit_test(test_cap_actions),
         cmocka_unit_test(test_switchover_ack_refusal),
         cmocka_unit_test(test_reset_during_precopy),
+        cmocka_unit_test(test_reset_at_switchover),
         cmocka_unit_test(test_mixed_p2p),
         cmocka_unit_test(test_no_precopy),
     };
