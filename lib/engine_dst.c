@@ -571,29 +571,33 @@ dst_complete(struct vmig_engine *e, struct vmig_mp_conn *c,
         }
     }
     vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
-    /* VMM-owned config first, then validation (RESUMING -> STOP) */
+    /*
+     * Validation (RESUMING -> STOP), then the VMM-owned config (DMA
+     * mappings, IRQ wiring, PCI config writes) while the device is
+     * stopped: a device accepts region accesses in STOP, not in RESUMING
+     * (the uAPI's rule), and nothing runs before both are done.
+     */
     for (unsigned int j = 0; j < e->ndev; j++) {
         struct eng_dev *d = &e->dev[j];
 
-        if (d->config_seen) {
-            if (d->ops->config_load == NULL) {
-                fail_set(df, d->src_index,
-                         "config sent but this backend "
-                         "cannot load one");
-                return -EOPNOTSUPP;
-            }
-            ret = d->ops->config_load(d->opaque, d->config, d->config_len);
-            if (ret < 0) {
-                fail_set(df, d->src_index, "config refused: %s",
-                         strerror(-ret));
-                return ret;
-            }
+        if (d->config_seen && d->ops->config_load == NULL) {
+            fail_set(df, d->src_index,
+                     "config sent but this backend cannot load one");
+            return -EOPNOTSUPP;
         }
         ret = vmig__engine_dev_set(e, j, VMIG_STATE_STOP, false);
         if (ret < 0) {
             fail_set(df, d->src_index, "state failed validation: %s",
                      strerror(-ret));
             return ret;
+        }
+        if (d->config_seen) {
+            ret = d->ops->config_load(d->opaque, d->config, d->config_len);
+            if (ret < 0) {
+                fail_set(df, d->src_index, "config refused: %s",
+                         strerror(-ret));
+                return ret;
+            }
         }
     }
     /* two phases: nobody runs before everybody accepts P2P traffic */

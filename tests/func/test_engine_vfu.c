@@ -17,6 +17,8 @@
  *   killed   the destination's device server killed before it resumes
  *   cancel   vmig_engine_cancel() mid-transfer
  *   config   hostile VMM-config sections are refused whole, nothing applied
+ *   cfgreplay PCI config space the source VMM wrote (and only that) is
+ *            replayed into the destination device before it runs
  * Every failure case ends with the source device RUNNING, its state
  * unchanged, its DMA and IRQ working, and the source vCPU resumed.
  */
@@ -534,6 +536,56 @@ case_config(void)
     side_down(&a);
 }
 
+static int
+cfg_read(struct side *s, unsigned int off, void *buf, size_t len)
+{
+    return vmig_vfu_client_region_read(s->c, TD_CFG_REGION, off, buf, len);
+}
+
+static void
+case_cfgreplay(void)
+{
+    static const uint8_t cmd[2] = {0x06, 0x00}; /* memory + bus master */
+    static const uint8_t pat[4] = {0xde, 0xad, 0xbe, 0xef};
+    static const uint8_t own = 0x77;
+    struct side a, b;
+    struct relay r = {0};
+    struct vmig_pci_ids ids;
+    uint8_t got[4] = {0};
+    size_t dlen;
+    int dret;
+
+    testdev_cfg_space = true; /* inherited by the spawned servers */
+    CHECK_RC(side_up(&a, "a", 1, true, "td"), 0);
+    CHECK_RC(side_up(&b, "b", 2, true, "td"), 0);
+    /* the backend read the ids from config space */
+    vmig_engine_vfu_identity(a.b, &ids, &dlen);
+    CHECK(ids.valid && ids.vendor == 0x1b36 && ids.device == TD_PCI_DEVICE);
+    /* the source VMM programs its device; the destination device has a
+     * byte of its own at 0x48 the source never wrote */
+    CHECK_RC(vmig_engine_vfu_config_write(a.b, 0x04, cmd, sizeof(cmd)), 0);
+    CHECK_RC(vmig_engine_vfu_config_write(a.b, 0x40, pat, sizeof(pat)), 0);
+    CHECK_RC(vmig_vfu_client_region_write(b.c, TD_CFG_REGION, 0x48, &own, 1),
+             0);
+    CHECK_RC(cfg_read(&b, 0x40, got, 4), 0);
+    CHECK(memcmp(got, "\0\0\0\0", 4) == 0);
+
+    CHECK_RC(migrate(&a, &b, &r, &dret, false), 0);
+    CHECK_RC(dret, 0);
+    CHECK_RC(cfg_read(&b, 0x04, got, 2), 0);
+    CHECK(memcmp(got, cmd, 2) == 0);
+    CHECK_RC(cfg_read(&b, 0x40, got, 4), 0);
+    CHECK(memcmp(got, pat, 4) == 0);
+    CHECK_RC(cfg_read(&b, 0x48, got, 1), 0);
+    CHECK(got[0] == own); /* not the source's: left alone */
+    CHECK_RC(cfg_read(&b, 0x44, got, 4), 0);
+    CHECK(memcmp(got, "\0\0\0\0", 4) == 0);
+    /* and the device works there */
+    CHECK_RC(doorbell(&b, 0x4000, 0x4100), 0);
+    side_down(&a);
+    side_down(&b);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -551,6 +603,8 @@ main(int argc, char **argv)
         case_ok();
     } else if (strcmp(which, "config") == 0) {
         case_config();
+    } else if (strcmp(which, "cfgreplay") == 0) {
+        case_cfgreplay();
     } else {
         case_fail(which);
     }

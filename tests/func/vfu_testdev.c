@@ -51,6 +51,8 @@ struct td {
     /* resuming */
     uint8_t *in;
     size_t in_len, in_cap;
+    /* PCI config space (testdev_cfg_space) */
+    uint8_t cfg[256];
 };
 
 static void
@@ -155,6 +157,17 @@ td_access(void *opaque, unsigned int region, uint64_t off, void *buf,
     struct td *t = opaque;
     uint64_t v = 0;
 
+    if (region == TD_CFG_REGION && testdev_cfg_space) {
+        if (off > sizeof(t->cfg) || len > sizeof(t->cfg) - off) {
+            return -EINVAL;
+        }
+        if (!wr) {
+            memcpy(buf, t->cfg + off, len);
+        } else if (off >= 4) { /* vendor and device ids are read-only */
+            memcpy(t->cfg + off, buf, len);
+        }
+        return 0;
+    }
     if (region != 0 || (len != 4 && len != 8) || off % len != 0 ||
         off + len > NREGS * 8) {
         /* Unused BAR space reads as zero, ignores writes. */
@@ -426,6 +439,7 @@ static const struct vmig_vfu_dev_ops td_ops = {
 };
 
 bool testdev_no_dma_log;
+bool testdev_cfg_space;
 
 static int
 td_nolog_start(void *opaque, uint64_t page_size,
@@ -517,6 +531,18 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
                                    mfd, 0) < 0 ||
         vmig_vfu_server_add_irq(t.srv, 0, 1) < 0) {
         return 1;
+    }
+    if (testdev_cfg_space) {
+        t.cfg[0] = 0x36; /* vendor 0x1b36 */
+        t.cfg[1] = 0x1b;
+        t.cfg[2] = (uint8_t)TD_PCI_DEVICE;
+        t.cfg[3] = (uint8_t)(TD_PCI_DEVICE >> 8);
+        t.cfg[8] = 1; /* revision */
+        if (vmig_vfu_server_add_region(
+                t.srv, TD_CFG_REGION, sizeof(t.cfg),
+                VMIG_VFU_REGION_READ | VMIG_VFU_REGION_WRITE, -1, 0) < 0) {
+            return 1;
+        }
     }
     {
         /* only the first and third 16 KiB of BAR1 may be mmap'ed */

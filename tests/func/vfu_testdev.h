@@ -51,6 +51,17 @@
 extern bool testdev_no_dma_log;
 
 /*
+ * testdev_cfg_space - when set before testdev_serve(), the device has a
+ * 256-byte PCI config space (region 7): ids at 0..3 (QEMU's vendor
+ * 0x1b36, device TD_PCI_DEVICE) and revision 1 at 8, read-only; every
+ * other byte stores what is written.  It is not part of the migrated
+ * device state: what the VMM wrote must be replayed by the VMM.
+ */
+#define TD_CFG_REGION 7u
+#define TD_PCI_DEVICE 0x7e58
+extern bool testdev_cfg_space;
+
+/*
  * testdev_serve() - serve the device in this process: at @path, or on
  * the connected socket @fd when @path is NULL, until SIGTERM (or, for
  * @fd, the client leaving).  Returns 0, 1 on a setup failure, 2 when the
