@@ -567,34 +567,26 @@ vm_reap(struct agent_vm *vm)
  * them supports P2P, because a device without RUNNING_P2P cannot be kept
  * from DMAing into a peer whose state was already saved (seed 001).  The
  * user may override it (x-vmig-allow-mixed-p2p).  The engine applies the
- * same rule; checking here first lets the refusal name the override.
+ * rule (vmig_engine_mixed_p2p()); asking it here first lets the refusal
+ * name the agent's override.
  */
 static int
 mixed_p2p(struct agent_vm *vm, char *err, size_t errlen)
 {
     struct vmig_engine_params p;
-    unsigned int total = vm->o.ndev + vm->o.nvfu;
+    char why[256];
 
     vmig_engine_get_params(vm->eng, &p);
-    if (total < 2 || p.allow_mixed_p2p) {
+    if (p.allow_mixed_p2p ||
+        vmig_engine_mixed_p2p(vm->eng, why, sizeof(why)) != 1) {
         return 0;
     }
-    for (unsigned int i = 0; i < vm->o.nvfu; i++) {
-        uint64_t flags = 0;
-
-        if (vmig_engine_vfu_ops()->get_flags(vm->vfu[i].b, &flags) == 0 &&
-            !(flags & VMIG_MIGRATION_P2P)) {
-            snprintf(err, errlen,
-                     "device %s (%s) does not support P2P and the VM has %u "
-                     "devices: it could DMA into a peer already stopped, so "
-                     "the migration is refused (QEMU's rule); set "
-                     "x-vmig-allow-mixed-p2p (vmig migrate "
-                     "--allow-mixed-p2p) to migrate anyway",
-                     vm->vfu[i].spec.name, vm->vfu[i].spec.kind, total);
-            return -EOPNOTSUPP;
-        }
-    }
-    return 0;
+    snprintf(err, errlen,
+             "%s: it could DMA into a peer already stopped, so the migration "
+             "is refused (QEMU's rule); set x-vmig-allow-mixed-p2p (vmig "
+             "migrate --allow-mixed-p2p) to migrate anyway",
+             why);
+    return -EOPNOTSUPP;
 }
 
 int

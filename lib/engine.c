@@ -256,6 +256,33 @@ vmig_engine_device_states(struct vmig_engine *e)
     return count;
 }
 
+int
+vmig_engine_mixed_p2p(struct vmig_engine *e, char *reason, size_t len)
+{
+    if (e->ndev < 2) {
+        return 0;
+    }
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        const struct eng_dev *d = &e->dev[i];
+        uint64_t flags = 0;
+        int ret = d->ops->get_flags(d->opaque, &flags);
+
+        if (ret < 0) {
+            return ret;
+        }
+        if (!(flags & VMIG_MIGRATION_P2P)) {
+            if (reason != NULL) {
+                snprintf(reason, len,
+                         "device %s lacks P2P support and %u devices "
+                         "migrate together; set allow-mixed-p2p to override",
+                         d->name, e->ndev);
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ shared */
 
 static void

@@ -703,27 +703,6 @@ src_record_downtime(struct vmig_engine *e, uint64_t pause_real,
     pthread_mutex_unlock(&e->lock);
 }
 
-/*
- * QEMU's rule for several devices: a device without P2P cannot be told
- * to stop initiating DMA while it keeps running, so a peer may still
- * write into it after its state was saved.  Refuse unless overridden.
- * Needs the flags read (HELLO).  Return the index of the first device
- * lacking P2P when refused, else -1.
- */
-static int
-src_mixed_p2p(const struct vmig_engine *e, const struct vmig_engine_params *p)
-{
-    if (e->ndev < 2 || p->allow_mixed_p2p) {
-        return -1;
-    }
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        if (!(e->dev[i].flags & VMIG_MIGRATION_P2P)) {
-            return (int)i;
-        }
-    }
-    return -1;
-}
-
 int
 vmig_engine_migrate(struct vmig_engine *e, int fd)
 {
@@ -734,7 +713,7 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     bool paused = false, touched = false, committed = false, vcpu = false;
     bool conn_ok = true, refused_here = false, pc_on = false;
     struct eng_pc pc;
-    const struct vmig_engine_params strict = {.allow_mixed_p2p = false};
+    char why[VMIG_MP_REASON_MAX + 1];
     int mixed;
     uint8_t sw[ENG_SWITCHOVER_LEN], setup[ENG_SETUP_LEN];
     struct mp_w w;
@@ -786,24 +765,22 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     if (ret < 0) {
         goto fail;
     }
-    mixed = src_mixed_p2p(e, &p);
-    if (mixed >= 0) {
+    mixed = vmig_engine_mixed_p2p(e, why, sizeof(why));
+    if (mixed < 0) {
+        ret = mixed;
+        goto fail;
+    }
+    if (mixed == 1 && !p.allow_mixed_p2p) {
         vmig_err(e->ctx,
-                 "migration: device %s has no P2P support, so with %u "
-                 "devices a peer could still DMA into a device whose state "
-                 "was already saved; refusing (set allow-mixed-p2p to "
-                 "migrate anyway); nothing was changed",
-                 e->dev[mixed].name, e->ndev);
-        vmig__engine_set_error(e,
-                               "device %s lacks P2P support and %u devices "
-                               "migrate together; set allow-mixed-p2p to "
-                               "override",
-                               e->dev[mixed].name, e->ndev);
+                 "migration: %s: a peer could still DMA into a device whose "
+                 "state was already saved; refused, nothing was changed",
+                 why);
+        vmig__engine_set_error(e, "%s", why);
         refused_here = true;
         ret = -EOPNOTSUPP;
         goto fail;
     }
-    if (p.allow_mixed_p2p && src_mixed_p2p(e, &strict) >= 0) {
+    if (mixed == 1) {
         vmig_warn(e->ctx, "migration: devices without P2P migrate together "
                           "with others (allow-mixed-p2p): DMA between them "
                           "during the stop may be lost");
@@ -1015,16 +992,9 @@ vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out)
     if (ret == -EOPNOTSUPP) {
         ret = 0; /* answered: the verdicts are in @out */
     }
-    if (ret == 0 && out->status == 0) {
-        int mixed = src_mixed_p2p(e, &p);
-
-        if (mixed >= 0) {
-            out->status = EOPNOTSUPP;
-            snprintf(out->reason, sizeof(out->reason),
-                     "device %s lacks P2P support and %u devices migrate "
-                     "together; set allow-mixed-p2p to override",
-                     e->dev[mixed].name, e->ndev);
-        }
+    if (ret == 0 && out->status == 0 && !p.allow_mixed_p2p &&
+        vmig_engine_mixed_p2p(e, out->reason, sizeof(out->reason)) == 1) {
+        out->status = EOPNOTSUPP;
     }
 out:
     vmig_mp_conn_free(c);

@@ -443,6 +443,24 @@ VMIG_EXPORT void vmig_engine_stats(struct vmig_engine *e,
                                    struct vmig_engine_stats *out);
 
 /**
+ * vmig_engine_mixed_p2p() - QEMU's rule for several devices: with two or
+ * more, every one must support P2P, because a device without it cannot be
+ * told to stop initiating DMA while it runs and could write into a peer
+ * whose state was already saved.  vmig_engine_migrate() refuses such a VM
+ * (and vmig_engine_check() reports it) unless params.allow_mixed_p2p; a
+ * VMM can ask first to word its own refusal.
+ * @e:      engine.
+ * @reason: receives why, naming the first device without P2P, when the
+ *          rule is broken; may be NULL.
+ * @len:    size of @reason.
+ *
+ * Return: 1 when the rule is broken (whatever allow_mixed_p2p says), 0
+ * when not, or a backend's get_flags errno.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_mixed_p2p(struct vmig_engine *e,
+                                                      char *reason, size_t len);
+
+/**
  * vmig_engine_status_name() - QMP's name: "none", "setup", "active",
  * "device", "completed", "failed", "cancelled".
  * @s: status.
