@@ -34,13 +34,12 @@ bitmap_words(uint64_t bytes)
     return (unsigned int)((pages + 63) / 64);
 }
 
-static uint64_t
-wire_sent(struct vmig_mp_conn *c)
+/* The VMM gave the three dirty hooks: guest RAM can be precopied. */
+static bool
+tracks_ram(const struct vmig_engine *e)
 {
-    uint64_t sent = 0;
-
-    vmig_mp_conn_bytes(c, &sent, NULL);
-    return sent;
+    return e->ops->dirty_start != NULL && e->ops->dirty_collect != NULL &&
+           e->ops->dirty_stop != NULL;
 }
 
 bool
@@ -57,9 +56,7 @@ vmig__pc_wanted(struct vmig_engine *e, uint64_t features,
             dev_pc = true;
         }
     }
-    return dev_pc ||
-           (e->ops->dirty_start != NULL && e->ops->dirty_collect != NULL &&
-            e->ops->dirty_stop != NULL);
+    return dev_pc || tracks_ram(e);
 }
 
 void
@@ -88,8 +85,7 @@ vmig__pc_begin(struct vmig_engine *e, uint64_t features,
         p->max_iterations ? p->max_iterations : PC_DEFAULT_ITERATIONS;
     pc->max_restarts = p->max_restarts ? p->max_restarts : PC_DEFAULT_RESTARTS;
     pc->zero = (features & VMIG_MP_FEAT_ZERO_PAGES) != 0;
-    pc->ram = e->ops->dirty_start != NULL && e->ops->dirty_collect != NULL &&
-              e->ops->dirty_stop != NULL;
+    pc->ram = tracks_ram(e);
     if (pc->ram) {
         for (unsigned int r = 0; r < e->nregions; r++) {
             pc->bm[r] =
@@ -310,26 +306,52 @@ pc_dev_lost(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
     return ret;
 }
 
+/*
+ * Every precopy device still in PRE_COPY?  One that is not was reset:
+ * restart it (return 1: keep iterating) or fail, per the policy.
+ */
+static int
+pc_check_sessions(struct vmig_engine *e, struct vmig_mp_conn *c,
+                  struct eng_pc *pc, const struct vmig_engine_params *p)
+{
+    int restarted = 0;
+
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        struct eng_dev *d = &e->dev[i];
+        enum vmig_state s;
+        int ret;
+
+        if (!d->tx_pc || (d->ops->get_state(d->opaque, &s) == 0 &&
+                          s == VMIG_STATE_PRE_COPY)) {
+            continue;
+        }
+        ret = pc_dev_lost(e, c, pc, p, i, -ENODEV);
+        if (ret < 0) {
+            return ret;
+        }
+        restarted = 1;
+    }
+    return restarted;
+}
+
 /* One round over the precopy devices: send what each has pending. */
 static int
 pc_devices(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
            const struct vmig_engine_params *p)
 {
+    int lost = pc_check_sessions(e, c, pc, p); /* reset since last round */
+
+    if (lost < 0) {
+        return lost;
+    }
     for (unsigned int i = 0; i < e->ndev; i++) {
         struct eng_dev *d = &e->dev[i];
         uint64_t initial = 0, dirty = 0, budget = 0;
         bool info = false, dev_err = false;
-        enum vmig_state s;
         int ret;
 
         if (!d->tx_pc) {
             continue;
-        }
-        if (d->ops->get_state(d->opaque, &s) < 0 || s != VMIG_STATE_PRE_COPY) {
-            ret = pc_dev_lost(e, c, pc, p, i, -ENODEV);
-            if (ret < 0) {
-                return ret;
-            }
         }
         if (d->ops->precopy_info != NULL &&
             d->ops->precopy_info(d->opaque, &initial, &dirty) == 0) {
@@ -380,34 +402,6 @@ pc_estimate(struct vmig_engine *e, const struct eng_pc *pc, uint64_t *dev_part)
     return dev + (pc->ram ? pc->dirty_pages * VMIG_MP_PAGE_SIZE : e->ram_total);
 }
 
-/*
- * Every precopy device still in PRE_COPY?  One that is not was reset:
- * restart it (return 1: keep iterating) or fail, per the policy.
- */
-static int
-pc_check_sessions(struct vmig_engine *e, struct vmig_mp_conn *c,
-                  struct eng_pc *pc, const struct vmig_engine_params *p)
-{
-    int restarted = 0;
-
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        struct eng_dev *d = &e->dev[i];
-        enum vmig_state s;
-        int ret;
-
-        if (!d->tx_pc || (d->ops->get_state(d->opaque, &s) == 0 &&
-                          s == VMIG_STATE_PRE_COPY)) {
-            continue;
-        }
-        ret = pc_dev_lost(e, c, pc, p, i, -ENODEV);
-        if (ret < 0) {
-            return ret;
-        }
-        restarted = 1;
-    }
-    return restarted;
-}
-
 static bool
 pc_all_init_done(const struct vmig_engine *e)
 {
@@ -440,14 +434,14 @@ int
 vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
                  struct eng_pc *pc, const struct vmig_engine_params *p)
 {
-    uint64_t t0 = vmig__mono_ns(), sent0 = wire_sent(c);
+    uint64_t t0 = vmig__mono_ns(), sent0 = vmig__wire_sent(c);
     bool need_ack = pc->ack && pc->ndev_pc > 0;
     uint64_t prev_est_ms = UINT64_MAX;
     int ret;
 
     pc->sent0 = sent0;
     for (unsigned int it = 1;; it++) {
-        uint64_t sent_it = wire_sent(c), est, dev_part, now, bw, est_ms;
+        uint64_t sent_it = vmig__wire_sent(c), est, dev_part, now, bw, est_ms;
         double secs;
         bool fits, converged, capped;
 
@@ -486,7 +480,8 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
         secs = (double)(now - t0) / 1e9;
         /* bytes per second over all of precopy so far; at least 1 MB/s
          * so a first estimate exists */
-        bw = secs > 0 ? (uint64_t)((double)(wire_sent(c) - sent0) / secs) : 0;
+        bw = secs > 0 ? (uint64_t)((double)(vmig__wire_sent(c) - sent0) / secs)
+                      : 0;
         if (bw < 1000000) {
             bw = 1000000;
         }
@@ -497,7 +492,7 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
         e->st.dirty_pages = pc->dirty_pages;
         e->st.est_stopcopy_bytes = est;
         e->st.expected_downtime_ms = est * 1000 / bw;
-        e->st.precopy_bytes = wire_sent(c) - sent0;
+        e->st.precopy_bytes = vmig__wire_sent(c) - sent0;
         pthread_mutex_unlock(&e->lock);
         fits = est_ms <= p->downtime_limit_ms && pc_all_init_done(e);
         converged = fits;
@@ -558,12 +553,6 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
                           it, (unsigned long long)est_ms,
                           (unsigned long long)p->downtime_limit_ms);
             }
-            if (need_ack && !pc->ack_sent && pc_all_init_done(e)) {
-                ret = pc_send_ack_req(e, c, pc);
-                if (ret < 0) {
-                    return ret;
-                }
-            }
             if (need_ack && pc->ack_sent) {
                 ret = vmig__src_wait_ack(e, c);
                 if (ret < 0) {
@@ -579,7 +568,7 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
         if (vmig__engine_cancelled(e)) {
             return -ECANCELED;
         }
-        if (wire_sent(c) == sent_it) {
+        if (vmig__wire_sent(c) == sent_it) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = PC_IDLE_NS};
 
             nanosleep(&ts, NULL);

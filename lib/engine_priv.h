@@ -98,6 +98,16 @@ int vmig__engine_dev_set(struct vmig_engine *e, unsigned int i,
 void vmig__engine_devices_to_running(struct vmig_engine *e);
 void vmig__engine_drop_rx(struct vmig_engine *e);
 
+/* Bytes this side sent on @c so far. */
+static inline uint64_t
+vmig__wire_sent(struct vmig_mp_conn *c)
+{
+    uint64_t sent = 0;
+
+    vmig_mp_conn_bytes(c, &sent, NULL);
+    return sent;
+}
+
 /* engine_src.c, shared with engine_precopy.c */
 int vmig__src_check_return(struct vmig_engine *e, struct vmig_mp_conn *c);
 int vmig__src_wait_ack(struct vmig_engine *e, struct vmig_mp_conn *c);

@@ -826,8 +826,6 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
         if (ret < 0) {
             goto fail;
         }
-    } else {
-        pc.zero = (features & VMIG_MP_FEAT_ZERO_PAGES) != 0;
     }
 
     /* stop-copy: from here the guest is down until CONFIRM */
@@ -844,7 +842,7 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     }
     paused = true;
     touched = true;
-    vmig_mp_conn_bytes(c, &pc_sent, NULL);
+    pc_sent = vmig__wire_sent(c);
     if (p.test_one_phase_stop) {
         vmig_warn(e->ctx, "migration: TEST ONLY: one-phase device stop "
                           "(unsafe: DMA between devices can be lost)");
@@ -855,7 +853,9 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     }
     vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
     ret = pc_on ? vmig__pc_final_ram(e, c, &pc)
-                : vmig__src_send_ram(e, c, pc.zero, false, 1, true);
+                : vmig__src_send_ram(e, c,
+                                     (features & VMIG_MP_FEAT_ZERO_PAGES) != 0,
+                                     false, 1, true);
     if (ret < 0) {
         goto fail;
     }
@@ -876,14 +876,9 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
     /* past this point a cancel could leave the VM running twice */
     vmig_mp_conn_set_cancel(c, NULL);
     committed = true;
-    {
-        uint64_t sent = 0;
-
-        vmig_mp_conn_bytes(c, &sent, NULL);
-        pthread_mutex_lock(&e->lock);
-        e->st.stopcopy_bytes = sent - pc_sent;
-        pthread_mutex_unlock(&e->lock);
-    }
+    pthread_mutex_lock(&e->lock);
+    e->st.stopcopy_bytes = vmig__wire_sent(c) - pc_sent;
+    pthread_mutex_unlock(&e->lock);
     w = (struct mp_w){.p = sw, .cap = sizeof(sw)};
     mp_w_u64(&w, e->ram_total);
     mp_w_u32(&w, e->ndev);
@@ -927,11 +922,8 @@ fail:
         src_abort(e, c, ret);
     }
     if (pc_on && !paused) {
-        uint64_t sent = 0;
-
-        vmig_mp_conn_bytes(c, &sent, NULL);
         pthread_mutex_lock(&e->lock);
-        e->st.precopy_bytes = sent - pc.sent0;
+        e->st.precopy_bytes = vmig__wire_sent(c) - pc.sent0;
         pthread_mutex_unlock(&e->lock);
     }
     vmig__pc_end(e, &pc);
