@@ -4,9 +4,9 @@
  *
  * Ops map one to one onto the client; what this file adds is the device's
  * identity for HELLO, the VMM-owned config section, and the shape of
- * reads: bounded MIG_DATA_READ bursts in PRE_COPY / PRE_COPY_P2P (sized
- * by PRECOPY_INFO when each burst starts), one bulk save to the end in
- * STOP_COPY.
+ * reads: bounded bursts in PRE_COPY / PRE_COPY_P2P (sized by PRECOPY_INFO
+ * when each burst starts), one save to the end in STOP_COPY, both over
+ * the bulk channel when negotiated and buffered here for the engine.
  *
  * Config section (little endian), written by config_save, checked whole
  * by config_load before anything is applied:
@@ -498,6 +498,20 @@ op_get_flags(void *o, uint64_t *flags)
     return 0;
 }
 
+/* Up to @cap buffered saving bytes into @buf; how many. */
+static size_t
+save_hand_out(struct vmig_engine_vfu *b, void *buf, size_t cap)
+{
+    size_t n = b->slen - b->soff;
+
+    if (n > cap) {
+        n = cap;
+    }
+    memcpy(buf, b->sbuf + b->soff, n);
+    b->soff += n;
+    return n;
+}
+
 static bool
 precopy_state(enum vmig_state st)
 {
@@ -609,8 +623,6 @@ burst_budget(struct vmig_engine_vfu *b)
 static ssize_t
 read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
 {
-    size_t n;
-
     if (b->soff == b->slen) {
         uint64_t want, bytes = 0;
         int ret;
@@ -651,13 +663,7 @@ read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
             return -ENOMSG;
         }
     }
-    n = b->slen - b->soff;
-    if (n > cap) {
-        n = cap;
-    }
-    memcpy(buf, b->sbuf + b->soff, n);
-    b->soff += n;
-    return (ssize_t)n;
+    return (ssize_t)save_hand_out(b, buf, cap);
 }
 
 /*
@@ -697,12 +703,7 @@ op_read(void *o, void *buf, size_t cap)
             return ret;
         }
     }
-    n = b->slen - b->soff;
-    if (n > cap) {
-        n = cap;
-    }
-    memcpy(buf, b->sbuf + b->soff, n);
-    b->soff += n;
+    n = save_hand_out(b, buf, cap);
     if (n == 0) {
         save_drop(b);
     }
