@@ -454,13 +454,14 @@ wait_agent(const char *path, struct qmp_client **c)
 }
 
 static int
-guest_report(struct qmp_client *c, int64_t *steps, bool *verified, char *why,
-             size_t len, json_object **acc)
+guest_report(struct qmp_client *c, int64_t *steps, bool *verified, bool *busy,
+             char *why, size_t len, json_object **acc)
 {
     json_object *r, *v;
     char err[256];
 
     *acc = NULL;
+    *busy = false;
     if (qmpc_exec(c, "x-vmig-query-guest", NULL, &r, err, sizeof(err)) < 0) {
         snprintf(why, len, "%s", err);
         return -1;
@@ -469,6 +470,9 @@ guest_report(struct qmp_client *c, int64_t *steps, bool *verified, char *why,
     *steps = json_object_get_int64(v);
     json_object_object_get_ex(r, "verified", &v);
     *verified = json_object_get_boolean(v);
+    if (json_object_object_get_ex(r, "busy", &v)) {
+        *busy = json_object_get_boolean(v);
+    }
     if (json_object_object_get_ex(r, "error", &v)) {
         snprintf(why, len, "%s", json_object_get_string(v));
     }
@@ -526,7 +530,7 @@ cmd_demo(struct opts *o)
     struct qmp_client *src = NULL, *dst = NULL;
     pid_t sp = -1, dp = -1;
     int64_t steps_before = 0, steps_after = 0;
-    bool verified = false, acc_ok;
+    bool verified = false, busy = false, acc_ok;
     json_object *mig = NULL, *ret, *v, *acc0 = NULL, *acc1 = NULL;
     int64_t total, done0, done1;
     char err[256];
@@ -574,8 +578,8 @@ cmd_demo(struct opts *o)
         goto out;
     }
     usleep(1500000);
-    if (guest_report(src, &steps_before, &verified, why, sizeof(why), &acc0) <
-            0 ||
+    if (guest_report(src, &steps_before, &verified, &busy, why, sizeof(why),
+                     &acc0) < 0 ||
         !verified || acc0 == NULL) {
         fprintf(stderr, "vmig demo: guest on the source does not verify: %s\n",
                 why[0] ? why : "no accelerator workload");
@@ -608,10 +612,16 @@ cmd_demo(struct opts *o)
     /* let the workload finish on the destination */
     for (int i = 0; i < 400; i++) {
         json_object_put(acc1);
-        if (guest_report(dst, &steps_after, &verified, why, sizeof(why),
+        if (guest_report(dst, &steps_after, &verified, &busy, why, sizeof(why),
                          &acc1) < 0) {
             fprintf(stderr, "vmig demo: destination: %s\n", why);
             goto out;
+        }
+        if (busy) {
+            /* the source saw CONFIRM; the destination's engine is still
+             * finishing the incoming migration */
+            usleep(20000);
+            continue;
         }
         if (!verified || jbool(acc1, "finished")) {
             break;

@@ -953,6 +953,10 @@ cmd_query_guest(struct cmd_ctx *x)
         json_object_object_add(o, "accelerator", acc);
     }
     json_object_object_add(o, "verified", json_object_new_boolean(ret == 0));
+    if (ret == -EBUSY) {
+        /* a migration still owns the vCPU: ask again once it ended */
+        json_object_object_add(o, "busy", json_object_new_boolean(1));
+    }
     if (ret < 0) {
         json_object_object_add(
             o, "error", json_object_new_string(why[0] ? why : strerror(-ret)));
