@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <vmig/engine.h>
+#include "chan_priv.h"
 #include "engine_priv.h"
 #include "internal.h"
 #include "migproto_priv.h"
@@ -703,11 +704,13 @@ dst_place(void *opaque, const struct vmig_mp_hdr *hdr, const uint8_t *head,
  * does once it reads the ERROR between two frames), for at most 2 s.
  */
 static void
-dst_linger(struct vmig_engine *e, int fd)
+dst_linger(struct vmig_engine *e, struct vmig_chan *ch)
 {
     uint64_t end = vmig__mono_ns() + 2000000000ull;
+    int fd = vmig_chan_fd(ch);
 
-    shutdown(fd, SHUT_WR);
+    /* raw reads below: what is drained is discarded, TLS or not */
+    vmig__chan_shutdown_wr(ch);
     while (vmig__mono_ns() < end) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         ssize_t n;
@@ -844,6 +847,19 @@ dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
 int
 vmig_engine_incoming(struct vmig_engine *e, int fd)
 {
+    struct vmig_chan *ch;
+    int ret = vmig_chan_plain(e->ctx, fd, &ch);
+
+    if (ret == 0) {
+        ret = vmig_engine_incoming_chan(e, ch);
+        vmig_chan_free(ch);
+    }
+    return ret;
+}
+
+int
+vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
+{
     struct vmig_mp_conn *c = NULL;
     struct vmig_mp_hello *h = NULL;
     struct vmig_mp_hello_reply *rp = NULL;
@@ -866,7 +882,7 @@ vmig_engine_incoming(struct vmig_engine *e, int fd)
         ret = -ENOMEM;
         goto end;
     }
-    ret = vmig_mp_conn_new(e->ctx, fd, &c);
+    ret = vmig_mp_conn_new_chan(e->ctx, ch, &c);
     if (ret < 0) {
         goto end;
     }
@@ -988,7 +1004,7 @@ fail:
              strerror(-ret), df.reason[0] != '\0' ? ": " : "", df.reason);
     if (send_err && c != NULL) {
         dst_send_error(e, c, ret, &df);
-        dst_linger(e, fd);
+        dst_linger(e, ch);
     }
     if (resumed && e->ops->vcpu_pause != NULL) {
         /* the CONFIRM did not leave: the source resumes, so we must not */

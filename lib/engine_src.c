@@ -706,6 +706,19 @@ src_record_downtime(struct vmig_engine *e, uint64_t pause_real,
 int
 vmig_engine_migrate(struct vmig_engine *e, int fd)
 {
+    struct vmig_chan *ch;
+    int ret = vmig_chan_plain(e->ctx, fd, &ch);
+
+    if (ret == 0) {
+        ret = vmig_engine_migrate_chan(e, ch);
+        vmig_chan_free(ch);
+    }
+    return ret;
+}
+
+int
+vmig_engine_migrate_chan(struct vmig_engine *e, struct vmig_chan *ch)
+{
     struct vmig_mp_conn *c = NULL;
     struct vmig_mp_frame f;
     struct vmig_engine_params p;
@@ -746,7 +759,7 @@ vmig_engine_migrate(struct vmig_engine *e, int fd)
         }
         XXH3_64bits_reset(d->hash);
     }
-    ret = vmig_mp_conn_new(e->ctx, fd, &c);
+    ret = vmig_mp_conn_new_chan(e->ctx, ch, &c);
     if (ret < 0) {
         goto end;
     }
@@ -957,6 +970,20 @@ end:
 int
 vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out)
 {
+    struct vmig_chan *ch;
+    int ret = vmig_chan_plain(e->ctx, fd, &ch);
+
+    if (ret == 0) {
+        ret = vmig_engine_check_chan(e, ch, out);
+        vmig_chan_free(ch);
+    }
+    return ret;
+}
+
+int
+vmig_engine_check_chan(struct vmig_engine *e, struct vmig_chan *ch,
+                       struct vmig_engine_check *out)
+{
     struct vmig_mp_conn *c = NULL;
     struct vmig_engine_params p;
     uint64_t features;
@@ -970,7 +997,7 @@ vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out)
     e->running = true;
     pthread_mutex_unlock(&e->lock);
     memset(out, 0, sizeof(*out));
-    ret = vmig_mp_conn_new(e->ctx, fd, &c);
+    ret = vmig_mp_conn_new_chan(e->ctx, ch, &c);
     if (ret < 0) {
         goto out;
     }

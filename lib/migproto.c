@@ -6,16 +6,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 #include <vmig/migproto.h>
+#include "chan_priv.h"
 #include "internal.h"
 #include "migproto_priv.h"
 
@@ -455,7 +453,8 @@ out:
 
 struct vmig_mp_conn {
     vmig_ctx_t *ctx;
-    int fd;
+    struct vmig_chan *ch; /* the transport (plaintext or TLS) */
+    bool own_ch;          /* made by vmig_mp_conn_new(): freed with us */
     const int *cancel;
     unsigned int timeout_ms;
     uint32_t seq_out;
@@ -466,12 +465,13 @@ struct vmig_mp_conn {
 };
 
 int
-vmig_mp_conn_new(vmig_ctx_t *ctx, int fd, struct vmig_mp_conn **out)
+vmig_mp_conn_new_chan(vmig_ctx_t *ctx, struct vmig_chan *ch,
+                      struct vmig_mp_conn **out)
 {
     struct vmig_mp_conn *c;
     int one = 1;
 
-    if (fd < 0 || out == NULL) {
+    if (ch == NULL || out == NULL) {
         return -EINVAL;
     }
     c = calloc(1, sizeof(*c));
@@ -484,11 +484,34 @@ vmig_mp_conn_new(vmig_ctx_t *ctx, int fd, struct vmig_mp_conn **out)
         return -ENOMEM;
     }
     c->ctx = ctx;
-    c->fd = fd;
+    c->ch = ch;
     /* small frames (SWITCHOVER, CONFIRM, acks) must not wait for the
      * peer's delayed ACK: that is downtime; not TCP: nothing to do */
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    (void)setsockopt(vmig_chan_fd(ch), IPPROTO_TCP, TCP_NODELAY, &one,
+                     sizeof(one));
     *out = c;
+    return 0;
+}
+
+int
+vmig_mp_conn_new(vmig_ctx_t *ctx, int fd, struct vmig_mp_conn **out)
+{
+    struct vmig_chan *ch;
+    int ret;
+
+    if (fd < 0 || out == NULL) {
+        return -EINVAL;
+    }
+    ret = vmig_chan_plain(ctx, fd, &ch);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = vmig_mp_conn_new_chan(ctx, ch, out);
+    if (ret < 0) {
+        vmig_chan_free(ch);
+        return ret;
+    }
+    (*out)->own_ch = true;
     return 0;
 }
 
@@ -497,6 +520,9 @@ vmig_mp_conn_free(struct vmig_mp_conn *c)
 {
     if (c == NULL) {
         return;
+    }
+    if (c->own_ch) {
+        vmig_chan_free(c->ch);
     }
     free(c->buf);
     free(c);
@@ -525,111 +551,38 @@ vmig_mp_conn_bytes(const struct vmig_mp_conn *c, uint64_t *sent, uint64_t *recv)
     }
 }
 
-static bool
-cancelled(const struct vmig_mp_conn *c)
-{
-    return c->cancel != NULL &&
-           __atomic_load_n(c->cancel, __ATOMIC_ACQUIRE) != 0;
-}
-
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/*
- * Wait until @fd is ready for @events, in 50 ms slices so a cancel is seen
- * promptly, failing after timeout_ms of silence.
- */
-static int
-wait_fd(const struct vmig_mp_conn *c, short events)
-{
-    uint64_t start = now_ms();
-
-    for (;;) {
-        struct pollfd pfd = {.fd = c->fd, .events = events};
-        int n;
-
-        if (cancelled(c)) {
-            return -ECANCELED;
-        }
-        n = poll(&pfd, 1, 50);
-        if (n < 0 && errno != EINTR) {
-            return -errno;
-        }
-        if (n > 0) {
-            return 0;
-        }
-        if (c->timeout_ms != 0 && now_ms() - start >= c->timeout_ms) {
-            return -ETIMEDOUT;
-        }
-    }
-}
-
 static int
 write_all(struct vmig_mp_conn *c, struct iovec *iov, int niov)
 {
-    while (niov > 0) {
-        ssize_t n;
-        int ret;
-
-        ret = wait_fd(c, POLLOUT);
-        if (ret < 0) {
-            return ret;
-        }
-        n = sendmsg(c->fd, &(struct msghdr){.msg_iov = iov, .msg_iovlen = niov},
-                    MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
-                continue;
-            }
-            return errno == EPIPE ? -EPIPE : -errno;
-        }
-        c->sent += (uint64_t)n;
-        while (niov > 0 && (size_t)n >= iov->iov_len) {
-            n -= (ssize_t)iov->iov_len;
-            iov++;
-            niov--;
-        }
-        if (niov > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + n;
-            iov->iov_len -= (size_t)n;
-        }
-    }
-    return 0;
+    return vmig__chan_write_all(c->ch, iov, niov, c->timeout_ms, c->cancel,
+                                &c->sent);
 }
 
 static int
 read_all(struct vmig_mp_conn *c, void *buf, size_t len)
 {
-    size_t got = 0;
+    return vmig__chan_read_all(c->ch, buf, len, c->timeout_ms, c->cancel,
+                               &c->recvd);
+}
 
-    while (got < len) {
-        ssize_t n;
-        int ret;
-
-        ret = wait_fd(c, POLLIN);
-        if (ret < 0) {
-            return ret;
-        }
-        n = recv(c->fd, (uint8_t *)buf + got, len - got, MSG_DONTWAIT);
-        if (n == 0) {
-            return -ECONNRESET;
-        }
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
-                continue;
-            }
-            return -errno;
-        }
-        got += (size_t)n;
-        c->recvd += (uint64_t)n;
+/*
+ * What a peer that is not speaking our preamble is, when we can tell: a
+ * TLS record (handshake 0x16 or alert 0x15, version 3.x) means the two
+ * sides disagree about TLS, the commonest misconfiguration.
+ */
+static const char *
+foreign_peer(const uint8_t *in, size_t n)
+{
+    if (n >= 2 && in[0] == 0x16 && in[1] == 0x03) {
+        return "the peer speaks TLS but this side has no TLS credentials: "
+               "give both sides --tls-creds DIR or --tls-psk FILE";
     }
-    return 0;
+    if (n >= 2 && in[0] == 0x15 && in[1] == 0x03) {
+        return "the peer requires TLS (it answered with a TLS alert) but "
+               "this side has no TLS credentials: give both sides "
+               "--tls-creds DIR or --tls-psk FILE";
+    }
+    return NULL;
 }
 
 int
@@ -637,6 +590,8 @@ vmig_mp_handshake(struct vmig_mp_conn *c)
 {
     uint8_t mine[VMIG_MP_PREAMBLE_LEN], theirs[VMIG_MP_PREAMBLE_LEN];
     struct iovec iov = {.iov_base = mine, .iov_len = sizeof(mine)};
+    const char *what;
+    ssize_t got;
     int ret;
 
     vmig_mp_preamble(mine);
@@ -644,9 +599,20 @@ vmig_mp_handshake(struct vmig_mp_conn *c)
     if (ret < 0) {
         return ret;
     }
-    ret = read_all(c, theirs, sizeof(theirs));
-    if (ret < 0) {
-        return ret;
+    /* up to the end of the stream: a refusal may be shorter than 8 */
+    got = vmig__chan_read_upto(c->ch, theirs, sizeof(theirs), c->timeout_ms,
+                               c->cancel);
+    if (got < 0) {
+        return (int)got;
+    }
+    c->recvd += (uint64_t)got;
+    what = foreign_peer(theirs, (size_t)got);
+    if (what != NULL) {
+        vmig_err(c->ctx, "stream: %s", what);
+        return -EPROTO;
+    }
+    if (got < (ssize_t)sizeof(theirs)) {
+        return -ECONNRESET;
     }
     ret = vmig_mp_preamble_check(theirs);
     if (ret == -EPROTO) {
@@ -774,9 +740,7 @@ vmig_mp_recv_placed(struct vmig_mp_conn *c, size_t head_len,
 int
 vmig_mp_pending(struct vmig_mp_conn *c)
 {
-    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-
-    return poll(&pfd, 1, 0) > 0 ? 1 : 0;
+    return vmig__chan_pending(c->ch) ? 1 : 0;
 }
 
 int

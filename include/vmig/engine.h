@@ -10,6 +10,12 @@
  *
  *   source: vmig_engine_migrate(fd)      destination: vmig_engine_incoming(fd)
  *
+ * or over a channel (<vmig/chan.h>), which is how a VMM migrates over TLS:
+ * it connects, authenticates both sides with vmig_tls_handshake() and
+ * hands the channel to vmig_engine_migrate_chan() /
+ * vmig_engine_incoming_chan() / vmig_engine_check_chan().  The engine
+ * neither knows nor cares whether the channel is encrypted.
+ *
  * Precopy (when the peer accepts it and there is something to precopy):
  * while the VM runs, devices with PRE_COPY enter it and stream their
  * initial then dirty data, and guest RAM moves in passes (all of it, then
@@ -47,6 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <vmig/chan.h>
 #include <vmig/ctx.h>
 #include <vmig/export.h>
 #include <vmig/fsm.h>
@@ -396,6 +403,17 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_migrate(struct vmig_engine *e,
                                                     int fd);
 
 /**
+ * vmig_engine_migrate_chan() - vmig_engine_migrate() over a channel.
+ * @e:  engine.
+ * @ch: a plaintext or established TLS channel to the destination;
+ *      borrowed (freed by the caller after the call).
+ *
+ * Return: as vmig_engine_migrate().
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_migrate_chan(struct vmig_engine *e,
+                                                         struct vmig_chan *ch);
+
+/**
  * vmig_engine_incoming() - Receive a VM over @fd (destination side).
  * @e:  engine; its vCPUs are not running and its devices are unused.
  * @fd: connected stream socket from the source; borrowed.
@@ -409,6 +427,16 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_incoming(struct vmig_engine *e,
                                                      int fd);
 
 /**
+ * vmig_engine_incoming_chan() - vmig_engine_incoming() over a channel.
+ * @e:  engine.
+ * @ch: a plaintext or established TLS channel from the source; borrowed.
+ *
+ * Return: as vmig_engine_incoming().
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_incoming_chan(struct vmig_engine *e,
+                                                          struct vmig_chan *ch);
+
+/**
  * vmig_engine_check() - Ask the destination on @fd whether every device
  * can land there; nothing is migrated or changed on either side.
  * @e:   engine.
@@ -420,6 +448,18 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_incoming(struct vmig_engine *e,
  */
 VMIG_EXPORT VMIG_MUST_CHECK int
 vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out);
+
+/**
+ * vmig_engine_check_chan() - vmig_engine_check() over a channel.
+ * @e:   engine.
+ * @ch:  a plaintext or established TLS channel; borrowed.
+ * @out: receives the verdicts.
+ *
+ * Return: as vmig_engine_check().
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_engine_check_chan(struct vmig_engine *e, struct vmig_chan *ch,
+                       struct vmig_engine_check *out);
 
 /**
  * vmig_engine_cancel() - Ask a running migration to stop.  Any thread.

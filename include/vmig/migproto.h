@@ -13,7 +13,8 @@
  * destination's CONFIRM.
  *
  * The codec functions are pure (no I/O); struct vmig_mp_conn adds blocking
- * socket I/O with bounded reads, a cancel flag and byte counters.
+ * I/O over a channel (<vmig/chan.h>: a plaintext socket or a TLS session)
+ * with bounded waits, a cancel flag and byte counters.
  */
 #ifndef VMIG_MIGPROTO_H
 #define VMIG_MIGPROTO_H
@@ -22,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <vmig/chan.h>
 #include <vmig/ctx.h>
 #include <vmig/export.h>
 
@@ -347,7 +349,7 @@ typedef void *vmig_mp_place_fn(void *opaque, const struct vmig_mp_hdr *hdr,
                                const uint8_t *head, size_t tail_len);
 
 /**
- * vmig_mp_conn_new() - Wrap a connected stream socket.
+ * vmig_mp_conn_new() - Wrap a connected stream socket, in plaintext.
  * @ctx: logging context (borrowed).
  * @fd:  the socket; borrowed, never closed by the connection.
  * @out: receives the connection; untouched on failure.
@@ -356,6 +358,19 @@ typedef void *vmig_mp_place_fn(void *opaque, const struct vmig_mp_hdr *hdr,
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_conn_new(vmig_ctx_t *ctx, int fd,
                                                  struct vmig_mp_conn **out);
+
+/**
+ * vmig_mp_conn_new_chan() - Run the stream over a channel (plaintext or an
+ * established TLS session).
+ * @ctx: logging context (borrowed).
+ * @ch:  the channel; borrowed: it must outlive the connection.
+ * @out: receives the connection; untouched on failure.
+ *
+ * Return: 0, -EINVAL, -ENOMEM.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_mp_conn_new_chan(vmig_ctx_t *ctx, struct vmig_chan *ch,
+                      struct vmig_mp_conn **out);
 
 /**
  * vmig_mp_conn_free() - Free a connection (the fd stays open).  NULL is
@@ -386,7 +401,11 @@ VMIG_EXPORT void vmig_mp_conn_set_timeout(struct vmig_mp_conn *c,
  * vmig_mp_handshake() - Send our preamble and check the peer's.
  * @c: connection.
  *
- * Return: 0, or an error from vmig_mp_preamble_check() or the socket.
+ * A peer answering with TLS records on a plaintext connection is named as
+ * such in the log (one side has TLS credentials, the other not).
+ *
+ * Return: 0, or an error from vmig_mp_preamble_check() (-EPROTO also for
+ * a TLS peer) or the socket.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_handshake(struct vmig_mp_conn *c);
 

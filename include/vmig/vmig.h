@@ -19,6 +19,8 @@
 #include <vmig/proto.h>
 #include <vmig/vfu_server.h>
 #include <vmig/vfu_client.h>
+#include <vmig/chan.h>
+#include <vmig/tls.h>
 #include <vmig/migproto.h>
 #include <vmig/engine.h>
 #include <vmig/engine_vfu.h>

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * chan.c - migration channels: the object, plaintext socket I/O, and the
+ * bounded waits every transport shares (see chan_priv.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "chan_priv.h"
+#include "internal.h"
+
+/* ------------------------------------------------------------ plaintext */
+
+static ssize_t
+plain_writev(struct vmig_chan *ch, const struct iovec *iov, int niov,
+             short *want)
+{
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov,
+                        .msg_iovlen = (size_t)niov};
+    ssize_t n = sendmsg(ch->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+    if (n >= 0) {
+        return n;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        *want = POLLOUT;
+        return -EAGAIN;
+    }
+    return -errno;
+}
+
+static ssize_t
+plain_read(struct vmig_chan *ch, void *buf, size_t len, short *want)
+{
+    ssize_t n = recv(ch->fd, buf, len, MSG_DONTWAIT);
+
+    if (n >= 0) {
+        return n;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        *want = POLLIN;
+        return -EAGAIN;
+    }
+    return -errno;
+}
+
+static bool
+plain_buffered(const struct vmig_chan *ch)
+{
+    (void)ch;
+    return false;
+}
+
+static void
+plain_noop(struct vmig_chan *ch)
+{
+    (void)ch;
+}
+
+static const struct vmig_chan_ops plain_ops = {
+    .writev = plain_writev,
+    .read = plain_read,
+    .buffered = plain_buffered,
+    .close_notify = plain_noop,
+    .release = plain_noop,
+};
+
+/* ------------------------------------------------------------ object */
+
+int
+vmig__chan_alloc(vmig_ctx_t *ctx, int fd, const struct vmig_chan_ops *ops,
+                 struct vmig_chan **out)
+{
+    struct vmig_chan *ch;
+
+    if (fd < 0 || out == NULL) {
+        return -EINVAL;
+    }
+    ch = calloc(1, sizeof(*ch));
+    if (ch == NULL) {
+        return -ENOMEM;
+    }
+    ch->ops = ops;
+    ch->ctx = ctx;
+    ch->fd = fd;
+    ch->fl_saved = -1;
+    *out = ch;
+    return 0;
+}
+
+int
+vmig_chan_plain(vmig_ctx_t *ctx, int fd, struct vmig_chan **out)
+{
+    return vmig__chan_alloc(ctx, fd, &plain_ops, out);
+}
+
+void
+vmig_chan_free(struct vmig_chan *ch)
+{
+    if (ch == NULL) {
+        return;
+    }
+    ch->ops->release(ch);
+    if (ch->fl_saved >= 0) {
+        (void)fcntl(ch->fd, F_SETFL, ch->fl_saved);
+    }
+    free(ch);
+}
+
+int
+vmig_chan_fd(const struct vmig_chan *ch)
+{
+    return ch->fd;
+}
+
+void
+vmig_chan_info(const struct vmig_chan *ch, struct vmig_chan_info *out)
+{
+    *out = ch->info;
+}
+
+/* ------------------------------------------------------------ waits */
+
+bool
+vmig__chan_cancelled(const int *cancel)
+{
+    return cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE) != 0;
+}
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int
+vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
+                const int *cancel)
+{
+    uint64_t start = now_ms();
+
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int n;
+
+        if (vmig__chan_cancelled(cancel)) {
+            return -ECANCELED;
+        }
+        n = poll(&pfd, 1, 50);
+        if (n < 0 && errno != EINTR) {
+            return -errno;
+        }
+        if (n > 0) {
+            return 0;
+        }
+        if (timeout_ms != 0 && now_ms() - start >= timeout_ms) {
+            return -ETIMEDOUT;
+        }
+    }
+}
+
+/*
+ * Try first, wait only when the transport says it would block: a socket
+ * that keeps up costs no poll per write, and a TLS session may hold
+ * decrypted bytes that poll cannot see.
+ */
+int
+vmig__chan_write_all(struct vmig_chan *ch, struct iovec *iov, int niov,
+                     unsigned int timeout_ms, const int *cancel,
+                     uint64_t *moved)
+{
+    if (vmig__chan_cancelled(cancel)) {
+        return -ECANCELED;
+    }
+    while (niov > 0) {
+        short want = POLLOUT;
+        ssize_t n;
+
+        if (iov->iov_len == 0) {
+            iov++;
+            niov--;
+            continue;
+        }
+        n = ch->ops->writev(ch, iov, niov, &want);
+        if (n == -EAGAIN) {
+            int ret = vmig__chan_wait(ch->fd, want, timeout_ms, cancel);
+
+            if (ret < 0) {
+                return ret;
+            }
+            continue;
+        }
+        if (n < 0) {
+            return (int)n;
+        }
+        if (moved != NULL) {
+            *moved += (uint64_t)n;
+        }
+        while (niov > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            niov--;
+        }
+        if (niov > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+/* Read until @len bytes or the end of the stream; *@got says how many. */
+static int
+read_loop(struct vmig_chan *ch, void *buf, size_t len, unsigned int timeout_ms,
+          const int *cancel, size_t *got)
+{
+    *got = 0;
+    if (vmig__chan_cancelled(cancel)) {
+        return -ECANCELED;
+    }
+    while (*got < len) {
+        short want = POLLIN;
+        ssize_t n = ch->ops->read(ch, (uint8_t *)buf + *got, len - *got, &want);
+
+        if (n == -EAGAIN) {
+            int ret = vmig__chan_wait(ch->fd, want, timeout_ms, cancel);
+
+            if (ret < 0) {
+                return ret;
+            }
+            continue;
+        }
+        if (n <= 0) {
+            return (int)n;
+        }
+        *got += (size_t)n;
+    }
+    return 0;
+}
+
+ssize_t
+vmig__chan_read_upto(struct vmig_chan *ch, void *buf, size_t len,
+                     unsigned int timeout_ms, const int *cancel)
+{
+    size_t got;
+    int ret = read_loop(ch, buf, len, timeout_ms, cancel, &got);
+
+    return ret < 0 ? ret : (ssize_t)got;
+}
+
+int
+vmig__chan_read_all(struct vmig_chan *ch, void *buf, size_t len,
+                    unsigned int timeout_ms, const int *cancel, uint64_t *moved)
+{
+    size_t got;
+    int ret = read_loop(ch, buf, len, timeout_ms, cancel, &got);
+
+    if (moved != NULL) {
+        *moved += got;
+    }
+    if (ret == 0 && got < len) {
+        ret = -ECONNRESET;
+    }
+    return ret;
+}
+
+bool
+vmig__chan_pending(struct vmig_chan *ch)
+{
+    struct pollfd pfd = {.fd = ch->fd, .events = POLLIN};
+
+    if (ch->ops->buffered(ch)) {
+        return true;
+    }
+    return poll(&pfd, 1, 0) > 0;
+}
+
+void
+vmig__chan_shutdown_wr(struct vmig_chan *ch)
+{
+    ch->ops->close_notify(ch);
+    shutdown(ch->fd, SHUT_WR);
+}
