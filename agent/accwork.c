@@ -13,8 +13,8 @@
  * destination's vCPU finds the driver and workload state in the RAM it
  * received and attaches new views to its own device.
  *
- * Guest addresses: driver state and rings at RAM/2, workload at
- * RAM/2 + RAM/8.
+ * Guest addresses: guestmap.c (driver state and rings at RAM/2,
+ * workload at RAM/2 + RAM/8).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -63,13 +63,13 @@ static const struct acc_bar_ops bar_ops = {
 static uint64_t
 drv_gpa(const struct agent_vm *vm)
 {
-    return vm->o.ram_size / 2;
+    return guestmap_acc_drv(&vm->o);
 }
 
 static uint64_t
 work_gpa(const struct agent_vm *vm)
 {
-    return vm->o.ram_size / 2 + vm->o.ram_size / 8;
+    return guestmap_acc_work(&vm->o);
 }
 
 struct accwork {
@@ -94,24 +94,6 @@ find_acc(struct agent_vm *vm)
         }
     }
     return NULL;
-}
-
-/* The ledger program's RAM: the lower half with an accelerator (all of
- * it otherwise), less one slot per flowtab device (ftwork.c) at its end;
- * 0 when that leaves nothing. */
-uint64_t
-accwork_prog_size(const struct vm_opts *o)
-{
-    uint64_t size = o->ram_size;
-    uint64_t ft = (uint64_t)ftwork_count(o) * ftwork_slot_bytes();
-
-    for (unsigned int i = 0; i < o->nvfu; i++) {
-        if (strcmp(o->vfu[i].kind, "acc") == 0) {
-            size = o->ram_size / 2;
-            break;
-        }
-    }
-    return size > ft ? (size - ft) & ~(uint64_t)4095 : 0;
 }
 
 /* Set up the workload in fresh guest RAM (the source's first run). */

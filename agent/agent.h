@@ -72,6 +72,18 @@ struct vm_opts {
 
 struct qmp_server;
 
+/*
+ * The migration parameters as QMP sees them: the engine's, plus any the
+ * agent keeps itself.  agent/qmp_params.c lists them; vm_params_get()
+ * and vm_params_set() read and replace the whole set.
+ */
+struct mig_params {
+    struct vmig_engine_params eng;
+};
+
+/* Where the VM's events go (QMP): the sink owns @data (NULL: none). */
+typedef void agent_event_fn(void *opaque, const char *event, json_object *data);
+
 struct agent_vm {
     vmig_ctx_t *ctx;
     struct vm_opts o;
@@ -92,7 +104,8 @@ struct agent_vm {
     bool ram_precopy;
     struct vmig_ramdirty *rd;
     struct vmig_engine *eng;
-    struct qmp_server *qmp;
+    agent_event_fn *emit; /* set before the VM runs; NULL: no events */
+    void *emit_opaque;
 
     pthread_mutex_t lock; /* guards the fields below */
     const char *runstate; /* QEMU RunState names */
@@ -109,8 +122,6 @@ struct agent_vm {
 /* vm.c */
 int vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx);
 void vm_destroy(struct agent_vm *vm);
-int vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
-                       size_t errlen);
 int vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
                       size_t errlen);
 int vm_check(struct agent_vm *vm, const char *uri,
@@ -124,6 +135,13 @@ int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
 /* x-vmig-device-reset: reset vfio-user device @name now. */
 int vm_device_reset(struct agent_vm *vm, const char *name, char *err,
                     size_t errlen);
+void vm_params_get(struct agent_vm *vm, struct mig_params *p);
+void vm_params_set(struct agent_vm *vm, const struct mig_params *p);
+/* migrate: start an outgoing migration to @uri with parameters @p (NULL:
+ * the current ones), which become the current ones; when it cannot
+ * start, nothing changed (the parameters neither). */
+int vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *p,
+               char *err, size_t errlen);
 
 /* vfudev.c */
 int vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx);
@@ -136,8 +154,18 @@ void vfudev_down(struct agent_vm *vm);
 int vfudev_guest_work(struct agent_vm *vm, uint64_t steps);
 json_object *vfudev_describe(struct agent_vm *vm, unsigned int i);
 
+/* guestmap.c: the guest RAM layout of the guest programs */
+#define GUESTMAP_FT_SLOT (256u << 10) /* guest RAM per flowtab device */
+/* The ledger program's RAM from 0 (0 when nothing is left for it). */
+uint64_t guestmap_prog_size(const struct vm_opts *o);
+unsigned int guestmap_ft_count(const struct vm_opts *o);
+/* Guest address of flowtab device @i's slot (i counts flowtabs only). */
+uint64_t guestmap_ft_slot(const struct vm_opts *o, unsigned int i);
+/* Guest addresses of the accelerator's driver area and workload. */
+uint64_t guestmap_acc_drv(const struct vm_opts *o);
+uint64_t guestmap_acc_work(const struct vm_opts *o);
+
 /* accwork.c */
-uint64_t accwork_prog_size(const struct vm_opts *o);
 int accwork_new(struct agent_vm *vm);
 void accwork_free(struct agent_vm *vm);
 int accwork_step(struct agent_vm *vm);
@@ -146,8 +174,6 @@ int accwork_step(struct agent_vm *vm);
 json_object *accwork_report(struct agent_vm *vm, int *verdict);
 
 /* ftwork.c: the guest's traffic on each flowtab device */
-uint64_t ftwork_slot_bytes(void);
-unsigned int ftwork_count(const struct vm_opts *o);
 int ftwork_new(struct agent_vm *vm);
 void ftwork_free(struct agent_vm *vm);
 int ftwork_step(struct agent_vm *vm);
@@ -155,19 +181,21 @@ int ftwork_step(struct agent_vm *vm);
  * without one; *verdict < 0 on a wrong completion. */
 json_object *ftwork_report(struct agent_vm *vm, int *verdict);
 
-/* qmp.c */
-/* Validate migrate-set-parameters arguments and apply them to the engine;
- * on error nothing changes and @err names the parameter. */
-int qmp_params_apply(struct vmig_engine *eng, json_object *args, char *err,
-                     size_t errlen);
+/* qmp.c: the QMP server */
 int qmp_server_new(struct agent_vm *vm, const char *path,
                    struct qmp_server **out);
 void qmp_server_free(struct qmp_server *s);
 /* Run until quit; exits early (0) after an outgoing migration completed
  * and no client is connected. */
 int qmp_server_run(struct qmp_server *s);
-void qmp_emit(struct qmp_server *s, const char *event, json_object *data);
-void qmp_request_quit(struct qmp_server *s);
+/* An event to every negotiated client (agent_event_fn; any thread). */
+void qmp_emit(void *server, const char *event, json_object *data);
+
+/* qmp_params.c */
+/* Check migration parameters (migrate-set-parameters arguments) and apply
+ * them; on error nothing changes and @err names the parameter. */
+int qmp_params_apply(struct agent_vm *vm, json_object *args, char *err,
+                     size_t errlen);
 
 /* client.c */
 struct qmp_client;

@@ -8,8 +8,8 @@
  * RAM and its flow table changes with every packet, which is what precopy
  * has to keep up with.
  *
- * Guest RAM: one slot of FT_SLOT bytes per flowtab device, right after
- * the ledger program (accwork_prog_size()): a small header of our own
+ * Guest RAM: one slot of GUESTMAP_FT_SLOT bytes per flowtab device, right
+ * after the ledger program (guestmap.c): a small header of our own
  * (how often the device was found reset, and the counters from before)
  * then the driver area.  Everything lives in guest RAM, so a migration
  * carries the workload and the destination's vCPU attaches to it.
@@ -29,7 +29,6 @@
 #include "agent.h"
 #include "ft_guest.h"
 
-#define FT_SLOT (256u << 10)
 #define FT_HDR_BYTES 4096u
 #define FT_RING 256u
 #define FT_FLOWS 64u
@@ -59,27 +58,10 @@ struct ftwork {
     struct ftdev d[AGENT_MAX_DEV];
 };
 
-uint64_t
-ftwork_slot_bytes(void)
-{
-    return FT_SLOT;
-}
-
-unsigned int
-ftwork_count(const struct vm_opts *o)
-{
-    unsigned int n = 0;
-
-    for (unsigned int i = 0; i < o->nvfu; i++) {
-        n += strcmp(o->vfu[i].kind, "flowtab") == 0;
-    }
-    return n;
-}
-
 static uint64_t
 slot_gpa(const struct agent_vm *vm, unsigned int i)
 {
-    return accwork_prog_size(&vm->o) + (uint64_t)i * FT_SLOT;
+    return guestmap_ft_slot(&vm->o, i);
 }
 
 static struct ftw_hdr *
@@ -228,13 +210,14 @@ ftwork_step(struct agent_vm *vm)
 int
 ftwork_new(struct agent_vm *vm)
 {
-    unsigned int n = ftwork_count(&vm->o);
+    unsigned int n = guestmap_ft_count(&vm->o);
 
     if (n == 0) {
         return 0;
     }
-    if (ft_guest_area_bytes(FT_RING, FT_FLOWS) + FT_HDR_BYTES > FT_SLOT ||
-        accwork_prog_size(&vm->o) < VMIG_GUEST_MIN_RAM) {
+    if (ft_guest_area_bytes(FT_RING, FT_FLOWS) + FT_HDR_BYTES >
+            GUESTMAP_FT_SLOT ||
+        guestmap_prog_size(&vm->o) < VMIG_GUEST_MIN_RAM) {
         vmig_log(vm->ctx, VMIG_LOG_ERR,
                  "guest RAM too small for %u flowtab device(s): give more "
                  "--ram",

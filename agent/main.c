@@ -194,9 +194,10 @@ serve(struct opts *o, bool incoming)
                 strerror(-ret));
         goto out;
     }
-    vm.qmp = s;
+    vm.emit = qmp_emit;
+    vm.emit_opaque = s;
     if (o->params != NULL &&
-        qmp_params_apply(vm.eng, o->params, err, sizeof(err)) < 0) {
+        qmp_params_apply(&vm, o->params, err, sizeof(err)) < 0) {
         fprintf(stderr, "vmig: %s\n", err);
         goto out;
     }
@@ -216,7 +217,7 @@ serve(struct opts *o, bool incoming)
     ret = qmp_server_run(s);
     rc = ret < 0 ? EXIT_FAIL : EXIT_OK;
 out:
-    vm.qmp = NULL;
+    vm.emit = NULL;
     vm_destroy(&vm);
     qmp_server_free(s);
     vmig_ctx_free(ctx);
@@ -237,39 +238,30 @@ cmd_receive(struct opts *o)
 
 /* ------------------------------------------------------------ clients */
 
+/*
+ * One `migrate` carries the migration options (x-vmig-parameters), so the
+ * agent applies them only if the migration starts: a second `vmig
+ * migrate` while one runs is refused and changes nothing.
+ */
 static int
-set_params(struct qmp_client *c, const struct opts *o)
-{
-    json_object *ret;
-    char err[256];
-
-    if (o->params == NULL) {
-        return 0;
-    }
-    if (qmpc_exec(c, "migrate-set-parameters", json_object_get(o->params), &ret,
-                  err, sizeof(err)) < 0) {
-        fprintf(stderr, "vmig: migrate-set-parameters: %s\n", err);
-        return -1;
-    }
-    json_object_put(ret);
-    return 0;
-}
-
-static int
-do_migrate(struct qmp_client *c, const char *to, bool json_out)
+do_migrate(struct qmp_client *c, const struct opts *o)
 {
     json_object *args = json_object_new_object(), *ret;
     char uri[160], err[512];
 
-    snprintf(uri, sizeof(uri), "tcp:%s", to);
+    snprintf(uri, sizeof(uri), "tcp:%s", o->to);
     json_object_object_add(args, "uri", json_object_new_string(uri));
+    if (o->params != NULL) {
+        json_object_object_add(args, "x-vmig-parameters",
+                               json_object_get(o->params));
+    }
     if (qmpc_exec(c, "migrate", args, &ret, err, sizeof(err)) < 0) {
         fprintf(stderr, "vmig: migrate: %s\n", err);
         return EXIT_FAIL;
     }
     json_object_put(ret);
-    return cmd_migrate_follow(c, isatty(STDERR_FILENO) && !json_out,
-                              json_out || !isatty(STDOUT_FILENO));
+    return cmd_migrate_follow(c, isatty(STDERR_FILENO) && !o->json,
+                              o->json || !isatty(STDOUT_FILENO));
 }
 
 static int
@@ -285,7 +277,7 @@ cmd_migrate(struct opts *o)
     if (connect_agent(o, &c) < 0) {
         return EXIT_FAIL;
     }
-    rc = set_params(c, o) < 0 ? EXIT_FAIL : do_migrate(c, o->to, o->json);
+    rc = do_migrate(c, o);
     qmpc_close(c);
     return rc;
 }

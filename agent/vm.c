@@ -39,6 +39,17 @@ guest_hook(void *opaque, uint64_t steps)
     return ret < 0 ? ret : r2;
 }
 
+/* An event to whoever listens (the QMP server); it owns @data. */
+static void
+emit(struct agent_vm *vm, const char *event, json_object *data)
+{
+    if (vm->emit != NULL) {
+        vm->emit(vm->emit_opaque, event, data);
+    } else {
+        json_object_put(data);
+    }
+}
+
 static void
 set_runstate(struct agent_vm *vm, const char *s)
 {
@@ -66,7 +77,7 @@ h_pause(void *o)
 
     if (ret == 0) {
         set_runstate(vm, "finish-migrate");
-        qmp_emit(vm->qmp, "STOP", NULL);
+        emit(vm, "STOP", NULL);
     }
     return ret;
 }
@@ -77,7 +88,7 @@ h_resume(void *o)
     struct agent_vm *vm = o;
 
     set_runstate(vm, "running");
-    qmp_emit(vm->qmp, "RESUME", NULL);
+    emit(vm, "RESUME", NULL);
     return vmig_vcpu_resume(vm->vcpu);
 }
 
@@ -105,11 +116,11 @@ h_event(void *o, enum vmig_engine_event_kind kind,
         json_object_object_add(
             d, "status",
             json_object_new_string(vmig_engine_status_name(st->status)));
-        qmp_emit(vm->qmp, "MIGRATION", d);
+        emit(vm, "MIGRATION", d);
     } else if (kind == VMIG_ENGINE_EV_PASS) {
         d = json_object_new_object();
         json_object_object_add(d, "pass", json_object_new_int64(st->pass));
-        qmp_emit(vm->qmp, "MIGRATION_PASS", d);
+        emit(vm, "MIGRATION_PASS", d);
     }
 }
 
@@ -259,7 +270,7 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
         vm->ram = NULL;
         return -errno;
     }
-    vm->prog_size = accwork_prog_size(o);
+    vm->prog_size = guestmap_prog_size(o);
     if (vm->prog_size < VMIG_GUEST_MIN_RAM) {
         vmig_log(ctx, VMIG_LOG_ERR,
                  "guest RAM %llu bytes leaves too little for the guest "
@@ -518,7 +529,7 @@ out_main(void *arg)
                  "cannot connect to %s: %s", vm->uri, strerror(-fd));
         vm->migrating = false;
         pthread_mutex_unlock(&vm->lock);
-        qmp_emit(vm->qmp, "MIGRATION", d);
+        emit(vm, "MIGRATION", d);
         return NULL;
     }
     ret = vmig_engine_migrate(vm->eng, fd);
@@ -565,19 +576,19 @@ vm_reap(struct agent_vm *vm)
  * QEMU's rule for several devices (hw/vfio/migration.c, since 8.1): a VM
  * with more than one migratable device migrates only when every one of
  * them supports P2P, because a device without RUNNING_P2P cannot be kept
- * from DMAing into a peer whose state was already saved (seed 001).  The
+ * from DMAing into a peer whose state was already saved (that write would
+ * be lost: the destination never sees it).  The
  * user may override it (x-vmig-allow-mixed-p2p).  The engine applies the
  * rule (vmig_engine_mixed_p2p()); asking it here first lets the refusal
  * name the agent's override.
  */
 static int
-mixed_p2p(struct agent_vm *vm, char *err, size_t errlen)
+mixed_p2p(struct agent_vm *vm, const struct mig_params *p, char *err,
+          size_t errlen)
 {
-    struct vmig_engine_params p;
     char why[256];
 
-    vmig_engine_get_params(vm->eng, &p);
-    if (p.allow_mixed_p2p ||
+    if (p->eng.allow_mixed_p2p ||
         vmig_engine_mixed_p2p(vm->eng, why, sizeof(why)) != 1) {
         return 0;
     }
@@ -589,10 +600,32 @@ mixed_p2p(struct agent_vm *vm, char *err, size_t errlen)
     return -EOPNOTSUPP;
 }
 
-int
-vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
-                   size_t errlen)
+void
+vm_params_get(struct agent_vm *vm, struct mig_params *p)
 {
+    memset(p, 0, sizeof(*p));
+    vmig_engine_get_params(vm->eng, &p->eng);
+}
+
+void
+vm_params_set(struct agent_vm *vm, const struct mig_params *p)
+{
+    vmig_engine_set_params(vm->eng, &p->eng);
+}
+
+/*
+ * Start an outgoing migration.  Every refusal comes before anything
+ * changes: the URI, a migration already running, a VM that is not
+ * running here, the mixed-P2P rule (judged with the staged parameters,
+ * so `vmig migrate --allow-mixed-p2p` works in one step).  Only the QMP
+ * thread starts migrations, so what was checked still holds when the
+ * thread starts (a running migration can only end meanwhile).
+ */
+int
+vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
+           char *err, size_t errlen)
+{
+    struct mig_params old, p;
     char host[96];
     int port, ret;
 
@@ -601,11 +634,6 @@ vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
         snprintf(err, errlen, "unknown migration protocol: %s", uri);
         return -EINVAL;
     }
-    ret = mixed_p2p(vm, err, errlen);
-    if (ret < 0) {
-        vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: %s", err);
-        return ret;
-    }
     vm_reap(vm);
     pthread_mutex_lock(&vm->lock);
     if (vm->migrating || vm->thread_joinable) {
@@ -613,12 +641,28 @@ vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
         snprintf(err, errlen, "There's a migration process in progress");
         return -EBUSY;
     }
+    if (strcmp(vm->runstate, "inmigrate") == 0) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen, "Guest is waiting for an incoming migration");
+        return -EBUSY;
+    }
     if (vm->migrated_out || strcmp(vm->runstate, "running") != 0) {
         pthread_mutex_unlock(&vm->lock);
-        snprintf(err, errlen, "the VM is not running here (state %s)",
+        snprintf(err, errlen,
+                 "the VM is not running here (state %s): it migrated away",
                  vm->runstate);
         return -EBUSY;
     }
+    pthread_mutex_unlock(&vm->lock);
+    vm_params_get(vm, &old);
+    p = np != NULL ? *np : old;
+    ret = mixed_p2p(vm, &p, err, errlen);
+    if (ret < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: %s", err);
+        return ret;
+    }
+    vm_params_set(vm, &p);
+    pthread_mutex_lock(&vm->lock);
     snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
     vm->connect_error[0] = '\0';
     vm->migrating = true;
@@ -626,6 +670,7 @@ vm_start_migration(struct agent_vm *vm, const char *uri, char *err,
     if (ret != 0) {
         vm->migrating = false;
         pthread_mutex_unlock(&vm->lock);
+        vm_params_set(vm, &old);
         snprintf(err, errlen, "cannot start the migration thread");
         return -ret;
     }
@@ -679,11 +724,19 @@ vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
     int fd, ret;
 
     pthread_mutex_lock(&vm->lock);
-    if (strcmp(vm->runstate, "inmigrate") != 0 || vm->incoming_armed) {
+    if (vm->incoming_armed || vm->listen_fd >= 0) {
         pthread_mutex_unlock(&vm->lock);
         snprintf(err, errlen,
                  "The incoming migration has already been "
-                 "started or this VM is not waiting for one");
+                 "started");
+        return -EBUSY;
+    }
+    if (strcmp(vm->runstate, "inmigrate") != 0) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen,
+                 "this VM is not waiting for an incoming migration (QEMU: "
+                 "'-incoming' was not specified on the command line): "
+                 "start the destination with 'vmig receive'");
         return -EBUSY;
     }
     pthread_mutex_unlock(&vm->lock);
@@ -702,8 +755,11 @@ vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
     vm->incoming_armed = true;
     ret = pthread_create(&vm->thread, NULL, in_main, vm);
     if (ret != 0) {
+        /* nothing changed: not listening, still waiting */
         vm->incoming_armed = false;
+        vm->listen_fd = -1;
         pthread_mutex_unlock(&vm->lock);
+        close(fd);
         snprintf(err, errlen, "cannot start the incoming thread");
         return -ret;
     }

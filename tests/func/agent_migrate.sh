@@ -71,7 +71,17 @@ start src2 -
 start dst2 $((port_base + 3))
 "$vmig" migrate --qmp "$dir/src2.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 4M --json >"$dir/cancel.out" 2>&1 &
 mpid=$!
-sleep 0.5
+# a second migrate while this one runs is refused and changes nothing
+# (its options travel in the same QMP command, applied only on success)
+i=0
+until qmp "$dir/src2.qmp" '{"execute":"query-migrate"}' | grep -q '"status": "active"'; do
+    i=$((i + 1)); [ $i -lt 400 ] || fail "the migration never became active"; sleep 0.05
+done
+expect_rc 1 "$vmig" migrate --qmp "$dir/src2.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 1234 --downtime-limit 77 --no-precopy
+grep -q "There's a migration process in progress" "$dir/last.out" || fail "second migrate: $(cat "$dir/last.out")"
+qmp "$dir/src2.qmp" '{"execute":"query-migrate-parameters"}' |
+    grep -q '"downtime-limit": 300, "max-bandwidth": 4194304, "x-vmig-precopy": true' ||
+    fail "a refused migrate changed the parameters"
 expect_rc 0 "$vmig" cancel --qmp "$dir/src2.qmp"
 wait "$mpid"; rc=$?
 [ "$rc" -eq 1 ] || { cat "$dir/cancel.out"; fail "cancelled migrate exited $rc"; }

@@ -54,6 +54,14 @@ this is not json
 {"execute": "query-migrate-capabilities", "id": 25}
 {"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "events", "state": true}]}, "id": 26}
 {"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "postcopy-ram", "state": true}]}, "id": 27}
+{"execute": "query-status", "arguments": {"bogus": 1}, "id": 28}
+{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "events"}]}, "id": 29}
+{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": 1, "x-vmig-precopy": 0}, "id": 30}
+{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1, "downtime-limit": 2000001}, "id": 31}
+{"execute": "x-vmig-device-reset", "arguments": {"device": "nope"}, "id": 32}
+{"execute": "migrate", "arguments": {"uri": "tcp:127.0.0.1:1", "x-vmig-parameters": {"downtime-limit": 7, "max-bandwidth": -1}}, "id": 33}
+{"execute": "migrate", "arguments": {"uri": "tcp:127.0.0.1:1", "resume": true}, "id": 34}
+{"execute": "query-migrate-parameters", "arguments": {"bogus": 1}, "id": 35}
 QMP
 # keep the connection open a little so the failed migration's events arrive
 (cat "$dir/in"; sleep 1; echo '{"execute": "query-migrate", "id": 24}'; sleep 0.3) |
@@ -92,7 +100,15 @@ has '{"return": {"status": "failed", "error-desc": "cannot connect to tcp:127.0.
 has '"id": 24}'
 has '{"return": [{"capability": "events", "state": true}], "id": 25}'
 has '{"return": {}, "id": 26}'
-has '"desc": "Parameter '"'"'capability'"'"' does not accept value '"'"'postcopy-ram'"'"'"}, "id": 27}'
+has '"desc": "Parameter '"'"'capabilities[0].capability'"'"' does not accept value '"'"'postcopy-ram'"'"' (events)"}, "id": 27}'
+has '"desc": "Parameter '"'"'bogus'"'"' is unexpected"}, "id": 28}'
+has '"desc": "Parameter '"'"'capabilities[0].state'"'"' is missing"}, "id": 29}'
+has '"desc": "Invalid parameter type for '"'"'x-vmig-precopy'"'"', expected: boolean"}, "id": 30}'
+has '"desc": "Parameter '"'"'downtime_limit'"'"' expects an integer in the range of 0 to 2000000 milliseconds"}, "id": 31}'
+has '{"error": {"class": "DeviceNotFound", "desc": "no vfio-user device named '"'"'nope'"'"' (see x-vmig-query-devices)"}, "id": 32}'
+has '"desc": "Parameter '"'"'x-vmig-parameters.max-bandwidth'"'"' expects an integer in the range of 0 to 9223372036854775807 bytes/second"}, "id": 33}'
+has '"desc": "Cannot resume if there is no paused migration"}, "id": 34}'
+has '"desc": "Parameter '"'"'bogus'"'"' is unexpected"}, "id": 35}'
 # every line is a complete JSON value ending in CRLF
 n_lines=$(wc -l <"$dir/out")
 n_crlf=$(grep -c "$(printf '\r')\$" "$dir/out")

@@ -1,0 +1,549 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qmp_cmds.c - the QMP commands: QEMU's (query-status, query-migrate,
+ * migrate, migrate_cancel, migrate-set-parameters, ...) with QEMU's
+ * members and messages, and vmig's own x-vmig-*.  Each command gets
+ * arguments already checked against its table (struct arg_spec), so it
+ * only does its work; a command that fails changes nothing.  See
+ * docs/agent.md for what each returns.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vmig/version.h>
+#include "qmp.h"
+
+static json_object *
+cmd_query_status(struct cmd_ctx *x)
+{
+    json_object *o = json_object_new_object();
+    const char *rs = vm_runstate(x->vm);
+
+    json_object_object_add(o, "status", json_object_new_string(rs));
+    json_object_object_add(o, "singlestep", json_object_new_boolean(0));
+    json_object_object_add(o, "running",
+                           json_object_new_boolean(strcmp(rs, "running") == 0));
+    return o;
+}
+
+json_object *
+qmp_version(void)
+{
+    json_object *o = json_object_new_object(), *q = json_object_new_object();
+
+    json_object_object_add(q, "major", json_object_new_int(VMIG_VERSION_MAJOR));
+    json_object_object_add(q, "minor", json_object_new_int(VMIG_VERSION_MINOR));
+    json_object_object_add(q, "micro", json_object_new_int(VMIG_VERSION_PATCH));
+    json_object_object_add(o, "qemu", q);
+    json_object_object_add(o, "package",
+                           json_object_new_string("vmig " VMIG_VERSION_STRING));
+    return o;
+}
+
+/* Precopy figures of query-migrate (see docs/agent.md). */
+static json_object *
+precopy_stats(const struct vmig_engine_stats *st)
+{
+    json_object *p = json_object_new_object();
+    unsigned int restarts = 0;
+
+    for (unsigned int i = 0; i < st->ndevices; i++) {
+        restarts += st->dev[i].restarts;
+    }
+    json_object_object_add(p, "enabled", json_object_new_boolean(st->precopy));
+    json_object_object_add(p, "iterations",
+                           json_object_new_int64(st->iterations));
+    json_object_object_add(p, "precopy-bytes",
+                           json_object_new_int64((int64_t)st->precopy_bytes));
+    json_object_object_add(p, "stopcopy-bytes",
+                           json_object_new_int64((int64_t)st->stopcopy_bytes));
+    json_object_object_add(p, "dirty-pages",
+                           json_object_new_int64((int64_t)st->dirty_pages));
+    json_object_object_add(
+        p, "estimated-stopcopy-bytes",
+        json_object_new_int64((int64_t)st->est_stopcopy_bytes));
+    json_object_object_add(
+        p, "expected-downtime",
+        json_object_new_int64((int64_t)st->expected_downtime_ms));
+    json_object_object_add(
+        p, "switchover-ack-ms",
+        json_object_new_int64((int64_t)st->switchover_ack_ms));
+    json_object_object_add(p, "device-restarts",
+                           json_object_new_int64(restarts));
+    return p;
+}
+
+static json_object *
+cmd_query_migrate(struct cmd_ctx *x)
+{
+    struct vmig_engine_stats *st = malloc(sizeof(*st));
+    json_object *o, *ram, *vfio, *devs;
+
+    if (st == NULL) {
+        snprintf(x->err, sizeof(x->err), "out of memory");
+        return NULL;
+    }
+    vmig_engine_stats(x->vm->eng, st);
+    o = json_object_new_object();
+    if (st->status == VMIG_ENGINE_NONE) {
+        char err[256];
+
+        free(st);
+        if (vm_connect_error(x->vm, err, sizeof(err))) {
+            /* the migration failed before reaching the peer */
+            json_object_object_add(o, "status",
+                                   json_object_new_string("failed"));
+            json_object_object_add(o, "error-desc",
+                                   json_object_new_string(err));
+        }
+        return o; /* QEMU answers {} before any migration */
+    }
+    json_object_object_add(
+        o, "status",
+        json_object_new_string(vmig_engine_status_name(st->status)));
+    json_object_object_add(o, "total-time",
+                           json_object_new_int64((int64_t)st->total_time_ms));
+    json_object_object_add(o, "setup-time",
+                           json_object_new_int64((int64_t)st->setup_time_ms));
+    if (st->status == VMIG_ENGINE_COMPLETED &&
+        st->role == VMIG_ENGINE_ROLE_SOURCE) {
+        json_object_object_add(o, "downtime",
+                               json_object_new_int64((int64_t)st->downtime_ms));
+    } else if (st->status == VMIG_ENGINE_ACTIVE ||
+               st->status == VMIG_ENGINE_DEVICE ||
+               st->status == VMIG_ENGINE_SETUP) {
+        json_object_object_add(
+            o, "expected-downtime",
+            json_object_new_int64((int64_t)st->expected_downtime_ms));
+    }
+    ram = json_object_new_object();
+    json_object_object_add(ram, "transferred",
+                           json_object_new_int64((int64_t)st->ram_transferred));
+    json_object_object_add(ram, "remaining",
+                           json_object_new_int64((int64_t)st->ram_remaining));
+    json_object_object_add(ram, "total",
+                           json_object_new_int64((int64_t)st->ram_total));
+    json_object_object_add(ram, "duplicate",
+                           json_object_new_int64((int64_t)st->ram_zero_pages));
+    json_object_object_add(
+        ram, "normal",
+        json_object_new_int64(
+            (int64_t)(st->ram_transferred / 4096 - st->ram_zero_pages)));
+    json_object_object_add(
+        ram, "normal-bytes",
+        json_object_new_int64(
+            (int64_t)(st->ram_transferred - st->ram_zero_pages * 4096)));
+    json_object_object_add(ram, "mbps", json_object_new_double(st->mbps));
+    json_object_object_add(ram, "dirty-sync-count",
+                           json_object_new_int64(st->pass));
+    json_object_object_add(ram, "page-size", json_object_new_int(4096));
+    json_object_object_add(o, "ram", ram);
+    vfio = json_object_new_object();
+    json_object_object_add(vfio, "transferred",
+                           json_object_new_int64((int64_t)st->dev_total));
+    json_object_object_add(o, "vfio", vfio);
+    devs = json_object_new_array();
+    for (unsigned int i = 0; i < st->ndevices; i++) {
+        json_object *d = json_object_new_object();
+
+        json_object_object_add(d, "name",
+                               json_object_new_string(st->dev[i].name));
+        json_object_object_add(
+            d, "state",
+            json_object_new_string(vmig_state_name(st->dev[i].state)));
+        json_object_object_add(
+            d, "transferred", json_object_new_int64((int64_t)st->dev[i].bytes));
+        json_object_object_add(
+            d, "config-bytes",
+            json_object_new_int64((int64_t)st->dev[i].config_len));
+        json_object_object_add(
+            d, "precopy-bytes",
+            json_object_new_int64((int64_t)st->dev[i].precopy_bytes));
+        json_object_object_add(d, "restarts",
+                               json_object_new_int64(st->dev[i].restarts));
+        if (st->dev[i].verdict >= 0) {
+            json_object_object_add(d, "compatible",
+                                   json_object_new_boolean(st->dev[i].verdict));
+        }
+        if (st->dev[i].verdict == 0) {
+            json_object_object_add(d, "reason",
+                                   json_object_new_string(st->dev[i].reason));
+        }
+        json_object_array_add(devs, d);
+    }
+    json_object_object_add(o, "x-vmig-devices", devs);
+    json_object_object_add(o, "x-vmig-precopy", precopy_stats(st));
+    json_object_object_add(
+        o, "x-vmig-role",
+        json_object_new_string(
+            st->role == VMIG_ENGINE_ROLE_SOURCE ? "source" : "destination"));
+    if (st->status == VMIG_ENGINE_FAILED ||
+        st->status == VMIG_ENGINE_CANCELLED) {
+        json_object_object_add(o, "error-desc",
+                               json_object_new_string(st->error));
+    }
+    free(st);
+    return o;
+}
+
+static const struct arg_spec migrate_args[] = {
+    {.name = "uri", .type = json_type_string, .required = true},
+    {.name = "detach", .type = json_type_boolean},
+    {.name = "resume", .type = json_type_boolean},
+    /* vmig: migration parameters applied only if the migration starts
+     * (what `vmig migrate --max-bandwidth ...` sends) */
+    {.name = "x-vmig-parameters",
+     .type = json_type_object,
+     .sub = qmp_param_args},
+    {NULL},
+};
+
+/*
+ * All or nothing: the arguments were checked, the parameters are staged
+ * on a copy, and vm_migrate() commits them only when the migration
+ * starts, so a refused `migrate` (one already running, a VM that left)
+ * changes no parameter.
+ */
+static json_object *
+cmd_migrate(struct cmd_ctx *x)
+{
+    json_object *params = NULL;
+    struct mig_params p;
+
+    if (qmp_arg_bool(x->args, "resume", false)) {
+        snprintf(x->err, sizeof(x->err),
+                 "Cannot resume if there is no paused migration");
+        return NULL;
+    }
+    vm_params_get(x->vm, &p);
+    if (json_object_object_get_ex(x->args, "x-vmig-parameters", &params)) {
+        qmp_params_stage(&p, params);
+    }
+    if (vm_migrate(x->vm, qmp_arg_str(x->args, "uri"), &p, x->err,
+                   sizeof(x->err)) < 0) {
+        return NULL;
+    }
+    return json_object_new_object();
+}
+
+static json_object *
+cmd_migrate_cancel(struct cmd_ctx *x)
+{
+    if (vmig_engine_cancel(x->vm->eng) == 0) {
+        json_object *d = json_object_new_object();
+
+        json_object_object_add(d, "status",
+                               json_object_new_string("cancelling"));
+        qmp_emit(x->s, "MIGRATION", d);
+    }
+    return json_object_new_object();
+}
+
+static const struct arg_spec uri_args[] = {
+    {.name = "uri", .type = json_type_string, .required = true},
+    {NULL},
+};
+
+static json_object *
+cmd_migrate_incoming(struct cmd_ctx *x)
+{
+    if (vm_start_incoming(x->vm, qmp_arg_str(x->args, "uri"), x->err,
+                          sizeof(x->err)) < 0) {
+        return NULL;
+    }
+    return json_object_new_object();
+}
+
+static json_object *
+cmd_set_params(struct cmd_ctx *x)
+{
+    if (qmp_params_apply(x->vm, x->args, x->err, sizeof(x->err)) < 0) {
+        return NULL;
+    }
+    return json_object_new_object();
+}
+
+static json_object *
+cmd_query_params(struct cmd_ctx *x)
+{
+    struct mig_params p;
+    json_object *o;
+
+    vm_params_get(x->vm, &p);
+    o = qmp_params_query(&p);
+    /* read-only: false when a device cannot log its DMA */
+    json_object_object_add(o, "x-vmig-ram-precopy",
+                           json_object_new_boolean(x->vm->ram_precopy));
+    if (p.eng.test_one_phase_stop) {
+        /* VMIG_TEST_ONE_PHASE_STOP=1: shown only when on */
+        json_object_object_add(o, "x-vmig-test-one-phase-stop",
+                               json_object_new_boolean(1));
+    }
+    return o;
+}
+
+static const struct arg_spec reset_args[] = {
+    {.name = "device", .type = json_type_string, .required = true},
+    {NULL},
+};
+
+static json_object *
+cmd_device_reset(struct cmd_ctx *x)
+{
+    int ret = vm_device_reset(x->vm, qmp_arg_str(x->args, "device"), x->err,
+                              sizeof(x->err));
+
+    if (ret == -ENODEV) {
+        x->cls = "DeviceNotFound"; /* QEMU's class for an unknown device */
+    }
+    return ret < 0 ? NULL : json_object_new_object();
+}
+
+/*
+ * Migration capabilities: QEMU's "events" (MIGRATION events are always
+ * sent here) is the only one; management layers that set it keep working.
+ */
+static json_object *
+cmd_query_caps(struct cmd_ctx *x)
+{
+    json_object *a = json_object_new_array(), *c = json_object_new_object();
+
+    (void)x;
+    json_object_object_add(c, "capability", json_object_new_string("events"));
+    json_object_object_add(c, "state", json_object_new_boolean(1));
+    json_object_array_add(a, c);
+    return a;
+}
+
+static const char *const cap_names[] = {"events", NULL};
+
+static const struct arg_spec cap_args[] = {
+    {.name = "capability",
+     .type = json_type_string,
+     .required = true,
+     .values = cap_names},
+    {.name = "state", .type = json_type_boolean, .required = true},
+    {NULL},
+};
+
+static const struct arg_spec set_caps_args[] = {
+    {.name = "capabilities",
+     .type = json_type_array,
+     .required = true,
+     .sub = cap_args},
+    {NULL},
+};
+
+/* Every element was checked against cap_args: nothing is left to do. */
+static json_object *
+cmd_set_caps(struct cmd_ctx *x)
+{
+    (void)x;
+    return json_object_new_object();
+}
+
+static json_object *
+cmd_query_devices(struct cmd_ctx *x)
+{
+    struct agent_vm *vm = x->vm;
+    json_object *a = json_object_new_array();
+
+    for (unsigned int i = 0; i < vm->o.ndev; i++) {
+        json_object *d = json_object_new_object();
+        char name[16], flags[64], dig[20];
+
+        snprintf(name, sizeof(name), "dev%u", i);
+        json_object_object_add(d, "name", json_object_new_string(name));
+        json_object_object_add(d, "type", json_object_new_string("memdev"));
+        json_object_object_add(d, "vendor",
+                               json_object_new_int(VMIG_MEMDEV_VENDOR));
+        json_object_object_add(d, "device",
+                               json_object_new_int(VMIG_MEMDEV_DEVICE));
+        json_object_object_add(d, "revision",
+                               json_object_new_int(vm->o.dev_revision));
+        json_object_object_add(
+            d, "migration-flags",
+            json_object_new_string(
+                vmig_flags_format(VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P,
+                                  flags, sizeof(flags))));
+        json_object_object_add(d, "state",
+                               json_object_new_string(vmig_state_name(
+                                   vmig_memdev_state(vm->dev[i]))));
+        json_object_object_add(d, "state-size",
+                               json_object_new_int64((int64_t)vm->o.dev_state));
+        json_object_object_add(
+            d, "work-done",
+            json_object_new_int64((int64_t)vmig_memdev_work_done(vm->dev[i])));
+        snprintf(dig, sizeof(dig), "%016llx",
+                 (unsigned long long)vmig_memdev_digest(vm->dev[i]));
+        json_object_object_add(d, "digest", json_object_new_string(dig));
+        json_object_array_add(a, d);
+    }
+    for (unsigned int i = 0; i < vm->o.nvfu; i++) {
+        json_object_array_add(a, vfudev_describe(vm, i));
+    }
+    return a;
+}
+
+static json_object *
+cmd_check_compat(struct cmd_ctx *x)
+{
+    struct vmig_engine_check *chk = malloc(sizeof(*chk));
+    json_object *o, *devs;
+
+    if (chk == NULL) {
+        snprintf(x->err, sizeof(x->err), "out of memory");
+        return NULL;
+    }
+    if (vm_check(x->vm, qmp_arg_str(x->args, "uri"), chk, x->err,
+                 sizeof(x->err)) < 0) {
+        free(chk);
+        return NULL;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "compatible",
+                           json_object_new_boolean(chk->status == 0));
+    if (chk->status != 0) {
+        json_object_object_add(o, "reason",
+                               json_object_new_string(chk->reason));
+    }
+    devs = json_object_new_array();
+    for (unsigned int i = 0; i < chk->ndevices; i++) {
+        json_object *d = json_object_new_object();
+
+        json_object_object_add(d, "name",
+                               json_object_new_string(chk->dev[i].name));
+        json_object_object_add(
+            d, "compatible", json_object_new_boolean(chk->dev[i].verdict == 1));
+        if (chk->dev[i].verdict != 1) {
+            json_object_object_add(d, "reason",
+                                   json_object_new_string(chk->dev[i].reason));
+        }
+        json_object_array_add(devs, d);
+    }
+    json_object_object_add(o, "devices", devs);
+    free(chk);
+    return o;
+}
+
+static json_object *
+cmd_query_guest(struct cmd_ctx *x)
+{
+    char why[256] = "";
+    uint64_t steps = 0;
+    json_object *o, *acc = NULL, *ft = NULL;
+    int ret = vm_guest_report(x->vm, &steps, why, sizeof(why), &acc, &ft);
+
+    o = json_object_new_object();
+    json_object_object_add(o, "steps", json_object_new_int64((int64_t)steps));
+    if (ft != NULL) {
+        json_object_object_add(o, "flowtab", ft);
+    }
+    if (acc != NULL) {
+        json_object_object_add(o, "accelerator", acc);
+    }
+    json_object_object_add(o, "verified", json_object_new_boolean(ret == 0));
+    if (ret == -EBUSY) {
+        /* a migration still owns the vCPU: ask again once it ended */
+        json_object_object_add(o, "busy", json_object_new_boolean(1));
+    }
+    if (ret < 0) {
+        json_object_object_add(
+            o, "error", json_object_new_string(why[0] ? why : strerror(-ret)));
+    }
+    return o;
+}
+
+static json_object *
+cmd_query_version(struct cmd_ctx *x)
+{
+    (void)x;
+    return qmp_version();
+}
+
+static json_object *cmd_query_commands(struct cmd_ctx *x);
+
+static json_object *
+cmd_quit(struct cmd_ctx *x)
+{
+    json_object *d = json_object_new_object();
+
+    json_object_object_add(d, "guest", json_object_new_boolean(0));
+    json_object_object_add(d, "reason",
+                           json_object_new_string("host-qmp-quit"));
+    qmp_emit(x->s, "SHUTDOWN", d);
+    qmp_request_quit(x->s);
+    return json_object_new_object();
+}
+
+static const struct arg_spec capabilities_args[] = {
+    {.name = "enable", .type = json_type_array},
+    {NULL},
+};
+
+/* clang-format off */
+static const struct cmd_desc cmd_table[] = {
+    /* handled by the server core (connection state); listed for its
+     * arguments and query-commands */
+    {"qmp_capabilities",           NULL,               capabilities_args, 0},
+    {"query-status",               cmd_query_status,   NULL,          0},
+    {"query-version",              cmd_query_version,  NULL,          0},
+    {"query-commands",             cmd_query_commands, NULL,          0},
+    {"query-migrate",              cmd_query_migrate,  NULL,          0},
+    {"query-migrate-parameters",   cmd_query_params,   NULL,          0},
+    {"migrate",                    cmd_migrate,        migrate_args,  0},
+    {"migrate_cancel",             cmd_migrate_cancel, NULL,          0},
+    {"migrate-cancel",             cmd_migrate_cancel, NULL,          0},
+    {"migrate-incoming",           cmd_migrate_incoming, uri_args,    0},
+    {"migrate-set-parameters",     cmd_set_params,     qmp_param_args, 0},
+    {"query-migrate-capabilities", cmd_query_caps,     NULL,          0},
+    {"migrate-set-capabilities",   cmd_set_caps,       set_caps_args, 0},
+    {"x-vmig-query-devices",       cmd_query_devices,  NULL,          0},
+    {"x-vmig-check-compat",        cmd_check_compat,   uri_args,      0},
+    {"x-vmig-query-guest",         cmd_query_guest,    NULL,          0},
+    {"x-vmig-device-reset",        cmd_device_reset,   reset_args,    0},
+    {"quit",                       cmd_quit,           NULL,          0},
+};
+/* clang-format on */
+
+#define NCMDS (sizeof(cmd_table) / sizeof(cmd_table[0]))
+
+static json_object *
+cmd_query_commands(struct cmd_ctx *x)
+{
+    json_object *a = json_object_new_array();
+
+    (void)x;
+    for (size_t i = 0; i < NCMDS; i++) {
+        json_object *d = json_object_new_object();
+
+        json_object_object_add(d, "name",
+                               json_object_new_string(cmd_table[i].name));
+        json_object_array_add(a, d);
+    }
+    return a;
+}
+
+const struct cmd_desc *
+qmp_cmd_find(const char *name)
+{
+    for (size_t i = 0; i < NCMDS; i++) {
+        if (strcmp(cmd_table[i].name, name) == 0) {
+            return &cmd_table[i];
+        }
+    }
+    return NULL;
+}
+
+size_t
+qmp_cmd_count(void)
+{
+    return NCMDS;
+}
+
+const struct cmd_desc *
+qmp_cmd_at(size_t i)
+{
+    return i < NCMDS ? &cmd_table[i] : NULL;
+}

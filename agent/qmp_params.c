@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qmp_params.c - the migration parameters: one table (qmp_param_args)
+ * says, for each, its QMP name, type, range or values, how a checked value
+ * is stored into a struct mig_params and how it is read back.
+ * migrate-set-parameters, `migrate`'s x-vmig-parameters, query-migrate-
+ * parameters and the CLI's migration options all go through it.
+ *
+ * QEMU's names where QEMU has the knob (downtime-limit, max-bandwidth),
+ * x-vmig-* for ours.  Adding a parameter: a field in struct mig_params
+ * (agent.h), a set and a get function here, one line in the table.
+ *
+ * All or nothing: callers check every argument against the table first
+ * (qmp_args_check()), stage them onto a copy of the current parameters
+ * (qmp_params_stage()) and only then commit the copy, so a bad value
+ * changes nothing.
+ */
+#include <errno.h>
+#include <string.h>
+#include "qmp.h"
+
+static const char *const cap_names[] = {"stop-copy", "abort", NULL};
+static const char *const reset_names[] = {"restart", "abort", NULL};
+
+static uint64_t
+u64(json_object *v)
+{
+    return (uint64_t)json_object_get_int64(v);
+}
+
+static json_object *
+jint(uint64_t v)
+{
+    return json_object_new_int64((int64_t)v);
+}
+
+static void
+set_downtime(struct mig_params *p, json_object *v)
+{
+    p->eng.downtime_limit_ms = u64(v);
+}
+
+static json_object *
+get_downtime(const struct mig_params *p)
+{
+    return jint(p->eng.downtime_limit_ms);
+}
+
+static void
+set_bandwidth(struct mig_params *p, json_object *v)
+{
+    p->eng.max_bandwidth = u64(v);
+}
+
+static json_object *
+get_bandwidth(const struct mig_params *p)
+{
+    return jint(p->eng.max_bandwidth);
+}
+
+static void
+set_precopy(struct mig_params *p, json_object *v)
+{
+    p->eng.no_precopy = !json_object_get_boolean(v);
+}
+
+static json_object *
+get_precopy(const struct mig_params *p)
+{
+    return json_object_new_boolean(!p->eng.no_precopy);
+}
+
+static void
+set_iterations(struct mig_params *p, json_object *v)
+{
+    p->eng.max_iterations = (unsigned int)u64(v);
+}
+
+static json_object *
+get_iterations(const struct mig_params *p)
+{
+    return jint(p->eng.max_iterations);
+}
+
+static void
+set_time(struct mig_params *p, json_object *v)
+{
+    p->eng.max_precopy_ms = u64(v);
+}
+
+static json_object *
+get_time(const struct mig_params *p)
+{
+    return jint(p->eng.max_precopy_ms);
+}
+
+static void
+set_cap(struct mig_params *p, json_object *v)
+{
+    p->eng.cap_action = strcmp(json_object_get_string(v), "abort") == 0
+                            ? VMIG_ENGINE_CAP_ABORT
+                            : VMIG_ENGINE_CAP_STOP_COPY;
+}
+
+static json_object *
+get_cap(const struct mig_params *p)
+{
+    return json_object_new_string(
+        cap_names[p->eng.cap_action == VMIG_ENGINE_CAP_ABORT ? 1 : 0]);
+}
+
+static void
+set_reset(struct mig_params *p, json_object *v)
+{
+    p->eng.reset_policy = strcmp(json_object_get_string(v), "abort") == 0
+                              ? VMIG_ENGINE_RESET_ABORT
+                              : VMIG_ENGINE_RESET_RESTART;
+}
+
+static json_object *
+get_reset(const struct mig_params *p)
+{
+    return json_object_new_string(
+        reset_names[p->eng.reset_policy == VMIG_ENGINE_RESET_ABORT ? 1 : 0]);
+}
+
+static void
+set_restarts(struct mig_params *p, json_object *v)
+{
+    p->eng.max_restarts = (unsigned int)u64(v);
+}
+
+static json_object *
+get_restarts(const struct mig_params *p)
+{
+    return jint(p->eng.max_restarts);
+}
+
+static void
+set_mixed(struct mig_params *p, json_object *v)
+{
+    p->eng.allow_mixed_p2p = json_object_get_boolean(v);
+}
+
+static json_object *
+get_mixed(const struct mig_params *p)
+{
+    return json_object_new_boolean(p->eng.allow_mixed_p2p);
+}
+
+#define INT_PARAM(n, mx, un, s, g)                                             \
+    {                                                                          \
+        .name = (n), .type = json_type_int, .max = (mx), .unit = (un),         \
+        .set = (s), .get = (g)                                                 \
+    }
+#define BOOL_PARAM(n, s, g)                                                    \
+    {                                                                          \
+        .name = (n), .type = json_type_boolean, .set = (s), .get = (g)         \
+    }
+#define ENUM_PARAM(n, vals, s, g)                                              \
+    {                                                                          \
+        .name = (n), .type = json_type_string, .values = (vals), .set = (s),   \
+        .get = (g)                                                             \
+    }
+
+/* clang-format off */
+const struct arg_spec qmp_param_args[] = {
+    /* QEMU's range for downtime-limit */
+    INT_PARAM("downtime-limit", 2000000, " milliseconds",
+              set_downtime, get_downtime),
+    INT_PARAM("max-bandwidth", INT64_MAX, " bytes/second",
+              set_bandwidth, get_bandwidth),
+    BOOL_PARAM("x-vmig-precopy", set_precopy, get_precopy),
+    INT_PARAM("x-vmig-precopy-max-iterations", 1000000,
+              " (0: the default, 30)", set_iterations, get_iterations),
+    INT_PARAM("x-vmig-precopy-max-time", 86400000,
+              " milliseconds (0: no limit)", set_time, get_time),
+    ENUM_PARAM("x-vmig-precopy-cap-action", cap_names, set_cap, get_cap),
+    ENUM_PARAM("x-vmig-reset-policy", reset_names, set_reset, get_reset),
+    INT_PARAM("x-vmig-max-restarts", 1000, " (0: the default, 3)",
+              set_restarts, get_restarts),
+    BOOL_PARAM("x-vmig-allow-mixed-p2p", set_mixed, get_mixed),
+    {NULL},
+};
+/* clang-format on */
+
+void
+qmp_params_stage(struct mig_params *p, json_object *args)
+{
+    for (const struct arg_spec *a = qmp_param_args; a->name != NULL; a++) {
+        json_object *v;
+
+        if (args != NULL && json_object_object_get_ex(args, a->name, &v)) {
+            a->set(p, v);
+        }
+    }
+}
+
+json_object *
+qmp_params_query(const struct mig_params *p)
+{
+    json_object *o = json_object_new_object();
+
+    for (const struct arg_spec *a = qmp_param_args; a->name != NULL; a++) {
+        json_object_object_add(o, a->name, a->get(p));
+    }
+    return o;
+}
+
+int
+qmp_params_apply(struct agent_vm *vm, json_object *args, char *err,
+                 size_t errlen)
+{
+    struct mig_params p;
+
+    if (!qmp_args_check(args, qmp_param_args, err, errlen)) {
+        return -EINVAL;
+    }
+    vm_params_get(vm, &p);
+    qmp_params_stage(&p, args);
+    vm_params_set(vm, &p);
+    return 0;
+}
