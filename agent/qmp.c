@@ -26,14 +26,11 @@
 #include "qmp.h"
 
 #define QMP_MAX_CLIENTS 8
-/* An unfinished JSON value larger than this is hostile: drop it. */
-#define QMP_MAX_PENDING (1u << 20)
 
 struct conn {
     int fd;
-    json_tokener *tok;
+    struct qmp_framer in;
     bool negotiated;
-    size_t pending;
 };
 
 struct evq {
@@ -64,10 +61,7 @@ conn_close(struct conn *c)
         close(c->fd);
         c->fd = -1;
     }
-    if (c->tok != NULL) {
-        json_tokener_free(c->tok);
-        c->tok = NULL;
-    }
+    qmp_framer_free(&c->in);
 }
 
 static void
@@ -314,42 +308,26 @@ feed(struct qmp_server *s, struct conn *c, const char *buf, size_t n)
     size_t off = 0;
 
     while (off < n && c->fd >= 0) {
-        json_object *obj;
-        enum json_tokener_error jerr;
-        size_t used;
+        struct qmp_frame fr;
 
-        obj = json_tokener_parse_ex(c->tok, buf + off, (int)(n - off));
-        jerr = json_tokener_get_error(c->tok);
-        if (jerr == json_tokener_continue) {
-            c->pending += n - off;
-            if (c->pending > QMP_MAX_PENDING) {
-                send_error(c, "GenericError",
-                           "JSON parse error, input too large", NULL);
-                json_tokener_reset(c->tok);
-                c->pending = 0;
+        off += qmp_framer_feed(&c->in, buf + off, n - off, &fr);
+        switch (fr.kind) {
+        case QMP_FRAME_VALUE:
+            dispatch(s, c, fr.value);
+            json_object_put(fr.value);
+            break;
+        case QMP_FRAME_ERROR:
+            send_error(c, "GenericError", fr.msg, NULL);
+            break;
+        case QMP_FRAME_CLOSE:
+            if (fr.msg[0] != '\0') {
+                send_error(c, "GenericError", fr.msg, NULL);
             }
+            conn_close(c);
             return;
+        case QMP_FRAME_MORE:
+            break;
         }
-        if (jerr != json_tokener_success) {
-            char msg[160];
-            const char *nl;
-
-            snprintf(msg, sizeof(msg), "JSON parse error, %s",
-                     json_tokener_error_desc(jerr));
-            send_error(c, "GenericError", msg, NULL);
-            json_tokener_reset(c->tok);
-            c->pending = 0;
-            /* resynchronise at the next line, as QEMU's lexer does */
-            nl = memchr(buf + off, '\n', n - off);
-            off = nl == NULL ? n : (size_t)(nl - buf) + 1;
-            continue;
-        }
-        used = json_tokener_get_parse_end(c->tok);
-        off += used > 0 ? used : n - off;
-        c->pending = 0;
-        json_tokener_reset(c->tok);
-        dispatch(s, c, obj);
-        json_object_put(obj);
     }
 }
 
@@ -370,13 +348,8 @@ accept_client(struct qmp_server *s)
             continue;
         }
         c->fd = fd;
-        c->tok = json_tokener_new_ex(32);
+        qmp_framer_init(&c->in);
         c->negotiated = false;
-        c->pending = 0;
-        if (c->tok == NULL) {
-            conn_close(c);
-            return;
-        }
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         g = json_object_new_object();
         q = json_object_new_object();

@@ -76,8 +76,10 @@ struct qmp_framer {
     char *buf; /* the value being collected */
     size_t len;
     size_t cap;
-    size_t run;    /* bytes since the last newline or complete value */
-    bool err_sent; /* an error was reported within this run */
+    json_tokener *tok; /* parses it as it comes */
+    size_t fed;        /* bytes of buf given to tok */
+    size_t run;        /* bytes since the last newline or complete value */
+    bool err_sent;     /* an error was reported within this run */
 };
 
 enum qmp_frame_kind {

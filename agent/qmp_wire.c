@@ -245,6 +245,9 @@ qmp_framer_init(struct qmp_framer *f)
 void
 qmp_framer_free(struct qmp_framer *f)
 {
+    if (f->tok != NULL) {
+        json_tokener_free(f->tok);
+    }
     free(f->buf);
     memset(f, 0, sizeof(*f));
 }
@@ -308,33 +311,68 @@ report(struct qmp_framer *f, struct qmp_frame *out, const char *msg,
     return true;
 }
 
+/* Forget the value being collected. */
+static void
+drop(struct qmp_framer *f)
+{
+    f->len = 0;
+    f->fed = 0;
+    f->depth = 0;
+    if (f->tok != NULL) {
+        json_tokener_reset(f->tok);
+    }
+}
+
+/*
+ * Parse what was collected since the last call, incrementally, so a
+ * syntax error shows at the end of the line it is on instead of when the
+ * braces finally balance (a half-sent request followed by other lines
+ * would otherwise swallow them all).  @end: the value is complete.
+ * Return: json_tokener_continue (fine so far), _success (*o set), or the
+ * error.
+ */
+static enum json_tokener_error
+advance(struct qmp_framer *f, bool end, json_object **o)
+{
+    enum json_tokener_error jerr;
+
+    *o = NULL;
+    if (f->tok == NULL) {
+        f->tok = json_tokener_new_ex(QMP_MAX_DEPTH + 1);
+        if (f->tok == NULL) {
+            return json_tokener_error_size;
+        }
+#ifdef JSON_TOKENER_VALIDATE_UTF8
+        json_tokener_set_flags(f->tok, JSON_TOKENER_VALIDATE_UTF8);
+#endif
+    }
+    f->buf[f->len] = '\0';
+    /* at the end the NUL goes too: it ends a top-level number */
+    *o = json_tokener_parse_ex(f->tok, f->buf + f->fed,
+                               (int)(f->len - f->fed + (end ? 1 : 0)));
+    f->fed = f->len;
+    jerr = json_tokener_get_error(f->tok);
+    if (end && jerr == json_tokener_continue) {
+        jerr = json_tokener_error_parse_eof;
+    }
+    if (jerr != json_tokener_success) {
+        json_object_put(*o);
+        *o = NULL;
+    }
+    return jerr;
+}
+
 /* The collected value is complete: parse it. */
 static bool
 finish(struct qmp_framer *f, struct qmp_frame *out)
 {
-    json_tokener *tok = json_tokener_new_ex(QMP_MAX_DEPTH + 1);
-    bool oom = tok == NULL;
-    json_object *o = NULL;
-    enum json_tokener_error jerr = json_tokener_error_size;
+    json_object *o;
+    enum json_tokener_error jerr = advance(f, true, &o);
+    bool oom = f->tok == NULL;
 
-    if (tok != NULL) {
-#ifdef JSON_TOKENER_VALIDATE_UTF8
-        json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
-#endif
-        f->buf[f->len] = '\0';
-        /* the NUL ends a top-level number */
-        o = json_tokener_parse_ex(tok, f->buf, (int)f->len + 1);
-        jerr = json_tokener_get_error(tok);
-        if (jerr == json_tokener_success &&
-            json_tokener_get_parse_end(tok) < f->len) {
-            jerr = json_tokener_error_parse_unexpected;
-        }
-        json_tokener_free(tok);
-    }
-    f->len = 0;
+    drop(f);
     f->state = F_OUT;
     if (jerr != json_tokener_success) {
-        json_object_put(o);
         return report(f, out,
                       oom ? "out of memory" : json_tokener_error_desc(jerr), 0);
     }
@@ -349,8 +387,7 @@ finish(struct qmp_framer *f, struct qmp_frame *out)
 static bool
 lexical(struct qmp_framer *f, struct qmp_frame *out, unsigned char c)
 {
-    f->len = 0;
-    f->depth = 0;
+    drop(f);
     f->state = F_RECOVER;
     return report(f, out, "stray", c);
 }
@@ -472,14 +509,30 @@ qmp_framer_feed(struct qmp_framer *f, const char *p, size_t n,
                 f->state = F_STRING;
             } else if (c == '{' || c == '[') {
                 if (++f->depth > QMP_MAX_DEPTH) {
-                    f->len = 0;
-                    f->depth = 0;
+                    drop(f);
                     f->state = F_RECOVER;
                     ev = report(f, out, "nesting too deep", 0);
                 }
             } else if (c == '}' || c == ']') {
                 if (--f->depth == 0) {
                     ev = finish(f, out);
+                }
+            } else if (c == '\n') {
+                json_object *o;
+                enum json_tokener_error e = advance(f, false, &o);
+
+                if (e != json_tokener_continue) {
+                    /* a line that cannot be part of a request: report
+                     * it, start afresh on the next line */
+                    json_object_put(o);
+                    ev = report(f, out,
+                                f->tok == NULL ? "out of memory"
+                                               : json_tokener_error_desc(e),
+                                0);
+                    drop(f);
+                    f->state = F_OUT;
+                    f->run = 0;
+                    f->err_sent = false;
                 }
             }
             break;

@@ -143,6 +143,14 @@ test_recovery(void **state)
     assert_non_null(strstr(ev.last_err, "\\x1b"));
     run("{\"a\":\xff}{\"execute\":\"x\"}", 1, &ev);
     assert_int_equal(ev.values, 1);
+    /* half a request, then lines that cannot continue it: the error
+     * shows at the end of the bad line, the next request is served */
+    run("{\"execute\": \"q\", \"id\"\nthis is not json\n"
+        "{\"execute\":\"z\"}",
+        3, &ev);
+    assert_int_equal(ev.errors, 1);
+    assert_int_equal(ev.values, 1);
+    assert_string_equal(ev.keys[0], "z");
     /* a raw newline inside a string is a lexical error too */
     run("{\"execute\":\"a\nb\"}\n{\"execute\":\"y\"}", 1, &ev);
     assert_int_equal(ev.values, 1);
