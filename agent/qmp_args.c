@@ -119,7 +119,7 @@ static bool
 check_object(json_object *args, const struct arg_spec *spec, const char *prefix,
              char *err, size_t len)
 {
-    static const struct arg_spec none[] = {{NULL}};
+    static const struct arg_spec none[] = {{.name = NULL}};
     char full[160];
 
     if (spec == NULL) {

@@ -196,7 +196,7 @@ static const struct arg_spec migrate_args[] = {
     {.name = "x-vmig-parameters",
      .type = json_type_object,
      .sub = qmp_param_args},
-    {NULL},
+    {.name = NULL},
 };
 
 /*
@@ -242,7 +242,7 @@ cmd_migrate_cancel(struct cmd_ctx *x)
 
 static const struct arg_spec uri_args[] = {
     {.name = "uri", .type = json_type_string, .required = true},
-    {NULL},
+    {.name = NULL},
 };
 
 static json_object *
@@ -285,7 +285,7 @@ cmd_query_params(struct cmd_ctx *x)
 
 static const struct arg_spec reset_args[] = {
     {.name = "device", .type = json_type_string, .required = true},
-    {NULL},
+    {.name = NULL},
 };
 
 static json_object *
@@ -324,7 +324,7 @@ static const struct arg_spec cap_args[] = {
      .required = true,
      .values = cap_names},
     {.name = "state", .type = json_type_boolean, .required = true},
-    {NULL},
+    {.name = NULL},
 };
 
 static const struct arg_spec set_caps_args[] = {
@@ -332,7 +332,7 @@ static const struct arg_spec set_caps_args[] = {
      .type = json_type_array,
      .required = true,
      .sub = cap_args},
-    {NULL},
+    {.name = NULL},
 };
 
 /* Every element was checked against cap_args: nothing is left to do. */
@@ -479,7 +479,7 @@ cmd_quit(struct cmd_ctx *x)
 
 static const struct arg_spec capabilities_args[] = {
     {.name = "enable", .type = json_type_array},
-    {NULL},
+    {.name = NULL},
 };
 
 /* clang-format off */

@@ -180,7 +180,7 @@ const struct arg_spec qmp_param_args[] = {
     INT_PARAM("x-vmig-max-restarts", 1000, " (0: the default, 3)",
               set_restarts, get_restarts),
     BOOL_PARAM("x-vmig-allow-mixed-p2p", set_mixed, get_mixed),
-    {NULL},
+    {.name = NULL},
 };
 /* clang-format on */
 

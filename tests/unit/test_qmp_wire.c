@@ -172,7 +172,11 @@ test_limits(void **state)
     assert_int_equal(ev.errors, 1);
     assert_int_equal(ev.closed, 1);
     /* a 10 MB string inside a request: one error, close */
-    memcpy(big, "{\"execute\":\"x\",\"arguments\":{\"s\":\"", 33);
+    {
+        static const char head[] = "{\"execute\":\"x\",\"arguments\":{\"s\":\"";
+
+        memcpy(big, head, sizeof(head) - 1);
+    }
     run_n(big, n, 65536, &ev);
     assert_int_equal(ev.errors, 1);
     assert_int_equal(ev.closed, 1);
@@ -234,7 +238,7 @@ static const char *const colours[] = {"red", "green", "blue", NULL};
 static const struct arg_spec item_args[] = {
     {.name = "name", .type = json_type_string, .required = true},
     {.name = "on", .type = json_type_boolean, .required = true},
-    {NULL},
+    {.name = NULL},
 };
 
 static const struct arg_spec spec[] = {
@@ -243,7 +247,7 @@ static const struct arg_spec spec[] = {
     {.name = "colour", .type = json_type_string, .values = colours},
     {.name = "items", .type = json_type_array, .sub = item_args},
     {.name = "opts", .type = json_type_object, .sub = item_args},
-    {NULL},
+    {.name = NULL},
 };
 
 static void
