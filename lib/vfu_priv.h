@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vfu_priv.h - internals shared by the vfio-user server, its tests and
- * the fuzz harness (never installed).
+ * vfu_priv.h - the vfio-user server's fuzzing entry point (lib/vfu_fuzz.c),
+ * for the fuzz harness (never installed).
  */
 #ifndef VMIG_VFU_PRIV_H
 #define VMIG_VFU_PRIV_H
