@@ -298,8 +298,8 @@ dma_rw(struct vmig_vfu_server *s, uint64_t iova, void *buf, size_t len,
              * the lock dropped (see the top of this file). */
             pthread_rwlock_unlock(&s->dma.lock);
             for (size_t done = 0; done < n && ret == 0;) {
-                size_t c = n - done < s->conn.xfer_out ? n - done
-                                                       : s->conn.xfer_out;
+                size_t c =
+                    n - done < s->conn.xfer_out ? n - done : s->conn.xfer_out;
 
                 ret = dma_msg(
                     s, write ? VMIG_VFU_CMD_DMA_WRITE : VMIG_VFU_CMD_DMA_READ,
@@ -403,8 +403,8 @@ map_fd(struct vmig_vfu_server *s, const struct vmig_vfu_dma_map *d, int fd,
         return -EINVAL;
     }
     e->map_len = (size_t)(d->size + skew);
-    e->map_base = mmap(NULL, e->map_len, prot, MAP_SHARED, fd,
-                       (off_t)(d->offset - skew));
+    e->map_base =
+        mmap(NULL, e->map_len, prot, MAP_SHARED, fd, (off_t)(d->offset - skew));
     if (e->map_base == MAP_FAILED) {
         ret = -errno;
         e->map_base = NULL;

@@ -80,8 +80,7 @@ vmig__vfu_mig_disconnect(struct vmig_vfu_server *s)
 enum vmig_state
 vmig__vfu_mig_state(struct vmig_vfu_server *s)
 {
-    return s->mig.mig != NULL ? vmig_mig_state(s->mig.mig)
-                              : VMIG_STATE_RUNNING;
+    return s->mig.mig != NULL ? vmig_mig_state(s->mig.mig) : VMIG_STATE_RUNNING;
 }
 
 enum vmig_state
@@ -187,8 +186,8 @@ mig_fill(struct vmig_vfu_server *s, uint8_t *buf, size_t len, int *status)
         return n;
     }
     /* A reset while the device produced this data voids it. */
-    if (vmig_mig_session_check(s->mig.mig, s->mig.sess_gen,
-                               VMIG_SESSION_SAVE) < 0) {
+    if (vmig_mig_session_check(s->mig.mig, s->mig.sess_gen, VMIG_SESSION_SAVE) <
+        0) {
         return -ENODEV;
     }
     return (long)got;
@@ -463,8 +462,8 @@ bulk_write(struct vmig_vfu_server *s, uint64_t *got)
         struct vmig_vfu_bulk_frame f;
         int ret;
 
-        ret = vmig__tran_read_all(s->mig.bulk_fd, VFU_TIMEOUT_MS, &f,
-                                  sizeof(f));
+        ret =
+            vmig__tran_read_all(s->mig.bulk_fd, VFU_TIMEOUT_MS, &f, sizeof(f));
         if (ret < 0) {
             return -ECONNRESET;
         }

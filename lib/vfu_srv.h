@@ -162,7 +162,7 @@ struct vmig_vfu_server {
     int listen_fd;
     char *path;
     int stop_efd;
-    int epfd; /* stop_efd + (the client, or the listening socket) */
+    int epfd;         /* stop_efd + (the client, or the listening socket) */
     uint8_t *scratch; /* region data, migration data, bitmaps */
 
     struct vfu_conn conn;
