@@ -473,8 +473,10 @@ vmig__engine_dev_state(struct vmig_engine *e, unsigned int i, enum vmig_state s)
 
 /*
  * Move device @i to @target.  On failure the device is reset when it is
- * not at @target and @reset_on_fail is set (the rollback rule of
- * DESIGN.md §6.6).  The state reached is recorded in the stats.
+ * not at @target and @reset_on_fail is set: a rollback must hand the VM a
+ * device that runs, and a reset is the one way back from a failed arc
+ * (docs/migration-protocol.md section 6).  The state reached is recorded
+ * in the stats.
  */
 int
 vmig__engine_dev_set(struct vmig_engine *e, unsigned int i,

@@ -5,7 +5,8 @@
  * RAM or a device, and on SWITCHOVER re-establishes each device's
  * VMM-owned config, validates (RESUMING -> STOP), starts the devices in two
  * phases, loads and resumes the vCPUs and CONFIRMs.  Any failure resets
- * the devices and leaves the vCPUs paused (DESIGN.md §6.6).
+ * the devices and leaves the vCPUs paused: the source resumes the VM
+ * (docs/migration-protocol.md section 6).
  */
 #include <errno.h>
 #include <poll.h>
@@ -18,7 +19,6 @@
 #include "chan_priv.h"
 #include "engine_priv.h"
 #include "internal.h"
-#include "migproto_priv.h"
 
 /* Why a destination failed, for the ERROR frame; -1 dev: none. */
 struct dst_fail {
@@ -305,69 +305,72 @@ dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p, size_t len)
     memset(p, 0, len);
 }
 
-static int
-dst_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
-        const struct vmig_mp_frame *f, uint64_t features, struct dst_fail *df)
+/*
+ * Where RAM pages at @off of region @region land, or NULL when the range
+ * is not inside the region.  The codec checked the page count and
+ * alignment.
+ */
+static uint8_t *
+dst_ram_at(const struct vmig_engine *e, uint32_t region, uint64_t off,
+           uint64_t len)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint32_t region = mp_r_u32(&r), flags = mp_r_u32(&r);
-    uint64_t off = mp_r_u64(&r);
-    uint32_t np = mp_r_u32(&r);
-    uint64_t len = (uint64_t)np * VMIG_MP_PAGE_SIZE;
     const struct eng_region *rg;
-    bool zero;
-    int ret = 0;
 
-    (void)mp_r_u32(&r); /* pass */
-    if (r.err != 0 || region >= e->nregions || (flags & ~VMIG_MP_RAM_ZERO) ||
-        np == 0 || len > VMIG_MP_CHUNK_MAX || off % VMIG_MP_PAGE_SIZE != 0) {
-        fail_set(df, -1, "malformed RAM frame");
-        return -EBADMSG;
+    if (region >= e->nregions) {
+        return NULL;
     }
     rg = &e->region[region];
-    zero = (flags & VMIG_MP_RAM_ZERO) != 0;
     if (off > rg->size || len > rg->size - off) {
-        fail_set(df, -1, "RAM frame beyond region %s", rg->name);
+        return NULL;
+    }
+    return (uint8_t *)rg->host + off;
+}
+
+static int
+dst_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
+        const struct vmig_mp_frame *f, const struct vmig_mp_ram *m,
+        uint64_t features, struct dst_fail *df)
+{
+    uint64_t len = (uint64_t)m->npages * VMIG_MP_PAGE_SIZE;
+    bool zero = (m->flags & VMIG_MP_RAM_ZERO) != 0;
+    uint8_t *at = dst_ram_at(e, m->region, m->offset, len);
+    int ret = 0;
+
+    if (at == NULL) {
+        fail_set(df, -1, "RAM frame beyond region %u (%llu pages at %#llx)",
+                 m->region, (unsigned long long)m->npages,
+                 (unsigned long long)m->offset);
         return -EBADMSG;
     }
     if (zero && !(features & VMIG_MP_FEAT_ZERO_PAGES)) {
         fail_set(df, -1, "zero-page RAM frame without the feature");
         return -EPROTO;
     }
-    if ((uint64_t)f->hdr.len != ENG_RAM_HDR + (zero ? 0 : len)) {
-        fail_set(df, -1, "RAM frame length does not match its page count");
-        return -EBADMSG;
-    }
     if (e->ops->ram_write != NULL) {
-        ret = e->ops->ram_write(e->opaque, region, off,
-                                zero ? NULL : f->payload + ENG_RAM_HDR,
-                                (size_t)len);
+        ret = e->ops->ram_write(e->opaque, m->region, m->offset,
+                                zero ? NULL : m->data.ptr, (size_t)len);
         if (ret < 0) {
             fail_set(df, -1, "cannot write guest RAM: %s", strerror(-ret));
             return ret;
         }
     } else if (zero) {
-        dst_zero(e, region, (uint8_t *)rg->host + off, (size_t)len);
+        dst_zero(e, m->region, at, (size_t)len);
     } else if (!f->placed) {
-        memcpy((uint8_t *)rg->host + off, f->payload + ENG_RAM_HDR,
-               (size_t)len);
+        memcpy(at, m->data.ptr, (size_t)len);
     }
-    vmig__engine_account(e, c, len, zero ? np : 0, -1, 0);
+    vmig__engine_account(e, c, len, zero ? m->npages : 0, -1, 0);
     return 0;
 }
 
 static int
-dst_dev_config(struct vmig_engine *e, const struct vmig_mp_frame *f,
+dst_dev_config(struct vmig_engine *e, const struct vmig_mp_dev_config *m,
                struct dst_fail *df)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint32_t idx = mp_r_u32(&r);
-    struct eng_dev *d;
-    size_t n;
+    uint32_t idx = m->dev;
+    struct eng_dev *d = dst_dev(e, idx);
+    size_t n = m->data.len;
 
-    (void)mp_r_u32(&r);
-    d = dst_dev(e, idx);
-    if (r.err != 0 || d == NULL) {
+    if (d == NULL) {
         fail_set(df, -1, "DEV_CONFIG for unknown device %u", idx);
         return -EBADMSG;
     }
@@ -375,12 +378,13 @@ dst_dev_config(struct vmig_engine *e, const struct vmig_mp_frame *f,
         fail_set(df, (int)idx, "config sent twice");
         return -EPROTO;
     }
-    n = f->hdr.len - 8;
     d->config = malloc(n > 0 ? n : 1);
     if (d->config == NULL) {
         return -ENOMEM;
     }
-    memcpy(d->config, f->payload + 8, n);
+    if (n > 0) {
+        memcpy(d->config, m->data.ptr, n);
+    }
     d->config_len = n;
     d->config_seen = true;
     pthread_mutex_lock(&e->lock);
@@ -391,22 +395,17 @@ dst_dev_config(struct vmig_engine *e, const struct vmig_mp_frame *f,
 
 static int
 dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
-             const struct vmig_mp_frame *f, uint64_t features,
+             const struct vmig_mp_dev_data *m, uint64_t features,
              struct dst_fail *df)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint32_t idx = mp_r_u32(&r), flags = mp_r_u32(&r);
-    uint64_t off = mp_r_u64(&r);
-    size_t n = f->hdr.len >= ENG_DEV_HDR ? f->hdr.len - ENG_DEV_HDR : 0;
+    uint32_t idx = m->dev, flags = m->flags;
+    uint64_t off = m->offset;
+    size_t n = m->data.len;
     struct eng_dev *d = dst_dev(e, idx);
     int ret;
 
-    if (r.err != 0 || d == NULL) {
+    if (d == NULL) {
         fail_set(df, -1, "DEV_DATA for unknown device %u", idx);
-        return -EBADMSG;
-    }
-    if (flags & ~VMIG_MP_DEV_PRECOPY) {
-        fail_set(df, (int)idx, "device data with unknown flags %#x", flags);
         return -EBADMSG;
     }
     if ((flags & VMIG_MP_DEV_PRECOPY) && !(features & VMIG_MP_FEAT_PRECOPY)) {
@@ -417,20 +416,20 @@ dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
         fail_set(df, (int)idx, "precopy data after stop-copy data");
         return -EPROTO;
     }
-    if (d->rx_ended || off != d->rx_off || n == 0) {
+    if (d->rx_ended || off != d->rx_off) {
         fail_set(df, (int)idx,
                  "device data out of order at offset %llu "
                  "(expected %llu)",
                  (unsigned long long)off, (unsigned long long)d->rx_off);
         return -EBADMSG;
     }
-    ret = d->ops->write(d->opaque, f->payload + ENG_DEV_HDR, n);
+    ret = d->ops->write(d->opaque, m->data.ptr, n);
     if (ret < 0) {
         fail_set(df, (int)idx, "device refused its state at offset %llu: %s",
                  (unsigned long long)off, strerror(-ret));
         return ret;
     }
-    XXH3_64bits_update(d->hash, f->payload + ENG_DEV_HDR, n);
+    XXH3_64bits_update(d->hash, m->data.ptr, n);
     d->rx_off += n;
     if (!(flags & VMIG_MP_DEV_PRECOPY)) {
         d->rx_stopcopy = true;
@@ -445,16 +444,15 @@ dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
  * it waits for a new stream from offset 0.
  */
 static int
-dst_dev_restart(struct vmig_engine *e, const struct vmig_mp_frame *f,
+dst_dev_restart(struct vmig_engine *e, const struct vmig_mp_dev_restart *m,
                 uint64_t features, struct dst_fail *df)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint32_t idx = mp_r_u32(&r), flags = mp_r_u32(&r);
+    uint32_t idx = m->dev;
     struct eng_dev *d = dst_dev(e, idx);
     int ret;
 
-    if (mp_r_done(&r) < 0 || d == NULL || flags != 0) {
-        fail_set(df, -1, "malformed DEV_RESTART");
+    if (d == NULL) {
+        fail_set(df, -1, "DEV_RESTART for unknown device %u", idx);
         return -EBADMSG;
     }
     if (!(features & VMIG_MP_FEAT_PRECOPY)) {
@@ -493,38 +491,29 @@ dst_dev_restart(struct vmig_engine *e, const struct vmig_mp_frame *f,
  * migration already, before the source paused anything.
  */
 static int
-dst_switchover_req(struct vmig_mp_conn *c, const struct vmig_mp_frame *f,
+dst_switchover_req(struct vmig_mp_conn *c, const struct vmig_mp_swreq *m,
                    uint64_t features, struct dst_fail *df)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint32_t id = mp_r_u32(&r), flags = mp_r_u32(&r);
-    uint8_t b[ENG_SWACK_LEN];
-    struct mp_w w = {.p = b, .cap = sizeof(b)};
+    struct vmig_mp_msg ack = {.type = VMIG_MP_SWITCHOVER_ACK,
+                              .switchover_ack = {.id = m->id}};
 
-    if (mp_r_done(&r) < 0 || flags != 0 || id == 0) {
-        fail_set(df, -1, "malformed SWITCHOVER_REQ");
-        return -EBADMSG;
-    }
     if (!(features & VMIG_MP_FEAT_SWITCHOVER_ACK)) {
         fail_set(df, -1, "SWITCHOVER_REQ without switchover-ack");
         return -EPROTO;
     }
-    mp_w_u32(&w, id);
-    mp_w_u32(&w, 0);
-    return vmig_mp_send1(c, VMIG_MP_SWITCHOVER_ACK, 0, b, sizeof(b));
+    return vmig_mp_send_msg(c, &ack);
 }
 
 static int
-dst_dev_end(struct vmig_engine *e, const struct vmig_mp_frame *f,
+dst_dev_end(struct vmig_engine *e, const struct vmig_mp_dev_end *m,
             struct dst_fail *df)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint32_t idx = mp_r_u32(&r), flags = mp_r_u32(&r);
-    uint64_t total = mp_r_u64(&r), digest = mp_r_u64(&r);
+    uint32_t idx = m->dev;
+    uint64_t total = m->total, digest = m->digest;
     struct eng_dev *d = dst_dev(e, idx);
 
-    if (mp_r_done(&r) < 0 || d == NULL || flags != 0 || d->rx_ended) {
-        fail_set(df, -1, "malformed DEV_END");
+    if (d == NULL || d->rx_ended) {
+        fail_set(df, -1, "DEV_END for unknown device %u, or twice", idx);
         return -EBADMSG;
     }
     if (total != d->rx_off || digest != XXH3_64bits_digest(d->hash)) {
@@ -542,24 +531,21 @@ dst_dev_end(struct vmig_engine *e, const struct vmig_mp_frame *f,
 /* SWITCHOVER: validate, start the devices, resume, confirm. */
 static int
 dst_complete(struct vmig_engine *e, struct vmig_mp_conn *c,
-             const struct vmig_mp_frame *sw, uint64_t t_sw, bool *resumed,
+             const struct vmig_mp_switchover *sw, uint64_t t_sw, bool *resumed,
              struct dst_fail *df)
 {
-    struct mp_r r = {.p = sw->payload, .len = sw->hdr.len};
-    uint64_t ram = mp_r_u64(&r);
-    uint32_t ndev = mp_r_u32(&r), flags = mp_r_u32(&r);
-    uint8_t conf[ENG_CONFIRM_LEN];
-    uint64_t t_resume;
-    struct mp_w w;
+    struct vmig_mp_msg conf = {.type = VMIG_MP_CONFIRM};
     int ret;
 
-    (void)mp_r_u64(&r);
-    (void)mp_r_u64(&r);
-    if (mp_r_done(&r) < 0 || ram != e->ram_total || ndev != e->src_ndev) {
-        fail_set(df, -1, "malformed SWITCHOVER");
+    if (sw->ram_bytes != e->ram_total || sw->ndevices != e->src_ndev) {
+        fail_set(df, -1,
+                 "SWITCHOVER for %llu bytes of RAM and %u devices; HELLO "
+                 "announced %llu and %u",
+                 (unsigned long long)sw->ram_bytes, sw->ndevices,
+                 (unsigned long long)e->ram_total, e->src_ndev);
         return -EBADMSG;
     }
-    if ((flags & ENG_SWITCHOVER_HAS_VCPU) && e->vcpu == NULL) {
+    if ((sw->flags & VMIG_MP_SW_VCPU) && e->vcpu == NULL) {
         fail_set(df, -1, "vCPU state missing at switchover");
         return -EPROTO;
     }
@@ -634,33 +620,28 @@ dst_complete(struct vmig_engine *e, struct vmig_mp_conn *c,
         return ret;
     }
     *resumed = true;
-    t_resume = vmig__real_ns();
-    w = (struct mp_w){.p = conf, .cap = sizeof(conf)};
-    mp_w_u64(&w, t_resume);
-    mp_w_u64(&w, vmig__mono_ns() - t_sw);
+    conf.confirm.resume_ns = vmig__real_ns();
+    conf.confirm.switchover_ns = vmig__mono_ns() - t_sw;
     pthread_mutex_lock(&e->lock);
-    mp_w_u64(&w, e->st.ram_transferred);
-    mp_w_u64(&w, e->st.dev_total);
+    conf.confirm.ram_bytes = e->st.ram_transferred;
+    conf.confirm.dev_bytes = e->st.dev_total;
     pthread_mutex_unlock(&e->lock);
-    return vmig_mp_send1(c, VMIG_MP_CONFIRM, 0, conf, sizeof(conf));
+    return vmig_mp_send_msg(c, &conf);
 }
 
 static void
 dst_send_error(struct vmig_engine *e, struct vmig_mp_conn *c, int err,
                const struct dst_fail *df)
 {
-    uint8_t buf[12 + VMIG_MP_REASON_MAX];
-    struct mp_w w = {.p = buf, .cap = sizeof(buf)};
-    const char *reason = df->reason[0] != '\0' ? df->reason : strerror(-err);
-    size_t n = strnlen(reason, VMIG_MP_REASON_MAX);
+    struct vmig_mp_msg m = {.type = VMIG_MP_ERROR};
 
     vmig_mp_conn_set_cancel(c, NULL);
     vmig_mp_conn_set_timeout(c, 1000);
-    mp_w_u32(&w, (uint32_t)-err);
-    mp_w_u32(&w, df->dev >= 0 ? (uint32_t)df->dev : ENG_NO_DEVICE);
-    mp_w_u16(&w, (uint16_t)n);
-    mp_w_bytes(&w, reason, n);
-    if (vmig_mp_send1(c, VMIG_MP_ERROR, 0, buf, w.len) < 0) {
+    m.error.err = (uint32_t)-err;
+    m.error.dev = df->dev >= 0 ? (uint32_t)df->dev : VMIG_MP_NO_DEVICE;
+    snprintf(m.error.reason, sizeof(m.error.reason), "%s",
+             df->reason[0] != '\0' ? df->reason : strerror(-err));
+    if (vmig_mp_send_msg(c, &m) < 0) {
         vmig_dbg(e->ctx, "incoming: the source is gone; no ERROR sent");
     }
 }
@@ -676,25 +657,15 @@ dst_place(void *opaque, const struct vmig_mp_hdr *hdr, const uint8_t *head,
           size_t tail_len)
 {
     struct vmig_engine *e = opaque;
-    struct mp_r r = {.p = head, .len = ENG_RAM_HDR};
-    uint32_t region, flags, np;
-    uint64_t off, len;
+    struct vmig_mp_msg m;
 
-    if (hdr->type != VMIG_MP_RAM || e->ops->ram_write != NULL) {
+    if (hdr->type != VMIG_MP_RAM || e->ops->ram_write != NULL ||
+        vmig_mp_msg_decode_head(VMIG_MP_RAM, head, VMIG_MP_RAM_HDR_LEN,
+                                hdr->len, &m) < 0 ||
+        m.ram.data.len != tail_len) {
         return NULL;
     }
-    region = mp_r_u32(&r);
-    flags = mp_r_u32(&r);
-    off = mp_r_u64(&r);
-    np = mp_r_u32(&r);
-    len = (uint64_t)np * VMIG_MP_PAGE_SIZE;
-    if (r.err != 0 || region >= e->nregions || flags != 0 || np == 0 ||
-        len > VMIG_MP_CHUNK_MAX || len != tail_len ||
-        off % VMIG_MP_PAGE_SIZE != 0 || off > e->region[region].size ||
-        len > e->region[region].size - off) {
-        return NULL;
-    }
-    return (uint8_t *)e->region[region].host + off;
+    return dst_ram_at(e, m.ram.region, m.ram.offset, m.ram.data.len);
 }
 
 /*
@@ -734,22 +705,22 @@ dst_linger(struct vmig_engine *e, struct vmig_chan *ch)
 static int
 dst_ack(struct vmig_mp_conn *c, const struct vmig_mp_frame *f, uint64_t value)
 {
-    uint8_t b[16];
-    struct mp_w w = {.p = b, .cap = sizeof(b)};
+    struct vmig_mp_msg m = {.type = VMIG_MP_ACK,
+                            .ack = {f->hdr.type, f->hdr.seq, value}};
 
-    mp_w_u32(&w, f->hdr.type);
-    mp_w_u32(&w, f->hdr.seq);
-    mp_w_u64(&w, value);
-    return vmig_mp_send1(c, VMIG_MP_ACK, 0, b, sizeof(b));
+    return vmig_mp_send_msg(c, &m);
 }
 
-/* Receive frames until SWITCHOVER (0), or fail. */
+/* Receive frames until SWITCHOVER (0, *@sw filled), or fail. */
 static int
 dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
-           struct vmig_mp_frame *f, struct dst_fail *df)
+           struct vmig_mp_switchover *sw, struct dst_fail *df)
 {
+    struct vmig_mp_frame fr, *f = &fr;
+    struct vmig_mp_msg m;
+
     for (;;) {
-        int ret = vmig_mp_recv_placed(c, ENG_RAM_HDR, dst_place, e, f);
+        int ret = vmig_mp_recv_placed(c, VMIG_MP_RAM_HDR_LEN, dst_place, e, f);
 
         if (ret < 0) {
             if (ret == -EBADMSG || ret == -E2BIG) {
@@ -758,85 +729,83 @@ dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
             }
             return ret;
         }
+        if (!vmig_mp_type_known(f->hdr.type)) {
+            if (f->hdr.flags & VMIG_MP_F_OPTIONAL) {
+                vmig_dbg(e->ctx, "incoming: skipping optional frame type %#x",
+                         f->hdr.type);
+                continue;
+            }
+            fail_set(df, -1, "unknown mandatory frame type %#x", f->hdr.type);
+            return -EOPNOTSUPP;
+        }
+        /* return-path frames, and HELLO or SETUP again: out of place */
+        if (f->hdr.type > VMIG_MP_MAIN_LAST || f->hdr.type == VMIG_MP_HELLO ||
+            f->hdr.type == VMIG_MP_SETUP) {
+            fail_set(df, -1, "unexpected %s frame",
+                     vmig_mp_type_name(f->hdr.type));
+            return -EPROTO;
+        }
+        if (vmig_mp_frame_decode(f, &m) < 0) {
+            fail_set(df, -1, "malformed %s frame (%u bytes)",
+                     vmig_mp_type_name(f->hdr.type), f->hdr.len);
+            return -EBADMSG;
+        }
         switch (f->hdr.type) {
         case VMIG_MP_RAM:
-            ret = dst_ram(e, c, f, features, df);
+            ret = dst_ram(e, c, f, &m.ram, features, df);
             break;
-        case VMIG_MP_RAM_PASS_END: {
-            struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-            uint32_t pass = mp_r_u32(&r);
-
-            if (r.err != 0) {
-                return -EBADMSG;
-            }
-            vmig__engine_pass(e, pass);
-            ret = dst_ack(c, f, pass);
+        case VMIG_MP_RAM_PASS_END:
+            vmig__engine_pass(e, m.pass_end.pass);
+            ret = dst_ack(c, f, m.pass_end.pass);
             break;
-        }
         case VMIG_MP_DEV_CONFIG:
-            ret = dst_dev_config(e, f, df);
+            ret = dst_dev_config(e, &m.dev_config, df);
             break;
         case VMIG_MP_DEV_DATA:
-            ret = dst_dev_data(e, c, f, features, df);
+            ret = dst_dev_data(e, c, &m.dev_data, features, df);
             break;
         case VMIG_MP_DEV_RESTART:
-            ret = dst_dev_restart(e, f, features, df);
+            ret = dst_dev_restart(e, &m.dev_restart, features, df);
             break;
         case VMIG_MP_SWITCHOVER_REQ:
-            ret = dst_switchover_req(c, f, features, df);
+            ret = dst_switchover_req(c, &m.switchover_req, features, df);
             break;
         case VMIG_MP_DEV_END:
-            ret = dst_dev_end(e, f, df);
+            ret = dst_dev_end(e, &m.dev_end, df);
             if (ret == 0) {
-                ret = dst_ack(c, f, mp_le(f->payload + 8, 8));
+                ret = dst_ack(c, f, m.dev_end.total);
             }
             break;
         case VMIG_MP_VCPU:
-            if (e->vcpu != NULL || f->hdr.len < 8) {
-                fail_set(df, -1, "duplicate or short VCPU frame");
+            if (e->vcpu != NULL || m.vcpu.index != 0) {
+                fail_set(df, -1,
+                         "a second VCPU frame, or vCPU index %u (one state "
+                         "blob, index 0, carries every vCPU)",
+                         m.vcpu.index);
                 return -EPROTO;
             }
-            e->vcpu_len = f->hdr.len - 8;
+            e->vcpu_len = m.vcpu.data.len;
             e->vcpu = malloc(e->vcpu_len > 0 ? e->vcpu_len : 1);
             if (e->vcpu == NULL) {
                 return -ENOMEM;
             }
-            memcpy(e->vcpu, f->payload + 8, e->vcpu_len);
+            if (e->vcpu_len > 0) {
+                memcpy(e->vcpu, m.vcpu.data.ptr, e->vcpu_len);
+            }
             break;
         case VMIG_MP_SWITCHOVER:
+            *sw = m.switchover;
             return 0;
-        case VMIG_MP_ABORT: {
-            struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-            uint32_t err = mp_r_u32(&r);
-            uint16_t n = mp_r_u16(&r);
-            const uint8_t *p = mp_r_bytes(&r, n);
-
-            vmig__engine_set_error(e, "source aborted: %.*s",
-                                   p != NULL ? (int)n : 0,
-                                   p != NULL ? (const char *)p : "");
+        case VMIG_MP_ABORT:
+            vmig__engine_set_error(e, "source aborted: %s", m.abort.reason);
             vmig_warn(e->ctx,
                       "incoming: the source aborted (%s); "
                       "discarding everything",
-                      strerror((int)err));
+                      strerror((int)m.abort.err));
             df->peer_aborted = true;
             return -ECANCELED;
-        }
         default:
-            if (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0) {
-                if (f->hdr.flags & VMIG_MP_F_OPTIONAL) {
-                    vmig_dbg(e->ctx,
-                             "incoming: skipping optional frame "
-                             "type %#x",
-                             f->hdr.type);
-                    break;
-                }
-                fail_set(df, -1, "unknown mandatory frame type %#x",
-                         f->hdr.type);
-                return -EOPNOTSUPP;
-            }
-            fail_set(df, -1, "unexpected %s frame",
-                     vmig_mp_type_name(f->hdr.type));
-            return -EPROTO;
+            return -EPROTO; /* not reached: every main-direction type */
         }
         if (ret < 0) {
             return ret;
@@ -866,10 +835,10 @@ vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
     struct vmig_mp_frame f;
     struct vmig_engine_params p;
     struct dst_fail df = {.dev = -1};
-    uint8_t ack[8 + VMIG_MP_REASON_MAX];
+    struct vmig_mp_switchover sw;
+    struct vmig_mp_msg m;
     bool touched = false, resumed = false, ok, send_err = true;
     uint64_t features;
-    struct mp_w w;
     ssize_t n;
     int ret;
 
@@ -945,24 +914,26 @@ vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
         fail_set(&df, -1, "expected SETUP, got %s",
                  vmig_mp_type_name(f.hdr.type));
         ret = -EPROTO;
+    } else if (ret == 0 && vmig_mp_frame_decode(&f, &m) < 0) {
+        fail_set(&df, -1, "malformed SETUP (%u bytes)", f.hdr.len);
+        ret = -EBADMSG;
     }
     if (ret < 0) {
         goto fail;
     }
     touched = true;
     ret = dst_setup(e, &df);
-    w = (struct mp_w){.p = ack, .cap = sizeof(ack)};
-    mp_w_u32(&w, ret < 0 ? (uint32_t)-ret : 0);
-    mp_w_u16(&w, (uint16_t)strlen(df.reason));
-    mp_w_bytes(&w, df.reason, strlen(df.reason));
+    m = (struct vmig_mp_msg){.type = VMIG_MP_SETUP_ACK};
+    m.setup_ack.err = ret < 0 ? (uint32_t)-ret : 0;
+    snprintf(m.setup_ack.reason, sizeof(m.setup_ack.reason), "%s", df.reason);
     if (ret < 0) {
-        if (vmig_mp_send1(c, VMIG_MP_SETUP_ACK, 0, ack, w.len) < 0) {
+        if (vmig_mp_send_msg(c, &m) < 0) {
             vmig_dbg(e->ctx, "incoming: the source is gone");
         }
         send_err = false;
         goto fail;
     }
-    ret = vmig_mp_send1(c, VMIG_MP_SETUP_ACK, 0, ack, w.len);
+    ret = vmig_mp_send_msg(c, &m);
     if (ret < 0) {
         send_err = false;
         goto fail;
@@ -972,7 +943,7 @@ vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
     e->st.setup_time_ms = (e->t_xfer - e->t_start) / 1000000;
     pthread_mutex_unlock(&e->lock);
     vmig__engine_set_status(e, VMIG_ENGINE_ACTIVE);
-    ret = dst_stream(e, c, features, &f, &df);
+    ret = dst_stream(e, c, features, &sw, &df);
     if (ret == -ECANCELED && df.peer_aborted) {
         send_err = false;
     } else if (ret == -ECANCELED) {
@@ -981,7 +952,7 @@ vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
     if (ret < 0) {
         goto fail;
     }
-    ret = dst_complete(e, c, &f, vmig__mono_ns(), &resumed, &df);
+    ret = dst_complete(e, c, &sw, vmig__mono_ns(), &resumed, &df);
     if (ret < 0) {
         goto fail;
     }

@@ -16,7 +16,6 @@
 #include <vmig/engine.h>
 #include "engine_priv.h"
 #include "internal.h"
-#include "migproto_priv.h"
 
 #define PC_DEFAULT_ITERATIONS 30u
 #define PC_DEFAULT_RESTARTS 3u
@@ -229,8 +228,8 @@ pc_dev_lost(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
 {
     struct eng_dev *d = &e->dev[i];
     enum vmig_state s = VMIG_STATE_ERROR;
-    uint8_t b[ENG_RESTART_LEN];
-    struct mp_w w = {.p = b, .cap = sizeof(b)};
+    struct vmig_mp_msg m = {.type = VMIG_MP_DEV_RESTART,
+                            .dev_restart = {.dev = i}};
     int ret;
 
     if (d->ops->get_state(d->opaque, &s) < 0) {
@@ -285,9 +284,7 @@ pc_dev_lost(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
               "the beginning (restart %u of at most %u); the destination "
               "discards what it received",
               d->name, d->tx_restarts, pc->max_restarts);
-    mp_w_u32(&w, i);
-    mp_w_u32(&w, 0);
-    ret = vmig_mp_send1(c, VMIG_MP_DEV_RESTART, 0, b, sizeof(b));
+    ret = vmig_mp_send_msg(c, &m);
     if (ret < 0) {
         return ret;
     }
@@ -417,17 +414,15 @@ static int
 pc_send_ack_req(struct vmig_engine *e, struct vmig_mp_conn *c,
                 struct eng_pc *pc)
 {
-    uint8_t b[ENG_SWACK_LEN];
-    struct mp_w w = {.p = b, .cap = sizeof(b)};
+    struct vmig_mp_msg m = {.type = VMIG_MP_SWITCHOVER_REQ};
 
     e->ack_req++;
     e->t_ack_req = vmig__mono_ns();
-    mp_w_u32(&w, e->ack_req);
-    mp_w_u32(&w, 0);
+    m.switchover_req.id = e->ack_req;
     pc->ack_sent = true;
     vmig_dbg(e->ctx, "migration: every device sent its initial data; "
                      "asking the destination to acknowledge switchover");
-    return vmig_mp_send1(c, VMIG_MP_SWITCHOVER_REQ, 0, b, sizeof(b));
+    return vmig_mp_send_msg(c, &m);
 }
 
 int

@@ -151,17 +151,4 @@ int vmig__pc_final_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
                        struct eng_pc *pc);
 void vmig__pc_end(struct vmig_engine *e, struct eng_pc *pc);
 
-/* Frame payload sizes (docs/migration-protocol.md). */
-#define ENG_RAM_HDR 24
-#define ENG_DEV_HDR 16
-#define ENG_DEV_END_LEN 24
-#define ENG_SWITCHOVER_LEN 32
-#define ENG_CONFIRM_LEN 32
-#define ENG_SETUP_LEN 16
-#define ENG_PASS_END_LEN 16
-#define ENG_NO_DEVICE 0xffffffffu
-#define ENG_RESTART_LEN 8
-#define ENG_SWACK_LEN 8
-#define ENG_SWITCHOVER_HAS_VCPU (1u << 0)
-
 #endif /* VMIG_ENGINE_PRIV_H */

@@ -3,7 +3,7 @@
  * engine_src.c - the source side of a migration: HELLO, SETUP, the
  * two-phase stop, RAM / vCPU / device streams, SWITCHOVER, and the
  * rollback that leaves the VM running here after any failure before the
- * destination's CONFIRM (DESIGN.md §6).
+ * destination's CONFIRM (docs/migration-protocol.md section 6).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,7 +12,6 @@
 #include <vmig/engine.h>
 #include "engine_priv.h"
 #include "internal.h"
-#include "migproto_priv.h"
 
 /* RAM pages per RAM frame: 4 MiB of data per frame (the limit) keeps
  * syscalls and header overhead negligible. */
@@ -25,35 +24,24 @@
 static int
 parse_error_frame(struct vmig_engine *e, const struct vmig_mp_frame *f)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint32_t err = mp_r_u32(&r), dev = mp_r_u32(&r);
-    uint16_t n = mp_r_u16(&r);
-    const uint8_t *p = mp_r_bytes(&r, n);
-    char reason[VMIG_MP_REASON_MAX + 1] = "";
+    struct vmig_mp_msg m;
+    const struct vmig_mp_error *er = &m.error;
 
-    if (mp_r_done(&r) < 0 || err == 0 || err > 4095) {
+    if (vmig_mp_frame_decode(f, &m) < 0) {
         vmig__engine_set_error(e, "destination sent a malformed ERROR");
         return -EPROTO;
     }
-    if (p != NULL && n < sizeof(reason)) {
-        memcpy(reason, p, n);
-        reason[n] = '\0';
-        for (size_t i = 0; i < n; i++) {
-            if ((unsigned char)reason[i] < 0x20) {
-                reason[i] = '?';
-            }
-        }
-    }
-    if (dev != ENG_NO_DEVICE && dev < e->ndev) {
+    if (er->dev != VMIG_MP_NO_DEVICE && er->dev < e->ndev) {
         vmig__engine_set_error(e, "destination: device %s: %s: %s",
-                               e->dev[dev].name, strerror((int)err), reason);
+                               e->dev[er->dev].name, strerror((int)er->err),
+                               er->reason);
     } else {
-        vmig__engine_set_error(e, "destination: %s: %s", strerror((int)err),
-                               reason);
+        vmig__engine_set_error(e, "destination: %s: %s", strerror((int)er->err),
+                               er->reason);
     }
-    vmig_err(e->ctx, "migration: destination reported: %s (%s)", reason,
-             strerror((int)err));
-    return -(int)err;
+    vmig_err(e->ctx, "migration: destination reported: %s (%s)", er->reason,
+             strerror((int)er->err));
+    return -(int)er->err;
 }
 
 /*
@@ -64,15 +52,14 @@ parse_error_frame(struct vmig_engine *e, const struct vmig_mp_frame *f)
 static int
 src_note_ack(struct vmig_engine *e, const struct vmig_mp_frame *f)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint32_t id, flags;
+    struct vmig_mp_msg m;
+    uint32_t id;
 
     if (f->hdr.type != VMIG_MP_SWITCHOVER_ACK) {
         return 0;
     }
-    id = mp_r_u32(&r);
-    flags = mp_r_u32(&r);
-    if (mp_r_done(&r) < 0 || flags != 0 || id == 0 || id > e->ack_req) {
+    if (vmig_mp_frame_decode(f, &m) < 0 ||
+        (id = m.switchover_ack.id) > e->ack_req) {
         vmig__engine_set_error(e, "destination sent a malformed "
                                   "SWITCHOVER_ACK");
         return -EPROTO;
@@ -91,13 +78,14 @@ src_note_ack(struct vmig_engine *e, const struct vmig_mp_frame *f)
 /*
  * A return-path frame nobody waits for specifically: ERROR ends the
  * migration (its errno), ACK, SWITCHOVER_ACK and unknown optional frames
- * are taken in (0), anything else is out of place while @due was
- * expected (-EPROTO).
+ * are taken in (0), a malformed ACK or anything else is out of place
+ * while @due was expected (-EPROTO).
  */
 static int
 src_return_frame(struct vmig_engine *e, const struct vmig_mp_frame *f,
                  const char *due)
 {
+    struct vmig_mp_msg m;
     int ret;
 
     if (f->hdr.type == VMIG_MP_ERROR) {
@@ -107,8 +95,12 @@ src_return_frame(struct vmig_engine *e, const struct vmig_mp_frame *f,
     if (ret < 0) {
         return ret;
     }
+    if (f->hdr.type == VMIG_MP_ACK && vmig_mp_frame_decode(f, &m) < 0) {
+        vmig__engine_set_error(e, "destination sent a malformed ACK");
+        return -EPROTO;
+    }
     if (ret == 1 || f->hdr.type == VMIG_MP_ACK ||
-        (strcmp(vmig_mp_type_name(f->hdr.type), "unknown") == 0 &&
+        (!vmig_mp_type_known(f->hdr.type) &&
          (f->hdr.flags & VMIG_MP_F_OPTIONAL))) {
         return 0;
     }
@@ -402,11 +394,8 @@ vmig__src_send_pages(struct vmig_engine *e, struct vmig_mp_conn *c,
     const struct eng_region *rg = &e->region[r];
     size_t len = (size_t)np * VMIG_MP_PAGE_SIZE;
     const uint8_t *src = (const uint8_t *)rg->host + off;
+    struct vmig_mp_msg m = {.type = VMIG_MP_RAM};
     bool zero;
-    uint8_t hdr[ENG_RAM_HDR];
-    const void *pl[2] = {hdr, src};
-    size_t pl_len[2] = {sizeof(hdr), len};
-    struct mp_w w = {.p = hdr, .cap = sizeof(hdr)};
     int ret;
 
     if (vmig__engine_cancelled(e)) {
@@ -418,17 +407,17 @@ vmig__src_send_pages(struct vmig_engine *e, struct vmig_mp_conn *c,
          * page changed after the copy is dirty again and resent) */
         memcpy(e->buf, src, len);
         src = e->buf;
-        pl[1] = src;
     }
     zero = zero_pages && ((hole_check && e->ops->ram_hole != NULL &&
                            e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
                           all_zero(src, len));
-    mp_w_u32(&w, r);
-    mp_w_u32(&w, zero ? VMIG_MP_RAM_ZERO : 0);
-    mp_w_u64(&w, off);
-    mp_w_u32(&w, np);
-    mp_w_u32(&w, pass);
-    ret = vmig_mp_send(c, VMIG_MP_RAM, 0, pl, pl_len, zero ? 1 : 2);
+    m.ram = (struct vmig_mp_ram){.region = r,
+                                 .flags = zero ? VMIG_MP_RAM_ZERO : 0,
+                                 .offset = off,
+                                 .npages = np,
+                                 .pass = pass,
+                                 .data = {zero ? NULL : src, zero ? 0 : len}};
+    ret = vmig_mp_send_msg(c, &m);
     if (ret < 0) {
         return ret;
     }
@@ -444,13 +433,11 @@ int
 vmig__src_pass_end(struct vmig_mp_conn *c, unsigned int pass, bool last,
                    uint64_t pages)
 {
-    uint8_t end[ENG_PASS_END_LEN];
-    struct mp_w w = {.p = end, .cap = sizeof(end)};
+    struct vmig_mp_msg m = {
+        .type = VMIG_MP_RAM_PASS_END,
+        .pass_end = {pass, last ? VMIG_MP_PASS_LAST : 0, pages}};
 
-    mp_w_u32(&w, pass);
-    mp_w_u32(&w, last ? VMIG_MP_PASS_LAST : 0);
-    mp_w_u64(&w, pages);
-    return vmig_mp_send1(c, VMIG_MP_RAM_PASS_END, 0, end, sizeof(end));
+    return vmig_mp_send_msg(c, &m);
 }
 
 int
@@ -485,15 +472,14 @@ vmig__src_send_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
 static int
 src_send_vcpu(struct vmig_engine *e, struct vmig_mp_conn *c, bool *sent)
 {
-    uint8_t *buf = e->buf;
-    struct mp_w w = {.p = buf, .cap = 8};
+    struct vmig_mp_msg m = {.type = VMIG_MP_VCPU};
     ssize_t n;
 
     *sent = false;
     if (e->ops->vcpu_save == NULL) {
         return 0;
     }
-    n = e->ops->vcpu_save(e->opaque, buf + 8, VMIG_MP_VCPU_MAX);
+    n = e->ops->vcpu_save(e->opaque, e->buf, VMIG_MP_VCPU_MAX);
     if (n < 0) {
         vmig__engine_set_error(e, "cannot save the vCPU state: %s",
                                strerror((int)-n));
@@ -504,10 +490,9 @@ src_send_vcpu(struct vmig_engine *e, struct vmig_mp_conn *c, bool *sent)
                                VMIG_MP_VCPU_MAX);
         return -E2BIG;
     }
-    mp_w_u32(&w, 0);
-    mp_w_u32(&w, 0);
+    m.vcpu.data = (struct vmig_mp_data){e->buf, (size_t)n};
     *sent = true;
-    return vmig_mp_send1(c, VMIG_MP_VCPU, 0, buf, (size_t)n + 8);
+    return vmig_mp_send_msg(c, &m);
 }
 
 /*
@@ -522,9 +507,8 @@ vmig__src_dev_pump(struct vmig_engine *e, struct vmig_mp_conn *c,
                    unsigned int i, bool precopy, uint64_t budget, bool *dev_err)
 {
     struct eng_dev *d = &e->dev[i];
-    uint8_t hdr[ENG_DEV_HDR];
+    struct vmig_mp_msg m = {.type = VMIG_MP_DEV_DATA};
     uint64_t got = 0;
-    struct mp_w w;
     int ret;
 
     *dev_err = false;
@@ -534,8 +518,6 @@ vmig__src_dev_pump(struct vmig_engine *e, struct vmig_mp_conn *c,
         return -EOPNOTSUPP;
     }
     for (;;) {
-        const void *pl[2] = {hdr, e->buf};
-        size_t pl_len[2] = {sizeof(hdr), 0};
         ssize_t n;
 
         if (precopy && budget != 0 && got >= budget) {
@@ -569,12 +551,12 @@ vmig__src_dev_pump(struct vmig_engine *e, struct vmig_mp_conn *c,
         if (vmig__engine_cancelled(e)) {
             return -ECANCELED;
         }
-        w = (struct mp_w){.p = hdr, .cap = sizeof(hdr)};
-        mp_w_u32(&w, i);
-        mp_w_u32(&w, precopy ? VMIG_MP_DEV_PRECOPY : 0);
-        mp_w_u64(&w, d->tx_off);
-        pl_len[1] = (size_t)n;
-        ret = vmig_mp_send(c, VMIG_MP_DEV_DATA, 0, pl, pl_len, 2);
+        m.dev_data = (struct vmig_mp_dev_data){
+            .dev = i,
+            .flags = precopy ? VMIG_MP_DEV_PRECOPY : 0,
+            .offset = d->tx_off,
+            .data = {e->buf, (size_t)n}};
+        ret = vmig_mp_send_msg(c, &m);
         if (ret < 0) {
             return ret;
         }
@@ -602,14 +584,12 @@ static int
 src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
 {
     struct eng_dev *d = &e->dev[i];
-    uint8_t end[ENG_DEV_END_LEN];
+    struct vmig_mp_msg m = {.type = VMIG_MP_DEV_CONFIG};
     bool dev_err;
-    struct mp_w w;
     int ret;
 
     if (d->ops->config_save != NULL) {
-        ssize_t n =
-            d->ops->config_save(d->opaque, e->buf + 8, VMIG_MP_CONFIG_MAX);
+        ssize_t n = d->ops->config_save(d->opaque, e->buf, VMIG_MP_CONFIG_MAX);
 
         if (n < 0 || n > (ssize_t)VMIG_MP_CONFIG_MAX) {
             ret = n < 0 ? (int)n : -E2BIG;
@@ -617,10 +597,8 @@ src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
                                    d->name, strerror(-ret));
             return ret;
         }
-        w = (struct mp_w){.p = e->buf, .cap = 8};
-        mp_w_u32(&w, i);
-        mp_w_u32(&w, 0);
-        ret = vmig_mp_send1(c, VMIG_MP_DEV_CONFIG, 0, e->buf, (size_t)n + 8);
+        m.dev_config = (struct vmig_mp_dev_config){i, {e->buf, (size_t)n}};
+        ret = vmig_mp_send_msg(c, &m);
         if (ret < 0) {
             return ret;
         }
@@ -632,12 +610,11 @@ src_send_device(struct vmig_engine *e, struct vmig_mp_conn *c, unsigned int i)
     if (ret < 0) {
         return ret;
     }
-    w = (struct mp_w){.p = end, .cap = sizeof(end)};
-    mp_w_u32(&w, i);
-    mp_w_u32(&w, 0);
-    mp_w_u64(&w, d->tx_off);
-    mp_w_u64(&w, XXH3_64bits_digest(d->hash));
-    return vmig_mp_send1(c, VMIG_MP_DEV_END, 0, end, sizeof(end));
+    m.type = VMIG_MP_DEV_END;
+    m.dev_end.dev = i;
+    m.dev_end.total = d->tx_off;
+    m.dev_end.digest = XXH3_64bits_digest(d->hash);
+    return vmig_mp_send_msg(c, &m);
 }
 
 /* After a send failed: the destination may have said why before closing. */
@@ -662,18 +639,14 @@ src_fetch_reason(struct vmig_engine *e, struct vmig_mp_conn *c)
 static void
 src_abort(struct vmig_engine *e, struct vmig_mp_conn *c, int why)
 {
-    uint8_t buf[8 + VMIG_MP_REASON_MAX];
-    struct mp_w w = {.p = buf, .cap = sizeof(buf)};
-    const char *reason =
-        why == -ECANCELED ? "cancelled by the source" : strerror(-why);
-    size_t n = strlen(reason);
+    struct vmig_mp_msg m = {.type = VMIG_MP_ABORT};
 
     vmig_mp_conn_set_cancel(c, NULL);
     vmig_mp_conn_set_timeout(c, 1000);
-    mp_w_u32(&w, (uint32_t)-why);
-    mp_w_u16(&w, (uint16_t)n);
-    mp_w_bytes(&w, reason, n);
-    if (vmig_mp_send1(c, VMIG_MP_ABORT, 0, buf, w.len) < 0) {
+    m.abort.err = (uint32_t)-why;
+    snprintf(m.abort.reason, sizeof(m.abort.reason), "%s",
+             why == -ECANCELED ? "cancelled by the source" : strerror(-why));
+    if (vmig_mp_send_msg(c, &m) < 0) {
         vmig_dbg(e->ctx, "migration: could not tell the destination to "
                          "abort (it is gone)");
     }
@@ -683,17 +656,21 @@ static void
 src_record_downtime(struct vmig_engine *e, uint64_t pause_real,
                     uint64_t pause_mono, const struct vmig_mp_frame *f)
 {
-    struct mp_r r = {.p = f->payload, .len = f->hdr.len};
-    uint64_t resume_real = mp_r_u64(&r);
+    struct vmig_mp_msg m;
     uint64_t upper = (vmig__mono_ns() - pause_mono) / 1000;
-    uint64_t dt = upper;
+    uint64_t dt = upper, resume_real = 0;
 
     /*
-     * The destination's resume time is on its clock; trust it only when it
-     * falls inside [pause, confirm received] on ours, else report the
-     * upper bound (pause -> confirmation received).
+     * The VM runs on the destination once CONFIRM arrives, whatever its
+     * payload says: a malformed one only loses the resume time.  That
+     * time is on the destination's clock; trust it only when it falls
+     * inside [pause, confirm received] on ours, else report the upper
+     * bound (pause -> confirmation received).
      */
-    if (r.err == 0 && resume_real >= pause_real &&
+    if (vmig_mp_frame_decode(f, &m) == 0) {
+        resume_real = m.confirm.resume_ns;
+    }
+    if (resume_real != 0 && resume_real >= pause_real &&
         (resume_real - pause_real) / 1000 <= upper) {
         dt = (resume_real - pause_real) / 1000;
     }
@@ -728,8 +705,7 @@ vmig_engine_migrate_chan(struct vmig_engine *e, struct vmig_chan *ch)
     struct eng_pc pc;
     char why[VMIG_MP_REASON_MAX + 1];
     int mixed;
-    uint8_t sw[ENG_SWITCHOVER_LEN], setup[ENG_SETUP_LEN];
-    struct mp_w w;
+    struct vmig_mp_msg m;
     int ret;
 
     ret = vmig__engine_begin(e, VMIG_ENGINE_ROLE_SOURCE);
@@ -798,10 +774,9 @@ vmig_engine_migrate_chan(struct vmig_engine *e, struct vmig_chan *ch)
                           "with others (allow-mixed-p2p): DMA between them "
                           "during the stop may be lost");
     }
-    w = (struct mp_w){.p = setup, .cap = sizeof(setup)};
-    mp_w_u64(&w, e->ram_total);
-    mp_w_u64(&w, 0);
-    ret = vmig_mp_send1(c, VMIG_MP_SETUP, 0, setup, sizeof(setup));
+    m = (struct vmig_mp_msg){.type = VMIG_MP_SETUP,
+                             .setup = {.ram_bytes = e->ram_total}};
+    ret = vmig_mp_send_msg(c, &m);
     if (ret < 0) {
         goto fail;
     }
@@ -809,20 +784,16 @@ vmig_engine_migrate_chan(struct vmig_engine *e, struct vmig_chan *ch)
     if (ret < 0) {
         goto fail;
     }
-    {
-        struct mp_r r = {.p = f.payload, .len = f.hdr.len};
-        uint32_t status = mp_r_u32(&r);
-
-        if (r.err != 0) {
-            ret = -EPROTO;
-            goto fail;
-        }
-        if (status != 0) {
-            ret = status <= 4095 ? -(int)status : -EPROTO;
-            vmig__engine_set_error(e, "destination setup failed: %s",
-                                   strerror(-ret));
-            goto fail;
-        }
+    if (vmig_mp_frame_decode(&f, &m) < 0) {
+        vmig__engine_set_error(e, "destination sent a malformed SETUP_ACK");
+        ret = -EPROTO;
+        goto fail;
+    }
+    if (m.setup_ack.err != 0) {
+        ret = -(int)m.setup_ack.err;
+        vmig__engine_set_error(e, "destination setup failed: %s",
+                               strerror(-ret));
+        goto fail;
     }
     pthread_mutex_lock(&e->lock);
     e->st.setup_time_ms = (vmig__mono_ns() - e->t_start) / 1000000;
@@ -892,13 +863,12 @@ vmig_engine_migrate_chan(struct vmig_engine *e, struct vmig_chan *ch)
     pthread_mutex_lock(&e->lock);
     e->st.stopcopy_bytes = vmig__wire_sent(c) - pc_sent;
     pthread_mutex_unlock(&e->lock);
-    w = (struct mp_w){.p = sw, .cap = sizeof(sw)};
-    mp_w_u64(&w, e->ram_total);
-    mp_w_u32(&w, e->ndev);
-    mp_w_u32(&w, vcpu ? ENG_SWITCHOVER_HAS_VCPU : 0);
-    mp_w_u64(&w, pause_real);
-    mp_w_u64(&w, 0);
-    ret = vmig_mp_send1(c, VMIG_MP_SWITCHOVER, 0, sw, sizeof(sw));
+    m = (struct vmig_mp_msg){.type = VMIG_MP_SWITCHOVER,
+                             .switchover = {.ram_bytes = e->ram_total,
+                                            .ndevices = e->ndev,
+                                            .flags = vcpu ? VMIG_MP_SW_VCPU : 0,
+                                            .pause_ns = pause_real}};
+    ret = vmig_mp_send_msg(c, &m);
     if (ret < 0) {
         goto fail;
     }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * migproto_priv.h - little-endian cursors shared by migproto.c and
- * engine.c.  A cursor records the first error and turns every later
- * access into a no-op, so a parser checks once at the end.
+ * migproto_priv.h - little-endian cursors shared by the migration stream's
+ * codecs (migproto*.c).  A cursor records the first error and turns every
+ * later access into a no-op, so a parser checks once at the end.
  */
 #ifndef VMIG_MIGPROTO_PRIV_H
 #define VMIG_MIGPROTO_PRIV_H
@@ -133,6 +133,41 @@ mp_r_u64(struct mp_r *r)
     const uint8_t *p = mp_r_bytes(r, 8);
 
     return p == NULL ? 0 : mp_le(p, 8);
+}
+
+/* A string: u16 length, then the bytes (no terminator). */
+static inline void
+mp_w_str(struct mp_w *w, const char *s)
+{
+    size_t n = strlen(s);
+
+    mp_w_u16(w, (uint16_t)n);
+    mp_w_bytes(w, s, n);
+}
+
+/*
+ * Read a string into @out (@cap bytes, NUL-terminated).  Return 0,
+ * -EBADMSG (truncated) or -E2BIG (longer than @cap - 1).
+ */
+static inline int
+mp_r_str(struct mp_r *r, char *out, size_t cap)
+{
+    uint16_t n = mp_r_u16(r);
+    const uint8_t *p;
+
+    if (r->err != 0) {
+        return r->err;
+    }
+    if (n >= cap) {
+        return -E2BIG;
+    }
+    p = mp_r_bytes(r, n);
+    if (p == NULL) {
+        return -EBADMSG;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
 }
 
 /* The parse consumed everything and met no error. */
