@@ -14,6 +14,7 @@
 #include <string.h>
 #include <vmig/proto.h>
 #include "internal.h"
+#include "proto_priv.h"
 
 typedef int (*validate_fn)(const struct vmig_vfu_msg *m,
                            const struct vmig_vfu_limits *lim,
@@ -36,29 +37,11 @@ fail(enum vmig_vfu_perr *why, enum vmig_vfu_perr w, int err)
     return err;
 }
 
-static uint32_t
-rd32(const uint8_t *p, size_t off)
-{
-    uint32_t v;
-
-    memcpy(&v, p + off, sizeof(v));
-    return v;
-}
-
-static uint64_t
-rd64(const uint8_t *p, size_t off)
-{
-    uint64_t v;
-
-    memcpy(&v, p + off, sizeof(v));
-    return v;
-}
-
 /* argsz sits at offset 0 of most payloads and must cover the struct. */
 static int
 check_argsz(const struct vmig_vfu_msg *m, uint32_t min, enum vmig_vfu_perr *why)
 {
-    if (rd32(m->payload, 0) < min) {
+    if (vmig__rd32(m->payload, 0) < min) {
         return fail(why, VMIG_VFU_PERR_ARGSZ, -EINVAL);
     }
     return 0;
@@ -88,7 +71,7 @@ static int
 v_dma_map(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
           enum vmig_vfu_perr *why)
 {
-    uint32_t flags = rd32(m->payload, 4);
+    uint32_t flags = vmig__rd32(m->payload, 4);
 
     (void)lim;
     if (check_argsz(m, sizeof(struct vmig_vfu_dma_map), why) < 0) {
@@ -104,7 +87,7 @@ static int
 v_dma_unmap(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
             enum vmig_vfu_perr *why)
 {
-    uint32_t flags = rd32(m->payload, 4);
+    uint32_t flags = vmig__rd32(m->payload, 4);
 
     (void)lim;
     if (check_argsz(m, sizeof(struct vmig_vfu_dma_unmap), why) < 0) {
@@ -137,8 +120,8 @@ static int
 v_region_info_reply(const struct vmig_vfu_msg *m,
                     const struct vmig_vfu_limits *lim, enum vmig_vfu_perr *why)
 {
-    uint32_t flags = rd32(m->payload, 4);
-    uint32_t cap_off = rd32(m->payload, 12);
+    uint32_t flags = vmig__rd32(m->payload, 4);
+    uint32_t cap_off = vmig__rd32(m->payload, 12);
 
     if (v_argsz32(m, lim, why) < 0) {
         return -EINVAL;
@@ -147,7 +130,7 @@ v_region_info_reply(const struct vmig_vfu_msg *m,
     /* A full reply (argsz fits) with caps must point inside itself; a
      * truncated one only tells the client how much room to ask for. */
     if ((flags & VMIG_VFU_REGION_CAPS) && cap_off != 0 &&
-        rd32(m->payload, 0) <= m->len &&
+        vmig__rd32(m->payload, 0) <= m->len &&
         (cap_off < sizeof(struct vmig_vfu_region_info) ||
          cap_off > m->len - sizeof(struct vmig_vfu_cap_hdr))) {
         return fail(why, VMIG_VFU_PERR_BAD_DATA, -EINVAL);
@@ -162,9 +145,9 @@ static int
 v_set_irqs(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
            enum vmig_vfu_perr *why)
 {
-    uint32_t flags = rd32(m->payload, 4);
-    uint32_t start = rd32(m->payload, 12);
-    uint32_t count = rd32(m->payload, 16);
+    uint32_t flags = vmig__rd32(m->payload, 4);
+    uint32_t start = vmig__rd32(m->payload, 12);
+    uint32_t count = vmig__rd32(m->payload, 16);
     uint32_t data = flags & VMIG_VFU_IRQ_DATA_MASK;
     uint32_t action = flags & VMIG_VFU_IRQ_ACTION_MASK_ALL;
 
@@ -215,15 +198,15 @@ static int
 v_region_nodata(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
                 enum vmig_vfu_perr *why)
 {
-    return v_xfer(rd32(m->payload, 12), lim, why);
+    return v_xfer(vmig__rd32(m->payload, 12), lim, why);
 }
 
-/* REGION_WRITE request, REGION_READ reply: exactly count bytes follow. */
+/* REGION_WRITE request: exactly count bytes follow. */
 static int
 v_region_data(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
               enum vmig_vfu_perr *why)
 {
-    uint32_t count = rd32(m->payload, 12);
+    uint32_t count = vmig__rd32(m->payload, 12);
 
     if (v_xfer(count, lim, why) < 0) {
         return -E2BIG;
@@ -234,11 +217,39 @@ v_region_data(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
     return 0;
 }
 
+/*
+ * A reply whose u32 count at @count_off announces data after @fixed
+ * bytes: at least that many must be there.  A reply padded past them is
+ * accepted (the spec's "Message sizes": trailing bytes belong to no
+ * field; servers pad MIG_DATA_READ replies to the size asked for).
+ */
+static int
+v_data_reply(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
+             enum vmig_vfu_perr *why, size_t count_off, size_t fixed)
+{
+    uint32_t count = vmig__rd32(m->payload, count_off);
+
+    if (v_xfer(count, lim, why) < 0) {
+        return -E2BIG;
+    }
+    if (m->len < fixed + (size_t)count) {
+        return fail(why, VMIG_VFU_PERR_SIZE_MISMATCH, -EPROTO);
+    }
+    return 0;
+}
+
+static int
+v_region_read_reply(const struct vmig_vfu_msg *m,
+                    const struct vmig_vfu_limits *lim, enum vmig_vfu_perr *why)
+{
+    return v_data_reply(m, lim, why, 12, sizeof(struct vmig_vfu_region_rw));
+}
+
 static int
 v_dma_nodata(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
              enum vmig_vfu_perr *why)
 {
-    uint64_t count = rd64(m->payload, 8);
+    uint64_t count = vmig__rd64(m->payload, 8);
 
     if (v_xfer(count, lim, why) < 0) {
         return -E2BIG;
@@ -253,7 +264,7 @@ static int
 v_dma_data(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
            enum vmig_vfu_perr *why)
 {
-    uint64_t count = rd64(m->payload, 8);
+    uint64_t count = vmig__rd64(m->payload, 8);
 
     if (v_xfer(count, lim, why) < 0) {
         return -E2BIG;
@@ -283,7 +294,7 @@ static int
 v_write_multi(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
               enum vmig_vfu_perr *why)
 {
-    uint64_t n = rd64(m->payload, 0);
+    uint64_t n = vmig__rd64(m->payload, 0);
 
     (void)lim;
     if (n == 0 || n > VMIG_VFU_MAX_WRITE_MULTI) {
@@ -296,7 +307,7 @@ v_write_multi(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
     for (uint64_t i = 0; i < n; i++) {
         size_t off = sizeof(struct vmig_vfu_write_multi) +
                      i * sizeof(struct vmig_vfu_write_one);
-        uint32_t c = rd32(m->payload, off + 12);
+        uint32_t c = vmig__rd32(m->payload, off + 12);
 
         if (c == 0 || c > 8) {
             return fail(why, VMIG_VFU_PERR_COUNT, -E2BIG);
@@ -309,7 +320,7 @@ static int
 v_feature(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
           enum vmig_vfu_perr *why)
 {
-    uint32_t flags = rd32(m->payload, 4);
+    uint32_t flags = vmig__rd32(m->payload, 4);
     uint32_t ops = flags & (VMIG_VFU_FEATURE_GET | VMIG_VFU_FEATURE_SET |
                             VMIG_VFU_FEATURE_PROBE);
 
@@ -330,7 +341,7 @@ v_feature_reply(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
 {
     (void)lim;
     /* The bulk channel reply carries the channel's fd. */
-    if (m->nfds > 0 && (rd32(m->payload, 4) & VMIG_VFU_FEATURE_MASK) !=
+    if (m->nfds > 0 && (vmig__rd32(m->payload, 4) & VMIG_VFU_FEATURE_MASK) !=
                            VMIG_VFU_FEAT_X_BULK_CHANNEL) {
         return fail(why, VMIG_VFU_PERR_FDS, -EPROTO);
     }
@@ -344,15 +355,23 @@ v_mig_read(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
     if (check_argsz(m, sizeof(struct vmig_vfu_mig_data), why) < 0) {
         return -EINVAL;
     }
-    return v_xfer(rd32(m->payload, 4), lim, why);
+    return v_xfer(vmig__rd32(m->payload, 4), lim, why);
 }
 
-/* MIG_DATA_READ reply and MIG_DATA_WRITE request: size bytes follow. */
+/* MIG_DATA_READ reply: argsz is not checked, for the reason below. */
+static int
+v_mig_read_reply(const struct vmig_vfu_msg *m,
+                 const struct vmig_vfu_limits *lim, enum vmig_vfu_perr *why)
+{
+    return v_data_reply(m, lim, why, 4, sizeof(struct vmig_vfu_mig_data));
+}
+
+/* MIG_DATA_WRITE request: exactly size bytes follow. */
 static int
 v_mig_data(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
            enum vmig_vfu_perr *why)
 {
-    uint32_t size = rd32(m->payload, 4);
+    uint32_t size = vmig__rd32(m->payload, 4);
 
     /*
      * argsz is not checked against size: libvfio-user-era peers disagree
@@ -391,7 +410,7 @@ static const struct proto_desc proto_table[VMIG_VFU_CMD__COUNT] = {
                                        VMIG_VFU_MAX_FDS, 0, v_set_irqs,
                                        NULL },
     [VMIG_VFU_CMD_REGION_READ] = { "REGION_READ", RW, RW, 0, 0,
-                                   v_region_nodata, v_region_data },
+                                   v_region_nodata, v_region_read_reply },
     [VMIG_VFU_CMD_REGION_WRITE] = { "REGION_WRITE", RW, RW, 0, 0,
                                     v_region_data, v_region_nodata },
     [VMIG_VFU_CMD_DMA_READ] = { "DMA_READ", DRW, DRW, 0, 0,
@@ -405,7 +424,7 @@ static const struct proto_desc proto_table[VMIG_VFU_CMD__COUNT] = {
     [VMIG_VFU_CMD_DEVICE_FEATURE] = { "DEVICE_FEATURE", 8, 8, 0, 1,
                                       v_feature, v_feature_reply },
     [VMIG_VFU_CMD_MIG_DATA_READ] = { "MIG_DATA_READ", 8, 8, 0, 0,
-                                     v_mig_read, v_mig_data },
+                                     v_mig_read, v_mig_read_reply },
     [VMIG_VFU_CMD_MIG_DATA_WRITE] = { "MIG_DATA_WRITE", 8, 0, 0, 0,
                                       v_mig_data, NULL },
 };
@@ -536,54 +555,6 @@ vmig_vfu_encode(void *buf, size_t cap, const struct vmig_vfu_hdr *hdr,
         memcpy((uint8_t *)buf + sizeof(h) + l1, p2, l2);
     }
     return (long)total;
-}
-
-int
-vmig_vfu_region_sparse(const void *info, size_t len,
-                       struct vmig_vfu_sparse_area *areas, unsigned int max)
-{
-    const uint8_t *p = info;
-    uint32_t flags, off;
-
-    if (info == NULL || len < sizeof(struct vmig_vfu_region_info)) {
-        return -EPROTO;
-    }
-    flags = rd32(p, 4);
-    off = rd32(p, 12);
-    if (!(flags & VMIG_VFU_REGION_CAPS)) {
-        return 0;
-    }
-    while (off != 0) {
-        struct vmig_vfu_cap_hdr h;
-        uint32_t nr;
-
-        if (off < sizeof(struct vmig_vfu_region_info) ||
-            off > len - sizeof(h)) {
-            return -EPROTO;
-        }
-        memcpy(&h, p + off, sizeof(h));
-        if (h.id == VMIG_VFU_CAP_SPARSE_MMAP) {
-            if (len - off < sizeof(struct vmig_vfu_sparse_mmap)) {
-                return -EPROTO;
-            }
-            nr = rd32(p, off + 8);
-            if (nr > (len - off - sizeof(struct vmig_vfu_sparse_mmap)) /
-                         sizeof(struct vmig_vfu_sparse_area)) {
-                return -EPROTO;
-            }
-            if (areas != NULL) {
-                memcpy(areas, p + off + sizeof(struct vmig_vfu_sparse_mmap),
-                       sizeof(*areas) * (nr < max ? nr : max));
-            }
-            return (int)(nr > INT32_MAX ? INT32_MAX : nr);
-        }
-        /* Offsets must grow: a chain cannot loop back. */
-        if (h.next != 0 && h.next <= off) {
-            return -EPROTO;
-        }
-        off = h.next;
-    }
-    return 0;
 }
 
 void

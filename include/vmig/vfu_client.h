@@ -60,6 +60,16 @@ vmig_vfu_client_adopt(vmig_ctx_t *ctx, int fd, uint32_t ext,
                       struct vmig_vfu_client **out);
 
 /**
+ * vmig_vfu_client_set_name() - Name the device in the client's messages
+ * (a refused reply, a refused reset, a server gone).  The default is the
+ * socket path.
+ * @c:    client.
+ * @name: printable; copied (truncated to 63 bytes).
+ */
+VMIG_EXPORT void vmig_vfu_client_set_name(struct vmig_vfu_client *c,
+                                          const char *name);
+
+/**
  * vmig_vfu_client_free() - Disconnect and free.  NULL is accepted.
  * @c: client.
  */
@@ -344,7 +354,11 @@ vmig_vfu_client_mig_save_max(struct vmig_vfu_client *c, uint64_t max,
  * @c:     client.
  * @bytes: receives the estimate.
  *
- * Return: 0, -EOPNOTSUPP, -errno.
+ * The vfio-user specification lists no such feature, so it is asked only
+ * of a server that negotiated vmig's extensions in VERSION; any other
+ * gets no request.
+ *
+ * Return: 0, -EOPNOTSUPP (not negotiated, or the device has none), -errno.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int
 vmig_vfu_client_data_size(struct vmig_vfu_client *c, uint64_t *bytes);

@@ -17,6 +17,7 @@
 #include <vmig/dirty.h>
 #include <vmig/ramdirty.h>
 #include <vmig/proto.h>
+#include <vmig/proto_reply.h>
 #include <vmig/vfu_server.h>
 #include <vmig/vfu_client.h>
 #include <vmig/chan.h>

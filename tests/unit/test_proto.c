@@ -268,6 +268,8 @@ test_region_rw(void **state)
     OK(VMIG_VFU_CMD_REGION_READ, CMD, &rw, sizeof(rw), 0);
     memcpy(b, &rw, sizeof(rw));
     OK(VMIG_VFU_CMD_REGION_READ, REPLY, b, 20, 0);
+    /* a reply padded past its count bytes: the padding is ignored */
+    OK(VMIG_VFU_CMD_REGION_READ, REPLY, b, 28, 0);
     BAD(VMIG_VFU_CMD_REGION_READ, REPLY, b, 19, 0, -EPROTO, SIZE_MISMATCH);
     BAD(VMIG_VFU_CMD_REGION_READ, REPLY, b, 16, 0, -EPROTO, SIZE_MISMATCH);
     OK(VMIG_VFU_CMD_REGION_WRITE, CMD, b, 20, 0);
@@ -377,7 +379,12 @@ test_mig_data(void **state)
     memcpy(b, &d, sizeof(d));
     OK(VMIG_VFU_CMD_MIG_DATA_READ, REPLY, b, 12, 0);
     OK(VMIG_VFU_CMD_MIG_DATA_WRITE, CMD, b, 12, 0);
-    BAD(VMIG_VFU_CMD_MIG_DATA_READ, REPLY, b, 13, 0, -EPROTO, SIZE_MISMATCH);
+    /* a reply padded to the size asked for: size counts, the rest is
+     * ignored; fewer bytes than size are still refused */
+    OK(VMIG_VFU_CMD_MIG_DATA_READ, REPLY, b, 40, 0);
+    BAD(VMIG_VFU_CMD_MIG_DATA_READ, REPLY, b, 11, 0, -EPROTO, SIZE_MISMATCH);
+    /* a request is exact: data past size is refused */
+    BAD(VMIG_VFU_CMD_MIG_DATA_WRITE, CMD, b, 13, 0, -EPROTO, SIZE_MISMATCH);
     BAD(VMIG_VFU_CMD_MIG_DATA_WRITE, CMD, b, 11, 0, -EPROTO, SIZE_MISMATCH);
     BAD(VMIG_VFU_CMD_MIG_DATA_WRITE, CMD, b, 6, 0, -EPROTO, SHORT_PAYLOAD);
     /* argsz = 8 + size (libvfio-user) or anything else: size decides */
@@ -445,7 +452,7 @@ static void
 test_sparse_caps(void **state)
 {
     uint8_t b[256] = {0};
-    struct vmig_vfu_region_info ri = {0, VMIG_VFU_REGION_CAPS, 1, 32, 4096, 0};
+    struct vmig_vfu_region_info ri = {0, VMIG_VFU_REGION_CAPS, 1, 32, 16384, 0};
     struct vmig_vfu_cap_hdr other = {99, 1, 40};
     struct vmig_vfu_sparse_mmap sm = {{VMIG_VFU_CAP_SPARSE_MMAP, 1, 0}, 2, 0};
     struct vmig_vfu_sparse_area a[2] = {{0, 4096}, {8192, 4096}}, out[2];
