@@ -87,6 +87,13 @@ struct vmig_engine_vfu {
     bool burst;
     bool dry; /* this burst's last save found nothing more for now */
     uint64_t budget;
+
+    /* sizing without the device's help (a server without x-vmig): bytes
+     * read in this PRE_COPY session, in the running burst, and in the
+     * last burst that ended (engine thread only) */
+    uint64_t pc_read, burst_bytes, last_burst;
+    bool have_last;
+    bool xvmig; /* the server negotiated vmig's extensions */
 };
 
 static void
@@ -135,6 +142,10 @@ save_drop(struct vmig_engine_vfu *b)
     b->send = false;
     b->burst = false;
     b->budget = 0;
+    b->pc_read = 0;
+    b->burst_bytes = 0;
+    b->last_burst = 0;
+    b->have_last = false;
 }
 
 /* Read exactly @len bytes of the PRE_COPY session; -ENOMSG if it has
@@ -203,14 +214,20 @@ probe_envelope(struct vmig_engine_vfu *b)
     return 0;
 }
 
-/* Open a PRE_COPY session, look for a descriptor, close it again. */
+/*
+ * Open a PRE_COPY session, look for a descriptor, close it again.  Only
+ * for a server that negotiated vmig's extensions (vmig's own devices put
+ * their descriptor first in the state for this) and advertised PRE_COPY:
+ * any other server is never moved to a state a migration did not ask
+ * for - real servers assert on that.
+ */
 static int
 probe_desc(struct vmig_engine_vfu *b)
 {
     enum vmig_state st;
     int ret, ret2;
 
-    if ((b->flags & VMIG_MIGRATION_PRE_COPY) == 0) {
+    if ((b->flags & VMIG_MIGRATION_PRE_COPY) == 0 || !b->xvmig) {
         return 0;
     }
     ret = vmig_vfu_client_get_state(b->c, &st);
@@ -264,12 +281,55 @@ probe_ids(struct vmig_engine_vfu *b)
     b->ids.valid = b->ids.vendor != 0 && b->ids.vendor != 0xffff;
 }
 
+/*
+ * The device's migration flags: the one source of truth for the states
+ * this backend may ever ask for.  Bits the kernel's uAPI does not define
+ * (yet) are dropped with a warning - they can only name states vmig does
+ * not know, which it never asks for; a device without STOP_COPY cannot
+ * migrate (the spec: "at least VFIO_MIGRATION_STOP_COPY must be set").
+ */
+static int
+read_flags(struct vmig_engine_vfu *b)
+{
+    char fl[64];
+    int ret = vmig_vfu_client_mig_flags(b->c, &b->flags);
+
+    if (ret < 0) {
+        vmig_log(b->ctx, VMIG_LOG_ERR,
+                 "%s: cannot read its migration flags (DEVICE_FEATURE "
+                 "MIGRATION GET): %s%s",
+                 b->name, strerror(-ret),
+                 ret == -EOPNOTSUPP || ret == -EINVAL || ret == -ENOTTY
+                     ? "; the device does not support migration"
+                     : "");
+        return ret == -EINVAL || ret == -ENOTTY ? -EOPNOTSUPP : ret;
+    }
+    if (b->flags & ~(uint64_t)VMIG_MIGRATION__ALL) {
+        vmig_log(b->ctx, VMIG_LOG_WARNING,
+                 "%s: migration flags %s carry bits vmig does not know; "
+                 "they are ignored (no state they might name is ever asked "
+                 "for)",
+                 b->name, vmig_flags_format(b->flags, fl, sizeof(fl)));
+        b->flags &= VMIG_MIGRATION__ALL;
+    }
+    if (!(b->flags & VMIG_MIGRATION_STOP_COPY)) {
+        vmig_log(b->ctx, VMIG_LOG_ERR,
+                 "%s: migration flags %s lack STOP_COPY; the vfio-user "
+                 "specification says at least VFIO_MIGRATION_STOP_COPY must "
+                 "be set: the device cannot migrate",
+                 b->name, vmig_flags_format(b->flags, fl, sizeof(fl)));
+        return -EOPNOTSUPP;
+    }
+    return 0;
+}
+
 int
 vmig_engine_vfu_new(vmig_ctx_t *ctx, struct vmig_vfu_client *c,
                     const struct vmig_engine_vfu_params *p,
                     struct vmig_engine_vfu **out)
 {
     struct vmig_engine_vfu *b;
+    struct vmig_vfu_caps caps;
     int ret;
 
     if (ctx == NULL || c == NULL || p == NULL || out == NULL) {
@@ -286,10 +346,11 @@ vmig_engine_vfu_new(vmig_ctx_t *ctx, struct vmig_vfu_client *c,
     b->irq_fd = p->irq_fd;
     b->opaque = p->opaque;
     pthread_mutex_init(&b->lock, NULL);
-    ret = vmig_vfu_client_mig_flags(c, &b->flags);
+    vmig_vfu_client_set_name(c, b->name);
+    vmig_vfu_client_caps(c, &caps);
+    b->xvmig = caps.ext != 0;
+    ret = read_flags(b);
     if (ret < 0) {
-        vmig_log(ctx, VMIG_LOG_ERR, "%s: cannot read its migration flags: %s",
-                 b->name, strerror(-ret));
         goto err;
     }
     probe_ids(b);
@@ -537,8 +598,18 @@ op_set_state(void *o, enum vmig_state target)
 {
     struct vmig_engine_vfu *b = o;
     enum vmig_state now;
+    char fl[64];
     int ret;
 
+    /* only states the device advertised, whatever asks */
+    if (!vmig_state_supported(b->flags, target)) {
+        vmig_log(b->ctx, VMIG_LOG_ERR,
+                 "%s: %s is not a state this device has (its migration "
+                 "flags: %s); not asked for",
+                 b->name, vmig_state_name(target),
+                 vmig_flags_format(b->flags, fl, sizeof(fl)));
+        return -EOPNOTSUPP;
+    }
     if (precopy_state(b->state) &&
         (precopy_state(target) || target == VMIG_STATE_STOP_COPY)) {
         /* the saving session goes on: buffered data is still due */
@@ -611,6 +682,16 @@ burst_budget(struct vmig_engine_vfu *b)
     return PRECOPY_BURST_MAX;
 }
 
+/* A PRE_COPY burst ended: remember its size for op_data_size(). */
+static void
+burst_end(struct vmig_engine_vfu *b)
+{
+    b->burst = false;
+    b->last_burst = b->burst_bytes;
+    b->have_last = true;
+    b->burst_bytes = 0;
+}
+
 /*
  * PRE_COPY: a burst is at most its budget, fetched in pieces of at most
  * PRECOPY_BURST_MAX with one bounded save each (over the bulk channel
@@ -633,7 +714,7 @@ read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
             b->budget = burst_budget(b);
         }
         if (b->budget == 0 || b->dry) {
-            b->burst = false;
+            burst_end(b);
             return -ENOMSG;
         }
         want = b->budget < PRECOPY_BURST_MAX ? b->budget : PRECOPY_BURST_MAX;
@@ -641,6 +722,8 @@ read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
         b->soff = 0;
         ret = vmig_vfu_client_mig_save_max(b->c, want, save_sink, b, &bytes);
         b->budget -= bytes < b->budget ? bytes : b->budget;
+        b->pc_read += bytes;
+        b->burst_bytes += bytes;
         if (ret == -ENOMSG || ret == 0) {
             b->dry = true; /* an end outside STOP_COPY reads as "for now" */
         } else if (ret != -EAGAIN) {
@@ -659,7 +742,7 @@ read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
             return ret;
         }
         if (b->slen == 0) {
-            b->burst = false;
+            burst_end(b);
             return -ENOMSG;
         }
     }
@@ -1027,15 +1110,26 @@ op_config_load(void *o, const void *buf, size_t len)
     return ret;
 }
 
+/*
+ * DEVICE_RESET.  A server may refuse it in some states (the client logs
+ * which); the backend then believes what the device says it is in.
+ */
 static int
 op_reset(void *o)
 {
     struct vmig_engine_vfu *b = o;
+    enum vmig_state now;
     int ret;
 
     save_drop(b);
     ret = vmig_vfu_client_reset(b->c);
-    b->state = ret == 0 ? VMIG_STATE_RUNNING : VMIG_STATE_ERROR;
+    if (ret == 0) {
+        b->state = VMIG_STATE_RUNNING;
+    } else if (vmig_vfu_client_get_state(b->c, &now) == 0) {
+        b->state = now;
+    } else {
+        b->state = VMIG_STATE_ERROR;
+    }
     return ret;
 }
 
@@ -1046,10 +1140,32 @@ op_precopy_info(void *o, uint64_t *initial, uint64_t *dirty)
                                         initial, dirty);
 }
 
+/*
+ * MIG_DATA_SIZE when the server negotiated vmig's extensions.  Without
+ * them the device gives no sizing, so during PRE_COPY the estimate comes
+ * from what was read: the bytes of its last burst (what it produced in
+ * one iteration, which is what a switchover would still have to move),
+ * or all bytes read so far before any burst ended.  Outside PRE_COPY
+ * nothing is known: -EOPNOTSUPP.
+ */
 static int
 op_data_size(void *o, uint64_t *bytes)
 {
-    return vmig_vfu_client_data_size(((struct vmig_engine_vfu *)o)->c, bytes);
+    struct vmig_engine_vfu *b = o;
+    int ret = vmig_vfu_client_data_size(b->c, bytes);
+
+    if (ret != -EOPNOTSUPP || !precopy_state(b->state)) {
+        return ret;
+    }
+    if (b->have_last) {
+        *bytes = b->last_burst;
+        return 0;
+    }
+    if (b->pc_read > 0) {
+        *bytes = b->pc_read;
+        return 0;
+    }
+    return -EOPNOTSUPP;
 }
 
 static const struct vmig_engine_dev_ops vfu_ops = {

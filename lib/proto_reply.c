@@ -108,8 +108,8 @@ vmig_vfu_reply_device_info(const struct vmig_vfu_msg *m,
     struct vmig_vfu_device_info di;
 
     memcpy(&di, m->payload, sizeof(di));
-    if (di.num_regions > VMIG_VFU_MAX_REGIONS ||
-        di.num_irqs > VMIG_VFU_MAX_IRQ_TYPES) {
+    if (di.num_regions > VMIG_VFU_CLI_MAX_REGIONS ||
+        di.num_irqs > VMIG_VFU_CLI_MAX_IRQ_TYPES) {
         return reject(why, -EPROTO,
                       "DEVICE_GET_INFO: vmig handles at most 4096 regions "
                       "and 1024 IRQ types",

@@ -9,10 +9,14 @@
  * transitions), the saving session read, the resuming session written,
  * DEVICE_RESET, PRECOPY_INFO (precopy_info) and MIG_DATA_SIZE (data_size).
  *
+ * States: the device's migration flags are the one source of truth.  The
+ * backend asks only for states they advertise (anything else is refused
+ * here with -EOPNOTSUPP, never sent), and only when the engine's
+ * migration asks.  Flag bits the uAPI does not define are ignored.
+ *
  * Reads: in STOP_COPY the session is saved to its end in one go (over the
  * bulk channel when negotiated) and handed out from a buffer.  In PRE_COPY
- * and PRE_COPY_P2P each read is one MIG_DATA_READ into the engine's
- * buffer, and a burst of reads (from the first read after the last
+ * and PRE_COPY_P2P a burst of reads (from the first read after the last
  * -ENOMSG) returns at most what PRECOPY_INFO reported pending (initial +
  * dirty) when it started - else the MIG_DATA_SIZE estimate, capped at
  * 64 MiB - then -ENOMSG, so a device that dirties its state faster than
@@ -21,16 +25,23 @@
  * engine moves the device to PRE_COPY again the new session is read from
  * its start.
  *
+ * Servers that did not negotiate vmig's extensions (x-vmig in VERSION)
+ * get only what the vfio-user specification defines: no PRECOPY_INFO,
+ * MIG_DATA_SIZE or bulk channel is ever asked of them.  data_size then
+ * estimates from the bytes read (the last PRE_COPY burst), and data
+ * moves in MIG_DATA_READ/MIG_DATA_WRITE messages of at most the
+ * server's max_data_xfer_size.
+ *
  * Identity (HELLO): a vmig device exposes its compatibility descriptor as
  * the compatibility part of its device-state envelope, readable in
- * PRE_COPY before any downtime (docs/stream-format.md); the backend opens
- * a PRE_COPY session once, at creation while the device is fresh, reads
- * the envelope header and DESCRIPTOR record, and returns to RUNNING.  A
- * device without a vmig descriptor (another library's server: no
- * PRE_COPY, or data that is not an envelope) is identified by its PCI
- * config-space ids (vendor, device, subsystem, revision) read from the
- * config region (index 7), and its data moves opaque.  The destination
- * judges a descriptor with vmig_compat_check(), and ids by equality.
+ * PRE_COPY before any downtime (docs/stream-format.md).  For a server
+ * that negotiated x-vmig and advertises PRE_COPY, the backend opens a
+ * PRE_COPY session once, at creation while the device is fresh, reads
+ * the envelope header and DESCRIPTOR record, and returns to RUNNING.  Any
+ * other server is identified by its PCI config-space ids (vendor,
+ * device, subsystem, revision) read from the config region (index 7),
+ * when it has one, and its data moves opaque.  The destination judges a
+ * descriptor with vmig_compat_check(), and ids by equality.
  *
  * VMM-owned config: the VMM changes the device's DMA mappings, IRQ
  * wiring and PCI config through this backend (not the client directly),
@@ -82,7 +93,7 @@ typedef int vmig_engine_vfu_irq_fn(void *opaque, unsigned int index,
  *             vectors already wired identically here are accepted).
  * @opaque:    passed to @irq_fd.
  * @no_probe:  do not open a PRE_COPY session to look for a descriptor
- *             (PCI ids only).
+ *             (PCI ids only); servers without x-vmig are never probed.
  */
 struct vmig_engine_vfu_params {
     const char *name;
@@ -99,8 +110,9 @@ struct vmig_engine_vfu_params {
  * @p:   parameters.
  * @out: receives the backend; untouched on failure.
  *
- * Reads the migration flags, the PCI ids and (unless @p->no_probe) the
- * descriptor.
+ * Reads the migration flags, the PCI ids and (unless @p->no_probe, and
+ * only from a server that negotiated x-vmig) the descriptor.  Names the
+ * client after @p->name for its messages.
  *
  * Return: 0, -EOPNOTSUPP (the device does not support migration),
  * -EINVAL, -ENOMEM, or the client's errno.

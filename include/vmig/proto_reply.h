@@ -34,8 +34,8 @@
 
 /* Bounds vmig puts on what a device may announce (not the spec's: a
  * client walks these counts one request each). */
-#define VMIG_VFU_MAX_REGIONS 4096
-#define VMIG_VFU_MAX_IRQ_TYPES 1024
+#define VMIG_VFU_CLI_MAX_REGIONS 4096
+#define VMIG_VFU_CLI_MAX_IRQ_TYPES 1024
 
 /**
  * struct vmig_vfu_reject - why a reply was refused.
@@ -75,8 +75,8 @@ vmig_vfu_reply_version(const struct vmig_vfu_msg *m,
  * @out: receives the fixed part (fields after it are ignored).
  * @why: receives the reason on failure.
  *
- * Return: 0, or -EPROTO (more than VMIG_VFU_MAX_REGIONS regions or
- * VMIG_VFU_MAX_IRQ_TYPES IRQ types).
+ * Return: 0, or -EPROTO (more than VMIG_VFU_CLI_MAX_REGIONS regions or
+ * VMIG_VFU_CLI_MAX_IRQ_TYPES IRQ types).
  */
 VMIG_EXPORT VMIG_MUST_CHECK int
 vmig_vfu_reply_device_info(const struct vmig_vfu_msg *m,

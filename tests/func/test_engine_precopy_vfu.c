@@ -763,6 +763,14 @@ case_converge(bool plain)
     client_ext = plain ? 0 : VMIG_VFU_EXT__ALL;
     CHECK_RC(vm_up(a, "a", true, &sp), 0);
     CHECK_RC(vm_up(b, "b", false, &sp), 0);
+    {
+        size_t dl = 0;
+
+        /* the descriptor is looked for (a PRE_COPY session opened at
+         * attach) only with a server that negotiated x-vmig */
+        vmig_engine_vfu_identity(a->dev[0].b, NULL, &dl);
+        CHECK(plain ? dl == 0 : dl > 0);
+    }
     a->scratch = 32u << 20;
     CHECK_RC(vcpu_start(a), 0);
     CHECK_RC(wait_traffic(a, 0, 300), 0);
@@ -779,7 +787,8 @@ case_converge(bool plain)
     CHECK(st.precopy_bytes > st.stopcopy_bytes);
     CHECK(atomic_load(&a->pauses) == 1);
     /* without the extension the backend had no PRECOPY_INFO to size its
-     * bursts (MIG_DATA_SIZE instead) nor a bulk channel for STOP_COPY */
+     * bursts nor MIG_DATA_SIZE (the estimate came from the bytes read)
+     * nor a bulk channel for STOP_COPY */
     CHECK_RC(vfu->precopy_info(a->dev[0].b, &init, &dirty),
              plain ? -EOPNOTSUPP : -EINVAL);
     check_landed(a, b);
