@@ -1111,18 +1111,35 @@ op_config_load(void *o, const void *buf, size_t len)
 }
 
 /*
- * DEVICE_RESET.  A server may refuse it in some states (the client logs
- * which); the backend then believes what the device says it is in.
+ * DEVICE_RESET.  Some servers refuse it in some states (STOP, say),
+ * although the spec makes it the way back to RUNNING from anywhere: the
+ * client logs the refusal with the state; the backend then walks the
+ * device to RUNNING through its own states (which ends any data session,
+ * as a reset would) and resets it there, once.  If that fails too, the
+ * backend believes what the device says it is in.
  */
 static int
 op_reset(void *o)
 {
     struct vmig_engine_vfu *b = o;
-    enum vmig_state now;
+    enum vmig_state now = VMIG_STATE_ERROR;
     int ret;
 
     save_drop(b);
     ret = vmig_vfu_client_reset(b->c);
+    if (ret < 0 && ret != -ENOTCONN && ret != -ECONNRESET &&
+        ret != -ETIMEDOUT && vmig_vfu_client_get_state(b->c, &now) == 0 &&
+        now != VMIG_STATE_ERROR && now != VMIG_STATE_RUNNING) {
+        vmig_log(b->ctx, VMIG_LOG_WARNING,
+                 "%s: reset refused in %s; moving it to RUNNING through its "
+                 "states instead (its session, if any, ends) and resetting "
+                 "it there",
+                 b->name, vmig_state_name(now));
+        ret = vmig_vfu_client_set_state(b->c, VMIG_STATE_RUNNING);
+        if (ret == 0) {
+            ret = vmig_vfu_client_reset(b->c);
+        }
+    }
     if (ret == 0) {
         b->state = VMIG_STATE_RUNNING;
     } else if (vmig_vfu_client_get_state(b->c, &now) == 0) {

@@ -14,6 +14,8 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
 expect_rc() { want=$1; shift; "$@" >"$dir/last.out" 2>&1; rc=$?; [ "$rc" -eq "$want" ] || { cat "$dir/last.out" >&2; fail "'$*' exited $rc, expected $want"; }; }
 wait_sock() { i=0; while [ ! -S "$1" ]; do i=$((i + 1)); [ $i -lt 200 ] || fail "no socket $1"; sleep 0.05; done; }
+running() { qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "$1 not running after $2"; }
+final() { tail -n 1 "$dir/last.out"; } # migrate --json's query-migrate
 qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t "${QMP_TIMEOUT:-2}" - UNIX-CONNECT:"$1"; }
 start() { # name port|- extra...: an agent; "-" runs a VM, a port receives
     n=$1; p=$2; shift 2

@@ -36,7 +36,6 @@ vm="--ram 32M"
 num() { echo "$2" | tr -d '\n' | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"; }
 # the guest's flowtab report of device NAME on agent A
 ftrep() { qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n' | sed -n "s/.*\"flowtab\": \[[^]]*\({\"name\": \"$2\"[^}]*}\).*/\1/p"; }
-running() { qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "$1 not running after $2"; }
 # the guest on A verifies and its traffic on device D moves
 traffic() { # agent device what
     r0=$(ftrep "$1" "$2")
@@ -55,7 +54,6 @@ traffic() { # agent device what
 devstate() { # agent device -> its migration state
     qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-devices"}' | tr -d '\n' | sed -n "s/.*\"name\": \"$2\"[^}]*\"state\": \"\([A-Z_0-9]*\)\".*/\1/p"
 }
-final() { tail -n 1 "$dir/last.out"; } # migrate --json's query-migrate
 
 case "$what" in
 precopy)
