@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * main.c - the `vmig` program: a subcommand table (run, receive, migrate,
- * check, status, cancel, demo), option parsing and help.
+ * check, status, cancel, demo, conform), option parsing and help.
+ * `conform` has its own options (tools/conform/cli.c).
  *
  * Exit codes, for every command: 0 success, 1 failure (the operation was
  * tried and failed, or found an incompatibility or a discrepancy), 2 usage
@@ -21,6 +22,7 @@
 #include <unistd.h>
 #include <vmig/version.h>
 #include "agent.h"
+#include "conform.h"
 
 extern volatile sig_atomic_t agent_signalled;
 
@@ -704,6 +706,14 @@ out:
 
 static int cmd_help(struct opts *o);
 
+/* never called: `conform` is dispatched before option parsing */
+static int
+cmd_conform(struct opts *o)
+{
+    (void)o;
+    return EXIT_USAGE;
+}
+
 /* clang-format off */
 static const struct subcmd subcmds[] = {
     {"run", "[--qmp PATH] [VM options] [migration options]",
@@ -749,6 +759,9 @@ static const struct subcmd subcmds[] = {
      "exactly once and verified, ledger replayed, bytes moved, total time,\n"
      "downtime.  Exit 0 only when everything checks out.\n",
      cmd_demo},
+    {"conform", "--socket PATH | --spawn 'CMD {socket}' [...]",
+     "check a vfio-user device against the rules a VMM relies on",
+     "", cmd_conform},
     {"help", "[COMMAND]", "show help", "Shows help.\n", cmd_help},
 };
 /* clang-format on */
@@ -944,10 +957,17 @@ main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (s->fn == cmd_conform) {
+        return vmig_conform_main(argc - 1, argv + 1);
+    }
     if (s->fn == cmd_help && argc > 2) {
         for (size_t i = 0; i < NSUB; i++) {
             if (strcmp(argv[2], subcmds[i].name) == 0) {
-                sub_help(&subcmds[i]);
+                if (subcmds[i].fn == cmd_conform) {
+                    vmig_conform_usage(stdout);
+                } else {
+                    sub_help(&subcmds[i]);
+                }
                 return EXIT_OK;
             }
         }

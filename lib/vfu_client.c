@@ -828,6 +828,16 @@ vmig_vfu_client_precopy_info(struct vmig_vfu_client *c, uint64_t *initial,
 }
 
 int
+vmig_vfu_client_probe(struct vmig_vfu_client *c, uint32_t index, uint32_t ops)
+{
+    if ((index & ~VMIG_VFU_FEATURE_MASK) ||
+        (ops & ~(VMIG_VFU_FEATURE_GET | VMIG_VFU_FEATURE_SET))) {
+        return -EINVAL;
+    }
+    return feature(c, index | ops | VMIG_VFU_FEATURE_PROBE, NULL, 0, NULL, 0);
+}
+
+int
 vmig_vfu_client_log_start(struct vmig_vfu_client *c, uint64_t page_size,
                           const struct vmig_vfu_log_range *ranges,
                           unsigned int n)

@@ -376,6 +376,18 @@ vmig_vfu_client_precopy_info(struct vmig_vfu_client *c, uint64_t *initial,
                              uint64_t *dirty);
 
 /**
+ * vmig_vfu_client_probe() - DEVICE_FEATURE with PROBE: does the device
+ * support feature @index for the operations in @ops?
+ * @c:     client.
+ * @index: feature index (VMIG_VFU_FEAT_*).
+ * @ops:   VMIG_VFU_FEATURE_GET and/or _SET (0: any).
+ *
+ * Return: 0 (supported), or the device's -errno (-EOPNOTSUPP, ...).
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_vfu_client_probe(struct vmig_vfu_client *c, uint32_t index, uint32_t ops);
+
+/**
  * vmig_vfu_client_log_start() - DMA_LOGGING_START.
  * @c:         client.
  * @page_size: tracking granularity (power of two, >= 4096).

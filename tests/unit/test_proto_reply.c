@@ -275,6 +275,7 @@ test_irq_info(void **state)
 static void
 test_region_rw(void **state)
 {
+    static const uint8_t abc[8] = {'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H'};
     struct vmig_vfu_region_rw req = {0x40, 2, 8}, rw = req;
     struct vmig_vfu_reject why;
     struct vmig_vfu_msg m;
@@ -283,14 +284,14 @@ test_region_rw(void **state)
 
     (void)state;
     memcpy(b, &rw, sizeof(rw));
-    memcpy(b + 16, "ABCDEFGH", 8);
+    memcpy(b + 16, abc, 8);
     reply(VMIG_VFU_CMD_REGION_READ, b, 24, 0, &m);
     assert_int_equal(vmig_vfu_reply_region_read(&m, &req, &data, &why), 0);
-    assert_memory_equal(data, "ABCDEFGH", 8);
+    assert_memory_equal(data, abc, 8);
     /* padded: still count bytes */
     reply(VMIG_VFU_CMD_REGION_READ, b, 40, 0, &m);
     assert_int_equal(vmig_vfu_reply_region_read(&m, &req, &data, &why), 0);
-    assert_memory_equal(data, "ABCDEFGH", 8);
+    assert_memory_equal(data, abc, 8);
     /* a short read, another offset, another region */
     rw.count = 4;
     memcpy(b, &rw, sizeof(rw));
@@ -405,6 +406,7 @@ test_log_report(void **state)
 static void
 test_mig_read(void **state)
 {
+    static const uint8_t hello[5] = {'h', 'e', 'l', 'l', 'o'};
     struct vmig_vfu_mig_data md = {8 + 5, 5};
     struct vmig_vfu_reject why;
     struct vmig_vfu_msg m;
@@ -414,11 +416,11 @@ test_mig_read(void **state)
 
     (void)state;
     memcpy(b, &md, 8);
-    memcpy(b + 8, "hello", 5);
+    memcpy(b + 8, hello, 5);
     reply(VMIG_VFU_CMD_MIG_DATA_READ, b, 13, 0, &m);
     assert_int_equal(vmig_vfu_reply_mig_read(&m, 64, &size, &data, &why), 0);
     assert_int_equal(size, 5);
-    assert_memory_equal(data, "hello", 5);
+    assert_memory_equal(data, hello, 5);
     /* padded to the 64 bytes asked for, argsz saying so: size counts */
     md.argsz = 8 + 64;
     memcpy(b, &md, 8);
