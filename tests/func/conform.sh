@@ -78,7 +78,7 @@ foreign)
     has SKIP "PRE_COPY: an empty read"
     grep -q "started 3 times" "$dir/err" || { cat "$dir/err"; fail "the note on the server's deaths is missing"; }
     # with PRE_COPY, as JSON
-    conform 1 --spawn "$foreign --pre-copy" --dest-spawn "$foreign --pre-copy" --json --fsm-table "$table"
+    conform 1 --spawn "$foreign --pre-copy" --dest-spawn "$foreign --pre-copy" --hostile --json --fsm-table "$table"
     "$py" - "$dir/out" <<'EOF' || fail "JSON report"
 import json, sys
 d = json.load(open(sys.argv[1]))
