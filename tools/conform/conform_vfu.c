@@ -472,7 +472,9 @@ raw_feature(struct raw *r, uint32_t flags, const void *data, size_t dl)
     struct vmig_vfu_feature f = {(uint32_t)(sizeof(f) + 16), flags};
 
     memcpy(b, &f, sizeof(f));
-    memcpy(b + sizeof(f), data, dl);
+    if (dl > 0) {
+        memcpy(b + sizeof(f), data, dl);
+    }
     return raw_xact(r, VMIG_VFU_CMD_DEVICE_FEATURE, b, sizeof(f) + dl, -1);
 }
 
