@@ -117,6 +117,9 @@ struct agent_vm {
     int listen_fd;
     char uri[128];
     char connect_error[160]; /* the last migrate could not connect */
+    /* the migration as management sees it (events.c): QEMU's status */
+    const char *mig_status;
+    bool cancel_requested; /* migrate_cancel for the running migration */
 };
 
 /* vm.c */
@@ -135,6 +138,9 @@ int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
 /* x-vmig-device-reset: reset vfio-user device @name now. */
 int vm_device_reset(struct agent_vm *vm, const char *name, char *err,
                     size_t errlen);
+/* migrate_cancel: 1 when a running migration was told to stop (status
+ * "cancelling"), 0 when none runs. */
+int vm_cancel(struct agent_vm *vm);
 void vm_params_get(struct agent_vm *vm, struct mig_params *p);
 void vm_params_set(struct agent_vm *vm, const struct mig_params *p);
 /* migrate: start an outgoing migration to @uri with parameters @p (NULL:
@@ -153,6 +159,22 @@ struct agent_vfu *vfudev_find(struct agent_vm *vm, const char *name);
 void vfudev_down(struct agent_vm *vm);
 int vfudev_guest_work(struct agent_vm *vm, uint64_t steps);
 json_object *vfudev_describe(struct agent_vm *vm, unsigned int i);
+
+/* events.c: the VM's events, and its migration status in QEMU's terms
+ * (vm->lock guards it) */
+void vm_emit(struct agent_vm *vm, const char *event, json_object *data);
+void vm_mig_status_set(struct agent_vm *vm, const char *status);
+void vm_mig_status_set_locked(struct agent_vm *vm, const char *status);
+/* The engine reports status @s: the QMP status it means, if news. */
+void vm_mig_status_engine(struct agent_vm *vm, enum vmig_engine_status s);
+/* The current one: "none" before any migration. */
+const char *vm_mig_status(struct agent_vm *vm);
+
+/* rundir.c: the private directory of the device servers' sockets */
+/* Create $TMPDIR/vmig-dev-<pid>-XXXXXX (0700) into @out. */
+int rundir_create(char *out, size_t len);
+/* Remove such directories of ours whose agent is gone; returns how many. */
+int rundir_clean_stale(vmig_ctx_t *ctx);
 
 /* guestmap.c: the guest RAM layout of the guest programs */
 #define GUESTMAP_FT_SLOT (256u << 10) /* guest RAM per flowtab device */
@@ -201,11 +223,19 @@ int qmp_params_apply(struct agent_vm *vm, json_object *args, char *err,
 struct qmp_client;
 int qmpc_connect(const char *path, unsigned int timeout_ms,
                  struct qmp_client **out);
+/* Connect, negotiate (with "oob" if @oob); on failure @err says why in
+ * words, the agent's own reason when it gave one. */
+int qmpc_open(const char *path, unsigned int timeout_ms, bool oob,
+              struct qmp_client **out, char *err, size_t errlen);
 void qmpc_close(struct qmp_client *c);
 /* Execute; *ret gets the "return" value (owned by caller) or NULL and
  * *err the error desc.  Events seen meanwhile go to the event callback. */
 int qmpc_exec(struct qmp_client *c, const char *cmd, json_object *args,
               json_object **ret, char *err, size_t errlen);
+/* The same out of band ("exec-oob"; the client must have opened with
+ * @oob). */
+int qmpc_exec_oob(struct qmp_client *c, const char *cmd, json_object *args,
+                  json_object **ret, char *err, size_t errlen);
 void qmpc_on_event(struct qmp_client *c,
                    void (*fn)(void *opaque, json_object *ev), void *opaque);
 /* Wait up to @ms for events (dispatching them). */

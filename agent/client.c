@@ -18,6 +18,7 @@
 struct qmp_client {
     int fd;
     json_tokener *tok;
+    char server_err[256]; /* an error the server sent without an id */
     char buf[65536];
     size_t len;
     size_t off;
@@ -53,6 +54,9 @@ read_obj(struct qmp_client *c, unsigned int ms, json_object **out)
                 break;
             }
             if (e != json_tokener_success) {
+                snprintf(c->server_err, sizeof(c->server_err),
+                         "the agent sent something that is not JSON (%s)",
+                         json_tokener_error_desc(e));
                 return -EPROTO;
             }
             c->off += json_tokener_get_parse_end(c->tok);
@@ -110,30 +114,59 @@ qmpc_on_event(struct qmp_client *c, void (*fn)(void *opaque, json_object *ev),
     c->evop = opaque;
 }
 
-int
-qmpc_exec(struct qmp_client *c, const char *cmd, json_object *args,
-          json_object **ret, char *err, size_t errlen)
+/* Send @cmd (in band, or out of band: exec-oob) with the next id. */
+static int
+send_cmd(struct qmp_client *c, const char *cmd, json_object *args, bool oob)
 {
-    json_object *req = json_object_new_object(), *o, *v;
-    int id = ++c->next_id, r;
+    json_object *req = json_object_new_object();
+    int r;
 
-    *ret = NULL;
-    json_object_object_add(req, "execute", json_object_new_string(cmd));
+    json_object_object_add(req, oob ? "exec-oob" : "execute",
+                           json_object_new_string(cmd));
     if (args != NULL) {
         json_object_object_add(req, "arguments", args);
     }
-    json_object_object_add(req, "id", json_object_new_int(id));
+    json_object_object_add(req, "id", json_object_new_int(++c->next_id));
     r = send_obj(c, req);
     json_object_put(req);
+    return r;
+}
+
+/* Why the connection failed, in words: the server's own reason when it
+ * gave one (refused, evicted, timed out), never a bare errno. */
+static void
+lost(struct qmp_client *c, int r, char *err, size_t errlen)
+{
+    if (c->server_err[0] != '\0') {
+        snprintf(err, errlen, "%s", c->server_err);
+    } else if (r == -ETIMEDOUT) {
+        snprintf(err, errlen, "no answer from the agent within %u ms",
+                 c->timeout_ms);
+    } else if (r == -ECONNRESET) {
+        snprintf(err, errlen, "the agent closed the connection");
+    } else {
+        snprintf(err, errlen, "the agent connection failed: %s", strerror(-r));
+    }
+}
+
+static int
+exec_cmd(struct qmp_client *c, const char *cmd, json_object *args, bool oob,
+         json_object **ret, char *err, size_t errlen)
+{
+    json_object *o, *v;
+    int id, r;
+
+    *ret = NULL;
+    r = send_cmd(c, cmd, args, oob);
+    id = c->next_id;
     if (r < 0) {
-        snprintf(err, errlen, "agent connection lost");
+        lost(c, r, err, errlen);
         return r;
     }
     for (;;) {
         r = read_obj(c, c->timeout_ms, &o);
         if (r < 0) {
-            snprintf(err, errlen, "no answer from the agent (%s)",
-                     strerror(-r));
+            lost(c, r, err, errlen);
             return r;
         }
         if (json_object_object_get_ex(o, "event", NULL)) {
@@ -143,8 +176,20 @@ qmpc_exec(struct qmp_client *c, const char *cmd, json_object *args,
             json_object_put(o);
             continue;
         }
-        if (!json_object_object_get_ex(o, "id", &v) ||
-            json_object_get_int(v) != id) {
+        if (!json_object_object_get_ex(o, "id", &v)) {
+            json_object *e, *d;
+
+            /* an error without an id: about the connection itself
+             * (eviction, a request too long): keep it for the reason */
+            if (json_object_object_get_ex(o, "error", &e) &&
+                json_object_object_get_ex(e, "desc", &d)) {
+                snprintf(c->server_err, sizeof(c->server_err), "%s",
+                         json_object_get_string(d));
+            }
+            json_object_put(o);
+            continue;
+        }
+        if (json_object_get_int(v) != id) {
             json_object_put(o);
             continue;
         }
@@ -164,6 +209,20 @@ qmpc_exec(struct qmp_client *c, const char *cmd, json_object *args,
         json_object_put(o);
         return -EIO;
     }
+}
+
+int
+qmpc_exec(struct qmp_client *c, const char *cmd, json_object *args,
+          json_object **ret, char *err, size_t errlen)
+{
+    return exec_cmd(c, cmd, args, false, ret, err, errlen);
+}
+
+int
+qmpc_exec_oob(struct qmp_client *c, const char *cmd, json_object *args,
+              json_object **ret, char *err, size_t errlen)
+{
+    return exec_cmd(c, cmd, args, true, ret, err, errlen);
 }
 
 int
@@ -194,19 +253,21 @@ qmpc_poll_events(struct qmp_client *c, unsigned int ms)
 }
 
 int
-qmpc_connect(const char *path, unsigned int timeout_ms, struct qmp_client **out)
+qmpc_open(const char *path, unsigned int timeout_ms, bool oob,
+          struct qmp_client **out, char *err, size_t errlen)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     struct qmp_client *c;
-    json_object *g, *ret;
-    char err[256];
+    json_object *g, *ret, *v, *args = NULL;
     int r;
 
     if (strlen(path) >= sizeof(a.sun_path)) {
+        snprintf(err, errlen, "the socket path %s is too long", path);
         return -ENAMETOOLONG;
     }
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     c->timeout_ms = timeout_ms;
@@ -215,22 +276,56 @@ qmpc_connect(const char *path, unsigned int timeout_ms, struct qmp_client **out)
     snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
     if (c->tok == NULL || c->fd < 0 ||
         connect(c->fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-        r = -errno;
-        qmpc_close(c);
-        return r != 0 ? r : -ENOMEM;
-    }
-    r = read_obj(c, timeout_ms, &g);
-    if (r < 0) {
+        r = errno != 0 ? -errno : -ENOMEM;
+        if (r == -ENOENT) {
+            snprintf(err, errlen, "no agent at %s (no such socket)", path);
+        } else if (r == -ECONNREFUSED) {
+            snprintf(err, errlen,
+                     "nobody answers on %s (its agent is gone: a stale "
+                     "socket)",
+                     path);
+        } else if (r == -EACCES) {
+            snprintf(err, errlen,
+                     "permission denied on %s: the QMP socket is its "
+                     "agent's user's only (mode 0600); run as that user "
+                     "or root",
+                     path);
+        } else {
+            snprintf(err, errlen, "cannot connect to %s: %s", path,
+                     strerror(-r));
+        }
         qmpc_close(c);
         return r;
     }
+    r = read_obj(c, timeout_ms, &g);
+    if (r < 0) {
+        lost(c, r, err, errlen);
+        qmpc_close(c);
+        return r;
+    }
+    if (json_object_object_get_ex(g, "error", &v) &&
+        json_object_object_get_ex(v, "desc", &v)) {
+        /* refused instead of greeted: the agent says why */
+        snprintf(err, errlen, "%s", json_object_get_string(v));
+        json_object_put(g);
+        qmpc_close(c);
+        return -EPERM;
+    }
     if (!json_object_object_get_ex(g, "QMP", NULL)) {
+        snprintf(err, errlen, "%s does not greet as a QMP server", path);
         json_object_put(g);
         qmpc_close(c);
         return -EPROTO;
     }
     json_object_put(g);
-    r = qmpc_exec(c, "qmp_capabilities", NULL, &ret, err, sizeof(err));
+    if (oob) {
+        json_object *en = json_object_new_array();
+
+        args = json_object_new_object();
+        json_object_array_add(en, json_object_new_string("oob"));
+        json_object_object_add(args, "enable", en);
+    }
+    r = qmpc_exec(c, "qmp_capabilities", args, &ret, err, errlen);
     json_object_put(ret);
     if (r < 0) {
         qmpc_close(c);
@@ -238,6 +333,14 @@ qmpc_connect(const char *path, unsigned int timeout_ms, struct qmp_client **out)
     }
     *out = c;
     return 0;
+}
+
+int
+qmpc_connect(const char *path, unsigned int timeout_ms, struct qmp_client **out)
+{
+    char err[256];
+
+    return qmpc_open(path, timeout_ms, false, out, err, sizeof(err));
 }
 
 void
@@ -303,7 +406,9 @@ static void
 draw_bar(json_object *st, struct rate *rt)
 {
     json_object *v;
-    const char *phase = json_object_object_get_ex(st, "status", &v)
+    /* the engine's phase (it tells the paused "device" phase apart) */
+    const char *phase = json_object_object_get_ex(st, "x-vmig-phase", &v) ||
+                                json_object_object_get_ex(st, "status", &v)
                             ? json_object_get_string(v)
                             : "setup";
     double ram_total = (double)jint(st, "ram", "total");

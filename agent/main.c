@@ -150,13 +150,14 @@ install_signals(void)
 }
 
 static int
-connect_agent(const struct opts *o, struct qmp_client **c)
+connect_agent(const struct opts *o, const char *cmd, bool oob,
+              struct qmp_client **c)
 {
-    int ret = qmpc_connect(o->qmp, 30000, c);
+    char err[320];
+    int ret = qmpc_open(o->qmp, 30000, oob, c, err, sizeof(err));
 
     if (ret < 0) {
-        fprintf(stderr, "vmig: cannot reach the agent at %s: %s\n", o->qmp,
-                strerror(-ret));
+        fprintf(stderr, "vmig %s: cannot reach the agent: %s\n", cmd, err);
     }
     return ret;
 }
@@ -276,7 +277,7 @@ cmd_migrate(struct opts *o)
         fprintf(stderr, "vmig migrate: --to HOST:PORT is required\n");
         return EXIT_USAGE;
     }
-    if (connect_agent(o, &c) < 0) {
+    if (connect_agent(o, "migrate", false, &c) < 0) {
         return EXIT_FAIL;
     }
     rc = do_migrate(c, o);
@@ -296,7 +297,7 @@ cmd_check(struct opts *o)
         fprintf(stderr, "vmig check: --to HOST:PORT is required\n");
         return EXIT_USAGE;
     }
-    if (connect_agent(o, &c) < 0) {
+    if (connect_agent(o, "check", false, &c) < 0) {
         return EXIT_FAIL;
     }
     snprintf(uri, sizeof(uri), "tcp:%s", o->to);
@@ -347,11 +348,13 @@ cmd_status(struct opts *o)
     json_object *st, *mig, *v;
     char err[256];
 
-    if (connect_agent(o, &c) < 0) {
+    /* out of band: answered even while the monitor is busy */
+    if (connect_agent(o, "status", true, &c) < 0) {
         return EXIT_FAIL;
     }
-    if (qmpc_exec(c, "query-status", NULL, &st, err, sizeof(err)) < 0 ||
-        qmpc_exec(c, "query-migrate", NULL, &mig, err, sizeof(err)) < 0) {
+    if (qmpc_exec_oob(c, "query-status", NULL, &st, err, sizeof(err)) < 0 ||
+        qmpc_exec_oob(c, "query-migrate", NULL, &mig, err, sizeof(err)) <
+            0) {
         fprintf(stderr, "vmig status: %s\n", err);
         qmpc_close(c);
         return EXIT_FAIL;
@@ -380,22 +383,97 @@ cmd_status(struct opts *o)
     return EXIT_OK;
 }
 
+static bool
+running_status(const char *st)
+{
+    return strcmp(st, "setup") == 0 || strcmp(st, "active") == 0 ||
+           strcmp(st, "cancelling") == 0 || strcmp(st, "device") == 0 ||
+           strcmp(st, "pre-switchover") == 0;
+}
+
+static const char *
+mig_status(struct qmp_client *c, char *err, size_t len, json_object **mig)
+{
+    json_object *v;
+
+    /* out of band: a busy monitor does not hold up a cancel */
+    if (qmpc_exec_oob(c, "query-migrate", NULL, mig, err, len) < 0) {
+        return NULL;
+    }
+    return json_object_object_get_ex(*mig, "status", &v)
+               ? json_object_get_string(v)
+               : "none";
+}
+
+/*
+ * Cancel out of band (a busy monitor cannot delay it), then follow the
+ * migration to its end: it may still complete if the cancel came too
+ * late.  With no migration running, say so: there is nothing to cancel.
+ */
 static int
 cmd_cancel(struct opts *o)
 {
     struct qmp_client *c;
-    json_object *ret;
-    char err[256];
-    int rc = EXIT_OK;
+    json_object *ret = NULL, *mig = NULL;
+    const char *st;
+    char err[320];
+    int rc = EXIT_FAIL;
 
-    if (connect_agent(o, &c) < 0) {
+    if (qmpc_open(o->qmp, 30000, true, &c, err, sizeof(err)) < 0) {
+        struct stat sb;
+
+        if (stat(o->qmp, &sb) < 0 && errno == ENOENT) {
+            fprintf(stderr,
+                    "vmig cancel: nothing to cancel: no agent at %s (a "
+                    "source agent exits once its VM has migrated away)\n",
+                    o->qmp);
+        } else {
+            fprintf(stderr, "vmig cancel: cannot reach the agent: %s\n", err);
+        }
         return EXIT_FAIL;
     }
-    if (qmpc_exec(c, "migrate_cancel", NULL, &ret, err, sizeof(err)) < 0) {
+    st = mig_status(c, err, sizeof(err), &mig);
+    if (st == NULL) {
         fprintf(stderr, "vmig cancel: %s\n", err);
-        rc = EXIT_FAIL;
+        goto out;
     }
+    if (!running_status(st)) {
+        if (strcmp(st, "none") == 0) {
+            fprintf(stderr, "vmig cancel: nothing to cancel: no migration "
+                            "has run\n");
+        } else {
+            fprintf(stderr,
+                    "vmig cancel: nothing to cancel: no migration is "
+                    "running (the last one: %s)\n",
+                    st);
+        }
+        goto out;
+    }
+    if (qmpc_exec_oob(c, "migrate_cancel", NULL, &ret, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig cancel: %s\n", err);
+        goto out;
+    }
+    for (int i = 0; i < 600 && running_status(st); i++) {
+        json_object_put(mig);
+        mig = NULL;
+        if (qmpc_poll_events(c, 50) < 0 ||
+            (st = mig_status(c, err, sizeof(err), &mig)) == NULL) {
+            fprintf(stderr, "vmig cancel: %s\n", err);
+            goto out;
+        }
+    }
+    if (strcmp(st, "cancelled") == 0 || strcmp(st, "failed") == 0) {
+        printf("migration %s; the VM keeps running here\n", st);
+        rc = EXIT_OK;
+    } else if (strcmp(st, "completed") == 0) {
+        fprintf(stderr, "vmig cancel: too late: the migration completed; "
+                        "the VM runs on the destination\n");
+    } else {
+        fprintf(stderr, "vmig cancel: the migration is still %s\n", st);
+    }
+out:
     json_object_put(ret);
+    json_object_put(mig);
     qmpc_close(c);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <json-c/json.h>
 #include "agent.h"
 
@@ -25,9 +26,10 @@ struct arg_spec {
     const char *name;
     json_type type; /* json_type_int, _boolean, _string, _object, _array */
     bool required;
-    int64_t max;               /* integers: 0..max; 0 means INT64_MAX */
-    const char *unit;          /* integers: for the range message */
-    const char *const *values; /* strings: the accepted values, or NULL */
+    int64_t max;      /* integers: 0..max; 0 means INT64_MAX */
+    const char *unit; /* integers: for the range message */
+    /* strings (or arrays of strings): the accepted values, or NULL */
+    const char *const *values;
     /* objects: their members; arrays: the members of each element (an
      * object) */
     const struct arg_spec *sub;
@@ -133,6 +135,15 @@ size_t qmp_cmd_count(void);
 const struct cmd_desc *qmp_cmd_at(size_t i);
 /* query-version's answer, also the greeting's "version". */
 json_object *qmp_version(void);
+
+/* qmp_sock.c: the socket on disk and its peers */
+/* Check the directory, refuse a live socket, replace a stale one
+ * (*stale), create a 0600 listening socket: *fd.  Return: 0 or -errno
+ * with @err saying why. */
+int qmp_sock_listen(const char *path, int *fd, bool *stale, char *err,
+                    size_t errlen);
+/* The peer of @fd (*cr); -EPERM when it is neither our uid nor root. */
+int qmp_sock_peer(int fd, struct ucred *cr);
 
 /* qmp.c: what commands may ask of the server */
 void qmp_request_quit(struct qmp_server *s);

@@ -67,6 +67,20 @@ check_value(json_object *v, const struct arg_spec *a, const char *full,
             return false;
         }
     }
+    if (a->type == json_type_array && a->values != NULL) {
+        /* an array of strings, each one of the values */
+        struct arg_spec el = {.type = json_type_string, .values = a->values};
+
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            char name[192];
+
+            snprintf(name, sizeof(name), "%s[%zu]", full, i);
+            if (!check_value(json_object_array_get_idx(v, i), &el, name, err,
+                             len)) {
+                return false;
+            }
+        }
+    }
     if (a->type == json_type_string && a->values != NULL) {
         const char *s = json_object_get_string(v);
         char list[160] = "";

@@ -74,101 +74,65 @@ precopy_stats(const struct vmig_engine_stats *st)
     return p;
 }
 
-static json_object *
-cmd_query_migrate(struct cmd_ctx *x)
+static void
+add_int(json_object *o, const char *key, uint64_t v)
 {
-    struct vmig_engine_stats *st = malloc(sizeof(*st));
-    json_object *o, *ram, *vfio, *devs;
+    json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
 
-    if (st == NULL) {
-        snprintf(x->err, sizeof(x->err), "out of memory");
-        return NULL;
-    }
-    vmig_engine_stats(x->vm->eng, st);
-    o = json_object_new_object();
-    if (st->status == VMIG_ENGINE_NONE) {
-        char err[256];
+/* MigrationStats (QEMU's "ram"): pages are 4 KiB; vmig has no postcopy,
+ * multifd or xbzrle, so those counters are 0. */
+static json_object *
+ram_info(const struct vmig_engine_stats *st, bool completed)
+{
+    json_object *ram = json_object_new_object();
+    uint64_t pages = st->ram_transferred / VMIG_MP_PAGE_SIZE;
+    uint64_t normal =
+        pages > st->ram_zero_pages ? pages - st->ram_zero_pages : 0;
 
-        free(st);
-        if (vm_connect_error(x->vm, err, sizeof(err))) {
-            /* the migration failed before reaching the peer */
-            json_object_object_add(o, "status",
-                                   json_object_new_string("failed"));
-            json_object_object_add(o, "error-desc",
-                                   json_object_new_string(err));
-        }
-        return o; /* QEMU answers {} before any migration */
-    }
-    json_object_object_add(
-        o, "status",
-        json_object_new_string(vmig_engine_status_name(st->status)));
-    json_object_object_add(o, "total-time",
-                           json_object_new_int64((int64_t)st->total_time_ms));
-    json_object_object_add(o, "setup-time",
-                           json_object_new_int64((int64_t)st->setup_time_ms));
-    if (st->status == VMIG_ENGINE_COMPLETED &&
-        st->role == VMIG_ENGINE_ROLE_SOURCE) {
-        json_object_object_add(o, "downtime",
-                               json_object_new_int64((int64_t)st->downtime_ms));
-    } else if (st->status == VMIG_ENGINE_ACTIVE ||
-               st->status == VMIG_ENGINE_DEVICE ||
-               st->status == VMIG_ENGINE_SETUP) {
-        json_object_object_add(
-            o, "expected-downtime",
-            json_object_new_int64((int64_t)st->expected_downtime_ms));
-    }
-    ram = json_object_new_object();
-    json_object_object_add(ram, "transferred",
-                           json_object_new_int64((int64_t)st->ram_transferred));
-    json_object_object_add(ram, "remaining",
-                           json_object_new_int64((int64_t)st->ram_remaining));
-    json_object_object_add(ram, "total",
-                           json_object_new_int64((int64_t)st->ram_total));
-    json_object_object_add(ram, "duplicate",
-                           json_object_new_int64((int64_t)st->ram_zero_pages));
-    json_object_object_add(
-        ram, "normal",
-        json_object_new_int64(
-            (int64_t)(st->ram_transferred / 4096 - st->ram_zero_pages)));
-    json_object_object_add(
-        ram, "normal-bytes",
-        json_object_new_int64(
-            (int64_t)(st->ram_transferred - st->ram_zero_pages * 4096)));
+    add_int(ram, "transferred", st->ram_transferred);
+    add_int(ram, "remaining", completed ? 0 : st->ram_remaining);
+    add_int(ram, "total", st->ram_total);
+    add_int(ram, "duplicate", st->ram_zero_pages);
+    add_int(ram, "skipped", 0); /* QEMU's legacy member, always 0 */
+    add_int(ram, "normal", normal);
+    add_int(ram, "normal-bytes", normal * VMIG_MP_PAGE_SIZE);
     json_object_object_add(ram, "mbps", json_object_new_double(st->mbps));
-    json_object_object_add(ram, "dirty-sync-count",
-                           json_object_new_int64(st->pass));
-    json_object_object_add(ram, "page-size", json_object_new_int(4096));
-    json_object_object_add(o, "ram", ram);
-    vfio = json_object_new_object();
-    json_object_object_add(vfio, "transferred",
-                           json_object_new_int64((int64_t)st->dev_total));
-    json_object_object_add(o, "vfio", vfio);
-    devs = json_object_new_array();
+    add_int(ram, "dirty-sync-count", st->pass);
+    add_int(ram, "postcopy-requests", 0);
+    add_int(ram, "page-size", VMIG_MP_PAGE_SIZE);
+    add_int(ram, "multifd-bytes", 0);
+    json_object_object_add(
+        ram, "pages-per-second",
+        json_object_new_double(st->mbps * 1e6 / 8 / VMIG_MP_PAGE_SIZE));
+    add_int(ram, "postcopy-bytes", 0);
+    return ram;
+}
+
+/* vmig's own members: per device, precopy, role, the engine's phase. */
+static void
+x_vmig_info(json_object *o, const struct vmig_engine_stats *st)
+{
+    json_object *devs = json_object_new_array();
+
     for (unsigned int i = 0; i < st->ndevices; i++) {
+        const struct vmig_engine_dev_stats *dv = &st->dev[i];
         json_object *d = json_object_new_object();
 
-        json_object_object_add(d, "name",
-                               json_object_new_string(st->dev[i].name));
+        json_object_object_add(d, "name", json_object_new_string(dv->name));
         json_object_object_add(
-            d, "state",
-            json_object_new_string(vmig_state_name(st->dev[i].state)));
-        json_object_object_add(
-            d, "transferred", json_object_new_int64((int64_t)st->dev[i].bytes));
-        json_object_object_add(
-            d, "config-bytes",
-            json_object_new_int64((int64_t)st->dev[i].config_len));
-        json_object_object_add(
-            d, "precopy-bytes",
-            json_object_new_int64((int64_t)st->dev[i].precopy_bytes));
-        json_object_object_add(d, "restarts",
-                               json_object_new_int64(st->dev[i].restarts));
-        if (st->dev[i].verdict >= 0) {
+            d, "state", json_object_new_string(vmig_state_name(dv->state)));
+        add_int(d, "transferred", dv->bytes);
+        add_int(d, "config-bytes", dv->config_len);
+        add_int(d, "precopy-bytes", dv->precopy_bytes);
+        add_int(d, "restarts", dv->restarts);
+        if (dv->verdict >= 0) {
             json_object_object_add(d, "compatible",
-                                   json_object_new_boolean(st->dev[i].verdict));
+                                   json_object_new_boolean(dv->verdict));
         }
-        if (st->dev[i].verdict == 0) {
+        if (dv->verdict == 0) {
             json_object_object_add(d, "reason",
-                                   json_object_new_string(st->dev[i].reason));
+                                   json_object_new_string(dv->reason));
         }
         json_object_array_add(devs, d);
     }
@@ -178,10 +142,70 @@ cmd_query_migrate(struct cmd_ctx *x)
         o, "x-vmig-role",
         json_object_new_string(
             st->role == VMIG_ENGINE_ROLE_SOURCE ? "source" : "destination"));
-    if (st->status == VMIG_ENGINE_FAILED ||
-        st->status == VMIG_ENGINE_CANCELLED) {
-        json_object_object_add(o, "error-desc",
-                               json_object_new_string(st->error));
+    json_object_object_add(
+        o, "x-vmig-phase",
+        json_object_new_string(vmig_engine_status_name(st->status)));
+}
+
+/*
+ * query-migrate, member for member as QEMU fills MigrationInfo: nothing
+ * before any migration; only the status in "setup"; times, "ram" and
+ * "vfio" while active or cancelling and once completed ("downtime" then,
+ * "expected-downtime" before); the status and "error-desc" once failed or
+ * cancelled.  vmig adds its x-vmig-* members whenever the engine has
+ * figures (a refused migration's per-device reasons are there).
+ */
+static json_object *
+cmd_query_migrate(struct cmd_ctx *x)
+{
+    const char *status = vm_mig_status(x->vm);
+    struct vmig_engine_stats *st;
+    json_object *o = json_object_new_object(), *vfio;
+    bool completed = strcmp(status, "completed") == 0;
+    bool running =
+        strcmp(status, "active") == 0 || strcmp(status, "cancelling") == 0;
+    char err[256];
+
+    if (strcmp(status, "none") == 0) {
+        return o; /* QEMU answers {} before any migration */
+    }
+    json_object_object_add(o, "status", json_object_new_string(status));
+    if (strcmp(status, "setup") == 0) {
+        return o;
+    }
+    st = malloc(sizeof(*st));
+    if (st == NULL) {
+        json_object_put(o);
+        snprintf(x->err, sizeof(x->err), "out of memory");
+        return NULL;
+    }
+    vmig_engine_stats(x->vm->eng, st);
+    if ((running || completed) && st->status != VMIG_ENGINE_NONE) {
+        add_int(o, "setup-time", st->setup_time_ms);
+        add_int(o, "total-time", st->total_time_ms);
+        if (completed && st->role == VMIG_ENGINE_ROLE_SOURCE) {
+            add_int(o, "downtime", st->downtime_ms);
+        } else if (!completed) {
+            add_int(o, "expected-downtime", st->expected_downtime_ms);
+        }
+        json_object_object_add(o, "ram", ram_info(st, completed));
+        vfio = json_object_new_object();
+        add_int(vfio, "transferred", st->dev_total);
+        json_object_object_add(o, "vfio", vfio);
+    }
+    if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+        if (st->status == VMIG_ENGINE_FAILED ||
+            st->status == VMIG_ENGINE_CANCELLED) {
+            json_object_object_add(o, "error-desc",
+                                   json_object_new_string(st->error));
+        } else if (vm_connect_error(x->vm, err, sizeof(err))) {
+            /* it ended before reaching the peer */
+            json_object_object_add(o, "error-desc",
+                                   json_object_new_string(err));
+        }
+    }
+    if (st->status != VMIG_ENGINE_NONE) {
+        x_vmig_info(o, st);
     }
     free(st);
     return o;
@@ -230,13 +254,7 @@ cmd_migrate(struct cmd_ctx *x)
 static json_object *
 cmd_migrate_cancel(struct cmd_ctx *x)
 {
-    if (vmig_engine_cancel(x->vm->eng) == 0) {
-        json_object *d = json_object_new_object();
-
-        json_object_object_add(d, "status",
-                               json_object_new_string("cancelling"));
-        qmp_emit(x->s, "MIGRATION", d);
-    }
+    (void)vm_cancel(x->vm);
     return json_object_new_object();
 }
 
@@ -477,8 +495,10 @@ cmd_quit(struct cmd_ctx *x)
     return json_object_new_object();
 }
 
+static const char *const qmp_caps[] = {"oob", NULL};
+
 static const struct arg_spec capabilities_args[] = {
-    {.name = "enable", .type = json_type_array},
+    {.name = "enable", .type = json_type_array, .values = qmp_caps},
     {.name = NULL},
 };
 
@@ -487,14 +507,17 @@ static const struct cmd_desc cmd_table[] = {
     /* handled by the server core (connection state); listed for its
      * arguments and query-commands */
     {"qmp_capabilities",           NULL,               capabilities_args, 0},
-    {"query-status",               cmd_query_status,   NULL,          0},
+    /* out of band too (vmig only: they just read), so `vmig cancel` and
+     * `vmig status` never wait for a busy monitor */
+    {"query-status",               cmd_query_status,   NULL, CMD_ALLOW_OOB},
     {"query-version",              cmd_query_version,  NULL,          0},
     {"query-commands",             cmd_query_commands, NULL,          0},
-    {"query-migrate",              cmd_query_migrate,  NULL,          0},
+    {"query-migrate",              cmd_query_migrate,  NULL, CMD_ALLOW_OOB},
     {"query-migrate-parameters",   cmd_query_params,   NULL,          0},
     {"migrate",                    cmd_migrate,        migrate_args,  0},
-    {"migrate_cancel",             cmd_migrate_cancel, NULL,          0},
-    {"migrate-cancel",             cmd_migrate_cancel, NULL,          0},
+    /* out of band, so a busy monitor never delays a cancel */
+    {"migrate_cancel",             cmd_migrate_cancel, NULL, CMD_ALLOW_OOB},
+    {"migrate-cancel",             cmd_migrate_cancel, NULL, CMD_ALLOW_OOB},
     {"migrate-incoming",           cmd_migrate_incoming, uri_args,    0},
     {"migrate-set-parameters",     cmd_set_params,     qmp_param_args, 0},
     {"query-migrate-capabilities", cmd_query_caps,     NULL,          0},

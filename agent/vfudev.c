@@ -164,6 +164,8 @@ spawn(struct agent_vm *vm, struct agent_vfu *d, const char *path)
     if (pid == 0) {
         /* the device must not outlive its VMM (SIGKILL: nothing to save) */
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* its socket and files: ours only, whatever our caller's umask */
+        umask(077);
         execvp(prog, argv);
         fprintf(stderr, "vmig: cannot run %s: %s\n", prog, strerror(errno));
         _exit(127);
@@ -386,16 +388,17 @@ vfudev_up(struct agent_vm *vm)
         spawning |= vm->o.vfu[i].socket[0] == '\0';
     }
     if (spawning) {
-        const char *tmp = getenv("TMPDIR");
+        int ret;
 
-        if (tmp == NULL || tmp[0] == '\0' ||
-            snprintf(vm->vfu_dir, sizeof(vm->vfu_dir), "%s/vmig-dev-XXXXXX",
-                     tmp) >= (int)sizeof(vm->vfu_dir)) {
-            snprintf(vm->vfu_dir, sizeof(vm->vfu_dir), "/tmp/vmig-dev-XXXXXX");
-        }
-        if (mkdtemp(vm->vfu_dir) == NULL) { /* mode 0700 */
-            vm->vfu_dir[0] = '\0';
-            return -errno;
+        rundir_clean_stale(vm->ctx);
+        ret = rundir_create(vm->vfu_dir, sizeof(vm->vfu_dir));
+        if (ret < 0) {
+            vmig_log(vm->ctx, VMIG_LOG_ERR,
+                     "cannot create the device sockets' directory in %s: "
+                     "%s",
+                     getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp",
+                     strerror(-ret));
+            return ret;
         }
     }
     for (unsigned int i = 0; i < vm->o.nvfu; i++) {

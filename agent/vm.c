@@ -39,17 +39,6 @@ guest_hook(void *opaque, uint64_t steps)
     return ret < 0 ? ret : r2;
 }
 
-/* An event to whoever listens (the QMP server); it owns @data. */
-static void
-emit(struct agent_vm *vm, const char *event, json_object *data)
-{
-    if (vm->emit != NULL) {
-        vm->emit(vm->emit_opaque, event, data);
-    } else {
-        json_object_put(data);
-    }
-}
-
 static void
 set_runstate(struct agent_vm *vm, const char *s)
 {
@@ -77,7 +66,7 @@ h_pause(void *o)
 
     if (ret == 0) {
         set_runstate(vm, "finish-migrate");
-        emit(vm, "STOP", NULL);
+        vm_emit(vm, "STOP", NULL);
     }
     return ret;
 }
@@ -88,7 +77,7 @@ h_resume(void *o)
     struct agent_vm *vm = o;
 
     set_runstate(vm, "running");
-    emit(vm, "RESUME", NULL);
+    vm_emit(vm, "RESUME", NULL);
     return vmig_vcpu_resume(vm->vcpu);
 }
 
@@ -110,17 +99,30 @@ h_event(void *o, enum vmig_engine_event_kind kind,
 {
     struct agent_vm *vm = o;
     json_object *d;
+    bool cancel;
 
     if (kind == VMIG_ENGINE_EV_STATUS) {
-        d = json_object_new_object();
-        json_object_object_add(
-            d, "status",
-            json_object_new_string(vmig_engine_status_name(st->status)));
-        emit(vm, "MIGRATION", d);
+        if (st->status == VMIG_ENGINE_COMPLETED &&
+            st->role == VMIG_ENGINE_ROLE_SOURCE) {
+            /* the VM lives on the destination from here: say so before
+             * announcing it */
+            set_runstate(vm, "postmigrate");
+        }
+        vm_mig_status_engine(vm, st->status);
+        pthread_mutex_lock(&vm->lock);
+        cancel = vm->cancel_requested && st->status == VMIG_ENGINE_SETUP;
+        pthread_mutex_unlock(&vm->lock);
+        if (cancel) {
+            /* migrate_cancel came before the engine ran: it runs now */
+            if (vmig_engine_cancel(vm->eng) < 0) {
+                vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                         "migrate_cancel: the engine was not running");
+            }
+        }
     } else if (kind == VMIG_ENGINE_EV_PASS) {
         d = json_object_new_object();
         json_object_object_add(d, "pass", json_object_new_int64(st->pass));
-        emit(vm, "MIGRATION_PASS", d);
+        vm_emit(vm, "MIGRATION_PASS", d);
     }
 }
 
@@ -519,19 +521,28 @@ out_main(void *arg)
 
     fd = tcp_connect(vm->uri);
     if (fd < 0) {
-        json_object *d = json_object_new_object();
-
         vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: cannot connect to %s: %s",
                  vm->uri, strerror(-fd));
-        json_object_object_add(d, "status", json_object_new_string("failed"));
         pthread_mutex_lock(&vm->lock);
         snprintf(vm->connect_error, sizeof(vm->connect_error),
                  "cannot connect to %s: %s", vm->uri, strerror(-fd));
         vm->migrating = false;
+        vm_mig_status_set_locked(vm, "failed");
         pthread_mutex_unlock(&vm->lock);
-        emit(vm, "MIGRATION", d);
         return NULL;
     }
+    pthread_mutex_lock(&vm->lock);
+    if (vm->cancel_requested) {
+        /* cancelled while connecting: nothing was sent */
+        snprintf(vm->connect_error, sizeof(vm->connect_error),
+                 "cancelled before the migration started");
+        vm->migrating = false;
+        vm_mig_status_set_locked(vm, "cancelled");
+        pthread_mutex_unlock(&vm->lock);
+        close(fd);
+        return NULL;
+    }
+    pthread_mutex_unlock(&vm->lock);
     ret = vmig_engine_migrate(vm->eng, fd);
     close(fd);
     pthread_mutex_lock(&vm->lock);
@@ -556,6 +567,29 @@ vm_connect_error(struct agent_vm *vm, char *buf, size_t len)
     snprintf(buf, len, "%s", vm->connect_error);
     pthread_mutex_unlock(&vm->lock);
     return any;
+}
+
+int
+vm_cancel(struct agent_vm *vm)
+{
+    const char *st;
+
+    pthread_mutex_lock(&vm->lock);
+    st = vm->mig_status != NULL ? vm->mig_status : "none";
+    if (!vm->migrating ||
+        (strcmp(st, "setup") != 0 && strcmp(st, "active") != 0)) {
+        pthread_mutex_unlock(&vm->lock);
+        return 0; /* nothing to cancel: QEMU says nothing either */
+    }
+    vm->cancel_requested = true;
+    vm_mig_status_set_locked(vm, "cancelling");
+    pthread_mutex_unlock(&vm->lock);
+    if (vmig_engine_cancel(vm->eng) < 0) {
+        /* not running yet (still connecting): the thread sees the flag */
+        vmig_log(vm->ctx, VMIG_LOG_INFO,
+                 "migrate_cancel: the migration stops once it starts");
+    }
+    return 1;
 }
 
 /* Join a finished migration thread (called from the QMP loop). */
@@ -636,14 +670,14 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
     }
     vm_reap(vm);
     pthread_mutex_lock(&vm->lock);
-    if (vm->migrating || vm->thread_joinable) {
-        pthread_mutex_unlock(&vm->lock);
-        snprintf(err, errlen, "There's a migration process in progress");
-        return -EBUSY;
-    }
     if (strcmp(vm->runstate, "inmigrate") == 0) {
         pthread_mutex_unlock(&vm->lock);
         snprintf(err, errlen, "Guest is waiting for an incoming migration");
+        return -EBUSY;
+    }
+    if (vm->migrating || vm->thread_joinable) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen, "There's a migration process in progress");
         return -EBUSY;
     }
     if (vm->migrated_out || strcmp(vm->runstate, "running") != 0) {
@@ -665,10 +699,17 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
     pthread_mutex_lock(&vm->lock);
     snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
     vm->connect_error[0] = '\0';
+    vm->cancel_requested = false;
     vm->migrating = true;
+    /* before `migrate` replies, as QEMU: a query-migrate right after it
+     * sees a status */
+    vm_mig_status_set_locked(vm, "setup");
     ret = pthread_create(&vm->thread, NULL, out_main, vm);
     if (ret != 0) {
         vm->migrating = false;
+        snprintf(vm->connect_error, sizeof(vm->connect_error),
+                 "cannot start the migration thread");
+        vm_mig_status_set_locked(vm, "failed");
         pthread_mutex_unlock(&vm->lock);
         vm_params_set(vm, &old);
         snprintf(err, errlen, "cannot start the migration thread");
@@ -753,6 +794,7 @@ vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
     vm->listen_fd = fd;
     snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
     vm->incoming_armed = true;
+    vm_mig_status_set_locked(vm, "setup"); /* listening, as QEMU */
     ret = pthread_create(&vm->thread, NULL, in_main, vm);
     if (ret != 0) {
         /* nothing changed: not listening, still waiting */

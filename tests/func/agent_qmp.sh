@@ -68,7 +68,7 @@ QMP
     socat -t 2 - UNIX-CONNECT:"$dir/qmp" >"$dir/out"
 
 has() { grep -F -- "$1" "$dir/out" >/dev/null || fail "missing: $1"; }
-has '{"QMP": {"version": {"qemu": {"major": 0, "minor": 1, "micro": 0}, "package": "vmig 0.1.0"}, "capabilities": []}}'
+has '{"QMP": {"version": {"qemu": {"major": 0, "minor": 1, "micro": 0}, "package": "vmig 0.1.0"}, "capabilities": ["oob"]}}'
 has '{"error": {"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with '"'"'qmp_capabilities'"'"'"}, "id": "early"}'
 has '{"return": {}}'
 has '"desc": "Capabilities negotiation is already complete, command ignored"}, "id": 2}'

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rundir.c - the agent's private runtime directory for the sockets of the
+ * device servers it spawns: $TMPDIR/vmig-dev-<pid>-XXXXXX, mode 0700, so
+ * no other user can reach a device (whoever talks to a device server can
+ * read and write guest memory through it).
+ *
+ * An agent killed with SIGKILL cannot remove its directory; the next
+ * agent to start does: a vmig-dev-<pid>-* directory of ours whose pid no
+ * longer runs vmig is removed with the sockets in it.  Directories of
+ * other users, of live agents, and anything that does not look like ours
+ * are left alone.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vmig/log.h>
+#include "agent.h"
+
+#define PREFIX "vmig-dev-"
+
+static const char *
+tmpdir(void)
+{
+    const char *t = getenv("TMPDIR");
+
+    return t != NULL && t[0] == '/' ? t : "/tmp";
+}
+
+/* Whether @pid is a running vmig (a reused pid of another program is
+ * not). */
+static bool
+alive_vmig(long pid)
+{
+    char path[64], comm[32] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+    f = fopen(path, "re");
+    if (f == NULL) {
+        return false;
+    }
+    if (fgets(comm, sizeof(comm), f) == NULL) {
+        comm[0] = '\0';
+    }
+    fclose(f);
+    return strncmp(comm, "vmig", 4) == 0;
+}
+
+/* Remove @name in @dfd: its entries (sockets, no subdirectories), then it. */
+static int
+remove_dir(int dfd, const char *name)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d;
+    struct dirent *e;
+
+    if (fd < 0) {
+        return -errno;
+    }
+    d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -errno;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            (void)unlinkat(fd, e->d_name, 0);
+        }
+    }
+    closedir(d);
+    return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+int
+rundir_clean_stale(vmig_ctx_t *ctx)
+{
+    const char *t = tmpdir();
+    DIR *d = opendir(t);
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL) {
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        char *end;
+        long pid;
+
+        if (strncmp(e->d_name, PREFIX, strlen(PREFIX)) != 0) {
+            continue;
+        }
+        pid = strtol(e->d_name + strlen(PREFIX), &end, 10);
+        if (end == e->d_name + strlen(PREFIX) || *end != '-' || pid <= 0 ||
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || alive_vmig(pid)) {
+            continue;
+        }
+        if (remove_dir(dirfd(d), e->d_name) == 0) {
+            vmig_log(ctx, VMIG_LOG_NOTICE,
+                     "removed %s/%s, left by agent pid %ld that is gone", t,
+                     e->d_name, pid);
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int
+rundir_create(char *out, size_t len)
+{
+    if (snprintf(out, len, "%s/" PREFIX "%ld-XXXXXX", tmpdir(),
+                 (long)getpid()) >= (int)len) {
+        out[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    if (mkdtemp(out) == NULL) { /* mode 0700 */
+        int ret = -errno;
+
+        out[0] = '\0';
+        return ret;
+    }
+    return 0;
+}
