@@ -545,7 +545,35 @@ def scenario_limits():
                        for i in range(300)))
     for i in range(300):
         check(q.reply(i).get("return", {}).get("running"), "pipelined %d" % i)
+    ids = [m["id"] for m in q.raw if isinstance(m.get("id"), int)]
+    check(ids == list(range(300)), "replies out of order")
     q.close()
+
+    # a client that never reads its replies is dropped, the rest go on
+    hog = connect(src.qmp)
+    req = "".join(json.dumps({"execute": "query-commands", "id": i})
+                  for i in range(200))
+    try:
+        for _ in range(200):
+            hog.send_raw(req)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    wait_until("the non-reading client dropped",
+               lambda: "left 8388608 bytes" in open(src.logname).read())
+    hog.close()
+    check(connect(src.qmp).cmd("query-status")["running"], "after the hog")
+
+    # a client that never negotiates is told so and closed (10 s)
+    lazy = QMP(src.qmp)
+    got = []
+    try:
+        while True:
+            got.append(lazy.recv(60))
+    except QMPClosed:
+        pass
+    check(any("timed out waiting for qmp_capabilities" in
+              m.get("error", {}).get("desc", "") for m in got),
+          "negotiation timeout: %r" % got)
 
     # 16 idle clients (negotiated and not) do not lock management out
     idle = [QMP(src.qmp) for _ in range(8)] + \
