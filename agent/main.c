@@ -353,8 +353,7 @@ cmd_status(struct opts *o)
         return EXIT_FAIL;
     }
     if (qmpc_exec_oob(c, "query-status", NULL, &st, err, sizeof(err)) < 0 ||
-        qmpc_exec_oob(c, "query-migrate", NULL, &mig, err, sizeof(err)) <
-            0) {
+        qmpc_exec_oob(c, "query-migrate", NULL, &mig, err, sizeof(err)) < 0) {
         fprintf(stderr, "vmig status: %s\n", err);
         qmpc_close(c);
         return EXIT_FAIL;

@@ -606,6 +606,18 @@ vm_reap(struct agent_vm *vm)
     pthread_mutex_unlock(&vm->lock);
 }
 
+/* The last migration was announced as ended (completed, failed,
+ * cancelled): management may start the next one, as in QEMU. */
+static bool
+mig_over_locked(const struct agent_vm *vm)
+{
+    const char *st = vm->mig_status;
+
+    return st != NULL &&
+           (strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
+            strcmp(st, "cancelled") == 0);
+}
+
 /*
  * QEMU's rule for several devices (hw/vfio/migration.c, since 8.1): a VM
  * with more than one migratable device migrates only when every one of
@@ -675,10 +687,18 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
         snprintf(err, errlen, "Guest is waiting for an incoming migration");
         return -EBUSY;
     }
-    if (vm->migrating || vm->thread_joinable) {
+    if ((vm->migrating || vm->thread_joinable) && !mig_over_locked(vm)) {
         pthread_mutex_unlock(&vm->lock);
         snprintf(err, errlen, "There's a migration process in progress");
         return -EBUSY;
+    }
+    if (vm->thread_joinable) {
+        /* the last one was announced over (an incoming one too: the VM
+         * runs here, so it succeeded); its thread is finishing */
+        vm->thread_joinable = false;
+        pthread_mutex_unlock(&vm->lock);
+        pthread_join(vm->thread, NULL);
+        pthread_mutex_lock(&vm->lock);
     }
     if (vm->migrated_out || strcmp(vm->runstate, "running") != 0) {
         pthread_mutex_unlock(&vm->lock);
