@@ -7,10 +7,11 @@
 #   make          build (gcc) into build/
 #   make lint     clang-format check + cppcheck
 #   make bench    benchmarks (release build)
-#   make install  PREFIX=/usr/local (default)
+#   make install  PREFIX=/usr/local (default), DESTDIR=staging dir
 #   make clean
 
 PREFIX ?= /usr/local
+DESTDIR ?=
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
@@ -44,9 +45,10 @@ bench: deps
 fuzz: deps
 	@VMIG_FUZZ_SECONDS=$${VMIG_FUZZ_SECONDS:-300} scripts/check --fuzz-only
 
+# DESTDIR (staging, as Debian packaging uses it) is honoured; vmig.pc is
+# relocatable, so the tree works wherever it lands.
 install: build
-	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
-	cmake --install $(BUILD) --prefix $(PREFIX)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) build-check build-asan build-bench
