@@ -16,6 +16,7 @@
 #include <vmig/engine.h>
 #include <vmig/guest.h>
 #include <vmig/memdev.h>
+#include <vmig/tls.h>
 
 #define AGENT_MAX_DEV 8
 #define VFU_SPEC_ARGS 6
@@ -56,6 +57,19 @@ enum {
     EXIT_USAGE = 2,
 };
 
+/*
+ * TLS on the migration channel (QMP tls-creds, tls-hostname, tls-authz,
+ * x-vmig-tls-identity; docs/security.md).  Empty strings: not set.
+ */
+struct agent_tls {
+    char creds[256];    /* x509 directory, PSK directory or keys.psk */
+    char hostname[256]; /* expected destination name; "": host of the URI */
+    char authz[256];    /* destination: allow-list file */
+    char identity[128]; /* source with PSK: the identity to use */
+    bool insecure;      /* destination: plaintext beyond loopback allowed */
+    bool ktls;          /* ask for kernel TLS offload */
+};
+
 struct vm_opts {
     const char *name;
     uint64_t ram_size;
@@ -79,6 +93,7 @@ struct qmp_server;
  */
 struct mig_params {
     struct vmig_engine_params eng;
+    struct agent_tls tls;
 };
 
 /* Where the VM's events go (QMP): the sink owns @data (NULL: none). */
@@ -116,11 +131,32 @@ struct agent_vm {
     bool thread_joinable;
     int listen_fd;
     char uri[128];
-    char connect_error[160]; /* the last migrate could not connect */
+    char connect_error[600]; /* the last migrate failed before the engine */
     /* the migration as management sees it (events.c): QEMU's status */
     const char *mig_status;
-    bool cancel_requested; /* migrate_cancel for the running migration */
+    bool cancel_requested;   /* migrate_cancel for the running migration */
+    struct agent_tls tls;    /* TLS settings (in struct mig_params) */
+    struct vmig_tls *in_tls; /* destination: credentials while listening */
+    int hs_cancel;           /* atomic: cancel an outgoing TLS handshake */
+    int in_cancel;           /* atomic: quitting: stop incoming handshakes */
+    bool chan_valid;         /* chan: the last migration's channel */
+    struct vmig_chan_info chan;
 };
+
+/* tlsconf.c */
+bool agent_tls_enabled(const struct agent_tls *cfg);
+/* Credentials for @ep from @cfg (*@out NULL when TLS is off); @host is
+ * the expected server name when cfg->hostname is empty. */
+int agent_tls_make(const struct agent_tls *cfg, vmig_ctx_t *ctx,
+                   enum vmig_tls_endpoint ep, const char *host,
+                   struct vmig_tls **out, char *err, size_t errlen);
+/* tls-creds @creds names credentials of a kind we know ("" is none). */
+int agent_tls_check_creds(const char *creds, char *err, size_t errlen);
+/* May a destination listen on address @sa as @cfg says?  Plaintext
+ * beyond loopback only with cfg->insecure. */
+struct sockaddr;
+int agent_tls_listen_ok(const struct agent_tls *cfg, const struct sockaddr *sa,
+                        const char *where, char *err, size_t errlen);
 
 /* vm.c */
 int vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx);
@@ -130,6 +166,8 @@ int vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
 int vm_check(struct agent_vm *vm, const char *uri,
              struct vmig_engine_check *out, char *err, size_t errlen);
 void vm_reap(struct agent_vm *vm);
+/* The last migration channel: false when none yet. */
+bool vm_chan_info(struct agent_vm *vm, struct vmig_chan_info *out);
 bool vm_connect_error(struct agent_vm *vm, char *buf, size_t len);
 const char *vm_runstate(struct agent_vm *vm);
 int vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port);
@@ -138,8 +176,8 @@ int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
 /* x-vmig-device-reset: reset vfio-user device @name now. */
 int vm_device_reset(struct agent_vm *vm, const char *name, char *err,
                     size_t errlen);
-/* migrate_cancel: 1 when a running migration was told to stop (status
- * "cancelling"), 0 when none runs. */
+/* migrate_cancel: 1 when a running migration (or its TLS handshake) was
+ * told to stop (status "cancelling"), 0 when none runs. */
 int vm_cancel(struct agent_vm *vm);
 void vm_params_get(struct agent_vm *vm, struct mig_params *p);
 void vm_params_set(struct agent_vm *vm, const struct mig_params *p);

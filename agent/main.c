@@ -10,6 +10,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,10 @@ struct opts {
     const char *qmp;
     const char *to;
     const char *listen;
+    const char *setup_dir;              /* tls-setup DIR */
+    struct vmig_tls_setup_params setup; /* tls-setup options */
+    bool tls_given;                     /* a --tls-* option was given */
+    bool insecure;
     struct vm_opts vm;
     json_object *params; /* migrate-set-parameters arguments */
     bool json;
@@ -89,6 +95,22 @@ static const char mig_help[] =
     "  --max-restarts N      precopy restarts per device (default 3)\n"
     "  --allow-mixed-p2p     migrate several devices although one lacks\n"
     "                        P2P (refused by default, as QEMU does)\n";
+
+static const char tls_help[] =
+    "TLS on the migration channel (docs/security.md):\n"
+    "  --tls-creds DIR       x509 credentials in QEMU's layout: ca-cert.pem,\n"
+    "                        server-cert.pem + server-key.pem (destination),\n"
+    "                        client-cert.pem + client-key.pem (source); both\n"
+    "                        sides are authenticated (QMP tls-creds)\n"
+    "  --tls-psk FILE        a keys.psk of identity:hexkey lines instead\n"
+    "  --tls-identity NAME   the PSK identity the source uses (default qemu)\n"
+    "  --tls-hostname NAME   the name the destination's certificate must\n"
+    "                        carry (default: the host in --to)\n"
+    "  --tls-authz FILE      destination: only sources whose certificate\n"
+    "                        subject (e.g. CN=src,O=org) or PSK identity is\n"
+    "                        listed, one a line\n"
+    "  --ktls                ask for kernel TLS offload where the kernel has\n"
+    "                        it\n";
 
 static const char common_help[] =
     "  --qmp PATH            the agent's QMP socket (default $VMIG_QMP or\n"
@@ -171,13 +193,28 @@ print_json(json_object *o)
 
 /* ------------------------------------------------------------ agents */
 
+/* A source's credentials load now, not at the first migration. */
+static int
+tls_ready(struct agent_vm *vm, vmig_ctx_t *ctx, char *err, size_t errlen)
+{
+    struct mig_params p;
+    struct vmig_tls *t;
+    int ret;
+
+    vm_params_get(vm, &p);
+    ret = agent_tls_make(&p.tls, ctx, VMIG_TLS_CLIENT, "localhost", &t, err,
+                         errlen);
+    vmig_tls_free(t);
+    return ret;
+}
+
 static int
 serve(struct opts *o, bool incoming)
 {
     vmig_ctx_t *ctx;
     struct agent_vm vm;
     struct qmp_server *s = NULL;
-    char err[256];
+    char err[600];
     int ret, rc = EXIT_FAIL;
 
     install_signals();
@@ -201,6 +238,10 @@ serve(struct opts *o, bool incoming)
     vm.emit_opaque = s;
     if (o->params != NULL &&
         qmp_params_apply(&vm, o->params, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig: %s\n", err);
+        goto out;
+    }
+    if (!incoming && tls_ready(&vm, ctx, err, sizeof(err)) < 0) {
         fprintf(stderr, "vmig: %s\n", err);
         goto out;
     }
@@ -299,6 +340,16 @@ cmd_check(struct opts *o)
     }
     if (connect_agent(o, "check", false, &c) < 0) {
         return EXIT_FAIL;
+    }
+    if (o->params != NULL) {
+        /* --tls-* and other migration options: the agent's parameters */
+        if (qmpc_exec(c, "migrate-set-parameters", json_object_get(o->params),
+                      &ret, err, sizeof(err)) < 0) {
+            fprintf(stderr, "vmig check: %s\n", err);
+            qmpc_close(c);
+            return EXIT_FAIL;
+        }
+        json_object_put(ret);
     }
     snprintf(uri, sizeof(uri), "tcp:%s", o->to);
     args = json_object_new_object();
@@ -477,6 +528,46 @@ out:
     return rc;
 }
 
+/* ------------------------------------------------------------ tls-setup */
+
+static int
+cmd_tls_setup(struct opts *o)
+{
+    char err[512];
+    int ret;
+
+    if (o->setup_dir == NULL) {
+        fprintf(stderr, "vmig tls-setup: give the directory to write (see "
+                        "'vmig tls-setup --help')\n");
+        return EXIT_USAGE;
+    }
+    if (mkdir(o->setup_dir, 0700) < 0 && errno != EEXIST) {
+        fprintf(stderr, "vmig tls-setup: %s: %s\n", o->setup_dir,
+                strerror(errno));
+        return EXIT_FAIL;
+    }
+    ret = vmig_tls_setup(o->setup_dir, &o->setup, err, sizeof(err));
+    if (ret < 0) {
+        fprintf(stderr, "vmig tls-setup: %s\n", err);
+        return EXIT_FAIL;
+    }
+    printf("vmig tls-setup: wrote throwaway credentials to %s:\n"
+           "  ca-cert.pem ca-key.pem        the CA (keep ca-key.pem off the "
+           "hosts for real use)\n"
+           "  server-cert.pem server-key.pem the destination, valid for %s\n"
+           "  client-cert.pem client-key.pem the source\n"
+           "  keys.psk                       PSK identity '%s'\n"
+           "use: vmig receive --tls-creds %s ...; vmig run --tls-creds %s ...\n"
+           "     (or --tls-psk %s/keys.psk on both)\n",
+           o->setup_dir,
+           o->setup.hostnames != NULL ? o->setup.hostnames
+                                      : "localhost,127.0.0.1,::1",
+           o->setup.psk_identity != NULL ? o->setup.psk_identity
+                                         : VMIG_TLS_DEFAULT_IDENTITY,
+           o->setup_dir, o->setup_dir, o->setup_dir);
+    return EXIT_OK;
+}
+
 /* ------------------------------------------------------------ demo */
 
 static pid_t
@@ -577,6 +668,16 @@ jint_demo(json_object *o, const char *a, const char *b)
     return json_object_get_int64(v);
 }
 
+static const char *
+jstr_demo(json_object *o, const char *k)
+{
+    json_object *v;
+
+    return o != NULL && json_object_object_get_ex(o, k, &v)
+               ? json_object_get_string(v)
+               : "?";
+}
+
 static void
 reap(pid_t pid, const char *who)
 {
@@ -597,11 +698,12 @@ static int
 cmd_demo(struct opts *o)
 {
     char dir[] = "/tmp/vmig-demo-XXXXXX", sq[96], dq[96], sl[96], dl[96];
+    char psk[96];
     char listen[32], ram[32], reqs[32], why[256] = "";
     struct qmp_client *src = NULL, *dst = NULL;
     pid_t sp = -1, dp = -1;
     int64_t steps_before = 0, steps_after = 0;
-    bool verified = false, busy = false, acc_ok;
+    bool verified = false, busy = false, acc_ok, tls_ok;
     json_object *mig = NULL, *ret, *v, *acc0 = NULL, *acc1 = NULL;
     int64_t total, done0, done1;
     char err[256];
@@ -623,18 +725,26 @@ cmd_demo(struct opts *o)
     snprintf(dq, sizeof(dq), "%s/dst.qmp", dir);
     snprintf(sl, sizeof(sl), "%s/src.log", dir);
     snprintf(dl, sizeof(dl), "%s/dst.log", dir);
+    snprintf(psk, sizeof(psk), "%s/keys.psk", dir);
+    if (vmig_tls_setup(dir, NULL, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig demo: cannot make TLS credentials: %s\n", err);
+        return EXIT_FAIL;
+    }
     port = free_port();
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
     snprintf(ram, sizeof(ram), "%llu", (unsigned long long)o->vm.ram_size);
     snprintf(reqs, sizeof(reqs), "%llu",
              (unsigned long long)o->vm.acc_requests);
     {
-        char *dargv[] = {"vmig",     "receive", "--qmp", dq,
-                         "--listen", listen,    "--ram", ram,
-                         "--device", "acc",     NULL};
-        char *sargv[] = {"vmig",           "run", "--qmp",    sq,
-                         "--ram",          ram,   "--device", "acc",
-                         "--acc-requests", reqs,  NULL};
+        /* over TLS, authenticated by a pre-shared key made above */
+        char *dargv[] = {"vmig",     "receive", "--qmp",     dq,
+                         "--listen", listen,    "--ram",     ram,
+                         "--device", "acc",     "--tls-psk", psk,
+                         NULL};
+        char *sargv[] = {
+            "vmig",     "run", "--qmp",          sq,   "--ram",     ram,
+            "--device", "acc", "--acc-requests", reqs, "--tls-psk", psk,
+            NULL};
 
         dp = spawn(dl, dargv);
         sp = spawn(sl, sargv);
@@ -740,9 +850,22 @@ cmd_demo(struct opts *o)
            (long long)jint_demo(mig, "total-time", NULL));
     printf("  downtime                               %lld ms\n",
            (long long)jint_demo(mig, "downtime", NULL));
+    tls_ok = jbool(json_object_object_get_ex(mig, "x-vmig-tls", &v) ? v : NULL,
+                   "enabled");
+    if (tls_ok) {
+        printf("  migration channel                      %s, %s, both agents "
+               "authenticated (%s, peer '%s')\n",
+               jstr_demo(v, "version"), jstr_demo(v, "cipher"),
+               strcmp(jstr_demo(v, "auth"), "psk") == 0 ? "pre-shared key"
+                                                        : "certificates",
+               jstr_demo(v, "peer"));
+    } else {
+        printf("  migration channel                      PLAINTEXT  <-- "
+               "expected TLS\n");
+    }
     if (json_object_object_get_ex(mig, "status", &v) &&
         strcmp(json_object_get_string(v), "completed") == 0 && verified &&
-        steps_after > steps_before && acc_ok) {
+        steps_after > steps_before && acc_ok && tls_ok) {
         printf("  verdict                                PASS\n");
         rc = EXIT_OK;
     } else {
@@ -772,6 +895,16 @@ out:
         reap(sp, "source");
     }
     if (rc == EXIT_OK) {
+        static const char *const made[] = {"ca-cert.pem",     "ca-key.pem",
+                                           "server-cert.pem", "server-key.pem",
+                                           "client-cert.pem", "client-key.pem",
+                                           "keys.psk"};
+        char f[160];
+
+        for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+            snprintf(f, sizeof(f), "%s/%s", dir, made[i]);
+            unlink(f);
+        }
         unlink(sl);
         unlink(dl);
         rmdir(dir);
@@ -793,20 +926,24 @@ cmd_conform(struct opts *o)
 
 /* clang-format off */
 static const struct subcmd subcmds[] = {
-    {"run", "[--qmp PATH] [VM options] [migration options]",
+    {"run", "[--qmp PATH] [VM options] [migration options] [TLS options]",
      "start a VM (guest program + devices) and serve QMP",
      "Starts a VM: guest RAM in a memfd, a vCPU running the ledger guest\n"
      "program, in-process devices it drives, and a QMP server.  The agent\n"
      "exits by itself after migrating the VM away once no QMP client is\n"
      "connected, or on QMP 'quit', SIGINT or SIGTERM.\n", cmd_run},
-    {"receive", "[--qmp PATH] [--listen HOST:PORT] [VM options]",
+    {"receive", "[--qmp PATH] [--listen HOST:PORT] [VM options] "
+     "[TLS options]",
      "start a destination waiting for an incoming migration",
      "Starts an empty VM (same shape as the source: --ram and the device\n"
      "options must match) waiting for a migration on --listen, or on the\n"
      "address a later QMP 'migrate-incoming' gives.  Compatibility checks\n"
      "and failed attempts leave it listening; after a migration it runs\n"
-     "the VM.\n", cmd_receive},
-    {"migrate", "--to HOST:PORT [--qmp PATH] [migration options] [--json]",
+     "the VM.  With --tls-creds or --tls-psk only authenticated sources\n"
+     "get in; without, it listens on a loopback address only, unless\n"
+     "--insecure.\n", cmd_receive},
+    {"migrate", "--to HOST:PORT [--qmp PATH] [migration options] "
+     "[TLS options] [--json]",
      "migrate the agent's VM to a destination agent",
      "Asks the agent to migrate (QMP 'migrate') and follows it: a live\n"
      "progress bar on a terminal, JSON events otherwise (or with --json).\n"
@@ -815,7 +952,7 @@ static const struct subcmd subcmds[] = {
      "(device state and guest RAM sent while the VM runs, until the rest\n"
      "fits the downtime limit) is used when possible.\n",
      cmd_migrate},
-    {"check", "--to HOST:PORT [--qmp PATH] [--json]",
+    {"check", "--to HOST:PORT [--qmp PATH] [TLS options] [--json]",
      "ask a destination whether every device can migrate there",
      "Sends the source's device descriptors to the destination, which\n"
      "answers per device; nothing changes on either side.  Exit 0 when all\n"
@@ -831,7 +968,8 @@ static const struct subcmd subcmds[] = {
      "loopback TCP), each spawning a vmig-acc accelerator server.  The\n"
      "guest drives the accelerator (compression and digest requests,\n"
      "every completion checked) and runs its ledger program; the demo\n"
-     "migrates it mid-stream with the progress bar, lets the workload\n"
+     "migrates it mid-stream over TLS (a pre-shared key made for the\n"
+     "demo) with the progress bar, lets the workload\n"
      "finish on the destination and prints a verdict: requests completed\n"
      "exactly once and verified, ledger replayed, bytes moved, total time,\n"
      "downtime.  Exit 0 only when everything checks out.\n",
@@ -839,6 +977,16 @@ static const struct subcmd subcmds[] = {
     {"conform", "--socket PATH | --spawn 'CMD {socket}' [...]",
      "check a vfio-user device against the rules a VMM relies on",
      "", cmd_conform},
+    {"tls-setup", "DIR [--hostname NAMES] [--client-cn NAME] "
+     "[--tls-identity NAME]",
+     "make throwaway TLS credentials (a CA, certificates, keys.psk)",
+     "Writes a new CA (ca-cert.pem, ca-key.pem), a destination certificate\n"
+     "and key valid for NAMES (server-cert.pem, server-key.pem), a source\n"
+     "certificate and key (client-cert.pem, client-key.pem) and a keys.psk\n"
+     "with a random 256-bit key, in the layout --tls-creds and --tls-psk\n"
+     "(and QEMU) read; keys are 0600.  For tests and a first setup: copy\n"
+     "the directory to both hosts, keep ca-key.pem elsewhere for real use\n"
+     "(docs/security.md).\n", cmd_tls_setup},
     {"help", "[COMMAND]", "show help", "Shows help.\n", cmd_help},
 };
 /* clang-format on */
@@ -864,7 +1012,9 @@ sub_help(const struct subcmd *s)
         fputs(vm_help, stdout);
     }
     if (s->fn == cmd_receive) {
-        printf("  --listen HOST:PORT    accept the migration there\n");
+        printf("  --listen HOST:PORT    accept the migration there\n"
+               "  --insecure            accept plaintext migrations on an\n"
+               "                        address beyond loopback\n");
     }
     if (s->fn == cmd_migrate) {
         printf(
@@ -877,6 +1027,24 @@ sub_help(const struct subcmd *s)
     if (s->fn == cmd_check) {
         printf(
             "  --to HOST:PORT        the destination agent's listen address\n");
+    }
+    if (s->fn == cmd_run || s->fn == cmd_receive || s->fn == cmd_migrate ||
+        s->fn == cmd_check) {
+        fputs(tls_help, stdout);
+    }
+    if (s->fn == cmd_tls_setup) {
+        printf(
+            "  --hostname NAMES      comma-separated names and addresses the\n"
+            "                        destination certificate is valid for\n"
+            "                        (default localhost,127.0.0.1,::1)\n"
+            "  --client-cn NAME      the source certificate's CN (default\n"
+            "                        vmig-client)\n"
+            "  --tls-identity NAME   the keys.psk identity (default qemu)\n"
+            "  --ca DIR              sign with DIR's ca-cert.pem + ca-key.pem\n"
+            "                        instead of a new CA\n"
+            "  --valid-from DAYS     certificates valid from DAYS from now\n"
+            "                        (negative: in the past; for tests)\n"
+            "  --valid-days N        and for N days (default 365)\n");
     }
     if (s->fn == cmd_demo) {
         printf("  --ram SIZE            guest RAM (default 256M)\n"
@@ -916,6 +1084,18 @@ enum {
     OPT_RESET_POLICY,
     OPT_MAX_RESTARTS,
     OPT_MIXED_P2P,
+    OPT_TLS_CREDS,
+    OPT_TLS_PSK,
+    OPT_TLS_IDENTITY,
+    OPT_TLS_HOSTNAME,
+    OPT_TLS_AUTHZ,
+    OPT_INSECURE,
+    OPT_KTLS,
+    OPT_HOSTNAME,
+    OPT_CLIENT_CN,
+    OPT_CA,
+    OPT_VALID_FROM,
+    OPT_VALID_DAYS,
 };
 
 /* A migration option: its QMP parameter, the value checked as QMP would. */
@@ -967,6 +1147,59 @@ mig_param(struct opts *o, int opt, const char *arg)
     return -ENOENT;
 }
 
+/* A --tls-* option as the QMP migration parameter it sets (paths made
+ * absolute: the agent that reads them may run elsewhere than this
+ * command). */
+static int
+tls_opt(struct opts *o, int opt, const char *arg)
+{
+    static const struct {
+        int opt;
+        const char *qmp;
+        bool path;
+    } map[] = {
+        {OPT_TLS_CREDS, "tls-creds", true},
+        {OPT_TLS_PSK, "tls-creds", true},
+        {OPT_TLS_HOSTNAME, "tls-hostname", false},
+        {OPT_TLS_AUTHZ, "tls-authz", true},
+        {OPT_TLS_IDENTITY, "x-vmig-tls-identity", false},
+        {OPT_KTLS, "x-vmig-ktls", false},
+        {OPT_INSECURE, "x-vmig-insecure", false},
+    };
+    char abs[PATH_MAX];
+
+    o->tls_given = true;
+    if (opt == OPT_TLS_IDENTITY) {
+        o->setup.psk_identity = arg; /* tls-setup's keys.psk identity */
+    }
+    if (opt == OPT_INSECURE) {
+        o->insecure = true;
+    }
+    if (o->params == NULL) {
+        o->params = json_object_new_object();
+    }
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (map[i].opt != opt) {
+            continue;
+        }
+        if (arg == NULL) {
+            json_object_object_add(o->params, map[i].qmp,
+                                   json_object_new_boolean(1));
+            return 0;
+        }
+        if (json_object_object_get_ex(o->params, map[i].qmp, NULL)) {
+            return -EINVAL; /* --tls-creds and --tls-psk: one of them */
+        }
+        if (map[i].path && realpath(arg, abs) != NULL) {
+            arg = abs;
+        }
+        json_object_object_add(o->params, map[i].qmp,
+                               json_object_new_string(arg));
+        return 0;
+    }
+    return -EINVAL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -992,6 +1225,18 @@ main(int argc, char **argv)
         {"reset-policy", required_argument, NULL, OPT_RESET_POLICY},
         {"max-restarts", required_argument, NULL, OPT_MAX_RESTARTS},
         {"allow-mixed-p2p", no_argument, NULL, OPT_MIXED_P2P},
+        {"tls-creds", required_argument, NULL, OPT_TLS_CREDS},
+        {"tls-psk", required_argument, NULL, OPT_TLS_PSK},
+        {"tls-identity", required_argument, NULL, OPT_TLS_IDENTITY},
+        {"tls-hostname", required_argument, NULL, OPT_TLS_HOSTNAME},
+        {"tls-authz", required_argument, NULL, OPT_TLS_AUTHZ},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"ktls", no_argument, NULL, OPT_KTLS},
+        {"hostname", required_argument, NULL, OPT_HOSTNAME},
+        {"client-cn", required_argument, NULL, OPT_CLIENT_CN},
+        {"ca", required_argument, NULL, OPT_CA},
+        {"valid-from", required_argument, NULL, OPT_VALID_FROM},
+        {"valid-days", required_argument, NULL, OPT_VALID_DAYS},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -1103,6 +1348,38 @@ main(int argc, char **argv)
         case OPT_MIXED_P2P:
             bad = mig_param(&o, c, optarg);
             break;
+        case OPT_TLS_CREDS:
+        case OPT_TLS_PSK:
+        case OPT_TLS_IDENTITY:
+        case OPT_TLS_HOSTNAME:
+        case OPT_TLS_AUTHZ:
+        case OPT_INSECURE:
+        case OPT_KTLS:
+            bad = tls_opt(&o, c, optarg);
+            break;
+        case OPT_HOSTNAME:
+            o.setup.hostnames = optarg;
+            break;
+        case OPT_CLIENT_CN:
+            o.setup.client_cn = optarg;
+            break;
+        case OPT_CA:
+            o.setup.ca_dir = optarg;
+            break;
+        case OPT_VALID_FROM:
+        case OPT_VALID_DAYS: {
+            char *end;
+            long long d = strtoll(optarg, &end, 10);
+
+            bad = *end != '\0' || end == optarg || d < -36500 || d > 36500 ||
+                  (c == OPT_VALID_DAYS && d <= 0);
+            if (c == OPT_VALID_FROM) {
+                o.setup.valid_from_s = d * 86400 + (d == 0 ? -3600 : 0);
+            } else {
+                o.setup.valid_s = d * 86400;
+            }
+            break;
+        }
         case OPT_JSON:
             o.json = true;
             break;
@@ -1142,6 +1419,22 @@ main(int argc, char **argv)
             json_object_put(o.params);
             return EXIT_USAGE;
         }
+    }
+    if (s->fn == cmd_tls_setup && optind < argc) {
+        o.setup_dir = argv[optind++];
+    }
+    if (o.tls_given && s->fn != cmd_run && s->fn != cmd_receive &&
+        s->fn != cmd_migrate && s->fn != cmd_check && s->fn != cmd_tls_setup) {
+        fprintf(stderr, "vmig %s: no TLS options here (see 'vmig %s --help')\n",
+                s->name, s->name);
+        json_object_put(o.params);
+        return EXIT_USAGE;
+    }
+    if (o.insecure && s->fn != cmd_receive) {
+        fprintf(stderr, "vmig %s: --insecure applies to 'vmig receive' only\n",
+                s->name);
+        json_object_put(o.params);
+        return EXIT_USAGE;
     }
     if (optind < argc) {
         fprintf(stderr, "vmig %s: unexpected argument '%s'\n", s->name,

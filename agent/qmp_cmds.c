@@ -74,6 +74,27 @@ precopy_stats(const struct vmig_engine_stats *st)
     return p;
 }
 
+/* The migration channel: "x-vmig-tls": {"enabled": false} or the session. */
+static json_object *
+tls_stats(struct agent_vm *vm)
+{
+    json_object *t = json_object_new_object();
+    struct vmig_chan_info ci;
+
+    if (!vm_chan_info(vm, &ci) || !ci.tls) {
+        json_object_object_add(t, "enabled", json_object_new_boolean(0));
+        return t;
+    }
+    json_object_object_add(t, "enabled", json_object_new_boolean(1));
+    json_object_object_add(t, "version", json_object_new_string(ci.version));
+    json_object_object_add(t, "cipher", json_object_new_string(ci.cipher));
+    json_object_object_add(t, "auth",
+                           json_object_new_string(ci.psk ? "psk" : "x509"));
+    json_object_object_add(t, "peer", json_object_new_string(ci.peer));
+    json_object_object_add(t, "ktls", json_object_new_boolean(ci.ktls_tx));
+    return t;
+}
+
 static void
 add_int(json_object *o, const char *key, uint64_t v)
 {
@@ -164,7 +185,8 @@ cmd_query_migrate(struct cmd_ctx *x)
     bool completed = strcmp(status, "completed") == 0;
     bool running =
         strcmp(status, "active") == 0 || strcmp(status, "cancelling") == 0;
-    char err[256];
+    bool early;
+    char err[600];
 
     if (strcmp(status, "none") == 0) {
         return o; /* QEMU answers {} before any migration */
@@ -193,20 +215,23 @@ cmd_query_migrate(struct cmd_ctx *x)
         add_int(vfio, "transferred", st->dev_total);
         json_object_object_add(o, "vfio", vfio);
     }
+    early = vm_connect_error(x->vm, err, sizeof(err));
     if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
-        if (st->status == VMIG_ENGINE_FAILED ||
-            st->status == VMIG_ENGINE_CANCELLED) {
-            json_object_object_add(o, "error-desc",
-                                   json_object_new_string(st->error));
-        } else if (vm_connect_error(x->vm, err, sizeof(err))) {
-            /* it ended before reaching the peer */
+        if (early) {
+            /* it ended before reaching the engine (no connection, TLS
+             * refused): what the engine holds is an earlier migration */
             json_object_object_add(o, "error-desc",
                                    json_object_new_string(err));
+        } else if (st->status == VMIG_ENGINE_FAILED ||
+                   st->status == VMIG_ENGINE_CANCELLED) {
+            json_object_object_add(o, "error-desc",
+                                   json_object_new_string(st->error));
         }
     }
-    if (st->status != VMIG_ENGINE_NONE) {
+    if (st->status != VMIG_ENGINE_NONE && !early) {
         x_vmig_info(o, st);
     }
+    json_object_object_add(o, "x-vmig-tls", tls_stats(x->vm));
     free(st);
     return o;
 }

@@ -16,7 +16,9 @@
  * changes nothing.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "qmp.h"
 
 static const char *const cap_names[] = {"stop-copy", "abort", NULL};
@@ -148,6 +150,122 @@ get_mixed(const struct mig_params *p)
     return json_object_new_boolean(p->eng.allow_mixed_p2p);
 }
 
+/*
+ * TLS on the migration channel (tlsconf.c, docs/security.md).  QEMU's
+ * names: tls-creds (here the credentials' path rather than an object id:
+ * an x509 directory, a PSK directory or a keys.psk file; "" for none),
+ * tls-hostname, tls-authz (here the allow-list file).  Ours: the PSK
+ * identity (QEMU keeps it on the credentials object), kernel TLS, and
+ * plaintext beyond loopback for a destination.
+ */
+#define TLS_STR(field)                                                         \
+    static void set_##field(struct mig_params *p, json_object *v)              \
+    {                                                                          \
+        snprintf(p->tls.field, sizeof(p->tls.field), "%s",                     \
+                 json_object_get_string(v));                                   \
+    }                                                                          \
+    static json_object *get_##field(const struct mig_params *p)                \
+    {                                                                          \
+        return json_object_new_string(p->tls.field);                           \
+    }
+
+TLS_STR(creds)
+TLS_STR(hostname)
+TLS_STR(authz)
+TLS_STR(identity)
+
+static void
+set_ktls(struct mig_params *p, json_object *v)
+{
+    p->tls.ktls = json_object_get_boolean(v);
+}
+
+static json_object *
+get_ktls(const struct mig_params *p)
+{
+    return json_object_new_boolean(p->tls.ktls);
+}
+
+static void
+set_insecure(struct mig_params *p, json_object *v)
+{
+    p->tls.insecure = json_object_get_boolean(v);
+}
+
+static json_object *
+get_insecure(const struct mig_params *p)
+{
+    return json_object_new_boolean(p->tls.insecure);
+}
+
+/* A string that fits its field (all TLS strings: 255 bytes or less). */
+static int
+check_len(const char *name, json_object *v, size_t max, char *err, size_t len)
+{
+    if (strlen(json_object_get_string(v)) > max) {
+        snprintf(err, len, "Parameter '%s' is longer than %zu bytes", name,
+                 max);
+        return -E2BIG;
+    }
+    return 0;
+}
+
+static int
+check_creds(json_object *v, char *err, size_t len)
+{
+    int ret = check_len("tls-creds", v,
+                        sizeof(((struct agent_tls *)0)->creds) - 1, err, len);
+
+    return ret < 0 ? ret
+                   : agent_tls_check_creds(json_object_get_string(v), err, len);
+}
+
+static int
+check_hostname(json_object *v, char *err, size_t len)
+{
+    return check_len("tls-hostname", v,
+                     sizeof(((struct agent_tls *)0)->hostname) - 1, err, len);
+}
+
+static int
+check_authz(json_object *v, char *err, size_t len)
+{
+    const char *f = json_object_get_string(v);
+    struct stat st;
+    int ret = check_len("tls-authz", v,
+                        sizeof(((struct agent_tls *)0)->authz) - 1, err, len);
+
+    if (ret == 0 && f[0] != '\0' &&
+        (stat(f, &st) < 0 || !S_ISREG(st.st_mode))) {
+        snprintf(err, len,
+                 "Parameter 'tls-authz': %s is not a file (the allow-list: "
+                 "one peer name a line)",
+                 f);
+        return -ENOENT;
+    }
+    return ret;
+}
+
+static int
+check_identity(json_object *v, char *err, size_t len)
+{
+    int ret =
+        check_len("x-vmig-tls-identity", v,
+                  sizeof(((struct agent_tls *)0)->identity) - 1, err, len);
+
+    if (ret == 0 && strchr(json_object_get_string(v), ':') != NULL) {
+        snprintf(err, len, "Parameter 'x-vmig-tls-identity' has a ':'");
+        return -EINVAL;
+    }
+    return ret;
+}
+
+#define STR_PARAM(n, c, s, g)                                                  \
+    {                                                                          \
+        .name = (n), .type = json_type_string, .check = (c), .set = (s),       \
+        .get = (g)                                                             \
+    }
+
 #define INT_PARAM(n, mx, un, s, g)                                             \
     {                                                                          \
         .name = (n), .type = json_type_int, .max = (mx), .unit = (un),         \
@@ -180,6 +298,13 @@ const struct arg_spec qmp_param_args[] = {
     INT_PARAM("x-vmig-max-restarts", 1000, " (0: the default, 3)",
               set_restarts, get_restarts),
     BOOL_PARAM("x-vmig-allow-mixed-p2p", set_mixed, get_mixed),
+    STR_PARAM("tls-creds", check_creds, set_creds, get_creds),
+    STR_PARAM("tls-hostname", check_hostname, set_hostname, get_hostname),
+    STR_PARAM("tls-authz", check_authz, set_authz, get_authz),
+    STR_PARAM("x-vmig-tls-identity", check_identity, set_identity,
+              get_identity),
+    BOOL_PARAM("x-vmig-ktls", set_ktls, get_ktls),
+    BOOL_PARAM("x-vmig-insecure", set_insecure, get_insecure),
     {.name = NULL},
 };
 /* clang-format on */

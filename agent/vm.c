@@ -382,6 +382,9 @@ vm_destroy(struct agent_vm *vm)
     if (vm->listen_fd >= 0) {
         shutdown(vm->listen_fd, SHUT_RDWR);
     }
+    /* a TLS handshake under way, either direction */
+    __atomic_store_n(&vm->in_cancel, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&vm->hs_cancel, 1, __ATOMIC_RELEASE);
     if (vm->eng != NULL && vmig_engine_cancel(vm->eng) == 0) {
         vmig_log(vm->ctx, VMIG_LOG_INFO, "quitting: migration cancelled");
     }
@@ -397,6 +400,7 @@ vm_destroy(struct agent_vm *vm)
     if (vm->listen_fd >= 0) {
         close(vm->listen_fd);
     }
+    vmig_tls_free(vm->in_tls);
     vmig_vcpu_free(vm->vcpu);
     vmig_engine_free(vm->eng);
     h_dirty_stop(vm);
@@ -479,8 +483,13 @@ tcp_connect(const char *uri)
     return ret;
 }
 
+/*
+ * Listen on @uri's address; with @cfg, first check that its TLS settings
+ * allow that address (nothing listens when they do not; @err says why).
+ */
 static int
-tcp_listen(const char *uri)
+tcp_listen(const char *uri, const struct agent_tls *cfg, char *err,
+           size_t errlen)
 {
     char host[96], port_s[16];
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
@@ -495,6 +504,12 @@ tcp_listen(const char *uri)
     snprintf(port_s, sizeof(port_s), "%d", port);
     if (getaddrinfo(host, port_s, &hints, &ai) != 0) {
         return -EADDRNOTAVAIL;
+    }
+    if (cfg != NULL) {
+        ret = agent_tls_listen_ok(cfg, ai->ai_addr, uri + 4, err, errlen);
+        if (ret < 0) {
+            goto out;
+        }
     }
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -513,37 +528,129 @@ out:
     return ret;
 }
 
+bool
+vm_chan_info(struct agent_vm *vm, struct vmig_chan_info *out)
+{
+    bool valid;
+
+    pthread_mutex_lock(&vm->lock);
+    valid = vm->chan_valid;
+    *out = vm->chan;
+    pthread_mutex_unlock(&vm->lock);
+    return valid;
+}
+
+static void
+note_chan(struct agent_vm *vm, const struct vmig_chan *ch)
+{
+    pthread_mutex_lock(&vm->lock);
+    vmig_chan_info(ch, &vm->chan);
+    vm->chan_valid = true;
+    pthread_mutex_unlock(&vm->lock);
+}
+
+static void
+log_chan(struct agent_vm *vm, const struct vmig_chan *ch, const char *what,
+         const char *where)
+{
+    struct vmig_chan_info ci;
+
+    vmig_chan_info(ch, &ci);
+    if (!ci.tls) {
+        vmig_log(vm->ctx, VMIG_LOG_INFO, "%s %s: plaintext", what, where);
+        return;
+    }
+    vmig_log(vm->ctx, VMIG_LOG_NOTICE,
+             "%s %s: %s, %s, peer '%s' authenticated by %s%s", what, where,
+             ci.version, ci.cipher, ci.peer, ci.psk ? "PSK" : "certificate",
+             ci.ktls_tx ? ", kernel TLS" : "");
+}
+
+/*
+ * Connect to @uri and make the migration channel: a TLS session when the
+ * VM has credentials (both sides authenticated before it returns), else
+ * plaintext.  On failure @err says why and nothing reached the engine.
+ */
+static int
+open_channel(struct agent_vm *vm, const char *uri, int *fdp,
+             struct vmig_chan **ch, char *err, size_t errlen)
+{
+    struct mig_params p;
+    struct vmig_tls *t;
+    char host[96], why[512];
+    int port, fd, ret;
+
+    vm_params_get(vm, &p);
+    ret = vm_parse_tcp(uri, host, sizeof(host), &port);
+    if (ret == 0) {
+        ret = agent_tls_make(&p.tls, vm->ctx, VMIG_TLS_CLIENT, host, &t, why,
+                             sizeof(why));
+        if (ret < 0) {
+            snprintf(err, errlen, "%s", why);
+        }
+    } else {
+        snprintf(err, errlen, "bad address %s", uri);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    fd = tcp_connect(uri);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", uri, strerror(-fd));
+        vmig_tls_free(t);
+        return fd;
+    }
+    if (t == NULL) {
+        ret = vmig_chan_plain(vm->ctx, fd, ch);
+    } else {
+        ret = vmig_tls_handshake(t, fd, p.eng.timeout_ms, &vm->hs_cancel, ch,
+                                 why, sizeof(why));
+        if (ret < 0) {
+            snprintf(err, errlen, "TLS with %s: %s", uri, why);
+        }
+        vmig_tls_free(t);
+    }
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    note_chan(vm, *ch);
+    log_chan(vm, *ch, "migrate: to", uri + 4);
+    *fdp = fd;
+    return 0;
+}
+
 static void *
 out_main(void *arg)
 {
     struct agent_vm *vm = arg;
+    struct vmig_chan *ch;
+    char err[sizeof(vm->connect_error)];
     int fd, ret;
 
-    fd = tcp_connect(vm->uri);
-    if (fd < 0) {
-        vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: cannot connect to %s: %s",
-                 vm->uri, strerror(-fd));
-        pthread_mutex_lock(&vm->lock);
-        snprintf(vm->connect_error, sizeof(vm->connect_error),
-                 "cannot connect to %s: %s", vm->uri, strerror(-fd));
-        vm->migrating = false;
-        vm_mig_status_set_locked(vm, "failed");
-        pthread_mutex_unlock(&vm->lock);
-        return NULL;
-    }
+    ret = open_channel(vm, vm->uri, &fd, &ch, err, sizeof(err));
     pthread_mutex_lock(&vm->lock);
-    if (vm->cancel_requested) {
+    if (ret == 0 && vm->cancel_requested) {
         /* cancelled while connecting: nothing was sent */
-        snprintf(vm->connect_error, sizeof(vm->connect_error),
-                 "cancelled before the migration started");
-        vm->migrating = false;
-        vm_mig_status_set_locked(vm, "cancelled");
-        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, sizeof(err), "cancelled before the migration started");
+        ret = -ECANCELED;
+        vmig_chan_free(ch);
         close(fd);
+    }
+    if (ret < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: %s; the VM keeps running",
+                 err);
+        snprintf(vm->connect_error, sizeof(vm->connect_error), "%s", err);
+        vm->migrating = false;
+        vm_mig_status_set_locked(vm, ret == -ECANCELED && vm->cancel_requested
+                                         ? "cancelled"
+                                         : "failed");
+        pthread_mutex_unlock(&vm->lock);
         return NULL;
     }
     pthread_mutex_unlock(&vm->lock);
-    ret = vmig_engine_migrate(vm->eng, fd);
+    ret = vmig_engine_migrate_chan(vm->eng, ch);
+    vmig_chan_free(ch);
     close(fd);
     pthread_mutex_lock(&vm->lock);
     vm->migrating = false;
@@ -584,6 +691,8 @@ vm_cancel(struct agent_vm *vm)
     vm->cancel_requested = true;
     vm_mig_status_set_locked(vm, "cancelling");
     pthread_mutex_unlock(&vm->lock);
+    /* a TLS handshake under way stops at once */
+    __atomic_store_n(&vm->hs_cancel, 1, __ATOMIC_RELEASE);
     if (vmig_engine_cancel(vm->eng) < 0) {
         /* not running yet (still connecting): the thread sees the flag */
         vmig_log(vm->ctx, VMIG_LOG_INFO,
@@ -651,12 +760,18 @@ vm_params_get(struct agent_vm *vm, struct mig_params *p)
 {
     memset(p, 0, sizeof(*p));
     vmig_engine_get_params(vm->eng, &p->eng);
+    pthread_mutex_lock(&vm->lock);
+    p->tls = vm->tls;
+    pthread_mutex_unlock(&vm->lock);
 }
 
 void
 vm_params_set(struct agent_vm *vm, const struct mig_params *p)
 {
     vmig_engine_set_params(vm->eng, &p->eng);
+    pthread_mutex_lock(&vm->lock);
+    vm->tls = p->tls;
+    pthread_mutex_unlock(&vm->lock);
 }
 
 /*
@@ -721,6 +836,8 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
     vm->connect_error[0] = '\0';
     vm->cancel_requested = false;
     vm->migrating = true;
+    vm->chan_valid = false;
+    __atomic_store_n(&vm->hs_cancel, 0, __ATOMIC_RELEASE);
     /* before `migrate` replies, as QEMU: a query-migrate right after it
      * sees a status */
     vm_mig_status_set_locked(vm, "setup");
@@ -740,13 +857,74 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
     return 0;
 }
 
+static void
+peer_str(const struct sockaddr_storage *ss, socklen_t len, char *out,
+         size_t outlen)
+{
+    char h[64], p[16];
+
+    if (getnameinfo((const struct sockaddr *)ss, len, h, sizeof(h), p,
+                    sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(out, outlen, "?");
+        return;
+    }
+    snprintf(out, outlen, "%s:%s", h, p);
+}
+
+/*
+ * One incoming connection: the TLS handshake first when we have
+ * credentials (a refusal never reaches the engine, so nothing here
+ * changes), then the engine.  Return its result, or 1 for a refusal.
+ */
+static int
+in_one(struct agent_vm *vm, int fd, const char *peer)
+{
+    struct vmig_engine_params p;
+    struct vmig_chan *ch;
+    char why[512];
+    int ret;
+
+    if (vm->in_tls == NULL) {
+        ret = vmig_chan_plain(vm->ctx, fd, &ch);
+    } else {
+        vmig_engine_get_params(vm->eng, &p);
+        ret = vmig_tls_handshake(vm->in_tls, fd, p.timeout_ms, &vm->in_cancel,
+                                 &ch, why, sizeof(why));
+        if (ret < 0) {
+            vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                     "incoming: refused the connection from %s: %s; still "
+                     "listening on %s",
+                     peer, why, vm->uri);
+            return 1;
+        }
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    note_chan(vm, ch);
+    log_chan(vm, ch, "incoming: from", peer);
+    pthread_mutex_lock(&vm->lock);
+    vm->migrating = true;
+    pthread_mutex_unlock(&vm->lock);
+    ret = vmig_engine_incoming_chan(vm->eng, ch);
+    vmig_chan_free(ch);
+    pthread_mutex_lock(&vm->lock);
+    vm->migrating = false;
+    pthread_mutex_unlock(&vm->lock);
+    return ret;
+}
+
 static void *
 in_main(void *arg)
 {
     struct agent_vm *vm = arg;
 
     for (;;) {
-        int fd = accept4(vm->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd =
+            accept4(vm->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+        char peer[96];
         int ret;
 
         if (fd < 0) {
@@ -755,14 +933,9 @@ in_main(void *arg)
             }
             break; /* listening socket shut down: quitting */
         }
-        pthread_mutex_lock(&vm->lock);
-        vm->migrating = true;
-        pthread_mutex_unlock(&vm->lock);
-        ret = vmig_engine_incoming(vm->eng, fd);
+        peer_str(&ss, sl, peer, sizeof(peer));
+        ret = in_one(vm, fd, peer);
         close(fd);
-        pthread_mutex_lock(&vm->lock);
-        vm->migrating = false;
-        pthread_mutex_unlock(&vm->lock);
         if (ret == 0) {
             break;
         }
@@ -782,6 +955,9 @@ int
 vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
                   size_t errlen)
 {
+    struct mig_params p;
+    struct agent_tls cfg;
+    struct vmig_tls *t = NULL;
     int fd, ret;
 
     pthread_mutex_lock(&vm->lock);
@@ -805,11 +981,30 @@ vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
         snprintf(err, errlen, "unknown migration protocol: %s", uri);
         return -EINVAL;
     }
-    fd = tcp_listen(uri);
+    vm_params_get(vm, &p);
+    cfg = p.tls;
+    /* loaded first: bad credentials fail here, not at the first try */
+    ret = agent_tls_make(&cfg, vm->ctx, VMIG_TLS_SERVER, NULL, &t, err, errlen);
+    if (ret < 0) {
+        return ret;
+    }
+    err[0] = '\0';
+    fd = tcp_listen(uri, &cfg, err, errlen);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", uri, strerror(-fd));
+        if (err[0] == '\0') {
+            snprintf(err, errlen, "cannot listen on %s: %s", uri,
+                     strerror(-fd));
+        }
+        vmig_tls_free(t);
         return fd;
     }
+    vmig_tls_free(vm->in_tls);
+    vm->in_tls = t;
+    vmig_log(
+        vm->ctx, VMIG_LOG_NOTICE, "incoming: listening on %s (%s)", uri + 4,
+        t != NULL                                  ? "TLS required"
+        : cfg.insecure && !agent_tls_enabled(&cfg) ? "plaintext, --insecure"
+                                                   : "plaintext, loopback");
     pthread_mutex_lock(&vm->lock);
     vm->listen_fd = fd;
     snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
@@ -834,20 +1029,27 @@ int
 vm_check(struct agent_vm *vm, const char *uri, struct vmig_engine_check *out,
          char *err, size_t errlen)
 {
+    struct vmig_chan *ch;
     int fd, ret;
 
     if (strncmp(uri, "tcp:", 4) != 0) {
         snprintf(err, errlen, "unknown migration protocol: %s", uri);
         return -EINVAL;
     }
-    fd = tcp_connect(uri);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", uri, strerror(-fd));
-        return fd;
-    }
-    ret = vmig_engine_check(vm->eng, fd, out);
-    close(fd);
+    ret = open_channel(vm, uri, &fd, &ch, err, errlen);
     if (ret < 0) {
+        return ret;
+    }
+    ret = vmig_engine_check_chan(vm->eng, ch, out);
+    vmig_chan_free(ch);
+    close(fd);
+    if (ret == -EPROTONOSUPPORT) {
+        snprintf(err, errlen,
+                 "compatibility check with %s failed: the destination "
+                 "requires TLS and this agent has no TLS credentials (give "
+                 "it --tls-creds DIR or --tls-psk FILE)",
+                 uri);
+    } else if (ret < 0) {
         snprintf(err, errlen, "compatibility check with %s failed: %s", uri,
                  strerror(-ret));
     }

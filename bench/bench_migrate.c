@@ -36,6 +36,7 @@
 #include "guest-driver.h"
 #include "vfu_testdev.h"
 #include "../tests/loopback.h"
+#include "bench_side.h"
 
 static double
 now_s(void)
@@ -86,56 +87,6 @@ plain_copy(const uint8_t *src, uint8_t *dst, size_t len)
 }
 
 /* ------------------------------------------------------------ migration */
-
-static int
-nop_vcpu(void *o)
-{
-    (void)o;
-    return 0;
-}
-
-static const struct vmig_engine_vm_ops vm_ops = {
-    .vcpu_pause = nop_vcpu,
-    .vcpu_resume = nop_vcpu,
-};
-
-struct side {
-    uint8_t *ram;
-    struct vmig_memdev *dev[2];
-    struct vmig_engine *eng;
-};
-
-static void
-side_new(struct side *s, vmig_ctx_t *ctx, size_t ram, size_t dev, uint64_t seed)
-{
-    struct vmig_engine_region rg = {.name = "ram0", .size = ram};
-
-    s->ram = mmap(NULL, ram, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (s->ram == MAP_FAILED) {
-        perror("bench: mmap");
-        exit(1);
-    }
-    rg.host = s->ram;
-    if (vmig_engine_new(ctx, &rg, 1, &vm_ops, s, &s->eng) < 0) {
-        exit(1);
-    }
-    for (int i = 0; i < 2; i++) {
-        struct vmig_memdev_params p = {.state_size = dev,
-                                       .flags = VMIG_MIGRATION_STOP_COPY |
-                                                VMIG_MIGRATION_P2P,
-                                       .seed = seed + (uint64_t)i,
-                                       .revision = 1};
-        char name[8];
-
-        snprintf(name, sizeof(name), "dev%d", i);
-        if (vmig_memdev_new(ctx, &p, &s->dev[i]) < 0 ||
-            vmig_engine_add_device(s->eng, name, vmig_memdev_ops(), s->dev[i]) <
-                0) {
-            exit(1);
-        }
-    }
-}
 
 struct dst_job {
     struct side *s;
@@ -214,7 +165,7 @@ vside_new(struct vside *s, vmig_ctx_t *ctx, const char *path, size_t ram,
         exit(1);
     }
     rg.host = s->ram;
-    if (vmig_engine_new(ctx, &rg, 1, &vm_ops, s, &s->eng) < 0 ||
+    if (vmig_engine_new(ctx, &rg, 1, &bench_nop_vm_ops, s, &s->eng) < 0 ||
         vmig_engine_add_device(s->eng, "td0", vmig_engine_vfu_ops(), s->b) <
             0) {
         exit(1);
@@ -394,21 +345,12 @@ main(int argc, char **argv)
     int runs = argc > 3 ? atoi(argv[3]) : 3;
     struct side a, b;
     vmig_ctx_t *ctx;
-    uint64_t x = 0x9e3779b97f4a7c15ull;
     double best_plain = 1e9, best_mig = 1e9, best_down = 1e9, wire = 0;
 
     if (vmig_ctx_new("bench", NULL, NULL, &ctx) < 0) {
         return 1;
     }
-    side_new(&a, ctx, ram, dev, 1);
-    side_new(&b, ctx, ram, dev, 2);
-    for (size_t i = 0; i < ram / 8; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        ((uint64_t *)a.ram)[i] = x;
-    }
-    memset(b.ram, 0, ram);
+    sides_new(&a, &b, ctx, ram, dev);
     printf("bench_migrate: %zu MiB RAM (random), 2 devices x %zu MiB, "
            "best of %d runs, loopback TCP\n",
            ram >> 20, dev >> 20, runs);

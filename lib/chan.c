@@ -49,6 +49,14 @@ plain_read(struct vmig_chan *ch, void *buf, size_t len, short *want)
     return -errno;
 }
 
+static int
+plain_flush(struct vmig_chan *ch, short *want)
+{
+    (void)ch;
+    (void)want;
+    return 0;
+}
+
 static bool
 plain_buffered(const struct vmig_chan *ch)
 {
@@ -65,6 +73,7 @@ plain_noop(struct vmig_chan *ch)
 static const struct vmig_chan_ops plain_ops = {
     .writev = plain_writev,
     .read = plain_read,
+    .flush = plain_flush,
     .buffered = plain_buffered,
     .close_notify = plain_noop,
     .release = plain_noop,
@@ -214,7 +223,18 @@ vmig__chan_write_all(struct vmig_chan *ch, struct iovec *iov, int niov,
             iov->iov_len -= (size_t)n;
         }
     }
-    return 0;
+    for (;;) {
+        short want = POLLOUT;
+        int ret = ch->ops->flush(ch, &want);
+
+        if (ret != -EAGAIN) {
+            return ret;
+        }
+        ret = vmig__chan_wait(ch->fd, want, timeout_ms, cancel);
+        if (ret < 0) {
+            return ret;
+        }
+    }
 }
 
 /* Read until @len bytes or the end of the stream; *@got says how many. */

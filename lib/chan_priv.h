@@ -26,6 +26,11 @@ struct vmig_chan_ops {
     /* Receive into @buf; bytes (> 0), 0 at the peer's end of stream,
      * -EAGAIN with *@want, or a negative errno. */
     ssize_t (*read)(struct vmig_chan *ch, void *buf, size_t len, short *want);
+    /* Push out what writev() buffered above the socket: 0 when all is
+     * out, -EAGAIN with *@want, or a negative errno.  Called at the end
+     * of every vmig__chan_write_all(), so a frame never waits in a
+     * buffer while we wait for the peer. */
+    int (*flush)(struct vmig_chan *ch, short *want);
     /* Bytes already received and buffered above the socket. */
     bool (*buffered)(const struct vmig_chan *ch);
     /* Say goodbye politely before a half-close (TLS close_notify). */

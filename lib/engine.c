@@ -373,6 +373,24 @@ vmig__engine_set_error(struct vmig_engine *e, const char *fmt, ...)
     pthread_mutex_unlock(&e->lock);
 }
 
+int
+vmig__engine_handshake(struct vmig_engine *e, struct vmig_mp_conn *c,
+                       bool source)
+{
+    int ret = vmig_mp_handshake(c);
+
+    if (ret == -EPROTONOSUPPORT) {
+        vmig__engine_set_error(
+            e, "%s",
+            source ? "the destination requires TLS and this agent has no "
+                     "TLS credentials: give it --tls-creds DIR or --tls-psk "
+                     "FILE (QMP tls-creds)"
+                   : "the source speaks TLS and this destination has no TLS "
+                     "credentials: give it --tls-creds DIR or --tls-psk FILE");
+    }
+    return ret;
+}
+
 void
 vmig__engine_pass(struct vmig_engine *e, unsigned int pass)
 {

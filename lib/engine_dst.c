@@ -859,7 +859,7 @@ vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
     vmig_mp_conn_set_timeout(c, p.timeout_ms);
     vmig_mp_conn_set_cancel(c, &e->cancel);
     vmig__engine_set_status(e, VMIG_ENGINE_SETUP);
-    ret = vmig_mp_handshake(c);
+    ret = vmig__engine_handshake(e, c, false);
     if (ret < 0) {
         send_err = false;
         goto fail;

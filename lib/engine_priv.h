@@ -85,6 +85,10 @@ void vmig__engine_end(struct vmig_engine *e, int ret);
 void vmig__engine_set_status(struct vmig_engine *e, enum vmig_engine_status s);
 void vmig__engine_set_error(struct vmig_engine *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The preamble exchange; a TLS peer on this plaintext connection
+ * (-EPROTONOSUPPORT) is named in the stats' error. */
+int vmig__engine_handshake(struct vmig_engine *e, struct vmig_mp_conn *c,
+                           bool source);
 void vmig__engine_pass(struct vmig_engine *e, unsigned int pass);
 void vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
                           uint64_t ram_bytes, uint64_t zero_pages, int dev,

@@ -746,7 +746,7 @@ vmig_engine_migrate_chan(struct vmig_engine *e, struct vmig_chan *ch)
     vmig_info(e->ctx, "migration: starting (%llu MiB RAM, %u devices)",
               (unsigned long long)(e->ram_total >> 20), e->ndev);
 
-    ret = vmig_mp_handshake(c);
+    ret = vmig__engine_handshake(e, c, true);
     if (ret < 0) {
         goto fail;
     }
@@ -973,7 +973,7 @@ vmig_engine_check_chan(struct vmig_engine *e, struct vmig_chan *ch,
     }
     vmig_engine_get_params(e, &p);
     vmig_mp_conn_set_timeout(c, p.timeout_ms);
-    ret = vmig_mp_handshake(c);
+    ret = vmig__engine_handshake(e, c, true);
     if (ret < 0) {
         goto out;
     }

@@ -281,7 +281,7 @@ vmig_mp_handshake(struct vmig_mp_conn *c)
     what = foreign_peer(theirs, (size_t)got);
     if (what != NULL) {
         vmig_err(c->ctx, "stream: %s", what);
-        return -EPROTO;
+        return -EPROTONOSUPPORT;
     }
     if (got < (ssize_t)sizeof(theirs)) {
         return -ECONNRESET;

@@ -51,6 +51,14 @@ static const uint8_t verdict_magic[8] = {'V', 'M', 'I', 'G', 'T', 'L', 'S', 1};
 #define VERDICT_REASON_MAX 255
 /* Plaintext bytes in one TLS record: smaller pieces are gathered up to it. */
 #define RECORD_MAX 16384
+/*
+ * Records are collected above the socket and written this many bytes at a
+ * time: one write per 16 KiB record costs more than the encryption on a
+ * busy host (every loopback write runs the TCP stack and wakes the peer).
+ */
+#define WRITE_BUFFER (256u << 10)
+/* With read-ahead, the socket is read this much at a time. */
+#define READ_BUFFER (256u << 10)
 /* TLS 1.3 AES-GCM keys are good for about 2^24.5 full records (RFC 8446
  * section 5.5); renew ours long before: every 64 GiB sent. */
 #define KEY_UPDATE_BYTES (64ull << 30)
@@ -63,6 +71,7 @@ struct vmig_tls {
     SSL_CTX *sctx;
     enum vmig_tls_endpoint endpoint;
     bool psk;
+    bool ktls; /* kernel TLS asked: OpenSSL must write to the socket BIO */
     char where[512];    /* the credentials' directory or keys.psk */
     char hostname[256]; /* client x509 */
     char identity[VMIG__PSK_ID_MAX + 1];
@@ -228,6 +237,26 @@ tls_read(struct vmig_chan *ch, void *buf, size_t len, short *want)
     return (ssize_t)n;
 }
 
+static int
+tls_flush(struct vmig_chan *ch, short *want)
+{
+    struct sess *s = ch->impl;
+    BIO *w = SSL_get_wbio(s->ssl);
+
+    if (BIO_wpending(w) == 0) {
+        return 0;
+    }
+    if (BIO_flush(w) == 1) {
+        return 0;
+    }
+    if (BIO_should_retry(w)) {
+        *want = POLLOUT;
+        return -EAGAIN;
+    }
+    s->broken = true;
+    return errno != 0 ? -errno : -EPIPE;
+}
+
 static bool
 tls_buffered(const struct vmig_chan *ch)
 {
@@ -263,6 +292,7 @@ tls_release(struct vmig_chan *ch)
 static const struct vmig_chan_ops tls_ops = {
     .writev = tls_writev,
     .read = tls_read,
+    .flush = tls_flush,
     .buffered = tls_buffered,
     .close_notify = tls_close_notify,
     .release = tls_release,
@@ -687,10 +717,11 @@ vmig_tls_new(vmig_ctx_t *ctx, const struct vmig_tls_params *p,
     SSL_CTX_set_mode(t->sctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                                   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(t->sctx, SSL_SESS_CACHE_OFF);
+    t->ktls = p->ktls;
     if (!p->ktls) {
         /* fewer, larger reads of the socket (kTLS reads records itself) */
         SSL_CTX_set_read_ahead(t->sctx, 1);
-        SSL_CTX_set_default_read_buffer_len(t->sctx, 128u << 10);
+        SSL_CTX_set_default_read_buffer_len(t->sctx, READ_BUFFER);
     }
     ret = t->psk ? load_psk(t, p, err, errlen)
                  : load_x509(t, p->x509_dir, err, errlen);
@@ -1139,6 +1170,33 @@ drive(struct vmig_chan *ch, struct sess *s, unsigned int timeout_ms,
     }
 }
 
+/*
+ * Reads come from the socket; writes go through a buffer BIO on top of it
+ * (WRITE_BUFFER), flushed by tls_flush() at the end of every frame.  Kernel
+ * TLS needs OpenSSL to write to the socket BIO itself.
+ */
+static int
+attach(SSL *ssl, int fd, bool ktls)
+{
+    BIO *sock, *buf;
+
+    if (ktls) {
+        return SSL_set_fd(ssl, fd) == 1 ? 0 : -ENOMEM;
+    }
+    sock = BIO_new_socket(fd, BIO_NOCLOSE);
+    buf = BIO_new(BIO_f_buffer());
+    if (sock == NULL || buf == NULL ||
+        BIO_set_write_buffer_size(buf, WRITE_BUFFER) != 1 ||
+        BIO_up_ref(sock) != 1) {
+        BIO_free(sock);
+        BIO_free(buf);
+        return -ENOMEM;
+    }
+    BIO_push(buf, sock);         /* the chain owns one reference of sock */
+    SSL_set_bio(ssl, sock, buf); /* the session owns the other, and buf */
+    return 0;
+}
+
 static int
 set_expected_host(SSL *ssl, const char *host)
 {
@@ -1192,7 +1250,7 @@ vmig_tls_handshake(struct vmig_tls *t, int fd, unsigned int timeout_ms,
     }
     ERR_clear_error();
     s->ssl = SSL_new(t->sctx);
-    if (s->ssl == NULL || SSL_set_fd(s->ssl, fd) != 1 ||
+    if (s->ssl == NULL || attach(s->ssl, fd, t->ktls) < 0 ||
         SSL_set_ex_data(s->ssl, ex_idx, &h) != 1) {
         snprintf(why, whylen, "OpenSSL: cannot make a session");
         ret = -ENOMEM;
@@ -1270,7 +1328,8 @@ vmig_tls_handshake(struct vmig_tls *t, int fd, unsigned int timeout_ms,
     return 0;
 
 fail:
-    vmig_err(t->ctx, "tls: refused: %s", why);
+    /* the caller reports it (why); the details stay at debug level */
+    vmig_dbg(t->ctx, "tls: refused: %s", why);
     if (t->endpoint == VMIG_TLS_SERVER) {
         if (ret == -EPROTO) {
             alert_plaintext_peer(fd);

@@ -629,8 +629,9 @@ VMIG_EXPORT void vmig_mp_conn_set_timeout(struct vmig_mp_conn *c,
  * A peer answering with TLS records on a plaintext connection is named as
  * such in the log (one side has TLS credentials, the other not).
  *
- * Return: 0, or an error from vmig_mp_preamble_check() (-EPROTO also for
- * a TLS peer) or the socket.
+ * Return: 0; -EPROTONOSUPPORT when the peer speaks TLS (a TLS handshake
+ * or alert came instead of a preamble); an error from
+ * vmig_mp_preamble_check() or the socket.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_handshake(struct vmig_mp_conn *c);
 

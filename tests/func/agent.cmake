@@ -22,6 +22,8 @@ if(TARGET vmig-agent)
     agent-corrupt
     PROPERTIES
     LABELS func TIMEOUT 150)
+  # the demo's migration runs over TLS: more CPU on a loaded ASan build
+  set_tests_properties(agent-demo PROPERTIES TIMEOUT 300)
 endif()
 
 # Precopy, resets during precopy, several devices and switchover-ack
@@ -32,5 +34,17 @@ if(TARGET vmig-agent)
       COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_precopy.sh
         $<TARGET_FILE:vmig-agent> ${c})
     set_tests_properties(agent-precopy-${c} PROPERTIES LABELS func TIMEOUT 60)
+  endforeach()
+endif()
+
+# TLS on the migration channel: every refusal named on both sides with the
+# destination untouched and the source running; x509 and PSK migrations
+# with the accelerator workload (tests/func/agent_tls.sh).
+if(TARGET vmig-agent)
+  foreach(c x509 psk plain)
+    add_test(NAME agent-tls-${c}
+      COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_tls.sh
+        $<TARGET_FILE:vmig-agent> ${c})
+    set_tests_properties(agent-tls-${c} PROPERTIES LABELS func TIMEOUT 150)
   endforeach()
 endif()

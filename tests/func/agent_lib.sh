@@ -28,3 +28,24 @@ start() { # name port|- extra...: an agent; "-" runs a VM, a port receives
     eval "pid_$n=$!"
     wait_sock "$dir/$n.qmp"
 }
+# The accelerator (vmig-acc) workload of agent $1: its counters, e.g.
+# "completed": N, "finished": true, "verified": true, "bad": 0, ...
+accel() { # name -> prints "completed finished verified bad dup"
+    qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n' |
+        sed -n 's/.*"accelerator": {\([^}]*\)}.*/\1/p'
+}
+# Wait until the workload on agent $1 finishes.  It runs at whatever
+# speed the machine allows, so the deadline is on progress: fail when the
+# completed count was read and has not moved for 30 s (a query that gets
+# no answer on a loaded machine proves nothing either way).
+wait_finished() { # name
+    last=-1; since=$(date +%s)
+    while :; do
+        a=$(accel "$1")
+        echo "$a" | grep -q '"finished": true' && return 0
+        n=$(echo "$a" | sed -n 's/.*"completed": \([0-9]*\).*/\1/p')
+        if [ -n "$n" ] && [ "$n" != "$last" ]; then last=$n; since=$(date +%s); fi
+        [ $(($(date +%s) - since)) -lt 30 ] || fail "accelerator workload did not finish (no progress for 30 s): $a"
+        sleep 0.1
+    done
+}

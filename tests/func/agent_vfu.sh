@@ -89,25 +89,6 @@ fi
 
 # the accelerator (vmig-acc): the guest's workload continues across
 # migrations, every request completed exactly once and verified
-accel() { # name -> prints "completed finished verified bad dup"
-    qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n' |
-        sed -n 's/.*"accelerator": {\([^}]*\)}.*/\1/p'
-}
-# Wait until the workload on agent $1 finishes.  It runs at whatever
-# speed the machine allows, so the deadline is on progress: fail when the
-# completed count was read and has not moved for 30 s (a query that gets
-# no answer on a loaded machine proves nothing either way).
-wait_finished() { # name
-    last=-1; since=$(date +%s)
-    while :; do
-        a=$(accel "$1")
-        echo "$a" | grep -q '"finished": true' && return 0
-        n=$(echo "$a" | sed -n 's/.*"completed": \([0-9]*\).*/\1/p')
-        if [ -n "$n" ] && [ "$n" != "$last" ]; then last=$n; since=$(date +%s); fi
-        [ $(($(date +%s) - since)) -lt 30 ] || fail "accelerator workload did not finish (no progress for 30 s): $a"
-        sleep 0.1
-    done
-}
 acc="--device acc"
 if [ "$what" = corrupt ]; then
 export VMIG_TEST_CORRUPT_DEVICE_BYTE=100

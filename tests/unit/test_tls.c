@@ -379,6 +379,23 @@ test_expired_client(void **state)
 }
 
 static void
+test_expired_server(void **state)
+{
+    struct end s = {.p.x509_dir = path("expired")};
+    struct end c = {.p.x509_dir = path("good"), .p.hostname = "localhost"};
+
+    (void)state;
+    pair(&s, &c);
+    assert_int_equal(c.ret, -EACCES);
+    assert_why(&c, "the destination's certificate 'CN=localhost,O=vmig' has "
+                   "expired");
+    assert_int_equal(s.ret, -EACCES);
+    assert_why(&s, "the source says our certificate has expired");
+    end_free(&s);
+    end_free(&c);
+}
+
+static void
 test_future_server(void **state)
 {
     struct end s = {.p.x509_dir = path("future")};
@@ -389,6 +406,7 @@ test_future_server(void **state)
     assert_int_equal(c.ret, -EACCES);
     assert_why(&c, "is not yet valid");
     assert_int_equal(s.ret, -EACCES);
+    assert_why(&s, "the source rejected our certificate");
     end_free(&s);
     end_free(&c);
 }
@@ -420,6 +438,7 @@ test_hostname_mismatch(void **state)
     assert_int_equal(c.ret, -EACCES);
     assert_why(&c, "is not valid for host 'db.example.org'");
     assert_int_equal(s.ret, -EACCES);
+    assert_why(&s, "the source rejected our certificate");
     end_free(&s);
     end_free(&c);
 }
@@ -453,7 +472,7 @@ test_plaintext_to_tls(void **state)
     assert_int_equal(s.ret, -EPROTO);
     assert_why(&s, "the source speaks plaintext");
     /* the plaintext side recognises the TLS alert it got */
-    assert_int_equal(c.ret, -EPROTO);
+    assert_int_equal(c.ret, -EPROTONOSUPPORT);
     end_free(&s);
     end_free(&c);
 }
@@ -468,7 +487,7 @@ test_tls_to_plaintext(void **state)
     pair(&s, &c);
     assert_int_equal(c.ret, -EPROTO);
     assert_why(&c, "the destination speaks plaintext");
-    assert_int_equal(s.ret, -EPROTO);
+    assert_int_equal(s.ret, -EPROTONOSUPPORT);
     end_free(&s);
     end_free(&c);
 }
@@ -916,6 +935,7 @@ main(void)
         cmocka_unit_test(test_client_other_ca),
         cmocka_unit_test(test_server_other_ca),
         cmocka_unit_test(test_expired_client),
+        cmocka_unit_test(test_expired_server),
         cmocka_unit_test(test_future_server),
         cmocka_unit_test(test_future_client),
         cmocka_unit_test(test_hostname_mismatch),
