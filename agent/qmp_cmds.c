@@ -74,25 +74,29 @@ precopy_stats(const struct vmig_engine_stats *st)
     return p;
 }
 
-/* The migration channel: "x-vmig-tls": {"enabled": false} or the session. */
-static json_object *
-tls_stats(struct agent_vm *vm)
+/* The last migration channel, when there is one: "x-vmig-tls":
+ * {"enabled": false} for plaintext, or the TLS session. */
+static void
+tls_stats(struct agent_vm *vm, json_object *o)
 {
-    json_object *t = json_object_new_object();
+    json_object *t;
     struct vmig_chan_info ci;
 
-    if (!vm_chan_info(vm, &ci) || !ci.tls) {
-        json_object_object_add(t, "enabled", json_object_new_boolean(0));
-        return t;
+    if (!vm_chan_info(vm, &ci)) {
+        return;
     }
-    json_object_object_add(t, "enabled", json_object_new_boolean(1));
-    json_object_object_add(t, "version", json_object_new_string(ci.version));
-    json_object_object_add(t, "cipher", json_object_new_string(ci.cipher));
-    json_object_object_add(t, "auth",
-                           json_object_new_string(ci.psk ? "psk" : "x509"));
-    json_object_object_add(t, "peer", json_object_new_string(ci.peer));
-    json_object_object_add(t, "ktls", json_object_new_boolean(ci.ktls_tx));
-    return t;
+    t = json_object_new_object();
+    json_object_object_add(t, "enabled", json_object_new_boolean(ci.tls));
+    if (ci.tls) {
+        json_object_object_add(t, "version",
+                               json_object_new_string(ci.version));
+        json_object_object_add(t, "cipher", json_object_new_string(ci.cipher));
+        json_object_object_add(t, "auth",
+                               json_object_new_string(ci.psk ? "psk" : "x509"));
+        json_object_object_add(t, "peer", json_object_new_string(ci.peer));
+        json_object_object_add(t, "ktls", json_object_new_boolean(ci.ktls_tx));
+    }
+    json_object_object_add(o, "x-vmig-tls", t);
 }
 
 static void
@@ -231,7 +235,7 @@ cmd_query_migrate(struct cmd_ctx *x)
     if (st->status != VMIG_ENGINE_NONE && !early) {
         x_vmig_info(o, st);
     }
-    json_object_object_add(o, "x-vmig-tls", tls_stats(x->vm));
+    tls_stats(x->vm, o);
     free(st);
     return o;
 }
