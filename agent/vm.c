@@ -7,7 +7,9 @@
  * thread so the QMP loop keeps answering.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +112,9 @@ h_event(void *o, enum vmig_engine_event_kind kind,
         }
         vm_mig_status_engine(vm, st->status);
         pthread_mutex_lock(&vm->lock);
+        if (st->status == VMIG_ENGINE_SETUP) {
+            vm->mig_engine_ran = true; /* its figures are this one's */
+        }
         cancel = vm->cancel_requested && st->status == VMIG_ENGINE_SETUP;
         pthread_mutex_unlock(&vm->lock);
         if (cancel) {
@@ -451,12 +456,58 @@ vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port)
     return 0;
 }
 
+/*
+ * connect() that a migrate_cancel can interrupt (@stop non-zero; NULL:
+ * none): a peer that drops our connection attempts would otherwise hold
+ * the cancel for minutes.
+ */
 static int
-tcp_connect(const char *uri)
+connect_one(const struct addrinfo *a, const int *stop)
+{
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+    int flags, err = 0;
+    socklen_t el = sizeof(err);
+
+    if (fd < 0) {
+        return -errno;
+    }
+    flags = fcntl(fd, F_GETFL);
+    if (stop != NULL && flags >= 0 &&
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0) {
+        if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+            err = errno;
+        }
+        while (err == EINPROGRESS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+            if (__atomic_load_n(stop, __ATOMIC_ACQUIRE) != 0) {
+                err = ECANCELED;
+                break;
+            }
+            if (poll(&p, 1, 100) > 0 &&
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) {
+                err = errno;
+            }
+        }
+        if (err == 0 && fcntl(fd, F_SETFL, flags) < 0) {
+            err = errno;
+        }
+    } else if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+        err = errno;
+    }
+    if (err != 0) {
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+static int
+tcp_connect(const char *uri, const int *stop)
 {
     char host[96], port_s[16];
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai, *a;
-    int port, fd = -1, ret;
+    int port, ret;
 
     ret = vm_parse_tcp(uri, host, sizeof(host), &port);
     if (ret < 0) {
@@ -467,26 +518,16 @@ tcp_connect(const char *uri)
         return -EHOSTUNREACH;
     }
     ret = -ECONNREFUSED;
-    for (a = ai; a != NULL; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            continue;
-        }
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-            ret = fd;
+    for (a = ai; a != NULL && ret != -ECANCELED; a = a->ai_next) {
+        ret = connect_one(a, stop);
+        if (ret >= 0) {
             break;
         }
-        ret = -errno;
-        close(fd);
     }
     freeaddrinfo(ai);
     return ret;
 }
 
-/*
- * Listen on @uri's address; with @cfg, first check that its TLS settings
- * allow that address (nothing listens when they do not; @err says why).
- */
 static int
 tcp_listen(const char *uri, const struct agent_tls *cfg, char *err,
            size_t errlen)
@@ -572,7 +613,7 @@ log_chan(struct agent_vm *vm, const struct vmig_chan *ch, const char *what,
  * plaintext.  On failure @err says why and nothing reached the engine.
  */
 static int
-open_channel(struct agent_vm *vm, const char *uri, int *fdp,
+open_channel(struct agent_vm *vm, const char *uri, const int *stop, int *fdp,
              struct vmig_chan **ch, char *err, size_t errlen)
 {
     struct mig_params p;
@@ -594,17 +635,21 @@ open_channel(struct agent_vm *vm, const char *uri, int *fdp,
     if (ret < 0) {
         return ret;
     }
-    fd = tcp_connect(uri);
-    if (fd < 0) {
+    fd = tcp_connect(uri, stop);
+    if (fd == -ECANCELED) {
+        snprintf(err, errlen, "cancelled before the migration started");
+    } else if (fd < 0) {
         snprintf(err, errlen, "cannot connect to %s: %s", uri, strerror(-fd));
+    }
+    if (fd < 0) {
         vmig_tls_free(t);
         return fd;
     }
     if (t == NULL) {
         ret = vmig_chan_plain(vm->ctx, fd, ch);
     } else {
-        ret = vmig_tls_handshake(t, fd, p.eng.timeout_ms, &vm->hs_cancel, ch,
-                                 why, sizeof(why));
+        ret = vmig_tls_handshake(t, fd, p.eng.timeout_ms, stop, ch, why,
+                                 sizeof(why));
         if (ret < 0) {
             snprintf(err, errlen, "TLS with %s: %s", uri, why);
         }
@@ -628,7 +673,7 @@ out_main(void *arg)
     char err[sizeof(vm->connect_error)];
     int fd, ret;
 
-    ret = open_channel(vm, vm->uri, &fd, &ch, err, sizeof(err));
+    ret = open_channel(vm, vm->uri, &vm->hs_cancel, &fd, &ch, err, sizeof(err));
     pthread_mutex_lock(&vm->lock);
     if (ret == 0 && vm->cancel_requested) {
         /* cancelled while connecting: nothing was sent */
@@ -662,6 +707,17 @@ out_main(void *arg)
     }
     pthread_mutex_unlock(&vm->lock);
     return NULL;
+}
+
+bool
+vm_mig_engine_ran(struct agent_vm *vm)
+{
+    bool ran;
+
+    pthread_mutex_lock(&vm->lock);
+    ran = vm->mig_engine_ran;
+    pthread_mutex_unlock(&vm->lock);
+    return ran;
 }
 
 bool
@@ -835,6 +891,7 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
     snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
     vm->connect_error[0] = '\0';
     vm->cancel_requested = false;
+    vm->mig_engine_ran = false;
     vm->migrating = true;
     vm->chan_valid = false;
     __atomic_store_n(&vm->hs_cancel, 0, __ATOMIC_RELEASE);
@@ -1036,7 +1093,8 @@ vm_check(struct agent_vm *vm, const char *uri, struct vmig_engine_check *out,
         snprintf(err, errlen, "unknown migration protocol: %s", uri);
         return -EINVAL;
     }
-    ret = open_channel(vm, uri, &fd, &ch, err, errlen);
+    /* a check is not a migration: no migrate_cancel applies to it */
+    ret = open_channel(vm, uri, NULL, &fd, &ch, err, errlen);
     if (ret < 0) {
         return ret;
     }

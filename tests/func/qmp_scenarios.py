@@ -74,10 +74,11 @@ def free_port():
 
 
 def agent(name, mode, *extra, env=None, umask=None, wait=True):
-    """Start `vmig run` (mode "-") or `vmig receive` on port @mode."""
+    """Start `vmig run` (mode "-") or `vmig receive` on port @mode (None:
+    without --listen)."""
     qmp = os.path.join(TMP, name + ".qmp")
     args = [VMIG, "run" if mode == "-" else "receive", "--qmp", qmp] + VM
-    if mode != "-":
+    if mode not in ("-", None):
         args += ["--listen", "127.0.0.1:%d" % mode]
     args += list(extra)
     e = dict(os.environ, TMPDIR=TMP)
@@ -391,6 +392,32 @@ def scenario_refuse():
     expect_error(dq, "migrate-incoming", {"uri": "tcp:127.0.0.1:0"},
                  "GenericError", "already been started")
 
+    # migrate-incoming on a destination started without --listen: bad
+    # addresses are refused and leave it waiting; a good one then works
+    lone = agent("lone", None)
+    lq = connect(lone.qmp)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    for args, desc in [
+        ({"uri": "exec:cat"}, "unknown migration protocol"),
+        ({"uri": "tcp:127.0.0.1"}, "cannot listen on tcp:127.0.0.1"),
+        ({"uri": "tcp:127.0.0.1:%d" % taken.getsockname()[1]},
+         "cannot listen"),
+    ]:
+        expect_error(lq, "migrate-incoming", args, "GenericError", desc)
+    taken.close()
+    check(lq.cmd("query-migrate") == {}, "a refused migrate-incoming "
+          "changed query-migrate")
+    check(lq.cmd("query-status")["status"] == "inmigrate", "not waiting")
+    p3 = free_port()
+    check(lq.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:%d" % p3}) == {},
+          "migrate-incoming")
+    lq.wait_event("MIGRATION", lambda d: d["status"] == "setup")
+    expect_error(lq, "migrate-incoming", {"uri": "tcp:127.0.0.1:%d" % p3},
+                 "GenericError", "already been started")
+    lq.close()
+
     # a second migrate while one runs: refused, nothing changes
     q.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % p1,
                       "x-vmig-parameters": {"max-bandwidth": 2 << 20}})
@@ -480,6 +507,62 @@ def scenario_oob():
     check(info["status"] == "cancelled" and "error-desc" in info,
           "query-migrate after cancel %r" % info)
     check(q.cmd("query-status")["status"] == "running", "source running")
+
+    # a cancel while the migration is still in setup (its peer accepted
+    # the connection but never answers): cancelled at once
+    hole2 = socket.socket()
+    hole2.bind(("127.0.0.1", 0))
+    hole2.listen(4)
+    n = len(q.events)
+    q.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % hole2.getsockname()[1]})
+    check(q.cmd("query-migrate", oob=True)["status"] == "setup",
+          "a migration to a silent peer left setup")
+    t0 = time.monotonic()
+    check(q.cmd("migrate_cancel", oob=True) == {}, "cancel in setup")
+    q.wait_event("MIGRATION", lambda d: d["status"] == "cancelled",
+                 timeout=60, since=n)
+    check(time.monotonic() - t0 < 10, "a cancel in setup took %.1f s" %
+          (time.monotonic() - t0))
+    check([e["data"]["status"] for e in q.events[n:]
+           if e["event"] == "MIGRATION"] ==
+          ["setup", "cancelling", "cancelled"],
+          "statuses of a cancel in setup: %r" % statuses(q))
+    check(q.cmd("query-status")["status"] == "running", "source running")
+    hole2.close()
+
+    # a cancel while still connecting (the peer's accept queue is full,
+    # so our SYNs are dropped and connect() would wait for minutes)
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    for _ in range(3):
+        f = socket.socket()
+        f.setblocking(False)
+        try:
+            f.connect(full.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    time.sleep(0.2)  # let the kernel settle the fillers' handshakes
+    n = len(q.events)
+    q.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % full.getsockname()[1]})
+    time.sleep(0.5)  # it is connecting (a fixed wait is fine: no outcome
+    # depends on it; the cancel must work whenever it comes)
+    check(q.cmd("query-migrate", oob=True)["status"] == "setup",
+          "still connecting to a full peer: %r" % q.cmd("query-migrate"))
+    t0 = time.monotonic()
+    check(q.cmd("migrate_cancel", oob=True) == {}, "cancel while connecting")
+    q.wait_event("MIGRATION", lambda d: d["status"] == "cancelled",
+                 timeout=60, since=n)
+    check(time.monotonic() - t0 < 10, "a cancel while connecting took "
+          "%.1f s" % (time.monotonic() - t0))
+    info = q.cmd("query-migrate")
+    check("cancelled before the migration started" in
+          info.get("error-desc", ""), "error-desc %r" % info)
+    for f in fillers:
+        f.close()
+    full.close()
 
     # vmig cancel (out of band) of a running migration, then once more
     n = len(q.events)
