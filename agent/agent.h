@@ -135,7 +135,6 @@ struct agent_vm {
     /* the migration as management sees it (events.c): QEMU's status */
     const char *mig_status;
     bool cancel_requested;   /* migrate_cancel for the running migration */
-    bool mig_engine_ran;     /* the engine's figures are the last one's */
     struct agent_tls tls;    /* TLS settings (in struct mig_params) */
     struct vmig_tls *in_tls; /* destination: credentials while listening */
     int hs_cancel;           /* atomic: cancel an outgoing TLS handshake */
@@ -170,10 +169,6 @@ void vm_reap(struct agent_vm *vm);
 /* The last migration channel: false when none yet. */
 bool vm_chan_info(struct agent_vm *vm, struct vmig_chan_info *out);
 bool vm_connect_error(struct agent_vm *vm, char *buf, size_t len);
-/* Whether the engine ran the last migration (it may have ended before:
- * no connection, cancelled while connecting); its figures are stale
- * otherwise. */
-bool vm_mig_engine_ran(struct agent_vm *vm);
 const char *vm_runstate(struct agent_vm *vm);
 int vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port);
 int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,

@@ -206,10 +206,6 @@ cmd_query_migrate(struct cmd_ctx *x)
         return NULL;
     }
     vmig_engine_stats(x->vm->eng, st);
-    if (!vm_mig_engine_ran(x->vm)) {
-        /* it ended before the engine ran: its figures are older */
-        st->status = VMIG_ENGINE_NONE;
-    }
     if ((running || completed) && st->status != VMIG_ENGINE_NONE) {
         add_int(o, "setup-time", st->setup_time_ms);
         add_int(o, "total-time", st->total_time_ms);

@@ -112,9 +112,6 @@ h_event(void *o, enum vmig_engine_event_kind kind,
         }
         vm_mig_status_engine(vm, st->status);
         pthread_mutex_lock(&vm->lock);
-        if (st->status == VMIG_ENGINE_SETUP) {
-            vm->mig_engine_ran = true; /* its figures are this one's */
-        }
         cancel = vm->cancel_requested && st->status == VMIG_ENGINE_SETUP;
         pthread_mutex_unlock(&vm->lock);
         if (cancel) {
@@ -710,17 +707,6 @@ out_main(void *arg)
 }
 
 bool
-vm_mig_engine_ran(struct agent_vm *vm)
-{
-    bool ran;
-
-    pthread_mutex_lock(&vm->lock);
-    ran = vm->mig_engine_ran;
-    pthread_mutex_unlock(&vm->lock);
-    return ran;
-}
-
-bool
 vm_connect_error(struct agent_vm *vm, char *buf, size_t len)
 {
     bool any;
@@ -891,7 +877,6 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
     snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
     vm->connect_error[0] = '\0';
     vm->cancel_requested = false;
-    vm->mig_engine_ran = false;
     vm->migrating = true;
     vm->chan_valid = false;
     __atomic_store_n(&vm->hs_cancel, 0, __ATOMIC_RELEASE);

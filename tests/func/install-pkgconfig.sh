@@ -94,7 +94,9 @@ page=$root/share/man/man1/vmig.1
 cmds=$("$vmig" --help | awk '/^commands:/ {on=1; next} on && /^  [a-z]/ {print $1} on && /^$/ {exit}')
 [ -n "$cmds" ] || fail "no commands in vmig --help"
 for c in $cmds; do
-    grep -qx ".SS $c" "$page" || fail "vmig(1) has no section for '$c'"
+    grep -qxF ".SS $c" "$page" ||
+        grep -qxF ".SS $(echo "$c" | sed 's/-/\\-/g')" "$page" ||
+        fail "vmig(1) has no section for '$c'"
     for o in $("$vmig" "$c" --help | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u); do
         grep -qF -- "$(echo "$o" | sed 's/-/\\-/g')" "$page" ||
             fail "vmig(1) does not mention $o (vmig $c --help has it)"
@@ -120,6 +122,7 @@ if command -v bash >/dev/null; then
         t --listen vmig receive --qmp x --lis
         t abort vmig migrate --cap-action ab
         t flowtab vmig run --device flo
+        t --tls-creds vmig migrate --to h:1 --tls-cr
     ' sh "$root/share/bash-completion/completions/vmig" || fail "bash completion"
 fi
 
