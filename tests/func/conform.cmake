@@ -9,6 +9,6 @@ if(TARGET vmig-agent AND VMIG_PYTHON3)
       COMMAND ${PROJECT_SOURCE_DIR}/tests/func/conform.sh
         $<TARGET_FILE:vmig-agent> ${PROJECT_BINARY_DIR} ${VMIG_PYTHON3}
         ${PROJECT_SOURCE_DIR}/tests/data/fsm-next-step.txt ${c})
-    set_tests_properties(conform-${c} PROPERTIES LABELS func TIMEOUT 120)
+    set_tests_properties(conform-${c} PROPERTIES LABELS func TIMEOUT 300)
   endforeach()
 endif()

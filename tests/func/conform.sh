@@ -23,7 +23,9 @@ what=$5
 . "$(dirname "$0")/agent_lib.sh"
 # the report is what a failure needs to show
 fail() { echo "FAIL: $*" >&2; [ -f "$dir/out" ] && cat "$dir/out" >&2; exit 1; }
-foreign="$py $(dirname "$0")/foreign_vfu.py --socket-path={socket} --state-mib 2"
+# (a calm device: under load conform must still read its PRE_COPY data
+# faster than it dirties it, to see "no more for now")
+foreign="$py $(dirname "$0")/foreign_vfu.py --socket-path={socket} --state-mib 2 --tick-ms 250"
 
 # conform RC ARGS...: run it, the table in $dir/out, exit status RC
 conform() {

@@ -28,8 +28,8 @@ subsystem 0x1af4:0x0042), 9 regions in all.  IRQs: INTx (1), MSI (0),
 MSI-X (2).
 
 State: --state-mib MiB of bytes seeded from --seed, plus BAR0 and BAR2.
-While the device runs it changes a 64-byte run of its state every 20 ms
-(so a stale copy shows).  Its migration data is its own format: a header,
+While the device runs it changes a 64-byte run of its state every
+--tick-ms (20) milliseconds (so a stale copy shows).  Its migration data is its own format: a header,
 64 KiB chunk records (all of them, then those changed since they were
 sent, in PRE_COPY), the BARs, and an end record with a SHA-256 digest of
 the whole state; the destination checks every chunk arrived and the digest
@@ -39,6 +39,7 @@ STOP_COPY data is read, and "restore DIGEST" when a state is loaded.
 
 usage: foreign_vfu.py --socket-path=PATH [--state-mib=N] [--seed=N]
                       [--pre-copy] [--report=FILE] [--xfer=BYTES]
+                      [--tick-ms=N]
 Connections are served one after another; the device state survives a
 client's disconnection (the spec's "Client Disconnection").  SIGTERM ends
 it with status 0.
@@ -152,7 +153,7 @@ class Device:
     def tick(self):
         """The device at work: a 64-byte run of its state changes."""
         now = time.monotonic()
-        if not self.running() or now - self.last_tick < 0.02:
+        if not self.running() or now - self.last_tick < self.o.tick_ms / 1e3:
             return
         self.last_tick = now
         self.ticks += 1
@@ -639,11 +640,13 @@ def main():
     ap.add_argument("--pre-copy", action="store_true")
     ap.add_argument("--report")
     ap.add_argument("--xfer", type=int, default=1 << 20)
+    ap.add_argument("--tick-ms", type=int, default=20)
     opts = ap.parse_args()
     if (opts.socket_path is None) == (opts.fd is None) or \
-            not 1 <= opts.state_mib <= 1024 or opts.xfer < 4096:
+            not 1 <= opts.state_mib <= 1024 or opts.xfer < 4096 or \
+            opts.tick_ms < 1:
         ap.error("exactly one of --socket-path/--fd; --state-mib 1..1024; "
-                 "--xfer >= 4096")
+                 "--xfer >= 4096; --tick-ms >= 1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if opts.fd is not None:
         lsock = socket.socket(fileno=opts.fd)

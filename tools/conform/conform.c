@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <vmig/fsm.h>
 #include "conform.h"
 
@@ -24,6 +25,9 @@
 #define SAVE_MAX (1ull << 30)       /* a device state conform keeps */
 #define MAX_EMPTY_READS 1000000u    /* reads before "it never ends" */
 #define ST_MASK VMIG_MIGRATION__ALL /* flags that index the table */
+/* PRE_COPY: a running device may dirty its state faster than it is read,
+ * and then never says "no more for now"; reading stops after this long */
+#define PRECOPY_READ_MS 10000
 
 static const char c_flags[] =
     "vfio-user DEVICE_FEATURE MIGRATION: if GET succeeds, RUNNING and ERROR "
@@ -265,11 +269,27 @@ put(struct cf *cf, void *t, const uint8_t *buf, size_t len)
     return 0;
 }
 
-/* Read the session until an empty read; appended to *buf. */
-static int
-drain(struct cf *cf, void *t, uint8_t **buf, size_t *len, unsigned int *reads)
+static uint64_t
+now_ms(void)
 {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Read the session until an empty read; appended to *buf.  With @ms > 0,
+ * -ETIME when that long passed without one. */
+static int
+drain_for(struct cf *cf, void *t, uint8_t **buf, size_t *len,
+          unsigned int *reads, int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+
     for (unsigned int i = 0; i < MAX_EMPTY_READS; i++) {
+        if (ms > 0 && now_ms() > end) {
+            return -ETIME;
+        }
         uint8_t *nb = realloc(*buf, *len + PIECE);
         long n;
 
@@ -290,6 +310,12 @@ drain(struct cf *cf, void *t, uint8_t **buf, size_t *len, unsigned int *reads)
         }
     }
     return -ELOOP;
+}
+
+static int
+drain(struct cf *cf, void *t, uint8_t **buf, size_t *len, unsigned int *reads)
+{
+    return drain_for(cf, t, buf, len, reads, 0);
 }
 
 /* Save the device to the end of its STOP_COPY data (left in STOP_COPY). */
@@ -797,8 +823,17 @@ r_fornow(struct cf *cf)
     FRESH(cf, t, rule, c_fornow);
     ret = drive(cf, t, VMIG_STATE_PRE_COPY, why, sizeof(why));
     if (ret == 0) {
-        ret = drain(cf, t, &buf, &len, NULL);
+        ret = drain_for(cf, t, &buf, &len, NULL, PRECOPY_READ_MS);
         snprintf(why, sizeof(why), "reading PRE_COPY: %s", strerror(-ret));
+    }
+    if (ret == -ETIME) {
+        cf_row(cf, rule, c_fornow, CF_SKIP,
+               "not observable: the device kept producing PRE_COPY data "
+               "(%zu bytes in %d s) without an empty read",
+               len, PRECOPY_READ_MS / 1000);
+        free(buf);
+        (void)home(cf, t, why, sizeof(why));
+        return;
     }
     if (ret == 0 &&
         (cf->ops->get_state(t, &st) < 0 || st != VMIG_STATE_PRE_COPY)) {
@@ -1131,7 +1166,7 @@ r_sizing(struct cf *cf)
         snprintf(why, sizeof(why), "in PRE_COPY: %s", strerror(-ret));
     }
     prev = i0;
-    while (ret == 0) {
+    for (uint64_t end = now_ms() + PRECOPY_READ_MS; ret == 0;) {
         long n;
         uint8_t *nb = realloc(buf, PIECE);
 
@@ -1170,8 +1205,8 @@ r_sizing(struct cf *cf)
             }
             break;
         }
-        if (len > SAVE_MAX) {
-            break;
+        if (len > SAVE_MAX || now_ms() > end) {
+            break; /* it dirties as fast as it is read: enough seen */
         }
     }
     free(buf);
