@@ -273,6 +273,23 @@ test_x509_ip_and_authz_ok(void **state)
     end_free(&c);
 }
 
+/* OpenSSL's one-line form of a subject is accepted in the allow-list. */
+static void
+test_authz_oneline(void **state)
+{
+    struct end s = {.p.x509_dir = path("good"),
+                    .p.authz_file = path("authz-oneline")};
+    struct end c = {.p.x509_dir = path("good"), .p.hostname = "localhost"};
+
+    (void)state;
+    write_text("authz-oneline", "/O=vmig/CN=vmig-client\n");
+    pair(&s, &c);
+    assert_int_equal(c.ret, 0);
+    assert_int_equal(s.ret, 0);
+    end_free(&s);
+    end_free(&c);
+}
+
 static void
 test_psk_ok(void **state)
 {
@@ -822,6 +839,8 @@ proxy_main(void *arg)
     return NULL;
 }
 
+static bool want_ktls; /* ask for kernel TLS (falls back without it) */
+
 static int
 tls_migrate(struct tvm *src, struct tvm *dst, const char *creds, bool psk,
             struct proxy *px, int *dret)
@@ -841,6 +860,8 @@ tls_migrate(struct tvm *src, struct tvm *dst, const char *creds, bool psk,
     }
     j.e.p.endpoint = VMIG_TLS_SERVER;
     c.p.endpoint = VMIG_TLS_CLIENT;
+    j.e.p.ktls = want_ktls;
+    c.p.ktls = want_ktls;
     load(&j.e);
     load(&c);
     j.lfd = lb_listen(&port);
@@ -903,6 +924,19 @@ test_migrate_psk(void **state)
     check_migration(true);
 }
 
+/*
+ * Asking for kernel TLS: the session writes straight to the socket (no
+ * buffer above it, as kTLS needs) and lands the same, offloaded or not.
+ */
+static void
+test_migrate_ktls(void **state)
+{
+    (void)state;
+    want_ktls = true;
+    check_migration(false);
+    want_ktls = false;
+}
+
 /* A byte changed on the wire fails TLS (not our checksum); no resume. */
 static void
 test_tampered(void **state)
@@ -929,6 +963,7 @@ main(void)
         cmocka_unit_test(test_setup_modes),
         cmocka_unit_test(test_x509_ok),
         cmocka_unit_test(test_x509_ip_and_authz_ok),
+        cmocka_unit_test(test_authz_oneline),
         cmocka_unit_test(test_psk_ok),
         cmocka_unit_test(test_wrong_psk),
         cmocka_unit_test(test_unknown_identity),
@@ -949,6 +984,7 @@ main(void)
         cmocka_unit_test(test_names_parse),
         cmocka_unit_test(test_migrate_x509),
         cmocka_unit_test(test_migrate_psk),
+        cmocka_unit_test(test_migrate_ktls),
         cmocka_unit_test(test_tampered),
     };
 
