@@ -127,6 +127,9 @@ struct vmig_mp_conn {
     vmig_ctx_t *ctx;
     struct vmig_chan *ch; /* the transport (plaintext or TLS) */
     bool own_ch;          /* made by vmig_mp_conn_new(): freed with us */
+    /* TLS: every received byte is authenticated by the record layer
+     * (AES-GCM), so the frame checksum is not verified again */
+    bool authenticated;
     const int *cancel;
     unsigned int timeout_ms;
     uint32_t seq_out;
@@ -157,6 +160,12 @@ vmig_mp_conn_new_chan(vmig_ctx_t *ctx, struct vmig_chan *ch,
     }
     c->ctx = ctx;
     c->ch = ch;
+    {
+        struct vmig_chan_info ci;
+
+        vmig_chan_info(ch, &ci);
+        c->authenticated = ci.tls;
+    }
     /* small frames (SWITCHOVER, CONFIRM, acks) must not wait for the
      * peer's delayed ACK: that is downtime; not TCP: nothing to do */
     (void)setsockopt(vmig_chan_fd(ch), IPPROTO_TCP, TCP_NODELAY, &one,
@@ -380,7 +389,9 @@ vmig_mp_recv_placed(struct vmig_mp_conn *c, size_t head_len,
     if (ret < 0) {
         return ret;
     }
-    if (tail != NULL) {
+    if (c->authenticated) {
+        ret = 0; /* what TLS delivered is what the peer sent */
+    } else if (tail != NULL) {
         XXH3_state_t st;
 
         XXH3_64bits_reset(&st);
