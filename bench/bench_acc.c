@@ -367,23 +367,25 @@ envelope_row(uint32_t qps)
     }
     for (int i = 0; i < iters; i++) {
         t0 = now();
-        if (acc_mig_set_state(ma, VMIG_STATE_STOP_COPY) < 0) {
+        if (vmig_dev_set_state(acc_mig_dev(ma), VMIG_STATE_STOP_COPY) < 0) {
             abort();
         }
         len = 0;
-        while ((n = acc_mig_read(ma, buf + len, sizeof(buf) - len)) > 0) {
+        while ((n = vmig_dev_read(acc_mig_dev(ma), buf + len, sizeof(buf) - len,
+                                  NULL)) > 0) {
             len += n;
         }
         ts += now() - t0;
         t0 = now();
-        if (n < 0 || acc_mig_set_state(mb, VMIG_STATE_RESUMING) < 0 ||
-            acc_mig_write(mb, buf, (size_t)len) != len ||
-            acc_mig_set_state(mb, VMIG_STATE_STOP) < 0) {
+        if (n < 0 ||
+            vmig_dev_set_state(acc_mig_dev(mb), VMIG_STATE_RESUMING) < 0 ||
+            vmig_dev_write(acc_mig_dev(mb), buf, (size_t)len) != 0 ||
+            vmig_dev_set_state(acc_mig_dev(mb), VMIG_STATE_STOP) < 0) {
             abort();
         }
         tl += now() - t0;
-        if (acc_mig_set_state(ma, VMIG_STATE_RUNNING) < 0 ||
-            acc_mig_set_state(mb, VMIG_STATE_RUNNING) < 0) {
+        if (vmig_dev_set_state(acc_mig_dev(ma), VMIG_STATE_RUNNING) < 0 ||
+            vmig_dev_set_state(acc_mig_dev(mb), VMIG_STATE_RUNNING) < 0) {
             abort();
         }
     }

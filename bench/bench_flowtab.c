@@ -32,7 +32,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <vmig/ctx.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include "../devices/flowtab/flowtab_model.h"
 #include "../devices/flowtab/ft_guest.h"
 
@@ -90,8 +90,6 @@ struct rig {
     struct ft_model *dst;
     struct ft_guest g;
     uint8_t *piece;
-    uint64_t sgen;
-    uint64_t dgen;
 };
 
 static vmig_ctx_t *ctx;
@@ -208,13 +206,7 @@ rig_new(struct rig *r, uint64_t state, unsigned int flows)
         ret = traffic(r, flows * 2); /* the working set exists */
     }
     if (ret == 0) {
-        ret = vmig_mig_set_state(ft_model_mig(r->dst), VMIG_STATE_RESUMING);
-    }
-    if (ret == 0) {
-        struct vmig_session_info si;
-
-        vmig_mig_session(ft_model_mig(r->dst), &si);
-        r->dgen = si.generation;
+        ret = vmig_dev_set_state(ft_model_dev(r->dst), VMIG_STATE_RESUMING);
     }
     return ret;
 }
@@ -233,8 +225,8 @@ static int
 move(struct rig *r, uint64_t max, unsigned int pkts_per_piece, uint64_t *done)
 {
     while (max > 0) {
-        ssize_t n = ft_mig_read(r->src, r->sgen, r->piece,
-                                max < PIECE ? (size_t)max : PIECE);
+        ssize_t n = vmig_dev_read(ft_model_dev(r->src), r->piece,
+                                  max < PIECE ? (size_t)max : PIECE, NULL);
         int ret;
 
         if (n == -ENOMSG || n == 0) {
@@ -243,7 +235,7 @@ move(struct rig *r, uint64_t max, unsigned int pkts_per_piece, uint64_t *done)
         if (n < 0) {
             return (int)n;
         }
-        if (ft_mig_write(r->dst, r->dgen, r->piece, (size_t)n) < 0) {
+        if (vmig_dev_write(ft_model_dev(r->dst), r->piece, (size_t)n) < 0) {
             return -EBADMSG;
         }
         *done += (uint64_t)n;
@@ -271,7 +263,6 @@ run(uint64_t state, unsigned int flows, unsigned int rate, bool precopy,
     struct result *res)
 {
     struct rig r;
-    struct vmig_session_info si;
     uint64_t ini, dirty, prev = UINT64_MAX;
     double t;
     int ret;
@@ -283,14 +274,12 @@ run(uint64_t state, unsigned int flows, unsigned int rate, bool precopy,
         goto out;
     }
     if (precopy) {
-        ret = vmig_mig_set_state(ft_model_mig(r.src), VMIG_STATE_PRE_COPY);
+        ret = vmig_dev_set_state(ft_model_dev(r.src), VMIG_STATE_PRE_COPY);
         if (ret < 0) {
             goto out;
         }
-        vmig_mig_session(ft_model_mig(r.src), &si);
-        r.sgen = si.generation;
         for (res->passes = 0;; res->passes++) {
-            ret = ft_mig_precopy_info(r.src, &ini, &dirty);
+            ret = vmig_dev_precopy_info(ft_model_dev(r.src), &ini, &dirty);
             if (ret < 0) {
                 goto out;
             }
@@ -315,23 +304,19 @@ run(uint64_t state, unsigned int flows, unsigned int rate, bool precopy,
             }
         }
     } else {
-        ret = vmig_mig_set_state(ft_model_mig(r.src), VMIG_STATE_STOP);
+        ret = vmig_dev_set_state(ft_model_dev(r.src), VMIG_STATE_STOP);
         if (ret < 0) {
             goto out;
         }
     }
     /* switchover: the guest is paused; the rest goes in the downtime */
     t = now();
-    ret = vmig_mig_set_state(ft_model_mig(r.src), VMIG_STATE_STOP_COPY);
-    if (ret == 0 && !precopy) {
-        vmig_mig_session(ft_model_mig(r.src), &si);
-        r.sgen = si.generation;
-    }
+    ret = vmig_dev_set_state(ft_model_dev(r.src), VMIG_STATE_STOP_COPY);
     if (ret == 0) {
         ret = move(&r, UINT64_MAX, 0, &res->stop_bytes);
     }
     if (ret == 0) {
-        ret = vmig_mig_set_state(ft_model_mig(r.dst), VMIG_STATE_STOP);
+        ret = vmig_dev_set_state(ft_model_dev(r.dst), VMIG_STATE_STOP);
     }
     res->stop_time = now() - t;
     if (ret == 0) {

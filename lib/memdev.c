@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * memdev.c - an in-process device backend built on the device-side driver
- * loop (<vmig/mig.h>).
+ * memdev.c - an in-process device backend built on the device-side
+ * migration framework (<vmig/device.h>).
  *
  * Saved stream: a 32-byte header {magic "VMIGMEM" + version 1, state size,
  * work counter, XXH3 of state and counter} then the state bytes.  The
@@ -9,10 +9,11 @@
  * checks magic, size, length and digest and only then copies the staging
  * buffer into the live state (nothing is applied before validation).
  *
- * Locking: md->lock guards the state, staging buffer and cursors.  The
- * driver loop's mutex is taken first when both are held (step callbacks
- * run under it and take md->lock); functions entered without the driver
- * loop's mutex never call into it while holding md->lock.
+ * Locking: md->lock guards the state, the work counter, the staging
+ * buffer and the cursors, for vmig_memdev_work() and the other accessors
+ * that any thread may call.  The framework's lock is taken first when both
+ * are held (every callback runs under it and takes md->lock); nothing
+ * calls into the framework while holding md->lock.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,7 +23,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 #include <vmig/memdev.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include "internal.h"
 #include "migproto_priv.h"
 
@@ -31,7 +32,7 @@
 
 struct vmig_memdev {
     vmig_ctx_t *ctx;
-    struct vmig_mig *mig;
+    struct vmig_dev *dev;
     struct vmig_memdev_params p;
     pthread_mutex_t lock;
     /* guarded by lock: */
@@ -40,12 +41,8 @@ struct vmig_memdev {
     bool running; /* RUNNING or RUNNING_P2P/PRE_COPY*: does work */
     uint8_t hdr[MEMDEV_HDR];
     uint64_t save_pos; /* bytes of header + state read so far */
-    uint64_t save_gen; /* session generation the reader holds */
-    bool save_gen_known;
-    uint8_t *stage; /* resuming staging buffer */
+    uint8_t *stage;    /* resuming staging buffer */
     uint64_t stage_len;
-    uint64_t resume_gen;
-    bool resume_gen_known;
     enum vmig_memdev_fault fault;
     uint8_t config[VMIG_MEMDEV_CONFIG_SIZE];
 };
@@ -138,12 +135,10 @@ memdev_step(void *opaque, enum vmig_state from, enum vmig_state to,
         mp_w_u64(&w, md->work);
         mp_w_u64(&w, digest_locked(md));
         md->save_pos = 0;
-        md->save_gen_known = false;
         break;
     }
     case VMIG_ARC_OPEN_RESUME:
         md->stage_len = 0;
-        md->resume_gen_known = false;
         break;
     case VMIG_ARC_END_RESUME:
         ret = validate_commit_locked(md);
@@ -161,11 +156,71 @@ out:
     return ret;
 }
 
+/* The framework's save: the header, then the state bytes. */
+static ssize_t
+memdev_save(void *opaque, enum vmig_state state, void *buf, size_t cap)
+{
+    struct vmig_memdev *md = opaque;
+    uint64_t total = MEMDEV_HDR + md->p.state_size;
+    size_t n = 0;
+
+    (void)state;
+    pthread_mutex_lock(&md->lock);
+    while (n < cap && md->save_pos < total) {
+        uint64_t pos = md->save_pos;
+        size_t chunk;
+
+        if (pos < MEMDEV_HDR) {
+            chunk = (size_t)(MEMDEV_HDR - pos);
+            chunk = chunk < cap - n ? chunk : cap - n;
+            memcpy((uint8_t *)buf + n, md->hdr + pos, chunk);
+        } else {
+            chunk = (size_t)(total - pos);
+            chunk = chunk < cap - n ? chunk : cap - n;
+            memcpy((uint8_t *)buf + n, md->state + (pos - MEMDEV_HDR), chunk);
+        }
+        if (md->fault == VMIG_MEMDEV_FAULT_CORRUPT_SAVE &&
+            pos + chunk > MEMDEV_HDR) {
+            ((uint8_t *)buf)[n + chunk - 1] ^= 0x40;
+            md->fault = VMIG_MEMDEV_FAULT_NONE;
+        }
+        n += chunk;
+        md->save_pos += chunk;
+    }
+    pthread_mutex_unlock(&md->lock);
+    return (ssize_t)n;
+}
+
+/* The framework's load: staged until RESUMING -> STOP validates it. */
+static int
+memdev_load(void *opaque, const void *buf, size_t len)
+{
+    struct vmig_memdev *md = opaque;
+    int ret = 0;
+
+    pthread_mutex_lock(&md->lock);
+    if (len > MEMDEV_HDR + md->p.state_size - md->stage_len) {
+        ret = -E2BIG;
+    } else {
+        memcpy(md->stage + md->stage_len, buf, len);
+        md->stage_len += len;
+    }
+    pthread_mutex_unlock(&md->lock);
+    if (ret == -E2BIG) {
+        vmig_err(md->ctx,
+                 "RESUMING: more state than the %zu bytes this "
+                 "device has; refused",
+                 (size_t)(MEMDEV_HDR + md->p.state_size));
+    }
+    return ret;
+}
+
 static void
-memdev_reset_cb(void *opaque)
+memdev_reset_cb(void *opaque, enum vmig_reset_cause cause)
 {
     struct vmig_memdev *md = opaque;
 
+    (void)cause;
     pthread_mutex_lock(&md->lock);
     md->stage_len = 0;
     md->save_pos = 0;
@@ -173,8 +228,10 @@ memdev_reset_cb(void *opaque)
     pthread_mutex_unlock(&md->lock);
 }
 
-static const struct vmig_mig_ops memdev_mig_ops = {
+static const struct vmig_dev_ops memdev_dev_ops = {
     .step = memdev_step,
+    .save = memdev_save,
+    .load = memdev_load,
     .reset = memdev_reset_cb,
 };
 
@@ -204,7 +261,7 @@ vmig_memdev_new(vmig_ctx_t *ctx, const struct vmig_memdev_params *p,
         ret = -ENOMEM;
         goto err;
     }
-    ret = vmig_mig_new(ctx, p->flags, &memdev_mig_ops, md, &md->mig);
+    ret = vmig_dev_new(ctx, p->flags, &memdev_dev_ops, md, &md->dev);
     if (ret < 0) {
         pthread_mutex_destroy(&md->lock);
         goto err;
@@ -233,7 +290,7 @@ vmig_memdev_free(struct vmig_memdev *md)
     if (md == NULL) {
         return;
     }
-    vmig_mig_free(md->mig);
+    vmig_dev_free(md->dev);
     pthread_mutex_destroy(&md->lock);
     free(md->state);
     free(md->stage);
@@ -288,7 +345,7 @@ vmig_memdev_work_done(struct vmig_memdev *md)
 enum vmig_state
 vmig_memdev_state(struct vmig_memdev *md)
 {
-    return vmig_mig_state(md->mig);
+    return vmig_dev_state(md->dev);
 }
 
 void
@@ -328,7 +385,7 @@ op_get_state(void *opaque, enum vmig_state *state)
 {
     struct vmig_memdev *md = opaque;
 
-    *state = vmig_mig_state(md->mig);
+    *state = vmig_dev_state(md->dev);
     return 0;
 }
 
@@ -337,102 +394,23 @@ op_set_state(void *opaque, enum vmig_state target)
 {
     struct vmig_memdev *md = opaque;
 
-    return vmig_mig_set_state(md->mig, target);
-}
-
-/*
- * The generation of the session the caller reads or writes: learned on
- * first use after the session opened, then checked on every access so a
- * reset in between gives -ENODEV rather than silent truncation.
- */
-static int
-session_ok(struct vmig_memdev *md, enum vmig_session_kind kind)
-{
-    struct vmig_session_info si;
-    uint64_t *gen = kind == VMIG_SESSION_SAVE ? &md->save_gen : &md->resume_gen;
-    bool *known =
-        kind == VMIG_SESSION_SAVE ? &md->save_gen_known : &md->resume_gen_known;
-    bool k;
-
-    pthread_mutex_lock(&md->lock);
-    k = *known;
-    pthread_mutex_unlock(&md->lock);
-    if (!k) {
-        vmig_mig_session(md->mig, &si);
-        if (si.kind != kind) {
-            return -EBADF;
-        }
-        pthread_mutex_lock(&md->lock);
-        *gen = si.generation;
-        *known = true;
-        pthread_mutex_unlock(&md->lock);
-    }
-    return vmig_mig_session_check(md->mig, *gen, kind);
+    return vmig_dev_set_state(md->dev, target);
 }
 
 static ssize_t
 op_read(void *opaque, void *buf, size_t cap)
 {
     struct vmig_memdev *md = opaque;
-    uint64_t total = MEMDEV_HDR + md->p.state_size;
-    size_t n = 0;
-    int ret;
 
-    ret = session_ok(md, VMIG_SESSION_SAVE);
-    if (ret < 0) {
-        return ret;
-    }
-    pthread_mutex_lock(&md->lock);
-    while (n < cap && md->save_pos < total) {
-        uint64_t pos = md->save_pos;
-        size_t chunk;
-
-        if (pos < MEMDEV_HDR) {
-            chunk = (size_t)(MEMDEV_HDR - pos);
-            chunk = chunk < cap - n ? chunk : cap - n;
-            memcpy((uint8_t *)buf + n, md->hdr + pos, chunk);
-        } else {
-            chunk = (size_t)(total - pos);
-            chunk = chunk < cap - n ? chunk : cap - n;
-            memcpy((uint8_t *)buf + n, md->state + (pos - MEMDEV_HDR), chunk);
-        }
-        if (md->fault == VMIG_MEMDEV_FAULT_CORRUPT_SAVE &&
-            pos + chunk > MEMDEV_HDR) {
-            ((uint8_t *)buf)[n + chunk - 1] ^= 0x40;
-            md->fault = VMIG_MEMDEV_FAULT_NONE;
-        }
-        n += chunk;
-        md->save_pos += chunk;
-    }
-    pthread_mutex_unlock(&md->lock);
-    return (ssize_t)n;
+    return vmig_dev_read(md->dev, buf, cap, NULL);
 }
 
 static int
 op_write(void *opaque, const void *buf, size_t len)
 {
     struct vmig_memdev *md = opaque;
-    int ret;
 
-    ret = session_ok(md, VMIG_SESSION_RESUME);
-    if (ret < 0) {
-        return ret;
-    }
-    pthread_mutex_lock(&md->lock);
-    if (len > MEMDEV_HDR + md->p.state_size - md->stage_len) {
-        ret = -E2BIG;
-    } else {
-        memcpy(md->stage + md->stage_len, buf, len);
-        md->stage_len += len;
-    }
-    pthread_mutex_unlock(&md->lock);
-    if (ret == -E2BIG) {
-        vmig_err(md->ctx,
-                 "RESUMING: more state than the %zu bytes this "
-                 "device has; refused",
-                 (size_t)(MEMDEV_HDR + md->p.state_size));
-    }
-    return ret;
+    return vmig_dev_write(md->dev, buf, len);
 }
 
 static ssize_t
@@ -507,7 +485,7 @@ op_reset(void *opaque)
 {
     struct vmig_memdev *md = opaque;
 
-    vmig_mig_reset(md->mig);
+    vmig_dev_reset(md->dev, VMIG_RESET_HOST);
     return 0;
 }
 

@@ -3,14 +3,18 @@
  * vfu_dirty.c - DMA dirty logging (VFIO's DMA_LOGGING_START, _STOP and
  * _REPORT features): which guest pages the device wrote.
  *
- * A device with its own tracker supplies the log callbacks; otherwise the
+ * A device with its own tracker has log callbacks in its framework
+ * object (VMIG_DEV_CAP_DMA_LOG), called through vmig_dev_log_*() with no
+ * server lock held (the framework's lock comes first); otherwise the
  * server logs itself every write the device makes through
  * vmig_vfu_dma_write() or a written vmig_vfu_dma_get() window, one bit
  * per page of each range the client asked for.  Bits are set and cleared
  * atomically under the read side of dma.lock (DMA runs on many threads);
- * starting and stopping take the write side.
+ * starting and stopping take the write side.  log_on and log_dev change
+ * only on the loop thread (LOG_START, LOG_STOP, disconnect).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include "vfu_srv.h"
 
@@ -30,13 +34,22 @@ log_free_locked(struct vfu_dma *d)
     d->log_dev = false;
 }
 
-void
-vmig__vfu_dirty_stop_locked(struct vmig_vfu_server *s)
+static bool
+dev_logs(const struct vmig_vfu_server *s)
 {
-    if (s->dma.log_on && s->dma.log_dev && s->ops->log_stop != NULL) {
-        (void)s->ops->log_stop(s->opaque);
+    return s->mig.dev != NULL &&
+           (vmig_dev_caps(s->mig.dev) & VMIG_DEV_CAP_DMA_LOG);
+}
+
+void
+vmig__vfu_dirty_disconnect(struct vmig_vfu_server *s)
+{
+    if (s->dma.log_on && s->dma.log_dev) {
+        (void)!vmig_dev_log_stop(s->mig.dev);
     }
+    pthread_rwlock_wrlock(&s->dma.lock);
     log_free_locked(&s->dma);
+    pthread_rwlock_unlock(&s->dma.lock);
 }
 
 void
@@ -140,20 +153,28 @@ vmig__vfu_f_log_start(struct vmig_vfu_server *s, const struct vfu_feat_req *f,
     }
     memcpy(rg, f->d + sizeof(c), sizeof(*rg) * c.num_ranges);
     ret = ranges_check(rg, c.num_ranges);
-    pthread_rwlock_wrlock(&s->dma.lock);
     if (ret == 0 && s->dma.log_on) {
         ret = -EBUSY;
     }
-    if (ret == 0) {
-        if (s->ops->log_start != NULL) {
-            ret = s->ops->log_start(s->opaque, c.page_size, rg, c.num_ranges);
-            s->dma.log_dev = ret == 0;
-        } else {
-            ret = log_start_builtin(&s->dma, c.page_size, rg, c.num_ranges);
-        }
+    if (ret == 0 && dev_logs(s)) {
+        _Static_assert(sizeof(struct vmig_dma_range) ==
+                               sizeof(struct vmig_vfu_log_range) &&
+                           offsetof(struct vmig_dma_range, length) ==
+                               offsetof(struct vmig_vfu_log_range, length),
+                       "the wire ranges are the framework's");
+        ret = vmig_dev_log_start(s->mig.dev, c.page_size,
+                                 (const struct vmig_dma_range *)(void *)rg,
+                                 c.num_ranges);
+        pthread_rwlock_wrlock(&s->dma.lock);
+        s->dma.log_dev = ret == 0;
         s->dma.log_on = ret == 0;
+        pthread_rwlock_unlock(&s->dma.lock);
+    } else if (ret == 0) {
+        pthread_rwlock_wrlock(&s->dma.lock);
+        ret = log_start_builtin(&s->dma, c.page_size, rg, c.num_ranges);
+        s->dma.log_on = ret == 0;
+        pthread_rwlock_unlock(&s->dma.lock);
     }
-    pthread_rwlock_unlock(&s->dma.lock);
     free(rg);
     if (ret < 0) {
         return ret;
@@ -173,16 +194,17 @@ vmig__vfu_f_log_stop(struct vmig_vfu_server *s, const struct vfu_feat_req *f,
     (void)rep;
     (void)out;
     *olen = 0;
-    pthread_rwlock_wrlock(&s->dma.lock);
     if (!s->dma.log_on) {
-        ret = -EINVAL;
-    } else if (s->dma.log_dev && s->ops->log_stop != NULL) {
-        ret = s->ops->log_stop(s->opaque);
+        return -EINVAL;
+    }
+    if (s->dma.log_dev) {
+        ret = vmig_dev_log_stop(s->mig.dev);
     }
     if (ret == 0) {
+        pthread_rwlock_wrlock(&s->dma.lock);
         log_free_locked(&s->dma);
+        pthread_rwlock_unlock(&s->dma.lock);
     }
-    pthread_rwlock_unlock(&s->dma.lock);
     return ret;
 }
 
@@ -253,16 +275,16 @@ vmig__vfu_f_log_report(struct vmig_vfu_server *s, const struct vfu_feat_req *f,
         return -EINVAL;
     }
     memset(bm, 0, (size_t)bytes);
-    pthread_rwlock_rdlock(&s->dma.lock);
     if (!s->dma.log_on) {
         ret = -EINVAL;
     } else if (s->dma.log_dev) {
-        ret =
-            s->ops->log_report(s->opaque, lr.iova, lr.length, lr.page_size, bm);
+        ret = vmig_dev_log_report(s->mig.dev, lr.iova, lr.length, lr.page_size,
+                                  bm);
     } else {
+        pthread_rwlock_rdlock(&s->dma.lock);
         log_report_builtin(&s->dma, lr.iova, lr.length, lr.page_size, bm);
+        pthread_rwlock_unlock(&s->dma.lock);
     }
-    pthread_rwlock_unlock(&s->dma.lock);
     if (ret < 0) {
         return ret;
     }

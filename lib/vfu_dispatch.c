@@ -86,7 +86,8 @@ h_version(struct vmig_vfu_server *s, struct vfu_req *r, struct vfu_reply *rep)
     mine.pgsizes = 4096;
     mine.write_multiple = true;
     mine.ext = peer.ext & VMIG_VFU_EXT_BULK_DATA;
-    if (s->ops->precopy_info != NULL) {
+    if (s->mig.dev != NULL &&
+        (vmig_dev_caps(s->mig.dev) & VMIG_DEV_CAP_PRECOPY_INFO)) {
         mine.ext |= peer.ext & VMIG_VFU_EXT_PRECOPY_INFO;
     }
     n = vmig_vfu_caps_format(&mine, rep->json, sizeof(rep->json));
@@ -123,12 +124,16 @@ h_get_info(struct vmig_vfu_server *s, struct vfu_req *r, struct vfu_reply *rep)
     return 0;
 }
 
+/* DEVICE_RESET is the VMM's: a host reset; a device without migration
+ * has nothing to reset. */
 static int
 h_reset(struct vmig_vfu_server *s, struct vfu_req *r, struct vfu_reply *rep)
 {
     (void)r;
     (void)rep;
-    vmig_vfu_server_device_reset(s);
+    if (s->mig.dev != NULL) {
+        vmig_dev_reset(s->mig.dev, VMIG_RESET_HOST);
+    }
     return 0;
 }
 

@@ -4,7 +4,9 @@
  * (MIG_DEVICE_STATE), its data session (MIG_DATA_READ/WRITE, or the bulk
  * channel extension), MIG_DATA_SIZE and the precopy-sizing extension.
  *
- * Data session rules, as the client sees them:
+ * The state machine and the data session are the device's framework
+ * object's (<vmig/device.h>); this file puts them on the wire.  As the
+ * client sees them:
  *   - in STOP_COPY the end of data is permanent (reads return 0 forever);
  *   - in PRE_COPY "no more for now" is a short (possibly empty) read;
  *   - after a device reset the session's reader or writer gets ENODEV,
@@ -21,52 +23,11 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <vmig/mig.h>
 #include "vfu_srv.h"
 
 /* Bulk channel: frames we send (cache-sized; any size up to
  * VMIG_VFU_BULK_FRAME_MAX is accepted). */
 #define VFU_BULK_CHUNK (256u << 10)
-
-static int
-mig_step_cb(void *opaque, enum vmig_state from, enum vmig_state to,
-            bool *broken)
-{
-    struct vmig_vfu_server *s = opaque;
-
-    return s->ops->mig_step(s->opaque, from, to, broken);
-}
-
-static void
-mig_reset_cb(void *opaque)
-{
-    struct vmig_vfu_server *s = opaque;
-
-    if (s->ops->reset != NULL) {
-        s->ops->reset(s->opaque);
-    }
-}
-
-static const struct vmig_mig_ops server_mig_ops = {
-    .step = mig_step_cb,
-    .reset = mig_reset_cb,
-};
-
-int
-vmig__vfu_mig_init(struct vmig_vfu_server *s, uint64_t flags)
-{
-    s->mig.flags = flags;
-    if (flags == 0) {
-        return 0;
-    }
-    return vmig_mig_new(s->ctx, flags, &server_mig_ops, s, &s->mig.mig);
-}
-
-void
-vmig__vfu_mig_fini(struct vmig_vfu_server *s)
-{
-    vmig_mig_free(s->mig.mig);
-}
 
 void
 vmig__vfu_mig_disconnect(struct vmig_vfu_server *s)
@@ -80,7 +41,7 @@ vmig__vfu_mig_disconnect(struct vmig_vfu_server *s)
 enum vmig_state
 vmig__vfu_mig_state(struct vmig_vfu_server *s)
 {
-    return s->mig.mig != NULL ? vmig_mig_state(s->mig.mig) : VMIG_STATE_RUNNING;
+    return s->mig.dev != NULL ? vmig_dev_state(s->mig.dev) : VMIG_STATE_RUNNING;
 }
 
 enum vmig_state
@@ -92,105 +53,31 @@ vmig_vfu_server_state(struct vmig_vfu_server *s)
 void
 vmig_vfu_server_device_reset(struct vmig_vfu_server *s)
 {
-    if (s->mig.mig != NULL) {
-        vmig_mig_reset(s->mig.mig);
-    } else if (s->ops->reset != NULL) {
-        s->ops->reset(s->opaque);
+    if (s->mig.dev != NULL) {
+        vmig_dev_reset(s->mig.dev, VMIG_RESET_GUEST);
     }
 }
 
-/* Note a session opened since we last looked. */
-static void
-sess_refresh(struct vmig_vfu_server *s)
-{
-    struct vmig_session_info info;
-
-    if (s->mig.mig == NULL) {
-        return;
-    }
-    vmig_mig_session(s->mig.mig, &info);
-    if (info.kind != VMIG_SESSION_NONE && info.generation != s->mig.sess_gen) {
-        s->mig.sess_gen = info.generation;
-        s->mig.sess_eof = false;
-    }
-}
-
-/* 0 while the session of @kind we know is open, else -ENODEV / -EBUSY. */
+/* 0 while a session of @kind is open, else -ENODEV / -EBUSY. */
 static int
-sess_check(struct vmig_vfu_server *s, enum vmig_session_kind kind)
+sess_usable(struct vmig_vfu_server *s, enum vmig_session_kind kind)
 {
-    int ret;
-
-    if (s->mig.mig == NULL) {
-        return -EOPNOTSUPP;
-    }
-    sess_refresh(s);
-    ret = vmig_mig_session_check(s->mig.mig, s->mig.sess_gen, kind);
-    if (ret == -EBADF) {
+    if (s->mig.dev == NULL) {
         return -EBUSY;
     }
-    return ret;
+    return vmig_dev_session_usable(s->mig.dev, kind);
 }
 
 int
 vmig__vfu_refuse_save(struct vmig_vfu_server *s)
 {
-    return sess_check(s, VMIG_SESSION_SAVE) == -ENODEV ? -ENODEV : -EBUSY;
+    return sess_usable(s, VMIG_SESSION_SAVE) == -ENODEV ? -ENODEV : -EBUSY;
 }
 
 int
 vmig__vfu_refuse_resume(struct vmig_vfu_server *s)
 {
-    return sess_check(s, VMIG_SESSION_RESUME) == -ENODEV ? -ENODEV : -EBUSY;
-}
-
-/* Fill up to @len bytes of saving data; *status: -EAGAIN more may
- * follow, 0 the permanent end, -ENOMSG no more for now. */
-static long
-mig_fill(struct vmig_vfu_server *s, uint8_t *buf, size_t len, int *status)
-{
-    enum vmig_state st = vmig__vfu_mig_state(s);
-    bool stopcopy = st == VMIG_STATE_STOP_COPY;
-    size_t got = 0;
-
-    *status = -EAGAIN;
-    if (stopcopy && s->mig.sess_eof) {
-        *status = 0;
-        return 0;
-    }
-    while (got < len) {
-        long n = s->ops->mig_read(s->opaque, buf + got, len - got);
-
-        if (n > (long)(len - got)) {
-            vmig_err(s->ctx, "vfu: mig_read returned %ld > %zu asked", n,
-                     len - got);
-            return -EIO;
-        }
-        if (n > 0) {
-            got += (size_t)n;
-            continue;
-        }
-        if (n == 0 || n == -ENOMSG) {
-            if (stopcopy && n == 0) {
-                s->mig.sess_eof = true;
-                *status = 0;
-            } else if (stopcopy) {
-                vmig_err(s->ctx, "vfu: device said 'no more for now' in "
-                                 "STOP_COPY; its data would be truncated");
-                return -EIO;
-            } else {
-                *status = -ENOMSG;
-            }
-            break;
-        }
-        return n;
-    }
-    /* A reset while the device produced this data voids it. */
-    if (vmig_mig_session_check(s->mig.mig, s->mig.sess_gen, VMIG_SESSION_SAVE) <
-        0) {
-        return -ENODEV;
-    }
-    return (long)got;
+    return sess_usable(s, VMIG_SESSION_RESUME) == -ENODEV ? -ENODEV : -EBUSY;
 }
 
 int
@@ -199,17 +86,20 @@ vmig__vfu_h_mig_read(struct vmig_vfu_server *s, struct vfu_req *r,
 {
     struct vmig_vfu_mig_data md;
     uint32_t want = vfu_rd32(r->m->payload, 4);
-    int status, ret;
-    long n;
+    ssize_t n;
+    int ret;
 
-    ret = sess_check(s, VMIG_SESSION_SAVE);
+    ret = sess_usable(s, VMIG_SESSION_SAVE);
     if (ret < 0) {
         return ret;
     }
     if (want > s->conn.xfer_in) {
         return -E2BIG;
     }
-    n = mig_fill(s, s->scratch, want, &status);
+    n = vmig_dev_read(s->mig.dev, s->scratch, want, NULL);
+    if (n == -ENOMSG) {
+        n = 0; /* "no more for now": an empty reply */
+    }
     if (n < 0) {
         return (int)n;
     }
@@ -226,24 +116,12 @@ vmig__vfu_h_mig_write(struct vmig_vfu_server *s, struct vfu_req *r,
                       struct vfu_reply *rep)
 {
     uint32_t size = vfu_rd32(r->m->payload, 4);
-    int ret;
 
     (void)rep;
-    ret = sess_check(s, VMIG_SESSION_RESUME);
-    if (ret < 0) {
-        return ret;
+    if (s->mig.dev == NULL) {
+        return -EBUSY;
     }
-    if (size == 0) {
-        return 0;
-    }
-    ret = s->ops->mig_write(s->opaque, r->m->payload + 8, size);
-    if (ret < 0) {
-        return ret;
-    }
-    return vmig_mig_session_check(s->mig.mig, s->mig.sess_gen,
-                                  VMIG_SESSION_RESUME) < 0
-               ? -ENODEV
-               : 0;
+    return vmig_dev_write(s->mig.dev, r->m->payload + 8, size);
 }
 
 /* ------------------------------------------------------------ features */
@@ -251,25 +129,26 @@ vmig__vfu_h_mig_write(struct vmig_vfu_server *s, struct vfu_req *r,
 bool
 vmig__vfu_has_mig(struct vmig_vfu_server *s)
 {
-    return s->mig.mig != NULL;
+    return s->mig.dev != NULL;
 }
 
 bool
 vmig__vfu_has_data_size(struct vmig_vfu_server *s)
 {
-    return s->mig.mig != NULL && s->ops->mig_data_size != NULL;
+    return s->mig.dev != NULL &&
+           (vmig_dev_caps(s->mig.dev) & VMIG_DEV_CAP_DATA_SIZE);
 }
 
 bool
 vmig__vfu_has_precopy_info(struct vmig_vfu_server *s)
 {
-    return s->mig.mig != NULL && (s->conn.ext & VMIG_VFU_EXT_PRECOPY_INFO);
+    return s->mig.dev != NULL && (s->conn.ext & VMIG_VFU_EXT_PRECOPY_INFO);
 }
 
 bool
 vmig__vfu_has_bulk_channel(struct vmig_vfu_server *s)
 {
-    return s->mig.mig != NULL && (s->conn.ext & VMIG_VFU_EXT_BULK_DATA) &&
+    return s->mig.dev != NULL && (s->conn.ext & VMIG_VFU_EXT_BULK_DATA) &&
            s->conn.peer.max_msg_fds > 0;
 }
 
@@ -287,7 +166,7 @@ int
 vmig__vfu_f_migration(struct vmig_vfu_server *s, const struct vfu_feat_req *f,
                       struct vfu_reply *rep, void *out, size_t *olen)
 {
-    struct vmig_vfu_feat_migration m = {.flags = s->mig.flags};
+    struct vmig_vfu_feat_migration m = {.flags = vmig_dev_flags(s->mig.dev)};
 
     (void)f;
     (void)rep;
@@ -310,8 +189,7 @@ vmig__vfu_f_device_state(struct vmig_vfu_server *s,
             return -EINVAL;
         }
         memcpy(&st, f->d, sizeof(st));
-        ret = vmig_mig_set_state(s->mig.mig, st.device_state);
-        sess_refresh(s);
+        ret = vmig_dev_set_state(s->mig.dev, st.device_state);
         if (ret < 0) {
             vmig_dbg(s->ctx, "vfu: SET state %s failed; now %s",
                      vmig_state_name(st.device_state),
@@ -335,7 +213,7 @@ vmig__vfu_f_data_size(struct vmig_vfu_server *s, const struct vfu_feat_req *f,
 
     (void)f;
     (void)rep;
-    ret = s->ops->mig_data_size(s->opaque, &ds.stop_copy_length);
+    ret = vmig_dev_data_size(s->mig.dev, &ds.stop_copy_length);
     if (ret < 0) {
         return ret;
     }
@@ -350,15 +228,11 @@ vmig__vfu_f_precopy_info(struct vmig_vfu_server *s,
                          void *out, size_t *olen)
 {
     struct vmig_vfu_feat_precopy pc;
-    enum vmig_state st = vmig__vfu_mig_state(s);
     int ret;
 
     (void)f;
     (void)rep;
-    if (st != VMIG_STATE_PRE_COPY && st != VMIG_STATE_PRE_COPY_P2P) {
-        return -EINVAL;
-    }
-    ret = s->ops->precopy_info(s->opaque, &pc.initial_bytes, &pc.dirty_bytes);
+    ret = vmig_dev_precopy_info(s->mig.dev, &pc.initial_bytes, &pc.dirty_bytes);
     if (ret < 0) {
         return ret;
     }
@@ -404,12 +278,15 @@ bulk_read(struct vmig_vfu_server *s, uint64_t max, uint64_t *sent,
     int st = -EAGAIN, ret;
 
     *sent = 0;
-    ret = sess_check(s, VMIG_SESSION_SAVE);
+    ret = sess_usable(s, VMIG_SESSION_SAVE);
     while (ret == 0 && *sent < max) {
         size_t want = max - *sent < VFU_BULK_CHUNK ? (size_t)(max - *sent)
                                                    : VFU_BULK_CHUNK;
-        long n = mig_fill(s, s->scratch, want, &st);
+        ssize_t n = vmig_dev_read(s->mig.dev, s->scratch, want, &st);
 
+        if (n == -ENOMSG) {
+            n = 0;
+        }
         if (n < 0) {
             ret = (int)n;
             break;
@@ -455,7 +332,7 @@ bulk_read(struct vmig_vfu_server *s, uint64_t max, uint64_t *sent,
 static int
 bulk_write(struct vmig_vfu_server *s, uint64_t *got)
 {
-    int err = sess_check(s, VMIG_SESSION_RESUME);
+    int err = sess_usable(s, VMIG_SESSION_RESUME);
 
     *got = 0;
     for (;;) {
@@ -479,10 +356,7 @@ bulk_write(struct vmig_vfu_server *s, uint64_t *got)
             return -ECONNRESET;
         }
         if (err == 0) {
-            err = s->ops->mig_write(s->opaque, s->scratch, f.len);
-        }
-        if (err == 0) {
-            err = sess_check(s, VMIG_SESSION_RESUME);
+            err = vmig_dev_write(s->mig.dev, s->scratch, f.len);
         }
         if (err == 0) {
             *got += f.len;

@@ -98,18 +98,13 @@ ep_del(struct vmig_vfu_server *s, int fd)
 
 int
 vmig_vfu_server_new(vmig_ctx_t *ctx, const struct vmig_vfu_dev_ops *ops,
-                    void *opaque, uint64_t mig_flags,
+                    void *opaque, struct vmig_dev *dev,
                     struct vmig_vfu_server **out)
 {
     struct vmig_vfu_server *s;
     int ret;
 
     if (ops == NULL || out == NULL) {
-        return -EINVAL;
-    }
-    if (mig_flags != 0 &&
-        (vmig_flags_validate(mig_flags) < 0 || ops->mig_step == NULL ||
-         ops->mig_read == NULL || ops->mig_write == NULL)) {
         return -EINVAL;
     }
     s = calloc(1, sizeof(*s));
@@ -123,6 +118,7 @@ vmig_vfu_server_new(vmig_ctx_t *ctx, const struct vmig_vfu_dev_ops *ops,
     s->conn.fd = -1;
     s->conn.io = &sock_io;
     s->conn.xfer_in = VMIG_VFU_DEF_MAX_DATA_XFER;
+    s->mig.dev = dev;
     s->mig.bulk_fd = -1;
     s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->stop_efd < 0) {
@@ -137,10 +133,6 @@ vmig_vfu_server_new(vmig_ctx_t *ctx, const struct vmig_vfu_dev_ops *ops,
         }
         goto err_efd;
     }
-    ret = vmig__vfu_mig_init(s, mig_flags);
-    if (ret < 0) {
-        goto err_ep;
-    }
     pthread_mutex_init(&s->conn.send_lock, NULL);
     vmig__vfu_irqs_init(&s->irqs);
     vmig__vfu_dma_init(s);
@@ -150,8 +142,6 @@ vmig_vfu_server_new(vmig_ctx_t *ctx, const struct vmig_vfu_dev_ops *ops,
     *out = s;
     return 0;
 
-err_ep:
-    close(s->epfd);
 err_efd:
     close(s->stop_efd);
 err_free:
@@ -243,8 +233,8 @@ vmig__vfu_conn_close(struct vmig_vfu_server *s, const char *why)
     }
     pthread_mutex_unlock(&s->conn.send_lock);
     vmig__vfu_mig_disconnect(s);
+    vmig__vfu_dirty_disconnect(s);
     pthread_rwlock_wrlock(&s->dma.lock);
-    vmig__vfu_dirty_stop_locked(s);
     vmig__vfu_dma_free_locked(&s->dma);
     pthread_rwlock_unlock(&s->dma.lock);
     vmig__vfu_irqs_disconnect(&s->irqs);
@@ -270,7 +260,6 @@ vmig_vfu_server_free(struct vmig_vfu_server *s)
     free(s->path);
     vmig__vfu_regions_free(&s->regions);
     vmig__vfu_irqs_free(&s->irqs);
-    vmig__vfu_mig_fini(s);
     close(s->stop_efd);
     close(s->epfd);
     free(s->scratch);

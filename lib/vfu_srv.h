@@ -12,14 +12,18 @@
  *   vfu_irq.c       IRQs: info, SET_IRQS, triggering from any thread
  *   vfu_dma.c       the DMA map table, DMA from any thread, and the
  *                   server-to-client DMA_READ/DMA_WRITE requests
- *   vfu_dirty.c     DMA dirty logging (built-in tracker or the device's)
+ *   vfu_dirty.c     DMA dirty logging (built-in tracker or the device's,
+ *                   through its framework object)
  *   vfu_mig.c       migration: the device's state, data reads and
  *                   writes, data size, precopy sizing, the bulk channel
  *   vfu_fuzz.c      the fuzzing entry point (vfu_priv.h)
  *
  * Locks (each owned by one file; none is held while another is taken,
  * except that a DMA access under dma.lock may send a request, which
- * takes conn.send_lock and pend.lock):
+ * takes conn.send_lock and pend.lock).  The device's framework lock
+ * (<vmig/device.h>) comes before all of them: migration callbacks may do
+ * DMA and raise IRQs, so the server never calls into the framework while
+ * it holds one of its own locks.
  *   dma.lock (rwlock)   vfu_dma.c, vfu_dirty.c: the map table and the
  *                       built-in dirty log; writers are DMA_MAP/UNMAP,
  *                       logging start/stop and disconnect; readers are
@@ -45,8 +49,6 @@
 
 /* A stalled peer costs at most this long per wait. */
 #define VFU_TIMEOUT_MS 10000
-
-struct vmig_mig;
 
 struct vfu_region {
     bool present;
@@ -145,13 +147,10 @@ struct vfu_conn {
     unsigned int errs_in_row;
 };
 
-/* Migration as this server sees it. */
+/* Migration: the device's framework object and the bulk channel. */
 struct vfu_mig {
-    struct vmig_mig *mig; /* NULL for a device without migration */
-    uint64_t flags;
-    uint64_t sess_gen; /* the data session the client uses */
-    bool sess_eof;
-    int bulk_fd; /* our end of the bulk channel, or -1 */
+    struct vmig_dev *dev; /* NULL for a device without migration */
+    int bulk_fd;          /* our end of the bulk channel, or -1 */
 };
 
 struct vmig_vfu_server {
@@ -273,7 +272,7 @@ int vmig__vfu_h_dma_unmap(struct vmig_vfu_server *s, struct vfu_req *r,
 void vmig__vfu_dirty_mark_locked(struct vfu_dma *d, uint64_t iova,
                                  uint64_t len);
 /* Disconnect: stop the device's logging, free the built-in log. */
-void vmig__vfu_dirty_stop_locked(struct vmig_vfu_server *s);
+void vmig__vfu_dirty_disconnect(struct vmig_vfu_server *s);
 
 /*
  * struct vfu_feat_req - one DEVICE_FEATURE request, as feature handlers
@@ -324,8 +323,6 @@ int vmig__vfu_f_log_report(struct vmig_vfu_server *s,
                            void *out, size_t *olen);
 
 /* vfu_mig.c */
-int vmig__vfu_mig_init(struct vmig_vfu_server *s, uint64_t flags);
-void vmig__vfu_mig_fini(struct vmig_vfu_server *s);
 void vmig__vfu_mig_disconnect(struct vmig_vfu_server *s);
 enum vmig_state vmig__vfu_mig_state(struct vmig_vfu_server *s);
 int vmig__vfu_refuse_save(struct vmig_vfu_server *s);

@@ -1,34 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * acc_mig.c - the accelerator's migration driver (see acc_mig.h).
+ * acc_mig.c - the accelerator's migration callbacks (see acc_mig.h).
  *
- * Lock order: the state machine's lock (held while an arc runs), then
- * am->lock.  acc_mig_read/write take only am->lock, so they never wait
- * for an arc in progress longer than it takes to swap a buffer.
+ * Every callback runs under the framework's lock, which therefore guards
+ * the session data below; the framework also decides when a session may
+ * be read or written, so the callbacks only ever see an open one.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <vmig/mig.h>
 #include <vmig/stream.h>
 #include "acc_mig.h"
-
-enum sess {
-    SESS_NONE = 0, /* no session; reads and writes are refused (-EBUSY) */
-    SESS_SAVE,     /* am->writer produces the envelope */
-    SESS_RESUME,   /* am->loader consumes it */
-    SESS_ABORTED,  /* cut short by a reset: -ENODEV until the next one */
-};
 
 struct acc_mig {
     vmig_ctx_t *ctx;
     struct acc_model *model;
-    struct vmig_mig *mig;
-    bool in_reset;   /* atomic: acc_mig_reset() is resetting the model */
-    bool model_done; /* atomic: the model has reset itself already */
+    struct vmig_dev *dev;
 
     /* The descriptor and what it points at; constant after creation. */
     struct vmig_compat_desc desc;
@@ -38,11 +26,9 @@ struct acc_mig {
     char qp_str[12];
     char vendor_version[32];
 
-    pthread_mutex_t lock;
-    /* Guarded by lock (the stream callbacks run with it held). */
-    enum sess sess;
-    struct vmig_stream_writer *writer;
-    struct vmig_stream_loader *loader;
+    /* Guarded by the framework's lock: session data. */
+    struct vmig_stream_writer *writer; /* saving: produces the envelope */
+    struct vmig_stream_loader *loader; /* resuming: consumes it */
     uint8_t *state; /* saved payload (SAVE) or staged payload (RESUME) */
     size_t state_len;
     size_t state_pos; /* SAVE: bytes handed to the writer */
@@ -57,8 +43,9 @@ static const struct vmig_stream_rule rules[] = {
      .max_len = ACC_STATE_SIZE(ACC_QP_MAX)},
 };
 
+/* Drop the session's data. */
 static void
-drop_locked(struct acc_mig *am, enum sess next)
+drop_locked(struct acc_mig *am)
 {
     vmig_stream_writer_free(am->writer);
     vmig_stream_loader_free(am->loader);
@@ -70,7 +57,6 @@ drop_locked(struct acc_mig *am, enum sess next)
     am->state_pos = 0;
     am->state_ready = false;
     am->state_sent = false;
-    am->sess = next;
 }
 
 /* ------------------------------------------------------------ saving */
@@ -138,14 +124,14 @@ open_save_locked(struct acc_mig *am, bool with_state)
 {
     int ret;
 
-    drop_locked(am, SESS_SAVE);
+    drop_locked(am);
     ret = vmig_stream_writer_new(am->ctx, &am->desc, 0, &src_ops, am,
                                  &am->writer);
     if (ret == 0 && with_state) {
         ret = save_state_locked(am);
     }
     if (ret < 0) {
-        drop_locked(am, SESS_NONE);
+        drop_locked(am);
     }
     return ret;
 }
@@ -217,11 +203,11 @@ open_resume_locked(struct acc_mig *am)
     };
     int ret;
 
-    drop_locked(am, SESS_RESUME);
+    drop_locked(am);
     am->err[0] = '\0';
     ret = vmig_stream_loader_new(am->ctx, &cfg, &am->loader);
     if (ret < 0) {
-        drop_locked(am, SESS_NONE);
+        drop_locked(am);
     }
     return ret;
 }
@@ -251,7 +237,7 @@ finish_resume_locked(struct acc_mig *am)
     if (ret < 0) {
         return refused_locked(am, ret);
     }
-    drop_locked(am, SESS_NONE);
+    drop_locked(am);
     return 0;
 }
 
@@ -259,10 +245,10 @@ finish_resume_locked(struct acc_mig *am)
 #define S(x) VMIG_STATE_##x
 
 static int
-step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
+acc_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
 {
     struct acc_mig *am = opaque;
-    int ret = 0;
+    int ret;
 
     (void)broken;
     switch (ARC(from, to)) {
@@ -273,76 +259,100 @@ step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
         acc_model_resume(am->model);
         return 0;
     case ARC(S(RUNNING), S(PRE_COPY)):
-        pthread_mutex_lock(&am->lock);
-        ret = open_save_locked(am, false);
-        pthread_mutex_unlock(&am->lock);
-        return ret;
+        return open_save_locked(am, false);
     case ARC(S(PRE_COPY), S(STOP_COPY)):
         acc_model_stop(am->model);
-        pthread_mutex_lock(&am->lock);
         ret = save_state_locked(am);
-        pthread_mutex_unlock(&am->lock);
         if (ret < 0) {
             acc_model_resume(am->model); /* still PRE_COPY: running */
         }
         return ret;
     case ARC(S(STOP), S(STOP_COPY)):
-        pthread_mutex_lock(&am->lock);
-        ret = open_save_locked(am, true);
-        pthread_mutex_unlock(&am->lock);
-        return ret;
+        return open_save_locked(am, true);
     case ARC(S(PRE_COPY), S(RUNNING)):
     case ARC(S(STOP_COPY), S(STOP)):
-        pthread_mutex_lock(&am->lock);
-        drop_locked(am, SESS_NONE);
-        pthread_mutex_unlock(&am->lock);
+        drop_locked(am);
         return 0;
     case ARC(S(STOP), S(RESUMING)):
-        pthread_mutex_lock(&am->lock);
-        ret = open_resume_locked(am);
-        pthread_mutex_unlock(&am->lock);
-        return ret;
+        return open_resume_locked(am);
     case ARC(S(RESUMING), S(STOP)):
-        pthread_mutex_lock(&am->lock);
-        ret = finish_resume_locked(am);
-        pthread_mutex_unlock(&am->lock);
-        return ret;
+        return finish_resume_locked(am);
     default:
         return -EINVAL;
     }
 }
 
+/* The envelope; the writer's "later" (-EAGAIN) is PRE_COPY's -ENOMSG. */
+static ssize_t
+acc_save(void *opaque, enum vmig_state state, void *buf, size_t len)
+{
+    struct acc_mig *am = opaque;
+    ssize_t ret;
+
+    (void)state;
+    ret = vmig_stream_writer_read(am->writer, buf, len);
+    return ret == -EAGAIN ? -ENOMSG : ret;
+}
+
+static int
+acc_load(void *opaque, const void *buf, size_t len)
+{
+    struct acc_mig *am = opaque;
+    int ret = vmig_stream_loader_write(am->loader, buf, len);
+
+    return ret < 0 ? refused_locked(am, ret) : 0;
+}
+
+/* What the destination needs before any downtime: the compatibility
+ * part; the device state goes only in STOP_COPY. */
+static int
+acc_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
+{
+    struct acc_mig *am = opaque;
+    uint64_t part = vmig_stream_writer_compat_size(am->writer);
+    uint64_t off = vmig_stream_writer_offset(am->writer);
+
+    *initial = off < part ? part - off : 0;
+    *dirty = 0;
+    return 0;
+}
+
+static int
+acc_data_size(void *opaque, uint64_t *bytes)
+{
+    struct acc_mig *am = opaque;
+    const uint64_t rec =
+        VMIG_STREAM_REC_HEADER_SIZE + VMIG_STREAM_REC_TRAILER_SIZE;
+    int desc = vmig_compat_desc_to_bin(&am->desc, NULL, 0);
+
+    *bytes = VMIG_STREAM_HEADER_SIZE + rec + (uint64_t)(desc > 0 ? desc : 0) +
+             rec + acc_model_state_size(am->model) + rec +
+             VMIG_STREAM_END_PAYLOAD_SIZE;
+    return 0;
+}
+
+/* A guest reset already reset the model (its RESET register); a host
+ * reset resets it here.  Either way a reset device runs. */
 static void
-mig_reset(void *opaque)
+acc_reset(void *opaque, enum vmig_reset_cause cause)
 {
     struct acc_mig *am = opaque;
 
-    pthread_mutex_lock(&am->lock);
-    drop_locked(am, am->sess == SESS_NONE ? SESS_NONE : SESS_ABORTED);
-    pthread_mutex_unlock(&am->lock);
-    if (!__atomic_load_n(&am->model_done, __ATOMIC_ACQUIRE)) {
-        __atomic_store_n(&am->in_reset, true, __ATOMIC_RELEASE);
-        acc_model_reset(am->model);
-        __atomic_store_n(&am->in_reset, false, __ATOMIC_RELEASE);
+    drop_locked(am);
+    if (cause == VMIG_RESET_HOST) {
+        acc_model_reset(am->model); /* its callback: guest = false */
     }
-    /* Whatever raced with the reset, a reset device runs. */
     acc_model_resume(am->model);
 }
 
-int
-acc_mig_step(struct acc_mig *am, enum vmig_state from, enum vmig_state to,
-             bool *broken)
-{
-    return step(am, from, to, broken);
-}
-
-void
-acc_mig_ext_reset(struct acc_mig *am, bool model_done)
-{
-    __atomic_store_n(&am->model_done, model_done, __ATOMIC_RELEASE);
-    mig_reset(am);
-    __atomic_store_n(&am->model_done, false, __ATOMIC_RELEASE);
-}
+static const struct vmig_dev_ops acc_dev_ops = {
+    .step = acc_step,
+    .save = acc_save,
+    .load = acc_load,
+    .reset = acc_reset,
+    .precopy_info = acc_precopy_info,
+    .data_size = acc_data_size,
+};
 
 static void
 build_desc(struct acc_mig *am)
@@ -378,11 +388,6 @@ build_desc(struct acc_mig *am)
     };
 }
 
-static const struct vmig_mig_ops mig_ops = {
-    .step = step,
-    .reset = mig_reset,
-};
-
 int
 acc_mig_new(vmig_ctx_t *ctx, struct acc_model *model, struct acc_mig **out)
 {
@@ -399,22 +404,13 @@ acc_mig_new(vmig_ctx_t *ctx, struct acc_model *model, struct acc_mig **out)
     am->ctx = ctx;
     am->model = model;
     build_desc(am);
-    ret = -pthread_mutex_init(&am->lock, NULL);
+    ret = vmig_dev_new(ctx, ACC_MIG_FLAGS, &acc_dev_ops, am, &am->dev);
     if (ret < 0) {
-        goto err_free;
-    }
-    ret = vmig_mig_new(ctx, ACC_MIG_FLAGS, &mig_ops, am, &am->mig);
-    if (ret < 0) {
-        goto err_lock;
+        free(am);
+        return ret;
     }
     *out = am;
     return 0;
-
-err_lock:
-    pthread_mutex_destroy(&am->lock);
-err_free:
-    free(am);
-    return ret;
 }
 
 void
@@ -423,94 +419,15 @@ acc_mig_free(struct acc_mig *am)
     if (am == NULL) {
         return;
     }
-    vmig_mig_free(am->mig);
-    drop_locked(am, SESS_NONE);
-    pthread_mutex_destroy(&am->lock);
+    vmig_dev_free(am->dev);
+    drop_locked(am);
     free(am);
 }
 
-enum vmig_state
-acc_mig_state(struct acc_mig *am)
+struct vmig_dev *
+acc_mig_dev(struct acc_mig *am)
 {
-    return vmig_mig_state(am->mig);
-}
-
-int
-acc_mig_set_state(struct acc_mig *am, unsigned int target)
-{
-    return vmig_mig_set_state(am->mig, target);
-}
-
-ssize_t
-acc_mig_read(struct acc_mig *am, void *buf, size_t len)
-{
-    ssize_t ret;
-
-    pthread_mutex_lock(&am->lock);
-    if (am->sess == SESS_ABORTED) {
-        ret = -ENODEV;
-    } else if (am->sess != SESS_SAVE) {
-        ret = -EBUSY;
-    } else if (len == 0) {
-        ret = 0;
-    } else {
-        ret = vmig_stream_writer_read(am->writer, buf, len);
-        if (ret == -EAGAIN) {
-            ret = -ENOMSG; /* PRE_COPY: no more for now */
-        }
-    }
-    pthread_mutex_unlock(&am->lock);
-    return ret;
-}
-
-ssize_t
-acc_mig_write(struct acc_mig *am, const void *buf, size_t len)
-{
-    ssize_t ret;
-    int rc;
-
-    pthread_mutex_lock(&am->lock);
-    if (am->sess == SESS_ABORTED) {
-        ret = -ENODEV;
-    } else if (am->sess != SESS_RESUME) {
-        ret = -EBUSY;
-    } else {
-        rc = vmig_stream_loader_write(am->loader, buf, len);
-        ret = rc < 0 ? refused_locked(am, rc) : (ssize_t)len;
-    }
-    pthread_mutex_unlock(&am->lock);
-    return ret;
-}
-
-int
-acc_mig_precopy_info(struct acc_mig *am, uint64_t *initial, uint64_t *dirty)
-{
-    int ret = 0;
-
-    pthread_mutex_lock(&am->lock);
-    if (am->sess != SESS_SAVE || am->state_ready) {
-        ret = -EINVAL;
-    } else {
-        uint64_t part = vmig_stream_writer_compat_size(am->writer);
-        uint64_t off = vmig_stream_writer_offset(am->writer);
-
-        *initial = off < part ? part - off : 0;
-        *dirty = 0;
-    }
-    pthread_mutex_unlock(&am->lock);
-    return ret;
-}
-
-uint64_t
-acc_mig_data_size(const struct acc_mig *am)
-{
-    const uint64_t rec =
-        VMIG_STREAM_REC_HEADER_SIZE + VMIG_STREAM_REC_TRAILER_SIZE;
-    int desc = vmig_compat_desc_to_bin(&am->desc, NULL, 0);
-
-    return VMIG_STREAM_HEADER_SIZE + rec + (uint64_t)(desc > 0 ? desc : 0) +
-           rec + acc_model_state_size(am->model) + rec +
-           VMIG_STREAM_END_PAYLOAD_SIZE;
+    return am->dev;
 }
 
 const struct vmig_compat_desc *
@@ -526,21 +443,9 @@ acc_mig_last_error(struct acc_mig *am)
 }
 
 void
-acc_mig_reset(struct acc_mig *am)
-{
-    vmig_mig_reset(am->mig);
-}
-
-void
 acc_mig_model_reset(struct acc_mig *am, bool guest)
 {
-    if (__atomic_load_n(&am->in_reset, __ATOMIC_ACQUIRE)) {
-        return; /* our own acc_model_reset() calling back */
+    if (guest) {
+        vmig_dev_reset(am->dev, VMIG_RESET_GUEST);
     }
-    vmig_log(am->ctx, VMIG_LOG_NOTICE, "%s device reset in %s",
-             guest ? "guest-initiated" : "host",
-             vmig_state_name(vmig_mig_state(am->mig)));
-    __atomic_store_n(&am->model_done, true, __ATOMIC_RELEASE);
-    vmig_mig_reset(am->mig);
-    __atomic_store_n(&am->model_done, false, __ATOMIC_RELEASE);
 }

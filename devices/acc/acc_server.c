@@ -1,13 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * acc_server.c - the accelerator behind the vfio-user server framework.
+ * acc_server.c - the accelerator served over vfio-user: BAR0 and the
+ * config space go to the model, migration is acc_mig's framework object.
  *
- * Resets, two ways in: DEVICE_RESET runs srv_reset() on the loop thread,
- * which resets the model through acc_mig (the model's own reset callback
- * is then ignored: host_reset); the guest's RESET register resets the
- * model first, whose callback asks the framework for a device reset
- * (ending the data session, back to RUNNING), which runs srv_reset() with
- * guest_reset set so the model is not reset twice.
+ * Resets, two ways in, both ending in the framework (acc_mig.h): the
+ * client's DEVICE_RESET is a host reset, which resets the model; the
+ * guest's RESET register resets the model first, whose callback reports a
+ * guest reset to the framework (session ended, back to RUNNING).
  */
 #include <errno.h>
 #include <signal.h>
@@ -25,8 +24,6 @@ struct accsrv {
     struct vmig_vfu_server *s;
     struct acc_model *m;
     struct acc_mig *am;
-    bool host_reset;  /* atomic: srv_reset() is resetting the model */
-    bool guest_reset; /* atomic: the model reset itself */
 };
 
 static void *
@@ -71,33 +68,13 @@ srv_model_reset(void *opaque, bool guest)
 {
     struct accsrv *a = opaque;
 
-    if (__atomic_load_n(&a->host_reset, __ATOMIC_ACQUIRE) || !guest) {
-        return;
-    }
-    __atomic_store_n(&a->guest_reset, true, __ATOMIC_RELEASE);
-    vmig_vfu_server_device_reset(a->s);
-    __atomic_store_n(&a->guest_reset, false, __ATOMIC_RELEASE);
+    acc_mig_model_reset(a->am, guest);
 }
 
 static const struct acc_model_ops srv_model_ops = {
     .irq = srv_irq,
     .reset = srv_model_reset,
 };
-
-static void
-srv_reset(void *opaque)
-{
-    struct accsrv *a = opaque;
-    bool guest = __atomic_load_n(&a->guest_reset, __ATOMIC_ACQUIRE);
-
-    /* Runs under the state machine's lock (vmig_mig_reset() logs the
-     * state it interrupted): do not ask for the state here. */
-    vmig_log(a->ctx, VMIG_LOG_NOTICE, "%s device reset",
-             guest ? "guest-initiated" : "host (DEVICE_RESET)");
-    __atomic_store_n(&a->host_reset, true, __ATOMIC_RELEASE);
-    acc_mig_ext_reset(a->am, guest);
-    __atomic_store_n(&a->host_reset, false, __ATOMIC_RELEASE);
-}
 
 static int
 config_read(uint64_t off, void *buf, uint32_t len)
@@ -144,56 +121,8 @@ srv_region(void *opaque, unsigned int region, uint64_t offset, void *buf,
     return 0;
 }
 
-static int
-srv_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
-{
-    struct accsrv *a = opaque;
-
-    return acc_mig_step(a->am, from, to, broken);
-}
-
-static long
-srv_mig_read(void *opaque, void *buf, size_t len)
-{
-    struct accsrv *a = opaque;
-
-    return acc_mig_read(a->am, buf, len);
-}
-
-static int
-srv_mig_write(void *opaque, const void *buf, size_t len)
-{
-    struct accsrv *a = opaque;
-    ssize_t n = acc_mig_write(a->am, buf, len);
-
-    return n < 0 ? (int)n : 0;
-}
-
-static int
-srv_data_size(void *opaque, uint64_t *bytes)
-{
-    struct accsrv *a = opaque;
-
-    *bytes = acc_mig_data_size(a->am);
-    return 0;
-}
-
-static int
-srv_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
-{
-    struct accsrv *a = opaque;
-
-    return acc_mig_precopy_info(a->am, initial, dirty);
-}
-
 static const struct vmig_vfu_dev_ops srv_ops = {
     .region_access = srv_region,
-    .reset = srv_reset,
-    .mig_step = srv_step,
-    .mig_read = srv_mig_read,
-    .mig_write = srv_mig_write,
-    .mig_data_size = srv_data_size,
-    .precopy_info = srv_precopy_info,
 };
 
 int
@@ -217,9 +146,17 @@ acc_serve(const struct acc_server_cfg *cfg)
     }
     vmig_ctx_set_level(a.ctx, cfg->level);
     mc.ctx = a.ctx;
-    ret = vmig_vfu_server_new(a.ctx, &srv_ops, &a, ACC_MIG_FLAGS, &a.s);
+    ret = acc_model_new(&mc, &a.m);
     if (ret < 0) {
         goto err_ctx;
+    }
+    ret = acc_mig_new(a.ctx, a.m, &a.am);
+    if (ret < 0) {
+        goto err_model;
+    }
+    ret = vmig_vfu_server_new(a.ctx, &srv_ops, &a, acc_mig_dev(a.am), &a.s);
+    if (ret < 0) {
+        goto err_mig;
     }
     ret = vmig_vfu_server_add_region(
         a.s, ACC_VFU_BAR0, ACC_BAR0_SIZE,
@@ -235,21 +172,13 @@ acc_serve(const struct acc_server_cfg *cfg)
     if (ret < 0) {
         goto err_server;
     }
-    ret = acc_model_new(&mc, &a.m);
-    if (ret < 0) {
-        goto err_server;
-    }
-    ret = acc_mig_new(a.ctx, a.m, &a.am);
-    if (ret < 0) {
-        goto err_model;
-    }
     ret = cfg->path != NULL ? vmig_vfu_server_listen(a.s, cfg->path)
                             : vmig_vfu_server_adopt(a.s, cfg->fd);
     if (ret < 0) {
         vmig_log(a.ctx, VMIG_LOG_ERR, "cannot serve %s: %s",
                  cfg->path != NULL ? cfg->path : "the given socket",
                  strerror(-ret));
-        goto err_mig;
+        goto err_server;
     }
     vmig_log(a.ctx, VMIG_LOG_INFO,
              "accelerator %04x:%04x, %u queue pairs, isolation %s: serving",
@@ -260,14 +189,14 @@ acc_serve(const struct acc_server_cfg *cfg)
         ret = 0;
     }
 
-err_mig:
+err_server:
     /* The model's worker may hold DMA windows: stop it before the server. */
     acc_model_stop(a.m);
+    vmig_vfu_server_free(a.s);
+err_mig:
     acc_mig_free(a.am);
 err_model:
     acc_model_free(a.m);
-err_server:
-    vmig_vfu_server_free(a.s);
 err_ctx:
     vmig_ctx_free(a.ctx);
     return ret;

@@ -4,7 +4,7 @@
  *
  * Saving: the envelope writer pulls records through src_next()/src_read():
  * next() reads the 24-byte flowtab record header from the model's saving
- * session (ft_mig_read()), read() hands out that header and then the
+ * session (ft_model_save()), read() hands out that header and then the
  * record's payload straight from the model.  The model's "no more for
  * now" (-ENOMSG) is the writer's -EAGAIN; the model's end of data (after
  * its END record) is the writer's "no more records", so the envelope END
@@ -13,7 +13,7 @@
  * Loading: the envelope loader checks header, descriptor (IS_COMPATIBLE
  * against this device's descriptor), record order, every checksum, and
  * feeds each record's payload to the model's staging copy
- * (ft_mig_write()), which parses and checks it again; nothing reaches the
+ * (ft_model_load()), which parses and checks it again; nothing reaches the
  * device state before RESUMING -> STOP.
  */
 #include <errno.h>
@@ -30,12 +30,15 @@
 
 int
 ft_env_init(struct ft_env *e, vmig_ctx_t *ctx, struct ft_model *m,
-            uint32_t mig_flags)
+            uint32_t mig_flags, const struct ft_env_hooks *hooks,
+            void *hooks_opaque)
 {
     int n;
 
     memset(e, 0, sizeof(*e));
     e->ctx = ctx;
+    e->hooks = hooks;
+    e->hooks_opaque = hooks_opaque;
     e->m = m;
     e->chunk = ft_model_chunk_bytes(m);
     snprintf(e->p_state, sizeof(e->p_state), "%" PRIu64,
@@ -61,11 +64,14 @@ ft_env_init(struct ft_env *e, vmig_ctx_t *ctx, struct ft_model *m,
     return 0;
 }
 
+static void save_end(struct ft_env *e);
+static void load_end(struct ft_env *e);
+
 void
 ft_env_fini(struct ft_env *e)
 {
-    ft_env_save_end(e);
-    ft_env_load_end(e);
+    save_end(e);
+    load_end(e);
 }
 
 /* ------------------------------------------------------------ saving */
@@ -78,8 +84,8 @@ src_next(void *opaque, struct vmig_stream_record *rec)
     struct ft_rec_hdr h;
 
     while (e->rh_have < REC_HDR) {
-        ssize_t n = ft_mig_read(e->m, e->sgen, e->rh + e->rh_have,
-                                REC_HDR - e->rh_have);
+        ssize_t n = ft_model_save(e->m, e->state, e->rh + e->rh_have,
+                                  REC_HDR - e->rh_have);
 
         if (n == -ENOMSG) {
             return -EAGAIN;
@@ -121,7 +127,7 @@ src_read(void *opaque, void *buf, size_t n)
         }
         return (ssize_t)k;
     }
-    r = ft_mig_read(e->m, e->sgen, buf, n < e->rec_left ? n : e->rec_left);
+    r = ft_model_save(e->m, e->state, buf, n < e->rec_left ? n : e->rec_left);
     if (r == -ENOMSG) {
         return -EAGAIN;
     }
@@ -142,38 +148,33 @@ static const struct vmig_stream_source_ops src_ops = {
     .read = src_read,
 };
 
-int
-ft_env_save_open(struct ft_env *e)
+static int
+save_open(struct ft_env *e)
 {
-    ft_env_save_end(e);
+    save_end(e);
     e->rh_have = e->rh_given = 0;
     e->rec_left = 0;
     return vmig_stream_writer_new(e->ctx, &e->desc, 0, &src_ops, e, &e->w);
 }
 
-void
-ft_env_save_opened(struct ft_env *e, uint64_t gen)
-{
-    e->sgen = gen;
-}
-
-void
-ft_env_save_end(struct ft_env *e)
+static void
+save_end(struct ft_env *e)
 {
     vmig_stream_writer_free(e->w);
     e->w = NULL;
 }
 
-long
-ft_env_read(struct ft_env *e, void *buf, size_t len)
+ssize_t
+ft_env_save(struct ft_env *e, enum vmig_state state, void *buf, size_t len)
 {
     ssize_t n;
 
     if (e->w == NULL) {
-        return -EBADF;
+        return -EBUSY;
     }
+    e->state = state;
     n = vmig_stream_writer_read(e->w, buf, len);
-    return n == -EAGAIN ? -ENOMSG : (long)n;
+    return n == -EAGAIN ? -ENOMSG : n;
 }
 
 /* Stream bytes of @model flowtab bytes once wrapped in the envelope. */
@@ -203,7 +204,7 @@ ft_env_precopy_info(struct ft_env *e, uint64_t *initial, uint64_t *dirty)
     uint64_t i, d;
     int ret;
 
-    ret = ft_mig_precopy_info(e->m, &i, &d);
+    ret = ft_model_precopy_info(e->m, &i, &d);
     if (ret < 0) {
         return ret;
     }
@@ -218,7 +219,7 @@ ft_env_data_size(struct ft_env *e, uint64_t *bytes)
     uint64_t s;
     int ret;
 
-    ret = ft_mig_data_size(e->m, &s);
+    ret = ft_model_data_size(e->m, &s);
     if (ret < 0) {
         return ret;
     }
@@ -232,9 +233,8 @@ static int
 sink_data(void *opaque, const void *buf, size_t n)
 {
     struct ft_env *e = opaque;
-    ssize_t r = ft_mig_write(e->m, e->lgen, buf, n);
 
-    return r < 0 ? (int)r : 0;
+    return ft_model_load(e->m, buf, n);
 }
 
 static const struct vmig_stream_sink_ops sink_ops = {.data = sink_data};
@@ -250,8 +250,8 @@ static const struct vmig_stream_rule load_rules[] = {
 };
 /* clang-format on */
 
-int
-ft_env_load_open(struct ft_env *e)
+static int
+load_open(struct ft_env *e)
 {
     struct vmig_stream_loader_cfg lc = {
         .local = &e->desc,
@@ -261,14 +261,8 @@ ft_env_load_open(struct ft_env *e)
         .sink_opaque = e,
     };
 
-    ft_env_load_end(e);
+    load_end(e);
     return vmig_stream_loader_new(e->ctx, &lc, &e->l);
-}
-
-void
-ft_env_load_opened(struct ft_env *e, uint64_t gen)
-{
-    e->lgen = gen;
 }
 
 int
@@ -288,8 +282,8 @@ ft_env_write(struct ft_env *e, const void *buf, size_t len)
     return e->load_err;
 }
 
-int
-ft_env_load_finish(struct ft_env *e)
+static int
+load_finish(struct ft_env *e)
 {
     if (e->l == NULL) {
         return -EBADMSG;
@@ -309,11 +303,114 @@ ft_env_load_finish(struct ft_env *e)
     return e->load_err;
 }
 
-void
-ft_env_load_end(struct ft_env *e)
+static void
+load_end(struct ft_env *e)
 {
     vmig_stream_loader_free(e->l);
     e->l = NULL;
     e->load_err = 0;
     e->finished = false;
+}
+
+/* ------------------------------------------------------------ arcs */
+
+int
+ft_env_step(struct ft_env *e, enum vmig_state from, enum vmig_state to)
+{
+    enum vmig_arc_kind kind = vmig_arc_classify(from, to);
+    int ret = 0;
+
+    if (kind == VMIG_ARC_OPEN_SAVE) {
+        ret = save_open(e);
+    } else if (kind == VMIG_ARC_OPEN_RESUME) {
+        ret = load_open(e);
+    } else if (kind == VMIG_ARC_END_RESUME) {
+        ret = load_finish(e); /* the envelope first: END, nothing after */
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    ret = ft_model_step(e->m, from, to);
+    if (ret < 0) {
+        if (kind == VMIG_ARC_OPEN_SAVE) {
+            save_end(e);
+        } else if (kind == VMIG_ARC_OPEN_RESUME) {
+            load_end(e);
+        }
+        return ret;
+    }
+    if (kind == VMIG_ARC_END_SAVE) {
+        save_end(e);
+    } else if (kind == VMIG_ARC_END_RESUME) {
+        load_end(e);
+    }
+    if (to != VMIG_STATE_RUNNING && to != VMIG_STATE_PRE_COPY &&
+        e->hooks != NULL && e->hooks->quiesced != NULL) {
+        e->hooks->quiesced(e->hooks_opaque);
+    }
+    return 0;
+}
+
+void
+ft_env_reset(struct ft_env *e)
+{
+    if (e->hooks != NULL && e->hooks->reset != NULL) {
+        e->hooks->reset(e->hooks_opaque);
+    }
+    ft_model_reset(e->m);
+    save_end(e);
+    load_end(e);
+}
+
+static int
+cb_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
+{
+    (void)broken;
+    return ft_env_step(opaque, from, to);
+}
+
+static ssize_t
+cb_save(void *opaque, enum vmig_state state, void *buf, size_t len)
+{
+    return ft_env_save(opaque, state, buf, len);
+}
+
+static int
+cb_load(void *opaque, const void *buf, size_t len)
+{
+    return ft_env_write(opaque, buf, len);
+}
+
+static void
+cb_reset(void *opaque, enum vmig_reset_cause cause)
+{
+    (void)cause;
+    ft_env_reset(opaque);
+}
+
+static int
+cb_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
+{
+    return ft_env_precopy_info(opaque, initial, dirty);
+}
+
+static int
+cb_data_size(void *opaque, uint64_t *bytes)
+{
+    return ft_env_data_size(opaque, bytes);
+}
+
+static const struct vmig_dev_ops env_ops = {
+    .step = cb_step,
+    .save = cb_save,
+    .load = cb_load,
+    .reset = cb_reset,
+    .precopy_info = cb_precopy_info,
+    .data_size = cb_data_size,
+};
+
+const struct vmig_dev_ops *
+ft_env_dev_ops(void)
+{
+    return &env_ops;
 }

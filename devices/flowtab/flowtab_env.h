@@ -7,10 +7,13 @@
  * parameters are the geometry (state_bytes, chunk_bytes), so that a
  * destination of another geometry refuses before any state arrives.
  *
- * Transport-independent: the vfio-user server (flowtab_server.c) calls it
- * from its migration callbacks, and the fuzz harness drives the loading
- * side directly.  Not thread-safe: one thread at a time (the caller's
- * loop).  docs/flowtab.md §5 describes the descriptor and the sizes.
+ * Transport-independent: these are framework callbacks (<vmig/device.h>,
+ * ft_env_dev_ops()) around the model's raw stream callbacks
+ * (ft_model_step() ...), used for the device's framework object by the
+ * vfio-user server (flowtab_server.c, with its hooks) and the fuzz
+ * harness.  They run under the framework's lock.
+ * docs/flowtab.md ("vfio-user server") describes the descriptor
+ * and the sizes.
  */
 #ifndef FLOWTAB_ENV_H
 #define FLOWTAB_ENV_H
@@ -29,10 +32,23 @@
 #define FT_ENV_REC_BASE 0x100u
 
 /**
+ * struct ft_env_hooks - what the owner adds to the callbacks.
+ * @quiesced: after an arc into a state that may not initiate P2P (posted
+ *            writes in flight must complete).  Optional.
+ * @reset:    before a device reset.  Optional.
+ */
+struct ft_env_hooks {
+    void (*quiesced)(void *opaque);
+    void (*reset)(void *opaque);
+};
+
+/**
  * struct ft_env - envelope state of one device.  Fields are private.
  */
 struct ft_env {
     vmig_ctx_t *ctx;
+    const struct ft_env_hooks *hooks;
+    void *hooks_opaque;
     struct ft_model *m;
     uint32_t chunk;
     char p_state[24];
@@ -42,42 +58,45 @@ struct ft_env {
     uint64_t compat_bytes;
     /* saving: the writer pulls flowtab records from the model */
     struct vmig_stream_writer *w;
-    uint64_t sgen;
+    enum vmig_state state; /* the device's, while the writer reads */
     uint8_t rh[sizeof(struct ft_rec_hdr)];
     size_t rh_have;    /* header bytes read from the model */
     size_t rh_given;   /* header bytes handed to the writer */
     uint64_t rec_left; /* payload bytes of the record still to read */
     /* loading */
     struct vmig_stream_loader *l;
-    uint64_t lgen;
     int load_err;
     bool finished;
 };
 
-/* Build the descriptor of @m offering @mig_flags.  0 or -errno. */
+/* Build the descriptor of @m offering @mig_flags; @hooks (borrowed) may
+ * be NULL.  0 or -errno. */
 int ft_env_init(struct ft_env *e, vmig_ctx_t *ctx, struct ft_model *m,
-                uint32_t mig_flags);
+                uint32_t mig_flags, const struct ft_env_hooks *hooks,
+                void *hooks_opaque);
 /* Free the writer and loader. */
 void ft_env_fini(struct ft_env *e);
 
-/* Saving: before the arc that opens the model's session (the writer is
- * prepared); after it, with the session's generation; at its end. */
-int ft_env_save_open(struct ft_env *e);
-void ft_env_save_opened(struct ft_env *e, uint64_t gen);
-void ft_env_save_end(struct ft_env *e);
+/*
+ * The framework callbacks, with the envelope around the model's stream:
+ * an arc that opens a saving session prepares the writer, STOP ->
+ * RESUMING the loader, and RESUMING -> STOP first requires a complete,
+ * valid envelope (END, digest, nothing trailing), then lets the model
+ * validate and commit its stream.
+ */
+int ft_env_step(struct ft_env *e, enum vmig_state from, enum vmig_state to);
 /* > 0 bytes; 0 at the permanent end; -ENOMSG nothing for now; -errno. */
-long ft_env_read(struct ft_env *e, void *buf, size_t len);
-
-/* Loading: likewise; ft_env_load_finish() before RESUMING -> STOP checks
- * that the envelope is complete (END, digest, nothing trailing). */
-int ft_env_load_open(struct ft_env *e);
-void ft_env_load_opened(struct ft_env *e, uint64_t gen);
+ssize_t ft_env_save(struct ft_env *e, enum vmig_state state, void *buf,
+                    size_t len);
+/* Consume envelope bytes; once refused, refused for good.  0 or -errno. */
 int ft_env_write(struct ft_env *e, const void *buf, size_t len);
-int ft_env_load_finish(struct ft_env *e);
-void ft_env_load_end(struct ft_env *e);
-
+/* Device reset: the model's power-on state; writer and loader dropped. */
+void ft_env_reset(struct ft_env *e);
 /* Sizes in envelope bytes (PRECOPY_INFO, MIG_DATA_SIZE). */
 int ft_env_precopy_info(struct ft_env *e, uint64_t *initial, uint64_t *dirty);
 int ft_env_data_size(struct ft_env *e, uint64_t *bytes);
+
+/* The callbacks above as a table; the opaque is the struct ft_env. */
+const struct vmig_dev_ops *ft_env_dev_ops(void);
 
 #endif /* FLOWTAB_ENV_H */

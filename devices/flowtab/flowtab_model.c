@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * flowtab_model.c - the flowtab device model and its migration driver.
+ * flowtab_model.c - the flowtab device model and its migration callbacks.
  *
  * State layout (d->state, state_bytes long, migrated byte for byte):
  *   [0, FT_CTRL_BYTES)        struct ft_ctrl: registers and counters
@@ -23,10 +23,15 @@
  * data), dirty = chunks sent and written since.  A chunk is in at most one
  * of them; one record is staged in out[] and handed to readers in pieces.
  *
+ * Migration: the device's framework object (<vmig/device.h>) owns the
+ * state machine and the sessions; the callbacks here (ft_model_step(),
+ * _save(), _load(), ...) only move the model's run mode and produce or
+ * consume the stream.
+ *
  * Locking: lock guards everything below it in struct ft_model.  The
- * vmig_mig lock is taken before it (the step and reset callbacks run with
- * the vmig_mig lock held and take lock); the peer callback is called with
- * lock released.
+ * framework's lock is taken before it (every migration callback runs with
+ * it held and takes lock); the peer callback is called with lock
+ * released.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -99,7 +104,6 @@ struct save_session {
     bool open;
     bool hdr_pending;
     bool end_sent;
-    uint64_t gen;
     uint64_t *unsent;
     uint64_t *dirty;
     uint64_t nunsent;
@@ -117,7 +121,6 @@ struct save_session {
 struct load_session {
     bool open;
     int err;
-    uint64_t gen;
     uint8_t *staging;
     uint64_t *got;
     uint64_t *csums; /* per chunk: csum of the record last loaded */
@@ -134,7 +137,7 @@ struct load_session {
 
 struct ft_model {
     vmig_ctx_t *ctx;
-    struct vmig_mig *mig;
+    struct vmig_dev *dev; /* the device's one state machine */
     const struct ft_dma_ops *dma;
     void *dma_opaque;
     struct ft_config cfg;
@@ -154,14 +157,11 @@ struct ft_model {
     void *peer_opaque;
     uint8_t *state;
     uint8_t *spare; /* the state replaced by the last load; next staging */
-    enum vmig_state mstate;
     enum run_mode mode;
     bool quit;
     bool hold;
     unsigned int p2p_inflight;
     uint64_t reset_epoch;
-    uint64_t gen;        /* mirrors vmig_mig's session generation */
-    bool last_end_reset; /* the last session was cut short by a reset */
     struct ft_diag diag;
     struct save_session save;
     struct load_session load;
@@ -582,8 +582,6 @@ save_open(struct ft_model *d)
     s->nunsent = d->nchunks;
     s->hdr_pending = true;
     s->open = true;
-    s->gen = ++d->gen;
-    d->last_end_reset = false;
     return 0;
 }
 
@@ -616,7 +614,8 @@ state_digest(const uint64_t *csums, uint64_t nchunks)
  * Return its length and kind, or 0 when nothing is pending.
  */
 static size_t
-save_next(struct ft_model *d, uint8_t *dst, enum out_kind *kind)
+save_next(struct ft_model *d, enum vmig_state state, uint8_t *dst,
+          enum out_kind *kind)
 {
     struct save_session *s = &d->save;
     uint64_t c;
@@ -655,7 +654,7 @@ save_next(struct ft_model *d, uint8_t *dst, enum out_kind *kind)
         d->diag.chunks_sent++;
         return REC_HDR_BYTES + d->chunk_bytes;
     }
-    if (d->mstate == VMIG_STATE_STOP_COPY && !s->end_sent) {
+    if (state == VMIG_STATE_STOP_COPY && !s->end_sent) {
         /* STOP_COPY and nothing unsent or dirty: every chunk's last sent
          * record carries its current content */
         XXH128_hash_t h = state_digest(s->csums, d->nchunks);
@@ -677,47 +676,31 @@ save_next(struct ft_model *d, uint8_t *dst, enum out_kind *kind)
 
 /* Stage the next record in out[]; false when nothing is pending. */
 static bool
-save_fill(struct ft_model *d)
+save_fill(struct ft_model *d, enum vmig_state state)
 {
     struct save_session *s = &d->save;
 
     s->out_pos = 0;
-    s->out_len = save_next(d, s->out, &s->out_kind);
+    s->out_len = save_next(d, state, s->out, &s->out_kind);
     if (s->out_len == 0) {
         s->out_kind = OUT_NONE;
     }
     return s->out_len > 0;
 }
 
-/* Return 0 when session @gen of @kind is the open one, else its error. */
-static int
-session_ok_locked(const struct ft_model *d, uint64_t gen, bool open)
-{
-    if (open && gen == d->gen) {
-        return 0;
-    }
-    return gen == d->gen && d->last_end_reset ? -ENODEV : -EBADF;
-}
-
 ssize_t
-ft_mig_read(struct ft_model *d, uint64_t gen, void *buf, size_t len)
+ft_model_save(struct ft_model *d, enum vmig_state state, void *buf, size_t len)
 {
     struct save_session *s = &d->save;
     size_t copied = 0;
-    int ret;
 
     if (buf == NULL || len == 0) {
         return -EINVAL;
     }
-    ret = vmig_mig_session_check(d->mig, gen, VMIG_SESSION_SAVE);
-    if (ret < 0) {
-        return ret;
-    }
     pthread_mutex_lock(&d->lock);
-    ret = session_ok_locked(d, gen, s->open);
-    if (ret < 0) {
+    if (!s->open) {
         pthread_mutex_unlock(&d->lock);
-        return ret;
+        return -EBUSY;
     }
     while (copied < len) {
         size_t n;
@@ -728,14 +711,14 @@ ft_mig_read(struct ft_model *d, uint64_t gen, void *buf, size_t len)
              * less on the downtime path) */
             enum out_kind kind;
 
-            n = save_next(d, (uint8_t *)buf + copied, &kind);
+            n = save_next(d, state, (uint8_t *)buf + copied, &kind);
             if (n == 0) {
                 break;
             }
             copied += n;
             continue;
         }
-        if (s->out_pos == s->out_len && !save_fill(d)) {
+        if (s->out_pos == s->out_len && !save_fill(d, state)) {
             break;
         }
         n = s->out_len - s->out_pos;
@@ -747,11 +730,10 @@ ft_mig_read(struct ft_model *d, uint64_t gen, void *buf, size_t len)
         copied += n;
     }
     d->diag.bytes_sent += copied;
-    if (copied == 0 && d->mstate != VMIG_STATE_STOP_COPY) {
-        pthread_mutex_unlock(&d->lock);
+    pthread_mutex_unlock(&d->lock);
+    if (copied == 0 && state != VMIG_STATE_STOP_COPY) {
         return -ENOMSG; /* PRE_COPY: no more for now */
     }
-    pthread_mutex_unlock(&d->lock);
     return (ssize_t)copied;
 }
 
@@ -762,15 +744,13 @@ out_left(const struct save_session *s, enum out_kind kind)
 }
 
 int
-ft_mig_precopy_info(struct ft_model *d, uint64_t *initial, uint64_t *dirty)
+ft_model_precopy_info(struct ft_model *d, uint64_t *initial, uint64_t *dirty)
 {
     struct save_session *s = &d->save;
     uint64_t rec = REC_HDR_BYTES + d->chunk_bytes;
 
     pthread_mutex_lock(&d->lock);
-    if ((d->mstate != VMIG_STATE_PRE_COPY &&
-         d->mstate != VMIG_STATE_PRE_COPY_P2P) ||
-        !s->open) {
+    if (!s->open) {
         pthread_mutex_unlock(&d->lock);
         return -EINVAL;
     }
@@ -782,7 +762,7 @@ ft_mig_precopy_info(struct ft_model *d, uint64_t *initial, uint64_t *dirty)
 }
 
 int
-ft_mig_data_size(struct ft_model *d, uint64_t *size)
+ft_model_data_size(struct ft_model *d, uint64_t *size)
 {
     struct save_session *s = &d->save;
     uint64_t rec = REC_HDR_BYTES + d->chunk_bytes;
@@ -836,8 +816,6 @@ load_open(struct ft_model *d)
         return -ENOMEM;
     }
     l->open = true;
-    l->gen = ++d->gen;
-    d->last_end_reset = false;
     return 0;
 }
 
@@ -984,8 +962,8 @@ rec_finish(struct ft_model *d)
     return 0;
 }
 
-ssize_t
-ft_mig_write(struct ft_model *d, uint64_t gen, const void *buf, size_t len)
+int
+ft_model_load(struct ft_model *d, const void *buf, size_t len)
 {
     struct load_session *l = &d->load;
     const uint8_t *p = buf;
@@ -995,15 +973,8 @@ ft_mig_write(struct ft_model *d, uint64_t gen, const void *buf, size_t len)
     if (buf == NULL && len > 0) {
         return -EINVAL;
     }
-    ret = vmig_mig_session_check(d->mig, gen, VMIG_SESSION_RESUME);
-    if (ret < 0) {
-        return ret;
-    }
     pthread_mutex_lock(&d->lock);
-    ret = session_ok_locked(d, gen, l->open);
-    if (ret == 0) {
-        ret = l->err;
-    }
+    ret = l->open ? l->err : -EBUSY;
     if (ret < 0) {
         pthread_mutex_unlock(&d->lock);
         return ret;
@@ -1036,13 +1007,12 @@ ft_mig_write(struct ft_model *d, uint64_t gen, const void *buf, size_t len)
     if (ret < 0) {
         l->err = ret;
         LOG(d, VMIG_LOG_ERR,
-            "resuming session %llu: stream refused (%s); nothing was "
-            "applied, the device keeps its state; reset it or restart the "
-            "migration",
-            (unsigned long long)l->gen, strerror(-ret));
+            "resuming: stream refused (%s); nothing was applied, the device "
+            "keeps its state; reset it or restart the migration",
+            strerror(-ret));
     }
     pthread_mutex_unlock(&d->lock);
-    return ret < 0 ? ret : (ssize_t)len;
+    return ret;
 }
 
 /* Semantic checks of a loaded control block. */
@@ -1078,16 +1048,13 @@ load_commit(struct ft_model *d)
     int ret = l->err;
 
     if (ret == 0 && (!l->seen_end || l->hlen != 0)) {
-        LOG(d, VMIG_LOG_ERR, "resuming session %llu: stream truncated (%s)",
-            (unsigned long long)l->gen,
+        LOG(d, VMIG_LOG_ERR, "resuming: stream truncated (%s)",
             l->seen_hdr ? "no END record" : "no data");
         ret = -EBADMSG;
     }
     if (ret == 0 &&
         ctrl_validate(d, (const struct ft_ctrl *)(void *)l->staging) < 0) {
-        LOG(d, VMIG_LOG_ERR,
-            "resuming session %llu: loaded control block is inconsistent",
-            (unsigned long long)l->gen);
+        LOG(d, VMIG_LOG_ERR, "resuming: loaded control block is inconsistent");
         ret = -EBADMSG;
     }
     if (ret < 0) {
@@ -1100,15 +1067,13 @@ load_commit(struct ft_model *d)
     return 0;
 }
 
-/* ----------------------------------------------------- driver callbacks */
+/* ----------------------------------------------------- framework callbacks */
 
-static int
-ft_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
+int
+ft_model_step(struct ft_model *d, enum vmig_state from, enum vmig_state to)
 {
-    struct ft_model *d = opaque;
     int ret = 0;
 
-    (void)broken;
     pthread_mutex_lock(&d->lock);
     switch (vmig_arc_classify(from, to)) {
     case VMIG_ARC_OPEN_SAVE:
@@ -1134,36 +1099,72 @@ ft_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
         break;
     }
     if (ret == 0) {
-        d->mstate = to;
         set_mode(d, mode_of(to));
     }
     pthread_mutex_unlock(&d->lock);
     return ret;
 }
 
-static void
-ft_reset(void *opaque)
+void
+ft_model_reset(struct ft_model *d)
 {
-    struct ft_model *d = opaque;
-
     pthread_mutex_lock(&d->lock);
-    if (d->save.open || d->load.open) {
-        d->last_end_reset = true;
-    }
     save_close(d);
     load_close(d);
     d->reset_epoch++;
     state_power_on(d);
-    d->mstate = VMIG_STATE_RUNNING;
     d->mode = MODE_FULL;
     d->hold = false;
     kick(d);
     pthread_mutex_unlock(&d->lock);
 }
 
-static const struct vmig_mig_ops ft_mig_ops = {
-    .step = ft_step,
-    .reset = ft_reset,
+static int
+raw_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
+{
+    (void)broken;
+    return ft_model_step(opaque, from, to);
+}
+
+static ssize_t
+raw_save(void *opaque, enum vmig_state state, void *buf, size_t len)
+{
+    return ft_model_save(opaque, state, buf, len);
+}
+
+static int
+raw_load(void *opaque, const void *buf, size_t len)
+{
+    return ft_model_load(opaque, buf, len);
+}
+
+static void
+raw_reset(void *opaque, enum vmig_reset_cause cause)
+{
+    (void)cause;
+    ft_model_reset(opaque);
+}
+
+static int
+raw_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
+{
+    return ft_model_precopy_info(opaque, initial, dirty);
+}
+
+static int
+raw_data_size(void *opaque, uint64_t *bytes)
+{
+    return ft_model_data_size(opaque, bytes);
+}
+
+/* The raw stream as the device's migration data. */
+static const struct vmig_dev_ops ft_raw_ops = {
+    .step = raw_step,
+    .save = raw_save,
+    .load = raw_load,
+    .reset = raw_reset,
+    .precopy_info = raw_precopy_info,
+    .data_size = raw_data_size,
 };
 
 /* ------------------------------------------------------------ lifetime */
@@ -1222,7 +1223,6 @@ ft_model_new(vmig_ctx_t *ctx, const struct ft_config *cfg,
     d->chunk_shift = (unsigned int)__builtin_ctz(c.chunk_bytes);
     d->nchunks = c.state_bytes / c.chunk_bytes;
     d->capacity = (c.state_bytes - FT_CTRL_BYTES) / FT_FLOW_BYTES;
-    d->mstate = VMIG_STATE_RUNNING;
     d->mode = MODE_FULL;
     d->state = big_alloc(d->state_bytes, false);
     if (d->state == NULL) {
@@ -1236,7 +1236,9 @@ ft_model_new(vmig_ctx_t *ctx, const struct ft_config *cfg,
     pthread_cond_init(&d->work_cv, &ca);
     pthread_cond_init(&d->idle_cv, &ca);
     pthread_condattr_destroy(&ca);
-    ret = vmig_mig_new(ctx, c.mig_flags, &ft_mig_ops, d, &d->mig);
+    ret = vmig_dev_new(ctx, c.mig_flags,
+                       c.mig_ops != NULL ? c.mig_ops : &ft_raw_ops,
+                       c.mig_ops != NULL ? c.mig_opaque : d, &d->dev);
     if (ret < 0) {
         goto err_sync;
     }
@@ -1251,7 +1253,7 @@ ft_model_new(vmig_ctx_t *ctx, const struct ft_config *cfg,
     return 0;
 
 err_mig:
-    vmig_mig_free(d->mig);
+    vmig_dev_free(d->dev);
 err_sync:
     pthread_cond_destroy(&d->idle_cv);
     pthread_cond_destroy(&d->work_cv);
@@ -1277,7 +1279,7 @@ ft_model_free(struct ft_model *d)
     }
     save_close(d);
     load_close(d);
-    vmig_mig_free(d->mig);
+    vmig_dev_free(d->dev);
     pthread_cond_destroy(&d->idle_cv);
     pthread_cond_destroy(&d->work_cv);
     pthread_mutex_destroy(&d->lock);
@@ -1302,10 +1304,10 @@ ft_model_set_peer(struct ft_model *d, const struct ft_peer_ops *ops,
     pthread_mutex_unlock(&d->lock);
 }
 
-struct vmig_mig *
-ft_model_mig(struct ft_model *d)
+struct vmig_dev *
+ft_model_dev(struct ft_model *d)
 {
-    return d->mig;
+    return d->dev;
 }
 
 uint64_t
@@ -1441,8 +1443,9 @@ ft_model_reg_write(struct ft_model *d, uint32_t off, uint32_t val)
     if (d->mode == MODE_STOPPED) {
         d->diag.reg_refused++;
         LOG(d, VMIG_LOG_DEBUG,
-            "register %#x write refused in %s: the device state is frozen", off,
-            vmig_state_name(d->mstate));
+            "register %#x write refused: the device is stopped (its state "
+            "is frozen)",
+            off);
         pthread_mutex_unlock(&d->lock);
         return -EBUSY;
     }
@@ -1527,8 +1530,8 @@ ft_model_p2p_write(struct ft_model *d, uint64_t off, const void *buf,
     if (d->mode == MODE_STOPPED) {
         d->diag.p2p_refused++;
         LOG(d, VMIG_LOG_DEBUG,
-            "inbound P2P write refused in %s: the device state is frozen",
-            vmig_state_name(d->mstate));
+            "inbound P2P write refused: the device is "
+            "stopped (its state is frozen)");
         pthread_mutex_unlock(&d->lock);
         return -EBUSY;
     }

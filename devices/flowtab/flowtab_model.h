@@ -11,8 +11,12 @@
  * flagged FT_DESC_FWD to a peer device (P2P) through a peer-write
  * callback.  Inbound P2P writes from a peer update the table too.
  *
- * Migration uses the libvmig driver loop (<vmig/mig.h>, flags STOP_COPY |
- * P2P | PRE_COPY).  Device-side semantics per state:
+ * Migration: the device's one state machine is a framework object
+ * (<vmig/device.h>, flags STOP_COPY | P2P | PRE_COPY) the model owns,
+ * ft_model_dev(); its callbacks are the raw flowtab stream
+ * (ft_model_step() ... below), or ones the owner supplies that wrap them
+ * (the vfio-user server carries the stream in the device-state envelope).
+ * Device-side semantics per state:
  *   RUNNING, PRE_COPY          everything runs;
  *   RUNNING_P2P, PRE_COPY_P2P  no P2P is initiated (the worker holds at the
  *                              first FWD descriptor, in ring order) but
@@ -24,9 +28,9 @@
  * data (every chunk once) and then only chunks written since they were
  * last sent.  See docs/flowtab.md for the stream layout.
  *
- * Locking: every function is thread-safe.  Lock order: the vmig_mig lock,
- * then the model lock; the peer-write callback is called with no lock
- * held, so two devices may forward into each other.
+ * Locking: every function is thread-safe.  Lock order: the framework's
+ * lock, then the model lock; the peer-write callback is called with no
+ * lock held, so two devices may forward into each other.
  */
 #ifndef FLOWTAB_MODEL_H
 #define FLOWTAB_MODEL_H
@@ -36,7 +40,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <vmig/ctx.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include "flowtab_regs.h"
 #include "flowtab_stream.h"
 
@@ -92,7 +96,12 @@ struct ft_peer_ops {
  * @mig_flags:   migration features to offer, a subset of FT_MIG_FLAGS that
  *               includes STOP_COPY; 0: FT_MIG_FLAGS.  Without P2P the
  *               device has no RUNNING_P2P and goes from RUNNING straight
- *               to STOP (seed 002); without PRE_COPY it has no precopy.
+ *               to STOP (the uAPI's rule for devices without P2P); without
+ *               PRE_COPY it has no precopy.
+ * @mig_ops:     the framework callbacks of ft_model_dev(), when the owner
+ *               wraps the raw stream (they call ft_model_step() ...);
+ *               NULL: the raw stream itself, with the model as opaque.
+ * @mig_opaque:  passed to @mig_ops.
  */
 struct ft_config {
     uint64_t state_bytes;
@@ -101,6 +110,8 @@ struct ft_config {
     bool no_thread;
     unsigned int batch;
     uint32_t mig_flags;
+    const struct vmig_dev_ops *mig_ops;
+    void *mig_opaque;
 };
 
 /**
@@ -108,7 +119,7 @@ struct ft_config {
  * @p2p_refused: inbound P2P writes refused (device stopped, bad record).
  * @reg_refused: register writes refused (device stopped, read-only).
  * @chunks_sent: CHUNK records emitted by saving sessions.
- * @bytes_sent:  bytes returned by ft_mig_read() overall.
+ * @bytes_sent:  bytes returned by ft_model_save() overall.
  */
 struct ft_diag {
     uint64_t p2p_refused;
@@ -149,14 +160,14 @@ void ft_model_set_peer(struct ft_model *d, const struct ft_peer_ops *ops,
                        void *opaque);
 
 /**
- * ft_model_mig() - The device's migration driver (owned by the device).
+ * ft_model_dev() - The device's framework object (owned by the device):
+ * its state, sessions and reset (vmig_dev_set_state(), vmig_dev_read(),
+ * vmig_dev_write(), vmig_dev_reset(), ...).
  * @d: device.
- *
- * Use vmig_mig_set_state(), vmig_mig_session() and vmig_mig_reset() on it.
  *
  * Return: the object.
  */
-struct vmig_mig *ft_model_mig(struct ft_model *d);
+struct vmig_dev *ft_model_dev(struct ft_model *d);
 
 /**
  * ft_model_reg_read() - Read a BAR0 register.
@@ -285,26 +296,44 @@ uint64_t ft_model_peer_sum(struct ft_model *d);
  */
 void ft_model_diag(struct ft_model *d, struct ft_diag *out);
 
-/**
- * ft_mig_read() - Read saving-session data.
- * @d:   device.
- * @gen: the session generation the reader started with
- *       (vmig_mig_session()).
- * @buf: destination.
- * @len: room in @buf (> 0).
- *
- * Return: bytes read (> 0); 0 at the permanent end of data (STOP_COPY
- * after the END record); -ENOMSG in PRE_COPY/PRE_COPY_P2P when nothing is
- * pending now ("no more for now"); -ENODEV when the session was cut short
- * by a reset or ERROR; -EBADF when there is no such saving session;
- * -EINVAL for a bad argument.
+/*
+ * The raw stream's callbacks (struct vmig_dev_ops), for owners that wrap
+ * them in their own @mig_ops.  They run under the framework's lock, which
+ * has already checked that a session of the right kind is open.
  */
-ssize_t ft_mig_read(struct ft_model *d, uint64_t gen, void *buf, size_t len);
 
 /**
- * ft_mig_write() - Write resuming-session data.
+ * ft_model_step() - One arc: open or end a session's data, change the run
+ * mode (quiescing waits for in-flight P2P writes).
+ * @d:    device.
+ * @from: current state.
+ * @to:   next state.
+ *
+ * RESUMING -> STOP validates the whole loaded stream and only then
+ * replaces the device state.
+ *
+ * Return: 0, or -errno with the device still in @from (-ENOMEM, or the
+ * load's error: -EBADMSG, -EOPNOTSUPP).
+ */
+int ft_model_step(struct ft_model *d, enum vmig_state from, enum vmig_state to);
+
+/**
+ * ft_model_save() - Produce saving-session data.
+ * @d:     device.
+ * @state: the device's state (STOP_COPY sends the END record).
+ * @buf:   destination.
+ * @len:   room in @buf (> 0).
+ *
+ * Return: bytes (> 0); 0 at the end of data (STOP_COPY after the END
+ * record); -ENOMSG in PRE_COPY/PRE_COPY_P2P when nothing is pending now;
+ * -EBUSY without a saving session; -EINVAL for a bad argument.
+ */
+ssize_t ft_model_save(struct ft_model *d, enum vmig_state state, void *buf,
+                      size_t len);
+
+/**
+ * ft_model_load() - Consume resuming-session data.
  * @d:   device.
- * @gen: the session generation the writer started with.
  * @buf: data.
  * @len: bytes.
  *
@@ -312,26 +341,26 @@ ssize_t ft_mig_read(struct ft_model *d, uint64_t gen, void *buf, size_t len);
  * device state changes only when RESUMING -> STOP validates everything.
  * After the first error every later write fails with the same error.
  *
- * Return: @len; -EBADMSG (corrupt, misordered, duplicated header, data
- * after END, bad checksum or digest), -EOPNOTSUPP (stream version or
- * geometry this device cannot load), -ENODEV, -EBADF, -EINVAL.
+ * Return: 0; -EBADMSG (corrupt, misordered, duplicated header, data after
+ * END, bad checksum or digest), -EOPNOTSUPP (stream version or geometry
+ * this device cannot load), -EBUSY without a resuming session, -EINVAL.
  */
-ssize_t ft_mig_write(struct ft_model *d, uint64_t gen, const void *buf,
-                     size_t len);
+int ft_model_load(struct ft_model *d, const void *buf, size_t len);
 
 /**
- * ft_mig_precopy_info() - VFIO_MIG_GET_PRECOPY_INFO.
+ * ft_model_precopy_info() - VFIO_MIG_GET_PRECOPY_INFO, in stream bytes.
  * @d:       device.
- * @initial: initial data not yet read, in stream bytes.
+ * @initial: initial data not yet read.
  * @dirty:   bytes of chunks already read once and changed since (an
  *           estimate: more may change before they are read).
  *
- * Return: 0, or -EINVAL outside PRE_COPY and PRE_COPY_P2P.
+ * Return: 0, or -EINVAL without a saving session.
  */
-int ft_mig_precopy_info(struct ft_model *d, uint64_t *initial, uint64_t *dirty);
+int ft_model_precopy_info(struct ft_model *d, uint64_t *initial,
+                          uint64_t *dirty);
 
 /**
- * ft_mig_data_size() - VFIO_DEVICE_FEATURE_MIG_DATA_SIZE: the stream
+ * ft_model_data_size() - VFIO_DEVICE_FEATURE_MIG_DATA_SIZE: the stream
  * bytes STOP_COPY would produce from now on (the rest of a saving session,
  * or a whole stream when none is open).
  * @d:    device.
@@ -339,6 +368,12 @@ int ft_mig_precopy_info(struct ft_model *d, uint64_t *initial, uint64_t *dirty);
  *
  * Return: 0.
  */
-int ft_mig_data_size(struct ft_model *d, uint64_t *size);
+int ft_model_data_size(struct ft_model *d, uint64_t *size);
+
+/**
+ * ft_model_reset() - Power-on state, running; session data dropped.
+ * @d: device.
+ */
+void ft_model_reset(struct ft_model *d);
 
 #endif /* FLOWTAB_MODEL_H */

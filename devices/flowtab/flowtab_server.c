@@ -14,13 +14,12 @@
  * forwarding into each other never wait for each other's loop.  The
  * queue lock guards the queue and the sender's busy flag.
  *
- * Migration: the framework's state machine calls mig_step for each arc;
- * the arc is performed on the model's own vmig_mig (the same arc, since
- * both have the same flags).  The data is the model's stream in the
- * device-state envelope (flowtab_env.c): the writer is prepared before
- * the arc that opens a saving session, the loader before STOP->RESUMING,
- * and the envelope must be complete before RESUMING->STOP lets the model
- * validate and commit.
+ * Migration: the device's one state machine is the model's framework
+ * object (ft_model_dev()), created with the envelope's callbacks
+ * (flowtab_env.c) and this file's hooks: a flush of the posted P2P writes
+ * on every arc into a state that may not initiate P2P, and the release of
+ * the loop's DMA window on a reset.  The vfio-user server is given that
+ * object.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,7 +48,6 @@ struct fts {
     struct vmig_vfu_server *psrv; /* inbound P2P port: region 2 only */
     char ppath[128];
     struct ft_model *m;
-    struct vmig_mig *mig; /* the model's */
     unsigned int batch;
 
     /* the one outstanding DMA window (loop thread only) */
@@ -249,106 +247,26 @@ fts_access(void *opaque, unsigned int region, uint64_t off, void *buf,
     return ret;
 }
 
-/* ------------------------------------------------------------ data */
-
-static long
-fts_mig_read(void *opaque, void *buf, size_t len)
-{
-    return ft_env_read(&((struct fts *)opaque)->env, buf, len);
-}
-
-static int
-fts_mig_write(void *opaque, const void *buf, size_t len)
-{
-    return ft_env_write(&((struct fts *)opaque)->env, buf, len);
-}
-
-static int
-fts_precopy(void *opaque, uint64_t *initial, uint64_t *dirty)
-{
-    return ft_env_precopy_info(&((struct fts *)opaque)->env, initial, dirty);
-}
-
-static int
-fts_data_size(void *opaque, uint64_t *bytes)
-{
-    return ft_env_data_size(&((struct fts *)opaque)->env, bytes);
-}
-
 /* ------------------------------------------------------------ migration */
 
-static uint64_t
-model_gen(struct fts *t)
+/* The envelope's hooks: flush posted P2P writes when quiescing, drop the
+ * loop's DMA window on a reset. */
+static void
+hook_quiesced(void *opaque)
 {
-    struct vmig_session_info si;
-
-    vmig_mig_session(t->mig, &si);
-    return si.generation;
-}
-
-static int
-fts_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
-{
-    struct fts *t = opaque;
-    enum vmig_arc_kind kind = vmig_arc_classify(from, to);
-    int ret = 0;
-
-    if (kind == VMIG_ARC_OPEN_SAVE) {
-        ret = ft_env_save_open(&t->env);
-    } else if (kind == VMIG_ARC_OPEN_RESUME) {
-        ret = ft_env_load_open(&t->env);
-    } else if (kind == VMIG_ARC_END_RESUME) {
-        /* the envelope first: END, digest, nothing trailing */
-        ret = ft_env_load_finish(&t->env);
-    }
-    if (ret < 0) {
-        return ret;
-    }
-    ret = vmig_mig_set_state(t->mig, to);
-    if (ret < 0) {
-        if (vmig_mig_state(t->mig) == VMIG_STATE_ERROR) {
-            *broken = true;
-        }
-        if (kind == VMIG_ARC_OPEN_SAVE) {
-            ft_env_save_end(&t->env);
-        } else if (kind == VMIG_ARC_OPEN_RESUME) {
-            ft_env_load_end(&t->env);
-        }
-        return ret;
-    }
-    switch (kind) {
-    case VMIG_ARC_OPEN_SAVE:
-        ft_env_save_opened(&t->env, model_gen(t));
-        break;
-    case VMIG_ARC_OPEN_RESUME:
-        ft_env_load_opened(&t->env, model_gen(t));
-        break;
-    case VMIG_ARC_END_SAVE:
-        ft_env_save_end(&t->env);
-        break;
-    case VMIG_ARC_END_RESUME:
-        ft_env_load_end(&t->env);
-        break;
-    default:
-        break;
-    }
-    if (to != VMIG_STATE_RUNNING && to != VMIG_STATE_PRE_COPY) {
-        /* quiescing: posted P2P writes in flight complete first */
-        peer_flush(t);
-    }
-    return 0;
+    peer_flush(opaque);
 }
 
 static void
-fts_reset(void *opaque)
+hook_reset(void *opaque)
 {
-    struct fts *t = opaque;
-
-    win_release(t);
-    vmig_mig_reset(t->mig);
-    /* the session's reader gets ENODEV from the model; the writer and
-     * loader are replaced when the next session opens */
+    win_release(opaque);
 }
+
+static const struct ft_env_hooks fts_env_hooks = {
+    .quiesced = hook_quiesced,
+    .reset = hook_reset,
+};
 
 /* The P2P port serves only the inbound window, to peer devices. */
 static int
@@ -367,12 +285,6 @@ static const struct vmig_vfu_dev_ops fts_p2p_ops = {
 
 static const struct vmig_vfu_dev_ops fts_ops = {
     .region_access = fts_access,
-    .reset = fts_reset,
-    .mig_step = fts_step,
-    .mig_read = fts_mig_read,
-    .mig_write = fts_mig_write,
-    .mig_data_size = fts_data_size,
-    .precopy_info = fts_precopy,
 };
 
 /* ------------------------------------------------------------ setup */
@@ -435,13 +347,16 @@ fts_setup(struct fts *t, const struct ft_server_cfg *cfg)
 
     mc.no_thread = true;
     flags = mc.mig_flags != 0 ? mc.mig_flags : FT_MIG_FLAGS;
+    mc.mig_flags = flags;
+    mc.mig_ops = ft_env_dev_ops();
+    mc.mig_opaque = &t->env;
     t->batch = mc.batch != 0 ? mc.batch : 32;
     if (ft_model_new(t->ctx, &mc, &fts_dma, t, &t->m) < 0) {
         return -1;
     }
-    t->mig = ft_model_mig(t->m);
-    if (ft_env_init(&t->env, t->ctx, t->m, flags) < 0 ||
-        vmig_vfu_server_new(t->ctx, &fts_ops, t, flags, &t->srv) < 0 ||
+    if (ft_env_init(&t->env, t->ctx, t->m, flags, &fts_env_hooks, t) < 0 ||
+        vmig_vfu_server_new(t->ctx, &fts_ops, t, ft_model_dev(t->m), &t->srv) <
+            0 ||
         vmig_vfu_server_add_region(t->srv, FT_SRV_REGION_BAR0, FT_REG__SIZE,
                                    VMIG_VFU_REGION_READ | VMIG_VFU_REGION_WRITE,
                                    -1, 0) < 0 ||
@@ -519,7 +434,7 @@ ft_server_serve(const char *path, int fd, const struct ft_server_cfg *cfg,
         if ((size_t)snprintf(t.ppath, sizeof(t.ppath), "%s.p2p", path) >=
             sizeof(t.ppath)) {
             ret = -ENAMETOOLONG;
-        } else if ((ret = vmig_vfu_server_new(t.ctx, &fts_p2p_ops, &t, 0,
+        } else if ((ret = vmig_vfu_server_new(t.ctx, &fts_p2p_ops, &t, NULL,
                                               &t.psrv)) == 0 &&
                    (ret = vmig_vfu_server_add_region(
                         t.psrv, FT_SRV_REGION_P2P, FT_SRV_P2P_REGION_SIZE,

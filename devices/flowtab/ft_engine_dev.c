@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include "ft_engine_dev.h"
 
 void
@@ -15,46 +15,39 @@ ft_edev_init(struct ft_edev *e, struct ft_model *m)
     e->m = m;
 }
 
+static struct vmig_dev *
+dev_of(const struct ft_edev *e)
+{
+    return ft_model_dev(e->m);
+}
+
 static int
 op_get_flags(void *opaque, uint64_t *flags)
 {
-    struct ft_edev *e = opaque;
-
-    *flags = vmig_mig_flags(ft_model_mig(e->m));
+    *flags = vmig_dev_flags(dev_of(opaque));
     return 0;
 }
 
 static int
 op_get_state(void *opaque, enum vmig_state *state)
 {
-    struct ft_edev *e = opaque;
-
-    *state = vmig_mig_state(ft_model_mig(e->m));
+    *state = vmig_dev_state(dev_of(opaque));
     return 0;
-}
-
-/* Remember the session a state change opened (or kept open). */
-static void
-learn_session(struct ft_edev *e)
-{
-    struct vmig_session_info si;
-
-    vmig_mig_session(ft_model_mig(e->m), &si);
-    if (si.kind == VMIG_SESSION_SAVE && si.generation != e->sgen) {
-        e->sgen = si.generation;
-        e->in_burst = false;
-    } else if (si.kind == VMIG_SESSION_RESUME) {
-        e->rgen = si.generation;
-    }
 }
 
 static int
 op_set_state(void *opaque, enum vmig_state target)
 {
     struct ft_edev *e = opaque;
-    int ret = vmig_mig_set_state(ft_model_mig(e->m), target);
+    struct vmig_session_info si;
+    int ret = vmig_dev_set_state(dev_of(e), target);
 
-    learn_session(e);
+    /* a saving session opened since the last read: no burst yet */
+    vmig_dev_session(dev_of(e), &si);
+    if (si.kind == VMIG_SESSION_SAVE && si.generation != e->sgen) {
+        e->sgen = si.generation;
+        e->in_burst = false;
+    }
     return ret;
 }
 
@@ -70,17 +63,17 @@ op_read(void *opaque, void *buf, size_t cap)
     struct ft_edev *e = opaque;
     ssize_t n;
 
-    if (!is_precopy(vmig_mig_state(ft_model_mig(e->m)))) {
+    if (!is_precopy(vmig_dev_state(dev_of(e)))) {
         e->in_burst = false;
-        return ft_mig_read(e->m, e->sgen, buf, cap);
+        return vmig_dev_read(dev_of(e), buf, cap, NULL);
     }
     if (!e->in_burst) {
         uint64_t initial, dirty;
-        int ret = ft_mig_precopy_info(e->m, &initial, &dirty);
+        int ret = vmig_dev_precopy_info(dev_of(e), &initial, &dirty);
 
         if (ret < 0) {
             /* the state changed under us: let the read say why */
-            return ft_mig_read(e->m, e->sgen, buf, cap);
+            return vmig_dev_read(dev_of(e), buf, cap, NULL);
         }
         if (initial + dirty == 0) {
             return -ENOMSG;
@@ -93,8 +86,8 @@ op_read(void *opaque, void *buf, size_t cap)
         e->in_burst = false;
         return -ENOMSG;
     }
-    n = ft_mig_read(e->m, e->sgen, buf,
-                    cap < e->burst_left ? cap : (size_t)e->burst_left);
+    n = vmig_dev_read(dev_of(e), buf,
+                      cap < e->burst_left ? cap : (size_t)e->burst_left, NULL);
     if (n > 0) {
         e->burst_left -= (uint64_t)n;
     } else {
@@ -106,10 +99,7 @@ op_read(void *opaque, void *buf, size_t cap)
 static int
 op_write(void *opaque, const void *buf, size_t len)
 {
-    struct ft_edev *e = opaque;
-    ssize_t n = ft_mig_write(e->m, e->rgen, buf, len);
-
-    return n < 0 ? (int)n : 0;
+    return vmig_dev_write(dev_of(opaque), buf, len);
 }
 
 /* No PCI ids; the descriptor names the geometry, compared byte for byte. */
@@ -131,7 +121,7 @@ op_reset(void *opaque)
 {
     struct ft_edev *e = opaque;
 
-    vmig_mig_reset(ft_model_mig(e->m));
+    vmig_dev_reset(dev_of(e), VMIG_RESET_HOST);
     e->in_burst = false;
     return 0;
 }
@@ -139,17 +129,13 @@ op_reset(void *opaque)
 static int
 op_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
 {
-    struct ft_edev *e = opaque;
-
-    return ft_mig_precopy_info(e->m, initial, dirty);
+    return vmig_dev_precopy_info(dev_of(opaque), initial, dirty);
 }
 
 static int
 op_data_size(void *opaque, uint64_t *bytes)
 {
-    struct ft_edev *e = opaque;
-
-    return ft_mig_data_size(e->m, bytes);
+    return vmig_dev_data_size(dev_of(opaque), bytes);
 }
 
 static const struct vmig_engine_dev_ops ft_edev_ops_table = {

@@ -3,11 +3,9 @@
  * ft_engine_dev.h - the flowtab device model (devices/flowtab) as an
  * in-process engine device backend (struct vmig_engine_dev_ops).
  *
- * The backend drives the model's own migration driver (ft_model_mig())
- * and its saving/resuming sessions (ft_mig_read() / ft_mig_write()),
- * remembering the generation of the session each state change opened so
- * a reset in between reads as -ENODEV.  PRECOPY_INFO and MIG_DATA_SIZE
- * come from ft_mig_precopy_info() / ft_mig_data_size().
+ * The backend drives the model's framework object (ft_model_dev()): its
+ * state, its saving and resuming sessions (a reset in between reads as
+ * -ENODEV), PRECOPY_INFO and MIG_DATA_SIZE.
  *
  * PRE_COPY reads come in bursts: the first read after "nothing pending"
  * asks PRECOPY_INFO and the burst hands out at most initial + dirty bytes
@@ -27,8 +25,8 @@
 /**
  * struct ft_edev - one flowtab model behind the engine.
  * @m:          the model (borrowed).
- * @sgen:       generation of the saving session being read.
- * @rgen:       generation of the resuming session being written.
+ * @sgen:       generation of the saving session being read (a new one
+ *              starts without a burst).
  * @in_burst:   a PRE_COPY burst is under way.
  * @burst_left: bytes the burst may still hand out.
  * @bursts:     PRE_COPY bursts started (diagnostics).
@@ -36,7 +34,6 @@
 struct ft_edev {
     struct ft_model *m;
     uint64_t sgen;
-    uint64_t rgen;
     bool in_burst;
     uint64_t burst_left;
     uint64_t bursts;

@@ -4,7 +4,7 @@
  *
  * A memdev is a device model whose internal state is a byte array that
  * changes while the device runs (vmig_memdev_work()).  It follows the
- * VFIO v2 state machine through <vmig/mig.h> (combination transitions arc
+ * VFIO v2 state machine through <vmig/device.h> (combination transitions arc
  * by arc, data sessions, reset), serializes its state with a header and a
  * digest, validates a loaded state on RESUMING -> STOP and applies nothing
  * before that.  It also keeps a 256-byte "config space" standing for what

@@ -1,38 +1,41 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vfu_server.h - the vfio-user device-server framework.
+ * vfu_server.h - the vfio-user device server.
  *
- * A device author describes regions and IRQs, supplies callbacks, and gets
- * a vfio-user server: the framework owns the socket (created 0600), the
- * VERSION negotiation, the DMA map table (fd passing + mmap, or DMA_READ/
- * DMA_WRITE messages when the client gave no fd), IRQ eventfds, the VFIO
- * migration state machine (<vmig/mig.h>) and the data session semantics:
- *   - in STOP_COPY the end of data is permanent (reads return 0 forever);
- *   - in PRE_COPY "no more for now" is distinct (the callback returns
- *     -ENOMSG; on the wire a short MIG_DATA_READ reply);
- *   - after a device reset the session's reader/writer gets ENODEV, never
- *     a silent end of data (seed 003).
- * Commands the current migration state forbids are refused with EBUSY
- * (region access in STOP_COPY, RESUMING and ERROR; data reads outside the
- * saving states; data writes outside RESUMING).
+ * A device author describes regions and IRQs, supplies a region callback
+ * and, for a migratable device, its migration framework object
+ * (<vmig/device.h>), and gets a vfio-user server: it owns the socket
+ * (created 0600), the VERSION negotiation, the DMA map table (fd passing +
+ * mmap, or DMA_READ/DMA_WRITE messages when the client gave no fd), IRQ
+ * eventfds and DMA dirty logging, and puts the device's state machine and
+ * data session on the wire (MIG_DEVICE_STATE, MIG_DATA_READ/WRITE, the
+ * bulk channel extension).  The session rules are the framework's:
+ * STOP_COPY's end of data is permanent, PRE_COPY's "no more for now" is a
+ * short MIG_DATA_READ reply, and after a device reset the session's
+ * reader or writer gets ENODEV, never a silent end of data.  Commands the
+ * current migration state forbids are refused with EBUSY (region access
+ * in STOP_COPY, RESUMING and ERROR; data reads outside the saving states;
+ * data writes outside RESUMING).
  *
  * Threads: the event loop (vmig_vfu_server_run() or _dispatch()) runs in
- * one thread and calls every callback from it, except the reset callback,
- * which vmig_vfu_server_device_reset() runs on its caller's thread
- * (serialised with state changes by the migration object's lock, not
- * with the other callbacks).  vmig_vfu_irq_trigger(),
- * vmig_vfu_dma_read()/_write(), vmig_vfu_server_device_reset() and
- * vmig_vfu_server_stop() may be called from any thread.  Message-based DMA
- * from a device thread needs the loop thread to be free to read the reply,
- * so a callback must not wait for a device thread that is doing DMA.
+ * one thread and calls region_access and every migration callback from
+ * it; a reset may come from any thread (vmig_vfu_server_device_reset(),
+ * vmig_dev_reset()) and is serialised with the other migration callbacks
+ * by the framework's lock.  vmig_vfu_irq_trigger(),
+ * vmig_vfu_dma_read()/_write()/_get()/_put(),
+ * vmig_vfu_server_device_reset() and vmig_vfu_server_stop() may be called
+ * from any thread.  Message-based DMA from a device thread needs the loop
+ * thread to be free to read the reply, so a callback must not wait for a
+ * device thread that is doing DMA.
  *
  * Example (see docs/vfio-user.md for a complete one):
  *
- *     static const struct vmig_vfu_dev_ops ops = {
- *         .region_access = my_bar0, .mig_step = my_step,
- *         .mig_read = my_save, .mig_write = my_load,
+ *     static const struct vmig_dev_ops mig = {
+ *         .step = my_step, .save = my_save, .load = my_load,
  *     };
- *     vmig_vfu_server_new(ctx, &ops, dev, VMIG_MIGRATION_STOP_COPY, &s);
+ *     static const struct vmig_vfu_dev_ops ops = {.region_access = my_bar0};
+ *     vmig_dev_new(ctx, VMIG_MIGRATION_STOP_COPY, &mig, dev, &d);
+ *     vmig_vfu_server_new(ctx, &ops, dev, d, &s);
  *     vmig_vfu_server_add_region(s, 0, 4096, VMIG_VFU_REGION_READ |
  *                                VMIG_VFU_REGION_WRITE, -1, 0);
  *     vmig_vfu_server_add_irq(s, 0, 1);
@@ -46,6 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <vmig/ctx.h>
+#include <vmig/device.h>
 #include <vmig/export.h>
 #include <vmig/fsm.h>
 #include <vmig/proto.h>
@@ -57,66 +61,35 @@ struct vmig_vfu_server;
 #define VMIG_VFU_MAX_DMA_MAPS 1024
 
 /**
- * struct vmig_vfu_dev_ops - device callbacks; all run in the loop thread.
+ * struct vmig_vfu_dev_ops - device callbacks; they run in the loop thread.
  * @region_access: read or write @len bytes at @offset of region @region
  *                 (bounds and access flags already checked).  0 or -errno.
  *                 Optional for regions backed by an fd (pread/pwrite is
  *                 used then).
- * @reset:         device reset (DEVICE_RESET, or
- *                 vmig_vfu_server_device_reset()): back to power-on state,
- *                 dropping session data.  Optional.
- * @mig_step:      perform one migration arc, as struct vmig_mig_ops.step.
- *                 Required when the device has migration flags.
- * @mig_read:      produce saving data: > 0 bytes written to @buf (at most
- *                 @len); 0 = end of data (only in STOP_COPY; permanent);
- *                 -ENOMSG = nothing more for now (PRE_COPY); -errno.
- * @mig_write:     consume all @len bytes of resuming data; 0 or -errno.
- * @mig_data_size: estimated STOP_COPY bytes (VFIO's MIG_DATA_SIZE).
- *                 Optional.
- * @precopy_info:  PRE_COPY sizing (VFIO_MIG_GET_PRECOPY_INFO numbers):
- *                 bytes of initial data still to read, and of dirty data.
- *                 Optional; offered to clients as the x-vmig extension.
- * @log_start:     start DMA dirty logging; optional.  Without log
- *                 callbacks the framework logs the writes the device makes
- *                 through vmig_vfu_dma_write() itself.
- * @log_stop:      stop DMA dirty logging.
- * @log_report:    fill @bitmap (zeroed, one bit per @page_size of
- *                 [@iova, @iova + @length)) and clear what it reported.
  */
 struct vmig_vfu_dev_ops {
     int (*region_access)(void *opaque, unsigned int region, uint64_t offset,
                          void *buf, uint32_t len, bool is_write);
-    void (*reset)(void *opaque);
-    int (*mig_step)(void *opaque, enum vmig_state from, enum vmig_state to,
-                    bool *broken);
-    long (*mig_read)(void *opaque, void *buf, size_t len);
-    int (*mig_write)(void *opaque, const void *buf, size_t len);
-    int (*mig_data_size)(void *opaque, uint64_t *stop_copy_bytes);
-    int (*precopy_info)(void *opaque, uint64_t *initial_bytes,
-                        uint64_t *dirty_bytes);
-    int (*log_start)(void *opaque, uint64_t page_size,
-                     const struct vmig_vfu_log_range *ranges,
-                     unsigned int nranges);
-    int (*log_stop)(void *opaque);
-    int (*log_report)(void *opaque, uint64_t iova, uint64_t length,
-                      uint64_t page_size, uint64_t *bitmap);
 };
 
 /**
  * vmig_vfu_server_new() - Create a device server.
- * @ctx:       logging context (borrowed; must outlive the server).
- * @ops:       callbacks (borrowed).
- * @opaque:    passed to every callback.
- * @mig_flags: VMIG_MIGRATION_* the device supports, or 0 for a device
- *             without migration.
- * @out:       receives the server; untouched on failure.
+ * @ctx:    logging context (borrowed; must outlive the server).
+ * @ops:    callbacks (borrowed).
+ * @opaque: passed to @ops.
+ * @dev:    the device's migration framework object (borrowed; must
+ *          outlive the server), or NULL for a device without migration
+ *          (always RUNNING; DEVICE_RESET does nothing).  Its DMA logging
+ *          callbacks, when it has them, serve DMA_LOGGING_*; otherwise
+ *          the server logs the writes the device makes through
+ *          vmig_vfu_dma_write() and written vmig_vfu_dma_get() windows.
+ * @out:    receives the server; untouched on failure.
  *
- * Return: 0, -EINVAL (bad flags, migration without mig_step/mig_read/
- * mig_write), -ENOMEM.
+ * Return: 0, -EINVAL, -ENOMEM.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int
 vmig_vfu_server_new(vmig_ctx_t *ctx, const struct vmig_vfu_dev_ops *ops,
-                    void *opaque, uint64_t mig_flags,
+                    void *opaque, struct vmig_dev *dev,
                     struct vmig_vfu_server **out);
 
 /**
@@ -249,8 +222,10 @@ VMIG_EXPORT enum vmig_state vmig_vfu_server_state(struct vmig_vfu_server *s);
 
 /**
  * vmig_vfu_server_device_reset() - A reset the device itself saw (e.g. a
- * guest FLR): calls the reset callback, returns to RUNNING and ends any
- * data session so its reader/writer gets ENODEV.  Any thread.
+ * guest FLR): vmig_dev_reset(dev, VMIG_RESET_GUEST) on the server's
+ * framework object, which calls the reset callback, returns to RUNNING
+ * and ends any data session so its reader/writer gets ENODEV.  Any
+ * thread except inside a migration callback of the same device.
  * @s: server.
  */
 VMIG_EXPORT void vmig_vfu_server_device_reset(struct vmig_vfu_server *s);

@@ -9,7 +9,7 @@
 #include <vmig/log.h>
 #include <vmig/ctx.h>
 #include <vmig/fsm.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include <vmig/vfio_uapi.h>
 #include <vmig/version.h>
 #include <vmig/stream.h>

@@ -451,10 +451,13 @@ case_converge(void)
  * A "picky" device with its own DMA logging: it refuses page sizes below
  * its minimum with EINVAL.  Writing a u64 IOVA at offset 0 of region 0
  * stands for a DMA write the device made there; the report reads and
- * clears those marks in the page size asked for.
+ * clears those marks in the page size asked for.  Device-side logging is
+ * part of the migration framework, so it is a migratable device, with no
+ * state to move.
  */
 struct picky {
     struct vmig_vfu_server *srv;
+    struct vmig_dev *dev;
     uint64_t min_page;
     uint64_t page;
     uint64_t marks[64];
@@ -478,7 +481,7 @@ picky_access(void *opaque, unsigned int region, uint64_t off, void *buf,
 
 static int
 picky_log_start(void *opaque, uint64_t page_size,
-                const struct vmig_vfu_log_range *ranges, unsigned int n)
+                const struct vmig_dma_range *ranges, unsigned int n)
 {
     struct picky *p = opaque;
 
@@ -523,8 +526,42 @@ picky_log_report(void *opaque, uint64_t iova, uint64_t length,
     return 0;
 }
 
+static int
+picky_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
+{
+    (void)opaque;
+    (void)from;
+    (void)to;
+    (void)broken;
+    return 0;
+}
+
+static ssize_t
+picky_save(void *opaque, enum vmig_state state, void *buf, size_t len)
+{
+    (void)opaque;
+    (void)state;
+    (void)buf;
+    (void)len;
+    return 0; /* no state */
+}
+
+static int
+picky_load(void *opaque, const void *buf, size_t len)
+{
+    (void)opaque;
+    (void)buf;
+    return len == 0 ? 0 : -EINVAL;
+}
+
 static const struct vmig_vfu_dev_ops picky_ops = {
     .region_access = picky_access,
+};
+
+static const struct vmig_dev_ops picky_mig = {
+    .step = picky_step,
+    .save = picky_save,
+    .load = picky_load,
     .log_start = picky_log_start,
     .log_stop = picky_log_stop,
     .log_report = picky_log_report,
@@ -549,7 +586,9 @@ picky_spawn(const char *path, uint64_t min_page)
         vmig_ctx_t *c;
 
         if (vmig_ctx_new("picky", NULL, NULL, &c) < 0 ||
-            vmig_vfu_server_new(c, &picky_ops, &p, 0, &p.srv) < 0 ||
+            vmig_dev_new(c, VMIG_MIGRATION_STOP_COPY, &picky_mig, &p, &p.dev) <
+                0 ||
+            vmig_vfu_server_new(c, &picky_ops, &p, p.dev, &p.srv) < 0 ||
             vmig_vfu_server_add_region(p.srv, 0, 4096, VMIG_VFU_REGION_WRITE,
                                        -1, 0) < 0) {
             _exit(1);

@@ -587,7 +587,7 @@ case_hostile(void)
         fp = fopen(fpath, "w");
         CHECK(fp != NULL);
         fclose(fp);
-        CHECK_RC(vmig_vfu_server_new(ctx, &noops, NULL, 0, &s), 0);
+        CHECK_RC(vmig_vfu_server_new(ctx, &noops, NULL, NULL, &s), 0);
         CHECK_RC(vmig_vfu_server_listen(s, fpath), -EEXIST);
         CHECK(access(fpath, F_OK) == 0);
         vmig_vfu_server_free(s);

@@ -36,6 +36,7 @@ struct rec {
 
 struct td {
     struct vmig_vfu_server *srv;
+    struct vmig_dev *dev;
     uint64_t seed;
     size_t size;
     uint8_t *mem;
@@ -239,10 +240,11 @@ td_access(void *opaque, unsigned int region, uint64_t off, void *buf,
 }
 
 static void
-td_reset(void *opaque)
+td_reset(void *opaque, enum vmig_reset_cause cause)
 {
     struct td *t = opaque;
 
+    (void)cause;
     td_fill(t);
     td_session_reset(t);
 }
@@ -296,11 +298,11 @@ td_stage(struct td *t, bool stopcopy)
     return true;
 }
 
-static long
-td_mig_read(void *opaque, void *buf, size_t len)
+static ssize_t
+td_save(void *opaque, enum vmig_state state, void *buf, size_t len)
 {
     struct td *t = opaque;
-    bool stopcopy = vmig_vfu_server_state(t->srv) == VMIG_STATE_STOP_COPY;
+    bool stopcopy = state == VMIG_STATE_STOP_COPY;
     size_t n;
 
     if (t->out_pos == t->out_len && !td_stage(t, stopcopy)) {
@@ -316,11 +318,11 @@ td_mig_read(void *opaque, void *buf, size_t len)
         memcpy(buf, t->src + (t->out_pos - sizeof(struct rec)), n);
     }
     t->out_pos += n;
-    return (long)n;
+    return (ssize_t)n;
 }
 
 static int
-td_mig_write(void *opaque, const void *buf, size_t len)
+td_load(void *opaque, const void *buf, size_t len)
 {
     struct td *t = opaque;
 
@@ -334,7 +336,7 @@ td_mig_write(void *opaque, const void *buf, size_t len)
 
 /* Validate the whole resuming stream, then apply it. */
 static int
-td_load(struct td *t)
+td_apply(struct td *t)
 {
     size_t pos = 0;
     bool end = false;
@@ -394,7 +396,7 @@ td_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
         td_session_reset(t);
         return 0;
     case VMIG_ARC_END_RESUME: {
-        int ret = td_load(t);
+        int ret = td_apply(t);
 
         t->in_len = 0;
         return ret;
@@ -430,11 +432,14 @@ td_data_size(void *opaque, uint64_t *bytes)
 
 static const struct vmig_vfu_dev_ops td_ops = {
     .region_access = td_access,
+};
+
+static const struct vmig_dev_ops td_mig_ops = {
+    .step = td_step,
+    .save = td_save,
+    .load = td_load,
     .reset = td_reset,
-    .mig_step = td_step,
-    .mig_read = td_mig_read,
-    .mig_write = td_mig_write,
-    .mig_data_size = td_data_size,
+    .data_size = td_data_size,
     .precopy_info = td_precopy,
 };
 
@@ -443,7 +448,7 @@ bool testdev_cfg_space;
 
 static int
 td_nolog_start(void *opaque, uint64_t page_size,
-               const struct vmig_vfu_log_range *ranges, unsigned int nranges)
+               const struct vmig_dma_range *ranges, unsigned int nranges)
 {
     (void)opaque;
     (void)page_size;
@@ -486,7 +491,7 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
               vmig_log_fn *log, int level)
 {
     struct td t = {0};
-    struct vmig_vfu_dev_ops ops; /* borrowed by the server until freed */
+    struct vmig_dev_ops ops; /* borrowed by the framework until freed */
     vmig_ctx_t *ctx;
     int mfd, ret;
 
@@ -505,17 +510,14 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
         return 1;
     }
     vmig_ctx_set_level(ctx, level);
-    ops = td_ops;
+    ops = td_mig_ops;
     if (testdev_no_dma_log) {
         ops.log_start = td_nolog_start;
         ops.log_stop = td_nolog_stop;
         ops.log_report = td_nolog_report;
     }
-    ret = vmig_vfu_server_new(ctx, &ops, &t,
-                              VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P |
-                                  VMIG_MIGRATION_PRE_COPY,
-                              &t.srv);
-    if (ret < 0) {
+    if (vmig_dev_new(ctx, VMIG_MIGRATION__ALL, &ops, &t, &t.dev) < 0 ||
+        vmig_vfu_server_new(ctx, &td_ops, &t, t.dev, &t.srv) < 0) {
         return 1;
     }
     mfd = memfd_create("td-bar1", MFD_CLOEXEC);
@@ -563,6 +565,7 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
     }
     ret = vmig_vfu_server_run(t.srv);
     vmig_vfu_server_free(t.srv);
+    vmig_dev_free(t.dev);
     vmig_ctx_free(ctx);
     free(t.mem);
     free(t.dirty);

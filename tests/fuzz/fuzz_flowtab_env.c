@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <vmig/ctx.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include "../../devices/flowtab/flowtab_env.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -35,13 +35,15 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static vmig_ctx_t *ctx;
-    struct ft_config cfg = {
-        .state_bytes = 8192, .chunk_bytes = 4096, .no_thread = true};
+    struct ft_env env;
+    struct ft_config cfg = {.state_bytes = 8192,
+                            .chunk_bytes = 4096,
+                            .no_thread = true,
+                            .mig_ops = ft_env_dev_ops(),
+                            .mig_opaque = &env};
     struct ft_p2p_rec rec = {.seq = 1, .src = 1, .len = 60};
     struct ft_model *d;
-    struct vmig_mig *mig;
-    struct vmig_session_info si;
-    struct ft_env env;
+    struct vmig_dev *mig;
     uint64_t h0, l0, h1, l1;
     size_t piece;
     int ret;
@@ -52,43 +54,37 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || ft_model_new(ctx, &cfg, &dma, NULL, &d) != 0) {
         return 0;
     }
-    mig = ft_model_mig(d);
+    mig = ft_model_dev(d);
     /* some state of its own, so "untouched" means something */
-    if (ft_env_init(&env, ctx, d, FT_MIG_FLAGS) != 0 ||
+    if (ft_env_init(&env, ctx, d, FT_MIG_FLAGS, NULL, NULL) != 0 ||
         ft_model_p2p_write(d, 0, &rec, sizeof(rec)) != 0 ||
-        vmig_mig_set_state(mig, VMIG_STATE_STOP) != 0 ||
-        ft_env_load_open(&env) != 0) {
+        vmig_dev_set_state(mig, VMIG_STATE_STOP) != 0) {
         abort();
     }
     ft_model_digest(d, &h0, &l0);
-    if (vmig_mig_set_state(mig, VMIG_STATE_RESUMING) != 0) {
+    if (vmig_dev_set_state(mig, VMIG_STATE_RESUMING) != 0) {
         abort();
     }
-    vmig_mig_session(mig, &si);
-    ft_env_load_opened(&env, si.generation);
     piece = data[0] == 0 ? size : (size_t)(data[0] % 61 + 1) * 7;
     for (size_t off = 1; off < size; off += piece) {
         size_t n = size - off < piece ? size - off : piece;
 
-        if (ft_env_write(&env, data + off, n) < 0) {
+        if (vmig_dev_write(mig, data + off, n) < 0) {
             break;
         }
     }
     /* as the server's RESUMING -> STOP: the envelope, then the model */
-    ret = ft_env_load_finish(&env);
-    if (ret == 0) {
-        ret = vmig_mig_set_state(mig, VMIG_STATE_STOP);
-    }
+    ret = vmig_dev_set_state(mig, VMIG_STATE_STOP);
     if (ret != 0) {
         ft_model_digest(d, &h1, &l1);
         if (h0 != h1 || l0 != l1 ||
-            vmig_mig_state(mig) != VMIG_STATE_RESUMING) {
+            vmig_dev_state(mig) != VMIG_STATE_RESUMING) {
             abort(); /* a refused stream changed the device */
         }
-    } else if (vmig_mig_set_state(mig, VMIG_STATE_RUNNING) != 0) {
+    } else if (vmig_dev_set_state(mig, VMIG_STATE_RUNNING) != 0) {
         abort(); /* a committed state must be runnable */
     }
-    ft_env_fini(&env);
     ft_model_free(d);
+    ft_env_fini(&env);
     return 0;
 }

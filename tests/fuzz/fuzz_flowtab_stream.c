@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <vmig/ctx.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include "../../devices/flowtab/flowtab_model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -36,7 +36,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .state_bytes = 8192, .chunk_bytes = 4096, .no_thread = true};
     struct ft_p2p_rec rec = {.seq = 1, .src = 1, .len = 60};
     struct ft_model *d;
-    struct vmig_session_info si;
     uint64_t h0, l0, h1, l1;
     size_t piece;
 
@@ -45,29 +44,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* some state of its own, so "untouched" means something */
     if (ft_model_p2p_write(d, 0, &rec, sizeof(rec)) != 0 ||
-        vmig_mig_set_state(ft_model_mig(d), VMIG_STATE_STOP) != 0) {
+        vmig_dev_set_state(ft_model_dev(d), VMIG_STATE_STOP) != 0) {
         abort();
     }
     ft_model_digest(d, &h0, &l0);
-    if (vmig_mig_set_state(ft_model_mig(d), VMIG_STATE_RESUMING) != 0) {
+    if (vmig_dev_set_state(ft_model_dev(d), VMIG_STATE_RESUMING) != 0) {
         abort();
     }
-    vmig_mig_session(ft_model_mig(d), &si);
     piece = data[0] == 0 ? size : (size_t)(data[0] % 61 + 1) * 7;
     for (size_t off = 1; off < size; off += piece) {
         size_t n = size - off < piece ? size - off : piece;
 
-        if (ft_mig_write(d, si.generation, data + off, n) < 0) {
+        if (vmig_dev_write(ft_model_dev(d), data + off, n) < 0) {
             break;
         }
     }
-    if (vmig_mig_set_state(ft_model_mig(d), VMIG_STATE_STOP) != 0) {
+    if (vmig_dev_set_state(ft_model_dev(d), VMIG_STATE_STOP) != 0) {
         ft_model_digest(d, &h1, &l1);
         if (h0 != h1 || l0 != l1 ||
-            vmig_mig_state(ft_model_mig(d)) != VMIG_STATE_RESUMING) {
+            vmig_dev_state(ft_model_dev(d)) != VMIG_STATE_RESUMING) {
             abort(); /* a refused stream changed the device */
         }
-    } else if (vmig_mig_set_state(ft_model_mig(d), VMIG_STATE_RUNNING) != 0) {
+    } else if (vmig_dev_set_state(ft_model_dev(d), VMIG_STATE_RUNNING) != 0) {
         abort(); /* a committed state must be runnable */
     }
     ft_model_free(d);

@@ -27,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct fdev {
     struct vmig_vfu_server *srv;
+    struct vmig_dev *dev;
     uint8_t regs[256];
     uint8_t state[4096];
     size_t rd, wr;
@@ -63,10 +64,11 @@ f_access(void *opaque, unsigned int region, uint64_t off, void *buf,
 }
 
 static void
-f_reset(void *opaque)
+f_reset(void *opaque, enum vmig_reset_cause cause)
 {
     struct fdev *d = opaque;
 
+    (void)cause;
     memset(d->regs, 0, sizeof(d->regs));
     d->rd = d->wr = 0;
 }
@@ -87,11 +89,11 @@ f_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
     return 0;
 }
 
-static long
-f_read(void *opaque, void *buf, size_t len)
+static ssize_t
+f_read(void *opaque, enum vmig_state state, void *buf, size_t len)
 {
     struct fdev *d = opaque;
-    bool stopcopy = vmig_vfu_server_state(d->srv) == VMIG_STATE_STOP_COPY;
+    bool stopcopy = state == VMIG_STATE_STOP_COPY;
     size_t n = sizeof(d->state) - d->rd;
 
     if (n == 0) {
@@ -101,7 +103,7 @@ f_read(void *opaque, void *buf, size_t len)
     n = n > 1000 ? 1000 : n;
     memcpy(buf, d->state + d->rd, n);
     d->rd += n;
-    return (long)n;
+    return (ssize_t)n;
 }
 
 static int
@@ -136,11 +138,14 @@ f_precopy(void *opaque, uint64_t *initial, uint64_t *dirty)
 
 static const struct vmig_vfu_dev_ops fops = {
     .region_access = f_access,
+};
+
+static const struct vmig_dev_ops fmig = {
+    .step = f_step,
+    .save = f_read,
+    .load = f_write,
     .reset = f_reset,
-    .mig_step = f_step,
-    .mig_read = f_read,
-    .mig_write = f_write,
-    .mig_data_size = f_size,
+    .data_size = f_size,
     .precopy_info = f_precopy,
 };
 
@@ -174,10 +179,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < sizeof(d.state); i++) {
         d.state[i] = (uint8_t)i;
     }
-    if (vmig_vfu_server_new(NULL, &fops, &d,
-                            VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P |
-                                VMIG_MIGRATION_PRE_COPY,
-                            &s) < 0) {
+    if (vmig_dev_new(NULL, VMIG_MIGRATION__ALL, &fmig, &d, &d.dev) < 0) {
+        return 0;
+    }
+    if (vmig_vfu_server_new(NULL, &fops, &d, d.dev, &s) < 0) {
+        vmig_dev_free(d.dev);
         return 0;
     }
     d.srv = s;
@@ -243,5 +249,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(m);
     }
     vmig_vfu_server_free(s);
+    vmig_dev_free(d.dev);
     return 0;
 }

@@ -153,7 +153,7 @@ ft_copy(struct ft_model *src, uint64_t sgen, struct ft_model *dst,
 
     while (max > 0) {
         size_t want = max < sizeof(buf) ? (size_t)max : sizeof(buf);
-        ssize_t n = ft_mig_read(src, sgen, buf, want);
+        ssize_t n = ft_read_gen(src, sgen, buf, want);
         ssize_t w;
 
         if (n == -ENOMSG || n == 0) {
@@ -162,7 +162,7 @@ ft_copy(struct ft_model *src, uint64_t sgen, struct ft_model *dst,
         if (n < 0) {
             return (int)n;
         }
-        w = ft_mig_write(dst, dgen, buf, (size_t)n);
+        w = ft_write_gen(dst, dgen, buf, (size_t)n);
         if (w < 0) {
             return (int)w;
         }
@@ -177,8 +177,27 @@ ft_gen(struct ft_model *d)
 {
     struct vmig_session_info si;
 
-    vmig_mig_session(ft_model_mig(d), &si);
+    vmig_dev_session(ft_model_dev(d), &si);
     return si.generation;
+}
+
+ssize_t
+ft_read_gen(struct ft_model *d, uint64_t gen, void *buf, size_t len)
+{
+    int ret = vmig_dev_session_check(ft_model_dev(d), gen, VMIG_SESSION_SAVE);
+
+    return ret < 0 ? ret : vmig_dev_read(ft_model_dev(d), buf, len, NULL);
+}
+
+ssize_t
+ft_write_gen(struct ft_model *d, uint64_t gen, const void *buf, size_t len)
+{
+    int ret = vmig_dev_session_check(ft_model_dev(d), gen, VMIG_SESSION_RESUME);
+
+    if (ret == 0) {
+        ret = vmig_dev_write(ft_model_dev(d), buf, len);
+    }
+    return ret < 0 ? ret : (ssize_t)len;
 }
 
 int
@@ -203,7 +222,7 @@ ft_read_all(struct ft_model *d, uint64_t gen, uint8_t **buf, size_t *len)
             b = nb;
             cap *= 2;
         }
-        n = ft_mig_read(d, gen, b + used, cap - used);
+        n = ft_read_gen(d, gen, b + used, cap - used);
         if (n == 0) {
             break;
         }

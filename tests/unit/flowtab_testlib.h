@@ -60,6 +60,16 @@ int ft_copy(struct ft_model *src, uint64_t sgen, struct ft_model *dst,
 /* Generation of the current/last session of @d. */
 uint64_t ft_gen(struct ft_model *d);
 
+/*
+ * A reader (writer) that must stay in saving (resuming) session @gen of
+ * @d, as a VMM that remembers the session it started: -EBADF once that
+ * session ended or was replaced, -ENODEV after a reset cut it short;
+ * otherwise vmig_dev_read() (vmig_dev_write(), returning @len).
+ */
+ssize_t ft_read_gen(struct ft_model *d, uint64_t gen, void *buf, size_t len);
+ssize_t ft_write_gen(struct ft_model *d, uint64_t gen, const void *buf,
+                     size_t len);
+
 /* Read a whole saving session (STOP_COPY) into a malloc'd buffer. */
 int ft_read_all(struct ft_model *d, uint64_t gen, uint8_t **buf, size_t *len);
 

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_acc_mig.c - the accelerator's migration driver through the VFIO v2
- * state machine: a PRE_COPY + STOP_COPY migration with requests in flight
- * (each completes exactly once, on the destination if not on the source),
- * refusal during PRE_COPY from the compatibility record alone, refusal of
- * a damaged stream at RESUMING -> STOP, and device resets (guest register
- * or host) in PRE_COPY, STOP_COPY and RESUMING ending the session with an
- * error for its reader or writer, returning to RUNNING, logged.
+ * test_acc_mig.c - the accelerator's migration callbacks through the
+ * device-side framework (<vmig/device.h>): a PRE_COPY + STOP_COPY migration
+ * with requests in flight (each completes exactly once, on the destination if
+ * not on the source), refusal during PRE_COPY from the compatibility record
+ * alone, refusal of a damaged stream at RESUMING -> STOP, and device resets
+ * (guest register or host) in PRE_COPY, STOP_COPY and RESUMING ending the
+ * session with an error for its reader or writer, returning to RUNNING, logged.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -217,6 +217,16 @@ reap_check(struct fx *f, uint8_t *seen)
  * the source says "no more for now" (-ENOMSG) or "end" (0), or the
  * destination refuses (its errno).  *@moved counts the bytes accepted.
  */
+/* MIG_DATA_SIZE: the whole envelope's size. */
+static uint64_t
+data_size(struct acc_mig *am)
+{
+    uint64_t bytes = 0;
+
+    assert_int_equal(vmig_dev_data_size(acc_mig_dev(am), &bytes), 0);
+    return bytes;
+}
+
 static ssize_t
 pump(struct side *from, struct side *to, size_t *moved)
 {
@@ -224,12 +234,12 @@ pump(struct side *from, struct side *to, size_t *moved)
     ssize_t n, w;
 
     *moved = 0;
-    while ((n = acc_mig_read(from->am, buf, sizeof(buf))) > 0) {
-        w = acc_mig_write(to->am, buf, (size_t)n);
+    while ((n = vmig_dev_read(acc_mig_dev(from->am), buf, sizeof(buf), NULL)) >
+           0) {
+        w = vmig_dev_write(acc_mig_dev(to->am), buf, (size_t)n);
         if (w < 0) {
             return w;
         }
-        assert_int_equal(w, n);
         *moved += (size_t)n;
     }
     return n;
@@ -250,29 +260,39 @@ test_precopy_stopcopy_exactly_once(void **state)
     submit_all(f);
 
     /* Destination ready to receive: RUNNING -> STOP -> RESUMING. */
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
     /* Source: PRE_COPY carries only the compatibility part. */
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY), 0);
-    assert_int_equal(acc_mig_precopy_info(f->src.am, &init, &dirty), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_PRE_COPY), 0);
+    assert_int_equal(
+        vmig_dev_precopy_info(acc_mig_dev(f->src.am), &init, &dirty), 0);
     assert_true(init > VMIG_STREAM_HEADER_SIZE);
     assert_int_equal(dirty, 0);
     assert_int_equal(pump(&f->src, &dst, &pre), -ENOMSG);
     assert_int_equal(pre, init);
-    assert_int_equal(acc_mig_precopy_info(f->src.am, &init, &dirty), 0);
+    assert_int_equal(
+        vmig_dev_precopy_info(acc_mig_dev(f->src.am), &init, &dirty), 0);
     assert_int_equal(init, 0);
     assert_false(acc_model_stopped(f->src.m)); /* still running */
     /* Switchover. */
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_STOP_COPY), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_STOP_COPY), 0);
     assert_true(acc_model_stopped(f->src.m));
-    assert_int_equal(acc_mig_precopy_info(f->src.am, &init, &dirty), -EINVAL);
+    assert_int_equal(
+        vmig_dev_precopy_info(acc_mig_dev(f->src.am), &init, &dirty), -EINVAL);
     assert_int_equal(pump(&f->src, &dst, &stop), 0);
-    assert_int_equal(pre + stop, acc_mig_data_size(f->src.am));
-    assert_int_equal(acc_mig_read(f->src.am, &byte, 1), 0); /* permanent */
+    assert_int_equal(pre + stop, data_size(f->src.am));
+    assert_int_equal(vmig_dev_read(acc_mig_dev(f->src.am), &byte, 1, NULL),
+                     0); /* permanent */
     /* The vCPU is paused: no reaping now; count what the source did. */
     on_src = acc_model_mmio_read(f->src.m, ACC_REG_DONE_LO);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RUNNING), 0);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_STOP), 0);
-    assert_int_equal(acc_mig_read(f->src.am, &byte, 1), -EBUSY);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RUNNING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_STOP), 0);
+    assert_int_equal(vmig_dev_read(acc_mig_dev(f->src.am), &byte, 1, NULL),
+                     -EBUSY);
 
     /* The guest carries on against the destination. */
     f->r.m = dst.m;
@@ -397,26 +417,31 @@ test_refused_during_precopy(void **state)
     size_t moved, v1_len;
 
     side_new(&f->r, QPS + 1, ACC_ISO_QP, &dst);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_PRE_COPY), 0);
     /* The descriptor alone is enough to say no. */
     assert_int_equal(pump(&f->src, &dst, &moved), -EOPNOTSUPP);
-    assert_true(moved < acc_mig_data_size(f->src.am));
+    assert_true(moved < data_size(f->src.am));
     assert_non_null(strstr(acc_mig_last_error(dst.am),
                            "resource parameter qp-count differs: source "
                            "\"2\", destination \"3\""));
     assert_true(acc_rig_log_has(&f->r, "incoming device state refused: "));
     /* Refused for good: more data does not help, RESUMING -> STOP fails. */
-    assert_int_equal(acc_mig_write(dst.am, &one, 1), -EOPNOTSUPP);
-    assert_true(acc_mig_set_state(dst.am, VMIG_STATE_STOP) < 0);
-    assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RESUMING);
+    assert_int_equal(vmig_dev_write(acc_mig_dev(dst.am), &one, 1), -EOPNOTSUPP);
+    assert_true(vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_STOP) < 0);
+    assert_int_equal(vmig_dev_state(acc_mig_dev(dst.am)), VMIG_STATE_RESUMING);
     side_free(&dst);
 
     /* Isolation mode is compared too. */
     side_new(&f->r, QPS, ACC_ISO_DEVICE, &dst);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_RUNNING), 0);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_RUNNING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_PRE_COPY), 0);
     assert_int_equal(pump(&f->src, &dst, &moved), -EOPNOTSUPP);
     assert_non_null(strstr(acc_mig_last_error(dst.am),
                            "resource parameter isolation differs: source "
@@ -426,15 +451,18 @@ test_refused_during_precopy(void **state)
     /* A version 1 stream: refused by name from its header. */
     v1_len = write_v1_stream(f, v1, sizeof(v1));
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    assert_int_equal(acc_mig_write(dst.am, v1, v1_len), -EOPNOTSUPP);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
+    assert_int_equal(vmig_dev_write(acc_mig_dev(dst.am), v1, v1_len),
+                     -EOPNOTSUPP);
     assert_non_null(strstr(acc_mig_last_error(dst.am),
                            "stream version 1 is known bad: EQ/AEQ addresses "
                            "saved wrongly; refusing"));
     side_free(&dst);
 
     /* The source goes back to RUNNING and keeps working; no downtime. */
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_RUNNING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_RUNNING), 0);
     assert_int_equal(acc_gdrv_submit(&f->r.drv, 0, &s), 0);
     assert_int_equal(acc_model_wait_idle(f->src.m, 2000), 0);
     assert_int_equal(acc_gdrv_reap(&f->r.drv, 0, &c, 1), 1);
@@ -449,44 +477,55 @@ test_damaged_stream_refused_at_load(void **state)
     uint8_t buf[4096];
     ssize_t n, len = 0;
 
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_STOP_COPY), 0);
-    while ((n = acc_mig_read(f->src.am, buf + len, 100)) > 0) {
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_STOP_COPY), 0);
+    while ((n = vmig_dev_read(acc_mig_dev(f->src.am), buf + len, 100, NULL)) >
+           0) {
         len += n;
     }
     assert_int_equal(n, 0);
-    assert_int_equal(len, acc_mig_data_size(f->src.am));
+    assert_int_equal(len, data_size(f->src.am));
 
     /* A flipped bit in the state record: the record checksum catches it
      * as it arrives. */
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
     buf[len - 80] ^= 4;
-    assert_int_equal(acc_mig_write(dst.am, buf, (size_t)len), -EBADMSG);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RUNNING), -EBADMSG);
-    assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RESUMING);
+    assert_int_equal(vmig_dev_write(acc_mig_dev(dst.am), buf, (size_t)len),
+                     -EBADMSG);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RUNNING), -EBADMSG);
+    assert_int_equal(vmig_dev_state(acc_mig_dev(dst.am)), VMIG_STATE_RESUMING);
     assert_non_null(strstr(acc_mig_last_error(dst.am), "checksum"));
     /* Only a reset leaves it; then it runs, power-on state. */
-    acc_mig_reset(dst.am);
-    assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RUNNING);
+    vmig_dev_reset(acc_mig_dev(dst.am), VMIG_RESET_HOST);
+    assert_int_equal(vmig_dev_state(acc_mig_dev(dst.am)), VMIG_STATE_RUNNING);
     assert_false(acc_model_stopped(dst.m));
     side_free(&dst);
     buf[len - 80] ^= 4;
 
     /* Cut short: RESUMING -> STOP finds no END record. */
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    assert_int_equal(acc_mig_write(dst.am, buf, (size_t)len - 10), len - 10);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_STOP), -ENODATA);
-    assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RESUMING);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
+    assert_int_equal(vmig_dev_write(acc_mig_dev(dst.am), buf, (size_t)len - 10),
+                     0);
+    assert_int_equal(vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_STOP),
+                     -ENODATA);
+    assert_int_equal(vmig_dev_state(acc_mig_dev(dst.am)), VMIG_STATE_RESUMING);
     side_free(&dst);
 
     /* Intact, it loads. */
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    assert_int_equal(acc_mig_write(dst.am, buf, (size_t)len), len);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_STOP), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
+    assert_int_equal(vmig_dev_write(acc_mig_dev(dst.am), buf, (size_t)len), 0);
+    assert_int_equal(vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_STOP),
+                     0);
     side_free(&dst);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_RUNNING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_RUNNING), 0);
 }
 
 /* The committed golden envelope (written by this driver, version 2) must
@@ -505,9 +544,11 @@ test_golden_envelope(void **state)
     len = fread(buf, 1, sizeof(buf), fp);
     fclose(fp);
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    assert_int_equal(acc_mig_write(dst.am, buf, len), (ssize_t)len);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_STOP), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
+    assert_int_equal(vmig_dev_write(acc_mig_dev(dst.am), buf, len), 0);
+    assert_int_equal(vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_STOP),
+                     0);
     assert_int_equal(acc_model_mmio_read(dst.m, ACC_REG_CTRL), ACC_CTRL_ENABLE);
     assert_int_equal(acc_model_mmio_read(dst.m, ACC_QP_REG(1, ACC_QP_SQ_SIZE)),
                      32);
@@ -522,20 +563,25 @@ test_guest_reset_in_precopy(void **state)
     struct fx *f = *state;
     uint8_t b[4];
 
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY), 0);
-    assert_int_equal(acc_mig_read(f->src.am, b, 4), 4);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_PRE_COPY), 0);
+    assert_int_equal(vmig_dev_read(acc_mig_dev(f->src.am), b, 4, NULL), 4);
     acc_model_mmio_write(f->src.m, ACC_REG_RESET, ACC_RESET_MAGIC);
-    assert_int_equal(acc_mig_state(f->src.am), VMIG_STATE_RUNNING);
-    assert_int_equal(acc_mig_read(f->src.am, b, 4), -ENODEV);
+    assert_int_equal(vmig_dev_state(acc_mig_dev(f->src.am)),
+                     VMIG_STATE_RUNNING);
+    assert_int_equal(vmig_dev_read(acc_mig_dev(f->src.am), b, 4, NULL),
+                     -ENODEV);
     assert_false(acc_model_stopped(f->src.m));
     assert_true(acc_rig_log_has(&f->r, "guest-initiated device reset in "
                                        "PRE_COPY"));
     assert_true(acc_rig_log_has(&f->r, "device reset in PRE_COPY: saving "
                                        "session"));
     /* A new session works again. */
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY), 0);
-    assert_int_equal(acc_mig_read(f->src.am, b, 4), 4);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_RUNNING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_PRE_COPY), 0);
+    assert_int_equal(vmig_dev_read(acc_mig_dev(f->src.am), b, 4, NULL), 4);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_RUNNING), 0);
 }
 
 static void
@@ -545,23 +591,28 @@ test_host_reset_in_stop_copy_and_resuming(void **state)
     struct side dst;
     uint8_t b[16];
 
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_STOP_COPY), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_STOP_COPY), 0);
     assert_true(acc_model_stopped(f->src.m));
-    assert_int_equal(acc_mig_read(f->src.am, b, sizeof(b)), sizeof(b));
-    acc_mig_reset(f->src.am);
-    assert_int_equal(acc_mig_state(f->src.am), VMIG_STATE_RUNNING);
-    assert_int_equal(acc_mig_read(f->src.am, b, sizeof(b)), -ENODEV);
+    assert_int_equal(vmig_dev_read(acc_mig_dev(f->src.am), b, sizeof(b), NULL),
+                     sizeof(b));
+    vmig_dev_reset(acc_mig_dev(f->src.am), VMIG_RESET_HOST);
+    assert_int_equal(vmig_dev_state(acc_mig_dev(f->src.am)),
+                     VMIG_STATE_RUNNING);
+    assert_int_equal(vmig_dev_read(acc_mig_dev(f->src.am), b, sizeof(b), NULL),
+                     -ENODEV);
     assert_false(acc_model_stopped(f->src.m));
     assert_int_equal(acc_model_mmio_read(f->src.m, ACC_REG_CTRL), 0);
     assert_true(acc_rig_log_has(&f->r, "device reset in STOP_COPY: saving "
                                        "session"));
 
     side_new(&f->r, QPS, ACC_ISO_QP, &dst);
-    assert_int_equal(acc_mig_set_state(dst.am, VMIG_STATE_RESUMING), 0);
-    assert_int_equal(acc_mig_write(dst.am, b, 4), 4);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(dst.am), VMIG_STATE_RESUMING), 0);
+    assert_int_equal(vmig_dev_write(acc_mig_dev(dst.am), b, 4), 0);
     acc_model_mmio_write(dst.m, ACC_REG_RESET, ACC_RESET_MAGIC);
-    assert_int_equal(acc_mig_state(dst.am), VMIG_STATE_RUNNING);
-    assert_int_equal(acc_mig_write(dst.am, b, 4), -ENODEV);
+    assert_int_equal(vmig_dev_state(acc_mig_dev(dst.am)), VMIG_STATE_RUNNING);
+    assert_int_equal(vmig_dev_write(acc_mig_dev(dst.am), b, 4), -ENODEV);
     assert_true(acc_rig_log_has(&f->r, "device reset in RESUMING: resuming "
                                        "session"));
     side_free(&dst);
@@ -572,16 +623,22 @@ test_no_p2p_states(void **state)
 {
     struct fx *f = *state;
 
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_RUNNING_P2P),
-                     -EINVAL);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY_P2P),
-                     -EINVAL);
-    assert_int_equal(acc_mig_state(f->src.am), VMIG_STATE_RUNNING);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_RUNNING_P2P),
+        -EINVAL);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_PRE_COPY_P2P),
+        -EINVAL);
+    assert_int_equal(vmig_dev_state(acc_mig_dev(f->src.am)),
+                     VMIG_STATE_RUNNING);
     /* STOP_COPY -> PRE_COPY is not an arc. */
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_STOP_COPY), 0);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_PRE_COPY),
-                     -EINVAL);
-    assert_int_equal(acc_mig_set_state(f->src.am, VMIG_STATE_RUNNING), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_STOP_COPY), 0);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_PRE_COPY),
+        -EINVAL);
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(f->src.am), VMIG_STATE_RUNNING), 0);
     assert_false(acc_model_stopped(f->src.m));
 }
 
@@ -608,11 +665,14 @@ test_random_walk(void **state)
     unsigned int arcs = 0, resets = 0, loads = 0;
 
     /* A valid stream of this device, to feed RESUMING now and then. */
-    assert_int_equal(acc_mig_set_state(s->am, VMIG_STATE_STOP_COPY), 0);
-    while ((n = acc_mig_read(s->am, good + good_len, 100)) > 0) {
+    assert_int_equal(
+        vmig_dev_set_state(acc_mig_dev(s->am), VMIG_STATE_STOP_COPY), 0);
+    while ((n = vmig_dev_read(acc_mig_dev(s->am), good + good_len, 100, NULL)) >
+           0) {
         good_len += n;
     }
-    assert_int_equal(acc_mig_set_state(s->am, VMIG_STATE_RUNNING), 0);
+    assert_int_equal(vmig_dev_set_state(acc_mig_dev(s->am), VMIG_STATE_RUNNING),
+                     0);
 
     for (int i = 0; i < 3000; i++) {
         enum vmig_state st;
@@ -623,29 +683,31 @@ test_random_walk(void **state)
         x ^= x << 5;
         r = x % 16;
         if (r < 8) {
-            if (acc_mig_set_state(s->am, x % VMIG_STATE__COUNT) == 0) {
+            if (vmig_dev_set_state(acc_mig_dev(s->am), x % VMIG_STATE__COUNT) ==
+                0) {
                 arcs++;
             }
         } else if (r < 10) {
-            (void)acc_mig_read(s->am, buf, sizeof(buf));
+            (void)!vmig_dev_read(acc_mig_dev(s->am), buf, sizeof(buf), NULL);
         } else if (r < 12) {
-            if (acc_mig_write(s->am, good, (size_t)good_len) == good_len) {
+            if (vmig_dev_write(acc_mig_dev(s->am), good, (size_t)good_len) ==
+                0) {
                 loads++;
             }
         } else if (r == 12) {
             acc_model_mmio_write(s->m, ACC_REG_RESET, ACC_RESET_MAGIC);
             resets++;
         } else if (r == 13) {
-            acc_mig_reset(s->am);
+            vmig_dev_reset(acc_mig_dev(s->am), VMIG_RESET_HOST);
             resets++;
         } else {
             (void)acc_model_mmio_read(s->m, ACC_REG_STATUS);
         }
-        st = acc_mig_state(s->am);
+        st = vmig_dev_state(acc_mig_dev(s->am));
         assert_true(st != VMIG_STATE_ERROR);
         assert_true(vmig_state_supported(ACC_MIG_FLAGS, st));
         assert_int_equal(acc_model_stopped(s->m), stopped_state(st));
-        n = acc_mig_read(s->am, buf, 0);
+        n = vmig_dev_read(acc_mig_dev(s->am), buf, 0, NULL);
         if (st == VMIG_STATE_PRE_COPY) {
             assert_true(n == 0 || n == -ENOMSG);
         } else if (st == VMIG_STATE_STOP_COPY) {

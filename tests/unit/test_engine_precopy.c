@@ -74,7 +74,7 @@ vm_pause(void *o)
     if (vm->reset_at_pause) {
         /* after the last precopy read, before the devices stop */
         vm->reset_at_pause = false;
-        vmig_mig_reset(ft_model_mig(vm->dev[0].m));
+        vmig_dev_reset(ft_model_dev(vm->dev[0].m), VMIG_RESET_HOST);
     }
     if (vm->vcpu_on) {
         assert_int_equal(ft_vcpu_stop(&vm->vcpu), 0);
@@ -116,10 +116,10 @@ vm_dirty_collect(void *o, unsigned int region, uint64_t *bm, size_t nbits)
     struct pvm *vm = o;
 
     /* the end of the first precopy iteration: device 0 sent all its
-     * initial data, and now it is reset (seed 003) */
+     * initial data, and now it is reset: its session ends with ENODEV */
     if (vm->reset_in_precopy && !vm->did_reset) {
         vm->did_reset = true;
-        vmig_mig_reset(ft_model_mig(vm->dev[0].m));
+        vmig_dev_reset(ft_model_dev(vm->dev[0].m), VMIG_RESET_HOST);
     }
     if (vm->dirty_each_round) {
         vm->round++;
@@ -289,7 +289,7 @@ check_landed(struct pvm *a, struct pvm *b)
     assert_memory_equal(a->ram.base, b->ram.base, RAM_BYTES);
     for (unsigned int i = 0; i < a->ndev; i++) {
         assert_same_device(a->dev[i].m, b->dev[i].m);
-        assert_int_equal(vmig_mig_state(ft_model_mig(b->dev[i].m)),
+        assert_int_equal(vmig_dev_state(ft_model_dev(b->dev[i].m)),
                          VMIG_STATE_RUNNING);
     }
     assert_int_equal(b->resumes, 1);
@@ -300,9 +300,9 @@ static void
 check_rolled_back(struct pvm *a, struct pvm *b)
 {
     for (unsigned int i = 0; i < a->ndev; i++) {
-        assert_int_equal(vmig_mig_state(ft_model_mig(a->dev[i].m)),
+        assert_int_equal(vmig_dev_state(ft_model_dev(a->dev[i].m)),
                          VMIG_STATE_RUNNING);
-        assert_int_not_equal(vmig_mig_state(ft_model_mig(b->dev[i].m)),
+        assert_int_not_equal(vmig_dev_state(ft_model_dev(b->dev[i].m)),
                              VMIG_STATE_RESUMING);
     }
     assert_int_equal(a->resumes, a->pauses);

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 #include <vmig/ctx.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include "flowtab_testlib.h"
 
 #define S(x) VMIG_STATE_##x
@@ -75,8 +75,8 @@ side_free(struct side *s)
 static void
 set_state(struct ft_model *d, unsigned int st)
 {
-    assert_int_equal(vmig_mig_set_state(ft_model_mig(d), st), 0);
-    assert_int_equal(vmig_mig_state(ft_model_mig(d)), st);
+    assert_int_equal(vmig_dev_set_state(ft_model_dev(d), st), 0);
+    assert_int_equal(vmig_dev_state(ft_model_dev(d)), st);
 }
 
 static void
@@ -226,8 +226,9 @@ test_precopy_info_exact(void **state)
     nchunks = ft_model_state_bytes(s.dev) / chunk;
     side_guest(&s, 16);
     traffic(&s, 100);
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), -EINVAL);
-    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     -EINVAL);
+    assert_int_equal(vmig_dev_data_size(ft_model_dev(s.dev), &size), 0);
     assert_int_equal(size, HDR_REC + nchunks * rec + END_REC);
 
     set_state(s.dev, S(PRE_COPY));
@@ -235,67 +236,73 @@ test_precopy_info_exact(void **state)
     set_state(d.dev, S(STOP));
     set_state(d.dev, S(RESUMING));
     dgen = ft_gen(d.dev);
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     0);
     assert_int_equal(ini, HDR_REC + nchunks * rec);
     assert_int_equal(dirty, 0);
-    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(vmig_dev_data_size(ft_model_dev(s.dev), &size), 0);
     assert_int_equal(size, ini + END_REC);
 
     /* odd-sized reads: initial_bytes goes down by exactly what was read */
     for (uint64_t want = ini, got = 0; got < want / 2;) {
         uint64_t i2, d2;
 
-        n = ft_mig_read(s.dev, gen, buf, sizeof(buf));
+        n = ft_read_gen(s.dev, gen, buf, sizeof(buf));
         assert_int_equal(n, sizeof(buf));
-        assert_int_equal(ft_mig_write(d.dev, dgen, buf, (size_t)n), n);
+        assert_int_equal(ft_write_gen(d.dev, dgen, buf, (size_t)n), n);
         got += (uint64_t)n;
-        assert_int_equal(ft_mig_precopy_info(s.dev, &i2, &d2), 0);
+        assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &i2, &d2),
+                         0);
         assert_int_equal(i2, want - got);
         assert_int_equal(d2, 0);
     }
 
     /* the device runs during PRE_COPY: what it changes is counted */
     traffic(&s, 50);
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     0);
     assert_true(dirty > 0);
     assert_int_equal(ft_copy(s.dev, gen, d.dev, dgen, UINT64_MAX, &moved), 0);
     assert_int_equal(moved, ini + dirty);
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     0);
     assert_int_equal(ini, 0);
     assert_int_equal(dirty, 0);
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -ENOMSG);
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), -ENOMSG);
 
     /* only dirty data now; each touched chunk counted once */
     traffic(&s, 5);
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     0);
     assert_int_equal(ini, 0);
     assert_true(dirty >= rec && dirty <= 6 * rec && dirty % rec == 0);
-    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(vmig_dev_data_size(ft_model_dev(s.dev), &size), 0);
     assert_int_equal(size, dirty + END_REC);
     moved = 0;
     assert_int_equal(ft_copy(s.dev, gen, d.dev, dgen, UINT64_MAX, &moved), 0);
     assert_int_equal(moved, dirty);
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -ENOMSG);
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), -ENOMSG);
 
     /* STOP_COPY: the rest, then a permanent end */
     traffic(&s, 3);
     set_state(s.dev, S(STOP_COPY));
     assert_int_equal(ft_gen(s.dev), gen); /* session kept */
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), -EINVAL);
-    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     -EINVAL);
+    assert_int_equal(vmig_dev_data_size(ft_model_dev(s.dev), &size), 0);
     moved = 0;
     assert_int_equal(ft_copy(s.dev, gen, d.dev, dgen, UINT64_MAX, &moved), 0);
     assert_int_equal(moved, size);
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), 0);
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), 0);
-    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), 0);
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), 0);
+    assert_int_equal(vmig_dev_data_size(ft_model_dev(s.dev), &size), 0);
     assert_int_equal(size, 0);
     set_state(d.dev, S(STOP));
     assert_same_state(s.dev, d.dev);
     /* session over: its reader and writer are told so */
     set_state(s.dev, S(STOP));
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -EBADF);
-    assert_int_equal(ft_mig_write(d.dev, dgen, buf, 1), -EBADF);
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), -EBADF);
+    assert_int_equal(ft_write_gen(d.dev, dgen, buf, 1), -EBADF);
     side_free(&s);
     side_free(&d);
 }
@@ -320,7 +327,7 @@ test_precopy_converges_and_destination_continues(void **state)
     (void)state;
     side_new(&s, 16u << 20, chunk, false);
     side_new(&d, 16u << 20, chunk, false);
-    assert_int_equal(ft_mig_data_size(s.dev, &full), 0);
+    assert_int_equal(vmig_dev_data_size(ft_model_dev(s.dev), &full), 0);
     side_guest(&s, 64);
     v.g[0] = &s.g;
     assert_int_equal(ft_vcpu_start(&v), 0);
@@ -336,7 +343,8 @@ test_precopy_converges_and_destination_continues(void **state)
     for (pass = 1; pass <= 50; pass++) {
         uint64_t moved = 0;
 
-        assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+        assert_int_equal(
+            vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty), 0);
         /* small: 8 chunks; after 10 passes, accept the working set's
          * bound (64 flows + the control block dirty at most 65 chunks),
          * so a busy machine cannot make this loop run out */
@@ -355,7 +363,7 @@ test_precopy_converges_and_destination_continues(void **state)
     /* switchover: pause the vCPU, stop the device, send the rest */
     assert_int_equal(ft_vcpu_stop(&v), 0);
     set_state(s.dev, S(STOP_COPY));
-    assert_int_equal(ft_mig_data_size(s.dev, &size), 0);
+    assert_int_equal(vmig_dev_data_size(ft_model_dev(s.dev), &size), 0);
     assert_int_equal(ft_copy(s.dev, gen, d.dev, dgen, UINT64_MAX, &stop), 0);
     assert_int_equal(stop, size);
     assert_true(stop < full / 4);
@@ -403,22 +411,23 @@ test_reset_during_precopy(void **state)
     side_guest(&s, 16);
     set_state(s.dev, S(PRE_COPY));
     gen = ft_gen(s.dev);
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
-    vmig_mig_reset(ft_model_mig(s.dev));
-    assert_int_equal(vmig_mig_state(ft_model_mig(s.dev)), S(RUNNING));
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -ENODEV);
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), -EINVAL);
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
+    vmig_dev_reset(ft_model_dev(s.dev), VMIG_RESET_HOST);
+    assert_int_equal(vmig_dev_state(ft_model_dev(s.dev)), S(RUNNING));
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), -ENODEV);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     -EINVAL);
 
     /* the VMM may restart this device's precopy: a new session */
     set_state(s.dev, S(PRE_COPY));
     gen2 = ft_gen(s.dev);
     assert_true(gen2 > gen);
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -EBADF);
-    assert_int_equal(ft_mig_read(s.dev, gen2, buf, sizeof(buf)), sizeof(buf));
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), -EBADF);
+    assert_int_equal(ft_read_gen(s.dev, gen2, buf, sizeof(buf)), sizeof(buf));
     /* and a reset in STOP_COPY fails it too */
     set_state(s.dev, S(STOP_COPY));
-    vmig_mig_reset(ft_model_mig(s.dev));
-    assert_int_equal(ft_mig_read(s.dev, gen2, buf, sizeof(buf)), -ENODEV);
+    vmig_dev_reset(ft_model_dev(s.dev), VMIG_RESET_HOST);
+    assert_int_equal(ft_read_gen(s.dev, gen2, buf, sizeof(buf)), -ENODEV);
 
     /* destination: a reset discards the partial state; writer fails */
     set_state(d.dev, S(STOP));
@@ -427,10 +436,10 @@ test_reset_during_precopy(void **state)
     set_state(s.dev, S(STOP));
     set_state(s.dev, S(STOP_COPY));
     gen = ft_gen(s.dev);
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
-    assert_int_equal(ft_mig_write(d.dev, dgen, buf, sizeof(buf)), sizeof(buf));
-    vmig_mig_reset(ft_model_mig(d.dev));
-    assert_int_equal(ft_mig_write(d.dev, dgen, buf, sizeof(buf)), -ENODEV);
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
+    assert_int_equal(ft_write_gen(d.dev, dgen, buf, sizeof(buf)), sizeof(buf));
+    vmig_dev_reset(ft_model_dev(d.dev), VMIG_RESET_HOST);
+    assert_int_equal(ft_write_gen(d.dev, dgen, buf, sizeof(buf)), -ENODEV);
     side_free(&s);
     side_free(&d);
 }
@@ -521,13 +530,13 @@ load_expect(const uint8_t *buf, size_t len, uint64_t state_bytes,
     set_state(d.dev, S(STOP));
     ft_model_digest(d.dev, &h0, &l0);
     set_state(d.dev, S(RESUMING));
-    w = ft_mig_write(d.dev, ft_gen(d.dev), buf, len);
+    w = ft_write_gen(d.dev, ft_gen(d.dev), buf, len);
     assert_int_equal(w, werr != 0 ? werr : (ssize_t)len);
-    rc = vmig_mig_set_state(ft_model_mig(d.dev), S(STOP));
+    rc = vmig_dev_set_state(ft_model_dev(d.dev), S(STOP));
     assert_int_equal(rc, serr);
     ft_model_digest(d.dev, &h1, &l1);
     if (serr != 0) {
-        assert_int_equal(vmig_mig_state(ft_model_mig(d.dev)), S(RESUMING));
+        assert_int_equal(vmig_dev_state(ft_model_dev(d.dev)), S(RESUMING));
         assert_true(h0 == h1 && l0 == l1);
     } else {
         assert_false(h0 == h1 && l0 == l1);
@@ -671,18 +680,18 @@ test_feature_subsets(void **state)
 
         side_new_cfg(&s, &cfg);
         side_new(&d, 256u << 10, 16u << 10, true);
-        assert_int_equal(vmig_mig_flags(ft_model_mig(s.dev)), sets[i]);
+        assert_int_equal(vmig_dev_flags(ft_model_dev(s.dev)), sets[i]);
         side_guest(&s, 8);
         traffic(&s, 50);
         assert_int_equal(
-            vmig_mig_set_state(ft_model_mig(s.dev), S(RUNNING_P2P)),
+            vmig_dev_set_state(ft_model_dev(s.dev), S(RUNNING_P2P)),
             p2p ? 0 : -EINVAL);
-        assert_int_equal(vmig_mig_set_state(ft_model_mig(s.dev), S(RUNNING)),
+        assert_int_equal(vmig_dev_set_state(ft_model_dev(s.dev), S(RUNNING)),
                          0);
-        assert_int_equal(vmig_mig_set_state(ft_model_mig(s.dev), S(PRE_COPY)),
+        assert_int_equal(vmig_dev_set_state(ft_model_dev(s.dev), S(PRE_COPY)),
                          pre ? 0 : -EINVAL);
         assert_int_equal(vmig_fsm_path(sets[i],
-                                       vmig_mig_state(ft_model_mig(s.dev)),
+                                       vmig_dev_state(ft_model_dev(s.dev)),
                                        S(STOP_COPY), &path),
                          0);
         set_state(s.dev, S(STOP_COPY));
@@ -691,7 +700,7 @@ test_feature_subsets(void **state)
         /* a device with every feature loads it: same format */
         set_state(d.dev, S(STOP));
         set_state(d.dev, S(RESUMING));
-        assert_int_equal(ft_mig_write(d.dev, ft_gen(d.dev), buf, len),
+        assert_int_equal(ft_write_gen(d.dev, ft_gen(d.dev), buf, len),
                          (ssize_t)len);
         free(buf);
         set_state(d.dev, S(STOP));
@@ -809,20 +818,22 @@ test_precopy_abandoned_and_restarted(void **state)
     (void)state;
     side_new(&s, 1u << 20, 16u << 10, true);
     side_guest(&s, 8);
-    assert_int_equal(ft_mig_data_size(s.dev, &full), 0);
+    assert_int_equal(vmig_dev_data_size(ft_model_dev(s.dev), &full), 0);
     set_state(s.dev, S(PRE_COPY));
     gen = ft_gen(s.dev);
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), sizeof(buf));
     set_state(s.dev, S(RUNNING));
-    assert_int_equal(ft_mig_read(s.dev, gen, buf, sizeof(buf)), -EBADF);
+    assert_int_equal(ft_read_gen(s.dev, gen, buf, sizeof(buf)), -EBADF);
     traffic(&s, 20); /* the device runs on, no tracking cost */
     set_state(s.dev, S(PRE_COPY));
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     0);
     assert_int_equal(ini + END_REC, full);
     assert_int_equal(dirty, 0);
     /* PRE_COPY_P2P keeps the session and its sizes */
     set_state(s.dev, S(PRE_COPY_P2P));
-    assert_int_equal(ft_mig_precopy_info(s.dev, &ini, &dirty), 0);
+    assert_int_equal(vmig_dev_precopy_info(ft_model_dev(s.dev), &ini, &dirty),
+                     0);
     assert_int_equal(ini + END_REC, full);
     set_state(s.dev, S(RUNNING_P2P));
     set_state(s.dev, S(RUNNING));
@@ -846,7 +857,7 @@ reader_main(void *arg)
     static uint8_t buf[64 << 10];
 
     for (int i = 0; i < 2000000; i++) {
-        ssize_t n = ft_mig_read(r->dev, r->gen, buf, sizeof(buf));
+        ssize_t n = ft_read_gen(r->dev, r->gen, buf, sizeof(buf));
 
         if (n == -ENOMSG) {
             usleep(50);
@@ -887,7 +898,7 @@ test_reset_races_reader(void **state)
          i++) {
         usleep(100);
     }
-    vmig_mig_reset(ft_model_mig(s.dev)); /* the guest resets the device */
+    vmig_dev_reset(ft_model_dev(s.dev), VMIG_RESET_GUEST);
     pthread_join(r.thread, NULL);
     assert_int_equal(r.err, -ENODEV);
     assert_true(r.bytes >= (4u << 20));

@@ -3,9 +3,9 @@
  * test_flowtab_p2p.c - two flowtab devices of one VM forwarding packets
  * into each other (P2P) under guest load, migrated together.
  *
- * Two-phase stop (DESIGN.md §6, seed 001): both devices to RUNNING_P2P
- * first - neither initiates P2P any more, both still accept it - and only
- * then either to STOP_COPY.  Nothing is lost: on the destination every
+ * Two-phase stop (the uAPI's order for several devices): both devices to
+ * RUNNING_P2P first - neither initiates P2P any more, both still accept it -
+ * and only then either to STOP_COPY.  Nothing is lost: on the destination every
  * record a device forwarded has been counted by its peer.
  *
  * One-phase stop (deliberately wrong, test-only): device A goes to
@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <vmig/ctx.h>
-#include <vmig/mig.h>
+#include <vmig/device.h>
 #include "flowtab_testlib.h"
 
 #define S(x) VMIG_STATE_##x
@@ -77,8 +77,8 @@ vm_free(struct vm *vm)
 static void
 set_state(struct ft_model *d, unsigned int st)
 {
-    assert_int_equal(vmig_mig_set_state(ft_model_mig(d), st), 0);
-    assert_int_equal(vmig_mig_state(ft_model_mig(d)), st);
+    assert_int_equal(vmig_dev_set_state(ft_model_dev(d), st), 0);
+    assert_int_equal(vmig_dev_state(ft_model_dev(d)), st);
 }
 
 /* Work already queued in a device's ring when the vCPU was paused. */
@@ -98,11 +98,11 @@ carry(struct vm *src, struct vm *dst, int i)
 
     assert_int_equal(ft_read_all(src->dev[i], ft_gen(src->dev[i]), &buf, &len),
                      0);
-    if (vmig_mig_state(ft_model_mig(dst->dev[i])) != S(RESUMING)) {
+    if (vmig_dev_state(ft_model_dev(dst->dev[i])) != S(RESUMING)) {
         set_state(dst->dev[i], S(STOP));
         set_state(dst->dev[i], S(RESUMING));
     }
-    assert_int_equal(ft_mig_write(dst->dev[i], ft_gen(dst->dev[i]), buf, len),
+    assert_int_equal(ft_write_gen(dst->dev[i], ft_gen(dst->dev[i]), buf, len),
                      (ssize_t)len);
     free(buf);
     set_state(dst->dev[i], S(STOP));
@@ -142,7 +142,9 @@ precopy(struct vm *src, struct vm *dst, uint64_t *bytes)
         bool small = true;
 
         for (int i = 0; i < 2; i++) {
-            assert_int_equal(ft_mig_precopy_info(src->dev[i], &ini, &dirty), 0);
+            assert_int_equal(
+                vmig_dev_precopy_info(ft_model_dev(src->dev[i]), &ini, &dirty),
+                0);
             small = small && ini == 0 && dirty <= 8 * rec;
             assert_int_equal(ft_copy(src->dev[i], ft_gen(src->dev[i]),
                                      dst->dev[i], ft_gen(dst->dev[i]),

@@ -9,7 +9,12 @@
  *    it on RESUMING -> STOP and ends byte-identical (xxh3 compared).
  * 3. What goes wrong on purpose: a flipped byte refused at validation with
  *    the destination untouched; a reset during PRE_COPY ending the session
- *    with ENODEV for the reader (seed 003); STOP_COPY -> PRE_COPY refused.
+ *    with ENODEV for the reader, never a silent end of data; STOP_COPY ->
+ *    PRE_COPY refused.
+ *
+ * The simulated device is a plain user of the device-side framework
+ * (<vmig/device.h>): it supplies a step per arc, save and load; the
+ * framework walks the transitions and owns the sessions.
  *
  * Exit status 0 only when every outcome is the expected one.
  */
@@ -23,6 +28,7 @@
 #define TABLE_BYTES (16u << 20)
 #define CHUNK (4u << 10)
 #define NCHUNKS (TABLE_BYTES / CHUNK)
+#define RECORD (4 + CHUNK)
 
 static int quiet;
 
@@ -36,15 +42,17 @@ static int quiet;
 /*
  * The simulated device: a table of counters that changes while RUNNING,
  * with per-chunk dirty bits so precopy can send only what changed.  Its
- * session stream is a sequence of records {u32 chunk, payload} and a final
- * record {u32 0xffffffff, u64 xxh3 of the whole table}.
+ * session stream is a sequence of records of RECORD bytes: {u32 chunk,
+ * payload}, and a final {u32 0xffffffff, u64 xxh3 of the whole table}
+ * (padded).  It hands out whole records only, so it is read with a
+ * buffer of RECORD bytes.
  */
 struct sim {
     const char *name;
     uint8_t *table;
     uint8_t *staging; /* destination: loaded here, committed on validate */
     uint8_t dirty[NCHUNKS];
-    struct vmig_mig *mig;
+    struct vmig_dev *dev;
     vmig_ctx_t *ctx;
     /* saving session cursor */
     uint32_t next_chunk;
@@ -85,8 +93,6 @@ sim_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
     return 0;
 }
 
-static const struct vmig_mig_ops sim_ops = {.step = sim_step};
-
 /* The guest keeps using the device: touch a few counters. */
 static void
 sim_run(struct sim *s, unsigned int touches, uint64_t seed)
@@ -104,18 +110,17 @@ sim_run(struct sim *s, unsigned int touches, uint64_t seed)
 }
 
 /*
- * Read the next record of the saving session into buf (CHUNK + 12 bytes).
- * Returns its length, 0 at the end (in STOP_COPY), -ENOMSG when PRE_COPY
- * has nothing more for now, -ENODEV when the session was cut by a reset.
+ * The framework's save: the next record of the saving session; 0 when
+ * nothing is left (the end in STOP_COPY, "no more for now" in PRE_COPY).
  */
-static int
-sim_read(struct sim *s, uint64_t gen, uint8_t *buf)
+static ssize_t
+sim_save(void *opaque, enum vmig_state state, void *out, size_t len)
 {
-    int ret = vmig_mig_session_check(s->mig, gen, VMIG_SESSION_SAVE);
-    enum vmig_state st = vmig_mig_state(s->mig);
+    struct sim *s = opaque;
+    uint8_t *buf = out;
 
-    if (ret < 0) {
-        return ret;
+    if (len < RECORD) {
+        return -EINVAL; /* read with a buffer of RECORD bytes */
     }
     for (; s->next_chunk < NCHUNKS; s->next_chunk++) {
         uint32_t c = s->next_chunk;
@@ -125,12 +130,12 @@ sim_read(struct sim *s, uint64_t gen, uint8_t *buf)
             memcpy(buf, &c, 4);
             memcpy(buf + 4, s->table + (size_t)c * CHUNK, CHUNK);
             s->next_chunk++;
-            return 4 + CHUNK;
+            return RECORD;
         }
     }
-    if (st != VMIG_STATE_STOP_COPY) {
+    if (state != VMIG_STATE_STOP_COPY) {
         s->next_chunk = 0; /* next pass sends what changed meanwhile */
-        return -ENOMSG;
+        return 0;
     }
     if (s->sent_end) {
         return 0;
@@ -139,33 +144,43 @@ sim_read(struct sim *s, uint64_t gen, uint8_t *buf)
         uint32_t m = END_MARK;
         uint64_t d = XXH3_64bits(s->table, TABLE_BYTES);
 
+        memset(buf, 0, RECORD);
         memcpy(buf, &m, 4);
         memcpy(buf + 4, &d, 8);
         s->sent_end = 1;
-        return 12;
+        return RECORD;
     }
 }
 
+/* The framework's load: one record (the transfer writes what it read). */
 static int
-sim_write(struct sim *s, const uint8_t *buf, size_t len)
+sim_load(void *opaque, const void *in, size_t len)
 {
+    struct sim *s = opaque;
+    const uint8_t *buf = in;
     uint32_t c;
 
-    if (vmig_mig_state(s->mig) != VMIG_STATE_RESUMING || len < 4) {
-        return -EINVAL;
+    if (len != RECORD) {
+        return -EBADMSG;
     }
     memcpy(&c, buf, 4);
-    if (c == END_MARK && len == 12) {
+    if (c == END_MARK) {
         memcpy(&s->staged_digest, buf + 4, 8);
         s->staged_end = 1;
         return 0;
     }
-    if (c >= NCHUNKS || len != 4 + CHUNK) {
+    if (c >= NCHUNKS) {
         return -EBADMSG;
     }
     memcpy(s->staging + (size_t)c * CHUNK, buf + 4, CHUNK);
     return 0;
 }
+
+static const struct vmig_dev_ops sim_ops = {
+    .step = sim_step,
+    .save = sim_save,
+    .load = sim_load,
+};
 
 static int
 sim_init(struct sim *s, const char *name, uint64_t flags)
@@ -176,7 +191,7 @@ sim_init(struct sim *s, const char *name, uint64_t flags)
     s->staging = calloc(1, TABLE_BYTES);
     if (s->table == NULL || s->staging == NULL ||
         vmig_ctx_new(name, quiet ? NULL : vmig_log_stderr, NULL, &s->ctx) < 0 ||
-        vmig_mig_new(s->ctx, flags, &sim_ops, s, &s->mig) < 0) {
+        vmig_dev_new(s->ctx, flags, &sim_ops, s, &s->dev) < 0) {
         return -ENOMEM;
     }
     vmig_ctx_set_level(s->ctx, VMIG_LOG_WARNING);
@@ -186,7 +201,7 @@ sim_init(struct sim *s, const char *name, uint64_t flags)
 static void
 sim_fini(struct sim *s)
 {
-    vmig_mig_free(s->mig);
+    vmig_dev_free(s->dev);
     vmig_ctx_free(s->ctx);
     free(s->table);
     free(s->staging);
@@ -208,31 +223,31 @@ show_move(struct sim *s, unsigned int target)
     char buf[256];
     int rc;
 
-    if (vmig_fsm_path(vmig_mig_flags(s->mig), vmig_mig_state(s->mig), target,
+    if (vmig_fsm_path(vmig_dev_flags(s->dev), vmig_dev_state(s->dev), target,
                       &p) == 0) {
         say("  %s: %s\n", s->name, vmig_fsm_path_format(&p, buf, sizeof(buf)));
     }
-    rc = vmig_mig_set_state(s->mig, target);
+    rc = vmig_dev_set_state(s->dev, target);
     if (rc < 0) {
         say("  %s: -> %s failed: %s (now in %s)\n", s->name,
             vmig_state_name(target), strerror(-rc),
-            vmig_state_name(vmig_mig_state(s->mig)));
+            vmig_state_name(vmig_dev_state(s->dev)));
     }
 }
 
 /* Stream a whole saving session from src into dst, like a VMM would. */
-static int
-transfer(struct sim *src, struct sim *dst, uint8_t *buf, uint64_t gen,
-         size_t *bytes, int flip_byte)
+static ssize_t
+transfer(struct sim *src, struct sim *dst, uint8_t *buf, size_t *bytes,
+         int flip_byte)
 {
-    int n;
+    ssize_t n;
 
-    while ((n = sim_read(src, gen, buf)) > 0) {
+    while ((n = vmig_dev_read(src->dev, buf, RECORD, NULL)) > 0) {
         if (flip_byte && n > 100) {
             buf[100] ^= 0x01;
             flip_byte = 0;
         }
-        if (sim_write(dst, buf, (size_t)n) < 0) {
+        if (vmig_dev_write(dst->dev, buf, (size_t)n) < 0) {
             return -EBADMSG;
         }
         *bytes += (size_t)n;
@@ -281,11 +296,10 @@ int
 main(int argc, char **argv)
 {
     struct sim src, dst;
-    struct vmig_session_info si;
     uint8_t *buf;
     size_t pre_bytes = 0, stop_bytes = 0;
     uint64_t before;
-    int rc;
+    ssize_t rc;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     quiet = argc > 1 && strcmp(argv[1], "--quiet") == 0;
@@ -296,7 +310,7 @@ main(int argc, char **argv)
                "is as expected, 1 otherwise.\n");
         return strcmp(argv[1], "--help") == 0 ? 0 : 2;
     }
-    buf = malloc(CHUNK + 16);
+    buf = malloc(RECORD);
     say("vmig %s demo: the VFIO migration v2 state machine, kernel-exact\n",
         vmig_version());
     print_tables();
@@ -312,18 +326,17 @@ main(int argc, char **argv)
     sim_run(&src, 200000, 1);
     show_move(&dst, VMIG_STATE_RESUMING);
     show_move(&src, VMIG_STATE_PRE_COPY);
-    vmig_mig_session(src.mig, &si);
-    rc = transfer(&src, &dst, buf, si.generation, &pre_bytes, 0);
+    rc = transfer(&src, &dst, buf, &pre_bytes, 0);
     verdict(rc == -ENOMSG, "PRE_COPY: initial data sent, then 'no more for "
                            "now' (ENOMSG)");
     sim_run(&src, 100, 2); /* the device keeps running meanwhile */
     show_move(&src, VMIG_STATE_STOP_COPY);
-    rc = transfer(&src, &dst, buf, si.generation, &stop_bytes, 0);
+    rc = transfer(&src, &dst, buf, &stop_bytes, 0);
     verdict(rc == 0, "STOP_COPY: dirty chunks sent, then the end (read 0)");
     say("  precopy moved %zu KiB while running; stop-copy only %zu KiB\n",
         pre_bytes >> 10, stop_bytes >> 10);
     show_move(&dst, VMIG_STATE_RUNNING);
-    verdict(vmig_mig_state(dst.mig) == VMIG_STATE_RUNNING,
+    verdict(vmig_dev_state(dst.dev) == VMIG_STATE_RUNNING,
             "destination validated the stream and runs");
     verdict(XXH3_64bits(src.table, TABLE_BYTES) ==
                 XXH3_64bits(dst.table, TABLE_BYTES),
@@ -334,33 +347,31 @@ main(int argc, char **argv)
     sim_run(&src, 1000, 3);
     before = XXH3_64bits(dst.table, TABLE_BYTES);
     show_move(&src, VMIG_STATE_STOP_COPY);
-    vmig_mig_session(src.mig, &si);
     show_move(&dst, VMIG_STATE_RESUMING);
     stop_bytes = 0;
-    rc = transfer(&src, &dst, buf, si.generation, &stop_bytes, 1);
+    rc = transfer(&src, &dst, buf, &stop_bytes, 1);
     show_move(&dst, VMIG_STATE_RUNNING);
-    verdict(vmig_mig_state(dst.mig) == VMIG_STATE_RESUMING,
+    verdict(vmig_dev_state(dst.dev) == VMIG_STATE_RESUMING,
             "validation failed (EBADMSG); destination still RESUMING");
     verdict(XXH3_64bits(dst.table, TABLE_BYTES) == before,
             "destination device untouched");
     show_move(&src, VMIG_STATE_RUNNING);
 
-    say("\n== a device reset during PRE_COPY (seed 003)\n");
+    say("\n== a device reset during PRE_COPY\n");
     show_move(&src, VMIG_STATE_PRE_COPY);
-    vmig_mig_session(src.mig, &si);
-    rc = sim_read(&src, si.generation, buf);
+    rc = vmig_dev_read(src.dev, buf, RECORD, NULL);
     verdict(rc > 0, "reader gets initial data");
-    vmig_mig_reset(src.mig);
-    rc = sim_read(&src, si.generation, buf);
+    vmig_dev_reset(src.dev, VMIG_RESET_HOST);
+    rc = vmig_dev_read(src.dev, buf, RECORD, NULL);
     verdict(rc == -ENODEV, "after the reset the reader gets ENODEV, not a "
                            "silent end");
-    verdict(vmig_mig_state(src.mig) == VMIG_STATE_RUNNING,
+    verdict(vmig_dev_state(src.dev) == VMIG_STATE_RUNNING,
             "device back in RUNNING");
 
     say("\n== STOP_COPY -> PRE_COPY (the kernel looped here until 2026)\n");
     show_move(&src, VMIG_STATE_STOP_COPY);
-    rc = vmig_mig_set_state(src.mig, VMIG_STATE_PRE_COPY);
-    verdict(rc == -EINVAL && vmig_mig_state(src.mig) == VMIG_STATE_STOP_COPY,
+    rc = vmig_dev_set_state(src.dev, VMIG_STATE_PRE_COPY);
+    verdict(rc == -EINVAL && vmig_dev_state(src.dev) == VMIG_STATE_STOP_COPY,
             "refused with EINVAL at once; device stays in STOP_COPY");
 
     sim_fini(&src);
