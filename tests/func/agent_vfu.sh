@@ -28,6 +28,16 @@ intact() { # name what
     echo "$out" | grep -q '"transport": "vfio-user"' || fail "$1: no vfio-user device: $out"
     echo "$out" | grep -q '"state": "RUNNING"' || fail "$1 device not RUNNING after $2: $out"
 }
+# Wait until the agent $1 runs its VM and no migration owns its vCPU any
+# more (a destination finishes its incoming migration after the source's
+# migrate returned).
+wait_running() { # name
+    i=0
+    until qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' &&
+        ! qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"busy": true'; do
+        i=$((i + 1)); [ $i -lt 300 ] || fail "$1 not running 30 s after its migration"; sleep 0.1
+    done
+}
 td="--device testdev,size=2 --device flowtab,state=2"
 if [ "$what" = testdev ]; then
 
@@ -36,13 +46,13 @@ start src - $td
 expect_rc 0 "$vmig" check --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))"
 expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 1))" --json
 grep -q '"downtime"' "$dir/last.out" || fail "no downtime"
-sleep 0.3
+wait_running dst
 intact dst "migration"
 
 # and back (A -> B -> A)
 start back $((port_base + 2)) $td
 expect_rc 0 "$vmig" migrate --qmp "$dir/dst.qmp" --to "127.0.0.1:$((port_base + 2))" --json
-sleep 0.3
+wait_running back
 intact back "A -> B -> A"
 
 # refused in HELLO: the destination has no such device; nothing stopped
@@ -109,6 +119,7 @@ c1=$(accel csrc)
 n1=$(echo "$c1" | sed -n 's/.*"completed": \([0-9]*\).*/\1/p')
 echo "$c1" | grep -q '"finished": true' || [ "${n1:-0}" -gt "${n0:-0}" ] || fail "the workload stopped on the source: $c0 then $c1"
 expect_rc 0 "$vmig" migrate --qmp "$dir/csrc.qmp" --to "127.0.0.1:$((port_base + 10))" --json
+wait_running cdst2
 wait_finished cdst2
 c2=$(accel cdst2)
 echo "$c2" | grep -q '"completed": 100000' || fail "not every request completed: $c2"
@@ -131,7 +142,7 @@ grep -qi "qp-count" "$dir/last.out" || { cat "$dir/last.out"; fail "acc refusal 
 expect_rc 1 "$vmig" migrate --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 7))" --json
 intact asrc "an accelerator refusal"
 # cancelled mid-transfer
-"$vmig" migrate --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 6))" --max-bandwidth 4M --json >"$dir/acancel.out" 2>&1 &
+"$vmig" migrate --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 6))" --max-bandwidth 1M --json >"$dir/acancel.out" 2>&1 &
 mpid=$!
 sleep 0.5
 expect_rc 0 "$vmig" cancel --qmp "$dir/asrc.qmp"
@@ -141,8 +152,9 @@ intact asrc "an accelerator cancel"
 # A -> B -> A while the workload runs
 expect_rc 0 "$vmig" migrate --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 6))" --json
 start aback $((port_base + 8)) $acc
-sleep 0.3
+wait_running adst
 expect_rc 0 "$vmig" migrate --qmp "$dir/adst.qmp" --to "127.0.0.1:$((port_base + 8))" --json
+wait_running aback
 wait_finished aback
 a1=$(accel aback)
 echo "$a1" | grep -q '"completed": 100000' || fail "not every request completed: $a1"
