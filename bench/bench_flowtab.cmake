@@ -1,4 +1,2 @@
-# The flowtab device model and guest driver are compiled into the benchmark.
-vmig_bench(bench_flowtab
-  SOURCES ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_model.c
-          ${PROJECT_SOURCE_DIR}/devices/flowtab/ft_guest.c)
+# The flowtab device model and guest driver (vmig_flowtab).
+vmig_bench(bench_flowtab LIBS vmig_flowtab)

@@ -1,11 +1,7 @@
 # Downtime vs device state size and dirty rate, precopy vs stop-copy: the
 # flowtab model behind the engine (devices/flowtab/ft_engine_dev.c), two engines in
 # one process.  precopy.dat / precopy.png land in the build's bench dir.
-vmig_bench(bench_precopy
-  SOURCES ${PROJECT_SOURCE_DIR}/devices/flowtab/ft_engine_dev.c
-          ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_model.c
-          ${PROJECT_SOURCE_DIR}/devices/flowtab/ft_guest.c
-  LIBS PkgConfig::XXHASH Threads::Threads)
+vmig_bench(bench_precopy LIBS vmig_flowtab)
 target_compile_definitions(bench_precopy PRIVATE
   BENCH_OUT_DIR="${PROJECT_BINARY_DIR}/bench")
 # A small run (64 MiB of device state, 64 MiB of RAM, the guest writing

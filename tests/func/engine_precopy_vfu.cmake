@@ -1,15 +1,8 @@
 # Engine-level precopy with vmig-flowtab server processes behind the
 # vfio-user backend (tests/func/test_engine_precopy_vfu.c).
 add_executable(test_engine_precopy_vfu
-  ${PROJECT_SOURCE_DIR}/tests/func/test_engine_precopy_vfu.c
-  ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_server.c
-  ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_env.c
-  ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_model.c
-  ${PROJECT_SOURCE_DIR}/devices/flowtab/ft_guest.c)
-target_include_directories(test_engine_precopy_vfu PRIVATE
-  ${PROJECT_SOURCE_DIR}/devices/flowtab)
-target_link_libraries(test_engine_precopy_vfu PRIVATE vmig_static
-  PkgConfig::XXHASH Threads::Threads)
+  ${PROJECT_SOURCE_DIR}/tests/func/test_engine_precopy_vfu.c)
+target_link_libraries(test_engine_precopy_vfu PRIVATE vmig_flowtab)
 foreach(case backend converge plain restart abort ack p2p p2p-one)
   add_test(NAME engine-precopy-vfu-${case}
     COMMAND test_engine_precopy_vfu ${case})

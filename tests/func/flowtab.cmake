@@ -1,14 +1,10 @@
 # The flowtab device over vfio-user: server children, vmig client.
 add_executable(test_flowtab_func
   ${PROJECT_SOURCE_DIR}/tests/func/test_flowtab_func.c
-  ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_server.c
-  ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_env.c
-  ${PROJECT_SOURCE_DIR}/devices/flowtab/flowtab_model.c
-  ${PROJECT_SOURCE_DIR}/devices/flowtab/ft_guest.c
   ${PROJECT_SOURCE_DIR}/tests/unit/flowtab_testlib.c)
 target_include_directories(test_flowtab_func PRIVATE
-  ${PROJECT_SOURCE_DIR}/devices/flowtab ${PROJECT_SOURCE_DIR}/tests/unit)
-target_link_libraries(test_flowtab_func PRIVATE vmig_static PkgConfig::XXHASH)
+  ${PROJECT_SOURCE_DIR}/tests/unit)
+target_link_libraries(test_flowtab_func PRIVATE vmig_flowtab)
 foreach(case migrate reset badstream dmalog p2p flags)
   add_test(NAME flowtab-${case} COMMAND test_flowtab_func ${case})
   set_tests_properties(flowtab-${case} PROPERTIES LABELS func TIMEOUT 60)
