@@ -7,6 +7,8 @@
 #   make          build (gcc) into build/
 #   make lint     clang-format check + cppcheck
 #   make bench    benchmarks (release build)
+#   make faults   the whole fault matrix (tests/faults/matrix.py); the
+#                 table goes to $(BUILD)/faults.md (docs/faults.md)
 #   make install  PREFIX=/usr/local (default), DESTDIR=staging dir
 #   make clean
 
@@ -16,7 +18,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps check demo lint bench install clean fuzz
+.PHONY: all build deps check demo lint bench install clean fuzz faults
 
 all: build
 
@@ -41,6 +43,13 @@ lint:
 
 bench: deps
 	@scripts/bench
+
+FAULT_JOBS ?= 2
+faults: deps build
+	python3 tests/faults/matrix.py --vmig $(BUILD)/agent/vmig \
+	    --proxy $(BUILD)/tools/faultproxy/vmig-faultproxy --all \
+	    --jobs $(FAULT_JOBS) --table $(BUILD)/faults.md \
+	    --json $(BUILD)/faults.json
 
 fuzz: deps
 	@VMIG_FUZZ_SECONDS=$${VMIG_FUZZ_SECONDS:-300} scripts/check --fuzz-only
