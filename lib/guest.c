@@ -205,7 +205,10 @@ vcpu_main(void *arg)
             }
             steps++;
         }
-        if (v->p.hook != NULL && steps > 0 &&
+        /* also once the program has filled its RAM and idles: the guest
+         * still drives its devices (an accelerator workload may well
+         * outlast the ledger program on a loaded machine) */
+        if (v->p.hook != NULL && (steps > 0 || done) &&
             v->p.hook(v->p.opaque, vmig_guest_steps(v->ram)) < 0) {
             __atomic_add_fetch(&v->hook_errors, 1, __ATOMIC_RELAXED);
         }

@@ -82,7 +82,9 @@ typedef int vmig_vcpu_step_fn(void *opaque, uint64_t steps_done);
 /**
  * struct vmig_vcpu_params - how the vCPU runs.
  * @steps_per_sec: rate limit; 0 runs flat out.
- * @hook:          called after each batch, or NULL.
+ * @hook:          called after each batch, or NULL; also every 1 ms once
+ *                 the program has filled its RAM and idles (the guest
+ *                 still drives its devices then).
  * @opaque:        for @hook.
  */
 struct vmig_vcpu_params {

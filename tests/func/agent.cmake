@@ -21,9 +21,7 @@ if(TARGET vmig-agent)
   set_tests_properties(agent-qmp agent-migrate agent-demo agent-vfu agent-acc
     agent-corrupt
     PROPERTIES
-    LABELS func TIMEOUT 150)
-  # the demo's migration runs over TLS: more CPU on a loaded ASan build
-  set_tests_properties(agent-demo PROPERTIES TIMEOUT 300)
+    LABELS func TIMEOUT 300)
 endif()
 
 # Precopy, resets during precopy, several devices and switchover-ack
@@ -33,7 +31,7 @@ if(TARGET vmig-agent)
     add_test(NAME agent-precopy-${c}
       COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_precopy.sh
         $<TARGET_FILE:vmig-agent> ${c})
-    set_tests_properties(agent-precopy-${c} PROPERTIES LABELS func TIMEOUT 60)
+    set_tests_properties(agent-precopy-${c} PROPERTIES LABELS func TIMEOUT 300)
   endforeach()
 endif()
 

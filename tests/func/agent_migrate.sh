@@ -45,13 +45,11 @@ expect_rc 0 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 
 grep -q '"event": *"MIGRATION", *"data": *{ *"status": *"completed"' "$dir/last.out" ||
     grep -q '"event":"MIGRATION","data":{"status":"completed"}' "$dir/last.out" || fail "no completed event"
 grep -q '"downtime"' "$dir/last.out" || fail "no downtime"
-i=0
-while kill -0 "$pid_src" 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 100 ] || fail "source did not exit after migrating"; sleep 0.05
-done
+gone() { ! kill -0 "$1" 2>/dev/null; }
+wait_for "the source to exit after migrating" gone "$pid_src"
 wait "$pid_src"; rc=$?
 [ "$rc" -eq 0 ] || fail "source exited $rc"
-sleep 0.3
+wait_for "the destination to finish receiving" settled dst
 qmp "$dir/dst.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "destination not running"
 qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "guest does not verify on destination"
 qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-devices"}' | grep -q '"state": "RUNNING"' || fail "devices not running"
@@ -60,7 +58,7 @@ qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-devices"}' | grep -q '"state": "RUN
 start back $((port_base + 4))
 steps_b=$(qmp "$dir/dst.qmp" '{"execute":"x-vmig-query-guest"}' | sed -n 's/.*"steps": \([0-9]*\).*/\1/p')
 expect_rc 0 "$vmig" migrate --qmp "$dir/dst.qmp" --to "127.0.0.1:$((port_base + 4))" --json
-sleep 0.3
+wait_for "the destination to finish receiving" settled back
 out=$(qmp "$dir/back.qmp" '{"execute":"x-vmig-query-guest"}')
 echo "$out" | grep -q '"verified": true' || fail "guest does not verify after A->B->A: $out"
 steps_a=$(echo "$out" | sed -n 's/.*"steps": \([0-9]*\).*/\1/p')
@@ -71,12 +69,9 @@ start src2 -
 start dst2 $((port_base + 3))
 "$vmig" migrate --qmp "$dir/src2.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 4M --json >"$dir/cancel.out" 2>&1 &
 mpid=$!
+wait_for "the migration to move data" migrating src2
 # a second migrate while this one runs is refused and changes nothing
 # (its options travel in the same QMP command, applied only on success)
-i=0
-until qmp "$dir/src2.qmp" '{"execute":"query-migrate"}' | grep -q '"status": "active"'; do
-    i=$((i + 1)); [ $i -lt 400 ] || fail "the migration never became active"; sleep 0.05
-done
 expect_rc 1 "$vmig" migrate --qmp "$dir/src2.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 1234 --downtime-limit 77 --no-precopy
 grep -q "There's a migration process in progress" "$dir/last.out" || fail "second migrate: $(cat "$dir/last.out")"
 qmp "$dir/src2.qmp" '{"execute":"query-migrate-parameters"}' |
@@ -86,10 +81,12 @@ expect_rc 0 "$vmig" cancel --qmp "$dir/src2.qmp"
 wait "$mpid"; rc=$?
 [ "$rc" -eq 1 ] || { cat "$dir/cancel.out"; fail "cancelled migrate exited $rc"; }
 grep -q '"status": *"cancelled"' "$dir/cancel.out" || grep -q '"status":"cancelled"' "$dir/cancel.out" || fail "no cancelled status"
+wait_for "the source to finish the cancelled migration" settled src2
 qmp "$dir/src2.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "source guest broken after cancel"
 qmp "$dir/src2.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "source not running after cancel"
 # ...and the destination still takes a migration afterwards
 expect_rc 0 "$vmig" migrate --qmp "$dir/src2.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 0
+wait_for "the destination to finish receiving" settled dst2
 qmp "$dir/dst2.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "guest broken after retry"
 
 # destination agent killed mid-stream: the source keeps running, intact
@@ -98,11 +95,12 @@ start src3 -
 start dst3 $((port_base + 5))
 "$vmig" migrate --qmp "$dir/src3.qmp" --to "127.0.0.1:$((port_base + 5))" --max-bandwidth 4M --json >"$dir/kill.out" 2>&1 &
 mpid=$!
-sleep 0.5
+wait_for "the migration to move data" migrating src3
 kill -9 "$pid_dst3"
 wait "$mpid"; rc=$?
 [ "$rc" -eq 1 ] || { cat "$dir/kill.out"; fail "migrate to a killed destination exited $rc"; }
 grep -q '"status": *"failed"' "$dir/kill.out" || grep -q '"status":"failed"' "$dir/kill.out" || fail "no failed status"
+wait_for "the source to finish the failed migration" settled src3
 qmp "$dir/src3.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "source not running after the destination died"
 qmp "$dir/src3.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "source guest broken after the destination died"
 qmp "$dir/src3.qmp" '{"execute":"x-vmig-query-devices"}' | grep -q '"state": "RUNNING"' || fail "source devices not running"

@@ -28,7 +28,6 @@
 set -u
 vmig=$1
 what=$2
-QMP_TIMEOUT=5
 . "$(dirname "$0")/agent_lib.sh"
 port_base=$((20000 + ($$ + 11) % 20000))
 vm="--ram 32M"
@@ -36,24 +35,28 @@ vm="--ram 32M"
 num() { echo "$2" | tr -d '\n' | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"; }
 # the guest's flowtab report of device NAME on agent A
 ftrep() { qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n' | sed -n "s/.*\"flowtab\": \[[^]]*\({\"name\": \"$2\"[^}]*}\).*/\1/p"; }
+# ft_started A D: the guest's traffic on device D of agent A has begun
+ft_started() { ftrep "$1" "$2" | grep -q '"started": true'; }
+# ft_moved A D: more completions on device D of agent A than $ft_mark
+ft_moved() {
+    c1=$(num completed "$(ftrep "$1" "$2")")
+    [ "${c1:-0}" -gt "${ft_mark:-0}" ]
+}
 # the guest on A verifies and its traffic on device D moves
 traffic() { # agent device what
+    wait_for "$1 to finish its migration" settled "$1"
+    wait_for "traffic on $1/$2" ft_started "$1" "$2"
     r0=$(ftrep "$1" "$2")
     echo "$r0" | grep -q '"verified": true' || fail "$1/$2: flowtab traffic not verified after $3: $r0"
     echo "$r0" | grep -q '"bad": 0' || fail "$1/$2: wrong completions after $3: $r0"
-    c0=$(num completed "$r0")
-    i=0
-    while :; do
-        sleep 0.1
-        c1=$(num completed "$(ftrep "$1" "$2")")
-        [ "${c1:-0}" -gt "${c0:-0}" ] && break
-        i=$((i + 1)); [ $i -lt 50 ] || fail "$1/$2: traffic does not move after $3 ($c0 -> $c1)"
-    done
+    ft_mark=$(num completed "$r0")
+    wait_for "$1/$2: traffic to move after $3 (from $ft_mark)" ft_moved "$1" "$2"
     qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "$1: guest broken after $3"
 }
 devstate() { # agent device -> its migration state
     qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-devices"}' | tr -d '\n' | sed -n "s/.*\"name\": \"$2\"[^}]*\"state\": \"\([A-Z_0-9]*\)\".*/\1/p"
 }
+precopying() { [ "$(devstate "$1" "$2")" = PRE_COPY ]; }
 
 case "$what" in
 precopy)
@@ -64,7 +67,6 @@ precopy)
     vm="--ram 64M --rate 100000"
     start dst $((port_base + 1)) $ft
     start src - $ft
-    sleep 0.5
     traffic src ft0 "start"
     traffic src ft1 "start"
     # a downtime limit the first pass cannot meet (the pages the guest and
@@ -139,15 +141,12 @@ reset)
     ft="--device flowtab,state=8"
     start dst $((port_base + 3)) $ft
     start src - $ft
-    sleep 0.3
+    wait_for "traffic on src/vfu0" ft_started src vfu0
     # abort: the reset ends the migration; the VM stays here, the
     # destination discards and stays ready
     "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 4M --reset-policy abort --json >"$dir/abort.out" 2>&1 &
     mpid=$!
-    i=0
-    while [ "$(devstate src vfu0)" != PRE_COPY ]; do
-        i=$((i + 1)); [ $i -lt 100 ] || fail "device never reached PRE_COPY: $(cat "$dir/abort.out")"; sleep 0.05
-    done
+    wait_for "the device to reach PRE_COPY" precopying src vfu0
     qmp "$dir/src.qmp" '{"execute":"x-vmig-device-reset","arguments":{"device":"vfu0"}}' | grep -q '"return"' || fail "x-vmig-device-reset refused"
     qmp "$dir/src.qmp" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}' | grep -q '"return"' || fail "cannot lift max-bandwidth"
     wait "$mpid"; rc=$?
@@ -162,10 +161,7 @@ reset)
     # restart: the device's precopy starts over, the migration completes
     "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 3))" --max-bandwidth 4M --max-iterations 8 --reset-policy restart --json >"$dir/restart.out" 2>&1 &
     mpid=$!
-    i=0
-    while [ "$(devstate src vfu0)" != PRE_COPY ]; do
-        i=$((i + 1)); [ $i -lt 100 ] || fail "device never reached PRE_COPY: $(cat "$dir/restart.out")"; sleep 0.05
-    done
+    wait_for "the device to reach PRE_COPY" precopying src vfu0
     qmp "$dir/src.qmp" '{"execute":"x-vmig-device-reset","arguments":{"device":"vfu0"}}' | grep -q '"return"' || fail "x-vmig-device-reset refused"
     # the reset is in: full speed from now on (max-bandwidth applies at once)
     qmp "$dir/src.qmp" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}' | grep -q '"return"' || fail "cannot lift max-bandwidth"
@@ -182,7 +178,7 @@ mixed)
     two="--device acc --device flowtab,state=4"
     start dst $((port_base + 4)) $two
     start src - $two
-    sleep 0.3
+    wait_for "traffic on src/vfu1" ft_started src vfu1
     expect_rc 1 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 4))" --json
     grep -q "vfu0" "$dir/last.out" || { cat "$dir/last.out"; fail "refusal does not name the device"; }
     grep -q "allow-mixed-p2p" "$dir/last.out" || { cat "$dir/last.out"; fail "refusal does not name the override"; }
@@ -218,7 +214,7 @@ ack)
     start src - $ft
     unset VMIG_TEST_CORRUPT_DEVICE_BYTE
     start dst $((port_base + 5)) $ft
-    sleep 0.3
+    wait_for "traffic on src/vfu0" ft_started src vfu0
     expect_rc 1 "$vmig" migrate --qmp "$dir/src.qmp" --to "127.0.0.1:$((port_base + 5))" --json
     grep -q '"event":"STOP"' "$dir/last.out" && { cat "$dir/last.out"; fail "the source paused its VM before the destination acked"; }
     grep -q '"event":"MIGRATION","data":{"status":"active"}' "$dir/last.out" || { cat "$dir/last.out"; fail "no MIGRATION events followed"; }

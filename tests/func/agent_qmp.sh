@@ -63,9 +63,18 @@ this is not json
 {"execute": "migrate", "arguments": {"uri": "tcp:127.0.0.1:1", "resume": true}, "id": 34}
 {"execute": "query-migrate-parameters", "arguments": {"bogus": 1}, "id": 35}
 QMP
-# keep the connection open a little so the failed migration's events arrive
-(cat "$dir/in"; sleep 1; echo '{"execute": "query-migrate", "id": 24}'; sleep 0.3) |
-    socat -t 2 - UNIX-CONNECT:"$dir/qmp" >"$dir/out"
+# keep the connection open until the failed migration's event arrived,
+# then until the answer to query-migrate did (conditions, not times:
+# the machine may be loaded)
+seen() { # PATTERN: in the transcript within 120 s
+    i=0
+    until grep -qF -- "$1" "$dir/out" 2>/dev/null; do
+        i=$((i + 1)); [ $i -lt 2400 ] || return 1; sleep 0.05
+    done
+}
+(cat "$dir/in"; seen '{"event": "MIGRATION", "data": {"status": "failed"}'
+ echo '{"execute": "query-migrate", "id": 24}'; seen '"id": 24}') |
+    socat -t 30 - UNIX-CONNECT:"$dir/qmp" >"$dir/out"
 
 has() { grep -F -- "$1" "$dir/out" >/dev/null || fail "missing: $1"; }
 has '{"QMP": {"version": {"qemu": {"major": 0, "minor": 1, "micro": 0}, "package": "vmig 0.1.0"}, "capabilities": ["oob"]}}'

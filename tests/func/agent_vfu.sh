@@ -22,22 +22,18 @@ port_base=$((20000 + ($$ + 7) % 20000))
 
 vm="--ram 16M"
 intact() { # name what
+    wait_for "$1 to finish its migration" settled "$1"
     qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "$1 not running after $2"
     qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "$1 guest broken after $2"
     out=$(qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-devices"}')
     echo "$out" | grep -q '"transport": "vfio-user"' || fail "$1: no vfio-user device: $out"
     echo "$out" | grep -q '"state": "RUNNING"' || fail "$1 device not RUNNING after $2: $out"
 }
-# Wait until the agent $1 runs its VM and no migration owns its vCPU any
+# wait_running A: agent A runs its VM and no migration owns its vCPU any
 # more (a destination finishes its incoming migration after the source's
-# migrate returned).
-wait_running() { # name
-    i=0
-    until qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' &&
-        ! qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"busy": true'; do
-        i=$((i + 1)); [ $i -lt 300 ] || fail "$1 not running 30 s after its migration"; sleep 0.1
-    done
-}
+# migrate returned)
+runs_free() { qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' && settled "$1"; }
+wait_running() { wait_for "$1 to run its VM after its migration" runs_free "$1"; }
 td="--device testdev,size=2 --device flowtab,state=2"
 if [ "$what" = testdev ]; then
 
@@ -67,10 +63,10 @@ start dst2 $((port_base + 4)) $td
 socat TCP-LISTEN:$((port_base + 5)),bind=127.0.0.1,reuseaddr TCP:127.0.0.1:$((port_base + 4)) 2>/dev/null &
 relay=$!
 pids="$pids $relay"
-sleep 0.2
+wait_for "the relay to listen" listening $((port_base + 5))
 "$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 5))" --max-bandwidth 4M --json >"$dir/cut.out" 2>&1 &
 mpid=$!
-sleep 0.5
+wait_for "the migration through the relay to move data" migrating back
 kill -9 "$relay"
 wait "$mpid"; rc=$?
 [ "$rc" -eq 1 ] || { cat "$dir/cut.out"; fail "migrate over a cut connection exited $rc"; }
@@ -79,7 +75,7 @@ intact back "a cut connection"
 # migrate_cancel mid-transfer
 "$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 4))" --max-bandwidth 4M --json >"$dir/cancel.out" 2>&1 &
 mpid=$!
-sleep 0.5
+wait_for "the migration to move data" migrating back
 expect_rc 0 "$vmig" cancel --qmp "$dir/back.qmp"
 wait "$mpid"; rc=$?
 [ "$rc" -eq 1 ] || { cat "$dir/cancel.out"; fail "cancelled migrate exited $rc"; }
@@ -88,7 +84,7 @@ intact back "a cancel"
 # destination agent killed mid-stream (its device server dies with it)
 "$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 4))" --max-bandwidth 4M --json >"$dir/kill.out" 2>&1 &
 mpid=$!
-sleep 0.5
+wait_for "the migration to move data" migrating back
 kill -9 "$pid_dst2"
 wait "$mpid"; rc=$?
 [ "$rc" -eq 1 ] || { cat "$dir/kill.out"; fail "migrate to a killed destination exited $rc"; }
@@ -106,21 +102,19 @@ start csrc - $acc --acc-requests 100000
 unset VMIG_TEST_CORRUPT_DEVICE_BYTE
 start cdst $((port_base + 9)) $acc
 start cdst2 $((port_base + 10)) $acc
-sleep 0.3
+acc_mark=0
+wait_for "the accelerator workload to start" acc_moving csrc
 expect_rc 1 "$vmig" migrate --qmp "$dir/csrc.qmp" --to "127.0.0.1:$((port_base + 9))" --json
 grep -q "vfu0" "$dir/last.out" || { cat "$dir/last.out"; fail "the corrupt-state error does not name the device"; }
 grep -Eqi "corrupt|checksum|bad message|EBADMSG" "$dir/last.out" || { cat "$dir/last.out"; fail "the corrupt-state error does not say the state is corrupt"; }
 intact csrc "a corrupted device state"
 c0=$(accel csrc)
 echo "$c0" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions after the corrupted migration: $c0"
-n0=$(echo "$c0" | sed -n 's/.*"completed": \([0-9]*\).*/\1/p')
-sleep 0.3
-c1=$(accel csrc)
-n1=$(echo "$c1" | sed -n 's/.*"completed": \([0-9]*\).*/\1/p')
-echo "$c1" | grep -q '"finished": true' || [ "${n1:-0}" -gt "${n0:-0}" ] || fail "the workload stopped on the source: $c0 then $c1"
+acc_mark=$(echo "$c0" | sed -n 's/.*"completed": \([0-9]*\).*/\1/p')
+wait_for "the workload to move on the source after the corrupted migration" acc_moving csrc
 expect_rc 0 "$vmig" migrate --qmp "$dir/csrc.qmp" --to "127.0.0.1:$((port_base + 10))" --json
 wait_running cdst2
-wait_finished cdst2
+acc_finish cdst2
 c2=$(accel cdst2)
 echo "$c2" | grep -q '"completed": 100000' || fail "not every request completed: $c2"
 echo "$c2" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions: $c2"
@@ -133,7 +127,8 @@ fi
 start asrc - $acc --acc-requests 100000
 start adst $((port_base + 6)) $acc
 start aold $((port_base + 7)) --device acc,qps=2
-sleep 0.5
+acc_mark=0
+wait_for "the accelerator workload to start" acc_moving asrc
 a0=$(accel asrc)
 echo "$a0" | grep -q '"verified": true' || fail "accelerator workload broken on the source: $a0"
 # refused in HELLO: 2 queue pairs here, 4 on the source
@@ -144,7 +139,7 @@ intact asrc "an accelerator refusal"
 # cancelled mid-transfer
 "$vmig" migrate --qmp "$dir/asrc.qmp" --to "127.0.0.1:$((port_base + 6))" --max-bandwidth 1M --json >"$dir/acancel.out" 2>&1 &
 mpid=$!
-sleep 0.5
+wait_for "the migration to move data" migrating asrc
 expect_rc 0 "$vmig" cancel --qmp "$dir/asrc.qmp"
 wait "$mpid"; rc=$?
 [ "$rc" -eq 1 ] || { cat "$dir/acancel.out"; fail "cancelled accelerator migrate exited $rc"; }
@@ -155,7 +150,7 @@ start aback $((port_base + 8)) $acc
 wait_running adst
 expect_rc 0 "$vmig" migrate --qmp "$dir/adst.qmp" --to "127.0.0.1:$((port_base + 8))" --json
 wait_running aback
-wait_finished aback
+acc_finish aback
 a1=$(accel aback)
 echo "$a1" | grep -q '"completed": 100000' || fail "not every request completed: $a1"
 echo "$a1" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions: $a1"
