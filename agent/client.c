@@ -470,8 +470,8 @@ print_precopy(json_object *st)
         printf("stop-and-copy (no precopy)\n");
         return;
     }
-    printf("precopy: %lld iterations, %.1f MiB sent while running, %.1f MiB "
-           "while paused, %lld dirty pages at the end, %lld device "
+    printf("precopy: %lld iterations; on the wire %.1f MiB while running, "
+           "%.1f MiB while paused; %lld dirty pages at the end, %lld device "
            "restarts\n",
            (long long)jint(st, "x-vmig-precopy", "iterations"),
            (double)jint(st, "x-vmig-precopy", "precopy-bytes") / (1 << 20),
@@ -518,10 +518,12 @@ cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
     if (strcmp(status, "completed") == 0) {
         ret = EXIT_OK;
         if (!json_out) {
-            printf("migration completed: %.1f MiB RAM + %.1f MiB device "
-                   "state in %lld ms, downtime %lld ms, %.0f Mbit/s\n",
+            printf("migration completed: %.1f MiB of guest RAM sent (every "
+                   "pass, zero pages at full size) and %lld bytes of "
+                   "device state in %lld ms, downtime %lld ms, %.0f "
+                   "Mbit/s\n",
                    (double)jint(st, "ram", "transferred") / (1 << 20),
-                   (double)jint(st, "vfio", "transferred") / (1 << 20),
+                   (long long)jint(st, "vfio", "transferred"),
                    (long long)jint(st, "total-time", NULL),
                    (long long)jint(st, "downtime", NULL),
                    json_object_object_get_ex(st, "ram", &v) &&

@@ -570,6 +570,9 @@ cmd_tls_setup(struct opts *o)
 
 /* ------------------------------------------------------------ demo */
 
+/* The demo gives up on a workload that made no progress for this long. */
+#define DEMO_STALL_MS 60000
+
 static pid_t
 spawn(const char *log, char *const argv[])
 {
@@ -694,6 +697,51 @@ reap(pid_t pid, const char *who)
     waitpid(pid, &status, 0);
 }
 
+/* @bytes in tenths of a MiB, rounded: parts printed side by side are
+ * summed in these units, so the printed numbers add up. */
+static int64_t
+tenths(int64_t bytes)
+{
+    return (bytes * 10 + (1 << 19)) >> 20;
+}
+
+/*
+ * What moved, each number saying what it counts, parts adding up to
+ * their whole: guest RAM sent (every pass, a page as often as it was
+ * dirtied) as page data plus zero pages (which travel as a marker, not
+ * as 4 KiB); and the bytes on the wire from the first precopy byte to
+ * SWITCHOVER (page data, markers, device state, frame headers) while the
+ * VM ran plus while it was paused.  The wire total is smaller than the
+ * RAM sent when much of RAM is zero.
+ */
+static void
+print_bytes(json_object *mig)
+{
+    int64_t zero =
+        jint_demo(mig, "ram", "duplicate") * jint_demo(mig, "ram", "page-size");
+    int64_t data = tenths(jint_demo(mig, "ram", "transferred") - zero);
+    int64_t run = tenths(jint_demo(mig, "x-vmig-precopy", "precopy-bytes"));
+    int64_t paused = tenths(jint_demo(mig, "x-vmig-precopy", "stopcopy-bytes"));
+
+    zero = tenths(zero);
+    printf("  guest RAM sent, %2lld passes              %lld.%lld MiB = "
+           "%lld.%lld MiB page data + %lld.%lld MiB zero pages (sent as "
+           "markers)\n",
+           (long long)jint_demo(mig, "ram", "dirty-sync-count"),
+           (long long)(data + zero) / 10, (long long)(data + zero) % 10,
+           (long long)data / 10, (long long)data % 10, (long long)zero / 10,
+           (long long)zero % 10);
+    printf("  device state sent                      %lld bytes\n",
+           (long long)jint_demo(mig, "vfio", "transferred"));
+    printf("  on the wire, precopy to switchover     %lld.%lld MiB = "
+           "%lld.%lld MiB while running + %lld.%lld MiB while paused\n",
+           (long long)(run + paused) / 10, (long long)(run + paused) % 10,
+           (long long)run / 10, (long long)run % 10, (long long)paused / 10,
+           (long long)paused % 10);
+    printf("  precopy iterations                     %lld\n",
+           (long long)jint_demo(mig, "x-vmig-precopy", "iterations"));
+}
+
 static int
 cmd_demo(struct opts *o)
 {
@@ -790,8 +838,9 @@ cmd_demo(struct opts *o)
     if (qmpc_exec(src, "query-migrate", NULL, &mig, err, sizeof(err)) < 0) {
         goto out;
     }
-    /* let the workload finish on the destination */
-    for (int i = 0; i < 400; i++) {
+    /* let the workload finish on the destination, however slowly a
+     * loaded machine runs it: give up only when it stops moving */
+    for (int64_t last = -1, idle_ms = 0; idle_ms < DEMO_STALL_MS;) {
         json_object_put(acc1);
         if (guest_report(dst, &steps_after, &verified, &busy, why, sizeof(why),
                          &acc1) < 0) {
@@ -807,7 +856,12 @@ cmd_demo(struct opts *o)
         if (!verified || jbool(acc1, "finished")) {
             break;
         }
+        if (jint_demo(acc1, "completed", NULL) != last) {
+            last = jint_demo(acc1, "completed", NULL);
+            idle_ms = 0;
+        }
         usleep(100000);
+        idle_ms += 100;
     }
     done1 = jint_demo(acc1, "completed", NULL);
     acc_ok = jbool(acc1, "finished") && jbool(acc1, "verified") &&
@@ -836,16 +890,7 @@ cmd_demo(struct opts *o)
            "right, %lld mismatches\n",
            (long long)jint_demo(acc1, "ledger", "checked"), (long long)total,
            (long long)jint_demo(acc1, "ledger", "mismatches"));
-    printf("  bytes moved                            %.1f MiB RAM + %lld bytes "
-           "device state\n",
-           (double)jint_demo(mig, "ram", "transferred") / (1 << 20),
-           (long long)jint_demo(mig, "vfio", "transferred"));
-    printf(
-        "  precopy                                %lld iterations, %.1f "
-        "MiB while running, %.1f MiB while paused\n",
-        (long long)jint_demo(mig, "x-vmig-precopy", "iterations"),
-        (double)jint_demo(mig, "x-vmig-precopy", "precopy-bytes") / (1 << 20),
-        (double)jint_demo(mig, "x-vmig-precopy", "stopcopy-bytes") / (1 << 20));
+    print_bytes(mig);
     printf("  total time                             %lld ms\n",
            (long long)jint_demo(mig, "total-time", NULL));
     printf("  downtime                               %lld ms\n",

@@ -8,7 +8,8 @@ if(TARGET vmig-agent)
     COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_migrate.sh
       $<TARGET_FILE:vmig-agent>)
   add_test(NAME agent-demo
-    COMMAND $<TARGET_FILE:vmig-agent> demo --ram 32M --acc-requests 60000)
+    COMMAND ${PROJECT_SOURCE_DIR}/tests/func/demo_verdict.sh
+      $<TARGET_FILE:vmig-agent> --ram 32M --acc-requests 60000)
   add_test(NAME agent-vfu
     COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
       $<TARGET_FILE:vmig-agent>)
