@@ -363,13 +363,29 @@ qmpc_close(struct qmp_client *c)
 struct follow {
     bool tty;
     bool json;
+    bool ended; /* the MIGRATION event of a final status was seen */
 };
+
+static bool
+final_status(const char *s)
+{
+    return strcmp(s, "completed") == 0 || strcmp(s, "failed") == 0 ||
+           strcmp(s, "cancelled") == 0;
+}
 
 static void
 print_event(void *opaque, json_object *ev)
 {
     struct follow *f = opaque;
+    json_object *v, *d;
 
+    if (json_object_object_get_ex(ev, "event", &v) &&
+        strcmp(json_object_get_string(v), "MIGRATION") == 0 &&
+        json_object_object_get_ex(ev, "data", &d) &&
+        json_object_object_get_ex(d, "status", &v) &&
+        final_status(json_object_get_string(v))) {
+        f->ended = true;
+    }
     if (f->json) {
         printf("%s\n",
                json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN));
@@ -507,8 +523,15 @@ cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
         if (tty) {
             draw_bar(st, &rt);
         }
-        if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-            strcmp(status, "cancelled") == 0) {
+        if (final_status(status)) {
+            break;
+        }
+    }
+    /* query-migrate can tell the end before the MIGRATION event that
+     * says it was written out: print that event too (--json readers wait
+     * for it); the agent queued it already, so this takes a moment */
+    for (int i = 0; i < 100 && !f.ended; i++) {
+        if (qmpc_poll_events(c, 100) < 0) {
             break;
         }
     }

@@ -610,7 +610,10 @@ static int
 wait_agent(const char *path, struct qmp_client **c)
 {
     for (int i = 0; i < 100; i++) {
-        if (qmpc_connect(path, 10000, c) == 0) {
+        /* a guest report replays the ledger and, once the workload is
+         * done, recomputes every result: slow under a loaded machine or a
+         * sanitizer, so each answer gets a generous deadline */
+        if (qmpc_connect(path, 120000, c) == 0) {
             return 0;
         }
         usleep(50000);
