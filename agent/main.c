@@ -572,6 +572,8 @@ cmd_tls_setup(struct opts *o)
 
 /* The demo gives up on a workload that made no progress for this long. */
 #define DEMO_STALL_MS 60000
+/* ...and on an agent that did not listen after this long. */
+#define DEMO_START_MS 120000
 
 static pid_t
 spawn(const char *log, char *const argv[])
@@ -606,15 +608,24 @@ free_port(void)
     return port;
 }
 
+/* Connect to the agent *@pid serves on @path once it listens: as long as
+ * it is alive, for up to DEMO_START_MS (a loaded machine or a sanitizer
+ * build starts slowly). */
 static int
-wait_agent(const char *path, struct qmp_client **c)
+wait_agent(pid_t *pid, const char *path, struct qmp_client **c)
 {
-    for (int i = 0; i < 100; i++) {
+    for (int ms = 0; ms < DEMO_START_MS; ms += 50) {
+        int status;
+
         /* a guest report replays the ledger and, once the workload is
          * done, recomputes every result: slow under a loaded machine or a
          * sanitizer, so each answer gets a generous deadline */
         if (qmpc_connect(path, 120000, c) == 0) {
             return 0;
+        }
+        if (waitpid(*pid, &status, WNOHANG) == *pid) {
+            *pid = -1; /* reaped: nothing left to stop */
+            return -ECHILD;
         }
         usleep(50000);
     }
@@ -804,8 +815,8 @@ cmd_demo(struct opts *o)
            "vmig-acc accelerator process (RAM %s bytes, %s requests; logs in "
            "%s)\n",
            ram, reqs, dir);
-    if (sp < 0 || dp < 0 || wait_agent(sq, &src) < 0 ||
-        wait_agent(dq, &dst) < 0) {
+    if (sp < 0 || dp < 0 || wait_agent(&sp, sq, &src) < 0 ||
+        wait_agent(&dp, dq, &dst) < 0) {
         fprintf(stderr, "vmig demo: agents did not come up (see %s)\n", dir);
         goto out;
     }
