@@ -218,7 +218,7 @@ qmp_emit(void *server, const char *event, json_object *data)
     }
 }
 
-void
+static void
 qmp_request_quit(struct qmp_server *s)
 {
     __atomic_store_n(&s->quit, 1, __ATOMIC_RELEASE);
@@ -443,16 +443,19 @@ capabilities(json_object *args, int *caps)
     return json_object_new_object();
 }
 
-/* Run @d with @args: the reply line, and whether the command quit. */
+/* Run @d with @args: the reply line; *caps for qmp_capabilities, *quit
+ * when the agent is to quit once it is out. */
 static char *
 run_cmd(struct qmp_server *s, const struct cmd_desc *d, json_object *args,
-        json_object *id, size_t *len, int *caps)
+        json_object *id, size_t *len, int *caps, bool *quit)
 {
     struct cmd_ctx x = {.s = s, .vm = s->vm, .args = args};
     json_object *ret;
 
     *caps = 0;
+    *quit = false;
     ret = d->fn != NULL ? d->fn(&x) : capabilities(args, caps);
+    *quit = ret != NULL && x.quit;
     if (ret == NULL) {
         return error_line(x.cls != NULL ? x.cls : "GenericError", x.err, id,
                           len);
@@ -494,12 +497,12 @@ dispatcher(void *arg)
         }
         pthread_mutex_unlock(&s->jlock);
         if (j->d != NULL) {
-            bool was = quitting(s);
+            bool quit;
             int caps;
 
-            j->line = run_cmd(s, j->d, j->args, j->id, &j->len, &caps);
+            j->line = run_cmd(s, j->d, j->args, j->id, &j->len, &caps, &quit);
             post(s, j->slot, j->gen, j->line, j->len, true, caps);
-            if (!was && quitting(s)) {
+            if (quit && !quitting(s)) {
                 /* after the reply, as QEMU's quit */
                 json_object *d = json_object_new_object();
 
@@ -507,6 +510,7 @@ dispatcher(void *arg)
                 json_object_object_add(d, "reason",
                                        json_object_new_string("host-qmp-quit"));
                 qmp_emit(s, "SHUTDOWN", d);
+                qmp_request_quit(s);
             }
         } else {
             post(s, j->slot, j->gen, j->line, j->len, true, 0);
@@ -589,7 +593,8 @@ run_oob(struct qmp_server *s, struct conn *c, const struct cmd_desc *d,
 {
     size_t len = 0;
     int caps;
-    char *line = run_cmd(s, d, args, id, &len, &caps);
+    bool quit; /* quit is in band only */
+    char *line = run_cmd(s, d, args, id, &len, &caps, &quit);
 
     drain(s); /* events it raised first, as in-band */
     if (caps != 0) {

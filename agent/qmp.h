@@ -114,6 +114,7 @@ struct cmd_ctx {
     json_object *args;
     char err[512];
     const char *cls;
+    bool quit; /* the agent quits after this reply */
 };
 
 typedef json_object *cmd_fn(struct cmd_ctx *x);
@@ -144,8 +145,5 @@ int qmp_sock_listen(const char *path, int *fd, bool *stale, char *err,
                     size_t errlen);
 /* The peer of @fd (*cr); -EPERM when it is neither our uid nor root. */
 int qmp_sock_peer(int fd, struct ucred *cr);
-
-/* qmp.c: what commands may ask of the server */
-void qmp_request_quit(struct qmp_server *s);
 
 #endif /* VMIG_AGENT_QMP_H */

@@ -439,6 +439,26 @@ def scenario_refuse():
     check(statuses(q) == ["setup", "active", "completed"],
           "statuses %r" % statuses(q))
     q.close()
+
+    # quit: the reply, then one SHUTDOWN, then the agent exits (QEMU's order)
+    rid = dq.request("quit")
+    got = []
+    try:
+        while True:
+            got.append(dq.recv(30))
+    except QMPClosed:
+        pass
+    idx = [i for i, m in enumerate(got) if m.get("id") == rid]
+    downs = [i for i, m in enumerate(got) if m.get("event") == "SHUTDOWN"]
+    check(len(idx) == 1 and got[idx[0]].get("return") == {}, "quit: %r" % got)
+    check(len(downs) == 1 and downs[0] > idx[0] and
+          got[downs[0]]["data"] == {"guest": False, "reason": "host-qmp-quit"},
+          "SHUTDOWN after quit: %r" % got)
+    try:
+        dst.wait(60)
+    except subprocess.TimeoutExpired:
+        fail("the agent did not exit after quit")
+    check(dst.returncode == 0, "exit status after quit: %d" % dst.returncode)
     dq.close()
 
 
