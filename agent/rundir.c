@@ -6,14 +6,15 @@
  * read and write guest memory through it).
  *
  * An agent killed with SIGKILL cannot remove its directory; the next
- * agent to start does: a vmig-dev-<pid>-* directory of ours whose pid no
- * longer runs vmig is removed with the sockets in it.  Directories of
+ * agent to start does: a vmig-dev-<pid>-* directory of ours whose process
+ * is gone is removed with the sockets in it.  Directories of
  * other users, of live agents, and anything that does not look like ours
  * are left alone.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,24 +33,16 @@ tmpdir(void)
     return t != NULL && t[0] == '/' ? t : "/tmp";
 }
 
-/* Whether @pid is a running vmig (a reused pid of another program is
- * not). */
+/*
+ * Whether process @pid still exists.  Its name is no proof of anything
+ * (an agent started through /proc/self/exe, as `vmig demo` does, is
+ * called "exe"), so any live process keeps the directory: a pid reused
+ * by another program only delays the cleanup until that one ends.
+ */
 static bool
-alive_vmig(long pid)
+alive(long pid)
 {
-    char path[64], comm[32] = "";
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-    f = fopen(path, "re");
-    if (f == NULL) {
-        return false;
-    }
-    if (fgets(comm, sizeof(comm), f) == NULL) {
-        comm[0] = '\0';
-    }
-    fclose(f);
-    return strncmp(comm, "vmig", 4) == 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
 /* Remove @name in @dfd: its entries (sockets, no subdirectories), then it. */
@@ -99,7 +92,7 @@ rundir_clean_stale(vmig_ctx_t *ctx)
         pid = strtol(e->d_name + strlen(PREFIX), &end, 10);
         if (end == e->d_name + strlen(PREFIX) || *end != '-' || pid <= 0 ||
             fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-            !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || alive_vmig(pid)) {
+            !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || alive(pid)) {
             continue;
         }
         if (remove_dir(dirfd(d), e->d_name) == 0) {

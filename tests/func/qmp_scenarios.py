@@ -773,6 +773,28 @@ def scenario_security():
     with open(os.path.join(TMP, "c2.log")) as f:
         check("stale socket" in f.read(), "stale replacement not logged")
 
+    # a live agent's directory is never taken, whatever its process is
+    # called (`vmig demo` starts agents through /proc/self/exe: "exe")
+    alias = os.path.join(TMP, "exe")
+    os.symlink(VMIG, alias)
+    live = subprocess.Popen([alias, "run", "--qmp",
+                             os.path.join(TMP, "live.qmp"), "--device",
+                             "testdev"] + VM,
+                            stderr=open(os.path.join(TMP, "live.log"), "w"),
+                            env=dict(os.environ, TMPDIR=TMP))
+    PROCS.append(live)
+    wait_socket(os.path.join(TMP, "live.qmp"), live)
+    livedir = [d for d in os.listdir(TMP)
+               if d.startswith("vmig-dev-%d-" % live.pid)]
+    check(len(livedir) == 1, "the live agent's device directory")
+    other = agent("other", "-", "--device", "testdev")
+    check(os.path.isdir(os.path.join(TMP, livedir[0])),
+          "a starting agent removed a live agent's device directory")
+    devs = connect(os.path.join(TMP, "live.qmp")).cmd("x-vmig-query-devices")
+    check(devs[0]["state"] == "RUNNING", "the live agent's device: %r" % devs)
+    other.terminate()
+    other.wait()
+
     # something that is not a socket, unsafe directories: refused
     notsock = os.path.join(TMP, "file.qmp")
     open(notsock, "w").close()
