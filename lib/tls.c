@@ -1286,9 +1286,14 @@ vmig_tls_handshake(struct vmig_tls *t, int fd, unsigned int timeout_ms,
     peer_name(t, s->ssl, &h, peer, sizeof(peer), oneline, sizeof(oneline));
     if (t->endpoint == VMIG_TLS_SERVER) {
         if (t->authz != NULL && !authz_allows(t, peer, oneline)) {
+            char told[VERDICT_REASON_MAX + 1];
+
+            /* the peer learns why, not where our files are */
+            snprintf(told, sizeof(told),
+                     "'%s' is not in the destination's allow-list", peer);
             snprintf(why, whylen, "'%s' is not in the allow-list %s", peer,
                      t->authz_file);
-            (void)send_verdict(ch, EACCES, why, 1000, NULL);
+            (void)send_verdict(ch, EACCES, told, 1000, NULL);
             ret = -EACCES;
             goto fail;
         }

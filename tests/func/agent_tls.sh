@@ -126,7 +126,7 @@ x509)
         "the source rejected our certificate" \
         --tls-creds "$dir/good" --tls-hostname db.example.org
     refused "a subject not in the allow-list" dst $((port_base + 1)) \
-        "the destination refused us: 'CN=intruder,O=vmig' is not in the allow-list" \
+        "the destination refused us: 'CN=intruder,O=vmig' is not in the destination's allow-list" \
         "'CN=intruder,O=vmig' is not in the allow-list" \
         --tls-creds "$dir/intruder" --tls-hostname localhost
     # the parameters are QEMU's, visible in query-migrate-parameters

@@ -473,7 +473,8 @@ test_authz_miss(void **state)
     assert_why(&s, "'CN=vmig-client,O=vmig' is not in the allow-list");
     assert_int_equal(c.ret, -EACCES);
     assert_why(&c, "the destination refused us: 'CN=vmig-client,O=vmig' is "
-                   "not in the allow-list");
+                   "not in the destination's allow-list");
+    assert_null(strstr(c.why, top)); /* no path of the destination's */
     end_free(&s);
     end_free(&c);
 }
