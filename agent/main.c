@@ -578,13 +578,23 @@ cmd_tls_setup(struct opts *o)
 static pid_t
 spawn(const char *log, char *const argv[])
 {
-    pid_t pid = fork();
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    pid_t pid;
 
+    /* exec'd by its own name, so the agent's comm is "vmig" (executing
+     * /proc/self/exe would name it "exe", and another agent's start-up
+     * would take its device directory for a dead agent's) */
+    if (n <= 0) {
+        return -1;
+    }
+    self[n] = '\0';
+    pid = fork();
     if (pid == 0) {
         FILE *f = freopen(log, "w", stderr);
 
         (void)f;
-        execv("/proc/self/exe", argv);
+        execv(self, argv);
         _exit(127);
     }
     return pid;
