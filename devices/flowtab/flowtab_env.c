@@ -4,17 +4,16 @@
  *
  * Saving: the envelope writer pulls records through src_next()/src_read():
  * next() reads the 24-byte flowtab record header from the model's saving
- * session (ft_model_save()), read() hands out that header and then the
- * record's payload straight from the model.  The model's "no more for
- * now" (-ENOMSG) is the writer's -EAGAIN; the model's end of data (after
- * its END record) is the writer's "no more records", so the envelope END
- * follows.
+ * session (the model's save callback), read() hands out that header and then
+ * the record's payload straight from the model.  The model's "no more for now"
+ * (-ENOMSG) is the writer's -EAGAIN; the model's end of data (after its END
+ * record) is the writer's "no more records", so the envelope END follows.
  *
  * Loading: the envelope loader checks header, descriptor (IS_COMPATIBLE
  * against this device's descriptor), record order, every checksum, and
  * feeds each record's payload to the model's staging copy
- * (ft_model_load()), which parses and checks it again; nothing reaches the
- * device state before RESUMING -> STOP.
+ * (the model's load callback), which parses and checks it again; nothing
+ * reaches the device state before RESUMING -> STOP.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -84,8 +83,8 @@ src_next(void *opaque, struct vmig_stream_record *rec)
     struct ft_rec_hdr h;
 
     while (e->rh_have < REC_HDR) {
-        ssize_t n = ft_model_save(e->m, e->state, e->rh + e->rh_have,
-                                  REC_HDR - e->rh_have);
+        ssize_t n = ft_model_stream_ops()->save(
+            e->m, e->state, e->rh + e->rh_have, REC_HDR - e->rh_have);
 
         if (n == -ENOMSG) {
             return -EAGAIN;
@@ -127,7 +126,8 @@ src_read(void *opaque, void *buf, size_t n)
         }
         return (ssize_t)k;
     }
-    r = ft_model_save(e->m, e->state, buf, n < e->rec_left ? n : e->rec_left);
+    r = ft_model_stream_ops()->save(e->m, e->state, buf,
+                                    n < e->rec_left ? n : e->rec_left);
     if (r == -ENOMSG) {
         return -EAGAIN;
     }
@@ -164,9 +164,10 @@ save_end(struct ft_env *e)
     e->w = NULL;
 }
 
-ssize_t
-ft_env_save(struct ft_env *e, enum vmig_state state, void *buf, size_t len)
+static ssize_t
+env_save(void *opaque, enum vmig_state state, void *buf, size_t len)
 {
+    struct ft_env *e = opaque;
     ssize_t n;
 
     if (e->w == NULL) {
@@ -198,13 +199,14 @@ compat_left(const struct ft_env *e)
     return off < e->compat_bytes ? e->compat_bytes - off : 0;
 }
 
-int
-ft_env_precopy_info(struct ft_env *e, uint64_t *initial, uint64_t *dirty)
+static int
+env_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
 {
+    struct ft_env *e = opaque;
     uint64_t i, d;
     int ret;
 
-    ret = ft_model_precopy_info(e->m, &i, &d);
+    ret = ft_model_stream_ops()->precopy_info(e->m, &i, &d);
     if (ret < 0) {
         return ret;
     }
@@ -213,13 +215,14 @@ ft_env_precopy_info(struct ft_env *e, uint64_t *initial, uint64_t *dirty)
     return 0;
 }
 
-int
-ft_env_data_size(struct ft_env *e, uint64_t *bytes)
+static int
+env_data_size(void *opaque, uint64_t *bytes)
 {
+    struct ft_env *e = opaque;
     uint64_t s;
     int ret;
 
-    ret = ft_model_data_size(e->m, &s);
+    ret = ft_model_stream_ops()->data_size(e->m, &s);
     if (ret < 0) {
         return ret;
     }
@@ -234,7 +237,7 @@ sink_data(void *opaque, const void *buf, size_t n)
 {
     struct ft_env *e = opaque;
 
-    return ft_model_load(e->m, buf, n);
+    return ft_model_stream_ops()->load(e->m, buf, n);
 }
 
 static const struct vmig_stream_sink_ops sink_ops = {.data = sink_data};
@@ -265,9 +268,12 @@ load_open(struct ft_env *e)
     return vmig_stream_loader_new(e->ctx, &lc, &e->l);
 }
 
-int
-ft_env_write(struct ft_env *e, const void *buf, size_t len)
+/* Consume envelope bytes; once refused, refused for good. */
+static int
+env_load(void *opaque, const void *buf, size_t len)
 {
+    struct ft_env *e = opaque;
+
     if (e->l == NULL) {
         return -EBUSY;
     }
@@ -314,9 +320,10 @@ load_end(struct ft_env *e)
 
 /* ------------------------------------------------------------ arcs */
 
-int
-ft_env_step(struct ft_env *e, enum vmig_state from, enum vmig_state to)
+static int
+env_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
 {
+    struct ft_env *e = opaque;
     enum vmig_arc_kind kind = vmig_arc_classify(from, to);
     int ret = 0;
 
@@ -330,7 +337,7 @@ ft_env_step(struct ft_env *e, enum vmig_state from, enum vmig_state to)
     if (ret < 0) {
         return ret;
     }
-    ret = ft_model_step(e->m, from, to);
+    ret = ft_model_stream_ops()->step(e->m, from, to, broken);
     if (ret < 0) {
         if (kind == VMIG_ARC_OPEN_SAVE) {
             save_end(e);
@@ -351,62 +358,26 @@ ft_env_step(struct ft_env *e, enum vmig_state from, enum vmig_state to)
     return 0;
 }
 
-void
-ft_env_reset(struct ft_env *e)
+static void
+env_reset(void *opaque, enum vmig_reset_cause cause)
 {
+    struct ft_env *e = opaque;
+
     if (e->hooks != NULL && e->hooks->reset != NULL) {
         e->hooks->reset(e->hooks_opaque);
     }
-    ft_model_reset(e->m);
+    ft_model_stream_ops()->reset(e->m, cause);
     save_end(e);
     load_end(e);
 }
 
-static int
-cb_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
-{
-    (void)broken;
-    return ft_env_step(opaque, from, to);
-}
-
-static ssize_t
-cb_save(void *opaque, enum vmig_state state, void *buf, size_t len)
-{
-    return ft_env_save(opaque, state, buf, len);
-}
-
-static int
-cb_load(void *opaque, const void *buf, size_t len)
-{
-    return ft_env_write(opaque, buf, len);
-}
-
-static void
-cb_reset(void *opaque, enum vmig_reset_cause cause)
-{
-    (void)cause;
-    ft_env_reset(opaque);
-}
-
-static int
-cb_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
-{
-    return ft_env_precopy_info(opaque, initial, dirty);
-}
-
-static int
-cb_data_size(void *opaque, uint64_t *bytes)
-{
-    return ft_env_data_size(opaque, bytes);
-}
-
 static const struct vmig_dev_ops env_ops = {
-    .step = cb_step,
-    .save = cb_save,
-    .load = cb_load,
-    .reset = cb_reset,
-    .precopy_info = cb_precopy_info,
-    .data_size = cb_data_size,
+    .step = env_step,
+    .save = env_save,
+    .load = env_load,
+    .reset = env_reset,
+    .precopy_info = env_precopy_info,
+    .data_size = env_data_size,
 };
 
 const struct vmig_dev_ops *

@@ -9,7 +9,7 @@
  *
  * Transport-independent: these are framework callbacks (<vmig/device.h>,
  * ft_env_dev_ops()) around the model's raw stream callbacks
- * (ft_model_step() ...), used for the device's framework object by the
+ * (ft_model_stream_ops()), used for the device's framework object by the
  * vfio-user server (flowtab_server.c, with its hooks) and the fuzz
  * harness.  They run under the framework's lock.
  * docs/flowtab.md ("vfio-user server") describes the descriptor
@@ -78,25 +78,15 @@ int ft_env_init(struct ft_env *e, vmig_ctx_t *ctx, struct ft_model *m,
 void ft_env_fini(struct ft_env *e);
 
 /*
- * The framework callbacks, with the envelope around the model's stream:
- * an arc that opens a saving session prepares the writer, STOP ->
- * RESUMING the loader, and RESUMING -> STOP first requires a complete,
- * valid envelope (END, digest, nothing trailing), then lets the model
- * validate and commit its stream.
+ * The framework callbacks (the opaque is the struct ft_env), with the
+ * envelope around the model's stream: an arc that opens a saving session
+ * prepares the writer, STOP -> RESUMING the loader, and RESUMING -> STOP
+ * first requires a complete, valid envelope (END, digest, nothing
+ * trailing), then lets the model validate and commit its stream.  Reads
+ * give envelope bytes, 0 at the permanent end, -ENOMSG for nothing now;
+ * a refused envelope stays refused.  Sizes are in envelope bytes.  A
+ * reset resets the model and drops the writer and loader.
  */
-int ft_env_step(struct ft_env *e, enum vmig_state from, enum vmig_state to);
-/* > 0 bytes; 0 at the permanent end; -ENOMSG nothing for now; -errno. */
-ssize_t ft_env_save(struct ft_env *e, enum vmig_state state, void *buf,
-                    size_t len);
-/* Consume envelope bytes; once refused, refused for good.  0 or -errno. */
-int ft_env_write(struct ft_env *e, const void *buf, size_t len);
-/* Device reset: the model's power-on state; writer and loader dropped. */
-void ft_env_reset(struct ft_env *e);
-/* Sizes in envelope bytes (PRECOPY_INFO, MIG_DATA_SIZE). */
-int ft_env_precopy_info(struct ft_env *e, uint64_t *initial, uint64_t *dirty);
-int ft_env_data_size(struct ft_env *e, uint64_t *bytes);
-
-/* The callbacks above as a table; the opaque is the struct ft_env. */
 const struct vmig_dev_ops *ft_env_dev_ops(void);
 
 #endif /* FLOWTAB_ENV_H */

@@ -159,9 +159,12 @@ save_fill(struct ft_model *d, enum vmig_state state)
     return s->out_len > 0;
 }
 
-ssize_t
-ft_model_save(struct ft_model *d, enum vmig_state state, void *buf, size_t len)
+/* The framework's save: records, cut across reads as needed; -ENOMSG in
+ * the precopy states when nothing is pending. */
+static ssize_t
+mig_save(void *opaque, enum vmig_state state, void *buf, size_t len)
 {
+    struct ft_model *d = opaque;
     struct save_session *s = &d->save;
     size_t copied = 0;
 
@@ -214,9 +217,12 @@ out_left(const struct save_session *s, enum out_kind kind)
     return s->out_kind == kind ? s->out_len - s->out_pos : 0;
 }
 
-int
-ft_model_precopy_info(struct ft_model *d, uint64_t *initial, uint64_t *dirty)
+/* Initial data not yet read and chunks read once and changed since (an
+ * estimate: more may change before they are read), in stream bytes. */
+static int
+mig_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
 {
+    struct ft_model *d = opaque;
     struct save_session *s = &d->save;
     uint64_t rec = REC_HDR_BYTES + d->chunk_bytes;
 
@@ -232,9 +238,12 @@ ft_model_precopy_info(struct ft_model *d, uint64_t *initial, uint64_t *dirty)
     return 0;
 }
 
-int
-ft_model_data_size(struct ft_model *d, uint64_t *size)
+/* The stream bytes STOP_COPY would produce from now on: the rest of a
+ * saving session, or a whole stream when none is open. */
+static int
+mig_data_size(void *opaque, uint64_t *size)
 {
+    struct ft_model *d = opaque;
     struct save_session *s = &d->save;
     uint64_t rec = REC_HDR_BYTES + d->chunk_bytes;
 
@@ -434,9 +443,12 @@ rec_finish(struct ft_model *d)
     return 0;
 }
 
-int
-ft_model_load(struct ft_model *d, const void *buf, size_t len)
+/* The framework's load: parsed and checked record by record into the
+ * staging copy; after the first error every later write fails the same. */
+static int
+mig_load(void *opaque, const void *buf, size_t len)
 {
+    struct ft_model *d = opaque;
     struct load_session *l = &d->load;
     const uint8_t *p = buf;
     size_t left = len;
@@ -541,11 +553,16 @@ load_commit(struct ft_model *d)
 
 /* ----------------------------------------------------- framework callbacks */
 
-int
-ft_model_step(struct ft_model *d, enum vmig_state from, enum vmig_state to)
+/* One arc: open or end a session's data, change the run mode (quiescing
+ * waits for in-flight P2P writes).  RESUMING -> STOP validates the whole
+ * loaded stream and only then replaces the device state. */
+static int
+mig_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
 {
+    struct ft_model *d = opaque;
     int ret = 0;
 
+    (void)broken;
     pthread_mutex_lock(&d->lock);
     switch (vmig_arc_classify(from, to)) {
     case VMIG_ARC_OPEN_SAVE:
@@ -577,9 +594,13 @@ ft_model_step(struct ft_model *d, enum vmig_state from, enum vmig_state to)
     return ret;
 }
 
-void
-ft_model_reset(struct ft_model *d)
+/* Power-on state, running; session data dropped. */
+static void
+mig_reset(void *opaque, enum vmig_reset_cause cause)
 {
+    struct ft_model *d = opaque;
+
+    (void)cause;
     pthread_mutex_lock(&d->lock);
     ft__save_close(d);
     ft__load_close(d);
@@ -591,50 +612,17 @@ ft_model_reset(struct ft_model *d)
     pthread_mutex_unlock(&d->lock);
 }
 
-static int
-raw_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
-{
-    (void)broken;
-    return ft_model_step(opaque, from, to);
-}
-
-static ssize_t
-raw_save(void *opaque, enum vmig_state state, void *buf, size_t len)
-{
-    return ft_model_save(opaque, state, buf, len);
-}
-
-static int
-raw_load(void *opaque, const void *buf, size_t len)
-{
-    return ft_model_load(opaque, buf, len);
-}
-
-static void
-raw_reset(void *opaque, enum vmig_reset_cause cause)
-{
-    (void)cause;
-    ft_model_reset(opaque);
-}
-
-static int
-raw_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
-{
-    return ft_model_precopy_info(opaque, initial, dirty);
-}
-
-static int
-raw_data_size(void *opaque, uint64_t *bytes)
-{
-    return ft_model_data_size(opaque, bytes);
-}
-
-/* The raw stream as the device's migration data. */
-const struct vmig_dev_ops ft__raw_ops = {
-    .step = raw_step,
-    .save = raw_save,
-    .load = raw_load,
-    .reset = raw_reset,
-    .precopy_info = raw_precopy_info,
-    .data_size = raw_data_size,
+static const struct vmig_dev_ops stream_ops = {
+    .step = mig_step,
+    .save = mig_save,
+    .load = mig_load,
+    .reset = mig_reset,
+    .precopy_info = mig_precopy_info,
+    .data_size = mig_data_size,
 };
+
+const struct vmig_dev_ops *
+ft_model_stream_ops(void)
+{
+    return &stream_ops;
+}

@@ -21,9 +21,9 @@
  * ("the device must complete in-progress P2P before returning").
  *
  * Migration: the device's framework object (<vmig/device.h>) owns the
- * state machine and the sessions; the callbacks here (ft_model_step(),
- * _save(), _load(), ...) only move the model's run mode and produce or
- * consume the stream.
+ * state machine and the sessions; the model's callbacks (flowtab_mig.c,
+ * ft_model_stream_ops()) only move its run mode and produce or consume
+ * the stream.
  *
  * Locking: lock guards everything below it in struct ft_model.  The
  * framework's lock is taken before it (every migration callback runs with
@@ -157,7 +157,7 @@ ft_model_new(vmig_ctx_t *ctx, const struct ft_config *cfg,
     pthread_cond_init(&d->idle_cv, &ca);
     pthread_condattr_destroy(&ca);
     ret = vmig_dev_new(ctx, c.mig_flags,
-                       c.mig_ops != NULL ? c.mig_ops : &ft__raw_ops,
+                       c.mig_ops != NULL ? c.mig_ops : ft_model_stream_ops(),
                        c.mig_ops != NULL ? c.mig_opaque : d, &d->dev);
     if (ret < 0) {
         goto err_sync;

@@ -14,8 +14,8 @@
  * Migration: the device's one state machine is a framework object
  * (<vmig/device.h>, flags STOP_COPY | P2P | PRE_COPY) the model owns,
  * ft_model_dev(); its callbacks are the raw flowtab stream
- * (ft_model_step() ... below), or ones the owner supplies that wrap them
- * (the vfio-user server carries the stream in the device-state envelope).
+ * (ft_model_stream_ops()), or ones the owner supplies that wrap them (the
+ * vfio-user server carries the stream in the device-state envelope).
  * Device-side semantics per state:
  *   RUNNING, PRE_COPY          everything runs;
  *   RUNNING_P2P, PRE_COPY_P2P  no P2P is initiated (the worker holds at the
@@ -99,8 +99,8 @@ struct ft_peer_ops {
  *               to STOP (the uAPI's rule for devices without P2P); without
  *               PRE_COPY it has no precopy.
  * @mig_ops:     the framework callbacks of ft_model_dev(), when the owner
- *               wraps the raw stream (they call ft_model_step() ...);
- *               NULL: the raw stream itself, with the model as opaque.
+ *               wraps the raw stream (ft_model_stream_ops()); NULL: the
+ *               raw stream itself, with the model as opaque.
  * @mig_opaque:  passed to @mig_ops.
  */
 struct ft_config {
@@ -119,7 +119,7 @@ struct ft_config {
  * @p2p_refused: inbound P2P writes refused (device stopped, bad record).
  * @reg_refused: register writes refused (device stopped, read-only).
  * @chunks_sent: CHUNK records emitted by saving sessions.
- * @bytes_sent:  bytes returned by ft_model_save() overall.
+ * @bytes_sent:  bytes of saving data produced overall.
  */
 struct ft_diag {
     uint64_t p2p_refused;
@@ -296,84 +296,23 @@ uint64_t ft_model_peer_sum(struct ft_model *d);
  */
 void ft_model_diag(struct ft_model *d, struct ft_diag *out);
 
-/*
- * The raw stream's callbacks (struct vmig_dev_ops), for owners that wrap
- * them in their own @mig_ops.  They run under the framework's lock, which
- * has already checked that a session of the right kind is open.
- */
-
 /**
- * ft_model_step() - One arc: open or end a session's data, change the run
- * mode (quiescing waits for in-flight P2P writes).
- * @d:    device.
- * @from: current state.
- * @to:   next state.
+ * ft_model_stream_ops() - The raw flowtab stream as framework callbacks
+ * (struct vmig_dev_ops; the opaque is the struct ft_model), for owners
+ * that wrap them in their own @mig_ops (the envelope, flowtab_env.c).
  *
- * RESUMING -> STOP validates the whole loaded stream and only then
- * replaces the device state.
+ * step: open or end a session's data and change the run mode (quiescing
+ * waits for in-flight P2P writes); RESUMING -> STOP validates the whole
+ * loaded stream and only then replaces the device state.  save: records
+ * (docs/flowtab.md), cut across reads as needed, then END in STOP_COPY;
+ * -ENOMSG in the precopy states when nothing is pending.  load: parsed
+ * and checked record by record into a staging copy; after the first error
+ * (-EBADMSG for damage, -EOPNOTSUPP for a version or geometry this device
+ * cannot load) every later write fails the same way.  precopy_info and
+ * data_size count stream bytes.  reset: power-on state, running.
  *
- * Return: 0, or -errno with the device still in @from (-ENOMEM, or the
- * load's error: -EBADMSG, -EOPNOTSUPP).
+ * Return: a static table.
  */
-int ft_model_step(struct ft_model *d, enum vmig_state from, enum vmig_state to);
-
-/**
- * ft_model_save() - Produce saving-session data.
- * @d:     device.
- * @state: the device's state (STOP_COPY sends the END record).
- * @buf:   destination.
- * @len:   room in @buf (> 0).
- *
- * Return: bytes (> 0); 0 at the end of data (STOP_COPY after the END
- * record); -ENOMSG in PRE_COPY/PRE_COPY_P2P when nothing is pending now;
- * -EBUSY without a saving session; -EINVAL for a bad argument.
- */
-ssize_t ft_model_save(struct ft_model *d, enum vmig_state state, void *buf,
-                      size_t len);
-
-/**
- * ft_model_load() - Consume resuming-session data.
- * @d:   device.
- * @buf: data.
- * @len: bytes.
- *
- * Data is parsed and checked record by record into a staging copy; the
- * device state changes only when RESUMING -> STOP validates everything.
- * After the first error every later write fails with the same error.
- *
- * Return: 0; -EBADMSG (corrupt, misordered, duplicated header, data after
- * END, bad checksum or digest), -EOPNOTSUPP (stream version or geometry
- * this device cannot load), -EBUSY without a resuming session, -EINVAL.
- */
-int ft_model_load(struct ft_model *d, const void *buf, size_t len);
-
-/**
- * ft_model_precopy_info() - VFIO_MIG_GET_PRECOPY_INFO, in stream bytes.
- * @d:       device.
- * @initial: initial data not yet read.
- * @dirty:   bytes of chunks already read once and changed since (an
- *           estimate: more may change before they are read).
- *
- * Return: 0, or -EINVAL without a saving session.
- */
-int ft_model_precopy_info(struct ft_model *d, uint64_t *initial,
-                          uint64_t *dirty);
-
-/**
- * ft_model_data_size() - VFIO_DEVICE_FEATURE_MIG_DATA_SIZE: the stream
- * bytes STOP_COPY would produce from now on (the rest of a saving session,
- * or a whole stream when none is open).
- * @d:    device.
- * @size: receives the size.
- *
- * Return: 0.
- */
-int ft_model_data_size(struct ft_model *d, uint64_t *size);
-
-/**
- * ft_model_reset() - Power-on state, running; session data dropped.
- * @d: device.
- */
-void ft_model_reset(struct ft_model *d);
+const struct vmig_dev_ops *ft_model_stream_ops(void);
 
 #endif /* FLOWTAB_MODEL_H */

@@ -221,7 +221,6 @@ long ft__process_batch(struct ft_model *d, unsigned int max);
 void *ft__worker(void *arg);
 
 /* flowtab_mig.c */
-extern const struct vmig_dev_ops ft__raw_ops;
 void ft__save_close(struct ft_model *d);
 void ft__load_close(struct ft_model *d);
 
