@@ -19,8 +19,11 @@ if(TARGET vmig-agent)
   add_test(NAME agent-corrupt
     COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
       $<TARGET_FILE:vmig-agent> corrupt)
+  add_test(NAME agent-acc-done
+    COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
+      $<TARGET_FILE:vmig-agent> accdone)
   set_tests_properties(agent-qmp agent-migrate agent-demo agent-vfu agent-acc
-    agent-corrupt
+    agent-corrupt agent-acc-done
     PROPERTIES
     LABELS func TIMEOUT 300)
 endif()

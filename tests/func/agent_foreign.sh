@@ -32,7 +32,6 @@ py=$2
 what=$3
 QMP_TIMEOUT=5
 . "$(dirname "$0")/agent_lib.sh"
-port_base=$((20000 + ($$ + 23) % 20000))
 vm="--ram 32M"
 foreign="$(dirname "$0")/foreign_vfu.py"
 fpids=""

@@ -1,11 +1,15 @@
 # Shared by the agent functional tests (sourced; POSIX sh).  Before
 # sourcing: vmig (the agent binary).  After: set vm (the agents' VM
-# options) and port_base.  QMP_TIMEOUT: seconds socat waits for a reply
+# options).  QMP_TIMEOUT: seconds socat waits for a reply
 # (default 30: the agent closes the connection once it answered, so this
 # only bounds a slow answer on a loaded machine).  WAIT_SECS: deadline of
 # wait_for (default 120).  KEEP=1 keeps the temporary directory for a
 # post-mortem.
 dir=$(mktemp -d)
+# This script's loopback ports: port_base + 0..15.  A block of 16 per
+# process id, so scripts that ctest starts together (consecutive pids)
+# never share a port, all below the kernel's ephemeral range (32768).
+port_base=$((20000 + ($$ % 797) * 16))
 export TMPDIR="$dir" # the agents' device socket directories go here too
 pids=""
 cleanup() {

@@ -8,7 +8,6 @@
 set -u
 vmig=$1
 . "$(dirname "$0")/agent_lib.sh"
-port_base=$((20000 + $$ % 20000))
 
 # usage errors exit 2, help exits 0
 expect_rc 2 "$vmig"

@@ -29,7 +29,6 @@ set -u
 vmig=$1
 what=$2
 . "$(dirname "$0")/agent_lib.sh"
-port_base=$((20000 + ($$ + 11) % 20000))
 vm="--ram 32M"
 # one number from a flat JSON text: num KEY TEXT
 num() { echo "$2" | tr -d '\n' | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"; }

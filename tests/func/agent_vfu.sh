@@ -13,12 +13,14 @@
 # migration: it fails with an error naming the device, the source keeps
 # running with its device RUNNING and its workload verified and moving,
 # and a later clean migration succeeds.
-# usage: agent_vfu.sh <vmig binary> [testdev|acc|corrupt]
+# With "accdone": the accelerator workload outlives the guest program
+# (which fills its ledger at once) and still finishes, before and after a
+# migration.
+# usage: agent_vfu.sh <vmig binary> [testdev|acc|corrupt|accdone]
 set -u
 vmig=$1
 what=${2:-testdev}
 . "$(dirname "$0")/agent_lib.sh"
-port_base=$((20000 + ($$ + 7) % 20000))
 
 vm="--ram 16M"
 intact() { # name what
@@ -96,6 +98,45 @@ fi
 # the accelerator (vmig-acc): the guest's workload continues across
 # migrations, every request completed exactly once and verified
 acc="--device acc"
+# The finished workload on agent $1: all $2 requests completed once and
+# correctly, and the whole result ledger re-checked there.
+check_done() { # name total
+    d=$(accel "$1")
+    echo "$d" | grep -q "\"completed\": $2," || fail "not every request completed on $1: $d"
+    echo "$d" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions on $1: $d"
+    echo "$d" | grep -q '"verified": true' || fail "workload does not verify on $1: $d"
+    echo "$d" | grep -q "\"ledger\": {\"entries\": $2, \"checked\": $2, \"mismatches\": 0, \"digests\": true, \"verified\": true" ||
+        fail "result ledger not re-checked whole on $1: $d"
+}
+steps() { # name -> the guest program's step count
+    qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n' |
+        sed -n 's/.*"steps": \([0-9]*\).*/\1/p'
+}
+steps_known() { [ -n "$(steps "$1")" ]; }
+# The guest program (the ledger) ends long before the accelerator
+# workload: at this --rate the first batch of steps fills the ledger.  The
+# guest must still drive its device, on the source and after a migration
+# (a finished program used to end the vCPU's device work: the requests in
+# flight, a full queue on each pair, were never reaped).
+if [ "$what" = accdone ]; then
+start fsrc - $acc --acc-requests 20000 --rate 1000000000
+start fdst $((port_base + 11)) $acc
+acc_mark=0
+wait_for "the accelerator workload to start" acc_moving fsrc
+wait_for "the guest program's step count" steps_known fsrc
+s0=$(steps fsrc)
+acc_mark=200
+wait_for "the workload to move on with the guest program over" acc_moving fsrc
+[ "$(steps fsrc)" = "$s0" ] || fail "the guest program was still running ($s0 then $(steps fsrc) steps): the test proves nothing"
+expect_rc 0 "$vmig" migrate --qmp "$dir/fsrc.qmp" --to "127.0.0.1:$((port_base + 11))" --json
+wait_running fdst
+acc_finish fdst
+check_done fdst 20000
+[ "$(steps fdst)" = "$s0" ] || fail "the destination's program moved: $s0 then $(steps fdst) steps"
+intact fdst "a migration after the guest program ended"
+echo ok
+exit 0
+fi
 if [ "$what" = corrupt ]; then
 export VMIG_TEST_CORRUPT_DEVICE_BYTE=100
 start csrc - $acc --acc-requests 100000
@@ -115,11 +156,7 @@ wait_for "the workload to move on the source after the corrupted migration" acc_
 expect_rc 0 "$vmig" migrate --qmp "$dir/csrc.qmp" --to "127.0.0.1:$((port_base + 10))" --json
 wait_running cdst2
 acc_finish cdst2
-c2=$(accel cdst2)
-echo "$c2" | grep -q '"completed": 100000' || fail "not every request completed: $c2"
-echo "$c2" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions: $c2"
-echo "$c2" | grep -q '"verified": true' || fail "workload does not verify: $c2"
-echo "$c2" | grep -q '"ledger": {"entries": 100000, "checked": 100000, "mismatches": 0, "digests": true, "verified": true' || fail "result ledger not re-checked whole on the destination: $c2"
+check_done cdst2 100000
 intact cdst2 "a clean migration after the corrupted one"
 echo ok
 exit 0
@@ -151,10 +188,6 @@ wait_running adst
 expect_rc 0 "$vmig" migrate --qmp "$dir/adst.qmp" --to "127.0.0.1:$((port_base + 8))" --json
 wait_running aback
 acc_finish aback
-a1=$(accel aback)
-echo "$a1" | grep -q '"completed": 100000' || fail "not every request completed: $a1"
-echo "$a1" | grep -q '"bad": 0, "duplicates": 0' || fail "wrong or duplicate completions: $a1"
-echo "$a1" | grep -q '"verified": true' || fail "workload does not verify: $a1"
-echo "$a1" | grep -q '"ledger": {"entries": 100000, "checked": 100000, "mismatches": 0, "digests": true, "verified": true' || fail "result ledger not re-checked whole on the destination: $a1"
+check_done aback 100000
 intact aback "A -> B -> A with the accelerator"
 echo ok
