@@ -128,7 +128,9 @@ accwork_step(struct agent_vm *vm)
     struct accwork *a = vm->acc;
     int ret;
 
-    if (a == NULL) {
+    /* a dead device server (devwatch.c): the guest waits on it in vain,
+     * the rest of the VM goes on */
+    if (a == NULL || vfudev_failed(a->dev)) {
         return 0;
     }
     if (!a->attached) {

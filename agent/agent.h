@@ -44,6 +44,11 @@ struct agent_vfu {
     unsigned int nefd;
     uint64_t bar_errors; /* failed guest BAR writes */
     bool dma_log;        /* the device supports DMA logging */
+    /* its server died (devwatch.c): set once, fail_reason written first */
+    int failed;  /* atomic */
+    int removed; /* atomic: device_del took it out of the VM */
+    char fail_reason[320];
+    int pidfd; /* the spawned server's pidfd, -1 without */
 };
 
 struct accwork;
@@ -141,6 +146,10 @@ struct agent_vm {
     int in_cancel;           /* atomic: quitting: stop incoming handshakes */
     bool chan_valid;         /* chan: the last migration's channel */
     struct vmig_chan_info chan;
+    /* device server deaths (devwatch.c) */
+    pthread_t devwatch;
+    bool devwatch_running;
+    int devwatch_quit; /* atomic */
 };
 
 /* tlsconf.c */
@@ -174,6 +183,10 @@ int vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port);
 int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
                     size_t whylen, json_object **acc, json_object **ft);
 /* x-vmig-device-reset: reset vfio-user device @name now. */
+/* device_del: take vfio-user device @name out of the VM (its server is
+ * stopped); later migrations carry the others. */
+int vm_device_del(struct agent_vm *vm, const char *name, char *err,
+                  size_t errlen);
 int vm_device_reset(struct agent_vm *vm, const char *name, char *err,
                     size_t errlen);
 /* migrate_cancel: 1 when a running migration (or its TLS handshake) was
@@ -198,6 +211,15 @@ void vfudev_down(struct agent_vm *vm);
 int vfudev_guest_work(struct agent_vm *vm, uint64_t steps);
 json_object *vfudev_describe(struct agent_vm *vm, unsigned int i);
 
+/* devwatch.c: a device server's death, noticed within a second */
+int devwatch_start(struct agent_vm *vm);
+void devwatch_stop(struct agent_vm *vm);
+/* Its server died (any thread). */
+bool vfudev_failed(struct agent_vfu *d);
+/* The index of the first failed device (its reason, and what to do, in
+ * @why), or -1. */
+int vm_failed_device(struct agent_vm *vm, char *why, size_t len);
+
 /* events.c: the VM's events, and its migration status in QEMU's terms
  * (vm->lock guards it) */
 void vm_emit(struct agent_vm *vm, const char *event, json_object *data);
@@ -213,6 +235,9 @@ const char *vm_mig_status(struct agent_vm *vm);
 int rundir_create(char *out, size_t len);
 /* Remove such directories of ours whose agent is gone; returns how many. */
 int rundir_clean_stale(vmig_ctx_t *ctx);
+/* Remove the directory @path and what is in it (a killed server's
+ * leftover sockets too). */
+int rundir_remove(const char *path);
 
 /* guestmap.c: the guest RAM layout of the guest programs */
 #define GUESTMAP_FT_SLOT (256u << 10) /* guest RAM per flowtab device */

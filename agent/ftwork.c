@@ -158,6 +158,9 @@ step_one(struct agent_vm *vm, unsigned int i, struct ftdev *f)
     long n;
     int ret;
 
+    if (vfudev_failed(f->dev)) {
+        return 0; /* its server died (devwatch.c) */
+    }
     if (!f->attached) {
         ret = attach(vm, i, f);
         if (ret < 0) {

@@ -396,7 +396,7 @@ static int
 cmd_status(struct opts *o)
 {
     struct qmp_client *c;
-    json_object *st, *mig, *v;
+    json_object *st, *mig, *devs, *v;
     char err[256];
 
     /* out of band: answered even while the monitor is busy */
@@ -409,11 +409,17 @@ cmd_status(struct opts *o)
         qmpc_close(c);
         return EXIT_FAIL;
     }
+    /* in band: the devices (a failed one shows with its reason) */
+    if (qmpc_exec(c, "x-vmig-query-devices", NULL, &devs, err, sizeof(err)) <
+        0) {
+        devs = json_object_new_array();
+    }
     if (o->json || !isatty(STDOUT_FILENO)) {
         json_object *all = json_object_new_object();
 
         json_object_object_add(all, "status", json_object_get(st));
         json_object_object_add(all, "migration", json_object_get(mig));
+        json_object_object_add(all, "devices", json_object_get(devs));
         printf("%s\n",
                json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN));
         json_object_put(all);
@@ -426,7 +432,20 @@ cmd_status(struct opts *o)
         } else {
             printf("migration: none\n");
         }
+        for (size_t i = 0; i < json_object_array_length(devs); i++) {
+            json_object *d = json_object_array_get_idx(devs, i), *n, *s, *e;
+
+            json_object_object_get_ex(d, "name", &n);
+            json_object_object_get_ex(d, "state", &s);
+            printf("device %s: %s%s%s\n", json_object_get_string(n),
+                   json_object_get_string(s),
+                   json_object_object_get_ex(d, "error", &e) ? ": " : "",
+                   json_object_object_get_ex(d, "error", &e)
+                       ? json_object_get_string(e)
+                       : "");
+        }
     }
+    json_object_put(devs);
     json_object_put(st);
     json_object_put(mig);
     qmpc_close(c);

@@ -335,6 +335,24 @@ static const struct arg_spec reset_args[] = {
     {.name = NULL},
 };
 
+static const struct arg_spec del_args[] = {
+    {.name = "id", .type = json_type_string, .required = true},
+    {.name = NULL},
+};
+
+/* QEMU's device_del for a vfio-user device (DEVICE_DELETED follows). */
+static json_object *
+cmd_device_del(struct cmd_ctx *x)
+{
+    int ret = vm_device_del(x->vm, qmp_arg_str(x->args, "id"), x->err,
+                            sizeof(x->err));
+
+    if (ret == -ENODEV) {
+        x->cls = "DeviceNotFound";
+    }
+    return ret < 0 ? NULL : json_object_new_object();
+}
+
 static json_object *
 cmd_device_reset(struct cmd_ctx *x)
 {
@@ -428,7 +446,9 @@ cmd_query_devices(struct cmd_ctx *x)
         json_object_array_add(a, d);
     }
     for (unsigned int i = 0; i < vm->o.nvfu; i++) {
-        json_object_array_add(a, vfudev_describe(vm, i));
+        if (!__atomic_load_n(&vm->vfu[i].removed, __ATOMIC_ACQUIRE)) {
+            json_object_array_add(a, vfudev_describe(vm, i));
+        }
     }
     return a;
 }
@@ -551,6 +571,7 @@ static const struct cmd_desc cmd_table[] = {
     {"x-vmig-check-compat",        cmd_check_compat,   uri_args,      0},
     {"x-vmig-query-guest",         cmd_query_guest,    NULL,          0},
     {"x-vmig-device-reset",        cmd_device_reset,   reset_args,    0},
+    {"device_del",                 cmd_device_del,     del_args,      0},
     {"quit",                       cmd_quit,           NULL,          0},
 };
 /* clang-format on */

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,28 @@ remove_dir(int dfd, const char *name)
     }
     closedir(d);
     return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+int
+rundir_remove(const char *path)
+{
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    int dfd, ret;
+
+    if (slash == NULL || slash == path ||
+        (size_t)(slash - path) >= sizeof(parent)) {
+        return -EINVAL;
+    }
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = '\0';
+    dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        return -errno;
+    }
+    ret = remove_dir(dfd, slash + 1);
+    close(dfd);
+    return ret;
 }
 
 int

@@ -332,16 +332,73 @@ dev_up(struct agent_vm *vm, struct agent_vfu *d)
  * the device produced it and before the engine frames it: the destination
  * must refuse the state and the source must roll back intact.
  */
-static struct vmig_engine_dev_ops corrupt_ops;
 static void *corrupt_dev;
 static long long corrupt_at = -1;
 static unsigned long long corrupt_off;
 
-static ssize_t
-corrupt_read(void *opaque, void *buf, size_t cap)
-{
-    ssize_t n = vmig_engine_vfu_ops()->read(opaque, buf, cap);
+/*
+ * The engine reaches every vfio-user device through these: the backend's
+ * ops, except that a device whose server died (devwatch.c) is refused at
+ * once - a destination's verdict names it, a migration reading or moving
+ * it fails - instead of each call finding the closed socket its own way.
+ */
+static struct vmig_engine_dev_ops agent_ops;
+static struct agent_vm *ops_vm; /* one VM per agent process */
 
+static struct agent_vfu *
+of_backend(void *b)
+{
+    for (unsigned int i = 0; ops_vm != NULL && i < ops_vm->o.nvfu; i++) {
+        if (ops_vm->vfu[i].b == b) {
+            return &ops_vm->vfu[i];
+        }
+    }
+    return NULL;
+}
+
+static bool
+dead(void *b)
+{
+    struct agent_vfu *d = of_backend(b);
+
+    return d != NULL && vfudev_failed(d);
+}
+
+static int
+w_set_state(void *opaque, enum vmig_state target)
+{
+    return dead(opaque) ? -EIO
+                        : vmig_engine_vfu_ops()->set_state(opaque, target);
+}
+
+static int
+w_compat(void *opaque, const struct vmig_mp_dev *src, char *reason,
+         size_t reason_len)
+{
+    struct agent_vfu *d = of_backend(opaque);
+
+    if (d != NULL && vfudev_failed(d)) {
+        snprintf(reason, reason_len, "here, %s", d->fail_reason);
+        return 0;
+    }
+    return vmig_engine_vfu_ops()->compat(opaque, src, reason, reason_len);
+}
+
+static int
+w_write(void *opaque, const void *buf, size_t len)
+{
+    return dead(opaque) ? -EIO : vmig_engine_vfu_ops()->write(opaque, buf, len);
+}
+
+static ssize_t
+w_read(void *opaque, void *buf, size_t cap)
+{
+    ssize_t n;
+
+    if (dead(opaque)) {
+        return -EIO; /* not ENODEV: that is a reset to the precopy loop */
+    }
+    n = vmig_engine_vfu_ops()->read(opaque, buf, cap);
     if (n > 0 && opaque == corrupt_dev && corrupt_at >= 0) {
         if ((unsigned long long)corrupt_at < corrupt_off + (size_t)n) {
             ((unsigned char *)
@@ -360,15 +417,21 @@ dev_ops(struct agent_vm *vm, struct agent_vfu *d)
     char *end = NULL;
     long long at;
 
+    if (ops_vm == NULL) {
+        ops_vm = vm;
+        agent_ops = *vmig_engine_vfu_ops();
+        agent_ops.set_state = w_set_state;
+        agent_ops.compat = w_compat;
+        agent_ops.write = w_write;
+        agent_ops.read = w_read;
+    }
     if (v == NULL || v[0] == '\0' || d != &vm->vfu[0]) {
-        return vmig_engine_vfu_ops();
+        return &agent_ops;
     }
     at = strtoll(v, &end, 10);
     if (end == v || *end != '\0' || at < 0) {
-        return vmig_engine_vfu_ops();
+        return &agent_ops;
     }
-    corrupt_ops = *vmig_engine_vfu_ops();
-    corrupt_ops.read = corrupt_read;
     corrupt_dev = d->b;
     corrupt_at = at;
     corrupt_off = 0;
@@ -376,7 +439,7 @@ dev_ops(struct agent_vm *vm, struct agent_vfu *d)
              "test fault armed: byte %lld of device %s's outgoing "
              "state will be flipped once",
              at, d->spec.name);
-    return &corrupt_ops;
+    return &agent_ops;
 }
 
 int
@@ -440,7 +503,8 @@ struct agent_vfu *
 vfudev_find(struct agent_vm *vm, const char *name)
 {
     for (unsigned int i = 0; i < vm->o.nvfu; i++) {
-        if (strcmp(vm->vfu[i].spec.name, name) == 0) {
+        if (strcmp(vm->vfu[i].spec.name, name) == 0 &&
+            !__atomic_load_n(&vm->vfu[i].removed, __ATOMIC_ACQUIRE)) {
             return &vm->vfu[i];
         }
     }
@@ -486,7 +550,8 @@ vfudev_down(struct agent_vm *vm)
         memset(d, 0, sizeof(*d));
     }
     if (vm->vfu_dir[0] != '\0') {
-        (void)rmdir(vm->vfu_dir);
+        /* with what a killed server left in it (flowtab's .p2p socket) */
+        (void)rundir_remove(vm->vfu_dir);
         vm->vfu_dir[0] = '\0';
     }
 }
@@ -500,7 +565,7 @@ vfudev_guest_work(struct agent_vm *vm, uint64_t steps)
     for (unsigned int i = 0; i < vm->o.nvfu; i++) {
         struct agent_vfu *d = &vm->vfu[i];
 
-        if (strcmp(d->spec.kind, "testdev") == 0) {
+        if (strcmp(d->spec.kind, "testdev") == 0 && !vfudev_failed(d)) {
             int ret = vmig_vfu_client_region_write(d->c, 0, 0, &steps, 8);
 
             if (ret < 0) {
@@ -528,6 +593,13 @@ vfudev_describe(struct agent_vm *vm, unsigned int i)
     json_object_object_add(o, "transport", json_object_new_string("vfio-user"));
     if (d->pid > 0) {
         json_object_object_add(o, "pid", json_object_new_int(d->pid));
+    }
+    if (vfudev_failed(d)) {
+        /* its server died: nothing more to ask it */
+        json_object_object_add(o, "state", json_object_new_string("failed"));
+        json_object_object_add(o, "error",
+                               json_object_new_string(d->fail_reason));
+        return o;
     }
     if (ids.valid) {
         json_object_object_add(o, "vendor", json_object_new_int(ids.vendor));

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,8 +183,11 @@ h_dirty_start(void *o)
     }
     ret = vmig_ramdirty_add_region(rd, 0, vm->ram, vm->o.ram_size);
     for (unsigned int i = 0; ret >= 0 && i < vm->o.nvfu; i++) {
-        ret =
-            vmig_ramdirty_add_device(rd, vm->vfu[i].c, vm->vfu[i].spec.name, 0);
+        /* a device whose server died DMAs no more (devwatch.c) */
+        if (!vfudev_failed(&vm->vfu[i])) {
+            ret = vmig_ramdirty_add_device(rd, vm->vfu[i].c,
+                                           vm->vfu[i].spec.name, 0);
+        }
     }
     if (ret >= 0 && vmig_ramdirty_page_size(rd) != VMIG_MP_PAGE_SIZE) {
         vmig_log(vm->ctx, VMIG_LOG_ERR,
@@ -361,6 +365,9 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
     }
     ret = vfudev_add(vm);
     if (ret == 0) {
+        ret = devwatch_start(vm);
+    }
+    if (ret == 0) {
         ret = accwork_new(vm);
     }
     if (ret == 0) {
@@ -408,6 +415,7 @@ vm_destroy(struct agent_vm *vm)
     h_dirty_stop(vm);
     accwork_free(vm);
     ftwork_free(vm);
+    devwatch_stop(vm);
     vfudev_down(vm);
     for (unsigned int i = 0; i < AGENT_MAX_DEV; i++) {
         vmig_memdev_free(vm->dev[i]);
@@ -865,6 +873,10 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
         return -EBUSY;
     }
     pthread_mutex_unlock(&vm->lock);
+    if (vm_failed_device(vm, err, errlen) >= 0) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: %s", err);
+        return -ENODEV;
+    }
     vm_params_get(vm, &old);
     p = np != NULL ? *np : old;
     ret = mixed_p2p(vm, &p, err, errlen);
@@ -1071,12 +1083,31 @@ int
 vm_check(struct agent_vm *vm, const char *uri, struct vmig_engine_check *out,
          char *err, size_t errlen)
 {
+    char why[VMIG_MP_REASON_MAX + 1];
     struct vmig_chan *ch;
-    int fd, ret;
+    int fd, ret, k;
 
     if (strncmp(uri, "tcp:", 4) != 0) {
         snprintf(err, errlen, "unknown migration protocol: %s", uri);
         return -EINVAL;
+    }
+    /* a device of ours whose server died cannot migrate: say so as the
+     * destination's verdicts would, without asking it */
+    k = vm_failed_device(vm, why, sizeof(why));
+    if (k >= 0) {
+        memset(out, 0, sizeof(*out));
+        out->status = ENODEV;
+        snprintf(out->reason, sizeof(out->reason), "%s", why);
+        out->ndevices = vm->o.nvfu;
+        for (unsigned int i = 0; i < vm->o.nvfu; i++) {
+            snprintf(out->dev[i].name, sizeof(out->dev[i].name), "%s",
+                     vm->vfu[i].spec.name);
+            out->dev[i].verdict = vfudev_failed(&vm->vfu[i]) ? 0 : -1;
+            snprintf(out->dev[i].reason, sizeof(out->dev[i].reason), "%s",
+                     vfudev_failed(&vm->vfu[i]) ? vm->vfu[i].fail_reason
+                                                : "not asked");
+        }
+        return 0;
     }
     /* a check is not a migration: no migrate_cancel applies to it */
     ret = open_channel(vm, uri, NULL, &fd, &ch, err, errlen);
@@ -1142,17 +1173,70 @@ vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen,
     return ret;
 }
 
-int
-vm_device_reset(struct agent_vm *vm, const char *name, char *err, size_t errlen)
+/* vfio-user device @name, or NULL with @err saying there is none. */
+static struct agent_vfu *
+find_vfu(struct agent_vm *vm, const char *name, char *err, size_t errlen)
 {
     struct agent_vfu *d = vfudev_find(vm, name);
-    int ret;
 
     if (d == NULL) {
         snprintf(err, errlen,
                  "no vfio-user device named '%s' (see "
                  "x-vmig-query-devices)",
                  name);
+    }
+    return d;
+}
+
+int
+vm_device_del(struct agent_vm *vm, const char *name, char *err, size_t errlen)
+{
+    struct agent_vfu *d = find_vfu(vm, name, err, errlen);
+    json_object *ev;
+    bool busy;
+    int ret;
+
+    if (d == NULL) {
+        return -ENODEV;
+    }
+    pthread_mutex_lock(&vm->lock);
+    busy = vm->migrating;
+    pthread_mutex_unlock(&vm->lock);
+    ret = busy ? -EBUSY : vmig_engine_del_device(vm->eng, name);
+    if (ret < 0) {
+        snprintf(err, errlen, "%s: cannot remove the device: %s", name,
+                 ret == -EBUSY ? "a migration is in progress" : strerror(-ret));
+        return ret;
+    }
+    /* the guest, the dirty tracking and the watcher leave it alone from
+     * now on; its client stays allocated until the VM goes (a call in
+     * flight on another thread finds a closed socket, not freed memory) */
+    if (!vfudev_failed(d)) {
+        snprintf(d->fail_reason, sizeof(d->fail_reason),
+                 "device %s was removed (device_del)", name);
+        __atomic_store_n(&d->failed, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&d->removed, 1, __ATOMIC_RELEASE);
+    if (d->pid > 0) {
+        (void)kill(d->pid, SIGTERM); /* reaped by vfudev_down() */
+    }
+    vmig_log(vm->ctx, VMIG_LOG_NOTICE,
+             "%s: removed from the VM (device_del); migrations carry the "
+             "other devices",
+             name);
+    ev = json_object_new_object();
+    json_object_object_add(ev, "device", json_object_new_string(name));
+    vm_emit(vm, "DEVICE_DELETED", ev);
+    return 0;
+}
+
+int
+vm_device_reset(struct agent_vm *vm, const char *name, char *err, size_t errlen)
+{
+    struct agent_vfu *d = find_vfu(vm, name, err, errlen);
+    int ret;
+
+    if (d == NULL) {
         return -ENODEV;
     }
     vmig_log(vm->ctx, VMIG_LOG_WARNING,

@@ -171,6 +171,34 @@ out:
     return ret;
 }
 
+int
+vmig_engine_del_device(struct vmig_engine *e, const char *name)
+{
+    int ret = -ENOENT;
+
+    pthread_mutex_lock(&e->lock);
+    if (e->running) {
+        ret = -EBUSY;
+        goto out;
+    }
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        if (strcmp(e->dev[i].name, name) == 0) {
+            /* what the last migration left of it (vmig__engine_drop_rx) */
+            free(e->dev[i].config);
+            XXH3_freeState(e->dev[i].hash);
+            memmove(&e->dev[i], &e->dev[i + 1],
+                    (e->ndev - i - 1) * sizeof(e->dev[0]));
+            e->ndev--;
+            memset(&e->dev[e->ndev], 0, sizeof(e->dev[0]));
+            ret = 0;
+            break;
+        }
+    }
+out:
+    pthread_mutex_unlock(&e->lock);
+    return ret;
+}
+
 void
 vmig_engine_set_params(struct vmig_engine *e,
                        const struct vmig_engine_params *p)
@@ -215,6 +243,50 @@ vmig_engine_cancel(struct vmig_engine *e)
     }
     pthread_mutex_unlock(&e->lock);
     return ret;
+}
+
+int
+vmig_engine_fail(struct vmig_engine *e, const char *device, int err,
+                 const char *reason)
+{
+    int ret = 0;
+
+    if (err <= 0 || err > 4095 || reason == NULL) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&e->lock);
+    if (!e->running) {
+        ret = -EBUSY;
+    } else if (e->fail_err == 0) {
+        e->fail_err = err;
+        e->fail_dev = -1;
+        for (unsigned int i = 0; device != NULL && i < e->ndev; i++) {
+            if (strcmp(e->dev[i].name, device) == 0) {
+                e->fail_dev = (int)i;
+            }
+        }
+        snprintf(e->fail_reason, sizeof(e->fail_reason), "%s", reason);
+        /* the cause, whatever the engine met first on its way out */
+        snprintf(e->st.error, sizeof(e->st.error), "%s", reason);
+        __atomic_store_n(&e->cancel, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return ret;
+}
+
+int
+vmig__engine_failure(struct vmig_engine *e, int *dev, char *reason, size_t len)
+{
+    int err;
+
+    pthread_mutex_lock(&e->lock);
+    err = e->fail_err;
+    if (err != 0) {
+        *dev = e->fail_dev;
+        snprintf(reason, len, "%s", e->fail_reason);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return err;
 }
 
 static void
@@ -307,6 +379,7 @@ vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role)
     }
     e->running = true;
     __atomic_store_n(&e->cancel, 0, __ATOMIC_RELEASE);
+    e->fail_err = 0;
     memset(&e->st, 0, sizeof(e->st));
     e->st.role = role;
     e->st.status = VMIG_ENGINE_NONE;
@@ -331,6 +404,9 @@ vmig__engine_end(struct vmig_engine *e, int ret)
 
     pthread_mutex_lock(&e->lock);
     e->st.total_time_ms = (vmig__mono_ns() - e->t_start) / 1000000;
+    if (ret < 0 && e->fail_err != 0) {
+        ret = -e->fail_err; /* vmig_engine_fail(): failed, not cancelled */
+    }
     if (ret == 0) {
         s = VMIG_ENGINE_COMPLETED;
     } else if (ret == -ECANCELED) {

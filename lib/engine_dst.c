@@ -838,9 +838,10 @@ vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
     struct vmig_mp_switchover sw;
     struct vmig_mp_msg m;
     bool touched = false, resumed = false, ok, send_err = true;
+    char freason[VMIG_MP_REASON_MAX + 1];
     uint64_t features;
     ssize_t n;
-    int ret;
+    int ret, fdev, fail_err;
 
     ret = vmig__engine_begin(e, VMIG_ENGINE_ROLE_DEST);
     if (ret < 0) {
@@ -946,6 +947,9 @@ vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
     ret = dst_stream(e, c, features, &sw, &df);
     if (ret == -ECANCELED && df.peer_aborted) {
         send_err = false;
+    } else if (ret == -ECANCELED &&
+               vmig__engine_failure(e, &fdev, freason, sizeof(freason))) {
+        /* vmig_engine_fail(): the reason is set below */
     } else if (ret == -ECANCELED) {
         fail_set(&df, -1, "cancelled on the destination");
     }
@@ -967,6 +971,14 @@ vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
 fail:
     if (ret == -ECONNRESET || ret == -EPIPE || ret == -ETIMEDOUT) {
         send_err = false;
+    }
+    fail_err = vmig__engine_failure(e, &fdev, freason, sizeof(freason));
+    if (fail_err != 0) {
+        /* the VMM's reason (a device's server died) is the cause, whatever
+         * the stream met first; the source learns it in ERROR */
+        ret = -fail_err;
+        df.dev = fdev >= 0 ? e->dev[fdev].src_index : -1;
+        snprintf(df.reason, sizeof(df.reason), "%s", freason);
     }
     if (df.reason[0] != '\0') {
         vmig__engine_set_error(e, "%s", df.reason);

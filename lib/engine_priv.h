@@ -63,6 +63,11 @@ struct vmig_engine {
     uint64_t t_last_progress; /* monotonic ns */
 
     int cancel; /* atomic; set by vmig_engine_cancel() */
+    /* vmig_engine_fail(): why the cancel above is a failure (0: it is
+     * not), the device concerned (-1: none) */
+    int fail_err;
+    int fail_dev;
+    char fail_reason[VMIG_MP_REASON_MAX + 1];
     uint64_t downtime_us;
 
     /* destination, per migration (migrating thread only): */
@@ -82,6 +87,10 @@ uint64_t vmig__mono_ns(void);
 uint64_t vmig__real_ns(void);
 int vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role);
 void vmig__engine_end(struct vmig_engine *e, int ret);
+/* A failure vmig_engine_fail() asked for: its errno (positive) with the
+ * device (-1: none) and reason copied out; 0 when there is none. */
+int vmig__engine_failure(struct vmig_engine *e, int *dev, char *reason,
+                         size_t len);
 void vmig__engine_set_status(struct vmig_engine *e, enum vmig_engine_status s);
 void vmig__engine_set_error(struct vmig_engine *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -640,12 +640,17 @@ static void
 src_abort(struct vmig_engine *e, struct vmig_mp_conn *c, int why)
 {
     struct vmig_mp_msg m = {.type = VMIG_MP_ABORT};
+    int dev, err = vmig__engine_failure(e, &dev, m.abort.reason,
+                                        sizeof(m.abort.reason));
 
     vmig_mp_conn_set_cancel(c, NULL);
     vmig_mp_conn_set_timeout(c, 1000);
-    m.abort.err = (uint32_t)-why;
-    snprintf(m.abort.reason, sizeof(m.abort.reason), "%s",
-             why == -ECANCELED ? "cancelled by the source" : strerror(-why));
+    m.abort.err = (uint32_t)(err != 0 ? err : -why);
+    if (err == 0) {
+        snprintf(m.abort.reason, sizeof(m.abort.reason), "%s",
+                 why == -ECANCELED ? "cancelled by the source"
+                                   : strerror(-why));
+    }
     if (vmig_mp_send_msg(c, &m) < 0) {
         vmig_dbg(e->ctx, "migration: could not tell the destination to "
                          "abort (it is gone)");

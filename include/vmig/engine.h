@@ -365,6 +365,18 @@ vmig_engine_add_device(struct vmig_engine *e, const char *name,
                        const struct vmig_engine_dev_ops *ops, void *opaque);
 
 /**
+ * vmig_engine_del_device() - Remove a device (the VMM unplugged it, or
+ * its backend died and the VMM gave it up); later migrations carry the
+ * others, whose order stays as added.
+ * @e:    engine, not migrating.
+ * @name: the name it was added with.
+ *
+ * Return: 0, -ENOENT (no such device), -EBUSY (a migration is running).
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_del_device(struct vmig_engine *e,
+                                                       const char *name);
+
+/**
  * vmig_engine_set_params() - Change tunables; takes effect at once (the
  * bandwidth limit applies to the next frame).
  * @e: engine.
@@ -473,6 +485,25 @@ vmig_engine_check_chan(struct vmig_engine *e, struct vmig_chan *ch,
  * Return: 0, or -EBUSY when no migration is running on this engine.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_cancel(struct vmig_engine *e);
+
+/**
+ * vmig_engine_fail() - End the running migration as failed, for a reason
+ * the VMM learnt outside the engine (a device's backend process died).
+ * Any thread.  Honoured where a cancel is, and it goes the same way
+ * (rollback on the source, discard on the destination), but the status is
+ * failed and @reason is the migration's error: the source's error-desc,
+ * and on a destination the ERROR it sends the source.  The first call of
+ * a migration wins.
+ * @e:      engine.
+ * @device: the device concerned (a name given to add_device), or NULL.
+ * @err:    a positive errno (ENODEV for a device gone).
+ * @reason: for a person, naming the device and what happened; copied.
+ *
+ * Return: 0, or -EBUSY when no migration is running.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_fail(struct vmig_engine *e,
+                                                 const char *device, int err,
+                                                 const char *reason);
 
 /**
  * vmig_engine_stats() - Snapshot the current or last migration.  Any thread.

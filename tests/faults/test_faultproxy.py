@@ -19,10 +19,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmiglab import Lab, LabError, now, wait_for  # noqa: E402
+from vmiglab import Checks, Lab, LabError, now, wait_for  # noqa: E402
 
 PROXY = sys.argv[1]
-failures = []
+check = Checks()
+failures = check.failures
 
 
 def check(cond, what):

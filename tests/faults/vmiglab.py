@@ -401,5 +401,18 @@ class Lab:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Checks:
+    """check(cond, what): record and print a failed check; .failures."""
+
+    def __init__(self):
+        self.failures = []
+
+    def __call__(self, cond, what):
+        if not cond:
+            self.failures.append(what)
+            print("FAIL: " + what, flush=True)
+        return cond
+
+
 def grep(pattern, text):
     return re.search(pattern, text or "", re.I | re.S) is not None

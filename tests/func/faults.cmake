@@ -8,3 +8,15 @@ if(TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
       $<TARGET_FILE:vmig-faultproxy>)
   set_tests_properties(faultproxy PROPERTIES LABELS func TIMEOUT 150)
 endif()
+
+# A device server that dies, between agent processes (tests/faults/
+# test_devfail.py): noticed at once, named everywhere, the VM goes on.
+if(TARGET vmig-agent AND Python3_Interpreter_FOUND)
+  foreach(c idle dstidle srcmig dstmig)
+    add_test(NAME agent-devfail-${c}
+      COMMAND ${Python3_EXECUTABLE}
+        ${PROJECT_SOURCE_DIR}/tests/faults/test_devfail.py
+        $<TARGET_FILE:vmig-agent> ${c})
+    set_tests_properties(agent-devfail-${c} PROPERTIES LABELS func TIMEOUT 300)
+  endforeach()
+endif()
