@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * engine.c - the VMM-side migration engine: object, stats and the pieces
- * both roles share.  The source side is in engine_src.c, the destination
- * side in engine_dst.c; the wire layout is docs/migration-protocol.md.
+ * engine.c - the VMM-side migration engine: object, params, stats and
+ * events, throttling and device transitions, which both roles share.  The
+ * source side is engine_src.c (with engine_precopy.c, engine_send.c and
+ * engine_switchover.c), the destination side engine_dst.c; the wire
+ * layout is docs/migration-protocol.md, the design docs/architecture.md.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -127,7 +129,6 @@ vmig_engine_free(struct vmig_engine *e)
     if (e == NULL) {
         return;
     }
-    vmig__engine_drop_rx(e);
     pthread_mutex_destroy(&e->lock);
     free(e->buf);
     free(e->evsnap);
@@ -183,9 +184,8 @@ vmig_engine_del_device(struct vmig_engine *e, const char *name)
     }
     for (unsigned int i = 0; i < e->ndev; i++) {
         if (strcmp(e->dev[i].name, name) == 0) {
-            /* what the last migration left of it (vmig__engine_drop_rx) */
-            free(e->dev[i].config);
-            XXH3_freeState(e->dev[i].hash);
+            /* a migration keeps its per-device state in its own struct
+             * (engine_src_state.h, engine_dst_state.h): nothing to free */
             memmove(&e->dev[i], &e->dev[i + 1],
                     (e->ndev - i - 1) * sizeof(e->dev[0]));
             e->ndev--;
@@ -606,59 +606,4 @@ vmig__engine_dev_set(struct vmig_engine *e, unsigned int i,
     }
     vmig__engine_dev_state(e, i, s);
     return ret;
-}
-
-/*
- * Bring every device back to RUNNING in two phases (all to RUNNING_P2P,
- * or STOP for devices without P2P, then all to RUNNING), resetting any
- * device whose transition fails.  Used by the source's rollback.
- */
-void
-vmig__engine_devices_to_running(struct vmig_engine *e)
-{
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        struct eng_dev *d = &e->dev[i];
-        enum vmig_state s;
-
-        if (d->ops->get_state(d->opaque, &s) < 0) {
-            s = VMIG_STATE_ERROR;
-        }
-        if (s == VMIG_STATE_RUNNING) {
-            continue;
-        }
-        if (s == VMIG_STATE_PRE_COPY) {
-            /* still running: PRE_COPY -> RUNNING only ends the session */
-            (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
-            continue;
-        }
-        if (s == VMIG_STATE_ERROR) {
-            vmig_warn(e->ctx, "device %s: in ERROR; resetting it", d->name);
-            (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
-            continue;
-        }
-        (void)vmig__engine_dev_set(e, i,
-                                   (d->flags & VMIG_MIGRATION_P2P)
-                                       ? VMIG_STATE_RUNNING_P2P
-                                       : VMIG_STATE_STOP,
-                                   true);
-    }
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
-    }
-}
-
-void
-vmig__engine_drop_rx(struct vmig_engine *e)
-{
-    for (unsigned int i = 0; i < VMIG_ENGINE_MAX_DEVICES; i++) {
-        free(e->dev[i].config);
-        e->dev[i].config = NULL;
-        e->dev[i].config_len = 0;
-        e->dev[i].config_seen = false;
-        XXH3_freeState(e->dev[i].hash);
-        e->dev[i].hash = NULL;
-    }
-    free(e->vcpu);
-    e->vcpu = NULL;
-    e->vcpu_len = 0;
 }

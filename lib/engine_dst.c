@@ -1,598 +1,319 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * engine_dst.c - the destination side of a migration: answers HELLO per
- * device, puts devices in RESUMING, checks every frame before it touches
- * RAM or a device, and on SWITCHOVER re-establishes each device's
- * VMM-owned config, validates (RESUMING -> STOP), starts the devices in two
- * phases, loads and resumes the vCPUs and CONFIRMs.  Any failure resets
- * the devices and leaves the vCPUs paused: the source resumes the VM
- * (docs/migration-protocol.md section 6).
+ * engine_dst.c - the destination side of a migration, as phases over the
+ * migration's struct eng_dst (engine_dst_state.h):
+ *
+ *   hello    preamble, HELLO judged per device (engine_dst_hello.c),
+ *            HELLO_REPLY; a compatibility check ends here
+ *   setup    SETUP: every device to RESUMING; SETUP_ACK
+ *   stream   frames until SWITCHOVER, each checked before it touches RAM
+ *            or a device (engine_dst_frames.c: a handler per frame type)
+ *   complete re-establish each device's VMM-owned config, validate
+ *            (RESUMING -> STOP), start the devices in two phases, load
+ *            and resume the vCPUs, CONFIRM
+ *
+ * Any failure sends ERROR, resets the devices and leaves the vCPUs paused:
+ * the source resumes the VM (docs/migration-protocol.md section 6).
  */
 #include <errno.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vmig/engine.h>
 #include "chan_priv.h"
+#include "engine_dst_state.h"
 #include "engine_priv.h"
 #include "internal.h"
 
-/* Why a destination failed, for the ERROR frame; -1 dev: none. */
-struct dst_fail {
-    int dev;
-    bool peer_aborted; /* the source sent ABORT: no ERROR back */
-    char reason[VMIG_MP_REASON_MAX + 1];
-};
-
-static void fail_set(struct dst_fail *df, int dev, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* ------------------------------------------------------------ state */
 
 static void
-fail_set(struct dst_fail *df, int dev, const char *fmt, ...)
+dst_free(struct eng_dst *d)
 {
-    va_list ap;
-
-    if (df->reason[0] != '\0') {
+    if (d == NULL) {
         return;
     }
-    df->dev = dev;
-    va_start(ap, fmt);
-    vsnprintf(df->reason, sizeof(df->reason), fmt, ap);
-    va_end(ap);
+    for (unsigned int j = 0; j < VMIG_ENGINE_MAX_DEVICES; j++) {
+        free(d->dev[j].config);
+        XXH3_freeState(d->dev[j].hash);
+    }
+    free(d->vcpu);
+    vmig_mp_hello_free(d->h);
+    free(d->rp);
+    vmig_mp_conn_free(d->c);
+    free(d);
 }
 
 static int
-find_dev(const struct vmig_engine *e, const char *name)
+dst_new(struct vmig_engine *e, struct vmig_chan *ch, struct eng_dst **out)
 {
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        if (strcmp(e->dev[i].name, name) == 0) {
-            return (int)i;
-        }
-    }
-    return -1;
-}
-
-/* The engine's rule when the backend has no compat callback. */
-static int
-default_compat(const struct vmig_mp_dev *src, const struct vmig_pci_ids *ids,
-               const uint8_t *desc, size_t desc_len, char *reason, size_t cap)
-{
-    if (src->ids.valid && ids->valid &&
-        (src->ids.vendor != ids->vendor || src->ids.device != ids->device ||
-         src->ids.subsys_vendor != ids->subsys_vendor ||
-         src->ids.subsys_device != ids->subsys_device ||
-         src->ids.revision != ids->revision)) {
-        snprintf(reason, cap,
-                 "PCI ids differ: source %04x:%04x %04x:%04x rev %u, here "
-                 "%04x:%04x %04x:%04x rev %u",
-                 src->ids.vendor, src->ids.device, src->ids.subsys_vendor,
-                 src->ids.subsys_device, src->ids.revision, ids->vendor,
-                 ids->device, ids->subsys_vendor, ids->subsys_device,
-                 ids->revision);
-        return 0;
-    }
-    if (src->desc_len > 0 && desc_len > 0 &&
-        (src->desc_len != desc_len || memcmp(src->desc, desc, desc_len) != 0)) {
-        snprintf(reason, cap, "compatibility descriptors differ");
-        return 0;
-    }
-    return 1;
-}
-
-/* Decide one source device; fills the verdict.  Return 0 or -errno. */
-static int
-dst_decide(struct vmig_engine *e, const struct vmig_mp_dev *src,
-           struct vmig_mp_verdict *v)
-{
-    int i = find_dev(e, src->name);
-    struct eng_dev *d;
-    struct vmig_pci_ids ids = {0};
-    ssize_t n = 0;
+    struct eng_dst *d = calloc(1, sizeof(*d));
     int ret;
 
-    v->compatible = false;
-    if (i < 0) {
-        snprintf(v->reason, sizeof(v->reason), "no device named %s here",
-                 src->name);
-        return 0;
+    if (d == NULL) {
+        return -ENOMEM;
     }
-    d = &e->dev[i];
-    ret = d->ops->get_flags(d->opaque, &d->flags);
-    if (ret == 0) {
-        ret = vmig_flags_validate(d->flags);
+    d->e = e;
+    d->ch = ch;
+    d->fail_dev = -1;
+    d->send_err = true;
+    for (unsigned int j = 0; j < VMIG_ENGINE_MAX_DEVICES; j++) {
+        d->map[j] = -1;
+        d->dev[j].src_index = -1;
     }
+    d->rp = calloc(1, sizeof(*d->rp));
+    if (d->rp == NULL) {
+        dst_free(d);
+        return -ENOMEM;
+    }
+    ret = vmig_mp_conn_new_chan(e->ctx, ch, &d->c);
     if (ret < 0) {
-        snprintf(v->reason, sizeof(v->reason),
-                 "device here has no valid "
-                 "migration flags");
-        return 0;
+        dst_free(d);
+        return ret;
     }
-    if (vmig_flags_validate(src->mig_flags) < 0) {
-        snprintf(v->reason, sizeof(v->reason), "source flags %#llx invalid",
-                 (unsigned long long)src->mig_flags);
-        return 0;
-    }
-    if (d->ops->write == NULL) {
-        snprintf(v->reason, sizeof(v->reason), "backend cannot load state");
-        return 0;
-    }
-    if (d->ops->compat != NULL) {
-        ret = d->ops->compat(d->opaque, src, v->reason, sizeof(v->reason));
-        if (ret < 0) {
-            snprintf(v->reason, sizeof(v->reason),
-                     "compatibility check "
-                     "failed: %s",
-                     strerror(-ret));
-            return 0;
-        }
-        v->compatible = ret == 1;
-        if (!v->compatible && v->reason[0] == '\0') {
-            snprintf(v->reason, sizeof(v->reason), "refused by the device");
-        }
-        return 0;
-    }
-    if (d->ops->describe != NULL) {
-        n = d->ops->describe(d->opaque, &ids, e->buf, VMIG_MP_DESC_MAX);
-        if (n < 0 || n > (ssize_t)VMIG_MP_DESC_MAX) {
-            snprintf(v->reason, sizeof(v->reason),
-                     "device here cannot "
-                     "describe itself");
-            return 0;
-        }
-    }
-    v->compatible = default_compat(src, &ids, e->buf, (size_t)n, v->reason,
-                                   sizeof(v->reason)) == 1;
+    vmig_engine_get_params(e, &d->p);
+    vmig_mp_conn_set_timeout(d->c, d->p.timeout_ms);
+    vmig_mp_conn_set_cancel(d->c, &e->cancel);
+    *out = d;
     return 0;
 }
 
-/* Evaluate HELLO into @rp.  Return true when the migration may go on. */
-static bool
-dst_evaluate(struct vmig_engine *e, const struct vmig_mp_hello *h,
-             struct vmig_mp_hello_reply *rp)
+/* ------------------------------------------------------------ hello */
+
+/* Phase: HELLO judged and answered.  1: it was only a check. */
+static int
+dst_hello(struct eng_dst *d)
 {
-    bool ok = true;
-    uint32_t hi =
-        h->version_max < VMIG_MP_PROTO_MAX ? h->version_max : VMIG_MP_PROTO_MAX;
-    uint32_t lo =
-        h->version_min > VMIG_MP_PROTO_MIN ? h->version_min : VMIG_MP_PROTO_MIN;
+    struct vmig_engine *e = d->e;
+    struct vmig_mp_frame f;
+    bool ok;
+    ssize_t n;
+    int ret;
 
-    memset(rp, 0, sizeof(*rp));
-    rp->ndevices = h->ndevices;
-    rp->features = h->features & VMIG_MP_FEAT__SUPPORTED;
-    if (lo > hi) {
-        rp->status = EOPNOTSUPP;
-        snprintf(rp->reason, sizeof(rp->reason),
-                 "no common protocol version: source %u..%u, here %u..%u",
-                 h->version_min, h->version_max, VMIG_MP_PROTO_MIN,
-                 VMIG_MP_PROTO_MAX);
-        return false;
+    ret = vmig__engine_handshake(e, d->c, false);
+    if (ret < 0) {
+        d->send_err = false;
+        return ret;
     }
-    rp->version = hi;
-    if (h->page_size != VMIG_MP_PAGE_SIZE) {
-        rp->status = EOPNOTSUPP;
-        snprintf(rp->reason, sizeof(rp->reason), "page size %u, here %u",
-                 h->page_size, VMIG_MP_PAGE_SIZE);
-        return false;
+    ret = vmig_mp_recv(d->c, &f);
+    if (ret == 0 && f.hdr.type != VMIG_MP_HELLO) {
+        vmig__dst_fail(d, -1, "expected HELLO, got %s",
+                       vmig_mp_type_name(f.hdr.type));
+        ret = -EPROTO;
     }
-    if (h->nregions != e->nregions) {
-        rp->status = EINVAL;
-        snprintf(rp->reason, sizeof(rp->reason),
-                 "source has %u RAM regions, here %u", h->nregions,
-                 e->nregions);
-        ok = false;
-    }
-    for (uint32_t i = 0; ok && i < h->nregions; i++) {
-        if (strcmp(h->region[i].name, e->region[i].name) != 0 ||
-            h->region[i].size != e->region[i].size) {
-            rp->status = EINVAL;
-            snprintf(rp->reason, sizeof(rp->reason),
-                     "RAM region %u: source %s of %llu bytes, here %s of "
-                     "%llu bytes; start the destination with the same RAM",
-                     i, h->region[i].name,
-                     (unsigned long long)h->region[i].size, e->region[i].name,
-                     (unsigned long long)e->region[i].size);
-            ok = false;
+    if (ret == 0) {
+        ret = vmig_mp_hello_decode(f.payload, f.hdr.len, &d->h);
+        if (ret < 0) {
+            vmig__dst_fail(d, -1, "malformed HELLO: %s", strerror(-ret));
         }
     }
-    for (unsigned int i = 0; i < VMIG_ENGINE_MAX_DEVICES; i++) {
-        e->map[i] = -1;
-        e->dev[i].src_index = -1;
+    if (ret < 0) {
+        return ret;
     }
-    e->src_ndev = h->ndevices;
-    for (uint32_t i = 0; i < h->ndevices; i++) {
-        int j;
-
-        (void)dst_decide(e, &h->dev[i], &rp->dev[i]);
-        j = find_dev(e, h->dev[i].name);
-        if (j >= 0) {
-            if (e->dev[j].src_index >= 0) {
-                rp->dev[i].compatible = false;
-                snprintf(rp->dev[i].reason, sizeof(rp->dev[i].reason),
-                         "device named twice in HELLO");
-            } else {
-                e->map[i] = j;
-                e->dev[j].src_index = (int)i;
-            }
-            pthread_mutex_lock(&e->lock);
-            e->st.dev[j].verdict = rp->dev[i].compatible ? 1 : 0;
-            memcpy(e->st.dev[j].reason, rp->dev[i].reason,
-                   sizeof(e->st.dev[j].reason));
-            pthread_mutex_unlock(&e->lock);
-        }
-        if (!rp->dev[i].compatible) {
-            vmig_warn(e->ctx, "incoming: refusing device %s: %s",
-                      h->dev[i].name, rp->dev[i].reason);
-            if (rp->status == 0) {
-                rp->status = EOPNOTSUPP;
-                snprintf(rp->reason, sizeof(rp->reason),
-                         "device %s refused: %s", h->dev[i].name,
-                         rp->dev[i].reason);
-            }
-            ok = false;
-        }
+    ok = vmig__dst_evaluate(d);
+    d->features = d->rp->features;
+    n = vmig_mp_reply_encode(d->rp, e->buf, VMIG_MP_PAYLOAD_MAX);
+    ret = n < 0
+              ? (int)n
+              : vmig_mp_send1(d->c, VMIG_MP_HELLO_REPLY, 0, e->buf, (size_t)n);
+    if (ret < 0) {
+        d->send_err = false;
+        return ret;
     }
-    for (unsigned int j = 0; j < e->ndev; j++) {
-        if (e->dev[j].src_index < 0 && rp->status == 0) {
-            rp->status = EINVAL;
-            snprintf(rp->reason, sizeof(rp->reason),
-                     "device %s here has no counterpart on the source",
-                     e->dev[j].name);
-            ok = false;
-        }
+    if (d->h->flags & VMIG_MP_HELLO_CHECK_ONLY) {
+        vmig_info(e->ctx, "incoming: answered a compatibility check (%s)",
+                  ok ? "compatible" : d->rp->reason);
+        return 1;
     }
-    return ok;
+    if (!ok) {
+        vmig__engine_set_error(e, "refused: %s", d->rp->reason);
+        d->send_err = false;
+        return -EOPNOTSUPP;
+    }
+    return 0;
 }
 
-/* SETUP: every device to RESUMING; fresh receive trackers. */
+/* ------------------------------------------------------------ setup */
+
+/* Every device to RESUMING, with fresh receive trackers. */
 static int
-dst_setup(struct vmig_engine *e, struct dst_fail *df)
+dst_resuming(struct eng_dst *d)
 {
-    vmig__engine_drop_rx(e);
+    struct vmig_engine *e = d->e;
+
+    d->touched = true;
     for (unsigned int j = 0; j < e->ndev; j++) {
-        struct eng_dev *d = &e->dev[j];
+        const struct eng_dev *ed = &e->dev[j];
+        struct eng_dst_dev *dd = &d->dev[j];
         enum vmig_state s;
         int ret;
 
-        d->rx_off = 0;
-        d->rx_ended = false;
-        d->rx_stopcopy = false;
-        d->hash = XXH3_createState();
-        if (d->hash == NULL) {
+        dd->hash = XXH3_createState();
+        if (dd->hash == NULL) {
             return -ENOMEM;
         }
-        XXH3_64bits_reset(d->hash);
-        if (d->ops->get_state(d->opaque, &s) == 0 && s == VMIG_STATE_ERROR) {
-            (void)d->ops->reset(d->opaque);
+        XXH3_64bits_reset(dd->hash);
+        if (ed->ops->get_state(ed->opaque, &s) == 0 && s == VMIG_STATE_ERROR) {
+            (void)ed->ops->reset(ed->opaque);
         }
         ret = vmig__engine_dev_set(e, j, VMIG_STATE_RESUMING, false);
         if (ret < 0) {
-            fail_set(df, d->src_index, "cannot enter RESUMING: %s",
-                     strerror(-ret));
+            vmig__dst_fail(d, dd->src_index, "cannot enter RESUMING: %s",
+                           strerror(-ret));
             return ret;
         }
     }
     return 0;
 }
 
-static struct eng_dev *
-dst_dev(struct vmig_engine *e, uint32_t src_index)
-{
-    if (src_index >= e->src_ndev || e->map[src_index] < 0) {
-        return NULL;
-    }
-    return &e->dev[e->map[src_index]];
-}
-
-/*
- * Zero pages: on a shared mapping (a memfd the VMM also hands to device
- * servers) punching a hole zeroes them without allocating memory, which
- * matters because most of a fresh guest's RAM is zero.  Anything else
- * (private memory, a kernel that refuses) gets a memset.  Once the hole
- * punch is refused for a region it is not tried again.
- */
-static void
-dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p, size_t len)
-{
-    if (!e->region[region].no_punch) {
-        if (madvise(p, len, MADV_REMOVE) == 0) {
-            return;
-        }
-        e->region[region].no_punch = true;
-    }
-    memset(p, 0, len);
-}
-
-/*
- * Where RAM pages at @off of region @region land, or NULL when the range
- * is not inside the region.  The codec checked the page count and
- * alignment.
- */
-static uint8_t *
-dst_ram_at(const struct vmig_engine *e, uint32_t region, uint64_t off,
-           uint64_t len)
-{
-    const struct eng_region *rg;
-
-    if (region >= e->nregions) {
-        return NULL;
-    }
-    rg = &e->region[region];
-    if (off > rg->size || len > rg->size - off) {
-        return NULL;
-    }
-    return (uint8_t *)rg->host + off;
-}
-
+/* Phase: SETUP, devices to RESUMING, SETUP_ACK (with the error if any). */
 static int
-dst_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
-        const struct vmig_mp_frame *f, const struct vmig_mp_ram *m,
-        uint64_t features, struct dst_fail *df)
+dst_setup(struct eng_dst *d)
 {
-    uint64_t len = (uint64_t)m->npages * VMIG_MP_PAGE_SIZE;
-    bool zero = (m->flags & VMIG_MP_RAM_ZERO) != 0;
-    uint8_t *at = dst_ram_at(e, m->region, m->offset, len);
-    int ret = 0;
+    struct vmig_engine *e = d->e;
+    struct vmig_mp_frame f;
+    struct vmig_mp_msg m;
+    int ret, sent;
 
-    if (at == NULL) {
-        fail_set(df, -1, "RAM frame beyond region %u (%llu pages at %#llx)",
-                 m->region, (unsigned long long)m->npages,
-                 (unsigned long long)m->offset);
-        return -EBADMSG;
+    ret = vmig_mp_recv(d->c, &f);
+    if (ret == 0 && f.hdr.type == VMIG_MP_ABORT) {
+        d->send_err = false;
+        return -ECANCELED;
     }
-    if (zero && !(features & VMIG_MP_FEAT_ZERO_PAGES)) {
-        fail_set(df, -1, "zero-page RAM frame without the feature");
-        return -EPROTO;
-    }
-    if (e->ops->ram_write != NULL) {
-        ret = e->ops->ram_write(e->opaque, m->region, m->offset,
-                                zero ? NULL : m->data.ptr, (size_t)len);
-        if (ret < 0) {
-            fail_set(df, -1, "cannot write guest RAM: %s", strerror(-ret));
-            return ret;
-        }
-    } else if (zero) {
-        dst_zero(e, m->region, at, (size_t)len);
-    } else if (!f->placed) {
-        memcpy(at, m->data.ptr, (size_t)len);
-    }
-    vmig__engine_account(e, c, len, zero ? m->npages : 0, -1, 0);
-    return 0;
-}
-
-static int
-dst_dev_config(struct vmig_engine *e, const struct vmig_mp_dev_config *m,
-               struct dst_fail *df)
-{
-    uint32_t idx = m->dev;
-    struct eng_dev *d = dst_dev(e, idx);
-    size_t n = m->data.len;
-
-    if (d == NULL) {
-        fail_set(df, -1, "DEV_CONFIG for unknown device %u", idx);
-        return -EBADMSG;
-    }
-    if (d->config_seen) {
-        fail_set(df, (int)idx, "config sent twice");
-        return -EPROTO;
-    }
-    d->config = malloc(n > 0 ? n : 1);
-    if (d->config == NULL) {
-        return -ENOMEM;
-    }
-    if (n > 0) {
-        memcpy(d->config, m->data.ptr, n);
-    }
-    d->config_len = n;
-    d->config_seen = true;
-    pthread_mutex_lock(&e->lock);
-    e->st.dev[e->map[idx]].config_len = n;
-    pthread_mutex_unlock(&e->lock);
-    return 0;
-}
-
-static int
-dst_dev_data(struct vmig_engine *e, struct vmig_mp_conn *c,
-             const struct vmig_mp_dev_data *m, uint64_t features,
-             struct dst_fail *df)
-{
-    uint32_t idx = m->dev, flags = m->flags;
-    uint64_t off = m->offset;
-    size_t n = m->data.len;
-    struct eng_dev *d = dst_dev(e, idx);
-    int ret;
-
-    if (d == NULL) {
-        fail_set(df, -1, "DEV_DATA for unknown device %u", idx);
-        return -EBADMSG;
-    }
-    if ((flags & VMIG_MP_DEV_PRECOPY) && !(features & VMIG_MP_FEAT_PRECOPY)) {
-        fail_set(df, (int)idx, "precopy device data was not negotiated");
-        return -EOPNOTSUPP;
-    }
-    if ((flags & VMIG_MP_DEV_PRECOPY) && d->rx_stopcopy) {
-        fail_set(df, (int)idx, "precopy data after stop-copy data");
-        return -EPROTO;
-    }
-    if (d->rx_ended || off != d->rx_off) {
-        fail_set(df, (int)idx,
-                 "device data out of order at offset %llu "
-                 "(expected %llu)",
-                 (unsigned long long)off, (unsigned long long)d->rx_off);
-        return -EBADMSG;
-    }
-    ret = d->ops->write(d->opaque, m->data.ptr, n);
-    if (ret < 0) {
-        fail_set(df, (int)idx, "device refused its state at offset %llu: %s",
-                 (unsigned long long)off, strerror(-ret));
-        return ret;
-    }
-    XXH3_64bits_update(d->hash, m->data.ptr, n);
-    d->rx_off += n;
-    if (!(flags & VMIG_MP_DEV_PRECOPY)) {
-        d->rx_stopcopy = true;
-    }
-    vmig__engine_account(e, c, 0, 0, e->map[idx], n);
-    return 0;
-}
-
-/*
- * DEV_RESTART: the source device was reset during precopy and starts its
- * stream again.  Whatever this device received is discarded (reset) and
- * it waits for a new stream from offset 0.
- */
-static int
-dst_dev_restart(struct vmig_engine *e, const struct vmig_mp_dev_restart *m,
-                uint64_t features, struct dst_fail *df)
-{
-    uint32_t idx = m->dev;
-    struct eng_dev *d = dst_dev(e, idx);
-    int ret;
-
-    if (d == NULL) {
-        fail_set(df, -1, "DEV_RESTART for unknown device %u", idx);
-        return -EBADMSG;
-    }
-    if (!(features & VMIG_MP_FEAT_PRECOPY)) {
-        fail_set(df, (int)idx, "DEV_RESTART without precopy");
-        return -EPROTO;
-    }
-    if (d->rx_ended || d->rx_stopcopy) {
-        fail_set(df, (int)idx, "DEV_RESTART after its stop-copy data");
-        return -EPROTO;
-    }
-    vmig_warn(e->ctx,
-              "incoming: device %s: the source restarts its precopy (it was "
-              "reset there); discarding the %llu bytes received",
-              d->name, (unsigned long long)d->rx_off);
-    ret = d->ops->reset(d->opaque);
-    if (ret == 0) {
-        ret = vmig__engine_dev_set(e, (unsigned int)e->map[idx],
-                                   VMIG_STATE_RESUMING, false);
+    if (ret == 0 && f.hdr.type != VMIG_MP_SETUP) {
+        vmig__dst_fail(d, -1, "expected SETUP, got %s",
+                       vmig_mp_type_name(f.hdr.type));
+        ret = -EPROTO;
+    } else if (ret == 0 && vmig_mp_frame_decode(&f, &m) < 0) {
+        vmig__dst_fail(d, -1, "malformed SETUP (%u bytes)", f.hdr.len);
+        ret = -EBADMSG;
     }
     if (ret < 0) {
-        fail_set(df, (int)idx, "cannot restart RESUMING: %s", strerror(-ret));
         return ret;
     }
-    d->rx_off = 0;
-    XXH3_64bits_reset(d->hash);
+    ret = dst_resuming(d);
+    m = (struct vmig_mp_msg){.type = VMIG_MP_SETUP_ACK};
+    m.setup_ack.err = ret < 0 ? (uint32_t)-ret : 0;
+    snprintf(m.setup_ack.reason, sizeof(m.setup_ack.reason), "%s", d->reason);
+    sent = vmig_mp_send_msg(d->c, &m);
+    if (ret < 0 && sent < 0) {
+        vmig_dbg(e->ctx, "incoming: the source is gone");
+    }
+    if (ret < 0 || sent < 0) {
+        /* the SETUP_ACK carried the error, or the source is gone */
+        d->send_err = false;
+        return ret < 0 ? ret : sent;
+    }
     pthread_mutex_lock(&e->lock);
-    e->st.dev[e->map[idx]].restarts++;
+    e->t_xfer = vmig__mono_ns();
+    e->st.setup_time_ms = (e->t_xfer - e->t_start) / 1000000;
     pthread_mutex_unlock(&e->lock);
+    vmig__engine_set_status(e, VMIG_ENGINE_ACTIVE);
     return 0;
 }
 
-/*
- * SWITCHOVER_REQ: every frame before it has been handled, so every
- * device accepted the data sent so far (its initial precopy data
- * included): acknowledge.  A device that refused it has failed the
- * migration already, before the source paused anything.
- */
+/* Phase: frames until SWITCHOVER. */
 static int
-dst_switchover_req(struct vmig_mp_conn *c, const struct vmig_mp_swreq *m,
-                   uint64_t features, struct dst_fail *df)
+dst_stream(struct eng_dst *d)
 {
-    struct vmig_mp_msg ack = {.type = VMIG_MP_SWITCHOVER_ACK,
-                              .switchover_ack = {.id = m->id}};
+    char freason[VMIG_MP_REASON_MAX + 1];
+    struct vmig_mp_frame f;
+    int ret, fdev;
 
-    if (!(features & VMIG_MP_FEAT_SWITCHOVER_ACK)) {
-        fail_set(df, -1, "SWITCHOVER_REQ without switchover-ack");
-        return -EPROTO;
+    do {
+        ret = vmig_mp_recv_placed(d->c, VMIG_MP_RAM_HDR_LEN, vmig__dst_place, d,
+                                  &f);
+        if (ret == -EBADMSG || ret == -E2BIG) {
+            vmig__dst_fail(d, -1, "corrupt or oversized frame (%s)",
+                           strerror(-ret));
+        }
+        if (ret == 0) {
+            ret = vmig__dst_frame(d, &f);
+        }
+    } while (ret == 0);
+    if (ret == -ECANCELED && !d->peer_aborted &&
+        vmig__engine_failure(d->e, &fdev, freason, sizeof(freason)) == 0) {
+        /* (a vmig_engine_fail() gives its own reason in dst_fail()) */
+        vmig__dst_fail(d, -1, "cancelled on the destination");
     }
-    return vmig_mp_send_msg(c, &ack);
+    return ret < 0 ? ret : 0;
 }
 
+/* ------------------------------------------------------------ complete */
+
+/* Everything SWITCHOVER promises is here. */
 static int
-dst_dev_end(struct vmig_engine *e, const struct vmig_mp_dev_end *m,
-            struct dst_fail *df)
+dst_check_complete(struct eng_dst *d)
 {
-    uint32_t idx = m->dev;
-    uint64_t total = m->total, digest = m->digest;
-    struct eng_dev *d = dst_dev(e, idx);
+    struct vmig_engine *e = d->e;
 
-    if (d == NULL || d->rx_ended) {
-        fail_set(df, -1, "DEV_END for unknown device %u, or twice", idx);
+    if (d->sw.ram_bytes != e->ram_total || d->sw.ndevices != d->src_ndev) {
+        vmig__dst_fail(d, -1,
+                       "SWITCHOVER for %llu bytes of RAM and %u devices; HELLO "
+                       "announced %llu and %u",
+                       (unsigned long long)d->sw.ram_bytes, d->sw.ndevices,
+                       (unsigned long long)e->ram_total, d->src_ndev);
         return -EBADMSG;
     }
-    if (total != d->rx_off || digest != XXH3_64bits_digest(d->hash)) {
-        fail_set(df, (int)idx,
-                 "device data incomplete or corrupt (%llu of "
-                 "%llu bytes, digest %s)",
-                 (unsigned long long)d->rx_off, (unsigned long long)total,
-                 digest == XXH3_64bits_digest(d->hash) ? "ok" : "mismatch");
-        return -EBADMSG;
-    }
-    d->rx_ended = true;
-    return 0;
-}
-
-/* SWITCHOVER: validate, start the devices, resume, confirm. */
-static int
-dst_complete(struct vmig_engine *e, struct vmig_mp_conn *c,
-             const struct vmig_mp_switchover *sw, uint64_t t_sw, bool *resumed,
-             struct dst_fail *df)
-{
-    struct vmig_mp_msg conf = {.type = VMIG_MP_CONFIRM};
-    int ret;
-
-    if (sw->ram_bytes != e->ram_total || sw->ndevices != e->src_ndev) {
-        fail_set(df, -1,
-                 "SWITCHOVER for %llu bytes of RAM and %u devices; HELLO "
-                 "announced %llu and %u",
-                 (unsigned long long)sw->ram_bytes, sw->ndevices,
-                 (unsigned long long)e->ram_total, e->src_ndev);
-        return -EBADMSG;
-    }
-    if ((sw->flags & VMIG_MP_SW_VCPU) && e->vcpu == NULL) {
-        fail_set(df, -1, "vCPU state missing at switchover");
+    if ((d->sw.flags & VMIG_MP_SW_VCPU) && d->vcpu == NULL) {
+        vmig__dst_fail(d, -1, "vCPU state missing at switchover");
         return -EPROTO;
     }
     for (unsigned int j = 0; j < e->ndev; j++) {
-        if (!e->dev[j].rx_ended) {
-            fail_set(df, e->dev[j].src_index,
-                     "no complete state at "
-                     "switchover");
+        if (!d->dev[j].rx_ended) {
+            vmig__dst_fail(d, d->dev[j].src_index,
+                           "no complete state at switchover");
             return -EPROTO;
         }
     }
-    vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
-    /*
-     * Validation (RESUMING -> STOP), then the VMM-owned config (DMA
-     * mappings, IRQ wiring, PCI config writes) while the device is
-     * stopped: a device accepts region accesses in STOP, not in RESUMING
-     * (the uAPI's rule), and nothing runs before both are done.
-     */
-    for (unsigned int j = 0; j < e->ndev; j++) {
-        struct eng_dev *d = &e->dev[j];
+    return 0;
+}
 
-        if (d->config_seen && d->ops->config_load == NULL) {
-            fail_set(df, d->src_index,
-                     "config sent but this backend cannot load one");
+/*
+ * Validation (RESUMING -> STOP), then the VMM-owned config (DMA mappings,
+ * IRQ wiring, PCI config writes) while the device is stopped: a device
+ * accepts region accesses in STOP, not in RESUMING (the uAPI's rule), and
+ * nothing runs before both are done.  Then two phases: nobody runs before
+ * everybody accepts P2P traffic.
+ */
+static int
+dst_start_devices(struct eng_dst *d)
+{
+    struct vmig_engine *e = d->e;
+    int ret;
+
+    for (unsigned int j = 0; j < e->ndev; j++) {
+        const struct eng_dev *ed = &e->dev[j];
+        const struct eng_dst_dev *dd = &d->dev[j];
+
+        if (dd->config_seen && ed->ops->config_load == NULL) {
+            vmig__dst_fail(d, dd->src_index,
+                           "config sent but this backend cannot load one");
             return -EOPNOTSUPP;
         }
         ret = vmig__engine_dev_set(e, j, VMIG_STATE_STOP, false);
         if (ret < 0) {
-            fail_set(df, d->src_index, "state failed validation: %s",
-                     strerror(-ret));
+            vmig__dst_fail(d, dd->src_index, "state failed validation: %s",
+                           strerror(-ret));
             return ret;
         }
-        if (d->config_seen) {
-            ret = d->ops->config_load(d->opaque, d->config, d->config_len);
+        if (dd->config_seen) {
+            ret = ed->ops->config_load(ed->opaque, dd->config, dd->config_len);
             if (ret < 0) {
-                fail_set(df, d->src_index, "config refused: %s",
-                         strerror(-ret));
+                vmig__dst_fail(d, dd->src_index, "config refused: %s",
+                               strerror(-ret));
                 return ret;
             }
         }
     }
-    /* two phases: nobody runs before everybody accepts P2P traffic */
     for (unsigned int j = 0; j < e->ndev; j++) {
-        if (e->dev[j].flags & VMIG_MIGRATION_P2P) {
+        if (d->dev[j].flags & VMIG_MIGRATION_P2P) {
             ret = vmig__engine_dev_set(e, j, VMIG_STATE_RUNNING_P2P, false);
             if (ret < 0) {
-                fail_set(df, e->dev[j].src_index, "cannot enter RUNNING_P2P");
+                vmig__dst_fail(d, d->dev[j].src_index,
+                               "cannot enter RUNNING_P2P");
                 return ret;
             }
         }
@@ -600,72 +321,75 @@ dst_complete(struct vmig_engine *e, struct vmig_mp_conn *c,
     for (unsigned int j = 0; j < e->ndev; j++) {
         ret = vmig__engine_dev_set(e, j, VMIG_STATE_RUNNING, false);
         if (ret < 0) {
-            fail_set(df, e->dev[j].src_index, "cannot enter RUNNING");
+            vmig__dst_fail(d, d->dev[j].src_index, "cannot enter RUNNING");
             return ret;
         }
     }
-    if (e->vcpu != NULL && e->ops->vcpu_load != NULL) {
-        ret = e->ops->vcpu_load(e->opaque, e->vcpu, e->vcpu_len);
+    return 0;
+}
+
+/* Phase: validate, start the devices, resume, confirm. */
+static int
+dst_complete(struct eng_dst *d)
+{
+    struct vmig_engine *e = d->e;
+    struct vmig_mp_msg conf = {.type = VMIG_MP_CONFIRM};
+    int ret;
+
+    ret = dst_check_complete(d);
+    if (ret < 0) {
+        return ret;
+    }
+    vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
+    ret = dst_start_devices(d);
+    if (ret < 0) {
+        return ret;
+    }
+    if (d->vcpu != NULL && e->ops->vcpu_load != NULL) {
+        ret = e->ops->vcpu_load(e->opaque, d->vcpu, d->vcpu_len);
         if (ret < 0) {
-            fail_set(df, -1, "vCPU state refused: %s", strerror(-ret));
+            vmig__dst_fail(d, -1, "vCPU state refused: %s", strerror(-ret));
             return ret;
         }
-    } else if (e->vcpu != NULL) {
-        fail_set(df, -1, "vCPU state sent but this VMM cannot load it");
+    } else if (d->vcpu != NULL) {
+        vmig__dst_fail(d, -1, "vCPU state sent but this VMM cannot load it");
         return -EOPNOTSUPP;
     }
     ret = e->ops->vcpu_resume(e->opaque);
     if (ret < 0) {
-        fail_set(df, -1, "cannot resume the vCPUs: %s", strerror(-ret));
+        vmig__dst_fail(d, -1, "cannot resume the vCPUs: %s", strerror(-ret));
         return ret;
     }
-    *resumed = true;
+    d->resumed = true;
     conf.confirm.resume_ns = vmig__real_ns();
-    conf.confirm.switchover_ns = vmig__mono_ns() - t_sw;
+    conf.confirm.switchover_ns = vmig__mono_ns() - d->t_sw;
     pthread_mutex_lock(&e->lock);
     conf.confirm.ram_bytes = e->st.ram_transferred;
     conf.confirm.dev_bytes = e->st.dev_total;
     pthread_mutex_unlock(&e->lock);
-    return vmig_mp_send_msg(c, &conf);
+    ret = vmig_mp_send_msg(d->c, &conf);
+    if (ret == 0) {
+        vmig_info(e->ctx, "incoming: VM received and running");
+    }
+    return ret;
 }
 
+/* ------------------------------------------------------------ failure */
+
 static void
-dst_send_error(struct vmig_engine *e, struct vmig_mp_conn *c, int err,
-               const struct dst_fail *df)
+dst_send_error(struct eng_dst *d, int err)
 {
     struct vmig_mp_msg m = {.type = VMIG_MP_ERROR};
 
-    vmig_mp_conn_set_cancel(c, NULL);
-    vmig_mp_conn_set_timeout(c, 1000);
+    vmig_mp_conn_set_cancel(d->c, NULL);
+    vmig_mp_conn_set_timeout(d->c, 1000);
     m.error.err = (uint32_t)-err;
-    m.error.dev = df->dev >= 0 ? (uint32_t)df->dev : VMIG_MP_NO_DEVICE;
+    m.error.dev = d->fail_dev >= 0 ? (uint32_t)d->fail_dev : VMIG_MP_NO_DEVICE;
     snprintf(m.error.reason, sizeof(m.error.reason), "%s",
-             df->reason[0] != '\0' ? df->reason : strerror(-err));
-    if (vmig_mp_send_msg(c, &m) < 0) {
-        vmig_dbg(e->ctx, "incoming: the source is gone; no ERROR sent");
+             d->reason[0] != '\0' ? d->reason : strerror(-err));
+    if (vmig_mp_send_msg(d->c, &m) < 0) {
+        vmig_dbg(d->e->ctx, "incoming: the source is gone; no ERROR sent");
     }
-}
-
-/*
- * RAM pages go straight from the socket into guest RAM when the frame's
- * header is sound (dst_ram() then checks it again and skips the copy).
- * The checksum is verified after the write; a bad frame fails the
- * migration and the destination's RAM is discarded with it.
- */
-static void *
-dst_place(void *opaque, const struct vmig_mp_hdr *hdr, const uint8_t *head,
-          size_t tail_len)
-{
-    struct vmig_engine *e = opaque;
-    struct vmig_mp_msg m;
-
-    if (hdr->type != VMIG_MP_RAM || e->ops->ram_write != NULL ||
-        vmig_mp_msg_decode_head(VMIG_MP_RAM, head, VMIG_MP_RAM_HDR_LEN,
-                                hdr->len, &m) < 0 ||
-        m.ram.data.len != tail_len) {
-        return NULL;
-    }
-    return dst_ram_at(e, m.ram.region, m.ram.offset, m.ram.data.len);
 }
 
 /*
@@ -675,13 +399,13 @@ dst_place(void *opaque, const struct vmig_mp_hdr *hdr, const uint8_t *head,
  * does once it reads the ERROR between two frames), for at most 2 s.
  */
 static void
-dst_linger(struct vmig_engine *e, struct vmig_chan *ch)
+dst_linger(struct eng_dst *d)
 {
     uint64_t end = vmig__mono_ns() + 2000000000ull;
-    int fd = vmig_chan_fd(ch);
+    int fd = vmig_chan_fd(d->ch);
 
     /* raw reads below: what is drained is discarded, TLS or not */
-    vmig__chan_shutdown_wr(ch);
+    vmig__chan_shutdown_wr(d->ch);
     while (vmig__mono_ns() < end) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         ssize_t n;
@@ -689,7 +413,7 @@ dst_linger(struct vmig_engine *e, struct vmig_chan *ch)
         if (poll(&pfd, 1, 100) <= 0) {
             continue;
         }
-        n = recv(fd, e->buf, VMIG_MP_PAYLOAD_MAX, MSG_DONTWAIT);
+        n = recv(fd, d->e->buf, VMIG_MP_PAYLOAD_MAX, MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             return;
         }
@@ -697,121 +421,63 @@ dst_linger(struct vmig_engine *e, struct vmig_chan *ch)
 }
 
 /*
- * ACK on the return path: {u32 type acked, u32 its sequence number, u64
- * value} - the pass number for RAM_PASS_END, the device bytes for DEV_END.
- * The source uses them as progress and liveness; precopy will hang the
- * switchover-ack on the same mechanism.
+ * Discard everything: tell the source why (when it still listens), keep
+ * the vCPUs paused, reset every device (dropping the partial state).
+ * Return the migration's error: @ret, or the one vmig_engine_fail() gave.
  */
 static int
-dst_ack(struct vmig_mp_conn *c, const struct vmig_mp_frame *f, uint64_t value)
+dst_fail(struct eng_dst *d, int ret)
 {
-    struct vmig_mp_msg m = {.type = VMIG_MP_ACK,
-                            .ack = {f->hdr.type, f->hdr.seq, value}};
+    struct vmig_engine *e = d->e;
+    char freason[VMIG_MP_REASON_MAX + 1];
+    int fdev, fail_err;
 
-    return vmig_mp_send_msg(c, &m);
-}
+    if (ret == -ECONNRESET || ret == -EPIPE || ret == -ETIMEDOUT) {
+        d->send_err = false;
+    }
+    fail_err = vmig__engine_failure(e, &fdev, freason, sizeof(freason));
+    if (fail_err != 0) {
+        /* the VMM's reason (a device's server died) is the cause, whatever
+         * the stream met first; the source learns it in ERROR */
+        ret = -fail_err;
+        d->fail_dev = fdev >= 0 ? d->dev[fdev].src_index : -1;
+        snprintf(d->reason, sizeof(d->reason), "%s", freason);
+    }
+    if (d->reason[0] != '\0') {
+        vmig__engine_set_error(e, "%s", d->reason);
+    }
+    vmig_err(e->ctx, "incoming: failed: %s%s%s; discarding everything",
+             strerror(-ret), d->reason[0] != '\0' ? ": " : "", d->reason);
+    if (d->send_err) {
+        dst_send_error(d, ret);
+        dst_linger(d);
+    }
+    if (d->resumed && e->ops->vcpu_pause != NULL) {
+        /* the CONFIRM did not leave: the source resumes, so we must not */
+        (void)e->ops->vcpu_pause(e->opaque);
+    }
+    if (d->touched) {
+        for (unsigned int j = 0; j < e->ndev; j++) {
+            const struct eng_dev *ed = &e->dev[j];
+            enum vmig_state s = VMIG_STATE_ERROR;
 
-/* Receive frames until SWITCHOVER (0, *@sw filled), or fail. */
-static int
-dst_stream(struct vmig_engine *e, struct vmig_mp_conn *c, uint64_t features,
-           struct vmig_mp_switchover *sw, struct dst_fail *df)
-{
-    struct vmig_mp_frame fr, *f = &fr;
-    struct vmig_mp_msg m;
-
-    for (;;) {
-        int ret = vmig_mp_recv_placed(c, VMIG_MP_RAM_HDR_LEN, dst_place, e, f);
-
-        if (ret < 0) {
-            if (ret == -EBADMSG || ret == -E2BIG) {
-                fail_set(df, -1, "corrupt or oversized frame (%s)",
-                         strerror(-ret));
-            }
-            return ret;
-        }
-        if (!vmig_mp_type_known(f->hdr.type)) {
-            if (f->hdr.flags & VMIG_MP_F_OPTIONAL) {
-                vmig_dbg(e->ctx, "incoming: skipping optional frame type %#x",
-                         f->hdr.type);
-                continue;
-            }
-            fail_set(df, -1, "unknown mandatory frame type %#x", f->hdr.type);
-            return -EOPNOTSUPP;
-        }
-        /* return-path frames, and HELLO or SETUP again: out of place */
-        if (f->hdr.type > VMIG_MP_MAIN_LAST || f->hdr.type == VMIG_MP_HELLO ||
-            f->hdr.type == VMIG_MP_SETUP) {
-            fail_set(df, -1, "unexpected %s frame",
-                     vmig_mp_type_name(f->hdr.type));
-            return -EPROTO;
-        }
-        if (vmig_mp_frame_decode(f, &m) < 0) {
-            fail_set(df, -1, "malformed %s frame (%u bytes)",
-                     vmig_mp_type_name(f->hdr.type), f->hdr.len);
-            return -EBADMSG;
-        }
-        switch (f->hdr.type) {
-        case VMIG_MP_RAM:
-            ret = dst_ram(e, c, f, &m.ram, features, df);
-            break;
-        case VMIG_MP_RAM_PASS_END:
-            vmig__engine_pass(e, m.pass_end.pass);
-            ret = dst_ack(c, f, m.pass_end.pass);
-            break;
-        case VMIG_MP_DEV_CONFIG:
-            ret = dst_dev_config(e, &m.dev_config, df);
-            break;
-        case VMIG_MP_DEV_DATA:
-            ret = dst_dev_data(e, c, &m.dev_data, features, df);
-            break;
-        case VMIG_MP_DEV_RESTART:
-            ret = dst_dev_restart(e, &m.dev_restart, features, df);
-            break;
-        case VMIG_MP_SWITCHOVER_REQ:
-            ret = dst_switchover_req(c, &m.switchover_req, features, df);
-            break;
-        case VMIG_MP_DEV_END:
-            ret = dst_dev_end(e, &m.dev_end, df);
-            if (ret == 0) {
-                ret = dst_ack(c, f, m.dev_end.total);
-            }
-            break;
-        case VMIG_MP_VCPU:
-            if (e->vcpu != NULL || m.vcpu.index != 0) {
-                fail_set(df, -1,
-                         "a second VCPU frame, or vCPU index %u (one state "
-                         "blob, index 0, carries every vCPU)",
-                         m.vcpu.index);
-                return -EPROTO;
-            }
-            e->vcpu_len = m.vcpu.data.len;
-            e->vcpu = malloc(e->vcpu_len > 0 ? e->vcpu_len : 1);
-            if (e->vcpu == NULL) {
-                return -ENOMEM;
-            }
-            if (e->vcpu_len > 0) {
-                memcpy(e->vcpu, m.vcpu.data.ptr, e->vcpu_len);
-            }
-            break;
-        case VMIG_MP_SWITCHOVER:
-            *sw = m.switchover;
-            return 0;
-        case VMIG_MP_ABORT:
-            vmig__engine_set_error(e, "source aborted: %s", m.abort.reason);
-            vmig_warn(e->ctx,
-                      "incoming: the source aborted (%s); "
-                      "discarding everything",
-                      strerror((int)m.abort.err));
-            df->peer_aborted = true;
-            return -ECANCELED;
-        default:
-            return -EPROTO; /* not reached: every main-direction type */
-        }
-        if (ret < 0) {
-            return ret;
+            (void)ed->ops->reset(ed->opaque);
+            (void)ed->ops->get_state(ed->opaque, &s);
+            vmig__engine_dev_state(e, j, s);
         }
     }
+    return ret;
 }
+
+/* ------------------------------------------------------------ entry points */
+
+/* The destination's phases, in order; a failing one ends the list. */
+static int (*const dst_phases[])(struct eng_dst *d) = {
+    dst_hello,
+    dst_setup,
+    dst_stream,
+    dst_complete,
+};
 
 int
 vmig_engine_incoming(struct vmig_engine *e, int fd)
@@ -829,185 +495,34 @@ vmig_engine_incoming(struct vmig_engine *e, int fd)
 int
 vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
 {
-    struct vmig_mp_conn *c = NULL;
-    struct vmig_mp_hello *h = NULL;
-    struct vmig_mp_hello_reply *rp = NULL;
-    struct vmig_mp_frame f;
-    struct vmig_engine_params p;
-    struct dst_fail df = {.dev = -1};
-    struct vmig_mp_switchover sw;
-    struct vmig_mp_msg m;
-    bool touched = false, resumed = false, ok, send_err = true;
-    char freason[VMIG_MP_REASON_MAX + 1];
-    uint64_t features;
-    ssize_t n;
-    int ret, fdev, fail_err;
+    struct eng_dst *d = NULL;
+    int ret;
 
     ret = vmig__engine_begin(e, VMIG_ENGINE_ROLE_DEST);
     if (ret < 0) {
         return ret;
     }
-    rp = calloc(1, sizeof(*rp));
-    if (rp == NULL) {
-        ret = -ENOMEM;
-        goto end;
-    }
-    ret = vmig_mp_conn_new_chan(e->ctx, ch, &c);
+    ret = dst_new(e, ch, &d);
     if (ret < 0) {
-        goto end;
+        vmig__engine_end(e, ret);
+        return ret;
     }
-    vmig_engine_get_params(e, &p);
-    vmig_mp_conn_set_timeout(c, p.timeout_ms);
-    vmig_mp_conn_set_cancel(c, &e->cancel);
     vmig__engine_set_status(e, VMIG_ENGINE_SETUP);
-    ret = vmig__engine_handshake(e, c, false);
-    if (ret < 0) {
-        send_err = false;
-        goto fail;
-    }
-    ret = vmig_mp_recv(c, &f);
-    if (ret == 0 && f.hdr.type != VMIG_MP_HELLO) {
-        fail_set(&df, -1, "expected HELLO, got %s",
-                 vmig_mp_type_name(f.hdr.type));
-        ret = -EPROTO;
-    }
-    if (ret == 0) {
-        ret = vmig_mp_hello_decode(f.payload, f.hdr.len, &h);
-        if (ret < 0) {
-            fail_set(&df, -1, "malformed HELLO: %s", strerror(-ret));
-        }
+    for (size_t i = 0; ret == 0 && i < VMIG_ARRAY_SIZE(dst_phases); i++) {
+        ret = dst_phases[i](d);
     }
     if (ret < 0) {
-        goto fail;
+        ret = dst_fail(d, ret);
     }
-    ok = dst_evaluate(e, h, rp);
-    features = rp->features;
-    n = vmig_mp_reply_encode(rp, e->buf, VMIG_MP_PAYLOAD_MAX);
-    ret = n < 0 ? (int)n
-                : vmig_mp_send1(c, VMIG_MP_HELLO_REPLY, 0, e->buf, (size_t)n);
-    if (ret < 0) {
-        send_err = false;
-        goto fail;
-    }
-    if (h->flags & VMIG_MP_HELLO_CHECK_ONLY) {
-        vmig_info(e->ctx, "incoming: answered a compatibility check (%s)",
-                  ok ? "compatible" : rp->reason);
-        vmig_mp_conn_free(c);
-        vmig_mp_hello_free(h);
-        free(rp);
+    dst_free(d);
+    if (ret == 1) {
+        /* a compatibility check: no migration happened */
         pthread_mutex_lock(&e->lock);
         e->st.status = VMIG_ENGINE_NONE;
         e->running = false;
         pthread_mutex_unlock(&e->lock);
         return 1;
     }
-    if (!ok) {
-        vmig__engine_set_error(e, "refused: %s", rp->reason);
-        ret = -EOPNOTSUPP;
-        send_err = false;
-        goto fail;
-    }
-    ret = vmig_mp_recv(c, &f);
-    if (ret == 0 && f.hdr.type == VMIG_MP_ABORT) {
-        ret = -ECANCELED;
-        send_err = false;
-    } else if (ret == 0 && f.hdr.type != VMIG_MP_SETUP) {
-        fail_set(&df, -1, "expected SETUP, got %s",
-                 vmig_mp_type_name(f.hdr.type));
-        ret = -EPROTO;
-    } else if (ret == 0 && vmig_mp_frame_decode(&f, &m) < 0) {
-        fail_set(&df, -1, "malformed SETUP (%u bytes)", f.hdr.len);
-        ret = -EBADMSG;
-    }
-    if (ret < 0) {
-        goto fail;
-    }
-    touched = true;
-    ret = dst_setup(e, &df);
-    m = (struct vmig_mp_msg){.type = VMIG_MP_SETUP_ACK};
-    m.setup_ack.err = ret < 0 ? (uint32_t)-ret : 0;
-    snprintf(m.setup_ack.reason, sizeof(m.setup_ack.reason), "%s", df.reason);
-    if (ret < 0) {
-        if (vmig_mp_send_msg(c, &m) < 0) {
-            vmig_dbg(e->ctx, "incoming: the source is gone");
-        }
-        send_err = false;
-        goto fail;
-    }
-    ret = vmig_mp_send_msg(c, &m);
-    if (ret < 0) {
-        send_err = false;
-        goto fail;
-    }
-    pthread_mutex_lock(&e->lock);
-    e->t_xfer = vmig__mono_ns();
-    e->st.setup_time_ms = (e->t_xfer - e->t_start) / 1000000;
-    pthread_mutex_unlock(&e->lock);
-    vmig__engine_set_status(e, VMIG_ENGINE_ACTIVE);
-    ret = dst_stream(e, c, features, &sw, &df);
-    if (ret == -ECANCELED && df.peer_aborted) {
-        send_err = false;
-    } else if (ret == -ECANCELED &&
-               vmig__engine_failure(e, &fdev, freason, sizeof(freason))) {
-        /* vmig_engine_fail(): the reason is set below */
-    } else if (ret == -ECANCELED) {
-        fail_set(&df, -1, "cancelled on the destination");
-    }
-    if (ret < 0) {
-        goto fail;
-    }
-    ret = dst_complete(e, c, &sw, vmig__mono_ns(), &resumed, &df);
-    if (ret < 0) {
-        goto fail;
-    }
-    vmig__engine_drop_rx(e);
-    vmig_info(e->ctx, "incoming: VM received and running");
-    vmig_mp_conn_free(c);
-    vmig_mp_hello_free(h);
-    free(rp);
-    vmig__engine_end(e, 0);
-    return 0;
-
-fail:
-    if (ret == -ECONNRESET || ret == -EPIPE || ret == -ETIMEDOUT) {
-        send_err = false;
-    }
-    fail_err = vmig__engine_failure(e, &fdev, freason, sizeof(freason));
-    if (fail_err != 0) {
-        /* the VMM's reason (a device's server died) is the cause, whatever
-         * the stream met first; the source learns it in ERROR */
-        ret = -fail_err;
-        df.dev = fdev >= 0 ? e->dev[fdev].src_index : -1;
-        snprintf(df.reason, sizeof(df.reason), "%s", freason);
-    }
-    if (df.reason[0] != '\0') {
-        vmig__engine_set_error(e, "%s", df.reason);
-    }
-    vmig_err(e->ctx, "incoming: failed: %s%s%s; discarding everything",
-             strerror(-ret), df.reason[0] != '\0' ? ": " : "", df.reason);
-    if (send_err && c != NULL) {
-        dst_send_error(e, c, ret, &df);
-        dst_linger(e, ch);
-    }
-    if (resumed && e->ops->vcpu_pause != NULL) {
-        /* the CONFIRM did not leave: the source resumes, so we must not */
-        (void)e->ops->vcpu_pause(e->opaque);
-    }
-    if (touched) {
-        for (unsigned int j = 0; j < e->ndev; j++) {
-            struct eng_dev *d = &e->dev[j];
-            enum vmig_state s = VMIG_STATE_ERROR;
-
-            (void)d->ops->reset(d->opaque);
-            (void)d->ops->get_state(d->opaque, &s);
-            vmig__engine_dev_state(e, j, s);
-        }
-    }
-    vmig__engine_drop_rx(e);
-end:
-    vmig_mp_conn_free(c);
-    vmig_mp_hello_free(h);
-    free(rp);
     vmig__engine_end(e, ret);
     return ret;
 }

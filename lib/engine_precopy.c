@@ -6,7 +6,8 @@
  * stop-copy bytes at the measured bandwidth fit the downtime limit or a
  * cap is hit; switchover-ack; a device reset during precopy (restart its
  * stream or abort); and the last RAM pass once the VM is paused
- * (docs/migration-protocol.md §7).
+ * (docs/migration-protocol.md section 7).  When to stop iterating is
+ * engine_switchover.c's pure decision.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +15,10 @@
 #include <string.h>
 #include <time.h>
 #include <vmig/engine.h>
+#include "engine_precopy.h"
 #include "engine_priv.h"
+#include "engine_send.h"
+#include "engine_switchover.h"
 #include "internal.h"
 
 #define PC_DEFAULT_ITERATIONS 30u
@@ -42,25 +46,27 @@ tracks_ram(const struct vmig_engine *e)
 }
 
 bool
-vmig__pc_wanted(struct vmig_engine *e, uint64_t features,
-                const struct vmig_engine_params *p)
+vmig__pc_wanted(const struct eng_src *s)
 {
     bool dev_pc = false;
 
-    if (!(features & VMIG_MP_FEAT_PRECOPY) || p->no_precopy) {
+    if (!(s->features & VMIG_MP_FEAT_PRECOPY) || s->p.no_precopy) {
         return false;
     }
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        if (e->dev[i].flags & VMIG_MIGRATION_PRE_COPY) {
+    for (unsigned int i = 0; i < s->e->ndev; i++) {
+        if (s->dev[i].flags & VMIG_MIGRATION_PRE_COPY) {
             dev_pc = true;
         }
     }
-    return dev_pc || tracks_ram(e);
+    return dev_pc || tracks_ram(s->e);
 }
 
 void
-vmig__pc_end(struct vmig_engine *e, struct eng_pc *pc)
+vmig__pc_end(struct eng_src *s)
 {
+    struct vmig_engine *e = s->e;
+    struct eng_pc *pc = &s->pc;
+
     if (pc->dirty_started) {
         e->ops->dirty_stop(e->opaque);
         pc->dirty_started = false;
@@ -71,19 +77,21 @@ vmig__pc_end(struct vmig_engine *e, struct eng_pc *pc)
     }
 }
 
-int
-vmig__pc_begin(struct vmig_engine *e, uint64_t features,
-               const struct vmig_engine_params *p, struct eng_pc *pc,
-               bool *touched)
+/* RAM tracking on, PRE_COPY devices into PRE_COPY. */
+static int
+pc_begin(struct eng_src *s)
 {
+    struct vmig_engine *e = s->e;
+    struct eng_pc *pc = &s->pc;
     int ret;
 
     memset(pc, 0, sizeof(*pc));
-    pc->ack = (features & VMIG_MP_FEAT_SWITCHOVER_ACK) != 0;
+    pc->ack = (s->features & VMIG_MP_FEAT_SWITCHOVER_ACK) != 0;
     pc->max_iter =
-        p->max_iterations ? p->max_iterations : PC_DEFAULT_ITERATIONS;
-    pc->max_restarts = p->max_restarts ? p->max_restarts : PC_DEFAULT_RESTARTS;
-    pc->zero = (features & VMIG_MP_FEAT_ZERO_PAGES) != 0;
+        s->p.max_iterations ? s->p.max_iterations : PC_DEFAULT_ITERATIONS;
+    pc->max_restarts =
+        s->p.max_restarts ? s->p.max_restarts : PC_DEFAULT_RESTARTS;
+    pc->zero = (s->features & VMIG_MP_FEAT_ZERO_PAGES) != 0;
     pc->ram = tracks_ram(e);
     if (pc->ram) {
         for (unsigned int r = 0; r < e->nregions; r++) {
@@ -106,19 +114,17 @@ vmig__pc_begin(struct vmig_engine *e, uint64_t features,
                           "precopied");
     }
     for (unsigned int i = 0; i < e->ndev; i++) {
-        struct eng_dev *d = &e->dev[i];
-
-        if (!(d->flags & VMIG_MIGRATION_PRE_COPY)) {
+        if (!(s->dev[i].flags & VMIG_MIGRATION_PRE_COPY)) {
             continue;
         }
-        *touched = true;
+        s->touched = true;
         ret = vmig__engine_dev_set(e, i, VMIG_STATE_PRE_COPY, false);
         if (ret < 0) {
             vmig__engine_set_error(e, "device %s: cannot enter PRE_COPY: %s",
-                                   d->name, strerror(-ret));
+                                   e->dev[i].name, strerror(-ret));
             return ret;
         }
-        d->tx_pc = true;
+        s->dev[i].tx_pc = true;
         pc->ndev_pc++;
     }
     pthread_mutex_lock(&e->lock);
@@ -133,9 +139,10 @@ vmig__pc_begin(struct vmig_engine *e, uint64_t features,
 
 /* Send the pages set in the bitmaps as pass @pass and clear them. */
 static int
-pc_send_dirty(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
-              unsigned int pass, bool last)
+pc_send_dirty(struct eng_src *s, unsigned int pass, bool last)
 {
+    struct vmig_engine *e = s->e;
+    struct eng_pc *pc = &s->pc;
     uint64_t pages = 0;
     int ret;
 
@@ -175,7 +182,7 @@ pc_send_dirty(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
                 }
                 run = end - pg + 1;
             }
-            ret = vmig__src_send_pages(e, c, r, pg * VMIG_MP_PAGE_SIZE,
+            ret = vmig__src_send_pages(s, r, pg * VMIG_MP_PAGE_SIZE,
                                        (uint32_t)run, pc->zero, false, !last,
                                        pass);
             if (ret < 0) {
@@ -187,13 +194,15 @@ pc_send_dirty(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
         memset(bm, 0, (size_t)bitmap_words(e->region[r].size) * 8);
     }
     pc->dirty_pages = 0;
-    return vmig__src_pass_end(c, pass, last, pages);
+    return vmig__src_pass_end(s, pass, last, pages);
 }
 
 /* Read and clear every region's dirty pages into the bitmaps. */
 static int
-pc_collect(struct vmig_engine *e, struct eng_pc *pc)
+pc_collect(struct eng_src *s)
 {
+    struct vmig_engine *e = s->e;
+    struct eng_pc *pc = &s->pc;
     uint64_t total = 0;
 
     for (unsigned int r = 0; r < e->nregions; r++) {
@@ -223,35 +232,37 @@ pc_collect(struct vmig_engine *e, struct eng_pc *pc)
  * (the destination discards what it had) or abort, per the policy.
  */
 static int
-pc_dev_lost(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
-            const struct vmig_engine_params *p, unsigned int i, int err)
+pc_dev_lost(struct eng_src *s, unsigned int i, int err)
 {
-    struct eng_dev *d = &e->dev[i];
-    enum vmig_state s = VMIG_STATE_ERROR;
+    struct vmig_engine *e = s->e;
+    const struct vmig_engine_params *p = &s->p;
+    const struct eng_dev *d = &e->dev[i];
+    struct eng_src_dev *sd = &s->dev[i];
+    enum vmig_state st = VMIG_STATE_ERROR;
     struct vmig_mp_msg m = {.type = VMIG_MP_DEV_RESTART,
                             .dev_restart = {.dev = i}};
     int ret;
 
-    if (d->ops->get_state(d->opaque, &s) < 0) {
-        s = VMIG_STATE_ERROR;
+    if (d->ops->get_state(d->opaque, &st) < 0) {
+        st = VMIG_STATE_ERROR;
     }
-    vmig__engine_dev_state(e, i, s);
-    if (s == VMIG_STATE_PRE_COPY) {
+    vmig__engine_dev_state(e, i, st);
+    if (st == VMIG_STATE_PRE_COPY) {
         /* the session is there but reading it failed: not a reset */
         vmig_err(e->ctx,
                  "device %s: reading its precopy state at byte %llu "
                  "failed: %s",
-                 d->name, (unsigned long long)d->tx_off, strerror(-err));
+                 d->name, (unsigned long long)sd->tx_off, strerror(-err));
         vmig__engine_set_error(e, "device %s: precopy read failed: %s", d->name,
                                strerror(-err));
         return err;
     }
     if (p->reset_policy == VMIG_ENGINE_RESET_ABORT ||
-        d->tx_restarts >= pc->max_restarts) {
+        sd->tx_restarts >= s->pc.max_restarts) {
         vmig_err(e->ctx,
                  "device %s: reset during precopy (now %s, %s); "
                  "aborting the migration (%s); the VM keeps running here",
-                 d->name, vmig_state_name(s),
+                 d->name, vmig_state_name(st),
                  err < 0 ? strerror(-err) : "session gone",
                  p->reset_policy == VMIG_ENGINE_RESET_ABORT
                      ? "reset policy: abort"
@@ -265,35 +276,35 @@ pc_dev_lost(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
                                    : "too many restarts");
         return -ENODEV;
     }
-    if (s == VMIG_STATE_ERROR) {
+    if (st == VMIG_STATE_ERROR) {
         ret = d->ops->reset(d->opaque);
-        if (ret < 0 || d->ops->get_state(d->opaque, &s) < 0) {
-            s = VMIG_STATE_ERROR;
+        if (ret < 0 || d->ops->get_state(d->opaque, &st) < 0) {
+            st = VMIG_STATE_ERROR;
         }
     }
-    if (s != VMIG_STATE_RUNNING) {
+    if (st != VMIG_STATE_RUNNING) {
         vmig__engine_set_error(e,
                                "device %s: in %s after a reset during "
                                "precopy",
-                               d->name, vmig_state_name(s));
+                               d->name, vmig_state_name(st));
         return err < 0 ? err : -EIO;
     }
-    d->tx_restarts++;
+    sd->tx_restarts++;
     vmig_warn(e->ctx,
               "device %s: reset during precopy; restarting its precopy from "
               "the beginning (restart %u of at most %u); the destination "
               "discards what it received",
-              d->name, d->tx_restarts, pc->max_restarts);
-    ret = vmig_mp_send_msg(c, &m);
+              d->name, sd->tx_restarts, s->pc.max_restarts);
+    ret = vmig_mp_send_msg(s->c, &m);
     if (ret < 0) {
         return ret;
     }
-    d->tx_off = 0;
-    d->tx_init_done = false;
-    XXH3_64bits_reset(d->hash);
-    pc->ack_sent = false; /* its initial data must be acknowledged again */
+    sd->tx_off = 0;
+    sd->tx_init_done = false;
+    XXH3_64bits_reset(sd->hash);
+    s->pc.ack_sent = false; /* its initial data must be acknowledged again */
     pthread_mutex_lock(&e->lock);
-    e->st.dev[i].restarts = d->tx_restarts;
+    e->st.dev[i].restarts = sd->tx_restarts;
     pthread_mutex_unlock(&e->lock);
     ret = vmig__engine_dev_set(e, i, VMIG_STATE_PRE_COPY, false);
     if (ret < 0) {
@@ -308,21 +319,21 @@ pc_dev_lost(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
  * restart it (return 1: keep iterating) or fail, per the policy.
  */
 static int
-pc_check_sessions(struct vmig_engine *e, struct vmig_mp_conn *c,
-                  struct eng_pc *pc, const struct vmig_engine_params *p)
+pc_check_sessions(struct eng_src *s)
 {
+    struct vmig_engine *e = s->e;
     int restarted = 0;
 
     for (unsigned int i = 0; i < e->ndev; i++) {
-        struct eng_dev *d = &e->dev[i];
-        enum vmig_state s;
+        const struct eng_dev *d = &e->dev[i];
+        enum vmig_state st;
         int ret;
 
-        if (!d->tx_pc || (d->ops->get_state(d->opaque, &s) == 0 &&
-                          s == VMIG_STATE_PRE_COPY)) {
+        if (!s->dev[i].tx_pc || (d->ops->get_state(d->opaque, &st) == 0 &&
+                                 st == VMIG_STATE_PRE_COPY)) {
             continue;
         }
-        ret = pc_dev_lost(e, c, pc, p, i, -ENODEV);
+        ret = pc_dev_lost(s, i, -ENODEV);
         if (ret < 0) {
             return ret;
         }
@@ -333,21 +344,22 @@ pc_check_sessions(struct vmig_engine *e, struct vmig_mp_conn *c,
 
 /* One round over the precopy devices: send what each has pending. */
 static int
-pc_devices(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
-           const struct vmig_engine_params *p)
+pc_devices(struct eng_src *s)
 {
-    int lost = pc_check_sessions(e, c, pc, p); /* reset since last round */
+    struct vmig_engine *e = s->e;
+    int lost = pc_check_sessions(s); /* reset since last round */
 
     if (lost < 0) {
         return lost;
     }
     for (unsigned int i = 0; i < e->ndev; i++) {
-        struct eng_dev *d = &e->dev[i];
+        const struct eng_dev *d = &e->dev[i];
+        struct eng_src_dev *sd = &s->dev[i];
         uint64_t initial = 0, dirty = 0, budget = 0;
         bool info = false, dev_err = false;
         int ret;
 
-        if (!d->tx_pc) {
+        if (!sd->tx_pc) {
             continue;
         }
         if (d->ops->precopy_info != NULL &&
@@ -355,9 +367,9 @@ pc_devices(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
             info = true;
             budget = initial + dirty + (4u << 20);
         }
-        ret = vmig__src_dev_pump(e, c, i, true, budget, &dev_err);
+        ret = vmig__src_dev_pump(s, i, true, budget, &dev_err);
         if (ret < 0 && dev_err) {
-            ret = pc_dev_lost(e, c, pc, p, i, ret);
+            ret = pc_dev_lost(s, i, ret);
             if (ret == 0) {
                 continue; /* restarted: its data flows next round */
             }
@@ -365,45 +377,45 @@ pc_devices(struct vmig_engine *e, struct vmig_mp_conn *c, struct eng_pc *pc,
         if (ret < 0) {
             return ret;
         }
-        if (!d->tx_init_done) {
+        if (!sd->tx_init_done) {
             if (info &&
                 d->ops->precopy_info(d->opaque, &initial, &dirty) == 0) {
-                d->tx_init_done = initial == 0;
+                sd->tx_init_done = initial == 0;
             } else {
-                d->tx_init_done = ret == 1;
+                sd->tx_init_done = ret == 1;
             }
         }
     }
     return 0;
 }
 
-/* Estimated stop-copy bytes if we switched over now. */
+/* Device bytes the stop would still move, asked of each device now. */
 static uint64_t
-pc_estimate(struct vmig_engine *e, const struct eng_pc *pc, uint64_t *dev_part)
+pc_dev_pending(const struct eng_src *s)
 {
+    const struct vmig_engine *e = s->e;
     uint64_t dev = 0;
 
     for (unsigned int i = 0; i < e->ndev; i++) {
-        struct eng_dev *d = &e->dev[i];
+        const struct eng_dev *d = &e->dev[i];
         uint64_t v = 0, initial = 0, dirty = 0;
 
         if (d->ops->data_size != NULL &&
             d->ops->data_size(d->opaque, &v) == 0) {
             dev += v;
-        } else if (d->tx_pc && d->ops->precopy_info != NULL &&
+        } else if (s->dev[i].tx_pc && d->ops->precopy_info != NULL &&
                    d->ops->precopy_info(d->opaque, &initial, &dirty) == 0) {
             dev += initial + dirty;
         }
     }
-    *dev_part = dev;
-    return dev + (pc->ram ? pc->dirty_pages * VMIG_MP_PAGE_SIZE : e->ram_total);
+    return dev;
 }
 
 static bool
-pc_all_init_done(const struct vmig_engine *e)
+pc_all_init_done(const struct eng_src *s)
 {
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        if (e->dev[i].tx_pc && !e->dev[i].tx_init_done) {
+    for (unsigned int i = 0; i < s->e->ndev; i++) {
+        if (s->dev[i].tx_pc && !s->dev[i].tx_init_done) {
             return false;
         }
     }
@@ -411,159 +423,169 @@ pc_all_init_done(const struct vmig_engine *e)
 }
 
 static int
-pc_send_ack_req(struct vmig_engine *e, struct vmig_mp_conn *c,
-                struct eng_pc *pc)
+pc_send_ack_req(struct eng_src *s)
 {
     struct vmig_mp_msg m = {.type = VMIG_MP_SWITCHOVER_REQ};
 
-    e->ack_req++;
-    e->t_ack_req = vmig__mono_ns();
-    m.switchover_req.id = e->ack_req;
-    pc->ack_sent = true;
-    vmig_dbg(e->ctx, "migration: every device sent its initial data; "
-                     "asking the destination to acknowledge switchover");
-    return vmig_mp_send_msg(c, &m);
+    s->ack_req++;
+    s->t_ack_req = vmig__mono_ns();
+    m.switchover_req.id = s->ack_req;
+    s->pc.ack_sent = true;
+    vmig_dbg(s->e->ctx, "migration: every device sent its initial data; "
+                        "asking the destination to acknowledge switchover");
+    return vmig_mp_send_msg(s->c, &m);
 }
 
-int
-vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
-                 struct eng_pc *pc, const struct vmig_engine_params *p)
+/*
+ * The decision at a cap or at convergence, before the switchover: a cap
+ * that aborts (-ETIME), a switchover that goes on although it does not
+ * fit (a warning), and the wait for the destination's switchover-ack.
+ */
+static int
+pc_finish(struct eng_src *s, const struct vmig__sw_in *in,
+          const struct vmig__sw_out *out)
 {
-    uint64_t t0 = vmig__mono_ns(), sent0 = vmig__wire_sent(c);
+    struct vmig_engine *e = s->e;
+    bool need_ack = s->pc.ack && s->pc.ndev_pc > 0;
+
+    if (out->decision == VMIG__SW_ABORT) {
+        vmig_err(e->ctx,
+                 "migration: precopy did not converge after %u "
+                 "iterations / %llu ms (estimated downtime %llu ms "
+                 "> limit %llu ms); aborting as configured; the VM "
+                 "keeps running here",
+                 in->iteration, (unsigned long long)in->elapsed_ms,
+                 (unsigned long long)out->est_ms,
+                 (unsigned long long)in->limit_ms);
+        vmig__engine_set_error(
+            e,
+            "precopy did not converge (estimated downtime %llu ms "
+            "> limit %llu ms after %u iterations); raise "
+            "downtime-limit or max-bandwidth, or let the cap "
+            "switch over",
+            (unsigned long long)out->est_ms, (unsigned long long)in->limit_ms,
+            in->iteration);
+        return -ETIME;
+    }
+    if (out->decision == VMIG__SW_GO_CAPPED) {
+        vmig_warn(e->ctx,
+                  "migration: precopy did not converge after %u "
+                  "iterations (estimated downtime %llu ms > limit "
+                  "%llu ms); switching over anyway",
+                  in->iteration, (unsigned long long)out->est_ms,
+                  (unsigned long long)in->limit_ms);
+    }
+    if (need_ack && s->pc.ack_sent) {
+        return vmig__src_wait_ack(s);
+    }
+    if (need_ack) {
+        vmig_warn(e->ctx, "migration: switching over before every "
+                          "device sent its initial data; the "
+                          "destination judges it during downtime");
+    }
+    return 0;
+}
+
+/* Iterate: RAM pass, device data, switchover-ack request, decision. */
+static int
+pc_iterate(struct eng_src *s)
+{
+    struct vmig_engine *e = s->e;
+    struct eng_pc *pc = &s->pc;
+    uint64_t t0 = vmig__mono_ns(), sent0 = vmig__wire_sent(s->c);
     bool need_ack = pc->ack && pc->ndev_pc > 0;
     uint64_t prev_est_ms = UINT64_MAX;
     int ret;
 
     pc->sent0 = sent0;
     for (unsigned int it = 1;; it++) {
-        uint64_t sent_it = vmig__wire_sent(c), est, dev_part, now, bw, est_ms;
+        uint64_t sent_it = vmig__wire_sent(s->c), now;
+        struct vmig__sw_in in;
+        struct vmig__sw_out out;
         double secs;
-        bool fits, converged, capped;
 
         pthread_mutex_lock(&e->lock);
         e->st.iterations = it;
         pthread_mutex_unlock(&e->lock);
         if (pc->ram) {
-            ret = it == 1 ? vmig__src_send_ram(e, c, pc->zero, true, 1, false)
-                          : pc_send_dirty(e, c, pc, it, false);
+            ret = it == 1 ? vmig__src_send_ram(s, pc->zero, true, 1, false)
+                          : pc_send_dirty(s, it, false);
             if (ret < 0) {
                 return ret;
             }
             pc->pass = it;
         }
-        ret = pc_devices(e, c, pc, p);
+        ret = pc_devices(s);
         if (ret < 0) {
             return ret;
         }
-        if (need_ack && !pc->ack_sent && pc_all_init_done(e)) {
-            ret = pc_send_ack_req(e, c, pc);
+        if (need_ack && !pc->ack_sent && pc_all_init_done(s)) {
+            ret = pc_send_ack_req(s);
             if (ret < 0) {
                 return ret;
             }
         }
-        ret = vmig__src_check_return(e, c);
+        ret = vmig__src_check_return(s);
         if (ret < 0) {
             return ret;
         }
         if (pc->ram) {
-            ret = pc_collect(e, pc);
+            ret = pc_collect(s);
             if (ret < 0) {
                 return ret;
             }
         }
         now = vmig__mono_ns();
         secs = (double)(now - t0) / 1e9;
-        /* bytes per second over all of precopy so far; at least 1 MB/s
-         * so a first estimate exists */
-        bw = secs > 0 ? (uint64_t)((double)(vmig__wire_sent(c) - sent0) / secs)
-                      : 0;
-        if (bw < 1000000) {
-            bw = 1000000;
-        }
-        est = pc_estimate(e, pc, &dev_part);
-        /* without RAM tracking RAM is a fixed cost: converge on devices */
-        est_ms = (pc->ram ? est : dev_part) * 1000 / bw;
+        in = (struct vmig__sw_in){
+            .ram_bytes =
+                pc->ram ? pc->dirty_pages * VMIG_MP_PAGE_SIZE : e->ram_total,
+            .ram_tracked = pc->ram,
+            .dev_bytes = pc_dev_pending(s),
+            /* bytes per second over all of precopy so far */
+            .rate =
+                secs > 0
+                    ? (uint64_t)((double)(vmig__wire_sent(s->c) - sent0) / secs)
+                    : 0,
+            .limit_ms = s->p.downtime_limit_ms,
+            .init_done = pc_all_init_done(s),
+            .iteration = it,
+            .max_iterations = pc->max_iter,
+            .elapsed_ms = (now - t0) / 1000000,
+            .max_ms = s->p.max_precopy_ms,
+            .cap_action = s->p.cap_action,
+            .prev_est_ms = prev_est_ms,
+        };
+        vmig__switchover_decide(&in, &out);
+        prev_est_ms = out.est_ms;
         pthread_mutex_lock(&e->lock);
         e->st.dirty_pages = pc->dirty_pages;
-        e->st.est_stopcopy_bytes = est;
-        e->st.expected_downtime_ms = est * 1000 / bw;
-        e->st.precopy_bytes = vmig__wire_sent(c) - sent0;
+        e->st.est_stopcopy_bytes = out.est_bytes;
+        e->st.expected_downtime_ms = out.downtime_ms;
+        e->st.precopy_bytes = vmig__wire_sent(s->c) - sent0;
         pthread_mutex_unlock(&e->lock);
-        fits = est_ms <= p->downtime_limit_ms && pc_all_init_done(e);
-        converged = fits;
-        /*
-         * Fits, but only just, while precopy is still converging fast
-         * (the estimate at least halved by the last round, or this was
-         * the first): one more round costs little and cuts the downtime
-         * well below the limit.
-         */
-        if (converged && est_ms > p->downtime_limit_ms / 2 &&
-            (prev_est_ms == UINT64_MAX || est_ms * 2 <= prev_est_ms)) {
-            converged = false;
-        }
-        prev_est_ms = est_ms;
-        capped =
-            it >= pc->max_iter || (p->max_precopy_ms != 0 &&
-                                   (now - t0) / 1000000 >= p->max_precopy_ms);
         vmig_dbg(e->ctx,
                  "migration: precopy iteration %u: %llu dirty pages, "
                  "estimated stop-copy %llu bytes (%llu ms at %llu B/s)",
                  it, (unsigned long long)pc->dirty_pages,
-                 (unsigned long long)est, (unsigned long long)est_ms,
-                 (unsigned long long)bw);
-        if (converged || capped) {
+                 (unsigned long long)out.est_bytes,
+                 (unsigned long long)out.est_ms, (unsigned long long)out.rate);
+        if (out.decision != VMIG__SW_ITERATE) {
             /* a device reset since its last read would otherwise open a
              * new session at the stop: catch it while the VM runs */
-            ret = pc_check_sessions(e, c, pc, p);
+            ret = pc_check_sessions(s);
             if (ret < 0) {
                 return ret;
             }
-            if (ret == 1) {
-                continue;
+            if (ret == 0) {
+                return pc_finish(s, &in, &out);
             }
-            if (!fits && p->cap_action == VMIG_ENGINE_CAP_ABORT) {
-                vmig_err(e->ctx,
-                         "migration: precopy did not converge after %u "
-                         "iterations / %llu ms (estimated downtime %llu ms "
-                         "> limit %llu ms); aborting as configured; the VM "
-                         "keeps running here",
-                         it, (unsigned long long)((now - t0) / 1000000),
-                         (unsigned long long)est_ms,
-                         (unsigned long long)p->downtime_limit_ms);
-                vmig__engine_set_error(
-                    e,
-                    "precopy did not converge (estimated downtime %llu ms "
-                    "> limit %llu ms after %u iterations); raise "
-                    "downtime-limit or max-bandwidth, or let the cap "
-                    "switch over",
-                    (unsigned long long)est_ms,
-                    (unsigned long long)p->downtime_limit_ms, it);
-                return -ETIME;
-            }
-            if (!fits) {
-                vmig_warn(e->ctx,
-                          "migration: precopy did not converge after %u "
-                          "iterations (estimated downtime %llu ms > limit "
-                          "%llu ms); switching over anyway",
-                          it, (unsigned long long)est_ms,
-                          (unsigned long long)p->downtime_limit_ms);
-            }
-            if (need_ack && pc->ack_sent) {
-                ret = vmig__src_wait_ack(e, c);
-                if (ret < 0) {
-                    return ret;
-                }
-            } else if (need_ack) {
-                vmig_warn(e->ctx, "migration: switching over before every "
-                                  "device sent its initial data; the "
-                                  "destination judges it during downtime");
-            }
-            return 0;
+            continue;
         }
         if (vmig__engine_cancelled(e)) {
             return -ECANCELED;
         }
-        if (vmig__wire_sent(c) == sent_it) {
+        if (vmig__wire_sent(s->c) == sent_it) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = PC_IDLE_NS};
 
             nanosleep(&ts, NULL);
@@ -572,22 +594,31 @@ vmig__pc_iterate(struct vmig_engine *e, struct vmig_mp_conn *c,
 }
 
 int
-vmig__pc_final_ram(struct vmig_engine *e, struct vmig_mp_conn *c,
-                   struct eng_pc *pc)
+vmig__pc_run(struct eng_src *s)
 {
+    int ret = pc_begin(s);
+
+    return ret < 0 ? ret : pc_iterate(s);
+}
+
+int
+vmig__pc_final_ram(struct eng_src *s)
+{
+    struct vmig_engine *e = s->e;
+    struct eng_pc *pc = &s->pc;
     int ret;
 
     if (!pc->ram) {
-        return vmig__src_send_ram(e, c, pc->zero, false, 1, true);
+        return vmig__src_send_ram(s, pc->zero, false, 1, true);
     }
-    ret = pc_collect(e, pc);
+    ret = pc_collect(s);
     if (ret < 0) {
         return ret;
     }
     pthread_mutex_lock(&e->lock);
     e->st.dirty_pages = pc->dirty_pages;
     pthread_mutex_unlock(&e->lock);
-    /* tracking stops after the migration (vmig__pc_end): releasing it
+    /* tracking stops after the migration (vmig__pc_end()): releasing it
      * costs time that is not the guest's downtime */
-    return pc_send_dirty(e, c, pc, pc->pass + 1, true);
+    return pc_send_dirty(s, pc->pass + 1, true);
 }

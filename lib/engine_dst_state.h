@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine_dst_state.h - what the destination side knows about one
+ * migration: the connection, the source's HELLO and our answer, which of
+ * our devices is which of the source's, per device what arrived so far,
+ * and how far the phases got (what a failure must undo).  Created by
+ * vmig_engine_incoming_chan() and freed when it returns; only the
+ * migrating thread touches it.  Shared by engine_dst.c (the phases),
+ * engine_dst_hello.c (the verdict on HELLO) and engine_dst_frames.c (the
+ * frames of the stream).
+ */
+#ifndef VMIG_ENGINE_DST_STATE_H
+#define VMIG_ENGINE_DST_STATE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+#include <vmig/engine.h>
+
+/* One of our devices: what it is to the source, what arrived for it. */
+struct eng_dst_dev {
+    int src_index;  /* the source's index for this device, -1 if none */
+    uint64_t flags; /* VMIG_MIGRATION_*, read when HELLO is judged */
+    uint8_t *config;
+    size_t config_len;
+    bool config_seen;
+    uint64_t rx_off;    /* device stream bytes received */
+    bool rx_ended;      /* DEV_END arrived and matched */
+    bool rx_stopcopy;   /* data without the PRECOPY flag arrived */
+    XXH3_state_t *hash; /* of the bytes received */
+};
+
+struct eng_dst {
+    struct vmig_engine *e;
+    struct vmig_chan *ch;
+    struct vmig_mp_conn *c;
+    struct vmig_engine_params p;
+    struct vmig_mp_hello *h;          /* the source's offer */
+    struct vmig_mp_hello_reply *rp;   /* our answer */
+    uint64_t features;                /* accepted */
+    int map[VMIG_ENGINE_MAX_DEVICES]; /* source index -> ours, or -1 */
+    unsigned int src_ndev;
+
+    /* what arrived besides device data */
+    uint8_t *vcpu;
+    size_t vcpu_len;
+    struct vmig_mp_switchover sw;
+    uint64_t t_sw; /* monotonic ns SWITCHOVER arrived */
+
+    /* how far the phases got: what a failure must undo */
+    bool touched;      /* devices left RUNNING (RESUMING) */
+    bool resumed;      /* the vCPUs were resumed here */
+    bool send_err;     /* on failure, an ERROR is due (the peer listens) */
+    bool peer_aborted; /* the source sent ABORT */
+
+    /* why it failed, for the ERROR frame */
+    int fail_dev; /* the source's device index, or -1 */
+    char reason[VMIG_MP_REASON_MAX + 1];
+
+    struct eng_dst_dev dev[VMIG_ENGINE_MAX_DEVICES];
+};
+
+static inline void vmig__dst_fail(struct eng_dst *d, int dev, const char *fmt,
+                                  ...) __attribute__((format(printf, 3, 4)));
+
+/* Why the migration failed, for the ERROR frame: the first reason wins. */
+static inline void
+vmig__dst_fail(struct eng_dst *d, int dev, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (d->reason[0] != '\0') {
+        return;
+    }
+    d->fail_dev = dev;
+    va_start(ap, fmt);
+    vsnprintf(d->reason, sizeof(d->reason), fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Judge the source's HELLO (d->h) into our answer (d->rp), matching
+ * devices by name into d->map.  Return true when the migration may go on.
+ * engine_dst_hello.c.
+ */
+bool vmig__dst_evaluate(struct eng_dst *d);
+
+/*
+ * vmig_mp_recv_placed()'s place callback (@opaque: the struct eng_dst):
+ * RAM pages go straight from the socket into guest RAM when the frame's
+ * header is sound (the RAM handler then checks it again and skips the
+ * copy).  The checksum is verified after the write; a bad frame fails
+ * the migration and the destination's RAM is discarded with it.
+ * engine_dst_frames.c.
+ */
+void *vmig__dst_place(void *opaque, const struct vmig_mp_hdr *hdr,
+                      const uint8_t *head, size_t tail_len);
+
+/*
+ * One frame of the stream: skipped (an unknown optional type), refused
+ * (unknown mandatory, out of place, malformed), or handed to its
+ * handler.  Return 0 to go on, 1 after SWITCHOVER, or a negative errno.
+ * engine_dst_frames.c.
+ */
+int vmig__dst_frame(struct eng_dst *d, const struct vmig_mp_frame *f);
+
+#endif /* VMIG_ENGINE_DST_STATE_H */

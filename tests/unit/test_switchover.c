@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_switchover.c - the precopy switchover decision
+ * (lib/engine_switchover.c) over a table of cases: when it fits, the
+ * "one more cheap round" rule, RAM untracked, devices whose initial data
+ * is not all sent, the iteration and time caps with either cap action,
+ * the rate floor, and the estimates it reports.  The expected values are
+ * worked out by hand in each row's comment from the rule in
+ * docs/migration-protocol.md section 7.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <cmocka.h>
+#include "engine_switchover.h"
+
+#define MB 1000000ull
+#define NONE UINT64_MAX
+#define STOP VMIG_ENGINE_CAP_STOP_COPY
+#define ABRT VMIG_ENGINE_CAP_ABORT
+
+struct row {
+    const char *what;
+    struct vmig__sw_in in;
+    enum vmig__sw_decision want;
+    uint64_t est_ms;      /* expected */
+    uint64_t downtime_ms; /* expected */
+};
+
+/*
+ * One row: what the precopy loop measured (limit 300 ms, 30 iterations
+ * at most, columns: RAM bytes, RAM tracked, device bytes, rate in bytes/s,
+ * initial data all sent, iteration, elapsed ms, time cap ms (0: none),
+ * cap action, previous estimate ms) and the expected decision, estimate
+ * and expected downtime.
+ */
+#define R(ram, tracked, dev, rate_, init, it, el, cap_ms, act, prev)           \
+    {                                                                          \
+        .ram_bytes = (ram), .ram_tracked = (tracked), .dev_bytes = (dev),      \
+        .rate = (rate_), .limit_ms = 300, .init_done = (init),                 \
+        .iteration = (it), .max_iterations = 30, .elapsed_ms = (el),           \
+        .max_ms = (cap_ms), .cap_action = (act), .prev_est_ms = (prev)         \
+    }
+#define Y true
+#define N false
+#define R100 (100 * MB)
+
+static const struct row rows[] = {
+    /* 10 MB at 100 MB/s = 100 ms <= 300, and <= 150 (half): go */
+    {"fits well below half the limit",
+     R(8 * MB, Y, 2 * MB, R100, Y, 5, 1000, 0, STOP, NONE), VMIG__SW_GO, 100,
+     100},
+    /* 20 MB = 200 ms: fits, above half; first estimate: one more round */
+    {"fits, above half, first round",
+     R(20 * MB, Y, 0, R100, Y, 5, 1000, 0, STOP, NONE), VMIG__SW_ITERATE, 200,
+     200},
+    /* 200 ms after 400 ms: halved, still converging fast: one more */
+    {"fits, above half, halved since last",
+     R(20 * MB, Y, 0, R100, Y, 5, 1000, 0, STOP, 400), VMIG__SW_ITERATE, 200,
+     200},
+    /* 200 ms after 399 ms: not quite halved: go */
+    {"fits, above half, converging slowly",
+     R(20 * MB, Y, 0, R100, Y, 5, 1000, 0, STOP, 399), VMIG__SW_GO, 200, 200},
+    /* 150 ms is exactly half: not above it: go */
+    {"fits at exactly half", R(15 * MB, Y, 0, R100, Y, 5, 1000, 0, STOP, NONE),
+     VMIG__SW_GO, 150, 150},
+    /* 300 ms == limit, prev 350: fits, slow convergence: go */
+    {"exactly the limit", R(30 * MB, Y, 0, R100, Y, 5, 1000, 0, STOP, 350),
+     VMIG__SW_GO, 300, 300},
+    /* 301 ms > 300: iterate */
+    {"just over the limit",
+     R(30 * MB + 100000, Y, 0, R100, Y, 5, 1000, 0, STOP, NONE),
+     VMIG__SW_ITERATE, 301, 301},
+    /* fits, but a device has initial data left: iterate */
+    {"initial data not all sent", R(MB, Y, 0, R100, N, 5, 1000, 0, STOP, NONE),
+     VMIG__SW_ITERATE, 10, 10},
+    /* RAM untracked: 1 GB of RAM is a fixed cost; devices 5 MB = 50 ms
+     * fit; the expected downtime counts all of it: 1005 MB = 10050 ms */
+    {"RAM untracked: only devices must fit",
+     R(1000 * MB, N, 5 * MB, R100, Y, 5, 1000, 0, STOP, NONE), VMIG__SW_GO, 50,
+     10050},
+    {"RAM untracked: devices too big",
+     R(1000 * MB, N, 50 * MB, R100, Y, 5, 1000, 0, STOP, NONE),
+     VMIG__SW_ITERATE, 500, 10500},
+    /* iteration cap, does not fit: stop-copy anyway, or abort */
+    {"iteration cap, stop-copy",
+     R(100 * MB, Y, 0, R100, Y, 30, 1000, 0, STOP, NONE), VMIG__SW_GO_CAPPED,
+     1000, 1000},
+    {"iteration cap, abort",
+     R(100 * MB, Y, 0, R100, Y, 30, 1000, 0, ABRT, NONE), VMIG__SW_ABORT, 1000,
+     1000},
+    {"past the iteration cap",
+     R(100 * MB, Y, 0, R100, Y, 31, 1000, 0, STOP, NONE), VMIG__SW_GO_CAPPED,
+     1000, 1000},
+    /* iteration cap, fits although it would want one more round: go */
+    {"iteration cap, fits", R(20 * MB, Y, 0, R100, Y, 30, 1000, 0, ABRT, NONE),
+     VMIG__SW_GO, 200, 200},
+    /* the time cap */
+    {"time cap reached, stop-copy",
+     R(100 * MB, Y, 0, R100, Y, 5, 1000, 1000, STOP, NONE), VMIG__SW_GO_CAPPED,
+     1000, 1000},
+    {"time cap passed, abort",
+     R(100 * MB, Y, 0, R100, Y, 5, 1500, 1000, ABRT, NONE), VMIG__SW_ABORT,
+     1000, 1000},
+    {"time cap not reached",
+     R(100 * MB, Y, 0, R100, Y, 5, 999, 1000, ABRT, NONE), VMIG__SW_ITERATE,
+     1000, 1000},
+    {"no time cap (0)",
+     R(100 * MB, Y, 0, R100, Y, 5, 1ull << 40, 0, ABRT, NONE), VMIG__SW_ITERATE,
+     1000, 1000},
+    /* a cap with initial data left: it does not fit, so the cap action */
+    {"cap while initial data left",
+     R(MB, Y, 0, R100, N, 30, 1000, 0, ABRT, NONE), VMIG__SW_ABORT, 10, 10},
+    /* nothing measurable yet: the rate counts as 1 MB/s; 0.1 MB = 100 ms */
+    {"rate 0 counts as 1 MB/s", R(100000, Y, 0, 0, Y, 1, 0, 0, STOP, NONE),
+     VMIG__SW_GO, 100, 100},
+    {"rate below the floor", R(100000, Y, 0, 5000, Y, 1, 0, 0, STOP, NONE),
+     VMIG__SW_GO, 100, 100},
+    /* nothing left at all */
+    {"nothing to move", R(0, Y, 0, R100, Y, 1, 0, 0, STOP, NONE), VMIG__SW_GO,
+     0, 0},
+    /* a fast link: 1 GB at 10 GB/s = 100 ms */
+    {"fast link", R(1000 * MB, Y, 0, 10000 * MB, Y, 5, 1000, 0, STOP, NONE),
+     VMIG__SW_GO, 100, 100},
+};
+
+static void
+test_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct row *r = &rows[i];
+        struct vmig__sw_out out;
+
+        print_message("%s\n", r->what);
+        vmig__switchover_decide(&r->in, &out);
+        assert_int_equal(out.decision, r->want);
+        assert_int_equal(out.est_ms, r->est_ms);
+        assert_int_equal(out.downtime_ms, r->downtime_ms);
+        assert_int_equal(out.est_bytes, r->in.ram_bytes + r->in.dev_bytes);
+        assert_int_equal(out.rate, r->in.rate < MB ? MB : r->in.rate);
+        assert_int_equal(out.capped, r->in.iteration >= r->in.max_iterations ||
+                                         (r->in.max_ms != 0 &&
+                                          r->in.elapsed_ms >= r->in.max_ms));
+    }
+}
+
+/*
+ * A run of iterations the way precopy feeds them (each output's est_ms is
+ * the next input's prev_est_ms): a VM whose dirty set shrinks 600, 300,
+ * 200, 180 ms.  The first fit (200 ms after 300) is above half the limit
+ * but not halved: switch then, at iteration 3.
+ */
+static void
+test_sequence(void **state)
+{
+    static const uint64_t mbytes[] = {60, 30, 20, 18};
+    static const enum vmig__sw_decision want[] = {
+        VMIG__SW_ITERATE, VMIG__SW_ITERATE, VMIG__SW_GO, VMIG__SW_GO};
+    uint64_t prev = NONE;
+
+    (void)state;
+    for (unsigned int i = 0; i < 4; i++) {
+        struct vmig__sw_in in =
+            R(mbytes[i] * MB, Y, 0, R100, Y, i + 1, 1000, 0, STOP, prev);
+        struct vmig__sw_out out;
+
+        vmig__switchover_decide(&in, &out);
+        assert_int_equal(out.decision, want[i]);
+        prev = out.est_ms;
+    }
+}
+
+/* Inputs are not changed, and the same inputs give the same outputs. */
+static void
+test_pure(void **state)
+{
+    struct vmig__sw_in in =
+        R(20 * MB, Y, 3 * MB, R100, Y, 5, 1000, 0, STOP, 900);
+    struct vmig__sw_in copy = in;
+    struct vmig__sw_out a, b;
+
+    (void)state;
+    vmig__switchover_decide(&in, &a);
+    vmig__switchover_decide(&in, &b);
+    assert_memory_equal(&in, &copy, sizeof(in));
+    assert_int_equal(a.decision, b.decision);
+    assert_int_equal(a.est_ms, b.est_ms);
+    assert_int_equal(a.downtime_ms, b.downtime_ms);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_sequence),
+        cmocka_unit_test(test_pure),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
