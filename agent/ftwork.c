@@ -14,8 +14,9 @@
  * then the driver area.  Everything lives in guest RAM, so a migration
  * carries the workload and the destination's vCPU attaches to it.
  *
- * A device reset (x-vmig-device-reset, seed 003) returns the device to
- * power-on: ring processing off, flow table empty.  The guest notices
+ * A device reset (x-vmig-device-reset; also in the middle of a
+ * migration, whose data session it then ends with an error) returns the
+ * device to power-on: ring processing off, flow table empty.  The guest notices
  * STATUS.ENABLED clear, as a driver recovering from a function reset,
  * and formats its driver area again: its expectations restart from zero
  * as the device's counters do, so checking stays exact.

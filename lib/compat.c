@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * compat.c - device descriptors: validation, the binary form, and the
- * IS_COMPATIBLE decision (DESIGN.md §4, seed 004).
+ * IS_COMPATIBLE decision: the destination's driver says whether a source
+ * descriptor can land on it, with a reason when not (older -> newer
+ * generations may be accepted, newer -> older only when the newer device
+ * emits the older stream version).
  *
  * The binary form (docs/stream-format.md, "Descriptor record") is what the
  * device-state envelope carries, so its decoder sees bytes straight from a

@@ -166,7 +166,7 @@ probe_read(struct vmig_engine_vfu *b, uint8_t *buf, size_t len)
     return 0;
 }
 
-/* The envelope's header and DESCRIPTOR record, checked (stream-format.md
+/* The envelope's header and DESCRIPTOR record, checked (docs/stream-format.md
  * §3, §4); 0 with b->desc set, or -errno (no descriptor). */
 static int
 probe_envelope(struct vmig_engine_vfu *b)

@@ -9,7 +9,9 @@
  *   RESUMING     STOP, and the resuming session accepts a state to load;
  *   RUNNING_P2P  RUNNING, but the device issues no DMA/P2P of its own
  *                (it still accepts inbound P2P), so every device of a VM can
- *                be quiesced before any final state is read (seed 001);
+ *                be quiesced before any final state is read (a device's
+ *                DMA into a peer would change the peer's state after it was
+ *                saved);
  *   PRE_COPY     RUNNING, with a saving session for initial/dirty data;
  *   PRE_COPY_P2P RUNNING_P2P with the PRE_COPY saving session;
  *   ERROR        the device failed an arc and is in no defined state; only a
@@ -133,9 +135,13 @@ static const uint8_t fsm_raw[VMIG_STATE__COUNT][VMIG_STATE__COUNT] = {
 
 /*
  * Every single arc some feature set takes, and what it does to the data
- * session (DESIGN.md §2).  The arcs that exist only when an intermediate
- * state is missing: STOP <-> RUNNING (no P2P) and PRE_COPY -> STOP_COPY (no
- * P2P).  Self arcs are no-ops.  Omitted cells are VMIG_ARC_INVALID.
+ * session: RUNNING -> PRE_COPY, RUNNING_P2P -> PRE_COPY_P2P and STOP ->
+ * STOP_COPY open a saving session, STOP -> RESUMING a resuming one; moves
+ * among the PRE_COPY states and STOP_COPY keep it; the arcs back end it,
+ * RESUMING -> STOP validating what was loaded.  The arcs that exist only
+ * when an intermediate state is missing: STOP <-> RUNNING (no P2P) and
+ * PRE_COPY -> STOP_COPY (no P2P).  Self arcs are no-ops.  Omitted cells
+ * are VMIG_ARC_INVALID.
  */
 #define A(x) VMIG_ARC_##x
 /* clang-format off */

@@ -375,7 +375,8 @@ v_mig_data(const struct vmig_vfu_msg *m, const struct vmig_vfu_limits *lim,
 
     /*
      * argsz is not checked against size: libvfio-user-era peers disagree
-     * on its meaning; the byte count is taken from size (DESIGN.md §5).
+     * on its meaning; the byte count is taken from size, as libvfio-user
+     * does (we send argsz = 8 + size on writes).
      */
     if (v_xfer(size, lim, why) < 0) {
         return -E2BIG;

@@ -22,7 +22,8 @@
 
 #include <stdint.h>
 
-/* "FTABSTM" then the format version in the last byte (seed 000). */
+/* "FTABSTM" then the format version in the last byte, so a
+ * loader tells a stream format from another before reading further. */
 #define FT_STREAM_MAGIC 0x004d545342415446ull /* bytes F T A B S T M 00 */
 #define FT_STREAM_VERSION 1u
 

@@ -7,7 +7,7 @@
  * and load, which versions are known bad (and why), which migration
  * features it has, and the resource parameters a peer must match (queue
  * pair count, isolation mode, ...).  The destination's driver decides
- * whether a source descriptor can land on it (seed 004's IS_COMPATIBLE),
+ * whether a source descriptor can land on it (IS_COMPATIBLE),
  * always with a reason a person can read.
  *
  * Descriptors travel in two forms: JSON (management, `vmig check`) and a
@@ -27,7 +27,7 @@
 
 /*
  * Vendor ids are 32 bits.  With the top bit set, the low 16 bits are a PCI
- * vendor id (the scheme of VFIO_REGION_TYPE_PCI_VENDOR_TYPE, seed 004);
+ * vendor id (the scheme of VFIO_REGION_TYPE_PCI_VENDOR_TYPE);
  * without it the id is from vmig's own space.
  */
 #define VMIG_VENDOR_PCI_FLAG (1u << 31)

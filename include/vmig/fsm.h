@@ -55,7 +55,7 @@ struct vmig_fsm_path {
 };
 
 /*
- * What a single arc does to the device's data session (DESIGN.md §2).
+ * What a single arc does to the device's data session.
  * A session is the saving or resuming stream between the device and the
  * VMM (the kernel's data_fd).
  */
@@ -117,7 +117,7 @@ VMIG_EXPORT bool vmig_state_supported(uint64_t flags, unsigned int state);
  *
  * STOP_COPY is mandatory; bits other than STOP_COPY, P2P and PRE_COPY are
  * refused so that future bits can be defined without breaking anyone
- * (seed 001: "drivers must sanitize user input").
+ * (a driver must sanitize what userspace gives it, as the kernel does).
  *
  * Return: 0, or -EINVAL.
  */
@@ -210,7 +210,8 @@ VMIG_EXPORT enum vmig_arc_kind vmig_arc_classify(unsigned int from,
  */
 VMIG_EXPORT const char *vmig_arc_kind_name(enum vmig_arc_kind kind);
 
-/* Legacy v1 device_state bits (seed 001) and the proposed NDMA bit. */
+/* Legacy v1 device_state bits (the kernel's first migration uAPI, before
+ * the v2 state machine) and the NDMA bit proposed for it. */
 #define VMIG_V1_RUNNING (1u << 0)
 #define VMIG_V1_SAVING (1u << 1)
 #define VMIG_V1_RESUMING (1u << 2)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * stream.h - the device-state envelope (DESIGN.md §3).
+ * stream.h - the device-state envelope (docs/stream-format.md is
+ * the byte layout).
  *
  * Every device's data session carries one envelope:
  *

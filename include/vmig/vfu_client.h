@@ -15,7 +15,7 @@
  *
  * Migration data: vmig_vfu_client_mig_read() returns > 0 bytes, 0 at the
  * permanent end (STOP_COPY), -ENOMSG for "no more for now" (PRE_COPY) and
- * -ENODEV when a device reset ended the session (seed 003) - never a
+ * -ENODEV when a device reset ended the session - never a
  * silent end.  vmig_vfu_client_mig_save() reads a whole session, over
  * the bulk channel when the server offers it.
  */

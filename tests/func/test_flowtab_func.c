@@ -579,7 +579,7 @@ case_p2p(void)
 /* ------------------------------------------------------------ flags */
 
 /*
- * Seed 002: a device without P2P goes PRE_COPY -> STOP_COPY directly (no
+ * Feature sets: a device without P2P goes PRE_COPY -> STOP_COPY directly (no
  * PRE_COPY_P2P) and lands on a destination that has P2P; a source with
  * P2P is refused by a destination without it, at the descriptor, while
  * the source is still in PRE_COPY.

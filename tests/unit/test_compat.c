@@ -127,7 +127,8 @@ test_version(void **state)
            "compatible: stream version 2");
 }
 
-/* Seed 000: an old source emitting only the known-bad version. */
+/* A version found buggy after release: an old source emitting only the
+ * known-bad version is refused. */
 static void
 test_known_bad(void **state)
 {
@@ -212,7 +213,8 @@ test_params_driver(void **state)
            "destination \"64\"");
 }
 
-/* Seed 004: lower -> higher generation when declared. */
+/* An older hardware generation lands on a newer one when the newer one
+ * declares it; not the other way. */
 static void
 test_old_to_new(void **state)
 {

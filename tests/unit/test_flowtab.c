@@ -397,7 +397,8 @@ test_precopy_converges_and_destination_continues(void **state)
     side_free(&d);
 }
 
-/* Seed 003: a reset during PRE_COPY/STOP_COPY fails the reader at once. */
+/* A device reset during PRE_COPY/STOP_COPY fails the reader at once
+ * (the kernel's rule: the data_fd returns an error, never a silent end). */
 static void
 test_reset_during_precopy(void **state)
 {
@@ -642,7 +643,8 @@ test_hostile_streams_refused(void **state)
 }
 
 /*
- * Seed 002: the same device offering fewer features.  Without P2P there
+ * The feature sets (STOP_COPY alone, with P2P, with PRE_COPY): the same
+ * device offering fewer features.  Without P2P there
  * is no RUNNING_P2P (RUNNING -> STOP directly, and the device still
  * quiesces); without PRE_COPY no precopy.  The stream is the same.
  */
@@ -873,9 +875,9 @@ reader_main(void *arg)
 }
 
 /*
- * Seed 003 with real concurrency: the guest runs, a reader streams
- * PRE_COPY data in its own thread, and the device is reset under it: the
- * reader fails with ENODEV (never a silent end), the device runs on.
+ * A reset racing a migration, with real concurrency: the guest runs, a reader
+ * streams PRE_COPY data in its own thread, and the device is reset under it:
+ * the reader fails with ENODEV (never a silent end), the device runs on.
  */
 static void
 test_reset_races_reader(void **state)

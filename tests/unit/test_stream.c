@@ -424,7 +424,7 @@ test_header_flags(void **state)
     raw_free(&r);
 }
 
-/* Seed 000: a version fixed after a bug must refuse the buggy one, naming
+/* A version fixed after a bug must refuse the buggy one, naming
  * the version and the reason. */
 static void
 test_known_bad_version(void **state)
