@@ -291,6 +291,9 @@ int qmpc_connect(const char *path, unsigned int timeout_ms,
 int qmpc_open(const char *path, unsigned int timeout_ms, bool oob,
               struct qmp_client **out, char *err, size_t errlen);
 void qmpc_close(struct qmp_client *c);
+/* How long each later reply may take (the one given to qmpc_open() until
+ * then); a reply that does not come in time loses the connection. */
+void qmpc_set_timeout(struct qmp_client *c, unsigned int timeout_ms);
 /* Execute; *ret gets the "return" value (owned by caller) or NULL and
  * *err the error desc.  Events seen meanwhile go to the event callback. */
 int qmpc_exec(struct qmp_client *c, const char *cmd, json_object *args,

@@ -211,6 +211,12 @@ exec_cmd(struct qmp_client *c, const char *cmd, json_object *args, bool oob,
     }
 }
 
+void
+qmpc_set_timeout(struct qmp_client *c, unsigned int timeout_ms)
+{
+    c->timeout_ms = timeout_ms;
+}
+
 int
 qmpc_exec(struct qmp_client *c, const char *cmd, json_object *args,
           json_object **ret, char *err, size_t errlen)

@@ -409,10 +409,13 @@ cmd_status(struct opts *o)
         qmpc_close(c);
         return EXIT_FAIL;
     }
-    /* in band: the devices (a failed one shows with its reason) */
+    /* in band: the devices (a failed one shows with its reason); a
+     * monitor busy with a long command (a check against a silent peer)
+     * answers it late, so status says so after 5 s instead of waiting */
+    qmpc_set_timeout(c, 5000);
     if (qmpc_exec(c, "x-vmig-query-devices", NULL, &devs, err, sizeof(err)) <
         0) {
-        devs = json_object_new_array();
+        devs = NULL;
     }
     if (o->json || !isatty(STDOUT_FILENO)) {
         json_object *all = json_object_new_object();
@@ -432,7 +435,11 @@ cmd_status(struct opts *o)
         } else {
             printf("migration: none\n");
         }
-        for (size_t i = 0; i < json_object_array_length(devs); i++) {
+        if (devs == NULL) {
+            printf("devices: not known (%s)\n", err);
+        }
+        for (size_t i = 0; devs != NULL && i < json_object_array_length(devs);
+             i++) {
             json_object *d = json_object_array_get_idx(devs, i), *n, *s, *e;
 
             json_object_object_get_ex(d, "name", &n);
