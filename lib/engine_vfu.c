@@ -5,8 +5,10 @@
  * Ops map one to one onto the client; what this file adds is the device's
  * identity for HELLO, the VMM-owned config section, and the shape of
  * reads: bounded bursts in PRE_COPY / PRE_COPY_P2P (sized by PRECOPY_INFO
- * when each burst starts), one save to the end in STOP_COPY, both over
- * the bulk channel when negotiated and buffered here for the engine.
+ * when each burst starts), to the end in STOP_COPY.  Every read is one
+ * bounded pull straight into the engine's buffer (over the bulk channel
+ * when negotiated): the backend holds no device data of its own, so a
+ * device's state streams device -> wire one engine chunk at a time.
  *
  * Config section (little endian), written by config_save, checked whole
  * by config_load before anything is applied:
@@ -36,7 +38,6 @@
 #define PCI_CONFIG_REGION 7u
 #define MAX_RAM 8
 #define PROBE_HDR (VMIG_STREAM_HEADER_SIZE + VMIG_STREAM_REC_HEADER_SIZE)
-#define SAVE_MAX (1ull << 32) /* device state a backend buffers */
 /* PRE_COPY bytes per read burst when the device gives no sizing. */
 #define PRECOPY_BURST_MAX (64ull << 20)
 
@@ -75,10 +76,7 @@ struct vmig_engine_vfu {
     uint8_t cfg_mask[CFG_SPACE], cfg_val[CFG_SPACE];
     bool has_cfg;
 
-    /* the saving session, buffered by one mig_save (engine thread only) */
-    uint8_t *sbuf;
-    size_t slen, soff, scap;
-    bool send; /* the session reached its end */
+    bool send; /* the saving session reached its end (engine thread) */
 
     /* PRE_COPY read burst (engine thread only): set_state's target (the
      * state the backend believes the device is in), whether a burst is
@@ -137,8 +135,6 @@ get64(const uint8_t *p)
 static void
 save_drop(struct vmig_engine_vfu *b)
 {
-    b->slen = 0;
-    b->soff = 0;
     b->send = false;
     b->burst = false;
     b->budget = 0;
@@ -382,7 +378,6 @@ vmig_engine_vfu_free(struct vmig_engine_vfu *b)
     }
     vmig_compat_desc_free(b->cdesc);
     free(b->desc);
-    free(b->sbuf);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
@@ -559,20 +554,6 @@ op_get_flags(void *o, uint64_t *flags)
     return 0;
 }
 
-/* Up to @cap buffered saving bytes into @buf; how many. */
-static size_t
-save_hand_out(struct vmig_engine_vfu *b, void *buf, size_t cap)
-{
-    size_t n = b->slen - b->soff;
-
-    if (n > cap) {
-        n = cap;
-    }
-    memcpy(buf, b->sbuf + b->soff, n);
-    b->soff += n;
-    return n;
-}
-
 static bool
 precopy_state(enum vmig_state st)
 {
@@ -612,7 +593,7 @@ op_set_state(void *o, enum vmig_state target)
     }
     if (precopy_state(b->state) &&
         (precopy_state(target) || target == VMIG_STATE_STOP_COPY)) {
-        /* the saving session goes on: buffered data is still due */
+        /* the saving session goes on */
         b->burst = false;
         b->budget = 0;
     } else {
@@ -627,33 +608,6 @@ op_set_state(void *o, enum vmig_state target)
         b->state = VMIG_STATE_ERROR;
     }
     return ret;
-}
-
-static int
-save_sink(void *o, const void *buf, size_t len)
-{
-    struct vmig_engine_vfu *b = o;
-
-    if (len > b->scap - b->slen) {
-        size_t cap = b->scap != 0 ? b->scap : (1u << 20);
-        uint8_t *p;
-
-        while (cap - b->slen < len) {
-            if (cap > SAVE_MAX / 2) {
-                return -E2BIG;
-            }
-            cap *= 2;
-        }
-        p = realloc(b->sbuf, cap);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        b->sbuf = p;
-        b->scap = cap;
-    }
-    memcpy(b->sbuf + b->slen, buf, len);
-    b->slen += len;
-    return 0;
 }
 
 /*
@@ -693,72 +647,68 @@ burst_end(struct vmig_engine_vfu *b)
 }
 
 /*
- * PRE_COPY: a burst is at most its budget, fetched in pieces of at most
- * PRECOPY_BURST_MAX with one bounded save each (over the bulk channel
- * when negotiated, MIG_DATA_READ otherwise) into our buffer, which reads
- * then hand out.  -ENOMSG ends the burst (the device has nothing now, or
- * the budget is spent) and the next read starts a new one.  After a
- * reset the save fails with the server's -ENODEV; what was buffered
- * before is stale and the engine restarts the whole stream anyway.
+ * PRE_COPY: a burst is at most its budget; each read pulls at most what
+ * the engine asked for (and the budget leaves) straight into its buffer.
+ * -ENOMSG ends the burst (the device has nothing now, or the budget is
+ * spent) and the next read starts a new one.  After a reset the pull
+ * fails with the server's -ENODEV and the engine restarts the whole
+ * stream.
  */
 static ssize_t
 read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
 {
-    if (b->soff == b->slen) {
-        uint64_t want, bytes = 0;
-        int ret;
+    size_t want, got = 0;
+    int ret;
 
-        if (!b->burst) {
-            b->burst = true;
-            b->dry = false;
-            b->budget = burst_budget(b);
-        }
-        if (b->budget == 0 || b->dry) {
-            burst_end(b);
-            return -ENOMSG;
-        }
-        want = b->budget < PRECOPY_BURST_MAX ? b->budget : PRECOPY_BURST_MAX;
-        b->slen = 0;
-        b->soff = 0;
-        ret = vmig_vfu_client_mig_save_max(b->c, want, save_sink, b, &bytes);
-        b->budget -= bytes < b->budget ? bytes : b->budget;
-        b->pc_read += bytes;
-        b->burst_bytes += bytes;
-        if (ret == -ENOMSG || ret == 0) {
-            b->dry = true; /* an end outside STOP_COPY reads as "for now" */
-        } else if (ret != -EAGAIN) {
-            if (ret == -ENODEV) {
-                vmig_log(b->ctx, VMIG_LOG_WARNING,
-                         "%s: its PRE_COPY session ended by a device reset; "
-                         "the engine restarts this device's precopy or "
-                         "aborts",
-                         b->name);
-            } else {
-                vmig_log(b->ctx, VMIG_LOG_ERR,
-                         "%s: reading its PRE_COPY data failed: %s", b->name,
-                         strerror(-ret));
-            }
-            save_drop(b);
-            return ret;
-        }
-        if (b->slen == 0) {
-            burst_end(b);
-            return -ENOMSG;
-        }
+    if (!b->burst) {
+        b->burst = true;
+        b->dry = false;
+        b->budget = burst_budget(b);
     }
-    return (ssize_t)save_hand_out(b, buf, cap);
+    if (b->budget == 0 || b->dry) {
+        burst_end(b);
+        return -ENOMSG;
+    }
+    want = b->budget < cap ? (size_t)b->budget : cap;
+    ret = vmig_vfu_client_mig_pull(b->c, buf, want, &got);
+    if (ret == -ENOMSG || ret == 0) {
+        b->dry = true; /* an end outside STOP_COPY reads as "for now" */
+    } else if (ret != -EAGAIN) {
+        if (ret == -ENODEV) {
+            vmig_log(b->ctx, VMIG_LOG_WARNING,
+                     "%s: its PRE_COPY session ended by a device reset; "
+                     "the engine restarts this device's precopy or aborts",
+                     b->name);
+        } else {
+            vmig_log(b->ctx, VMIG_LOG_ERR,
+                     "%s: reading its PRE_COPY data failed: %s", b->name,
+                     strerror(-ret));
+        }
+        save_drop(b);
+        return ret;
+    }
+    b->budget -= got < b->budget ? got : b->budget;
+    b->pc_read += got;
+    b->burst_bytes += got;
+    if (got == 0) {
+        burst_end(b);
+        return -ENOMSG;
+    }
+    return (ssize_t)got;
 }
 
 /*
- * STOP_COPY (and any other state): the engine pulls, the client's save
- * pushes (over the bulk channel when negotiated), so the first read
- * saves what the device has to its end, and reads hand it out.
+ * STOP_COPY (and any other state): each read pulls at most @cap bytes of
+ * the session straight into the engine's buffer, so the first bytes go
+ * on the wire while the device still produces the rest, and the VMM
+ * never holds more than one engine chunk of the device's state.
  */
 static ssize_t
 op_read(void *o, void *buf, size_t cap)
 {
     struct vmig_engine_vfu *b = o;
-    size_t n;
+    size_t got = 0;
+    int ret;
 
     if (cap == 0) {
         return -EINVAL;
@@ -766,31 +716,29 @@ op_read(void *o, void *buf, size_t cap)
     if (precopy_state(b->state)) {
         return read_precopy(b, buf, cap);
     }
-
-    if (b->soff == b->slen && !b->send) {
-        uint64_t bytes = 0;
-        int ret;
-
-        b->slen = 0;
-        b->soff = 0;
-        ret = vmig_vfu_client_mig_save(b->c, save_sink, b, &bytes);
-        if (ret == 0) {
-            b->send = true;
-        } else if (ret != -ENOMSG || b->slen == 0) {
-            if (ret != -ENOMSG) {
-                vmig_log(b->ctx, VMIG_LOG_ERR,
-                         "%s: reading its state failed after %llu bytes: %s",
-                         b->name, (unsigned long long)bytes, strerror(-ret));
-            }
+    if (b->send) {
+        save_drop(b); /* the end was reached with the last bytes */
+        return 0;
+    }
+    ret = vmig_vfu_client_mig_pull(b->c, buf, cap, &got);
+    if (ret == 0) {
+        if (got == 0) {
             save_drop(b);
-            return ret;
+            return 0;
         }
-    }
-    n = save_hand_out(b, buf, cap);
-    if (n == 0) {
+        b->send = true;
+    } else if (ret == -ENOMSG) {
+        /* "nothing now" outside PRE_COPY: the engine decides */
+        if (got == 0) {
+            return -ENOMSG;
+        }
+    } else if (ret != -EAGAIN) {
+        vmig_log(b->ctx, VMIG_LOG_ERR,
+                 "%s: reading its state failed: %s", b->name, strerror(-ret));
         save_drop(b);
+        return ret;
     }
-    return (ssize_t)n;
+    return (ssize_t)got;
 }
 
 static int

@@ -1059,9 +1059,19 @@ bulk_open(struct vmig_vfu_client *c)
     return 0;
 }
 
+/*
+ * Where saving data goes: to @sink piece by piece, or, when @buf is set,
+ * straight into @buf (which holds the read's whole limit).
+ */
+struct pull_to {
+    vmig_vfu_sink_fn *sink;
+    void *opaque;
+    uint8_t *buf;
+};
+
 static int
-save_bulk(struct vmig_vfu_client *c, uint64_t max, vmig_vfu_sink_fn *sink,
-          void *opaque, uint64_t *bytes)
+save_bulk(struct vmig_vfu_client *c, uint64_t max, const struct pull_to *to,
+          uint64_t *bytes)
 {
     struct {
         struct vmig_vfu_feature f;
@@ -1090,13 +1100,27 @@ save_bulk(struct vmig_vfu_client *c, uint64_t max, vmig_vfu_sink_fn *sink,
             status = fr.status;
             break;
         }
-        if (fr.len > VMIG_VFU_BULK_FRAME_MAX) {
+        if (fr.len > VMIG_VFU_BULK_FRAME_MAX || fr.len > max - *bytes) {
+            vmig_log(c->ctx, VMIG_LOG_ERR,
+                     "%s: bulk channel: a frame of %u bytes after %llu of "
+                     "a read of at most %llu (frames are at most %u "
+                     "bytes, a read at most what was asked); the server "
+                     "is broken",
+                     c->name, fr.len, (unsigned long long)*bytes,
+                     (unsigned long long)max, VMIG_VFU_BULK_FRAME_MAX);
             ret = -EPROTO;
             break;
         }
+        if (to->buf != NULL) {
+            /* max <= cap: straight into the caller's buffer */
+            ret = vmig__tran_read_all(c->bulk_fd, CLI_TIMEOUT_MS,
+                                      to->buf + *bytes, fr.len);
+            *bytes += ret == 0 ? fr.len : 0;
+            continue;
+        }
         ret = vmig__tran_read_all(c->bulk_fd, CLI_TIMEOUT_MS, c->buf, fr.len);
         if (ret == 0 && sink_ret == 0) {
-            sink_ret = sink(opaque, c->buf, fr.len);
+            sink_ret = to->sink(to->opaque, c->buf, fr.len);
             *bytes += fr.len;
         }
     }
@@ -1123,21 +1147,15 @@ save_bulk(struct vmig_vfu_client *c, uint64_t max, vmig_vfu_sink_fn *sink,
     return -status; /* 0 end, -ENOMSG for now, -ENODEV reset, ... */
 }
 
-int
-vmig_vfu_client_mig_save_max(struct vmig_vfu_client *c, uint64_t max,
-                             vmig_vfu_sink_fn *sink, void *opaque,
-                             uint64_t *bytes)
+/* At most @max bytes of the saving session to @to, over the bulk channel
+ * when negotiated, MIG_DATA_READs otherwise. */
+static int
+pull(struct vmig_vfu_client *c, uint64_t max, const struct pull_to *to,
+     uint64_t *bytes)
 {
-    uint64_t dummy;
     int ret;
 
-    if (bytes == NULL) {
-        bytes = &dummy;
-    }
     *bytes = 0;
-    if (max == 0 || sink == NULL) {
-        return -EINVAL;
-    }
     if ((c->caps.ext & VMIG_VFU_EXT_BULK_DATA) && c->bulk_fd < 0) {
         ret = bulk_open(c);
         if (ret < 0) {
@@ -1146,21 +1164,56 @@ vmig_vfu_client_mig_save_max(struct vmig_vfu_client *c, uint64_t max,
     }
     if (c->bulk_fd >= 0) {
         /* -EAGAIN: the server stopped at @max with more pending */
-        return save_bulk(c, max, sink, opaque, bytes);
+        return save_bulk(c, max, to, bytes);
     }
     for (;;) {
+        size_t want = max - *bytes < c->xfer ? (size_t)(max - *bytes) : c->xfer;
         long n;
 
         if (*bytes >= max) {
             return -EAGAIN;
         }
-        n = mig_read1(c, NULL, max - *bytes < c->xfer ? max - *bytes : c->xfer,
-                      sink, opaque);
+        n = mig_read1(c, to->buf != NULL ? to->buf + *bytes : NULL, want,
+                      to->sink, to->opaque);
         if (n <= 0) {
             return (int)n;
         }
         *bytes += (uint64_t)n;
     }
+}
+
+int
+vmig_vfu_client_mig_save_max(struct vmig_vfu_client *c, uint64_t max,
+                             vmig_vfu_sink_fn *sink, void *opaque,
+                             uint64_t *bytes)
+{
+    struct pull_to to = {.sink = sink, .opaque = opaque};
+    uint64_t dummy;
+
+    if (bytes == NULL) {
+        bytes = &dummy;
+    }
+    *bytes = 0;
+    if (max == 0 || sink == NULL) {
+        return -EINVAL;
+    }
+    return pull(c, max, &to, bytes);
+}
+
+int
+vmig_vfu_client_mig_pull(struct vmig_vfu_client *c, void *buf, size_t len,
+                         size_t *got)
+{
+    struct pull_to to = {.buf = buf};
+    uint64_t bytes = 0;
+    int ret;
+
+    if (got == NULL || buf == NULL || len == 0) {
+        return -EINVAL;
+    }
+    ret = pull(c, len, &to, &bytes);
+    *got = (size_t)bytes;
+    return ret;
 }
 
 int

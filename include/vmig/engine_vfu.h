@@ -14,14 +14,16 @@
  * here with -EOPNOTSUPP, never sent), and only when the engine's
  * migration asks.  Flag bits the uAPI does not define are ignored.
  *
- * Reads: in STOP_COPY the session is saved to its end in one go (over the
- * bulk channel when negotiated) and handed out from a buffer.  In PRE_COPY
+ * Reads: every read is one pull of at most the bytes the engine asked for
+ * (vmig_vfu_client_mig_pull(): over the bulk channel when negotiated),
+ * straight into the engine's buffer; the backend buffers no device data,
+ * so a state of any size streams one engine chunk at a time.  In PRE_COPY
  * and PRE_COPY_P2P a burst of reads (from the first read after the last
  * -ENOMSG) returns at most what PRECOPY_INFO reported pending (initial +
  * dirty) when it started - else the MIG_DATA_SIZE estimate, capped at
  * 64 MiB - then -ENOMSG, so a device that dirties its state faster than
  * it is read still ends every burst.  After a device reset the next read
- * fails with the server's -ENODEV; nothing is buffered, and after the
+ * fails with the server's -ENODEV, and after the
  * engine moves the device to PRE_COPY again the new session is read from
  * its start.
  *

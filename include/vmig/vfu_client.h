@@ -349,6 +349,26 @@ vmig_vfu_client_mig_save_max(struct vmig_vfu_client *c, uint64_t max,
                              uint64_t *bytes);
 
 /**
+ * vmig_vfu_client_mig_pull() - Read at most @len bytes of the saving
+ * session into @buf: one bounded bulk read when the bulk channel is
+ * negotiated (the frames land in @buf, no copy in between), MIG_DATA_READs
+ * of at most the server's transfer size otherwise.  What a VMM streaming
+ * device state calls once per chunk: it never holds more than @len bytes.
+ * @c:   client.
+ * @buf: destination.
+ * @len: bytes wanted, > 0.
+ * @got: receives the bytes delivered (also on failure; then stale).
+ *
+ * Return: 0 at the permanent end (STOP_COPY), -EAGAIN when @len bytes were
+ * delivered and the session may have more, -ENOMSG when PRE_COPY has no
+ * more for now, -ENODEV after a device reset, -EPROTO when the server sent
+ * more than asked, -EINVAL, -errno.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_vfu_client_mig_pull(struct vmig_vfu_client *c, void *buf, size_t len,
+                         size_t *got);
+
+/**
  * vmig_vfu_client_data_size() - VFIO's MIG_DATA_SIZE: estimated bytes
  * STOP_COPY will produce.
  * @c:     client.

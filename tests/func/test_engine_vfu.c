@@ -14,6 +14,10 @@
  *   refuse   the destination has no such device: refused in HELLO
  *   corrupt  one byte of the device state flipped on the wire
  *   cut      the connection cut mid-stream
+ *   middev   the connection cut in the middle of the device's state, once
+ *            the destination wrote some of it into its device: the
+ *            destination device discards it (reset, its own state back),
+ *            and a second migration over a good connection succeeds
  *   killed   the destination's device server killed before it resumes
  *   cancel   vmig_engine_cancel() mid-transfer
  *   config   hostile VMM-config sections are refused whole, nothing applied
@@ -45,12 +49,15 @@
 
 #define RAM_SIZE (4u << 20)
 #define STATE_SIZE (3u << 20)
+/* middev: several engine chunks (4 MiB) of device state */
+#define BIG_STATE_SIZE (14u << 20)
 
 static char dir[256];
 static vmig_ctx_t *ctx;
 static int failures;
 static pid_t kids[8];
 static int nkids;
+static size_t state_size = STATE_SIZE;
 
 /* One side: a VM with guest RAM, a vCPU flag, one test device. */
 struct side {
@@ -107,7 +114,7 @@ side_up(struct side *s, const char *name, uint64_t seed, bool wire,
     memset(s, 0, sizeof(*s));
     s->name = name;
     snprintf(path, sizeof(s->path), "%s/%s.sock", dir, name);
-    s->pid = testdev_spawn(path, seed, STATE_SIZE);
+    s->pid = testdev_spawn(path, seed, state_size);
     if (s->pid <= 0) {
         return -ECHILD;
     }
@@ -232,8 +239,27 @@ doorbell(struct side *s, uint64_t src, uint64_t dst)
 struct relay {
     int a, b;                 /* our ends towards source and destination */
     uint64_t cut_at, flip_at; /* source->destination byte offsets; 0 off */
+    /* cut once this destination engine took @cut_dev bytes of device
+     * state (it writes each chunk into its device as it arrives) */
+    struct vmig_engine *cut_dst;
+    uint64_t cut_dev;
     pthread_t t;
 };
+
+static bool
+dst_took(struct vmig_engine *e, uint64_t bytes)
+{
+    struct vmig_engine_stats *st = malloc(sizeof(*st));
+    bool took;
+
+    if (st == NULL) {
+        return false;
+    }
+    vmig_engine_stats(e, st);
+    took = st->ndevices > 0 && st->dev[0].bytes >= bytes;
+    free(st);
+    return took;
+}
 
 static void *
 relay_main(void *arg)
@@ -260,6 +286,9 @@ relay_main(void *arg)
                 buf[r->flip_at - fwd] ^= 0x40;
             }
             if (r->cut_at != 0 && fwd + (uint64_t)n >= r->cut_at) {
+                break;
+            }
+            if (r->cut_dst != NULL && dst_took(r->cut_dst, r->cut_dev)) {
                 break;
             }
             fwd += (uint64_t)n;
@@ -469,6 +498,61 @@ case_fail(const char *which)
     side_down(&b);
 }
 
+/* A failure in the middle of the device's state: the destination had
+ * already written part of it into its device. */
+static void
+case_middev(void)
+{
+    struct side a, b;
+    struct relay r = {0};
+    struct vmig_engine_stats *st = malloc(sizeof(*st));
+    uint64_t ha, hb0, hb;
+    enum vmig_state ds;
+    int ret, dret;
+
+    CHECK(st != NULL);
+    if (st == NULL) {
+        return;
+    }
+    state_size = BIG_STATE_SIZE;
+    CHECK_RC(side_up(&a, "a", 1, true, "td"), 0);
+    CHECK_RC(side_up(&b, "b", 2, true, "td"), 0);
+    atomic_store(&b.running, 0);
+    CHECK_RC(doorbell(&a, 0x1000, 0x1100), 0);
+    CHECK_RC(reg64(&a, TD_HASH, &ha), 0);
+    CHECK_RC(reg64(&b, TD_HASH, &hb0), 0);
+    r.cut_dst = b.e;
+    r.cut_dev = 4u << 20;
+    ret = migrate(&a, &b, &r, &dret, false);
+    CHECK(ret < 0);
+    CHECK(dret < 0);
+    /* it was mid-stream: some of the state reached the destination's
+     * device, not all of it */
+    vmig_engine_stats(b.e, st);
+    CHECK(st->ndevices == 1);
+    CHECK(st->dev[0].bytes >= (4u << 20));
+    CHECK(st->dev[0].bytes < BIG_STATE_SIZE);
+    /* the destination discarded it: its device is reset, its own state */
+    CHECK(atomic_load(&b.running) == 0);
+    CHECK_RC(vmig_vfu_client_get_state(b.c, &ds), 0);
+    CHECK(ds == VMIG_STATE_RUNNING);
+    CHECK_RC(reg64(&b, TD_HASH, &hb), 0);
+    CHECK(hb == hb0);
+    check_intact(&a, ha);
+    /* and it migrates over a good connection */
+    CHECK_RC(reg64(&a, TD_HASH, &ha), 0);
+    memset(&r, 0, sizeof(r));
+    CHECK_RC(migrate(&a, &b, &r, &dret, false), 0);
+    CHECK_RC(dret, 0);
+    CHECK_RC(reg64(&b, TD_HASH, &hb), 0);
+    CHECK(hb == ha);
+    CHECK(memcmp(a.ram, b.ram, RAM_SIZE) == 0);
+    CHECK(atomic_load(&b.running) == 1);
+    free(st);
+    side_down(&a);
+    side_down(&b);
+}
+
 static void
 put32(uint8_t *p, uint32_t v)
 {
@@ -605,6 +689,8 @@ main(int argc, char **argv)
         case_config();
     } else if (strcmp(which, "cfgreplay") == 0) {
         case_cfgreplay();
+    } else if (strcmp(which, "middev") == 0) {
+        case_middev();
     } else {
         case_fail(which);
     }
