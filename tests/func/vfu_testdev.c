@@ -590,7 +590,9 @@ testdev_spawn(const char *path, uint64_t seed, size_t size)
         _exit(testdev_serve(path, -1, seed, size, v ? vmig_log_stderr : NULL,
                             v ? VMIG_LOG_DEBUG : VMIG_LOG_INFO));
     }
-    for (int i = 0; i < 500; i++) {
+    /* while the child lives, up to 120 s: seeding a state of a GiB or
+     * more on a loaded machine takes a while */
+    for (int i = 0; i < 12000; i++) {
         struct stat st;
         struct timespec ts = {0, 10 * 1000 * 1000};
         int status;

@@ -72,7 +72,8 @@ int testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
 
 /*
  * testdev_spawn() - fork a child serving the device at @path.
- * Returns the child's pid (> 0) once the socket exists, or -errno.
+ * Returns the child's pid (> 0) once the socket exists (waiting while
+ * the child lives, up to 120 s), or -errno.
  * The child exits 0 after SIGTERM if the server never failed.
  */
 pid_t testdev_spawn(const char *path, uint64_t seed, size_t size);

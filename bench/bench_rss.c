@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_rss.c - memory the VMM needs to migrate a vfio-user device with a
+ * large state, and how soon that state starts to move.
+ *
+ * Each row migrates one vfio-user test device server process (its state
+ * SIZE MiB of seeded memory) between a source engine process and a
+ * destination engine process (each a child of this one, joined by
+ * loopback TCP, each with 4 MiB of guest RAM), and reports:
+ *
+ *   peak RSS     VmHWM of the source and of the destination engine process
+ *                at the end, and its growth over the tiny device's row
+ *                (target: at most 64 MiB at every size; the device servers
+ *                themselves hold the state and are not counted);
+ *   first byte   from the vCPU pause (downtime starts) to the first
+ *                stop-copy byte the backend hands to the engine, which
+ *                puts it on the wire at once (the engine sends the
+ *                remaining guest RAM, the vCPU state and the device's
+ *                config first); and how long that first read took (the
+ *                backend's share: one bounded pull);
+ *   rate         device bytes / migration time.
+ *
+ * Modes: "stop-copy" (no precopy: the whole state moves while paused) and
+ * "precopy" (the device precopies its state in bursts first).
+ *
+ * usage: bench_rss [MiB ...]   default 1 64 1024 (the first size is the
+ *        tiny reference); e.g. bench_rss 1 64 1024 4096
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <vmig/engine.h>
+#include <vmig/engine_vfu.h>
+#include <vmig/vfu_client.h>
+#include "vfu_testdev.h"
+#include "../tests/loopback.h"
+
+#define RAM_SIZE (4u << 20)
+#define MAX_SIZES 8
+
+struct result {
+    int ret;
+    long hwm_setup_kib, hwm_kib;
+    double t_pause, t_stop, t_first, t_pull, t_start, t_end;
+    unsigned long long dev_bytes;
+};
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* VmHWM of this process in KiB, or -1. */
+static long
+vm_hwm_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "VmHWM: %ld kB", &v) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* ---- the source's timing: wrap the backend's ops ---- */
+
+static struct result res;
+static const struct vmig_engine_dev_ops *inner;
+static struct vmig_engine_dev_ops timed;
+
+static int
+t_pause(void *o)
+{
+    (void)o;
+    res.t_pause = now_s();
+    return 0;
+}
+
+static int
+t_resume(void *o)
+{
+    (void)o;
+    return 0;
+}
+
+static const struct vmig_engine_vm_ops vm_ops = {.vcpu_pause = t_pause,
+                                                 .vcpu_resume = t_resume};
+
+static int
+t_set_state(void *o, enum vmig_state target)
+{
+    if (target == VMIG_STATE_STOP_COPY && res.t_stop == 0) {
+        res.t_stop = now_s();
+    }
+    return inner->set_state(o, target);
+}
+
+static ssize_t
+t_read(void *o, void *buf, size_t cap)
+{
+    double t0 = now_s();
+    ssize_t n = inner->read(o, buf, cap);
+
+    if (n > 0 && res.t_stop != 0 && res.t_first == 0) {
+        res.t_first = now_s();
+        res.t_pull = res.t_first - t0;
+    }
+    return n;
+}
+
+/* One engine process: connect to the device server at @path, migrate out
+ * over a connection to @port (source) or in over @lfd (destination),
+ * write a struct result to @out. */
+static void
+engine_child(bool source, const char *path, int port, int lfd, bool precopy,
+             int out)
+{
+    struct vmig_engine_region rg = {.name = "ram0", .size = RAM_SIZE};
+    struct vmig_engine_vfu_params p = {.name = "td0"};
+    struct vmig_vfu_client *c = NULL;
+    struct vmig_engine_vfu *b = NULL;
+    struct vmig_engine *e = NULL;
+    struct vmig_engine_stats *st = malloc(sizeof(*st));
+    vmig_ctx_t *ctx;
+    int fd;
+
+    memset(&res, 0, sizeof(res));
+    res.ret = -EIO;
+    rg.host = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    inner = vmig_engine_vfu_ops();
+    timed = *inner;
+    timed.set_state = t_set_state;
+    timed.read = t_read;
+    if (st == NULL || rg.host == MAP_FAILED ||
+        vmig_ctx_new("bench", NULL, NULL, &ctx) < 0) {
+        _exit(1);
+    }
+    for (int i = 0; i < 500; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+
+        if (vmig_vfu_client_connect(ctx, path, VMIG_VFU_EXT__ALL, &c) == 0) {
+            break;
+        }
+        nanosleep(&ts, NULL); /* the server may not accept yet */
+    }
+    if (c == NULL || vmig_engine_vfu_new(ctx, c, &p, &b) < 0 ||
+        vmig_engine_new(ctx, &rg, 1, &vm_ops, NULL, &e) < 0 ||
+        vmig_engine_add_device(e, "td0", &timed, b) < 0) {
+        fprintf(stderr, "bench_rss: engine setup failed\n");
+        _exit(1);
+    }
+    if (source) {
+        struct vmig_engine_params prm;
+
+        vmig_engine_get_params(e, &prm);
+        prm.no_precopy = !precopy;
+        vmig_engine_set_params(e, &prm);
+    }
+    res.hwm_setup_kib = vm_hwm_kib();
+    fd = source ? lb_connect(port) : accept(lfd, NULL, NULL);
+    if (fd < 0) {
+        _exit(1);
+    }
+    res.t_start = now_s();
+    res.ret = source ? vmig_engine_migrate(e, fd) : vmig_engine_incoming(e, fd);
+    res.t_end = now_s();
+    res.hwm_kib = vm_hwm_kib();
+    vmig_engine_stats(e, st);
+    res.dev_bytes = st->ndevices > 0 ? st->dev[0].bytes : 0;
+    close(fd);
+    if (write(out, &res, sizeof(res)) != (ssize_t)sizeof(res)) {
+        _exit(1);
+    }
+    _exit(0);
+}
+
+static pid_t
+fork_engine(bool source, const char *path, int port, int lfd, bool precopy,
+            int *rfd)
+{
+    int pp[2];
+    pid_t pid;
+
+    if (pipe(pp) < 0) {
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(pp[0]);
+        engine_child(source, path, port, lfd, precopy, pp[1]);
+    }
+    close(pp[1]);
+    *rfd = pp[0];
+    return pid;
+}
+
+static int
+collect(pid_t pid, int rfd, struct result *r)
+{
+    ssize_t n = read(rfd, r, sizeof(*r));
+    int status = 0;
+
+    close(rfd);
+    (void)waitpid(pid, &status, 0);
+    return n == (ssize_t)sizeof(*r) && WIFEXITED(status) &&
+                   WEXITSTATUS(status) == 0
+               ? 0
+               : -1;
+}
+
+/* One row: a fresh device pair of @mib MiB migrated once. */
+static int
+row(const char *dir, size_t mib, bool precopy, struct result *src,
+    struct result *dst)
+{
+    char pa[300], pb[300];
+    pid_t da, db, ps, pd;
+    int lfd, port, rs, rd, ret;
+
+    snprintf(pa, sizeof(pa), "%s/a.sock", dir);
+    snprintf(pb, sizeof(pb), "%s/b.sock", dir);
+    da = testdev_spawn(pa, 1, mib << 20);
+    db = testdev_spawn(pb, 2, mib << 20);
+    lfd = lb_listen(&port);
+    if (da <= 0 || db <= 0 || lfd < 0) {
+        fprintf(stderr, "bench_rss: cannot start the device servers\n");
+        return -1;
+    }
+    pd = fork_engine(false, pb, port, lfd, precopy, &rd);
+    ps = fork_engine(true, pa, port, lfd, precopy, &rs);
+    close(lfd);
+    ret = ps > 0 && pd > 0 ? 0 : -1;
+    if (ps > 0 && collect(ps, rs, src) < 0) {
+        ret = -1;
+    }
+    if (pd > 0 && collect(pd, rd, dst) < 0) {
+        ret = -1;
+    }
+    (void)testdev_stop(da);
+    (void)testdev_stop(db);
+    (void)unlink(pa);
+    (void)unlink(pb);
+    if (ret == 0 && (src->ret < 0 || dst->ret < 0)) {
+        fprintf(stderr, "bench_rss: migration of %zu MiB failed (%d/%d)\n",
+                mib, src->ret, dst->ret);
+        ret = -1;
+    }
+    return ret;
+}
+
+int
+main(int argc, char **argv)
+{
+    size_t sizes[MAX_SIZES] = {1, 64, 1024};
+    int nsizes = 3;
+    char dir[] = "/tmp/vmig-bench-rss-XXXXXX";
+    int rc = 0;
+
+    if (argc > 1) {
+        nsizes = 0;
+        for (int i = 1; i < argc && nsizes < MAX_SIZES; i++) {
+            sizes[nsizes++] = (size_t)atol(argv[i]);
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdtemp(dir) == NULL) {
+        return 1;
+    }
+    printf("bench_rss: one vfio-user test device server process migrated "
+           "between two engine processes (4 MiB guest RAM each), loopback "
+           "TCP; peak RSS = VmHWM of each engine process; the first row is "
+           "the tiny reference; target: growth <= 64 MiB\n");
+    for (int m = 0; m < 2; m++) {
+        bool precopy = m == 1;
+        long tiny_s = 0, tiny_d = 0;
+
+        printf("\nmode %s\n", precopy ? "precopy" : "stop-copy");
+        printf("%9s %12s %12s %12s %12s %14s %11s %11s\n", "state",
+               "src peak", "src growth", "dst peak", "dst growth",
+               "pause->1st B", "1st read", "rate");
+        for (int i = 0; i < nsizes; i++) {
+            struct result s, d;
+            double secs;
+
+            memset(&s, 0, sizeof(s));
+            memset(&d, 0, sizeof(d));
+            if (row(dir, sizes[i], precopy, &s, &d) < 0) {
+                rc = 1;
+                continue;
+            }
+            if (i == 0) {
+                tiny_s = s.hwm_kib;
+                tiny_d = d.hwm_kib;
+            }
+            secs = s.t_end - s.t_start;
+            printf("%5zu MiB %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %11.2f ms "
+                   "%8.2f ms %5.0f MiB/s%s\n",
+                   sizes[i], (double)s.hwm_kib / 1024,
+                   (double)(s.hwm_kib - tiny_s) / 1024,
+                   (double)d.hwm_kib / 1024,
+                   (double)(d.hwm_kib - tiny_d) / 1024,
+                   (s.t_first - s.t_pause) * 1e3,
+                   s.t_pull * 1e3,
+                   (double)s.dev_bytes / (1 << 20) / secs,
+                   s.hwm_kib - tiny_s > (64 << 10) ||
+                           d.hwm_kib - tiny_d > (64 << 10)
+                       ? "  OVER TARGET"
+                       : "");
+            fflush(stdout);
+        }
+    }
+    (void)rmdir(dir);
+    return rc;
+}
