@@ -261,8 +261,8 @@ row(const char *dir, size_t mib, bool precopy, struct result *src,
     (void)unlink(pa);
     (void)unlink(pb);
     if (ret == 0 && (src->ret < 0 || dst->ret < 0)) {
-        fprintf(stderr, "bench_rss: migration of %zu MiB failed (%d/%d)\n",
-                mib, src->ret, dst->ret);
+        fprintf(stderr, "bench_rss: migration of %zu MiB failed (%d/%d)\n", mib,
+                src->ret, dst->ret);
         ret = -1;
     }
     return ret;
@@ -295,9 +295,9 @@ main(int argc, char **argv)
         long tiny_s = 0, tiny_d = 0;
 
         printf("\nmode %s\n", precopy ? "precopy" : "stop-copy");
-        printf("%9s %12s %12s %12s %12s %14s %11s %11s\n", "state",
-               "src peak", "src growth", "dst peak", "dst growth",
-               "pause->1st B", "1st read", "rate");
+        printf("%9s %12s %12s %12s %12s %14s %11s %11s\n", "state", "src peak",
+               "src growth", "dst peak", "dst growth", "pause->1st B",
+               "1st read", "rate");
         for (int i = 0; i < nsizes; i++) {
             struct result s, d;
             double secs;
@@ -319,8 +319,7 @@ main(int argc, char **argv)
                    (double)(s.hwm_kib - tiny_s) / 1024,
                    (double)d.hwm_kib / 1024,
                    (double)(d.hwm_kib - tiny_d) / 1024,
-                   (s.t_first - s.t_pause) * 1e3,
-                   s.t_pull * 1e3,
+                   (s.t_first - s.t_pause) * 1e3, s.t_pull * 1e3,
                    (double)s.dev_bytes / (1 << 20) / secs,
                    s.hwm_kib - tiny_s > (64 << 10) ||
                            d.hwm_kib - tiny_d > (64 << 10)
