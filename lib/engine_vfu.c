@@ -38,6 +38,11 @@
 #define PCI_CONFIG_REGION 7u
 #define MAX_RAM 8
 #define PROBE_HDR (VMIG_STREAM_HEADER_SIZE + VMIG_STREAM_REC_HEADER_SIZE)
+/* The first STOP_COPY pull is this small, and each next one twice the
+ * last, up to what the engine asks: the first bytes go on the wire while
+ * the device still produces the rest, without a round trip per 256 KiB
+ * after that. */
+#define FIRST_PULL (256u << 10)
 /* PRE_COPY bytes per read burst when the device gives no sizing. */
 #define PRECOPY_BURST_MAX (64ull << 20)
 
@@ -76,7 +81,8 @@ struct vmig_engine_vfu {
     uint8_t cfg_mask[CFG_SPACE], cfg_val[CFG_SPACE];
     bool has_cfg;
 
-    bool send; /* the saving session reached its end (engine thread) */
+    bool send;       /* the saving session reached its end (engine thread) */
+    size_t pull_max; /* the next STOP_COPY pull's limit; 0: first */
 
     /* PRE_COPY read burst (engine thread only): set_state's target (the
      * state the backend believes the device is in), whether a burst is
@@ -136,6 +142,7 @@ static void
 save_drop(struct vmig_engine_vfu *b)
 {
     b->send = false;
+    b->pull_max = 0;
     b->burst = false;
     b->budget = 0;
     b->pc_read = 0;
@@ -701,7 +708,8 @@ read_precopy(struct vmig_engine_vfu *b, void *buf, size_t cap)
  * STOP_COPY (and any other state): each read pulls at most @cap bytes of
  * the session straight into the engine's buffer, so the first bytes go
  * on the wire while the device still produces the rest, and the VMM
- * never holds more than one engine chunk of the device's state.
+ * never holds more than one engine chunk of the device's state.  The
+ * first pull is FIRST_PULL, the next ones double up to @cap.
  */
 static ssize_t
 op_read(void *o, void *buf, size_t cap)
@@ -720,6 +728,14 @@ op_read(void *o, void *buf, size_t cap)
         save_drop(b); /* the end was reached with the last bytes */
         return 0;
     }
+    if (b->pull_max == 0) {
+        b->pull_max = FIRST_PULL;
+    } else if (b->pull_max < cap) {
+        b->pull_max *= 2;
+    }
+    if (b->pull_max < cap) {
+        cap = b->pull_max;
+    }
     ret = vmig_vfu_client_mig_pull(b->c, buf, cap, &got);
     if (ret == 0) {
         if (got == 0) {
@@ -733,8 +749,8 @@ op_read(void *o, void *buf, size_t cap)
             return -ENOMSG;
         }
     } else if (ret != -EAGAIN) {
-        vmig_log(b->ctx, VMIG_LOG_ERR,
-                 "%s: reading its state failed: %s", b->name, strerror(-ret));
+        vmig_log(b->ctx, VMIG_LOG_ERR, "%s: reading its state failed: %s",
+                 b->name, strerror(-ret));
         save_drop(b);
         return ret;
     }
