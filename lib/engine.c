@@ -393,6 +393,7 @@ vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role)
     }
     e->t_start = vmig__mono_ns();
     e->t_last_progress = 0;
+    e->tb_ns = 0; /* the throttle starts afresh */
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
@@ -521,40 +522,86 @@ vmig__engine_cancelled(struct vmig_engine *e)
 }
 
 /*
- * Keep the wire rate under max_bandwidth: sleep until the bytes sent so
- * far are due, in slices short enough that a cancel is seen promptly.
+ * Keep the wire rate under max_bandwidth with a token bucket: tokens
+ * (bytes) flow in at the limit as it is now, up to THROTTLE_BURST_NS
+ * worth; the bytes sent since the last call are taken out, and a debt is
+ * waited off in slices of at most THROTTLE_SLICE_NS that each re-read the
+ * limit, so lowering or raising max-bandwidth acts within one slice and
+ * a cancel is seen as fast.  Only what happened since the last call
+ * counts: a limit lowered after a fast start does not make up for the
+ * bytes sent before.  Once the VM is paused (status "device") nothing is
+ * throttled: as in QEMU's switchover, the limiter never holds the guest
+ * down.
  */
+#define THROTTLE_SLICE_NS 20000000ull  /* 20 ms */
+#define THROTTLE_BURST_NS 100000000ull /* 100 ms of tokens at most */
+
+/* The live limit, 0 when none applies (unlimited, or stop-copy). */
+static uint64_t
+throttle_limit(struct vmig_engine *e)
+{
+    uint64_t bw;
+
+    pthread_mutex_lock(&e->lock);
+    bw = e->st.status == VMIG_ENGINE_DEVICE ? 0 : e->params.max_bandwidth;
+    pthread_mutex_unlock(&e->lock);
+    return bw;
+}
+
+/* Add the tokens earned since the last refill at @bw, capped. */
+static void
+throttle_refill(struct vmig_engine *e, uint64_t bw, uint64_t now)
+{
+    double cap = (double)bw * (double)THROTTLE_BURST_NS / 1e9;
+
+    if (now > e->tb_ns) {
+        e->tb_tokens += (double)(now - e->tb_ns) * (double)bw / 1e9;
+    }
+    e->tb_ns = now;
+    if (e->tb_tokens > cap) {
+        e->tb_tokens = cap;
+    }
+}
+
 int
 vmig__engine_throttle(struct vmig_engine *e, struct vmig_mp_conn *c)
 {
-    uint64_t bw, sent;
+    uint64_t bw = throttle_limit(e), sent;
 
-    pthread_mutex_lock(&e->lock);
-    bw = e->params.max_bandwidth;
-    pthread_mutex_unlock(&e->lock);
-    if (bw == 0) {
-        return 0;
-    }
     vmig_mp_conn_bytes(c, &sent, NULL);
-    for (;;) {
-        uint64_t due = e->t_xfer + (uint64_t)((double)sent / (double)bw * 1e9);
-        uint64_t now = vmig__mono_ns();
+    if (bw == 0 || e->tb_ns == 0) {
+        /* nothing owed for what went out unlimited */
+        e->tb_tokens = 0;
+        e->tb_ns = vmig__mono_ns();
+        e->tb_sent = bw == 0 ? sent : 0;
+        if (bw == 0) {
+            return 0;
+        }
+    }
+    throttle_refill(e, bw, vmig__mono_ns());
+    e->tb_tokens -= (double)(sent - e->tb_sent);
+    e->tb_sent = sent;
+    while (e->tb_tokens < 0) {
+        uint64_t wait = (uint64_t)(-e->tb_tokens / (double)bw * 1e9) + 1;
         struct timespec ts;
 
         if (vmig__engine_cancelled(e)) {
             return -ECANCELED;
         }
-        if (now >= due) {
-            return 0;
-        }
-        due -= now;
-        if (due > 20000000ull) {
-            due = 20000000ull;
+        if (wait > THROTTLE_SLICE_NS) {
+            wait = THROTTLE_SLICE_NS;
         }
         ts.tv_sec = 0;
-        ts.tv_nsec = (long)due;
+        ts.tv_nsec = (long)wait;
         nanosleep(&ts, NULL);
+        bw = throttle_limit(e);
+        if (bw == 0) {
+            e->tb_tokens = 0; /* raised to unlimited: the debt is gone */
+            break;
+        }
+        throttle_refill(e, bw, vmig__mono_ns());
     }
+    return 0;
 }
 
 void

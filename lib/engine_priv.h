@@ -56,6 +56,12 @@ struct vmig_engine {
     int fail_err;
     int fail_dev;
     char fail_reason[VMIG_MP_REASON_MAX + 1];
+    /* the max_bandwidth token bucket (vmig__engine_throttle; the
+     * migrating thread only): bytes it holds (negative: owed), when it
+     * was last filled (0: not yet in this migration), wire bytes counted */
+    double tb_tokens;
+    uint64_t tb_ns;
+    uint64_t tb_sent;
 };
 
 uint64_t vmig__mono_ns(void);

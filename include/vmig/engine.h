@@ -286,7 +286,9 @@ enum vmig_engine_reset_policy {
  * @downtime_limit_ms: target downtime; precopy iterates until the
  *                     estimated stop-copy bytes at the measured bandwidth
  *                     fit it.  Default 300.
- * @max_bandwidth:     bytes per second on the wire; 0 is unlimited.
+ * @max_bandwidth:     bytes per second on the wire while the VM runs; 0
+ *                     is unlimited.  A token bucket of at most 100 ms of
+ *                     bytes; stop-copy (the VM paused) is not throttled.
  * @timeout_ms:        silence from the peer after which the migration
  *                     fails; default 30000.
  * @no_precopy:        stop-and-copy only, even when precopy is possible.
@@ -377,8 +379,8 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_del_device(struct vmig_engine *e,
                                                        const char *name);
 
 /**
- * vmig_engine_set_params() - Change tunables; takes effect at once (the
- * bandwidth limit applies to the next frame).
+ * vmig_engine_set_params() - Change tunables; takes effect at once (a
+ * new bandwidth limit within 20 ms, also on a wait under way).
  * @e: engine.
  * @p: the new values; a zero @timeout_ms or @downtime_limit_ms keeps the
  *     default.
