@@ -28,6 +28,9 @@
 /* Pause between iterations that moved nothing, so an idle VM is not
  * polled in a tight loop while its devices catch up. */
 #define PC_IDLE_NS 5000000L
+/* A pass or burst moving less measures its fixed costs more than a rate:
+ * the rate of the last one that moved at least this much is kept. */
+#define PC_RATE_MIN_BYTES (1u << 20)
 
 static unsigned int
 bitmap_words(uint64_t bytes)
@@ -342,6 +345,16 @@ pc_check_sessions(struct eng_src *s)
     return restarted;
 }
 
+/* Keep @bytes moved in @ns as the rate in *@rate, when enough moved to
+ * measure one. */
+static void
+pc_note_rate(uint64_t *rate, uint64_t bytes, uint64_t ns)
+{
+    if (bytes >= PC_RATE_MIN_BYTES && ns > 0) {
+        *rate = (uint64_t)((double)bytes * 1e9 / (double)ns);
+    }
+}
+
 /* One round over the precopy devices: send what each has pending. */
 static int
 pc_devices(struct eng_src *s)
@@ -355,7 +368,7 @@ pc_devices(struct eng_src *s)
     for (unsigned int i = 0; i < e->ndev; i++) {
         const struct eng_dev *d = &e->dev[i];
         struct eng_src_dev *sd = &s->dev[i];
-        uint64_t initial = 0, dirty = 0, budget = 0;
+        uint64_t initial = 0, dirty = 0, budget = 0, t0, off0;
         bool info = false, dev_err = false;
         int ret;
 
@@ -367,7 +380,12 @@ pc_devices(struct eng_src *s)
             info = true;
             budget = initial + dirty + (4u << 20);
         }
+        t0 = vmig__mono_ns();
+        off0 = sd->tx_off;
         ret = vmig__src_dev_pump(s, i, true, budget, &dev_err);
+        if (ret >= 0 && sd->tx_off >= off0) {
+            pc_note_rate(&sd->pc_rate, sd->tx_off - off0, vmig__mono_ns() - t0);
+        }
         if (ret < 0 && dev_err) {
             ret = pc_dev_lost(s, i, ret);
             if (ret == 0) {
@@ -389,25 +407,39 @@ pc_devices(struct eng_src *s)
     return 0;
 }
 
-/* Device bytes the stop would still move, asked of each device now. */
+/*
+ * Device bytes the stop would still move, asked of each device now, and in
+ * *@rate the rate they would move at: each device at the rate of its last
+ * measured precopy burst (@fallback before it has one), so a device read
+ * slower than the wire counts at its own speed.
+ */
 static uint64_t
-pc_dev_pending(const struct eng_src *s)
+pc_dev_pending(const struct eng_src *s, uint64_t fallback, uint64_t *rate)
 {
     const struct vmig_engine *e = s->e;
     uint64_t dev = 0;
+    double secs = 0;
 
+    if (fallback < VMIG__SW_MIN_RATE) {
+        fallback = VMIG__SW_MIN_RATE;
+    }
     for (unsigned int i = 0; i < e->ndev; i++) {
         const struct eng_dev *d = &e->dev[i];
         uint64_t v = 0, initial = 0, dirty = 0;
+        uint64_t r = s->dev[i].pc_rate != 0 ? s->dev[i].pc_rate : fallback;
 
         if (d->ops->data_size != NULL &&
             d->ops->data_size(d->opaque, &v) == 0) {
-            dev += v;
+            /* the device's own stop-copy size */
         } else if (s->dev[i].tx_pc && d->ops->precopy_info != NULL &&
                    d->ops->precopy_info(d->opaque, &initial, &dirty) == 0) {
-            dev += initial + dirty;
+            v = initial + dirty;
         }
+        dev += v;
+        secs +=
+            (double)v / (double)(r < VMIG__SW_MIN_RATE ? VMIG__SW_MIN_RATE : r);
     }
+    *rate = secs > 0 ? (uint64_t)((double)dev / secs) : 0;
     return dev;
 }
 
@@ -499,7 +531,8 @@ pc_iterate(struct eng_src *s)
 
     pc->sent0 = sent0;
     for (unsigned int it = 1;; it++) {
-        uint64_t sent_it = vmig__wire_sent(s->c), now;
+        uint64_t sent_it = vmig__wire_sent(s->c), now, avg, rate, dev_rate;
+        uint64_t ram_ns = 0, ram_sent = 0, tr;
         struct vmig__sw_in in;
         struct vmig__sw_out out;
         double secs;
@@ -508,12 +541,15 @@ pc_iterate(struct eng_src *s)
         e->st.iterations = it;
         pthread_mutex_unlock(&e->lock);
         if (pc->ram) {
+            tr = vmig__mono_ns();
             ret = it == 1 ? vmig__src_send_ram(s, pc->zero, true, 1, false)
                           : pc_send_dirty(s, it, false);
             if (ret < 0) {
                 return ret;
             }
             pc->pass = it;
+            ram_ns = vmig__mono_ns() - tr;
+            ram_sent = vmig__wire_sent(s->c) - sent_it;
         }
         ret = pc_devices(s);
         if (ret < 0) {
@@ -530,23 +566,33 @@ pc_iterate(struct eng_src *s)
             return ret;
         }
         if (pc->ram) {
+            tr = vmig__mono_ns();
             ret = pc_collect(s);
             if (ret < 0) {
                 return ret;
             }
+            /* the stop's last pass sends and collects too */
+            pc_note_rate(&pc->ram_rate, ram_sent,
+                         ram_ns + (vmig__mono_ns() - tr));
         }
         now = vmig__mono_ns();
         secs = (double)(now - t0) / 1e9;
+        /* bytes per second over all of precopy so far: the rate until a
+         * pass or burst was measured */
+        avg = secs > 0
+                  ? (uint64_t)((double)(vmig__wire_sent(s->c) - sent0) / secs)
+                  : 0;
+        /* RAM at the rate of its last pass, not since the start (the first
+         * pass streams RAM in long runs, the later ones scattered pages
+         * while the vCPUs compete for the CPU) */
+        rate = pc->ram_rate != 0 ? pc->ram_rate : avg;
         in = (struct vmig__sw_in){
             .ram_bytes =
                 pc->ram ? pc->dirty_pages * VMIG_MP_PAGE_SIZE : e->ram_total,
             .ram_tracked = pc->ram,
-            .dev_bytes = pc_dev_pending(s),
-            /* bytes per second over all of precopy so far */
-            .rate =
-                secs > 0
-                    ? (uint64_t)((double)(vmig__wire_sent(s->c) - sent0) / secs)
-                    : 0,
+            .dev_bytes = pc_dev_pending(s, rate, &dev_rate),
+            .rate = rate,
+            .dev_rate = dev_rate,
             .limit_ms = s->p.downtime_limit_ms,
             .init_done = pc_all_init_done(s),
             .iteration = it,
@@ -566,10 +612,12 @@ pc_iterate(struct eng_src *s)
         pthread_mutex_unlock(&e->lock);
         vmig_dbg(e->ctx,
                  "migration: precopy iteration %u: %llu dirty pages, "
-                 "estimated stop-copy %llu bytes (%llu ms at %llu B/s)",
+                 "estimated stop-copy %llu bytes (%llu ms: RAM at %llu B/s, "
+                 "devices at %llu B/s)",
                  it, (unsigned long long)pc->dirty_pages,
                  (unsigned long long)out.est_bytes,
-                 (unsigned long long)out.est_ms, (unsigned long long)out.rate);
+                 (unsigned long long)out.est_ms, (unsigned long long)out.rate,
+                 (unsigned long long)(dev_rate != 0 ? dev_rate : out.rate));
         if (out.decision != VMIG__SW_ITERATE) {
             /* a device reset since its last read would otherwise open a
              * new session at the stop: catch it while the VM runs */

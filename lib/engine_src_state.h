@@ -23,6 +23,8 @@ struct eng_src_dev {
     bool tx_pc;        /* in PRE_COPY / PRE_COPY_P2P for this migration */
     bool tx_init_done; /* its initial precopy data has all been sent */
     unsigned int tx_restarts;
+    uint64_t pc_rate;   /* bytes/s of its last precopy burst that moved
+                         * enough to measure; 0: none yet */
     XXH3_state_t *hash; /* of the bytes sent, for DEV_END */
 };
 
@@ -39,6 +41,9 @@ struct eng_pc {
     unsigned int max_restarts;
     uint64_t dirty_pages; /* set in the bitmaps */
     uint64_t sent0;       /* wire bytes sent when precopy began */
+    uint64_t ram_rate;    /* bytes/s of the last RAM pass that moved enough
+                           * to measure (its sending and its dirty
+                           * collection); 0: none yet */
     uint64_t *bm[VMIG_ENGINE_MAX_REGIONS];
 };
 

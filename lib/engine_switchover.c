@@ -10,8 +10,15 @@ void
 vmig__switchover_decide(const struct vmig__sw_in *in, struct vmig__sw_out *out)
 {
     uint64_t rate = in->rate < VMIG__SW_MIN_RATE ? VMIG__SW_MIN_RATE : in->rate;
+    uint64_t dev_rate = in->dev_rate == 0                  ? rate
+                        : in->dev_rate < VMIG__SW_MIN_RATE ? VMIG__SW_MIN_RATE
+                                                           : in->dev_rate;
     uint64_t est = in->dev_bytes + in->ram_bytes;
-    uint64_t est_ms = (in->ram_tracked ? est : in->dev_bytes) * 1000 / rate;
+    uint64_t dev_ms = in->dev_bytes * 1000 / dev_rate;
+    /* one rate: one division, so no rounding of the parts */
+    uint64_t all_ms = dev_rate == rate ? est * 1000 / rate
+                                       : in->ram_bytes * 1000 / rate + dev_ms;
+    uint64_t est_ms = in->ram_tracked ? all_ms : dev_ms;
     bool fits = est_ms <= in->limit_ms && in->init_done;
     bool converged = fits;
     bool capped = in->iteration >= in->max_iterations ||
@@ -25,7 +32,7 @@ vmig__switchover_decide(const struct vmig__sw_in *in, struct vmig__sw_out *out)
     out->rate = rate;
     out->est_bytes = est;
     out->est_ms = est_ms;
-    out->downtime_ms = est * 1000 / rate;
+    out->downtime_ms = all_ms;
     out->fits = fits;
     out->capped = capped;
     if (converged || (capped && fits)) {

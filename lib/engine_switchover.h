@@ -4,9 +4,9 @@
  *
  * A pure function of what the source measured after one precopy
  * iteration: no engine, no clock, no I/O, so every case is a row in a
- * unit test (tests/unit/test_switchover.c).  The transfer rate is an
- * input: how it is measured (today the average over all of precopy) is
- * the caller's business.
+ * unit test (tests/unit/test_switchover.c).  The transfer rates are
+ * inputs: how they are measured (over the last precopy pass, for RAM and
+ * per device) is the caller's business.
  */
 #ifndef VMIG_ENGINE_SWITCHOVER_H
 #define VMIG_ENGINE_SWITCHOVER_H
@@ -35,8 +35,12 @@ enum vmig__sw_decision {
  *                 to fit the limit.
  * @dev_bytes:     device data the devices would still produce at the stop
  *                 (MIG_DATA_SIZE, else PRE_COPY initial + dirty bytes).
- * @rate:          measured transfer rate, bytes per second (any value;
- *                 below VMIG__SW_MIN_RATE counts as that).
+ * @rate:          measured transfer rate of guest RAM, bytes per second
+ *                 (any value; below VMIG__SW_MIN_RATE counts as that).
+ * @dev_rate:      the devices' own rate, bytes per second: @dev_bytes over
+ *                 the time the devices would take at the rates they showed
+ *                 (a device read slower than the wire moves its state
+ *                 slower); 0: @rate.  Floored like @rate.
  * @limit_ms:      the downtime limit.
  * @init_done:     every PRE_COPY device sent all its initial data.
  * @iteration:     iterations done, this one included (from 1).
@@ -52,6 +56,7 @@ struct vmig__sw_in {
     bool ram_tracked;
     uint64_t dev_bytes;
     uint64_t rate;
+    uint64_t dev_rate;
     uint64_t limit_ms;
     bool init_done;
     unsigned int iteration;
@@ -67,12 +72,14 @@ struct vmig__sw_in {
  * @decision:    what to do.
  * @fits:        @est_ms is within the limit and @init_done.
  * @capped:      an iteration or time cap was reached.
- * @rate:        the rate the estimates use (at least VMIG__SW_MIN_RATE).
+ * @rate:        the RAM rate the estimates use (at least VMIG__SW_MIN_RATE).
  * @est_bytes:   bytes the stop would move (RAM and devices).
- * @est_ms:      the part that must fit, at @rate: all of @est_bytes, or
- *               only the device part when RAM is not tracked.  Pass it
- *               back as the next iteration's @prev_est_ms.
- * @downtime_ms: all of @est_bytes at @rate (the expected downtime).
+ * @est_ms:      the part that must fit: RAM at @rate plus the devices at
+ *               their rate, or only the device part when RAM is not
+ *               tracked.  Pass it back as the next iteration's
+ *               @prev_est_ms.
+ * @downtime_ms: all of @est_bytes, each part at its rate (the expected
+ *               downtime).
  */
 struct vmig__sw_out {
     enum vmig__sw_decision decision;

@@ -4,7 +4,8 @@
  * (lib/engine_switchover.c) over a table of cases: when it fits, the
  * "one more cheap round" rule, RAM untracked, devices whose initial data
  * is not all sent, the iteration and time caps with either cap action,
- * the rate floor, and the estimates it reports.  The expected values are
+ * the rate floor, devices slower (or faster) than the wire, and the
+ * estimates it reports.  The expected values are
  * worked out by hand in each row's comment from the rule in
  * docs/migration-protocol.md section 7.
  */
@@ -173,6 +174,52 @@ test_sequence(void **state)
     }
 }
 
+/*
+ * The devices at their own rate: RAM at the wire's, each part timed at
+ * its rate and the parts added.
+ */
+static void
+test_dev_rate(void **state)
+{
+    struct vmig__sw_in in =
+        R(10 * MB, Y, 10 * MB, R100, Y, 5, 1000, 0, STOP, NONE);
+    struct vmig__sw_out out;
+
+    (void)state;
+    /* one rate: 20 MB at 100 MB/s = 200 ms (as dev_rate 0) */
+    in.dev_rate = R100;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 200);
+    assert_int_equal(out.downtime_ms, 200);
+    /* a device read at 20 MB/s: 100 ms of RAM + 500 ms of device state,
+     * which does not fit although the wire alone would say 200 ms */
+    in.dev_rate = 20 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 600);
+    assert_int_equal(out.downtime_ms, 600);
+    assert_int_equal(out.decision, VMIG__SW_ITERATE);
+    assert_int_equal(out.rate, R100);
+    /* RAM untracked: only the devices must fit, at their rate; the
+     * expected downtime has both */
+    in.ram_tracked = false;
+    in.dev_rate = 50 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 200);
+    assert_int_equal(out.downtime_ms, 300);
+    /* a device rate below the floor counts as the floor */
+    in.dev_rate = 1;
+    in.dev_bytes = 100000;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 100);
+    /* a faster device than the wire: faster estimate */
+    in.ram_tracked = true;
+    in.dev_bytes = 10 * MB;
+    in.dev_rate = 1000 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 110);
+    assert_int_equal(out.decision, VMIG__SW_GO);
+}
+
 /* Inputs are not changed, and the same inputs give the same outputs. */
 static void
 test_pure(void **state)
@@ -197,6 +244,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_sequence),
+        cmocka_unit_test(test_dev_rate),
         cmocka_unit_test(test_pure),
     };
 
