@@ -518,6 +518,40 @@ pc_finish(struct eng_src *s, const struct vmig__sw_in *in,
     return 0;
 }
 
+/*
+ * Before switching over on an estimate: wait for the destination's
+ * switchover-ack if it is still due.  Return 1 when that wait outlasted a
+ * quarter of the downtime limit: the VM kept dirtying RAM and device
+ * state meanwhile, so the estimate is stale and one more iteration
+ * measures again (with no wait then); 0 to go on; a negative errno when
+ * the wait failed.
+ */
+static int
+pc_ack_stale(struct eng_src *s)
+{
+    uint64_t t0, waited_ms;
+    int ret;
+
+    if (!s->pc.ack || s->pc.ndev_pc == 0 || !s->pc.ack_sent ||
+        s->ack_got == s->ack_req) {
+        return 0;
+    }
+    t0 = vmig__mono_ns();
+    ret = vmig__src_wait_ack(s);
+    if (ret < 0) {
+        return ret;
+    }
+    waited_ms = (vmig__mono_ns() - t0) / 1000000;
+    if (waited_ms <= s->p.downtime_limit_ms / 4) {
+        return 0;
+    }
+    vmig_dbg(s->e->ctx,
+             "migration: waited %llu ms for the switchover-ack; the "
+             "estimate before it is stale, measuring again",
+             (unsigned long long)waited_ms);
+    return 1;
+}
+
 /* Iterate: RAM pass, device data, switchover-ack request, decision. */
 static int
 pc_iterate(struct eng_src *s)
@@ -624,6 +658,16 @@ pc_iterate(struct eng_src *s)
             ret = pc_check_sessions(s);
             if (ret < 0) {
                 return ret;
+            }
+            /* at a cap the decision stands, however stale */
+            if (ret == 0 && out.decision == VMIG__SW_GO && !out.capped) {
+                ret = pc_ack_stale(s);
+                if (ret < 0) {
+                    return ret;
+                }
+                if (ret == 1) {
+                    continue; /* measure again, the ack in hand */
+                }
             }
             if (ret == 0) {
                 return pc_finish(s, &in, &out);
