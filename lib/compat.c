@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <vmig/byteorder.h>
 #include <vmig/compat.h>
 #include "compat_priv.h"
 #include "internal.h"
@@ -358,17 +359,18 @@ put(struct wbuf *w, const void *src, size_t n)
 static void
 put_u16(struct wbuf *w, uint16_t v)
 {
-    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    uint8_t b[2];
 
+    vmig_put_le16(b, v);
     put(w, b, 2);
 }
 
 static void
 put_u32(struct wbuf *w, uint32_t v)
 {
-    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
-                    (uint8_t)(v >> 24)};
+    uint8_t b[4];
 
+    vmig_put_le32(b, v);
     put(w, b, 4);
 }
 
@@ -462,7 +464,7 @@ get_u16(struct rbuf *r, uint16_t *v, const char *what)
     int ret = need(r, 2, what);
 
     if (ret == 0) {
-        *v = (uint16_t)(r->p[r->off] | (r->p[r->off + 1] << 8));
+        *v = vmig_get_le16(r->p + r->off);
         r->off += 2;
     }
     return ret;
@@ -474,10 +476,7 @@ get_u32(struct rbuf *r, uint32_t *v, const char *what)
     int ret = need(r, 4, what);
 
     if (ret == 0) {
-        const uint8_t *b = r->p + r->off;
-
-        *v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-             (uint32_t)b[3] << 24;
+        *v = vmig_get_le32(r->p + r->off);
         r->off += 4;
     }
     return ret;

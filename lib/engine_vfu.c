@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#include <vmig/byteorder.h>
 #include <vmig/compat.h>
 #include <vmig/engine_vfu.h>
 #include <vmig/log.h>
@@ -101,44 +102,6 @@ struct vmig_engine_vfu {
 };
 
 static void
-put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-
-    for (int i = 3; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static void
 save_drop(struct vmig_engine_vfu *b)
 {
     b->send = false;
@@ -185,12 +148,12 @@ probe_envelope(struct vmig_engine_vfu *b)
         return ret;
     }
     if (memcmp(h, magic, sizeof(magic)) != 0 ||
-        XXH3_64bits_withSeed(h, 24, 0) != get64(h + 24) ||
-        get32(h + 32) != VMIG_REC_DESCRIPTOR ||
-        XXH3_64bits_withSeed(h + 32, 16, 0) != get64(h + 48)) {
+        XXH3_64bits_withSeed(h, 24, 0) != vmig_get_le64(h + 24) ||
+        vmig_get_le32(h + 32) != VMIG_REC_DESCRIPTOR ||
+        XXH3_64bits_withSeed(h + 32, 16, 0) != vmig_get_le64(h + 48)) {
         return -EBADMSG;
     }
-    len = get64(h + 40);
+    len = vmig_get_le64(h + 40);
     if (len == 0 || len > VMIG_COMPAT_BIN_MAX || len > VMIG_MP_DESC_MAX) {
         return -EBADMSG;
     }
@@ -202,7 +165,8 @@ probe_envelope(struct vmig_engine_vfu *b)
     if (ret == 0) {
         ret = probe_read(b, tail, sizeof(tail));
     }
-    if (ret == 0 && XXH3_64bits_withSeed(d, (size_t)len, 0) != get64(tail)) {
+    if (ret == 0 &&
+        XXH3_64bits_withSeed(d, (size_t)len, 0) != vmig_get_le64(tail)) {
         ret = -EBADMSG;
     }
     if (ret == 0) {
@@ -855,22 +819,22 @@ op_config_save(void *o, void *buf, size_t cap)
         pthread_mutex_unlock(&b->lock);
         return -E2BIG;
     }
-    put32(p, VFUC_MAGIC);
-    put32(p + 4, VFUC_VERSION);
-    put32(p + 8, b->nmaps);
-    put32(p + 12, b->nirqs);
-    put32(p + 16, b->has_cfg ? 1u : 0u);
-    put32(p + 20, 0);
+    vmig_put_le32(p, VFUC_MAGIC);
+    vmig_put_le32(p + 4, VFUC_VERSION);
+    vmig_put_le32(p + 8, b->nmaps);
+    vmig_put_le32(p + 12, b->nirqs);
+    vmig_put_le32(p + 16, b->has_cfg ? 1u : 0u);
+    vmig_put_le32(p + 20, 0);
     p += VFUC_HDR;
     for (unsigned int i = 0; i < b->nmaps; i++, p += VFUC_MAP) {
-        put64(p, b->maps[i].iova);
-        put64(p + 8, b->maps[i].size);
-        put32(p + 16, b->maps[i].prot);
-        put32(p + 20, 0);
+        vmig_put_le64(p, b->maps[i].iova);
+        vmig_put_le64(p + 8, b->maps[i].size);
+        vmig_put_le32(p + 16, b->maps[i].prot);
+        vmig_put_le32(p + 20, 0);
     }
     for (unsigned int i = 0; i < b->nirqs; i++, p += VFUC_IRQ) {
-        put32(p, b->irqs[i].index);
-        put32(p + 4, b->irqs[i].vector);
+        vmig_put_le32(p, b->irqs[i].index);
+        vmig_put_le32(p + 4, b->irqs[i].vector);
     }
     if (b->has_cfg) {
         memcpy(p, b->cfg_mask, CFG_SPACE);
@@ -896,24 +860,24 @@ config_parse_locked(struct vmig_engine_vfu *b, const uint8_t *p, size_t len,
 {
     size_t need;
 
-    if (len < VFUC_HDR || get32(p) != VFUC_MAGIC) {
+    if (len < VFUC_HDR || vmig_get_le32(p) != VFUC_MAGIC) {
         vmig_log(b->ctx, VMIG_LOG_ERR, "%s: config section is not VFUC",
                  b->name);
         return -EBADMSG;
     }
-    if (get32(p + 4) != VFUC_VERSION) {
+    if (vmig_get_le32(p + 4) != VFUC_VERSION) {
         vmig_log(b->ctx, VMIG_LOG_ERR, "%s: config section version %u unknown",
-                 b->name, get32(p + 4));
+                 b->name, vmig_get_le32(p + 4));
         return -EOPNOTSUPP;
     }
-    c->nmaps = get32(p + 8);
-    c->nirqs = get32(p + 12);
+    c->nmaps = vmig_get_le32(p + 8);
+    c->nirqs = vmig_get_le32(p + 12);
     if (c->nmaps > VMIG_ENGINE_VFU_MAX_MAPS ||
-        c->nirqs > VMIG_ENGINE_VFU_MAX_IRQS || get32(p + 16) > 1 ||
-        get32(p + 20) != 0) {
+        c->nirqs > VMIG_ENGINE_VFU_MAX_IRQS || vmig_get_le32(p + 16) > 1 ||
+        vmig_get_le32(p + 20) != 0) {
         return -EBADMSG;
     }
-    c->has_cfg = get32(p + 16) == 1;
+    c->has_cfg = vmig_get_le32(p + 16) == 1;
     need = VFUC_HDR + (size_t)c->nmaps * VFUC_MAP +
            (size_t)c->nirqs * VFUC_IRQ + (c->has_cfg ? 2u * CFG_SPACE : 0u);
     if (len != need) {
@@ -923,10 +887,10 @@ config_parse_locked(struct vmig_engine_vfu *b, const uint8_t *p, size_t len,
     for (unsigned int i = 0; i < c->nmaps; i++, p += VFUC_MAP) {
         struct dma_rec *m = &c->maps[i];
 
-        m->iova = get64(p);
-        m->size = get64(p + 8);
-        m->prot = get32(p + 16);
-        if (get32(p + 20) != 0 ||
+        m->iova = vmig_get_le64(p);
+        m->size = vmig_get_le64(p + 8);
+        m->prot = vmig_get_le32(p + 16);
+        if (vmig_get_le32(p + 20) != 0 ||
             (m->prot & ~(VMIG_VFU_DMA_READ | VMIG_VFU_DMA_WRITE)) != 0) {
             return -EBADMSG;
         }
@@ -946,8 +910,8 @@ config_parse_locked(struct vmig_engine_vfu *b, const uint8_t *p, size_t len,
         }
     }
     for (unsigned int i = 0; i < c->nirqs; i++, p += VFUC_IRQ) {
-        c->irqs[i].index = get32(p);
-        c->irqs[i].vector = get32(p + 4);
+        c->irqs[i].index = vmig_get_le32(p);
+        c->irqs[i].vector = vmig_get_le32(p + 4);
     }
     c->mask = p;
     c->val = p + CFG_SPACE;

@@ -118,7 +118,7 @@ vmig_mp_verify(const uint8_t *raw, const void *payload, size_t len)
     if (len > 0) {
         XXH3_64bits_update(&st, payload, len);
     }
-    return XXH3_64bits_digest(&st) == mp_le(raw + 16, 8) ? 0 : -EBADMSG;
+    return XXH3_64bits_digest(&st) == vmig_get_le64(raw + 16) ? 0 : -EBADMSG;
 }
 
 /* ------------------------------------------------------------ I/O */
@@ -398,7 +398,7 @@ vmig_mp_recv_placed(struct vmig_mp_conn *c, size_t head_len,
         XXH3_64bits_update(&st, raw, 16);
         XXH3_64bits_update(&st, c->buf, head_len);
         XXH3_64bits_update(&st, tail, h.len - head_len);
-        ret = XXH3_64bits_digest(&st) == mp_le(raw + 16, 8) ? 0 : -EBADMSG;
+        ret = XXH3_64bits_digest(&st) == vmig_get_le64(raw + 16) ? 0 : -EBADMSG;
     } else {
         ret = vmig_mp_verify(raw, c->buf, h.len);
     }

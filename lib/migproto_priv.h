@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <vmig/byteorder.h>
 
 struct mp_w {
     uint8_t *p;
@@ -51,8 +52,9 @@ mp_w_u8(struct mp_w *w, uint8_t v)
 static inline void
 mp_w_u16(struct mp_w *w, uint16_t v)
 {
-    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    uint8_t b[2];
 
+    vmig_put_le16(b, v);
     mp_w_bytes(w, b, 2);
 }
 
@@ -61,9 +63,7 @@ mp_w_u32(struct mp_w *w, uint32_t v)
 {
     uint8_t b[4];
 
-    for (int i = 0; i < 4; i++) {
-        b[i] = (uint8_t)(v >> (8 * i));
-    }
+    vmig_put_le32(b, v);
     mp_w_bytes(w, b, 4);
 }
 
@@ -72,9 +72,7 @@ mp_w_u64(struct mp_w *w, uint64_t v)
 {
     uint8_t b[8];
 
-    for (int i = 0; i < 8; i++) {
-        b[i] = (uint8_t)(v >> (8 * i));
-    }
+    vmig_put_le64(b, v);
     mp_w_bytes(w, b, 8);
 }
 
@@ -92,17 +90,6 @@ mp_r_bytes(struct mp_r *r, size_t n)
     return p;
 }
 
-static inline uint64_t
-mp_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-
-    for (int i = n - 1; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
 static inline uint8_t
 mp_r_u8(struct mp_r *r)
 {
@@ -116,7 +103,7 @@ mp_r_u16(struct mp_r *r)
 {
     const uint8_t *p = mp_r_bytes(r, 2);
 
-    return p == NULL ? 0 : (uint16_t)mp_le(p, 2);
+    return p == NULL ? 0 : vmig_get_le16(p);
 }
 
 static inline uint32_t
@@ -124,7 +111,7 @@ mp_r_u32(struct mp_r *r)
 {
     const uint8_t *p = mp_r_bytes(r, 4);
 
-    return p == NULL ? 0 : (uint32_t)mp_le(p, 4);
+    return p == NULL ? 0 : vmig_get_le32(p);
 }
 
 static inline uint64_t
@@ -132,7 +119,7 @@ mp_r_u64(struct mp_r *r)
 {
     const uint8_t *p = mp_r_bytes(r, 8);
 
-    return p == NULL ? 0 : mp_le(p, 8);
+    return p == NULL ? 0 : vmig_get_le64(p);
 }
 
 /* A string: u16 length, then the bytes (no terminator). */

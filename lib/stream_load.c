@@ -262,7 +262,7 @@ static int
 on_header(struct vmig_stream_loader *l)
 {
     const uint8_t *h = l->acc;
-    uint64_t magic = vmig__get_be64(h);
+    uint64_t magic = vmig_get_be64(h);
     uint64_t stored, calc;
     uint32_t version, flags;
     const char *bad;
@@ -282,7 +282,7 @@ on_header(struct vmig_stream_loader *l)
                     "migrate from an older source",
                     h[7], VMIG_STREAM_FORMAT);
     }
-    stored = vmig__get_le64(h + 24);
+    stored = vmig_get_le64(h + 24);
     calc = XXH3_64bits_withSeed(h, 24, VMIG__STREAM_SEED);
     if (stored != calc) {
         return fail(l, VMIG_STREAM_E_HEADER_CSUM, 0,
@@ -290,16 +290,16 @@ on_header(struct vmig_stream_loader *l)
                     "computed 0x%016llx): the stream is corrupt",
                     (unsigned long long)stored, (unsigned long long)calc);
     }
-    flags = vmig__get_le32(h + 20);
+    flags = vmig_get_le32(h + 20);
     if (flags != 0) {
         return fail(l, VMIG_STREAM_E_FLAGS, 0,
                     "stream header flags 0x%x: no flag is defined in format "
                     "%d",
                     flags, VMIG_STREAM_FORMAT);
     }
-    version = vmig__get_le32(h + 16);
-    l->info.vendor_id = vmig__get_le32(h + 8);
-    l->info.device_type = vmig__get_le32(h + 12);
+    version = vmig_get_le32(h + 16);
+    l->info.vendor_id = vmig_get_le32(h + 8);
+    l->info.device_type = vmig_get_le32(h + 12);
     l->info.stream_version = version;
     XXH3_64bits_update(l->digest, h, VMIG_STREAM_HEADER_SIZE);
     if (l->local != NULL) {
@@ -399,7 +399,7 @@ static int
 on_rec_header(struct vmig_stream_loader *l)
 {
     const uint8_t *h = l->acc;
-    uint64_t stored = vmig__get_le64(h + 16);
+    uint64_t stored = vmig_get_le64(h + 16);
     uint64_t calc = XXH3_64bits_withSeed(h, 16, l->seq);
     uint32_t type, flags;
     uint64_t len;
@@ -413,9 +413,9 @@ on_rec_header(struct vmig_stream_loader *l)
                     (unsigned long long)l->seq, (unsigned long long)stored,
                     (unsigned long long)calc);
     }
-    type = vmig__get_le32(h);
-    flags = vmig__get_le32(h + 4);
-    len = vmig__get_le64(h + 8);
+    type = vmig_get_le32(h);
+    flags = vmig_get_le32(h + 4);
+    len = vmig_get_le64(h + 8);
     l->cur.type = type;
     l->cur.flags = flags;
     l->cur.len = len;
@@ -531,9 +531,9 @@ on_descriptor(struct vmig_stream_loader *l)
 static int
 on_end(struct vmig_stream_loader *l)
 {
-    uint64_t nrec = vmig__get_le64(l->endbuf);
-    uint64_t bytes = vmig__get_le64(l->endbuf + 8);
-    uint64_t stored = vmig__get_le64(l->endbuf + 16);
+    uint64_t nrec = vmig_get_le64(l->endbuf);
+    uint64_t bytes = vmig_get_le64(l->endbuf + 8);
+    uint64_t stored = vmig_get_le64(l->endbuf + 16);
     uint64_t calc = XXH3_64bits_digest(l->digest);
 
     if (nrec != l->seq || bytes != l->cur_start) {
@@ -558,7 +558,7 @@ on_end(struct vmig_stream_loader *l)
 static int
 on_trailer(struct vmig_stream_loader *l)
 {
-    uint64_t stored = vmig__get_le64(l->acc);
+    uint64_t stored = vmig_get_le64(l->acc);
     uint64_t calc = XXH3_64bits_digest(l->rec_hash);
     int ret = 0;
 

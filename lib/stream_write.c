@@ -82,12 +82,12 @@ prepare(struct vmig_stream_writer *w, const struct vmig_compat_desc *desc,
         return -ENOMEM;
     }
     p = w->pre;
-    vmig__put_be64(p, VMIG_STREAM_MAGIC);
-    vmig__put_le32(p + 8, desc->vendor_id);
-    vmig__put_le32(p + 12, desc->device_type);
-    vmig__put_le32(p + 16, version);
-    vmig__put_le32(p + 20, 0);
-    vmig__put_le64(p + 24, XXH3_64bits_withSeed(p, 24, VMIG__STREAM_SEED));
+    vmig_put_be64(p, VMIG_STREAM_MAGIC);
+    vmig_put_le32(p + 8, desc->vendor_id);
+    vmig_put_le32(p + 12, desc->device_type);
+    vmig_put_le32(p + 16, version);
+    vmig_put_le32(p + 20, 0);
+    vmig_put_le64(p + 24, XXH3_64bits_withSeed(p, 24, VMIG__STREAM_SEED));
     XXH3_64bits_update(w->digest, p, VMIG_STREAM_HEADER_SIZE);
     p += VMIG_STREAM_HEADER_SIZE;
 
@@ -98,7 +98,7 @@ prepare(struct vmig_stream_writer *w, const struct vmig_compat_desc *desc,
     if (vmig_compat_desc_to_bin(desc, p, (size_t)dlen) != dlen) {
         return -EINVAL;
     }
-    vmig__put_le64(p + dlen, XXH3_64bits_withSeed(p, (size_t)dlen, 0));
+    vmig_put_le64(p + dlen, XXH3_64bits_withSeed(p, (size_t)dlen, 0));
     XXH3_64bits_update(w->digest, p + dlen, VMIG_STREAM_REC_TRAILER_SIZE);
     w->seq = 1;
     w->body = w->pre_len;
@@ -245,10 +245,10 @@ start_end(struct vmig_stream_writer *w)
 
     vmig__rec_header(p, VMIG_REC_END, VMIG_RECF_MANDATORY,
                      VMIG_STREAM_END_PAYLOAD_SIZE, w->seq);
-    vmig__put_le64(pl, w->seq);
-    vmig__put_le64(pl + 8, w->body);
-    vmig__put_le64(pl + 16, XXH3_64bits_digest(w->digest));
-    vmig__put_le64(
+    vmig_put_le64(pl, w->seq);
+    vmig_put_le64(pl + 8, w->body);
+    vmig_put_le64(pl + 16, XXH3_64bits_digest(w->digest));
+    vmig_put_le64(
         pl + VMIG_STREAM_END_PAYLOAD_SIZE,
         XXH3_64bits_withSeed(pl, VMIG_STREAM_END_PAYLOAD_SIZE, w->seq));
     emit_small(w, sizeof(w->small), W_DONE);
@@ -257,7 +257,7 @@ start_end(struct vmig_stream_writer *w)
 static void
 start_trailer(struct vmig_stream_writer *w)
 {
-    vmig__put_le64(w->small, XXH3_64bits_digest(w->rec_hash));
+    vmig_put_le64(w->small, XXH3_64bits_digest(w->rec_hash));
     XXH3_64bits_update(w->digest, w->small, VMIG_STREAM_REC_TRAILER_SIZE);
     w->body +=
         VMIG_STREAM_REC_HEADER_SIZE + w->cur.len + VMIG_STREAM_REC_TRAILER_SIZE;

@@ -37,6 +37,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <vmig/byteorder.h>
 #include <vmig/tls.h>
 #include "chan_priv.h"
 #include "internal.h"
@@ -1027,25 +1028,6 @@ linger_fd(int fd)
     }
 }
 
-static void
-put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t
-get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-
-    for (int i = n - 1; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
 static int
 send_verdict(struct vmig_chan *ch, int status, const char *reason,
              unsigned int timeout_ms, const int *cancel)
@@ -1055,8 +1037,8 @@ send_verdict(struct vmig_chan *ch, int status, const char *reason,
     struct iovec iov;
 
     memcpy(buf, verdict_magic, sizeof(verdict_magic));
-    put_le(buf + 8, (uint64_t)status, 4);
-    put_le(buf + 12, n, 2);
+    vmig_put_le32(buf + 8, (uint32_t)status);
+    vmig_put_le16(buf + 12, (uint16_t)n);
     memcpy(buf + VERDICT_HDR, reason, n);
     iov.iov_base = buf;
     iov.iov_len = VERDICT_HDR + n;
@@ -1083,8 +1065,8 @@ recv_verdict(struct vmig_chan *ch, unsigned int timeout_ms, const int *cancel,
                  "the destination is not a vmig agent (no TLS verdict)");
         return -EPROTO;
     }
-    status = (uint32_t)get_le(hdr + 8, 4);
-    n = (size_t)get_le(hdr + 12, 2);
+    status = vmig_get_le32(hdr + 8);
+    n = vmig_get_le16(hdr + 12);
     if (n > VERDICT_REASON_MAX) {
         snprintf(why, len, "the destination's TLS verdict is malformed");
         return -EPROTO;

@@ -208,7 +208,7 @@ dma_reply(struct vmig_vfu_server *s, const struct vmig__tran_msg *rm,
         ret = m.hdr.error != 0 && m.hdr.error < 4096 ? -(int)m.hdr.error : -EIO;
     }
     if (ret == 0 && h->cmd == VMIG_VFU_CMD_DMA_READ) {
-        if (vfu_rd64(m.payload, 8) != len) {
+        if (vmig__rd64(m.payload, 8) != len) {
             ret = -EPROTO;
         } else {
             memcpy(buf, m.payload + sizeof(struct vmig_vfu_dma_rw), len);

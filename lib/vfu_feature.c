@@ -72,8 +72,8 @@ vmig__vfu_h_feature(struct vmig_vfu_server *s, struct vfu_req *r,
     struct vmig_vfu_feature fh;
     struct vfu_feat_req f = {
         .m = r->m,
-        .argsz = vfu_rd32(r->m->payload, 0),
-        .flags = vfu_rd32(r->m->payload, 4),
+        .argsz = vmig__rd32(r->m->payload, 0),
+        .flags = vmig__rd32(r->m->payload, 4),
         .d = r->m->payload + sizeof(struct vmig_vfu_feature),
         .dlen = r->m->len - sizeof(struct vmig_vfu_feature),
     };

@@ -69,7 +69,7 @@ vmig__vfu_server_feed(struct vmig_vfu_server *s, const void *buf, size_t len,
     memcpy(raw.buf, buf, len);
     raw.len = len;
     /* The transport would have refused a lying msg_size. */
-    if (vfu_rd32(raw.buf, 4) != len) {
+    if (vmig__rd32(raw.buf, 4) != len) {
         vmig__tran_msg_release(&raw);
         return -ECONNRESET;
     }

@@ -112,7 +112,7 @@ vmig__vfu_h_irq_info(struct vmig_vfu_server *s, struct vfu_req *r,
                      struct vfu_reply *rep)
 {
     struct vmig_vfu_irq_info ii;
-    uint32_t index = vfu_rd32(r->m->payload, 8);
+    uint32_t index = vmig__rd32(r->m->payload, 8);
 
     if (index >= s->irqs.n) {
         return -EINVAL;

@@ -85,7 +85,7 @@ vmig__vfu_h_mig_read(struct vmig_vfu_server *s, struct vfu_req *r,
                      struct vfu_reply *rep)
 {
     struct vmig_vfu_mig_data md;
-    uint32_t want = vfu_rd32(r->m->payload, 4);
+    uint32_t want = vmig__rd32(r->m->payload, 4);
     ssize_t n;
     int ret;
 
@@ -115,7 +115,7 @@ int
 vmig__vfu_h_mig_write(struct vmig_vfu_server *s, struct vfu_req *r,
                       struct vfu_reply *rep)
 {
-    uint32_t size = vfu_rd32(r->m->payload, 4);
+    uint32_t size = vmig__rd32(r->m->payload, 4);
 
     (void)rep;
     if (s->mig.dev == NULL) {

@@ -97,7 +97,7 @@ vmig__vfu_h_region_info(struct vmig_vfu_server *s, struct vfu_req *r,
                         struct vfu_reply *rep)
 {
     struct vmig_vfu_region_info ri;
-    uint32_t index = vfu_rd32(r->m->payload, 8);
+    uint32_t index = vmig__rd32(r->m->payload, 8);
     struct vfu_region *g;
 
     if (index >= s->regions.n) {
@@ -122,7 +122,7 @@ vmig__vfu_h_region_info(struct vmig_vfu_server *s, struct vfu_req *r,
              * capability is only sent when the client made room. */
             ri.flags |= VMIG_VFU_REGION_CAPS;
             ri.argsz = (uint32_t)(sizeof(ri) + g->caplen);
-            if (vfu_rd32(r->m->payload, 0) >= ri.argsz) {
+            if (vmig__rd32(r->m->payload, 0) >= ri.argsz) {
                 ri.cap_offset = sizeof(ri);
                 rep->p2 = g->cap;
                 rep->l2 = g->caplen;

@@ -45,6 +45,7 @@
 #include <string.h>
 #include <vmig/vfu_server.h>
 #include "internal.h"
+#include "proto_priv.h"
 #include "tran.h"
 
 /* A stalled peer costs at most this long per wait. */
@@ -194,24 +195,6 @@ struct vfu_req {
 
 typedef int (*vfu_handler_fn)(struct vmig_vfu_server *s, struct vfu_req *r,
                               struct vfu_reply *rep);
-
-static inline uint32_t
-vfu_rd32(const uint8_t *p, size_t off)
-{
-    uint32_t v;
-
-    memcpy(&v, p + off, sizeof(v));
-    return v;
-}
-
-static inline uint64_t
-vfu_rd64(const uint8_t *p, size_t off)
-{
-    uint64_t v;
-
-    memcpy(&v, p + off, sizeof(v));
-    return v;
-}
 
 /* Copy a small fixed reply part (or two) into the reply itself. */
 void vmig__vfu_rep_inline(struct vfu_reply *rep, const void *a, size_t la,

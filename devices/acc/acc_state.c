@@ -11,51 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <vmig/byteorder.h>
 #include "acc_priv.h"
 
 /* ------------------------------------------------------------ migration */
-
-static void
-put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static int why_set(char *why, size_t why_sz, int ret, const char *fmt, ...)
     VMIG_PRINTF(4, 5);
@@ -138,16 +97,16 @@ acc_state_peek(const void *buf, size_t len, struct acc_match_info *out,
                        "truncated: %zu bytes, the header alone needs %u", len,
                        ACC_STATE_HDR_SIZE);
     }
-    magic = get64(p);
+    magic = vmig_get_le64(p);
     if ((magic & ACC_STATE_MAGIC_MASK) != ACC_STATE_MAGIC) {
         return why_set(why, why_sz, -EBADMSG,
                        "not accelerator state (magic %#" PRIx64 ")", magic);
     }
     out->version = (uint32_t)(magic & 0xffu);
-    out->vendor = get16(p + 12);
-    out->device = get16(p + 14);
-    out->qp_count = get32(p + 16);
-    out->isolation = get32(p + 20);
+    out->vendor = vmig_get_le16(p + 12);
+    out->device = vmig_get_le16(p + 14);
+    out->qp_count = vmig_get_le32(p + 16);
+    out->isolation = vmig_get_le32(p + 20);
     return 0;
 }
 
@@ -169,48 +128,48 @@ acc_model_save(struct acc_model *m, void *buf, size_t cap, size_t *len)
         return -EBUSY;
     }
     memset(p, 0, need);
-    put64(p, ACC_STATE_MAGIC | ACC_STATE_VERSION);
-    put32(p + 8, (uint32_t)need);
-    put16(p + 12, ACC_PCI_VENDOR_ID);
-    put16(p + 14, ACC_PCI_DEVICE_ID);
-    put32(p + 16, m->qp_count);
-    put32(p + 20, m->isolation);
-    put32(p + 24, ACC_HW_REVISION);
+    vmig_put_le64(p, ACC_STATE_MAGIC | ACC_STATE_VERSION);
+    vmig_put_le32(p + 8, (uint32_t)need);
+    vmig_put_le16(p + 12, ACC_PCI_VENDOR_ID);
+    vmig_put_le16(p + 14, ACC_PCI_DEVICE_ID);
+    vmig_put_le32(p + 16, m->qp_count);
+    vmig_put_le32(p + 20, m->isolation);
+    vmig_put_le32(p + 24, ACC_HW_REVISION);
 
     g = p + ACC_STATE_GLOBAL_OFF;
-    put32(g + 0, m->ctrl);
-    put32(g + 4, m->irq_mask);
-    put32(g + 8, m->irq_status);
-    put32(g + 12, m->status & ~ACC_STATUS_QUIESCED);
-    put64(g + 16, m->done);
-    put64(g + 24, m->eq.base);
-    put32(g + 32, m->eq.size);
-    put32(g + 36, m->eq.head);
-    put32(g + 40, m->eq.tail);
-    put32(g + 44, m->eq.phase);
-    put64(g + 48, m->aeq.base);
-    put32(g + 56, m->aeq.size);
-    put32(g + 60, m->aeq.head);
-    put32(g + 64, m->aeq.tail);
-    put32(g + 68, m->aeq.phase);
+    vmig_put_le32(g + 0, m->ctrl);
+    vmig_put_le32(g + 4, m->irq_mask);
+    vmig_put_le32(g + 8, m->irq_status);
+    vmig_put_le32(g + 12, m->status & ~ACC_STATUS_QUIESCED);
+    vmig_put_le64(g + 16, m->done);
+    vmig_put_le64(g + 24, m->eq.base);
+    vmig_put_le32(g + 32, m->eq.size);
+    vmig_put_le32(g + 36, m->eq.head);
+    vmig_put_le32(g + 40, m->eq.tail);
+    vmig_put_le32(g + 44, m->eq.phase);
+    vmig_put_le64(g + 48, m->aeq.base);
+    vmig_put_le32(g + 56, m->aeq.size);
+    vmig_put_le32(g + 60, m->aeq.head);
+    vmig_put_le32(g + 64, m->aeq.tail);
+    vmig_put_le32(g + 68, m->aeq.phase);
 
     for (uint32_t i = 0; i < m->qp_count; i++) {
         const struct acc_qp *q = &m->qp[i];
         uint8_t *s = p + ACC_STATE_QP_OFF + ACC_STATE_QP_SIZE * i;
 
-        put64(s + 0, q->sq_base);
-        put64(s + 8, q->cq_base);
-        put32(s + 16, q->sq_size);
-        put32(s + 20, q->cq_size);
-        put32(s + 24, q->ctrl);
-        put32(s + 28, q->status);
-        put32(s + 32, q->sq_head);
-        put32(s + 36, q->sq_tail);
-        put32(s + 40, q->cq_head);
-        put32(s + 44, q->cq_tail | q->cq_phase << 31);
+        vmig_put_le64(s + 0, q->sq_base);
+        vmig_put_le64(s + 8, q->cq_base);
+        vmig_put_le32(s + 16, q->sq_size);
+        vmig_put_le32(s + 20, q->cq_size);
+        vmig_put_le32(s + 24, q->ctrl);
+        vmig_put_le32(s + 28, q->status);
+        vmig_put_le32(s + 32, q->sq_head);
+        vmig_put_le32(s + 36, q->sq_tail);
+        vmig_put_le32(s + 40, q->cq_head);
+        vmig_put_le32(s + 44, q->cq_tail | q->cq_phase << 31);
     }
     pthread_mutex_unlock(&m->lock);
-    put32(p + need - 4, acc_crc32c(0, p, need - 4));
+    vmig_put_le32(p + need - 4, acc_crc32c(0, p, need - 4));
     *len = need;
     return 0;
 }
@@ -237,29 +196,30 @@ parse_state(const struct acc_model *m, const uint8_t *p, size_t len,
 
     (void)m;
     (void)len;
-    if (get32(p + 24) != ACC_HW_REVISION || get32(p + 28) != 0) {
+    if (vmig_get_le32(p + 24) != ACC_HW_REVISION ||
+        vmig_get_le32(p + 28) != 0) {
         return why_set(why, why_sz, -EBADMSG,
                        "corrupt: hardware revision %u / reserved %#x",
-                       get32(p + 24), get32(p + 28));
+                       vmig_get_le32(p + 24), vmig_get_le32(p + 28));
     }
-    *ctrl = get32(g + 0);
-    irq[0] = get32(g + 4);
-    irq[1] = get32(g + 8);
-    *status = get32(g + 12);
-    *done = get64(g + 16);
-    eq->base = get64(g + 24);
-    eq->size = get32(g + 32);
-    eq->head = get32(g + 36);
-    eq->tail = get32(g + 40);
-    eq->phase = get32(g + 44);
-    aeq->base = get64(g + 48);
-    aeq->size = get32(g + 56);
-    aeq->head = get32(g + 60);
-    aeq->tail = get32(g + 64);
-    aeq->phase = get32(g + 68);
+    *ctrl = vmig_get_le32(g + 0);
+    irq[0] = vmig_get_le32(g + 4);
+    irq[1] = vmig_get_le32(g + 8);
+    *status = vmig_get_le32(g + 12);
+    *done = vmig_get_le64(g + 16);
+    eq->base = vmig_get_le64(g + 24);
+    eq->size = vmig_get_le32(g + 32);
+    eq->head = vmig_get_le32(g + 36);
+    eq->tail = vmig_get_le32(g + 40);
+    eq->phase = vmig_get_le32(g + 44);
+    aeq->base = vmig_get_le64(g + 48);
+    aeq->size = vmig_get_le32(g + 56);
+    aeq->head = vmig_get_le32(g + 60);
+    aeq->tail = vmig_get_le32(g + 64);
+    aeq->phase = vmig_get_le32(g + 68);
     if ((*ctrl & ~ACC_CTRL_MASK) || (irq[0] & ~ACC_IRQ_ALL) ||
-        (irq[1] & ~ACC_IRQ_ALL) || (*status & ~known) || get32(g + 72) ||
-        get32(g + 76)) {
+        (irq[1] & ~ACC_IRQ_ALL) || (*status & ~known) ||
+        vmig_get_le32(g + 72) || vmig_get_le32(g + 76)) {
         return why_set(why, why_sz, -EBADMSG,
                        "corrupt: unknown bits in ctrl %#x, irq mask %#x, irq "
                        "status %#x or status %#x",
@@ -286,17 +246,17 @@ parse_state(const struct acc_model *m, const uint8_t *p, size_t len,
     for (uint32_t i = 0; i < qps; i++) {
         const uint8_t *s = p + ACC_STATE_QP_OFF + ACC_STATE_QP_SIZE * i;
         struct acc_qp *q = &qp[i];
-        uint32_t cqt = get32(s + 44);
+        uint32_t cqt = vmig_get_le32(s + 44);
 
-        q->sq_base = get64(s + 0);
-        q->cq_base = get64(s + 8);
-        q->sq_size = get32(s + 16);
-        q->cq_size = get32(s + 20);
-        q->ctrl = get32(s + 24);
-        q->status = get32(s + 28);
-        q->sq_head = get32(s + 32);
-        q->sq_tail = get32(s + 36);
-        q->cq_head = get32(s + 40);
+        q->sq_base = vmig_get_le64(s + 0);
+        q->cq_base = vmig_get_le64(s + 8);
+        q->sq_size = vmig_get_le32(s + 16);
+        q->cq_size = vmig_get_le32(s + 20);
+        q->ctrl = vmig_get_le32(s + 24);
+        q->status = vmig_get_le32(s + 28);
+        q->sq_head = vmig_get_le32(s + 32);
+        q->sq_tail = vmig_get_le32(s + 36);
+        q->cq_head = vmig_get_le32(s + 40);
         q->cq_tail = cqt & 0x7fffffffu;
         q->cq_phase = cqt >> 31;
         if (q->ctrl & ~ACC_QP_CTRL_ENABLE ||
@@ -349,7 +309,7 @@ acc_model_load(struct acc_model *m, const void *buf, size_t len, char *why,
         ret = acc_check_match(&dst, &src, reason, sizeof(reason));
         goto out_refuse;
     }
-    total = get32(p + 8);
+    total = vmig_get_le32(p + 8);
     if (len < total) {
         ret = why_set(reason, sizeof(reason), -EBADMSG,
                       "truncated: have %zu of %u bytes", len, total);
@@ -368,10 +328,11 @@ acc_model_load(struct acc_model *m, const void *buf, size_t len, char *why,
                       src.qp_count);
         goto out_refuse;
     }
-    if (acc_crc32c(0, p, total - 4) != get32(p + total - 4)) {
-        ret = why_set(reason, sizeof(reason), -EBADMSG,
-                      "corrupt: checksum %#x does not match the data (%#x)",
-                      get32(p + total - 4), acc_crc32c(0, p, total - 4));
+    if (acc_crc32c(0, p, total - 4) != vmig_get_le32(p + total - 4)) {
+        ret =
+            why_set(reason, sizeof(reason), -EBADMSG,
+                    "corrupt: checksum %#x does not match the data (%#x)",
+                    vmig_get_le32(p + total - 4), acc_crc32c(0, p, total - 4));
         goto out_refuse;
     }
     ret = acc_check_match(&dst, &src, reason, sizeof(reason));
