@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "chan_priv.h"
 #include "internal.h"
+#include "timeio.h"
 
 /* ------------------------------------------------------------ plaintext */
 
@@ -141,20 +142,11 @@ vmig__chan_cancelled(const int *cancel)
     return cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE) != 0;
 }
 
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int
 vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
                 const int *cancel)
 {
-    uint64_t start = now_ms();
+    uint64_t start = vmig__mono_ms();
 
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = events};
@@ -170,7 +162,7 @@ vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
         if (n > 0) {
             return 0;
         }
-        if (timeout_ms != 0 && now_ms() - start >= timeout_ms) {
+        if (timeout_ms != 0 && vmig__mono_ms() - start >= timeout_ms) {
             return -ETIMEDOUT;
         }
     }

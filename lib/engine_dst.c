@@ -401,23 +401,9 @@ dst_send_error(struct eng_dst *d, int err)
 static void
 dst_linger(struct eng_dst *d)
 {
-    uint64_t end = vmig__mono_ns() + 2000000000ull;
-    int fd = vmig_chan_fd(d->ch);
-
-    /* raw reads below: what is drained is discarded, TLS or not */
+    /* raw reads: what is drained is discarded, TLS or not */
     vmig__chan_shutdown_wr(d->ch);
-    while (vmig__mono_ns() < end) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ssize_t n;
-
-        if (poll(&pfd, 1, 100) <= 0) {
-            continue;
-        }
-        n = recv(fd, d->e->buf, VMIG_MP_PAYLOAD_MAX, MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-            return;
-        }
-    }
+    vmig__fd_drain(vmig_chan_fd(d->ch), 2000, d->e->buf, VMIG_MP_PAYLOAD_MAX);
 }
 
 /*

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <vmig/engine.h>
+#include "timeio.h"
 
 struct eng_region {
     char name[VMIG_MP_NAME_MAX + 1];
@@ -64,8 +65,6 @@ struct vmig_engine {
     uint64_t tb_sent;
 };
 
-uint64_t vmig__mono_ns(void);
-uint64_t vmig__real_ns(void);
 int vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role);
 void vmig__engine_end(struct vmig_engine *e, int ret);
 /* A failure vmig_engine_fail() asked for: its errno (positive) with the

@@ -41,6 +41,7 @@
 #include <vmig/tls.h>
 #include "chan_priv.h"
 #include "internal.h"
+#include "timeio.h"
 #include "tls_priv.h"
 
 #ifndef TCP_ULP
@@ -1001,31 +1002,10 @@ alert_plaintext_peer(int fd)
 static void
 linger_fd(int fd)
 {
-    uint64_t deadline;
-    struct timespec ts;
     uint8_t junk[4096];
 
     shutdown(fd, SHUT_WR);
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    deadline =
-        (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + LINGER_MS;
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ssize_t n;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        if ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 >=
-            deadline) {
-            return;
-        }
-        if (poll(&pfd, 1, 50) <= 0) {
-            continue;
-        }
-        n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-            return;
-        }
-    }
+    vmig__fd_drain(fd, LINGER_MS, junk, sizeof(junk));
 }
 
 static int

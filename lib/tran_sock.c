@@ -18,30 +18,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "internal.h"
+#include "timeio.h"
 #include "tran.h"
-
-static int
-wait_ev(int fd, short ev, int timeout_ms)
-{
-    struct pollfd p = {.fd = fd, .events = ev};
-    int n;
-
-    do {
-        n = poll(&p, 1, timeout_ms);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        return -errno;
-    }
-    if (n == 0) {
-        return -ETIMEDOUT;
-    }
-    return 0;
-}
 
 int
 vmig__tran_wait_in(int fd, int timeout_ms)
 {
-    return wait_ev(fd, POLLIN, timeout_ms);
+    return vmig__fd_wait(fd, POLLIN, timeout_ms);
 }
 
 /* Advance an iovec array past @n bytes; returns the new count. */
@@ -103,7 +86,7 @@ send_iov(int fd, int timeout_ms, struct iovec *iov, int iovcnt, const int *fds,
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 return -errno;
             }
-            ret = wait_ev(fd, POLLOUT, timeout_ms);
+            ret = vmig__fd_wait(fd, POLLOUT, timeout_ms);
             if (ret < 0) {
                 return ret;
             }
@@ -192,7 +175,7 @@ recv_some(int fd, int timeout_ms, void *buf, size_t len,
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 return -errno;
             }
-            ret = wait_ev(fd, POLLIN, timeout_ms);
+            ret = vmig__fd_wait(fd, POLLIN, timeout_ms);
             if (ret < 0) {
                 return ret;
             }
@@ -314,7 +297,7 @@ vmig__tran_read_all(int fd, int timeout_ms, void *buf, size_t len)
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 return -errno;
             }
-            ret = wait_ev(fd, POLLIN, timeout_ms);
+            ret = vmig__fd_wait(fd, POLLIN, timeout_ms);
             if (ret < 0) {
                 return ret;
             }
