@@ -431,3 +431,21 @@ vmig_mp_recv(struct vmig_mp_conn *c, struct vmig_mp_frame *out)
 {
     return vmig_mp_recv_placed(c, 0, NULL, NULL, out);
 }
+
+int
+vmig_mp_send_msg(struct vmig_mp_conn *c, const struct vmig_mp_msg *m)
+{
+    uint8_t head[VMIG_MP_MSG_HEAD_MAX];
+    struct vmig_mp_data tail;
+    const void *pl[2] = {head, NULL};
+    size_t pl_len[2] = {0, 0};
+    int n = vmig__mp_msg_parts(m, head, sizeof(head), &tail);
+
+    if (n < 0) {
+        return n;
+    }
+    pl_len[0] = (size_t)n;
+    pl[1] = tail.ptr;
+    pl_len[1] = tail.len;
+    return vmig_mp_send(c, m->type, 0, pl, pl_len, tail.len > 0 ? 2 : 1);
+}

@@ -385,23 +385,15 @@ vmig_mp_frame_decode(const struct vmig_mp_frame *f, struct vmig_mp_msg *out)
 }
 
 int
-vmig_mp_send_msg(struct vmig_mp_conn *c, const struct vmig_mp_msg *m)
+vmig__mp_msg_parts(const struct vmig_mp_msg *m, uint8_t *head, size_t cap,
+                   struct vmig_mp_data *tail)
 {
     const struct frame_desc *d = layout_of(m->type);
-    uint8_t head[VMIG_MP_MSG_HEAD_MAX];
-    const void *pl[2] = {head, NULL};
-    size_t pl_len[2] = {0, 0};
-    ssize_t n = vmig_mp_msg_encode(m, head, sizeof(head));
+    ssize_t n = vmig_mp_msg_encode(m, head, cap);
 
-    if (n < 0) {
-        return (int)n;
+    *tail = (struct vmig_mp_data){NULL, 0};
+    if (n >= 0 && d->tail == TAIL_DATA) {
+        *tail = *(const struct vmig_mp_data *)tail_of(m, d);
     }
-    pl_len[0] = (size_t)n;
-    if (d->tail == TAIL_DATA) {
-        const struct vmig_mp_data *t = tail_of(m, d);
-
-        pl[1] = t->ptr;
-        pl_len[1] = t->len;
-    }
-    return vmig_mp_send(c, m->type, 0, pl, pl_len, pl_len[1] > 0 ? 2 : 1);
+    return (int)n;
 }

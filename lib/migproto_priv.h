@@ -167,4 +167,13 @@ mp_r_done(const struct mp_r *r)
     return r->off == r->len ? 0 : -EBADMSG;
 }
 
+/*
+ * The two parts of @m's payload as vmig_mp_send_msg() sends them: the
+ * encoded fixed part into @head (@cap bytes; the length is returned, or
+ * -errno) and the variable data a frame type carries after it (@tail:
+ * not copied; {NULL, 0} when none).  migproto_msg.c.
+ */
+int vmig__mp_msg_parts(const struct vmig_mp_msg *m, uint8_t *head, size_t cap,
+                       struct vmig_mp_data *tail);
+
 #endif /* VMIG_MIGPROTO_PRIV_H */

@@ -34,19 +34,6 @@ struct cmd_desc {
     int (*refuse)(struct vmig_vfu_server *s);
 };
 
-void
-vmig__vfu_rep_inline(struct vfu_reply *rep, const void *a, size_t la,
-                     const void *b, size_t lb)
-{
-    assert(la + lb <= sizeof(rep->inl));
-    memcpy(rep->inl, a, la);
-    if (lb > 0) {
-        memcpy(rep->inl + la, b, lb);
-    }
-    rep->p1 = rep->inl;
-    rep->l1 = la + lb;
-}
-
 static int
 h_version(struct vmig_vfu_server *s, struct vfu_req *r, struct vfu_reply *rep)
 {

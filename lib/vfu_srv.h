@@ -39,6 +39,7 @@
 #ifndef VMIG_VFU_SRV_H
 #define VMIG_VFU_SRV_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -197,19 +198,32 @@ typedef int (*vfu_handler_fn)(struct vmig_vfu_server *s, struct vfu_req *r,
                               struct vfu_reply *rep);
 
 /* Copy a small fixed reply part (or two) into the reply itself. */
-void vmig__vfu_rep_inline(struct vfu_reply *rep, const void *a, size_t la,
-                          const void *b, size_t lb);
+static inline void
+vmig__vfu_rep_inline(struct vfu_reply *rep, const void *a, size_t la,
+                     const void *b, size_t lb)
+{
+    assert(la + lb <= sizeof(rep->inl));
+    memcpy(rep->inl, a, la);
+    if (lb > 0) {
+        memcpy(rep->inl + la, b, lb);
+    }
+    rep->p1 = rep->inl;
+    rep->l1 = la + lb;
+}
 
-/* vfu_server.c */
+/* vfu_conn.c: send to the client (through conn.io); the socket's I/O */
 int vmig__vfu_send(struct vmig_vfu_server *s, struct vmig_vfu_hdr *h,
                    const void *p1, size_t l1, const void *p2, size_t l2,
                    const int *fds, unsigned int nfds);
-int vmig__vfu_ensure_scratch(struct vmig_vfu_server *s);
-void vmig__vfu_conn_close(struct vmig_vfu_server *s, const char *why);
+extern const struct vfu_io vmig__vfu_sock_io;
 /* Set on the thread running the server's loop (callbacks see it). */
 void vmig__vfu_loop_enter(struct vmig_vfu_server *s);
 void vmig__vfu_loop_leave(void);
 bool vmig__vfu_in_loop(const struct vmig_vfu_server *s);
+
+/* vfu_server.c */
+int vmig__vfu_ensure_scratch(struct vmig_vfu_server *s);
+void vmig__vfu_conn_close(struct vmig_vfu_server *s, const char *why);
 
 /* vfu_dispatch.c: handle one received message; 0, or -ECONNRESET when
  * the client must be disconnected. */

@@ -4,6 +4,7 @@
  * struct, its state layout and helpers); see flowtab_model.c.
  *
  *   flowtab_model.c   lifetime, registers, inbound P2P, inspection
+ *   flowtab_state.c   the state memory, power-on contents, dirty chunks
  *   flowtab_worker.c  the flow table, ring processing, run modes
  *   flowtab_mig.c     the migration callbacks: saving and resuming
  *                     sessions of the flowtab stream
@@ -197,7 +198,7 @@ bit_next(const uint64_t *bm, uint64_t nbits, uint64_t *cur)
     return UINT64_MAX;
 }
 
-/* flowtab_model.c */
+/* flowtab_state.c */
 uint8_t *ft__big_alloc(uint64_t len, bool populate);
 void ft__big_free(uint8_t *p, uint64_t len);
 /* Record that [off, off + len) of the state is about to change. */
