@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <json-c/json.h>
 #include <vmig/ctx.h>
 #include <vmig/engine.h>
@@ -146,11 +147,25 @@ struct agent_vm {
     int in_cancel;           /* atomic: quitting: stop incoming handshakes */
     bool chan_valid;         /* chan: the last migration's channel */
     struct vmig_chan_info chan;
+    /* destination receiving: who from, and the thread that refuses a
+     * second source meanwhile (inbusy.c; the incoming thread only) */
+    char in_peer[96];
+    pthread_t busy_th;
+    int busy_wake[2];
+    bool busy_on;
     /* device server deaths (devwatch.c) */
     pthread_t devwatch;
     bool devwatch_running;
     int devwatch_quit; /* atomic */
 };
+
+/* inbusy.c: while the incoming thread runs the engine, refuse other
+ * sources at once ("destination busy"); @peer is the one being received */
+void inbusy_start(struct agent_vm *vm, const char *peer);
+void inbusy_stop(struct agent_vm *vm);
+/* inbusy.c: "host:port" of a peer address */
+void agent_peer_str(const struct sockaddr_storage *ss, socklen_t len, char *out,
+                    size_t outlen);
 
 /* tlsconf.c */
 bool agent_tls_enabled(const struct agent_tls *cfg);

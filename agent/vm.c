@@ -911,20 +911,6 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
     return 0;
 }
 
-static void
-peer_str(const struct sockaddr_storage *ss, socklen_t len, char *out,
-         size_t outlen)
-{
-    char h[64], p[16];
-
-    if (getnameinfo((const struct sockaddr *)ss, len, h, sizeof(h), p,
-                    sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-        snprintf(out, outlen, "?");
-        return;
-    }
-    snprintf(out, outlen, "%s:%s", h, p);
-}
-
 /*
  * One incoming connection: the TLS handshake first when we have
  * credentials (a refusal never reaches the engine, so nothing here
@@ -960,7 +946,9 @@ in_one(struct agent_vm *vm, int fd, const char *peer)
     pthread_mutex_lock(&vm->lock);
     vm->migrating = true;
     pthread_mutex_unlock(&vm->lock);
+    inbusy_start(vm, peer); /* a second source is refused meanwhile */
     ret = vmig_engine_incoming_chan(vm->eng, ch);
+    inbusy_stop(vm);
     vmig_chan_free(ch);
     pthread_mutex_lock(&vm->lock);
     vm->migrating = false;
@@ -987,7 +975,7 @@ in_main(void *arg)
             }
             break; /* listening socket shut down: quitting */
         }
-        peer_str(&ss, sl, peer, sizeof(peer));
+        agent_peer_str(&ss, sl, peer, sizeof(peer));
         ret = in_one(vm, fd, peer);
         close(fd);
         if (ret == 0) {

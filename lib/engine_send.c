@@ -42,6 +42,8 @@ vmig__src_error_frame(struct eng_src *s, const struct vmig_mp_frame *f)
     }
     vmig_err(e->ctx, "migration: destination reported: %s (%s)", er->reason,
              strerror((int)er->err));
+    s->peer_err = (int)er->err;
+    snprintf(s->peer_reason, sizeof(s->peer_reason), "%s", er->reason);
     return -(int)er->err;
 }
 

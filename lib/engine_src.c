@@ -730,6 +730,14 @@ vmig_engine_check_chan(struct vmig_engine *e, struct vmig_chan *ch,
     if (ret == -EOPNOTSUPP) {
         ret = 0; /* answered: the verdicts are in @out */
     }
+    if (ret < 0 && s != NULL && s->peer_err != 0 && ret == -s->peer_err &&
+        out->status == 0) {
+        /* the destination turned the check away (e.g. busy receiving
+         * another migration): that is its answer, with its reason */
+        out->status = s->peer_err;
+        snprintf(out->reason, sizeof(out->reason), "%s", s->peer_reason);
+        ret = 0;
+    }
     if (ret == 0 && out->status == 0 && !s->p.allow_mixed_p2p &&
         vmig_engine_mixed_p2p(e, out->reason, sizeof(out->reason)) == 1) {
         out->status = EOPNOTSUPP;

@@ -71,6 +71,11 @@ struct eng_src {
     uint64_t pc_sent;    /* wire bytes sent before the pause */
     uint64_t downtime_us;
 
+    /* the destination's ERROR, when it sent one: its errno (positive;
+     * 0: none) and reason (a check reports them as its answer) */
+    int peer_err;
+    char peer_reason[VMIG_MP_REASON_MAX + 1];
+
     struct eng_pc pc;
     struct eng_src_dev dev[VMIG_ENGINE_MAX_DEVICES];
 };

@@ -451,14 +451,35 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_incoming_chan(struct vmig_engine *e,
                                                           struct vmig_chan *ch);
 
 /**
+ * vmig_engine_refuse_chan() - Turn a source away at once, without an
+ * engine: exchange preambles and send ERROR with @err and @reason (what
+ * the source then reports), e.g. a destination already receiving a
+ * migration ("destination busy").  The migration under way is untouched.
+ * @ctx:        logging context.
+ * @ch:         the source's channel (plaintext or established TLS);
+ *              borrowed.
+ * @err:        negative errno the source is told, e.g. -EBUSY.
+ * @reason:     printable, at most VMIG_MP_REASON_MAX bytes are sent.
+ * @timeout_ms: bound on each wait for the source (and the linger after).
+ *
+ * Return: 0 when the ERROR was sent; -EINVAL (bad arguments), or the
+ * error of the preamble exchange or the send.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_engine_refuse_chan(vmig_ctx_t *ctx, struct vmig_chan *ch, int err,
+                        const char *reason, unsigned int timeout_ms);
+
+/**
  * vmig_engine_check() - Ask the destination on @fd whether every device
  * can land there; nothing is migrated or changed on either side.
  * @e:   engine.
  * @fd:  connected stream socket; borrowed.
  * @out: receives the verdicts.
  *
- * Return: 0 when the destination answered (see @out->status), or a
- * negative errno when it could not be asked.
+ * Return: 0 when the destination answered (see @out->status; a
+ * destination that turned the check away with ERROR, e.g. busy receiving
+ * a migration, answered with its errno and reason), or a negative errno
+ * when it could not be asked.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int
 vmig_engine_check(struct vmig_engine *e, int fd, struct vmig_engine_check *out);

@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmiglab import Checks, Lab, LabError, QMPError, free_port, grep, now, wait_for  # noqa: E402
+from vmiglab import Checks, free_port, grep, now, run_cases, wait_for  # noqa: E402
 
 VMIG = sys.argv[1]
 check = Checks()
@@ -160,21 +160,7 @@ CASES = {"idle": case_idle, "dstidle": case_dstidle, "srcmig": case_srcmig,
 
 
 def main():
-    for name in sys.argv[2:] or list(CASES):
-        lab = Lab(VMIG, None, name="devfail-" + name)
-        n0 = len(failures)
-        try:
-            CASES[name](lab)
-        except (LabError, QMPError, KeyError, subprocess.SubprocessError) as e:
-            check(False, "%s: %s: %s" % (name, type(e).__name__, e))
-        lab.shutdown()
-        check(not lab.live_pids(), "%s: processes left: %s" % (name, lab.live_pids()))
-        check(not lab.dev_dirs(), "%s: directories left: %s" % (name, lab.dev_dirs()))
-        lab.cleanup(len(failures) == n0)
-        if len(failures) != n0:
-            print("%s: kept %s" % (name, lab.dir))
-    print("%s: %d failures" % ("FAIL" if failures else "ok", len(failures)))
-    return 1 if failures else 0
+    return run_cases(VMIG, CASES, sys.argv[2:], failures, check, "devfail-")
 
 
 if __name__ == "__main__":

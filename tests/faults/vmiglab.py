@@ -416,3 +416,24 @@ class Checks:
 
 def grep(pattern, text):
     return re.search(pattern, text or "", re.I | re.S) is not None
+
+
+def run_cases(vmig, cases, names, failures, check, prefix=""):
+    """Run each named case (all when none) in a Lab of its own, then check
+    that nothing it started is left; a failed case keeps its directory.
+    Return the exit status: 1 when any check failed."""
+    for name in names or list(cases):
+        lab = Lab(vmig, None, name=prefix + name)
+        n0 = len(failures)
+        try:
+            cases[name](lab)
+        except (LabError, QMPError, KeyError, subprocess.SubprocessError) as e:
+            check(False, "%s: %s: %s" % (name, type(e).__name__, e))
+        lab.shutdown()
+        check(not lab.live_pids(), "%s: processes left: %s" % (name, lab.live_pids()))
+        check(not lab.dev_dirs(), "%s: directories left: %s" % (name, lab.dev_dirs()))
+        lab.cleanup(len(failures) == n0)
+        if len(failures) != n0:
+            print("%s: kept %s" % (name, lab.dir))
+    print("%s: %d failures" % ("FAIL" if failures else "ok", len(failures)))
+    return 1 if failures else 0

@@ -20,3 +20,12 @@ if(TARGET vmig-agent AND Python3_Interpreter_FOUND)
     set_tests_properties(agent-devfail-${c} PROPERTIES LABELS func TIMEOUT 300)
   endforeach()
 endif()
+
+# A destination already receiving refuses a second source at once
+# (tests/faults/test_busy.py).
+if(TARGET vmig-agent AND Python3_Interpreter_FOUND)
+  add_test(NAME agent-busy
+    COMMAND ${Python3_EXECUTABLE}
+      ${PROJECT_SOURCE_DIR}/tests/faults/test_busy.py $<TARGET_FILE:vmig-agent>)
+  set_tests_properties(agent-busy PROPERTIES LABELS func TIMEOUT 300)
+endif()
