@@ -15,8 +15,8 @@
 #include <json-c/json.h>
 #include <vmig/ctx.h>
 #include <vmig/engine.h>
-#include <vmig/guest.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/guest.h>
+#include <vmig_testkit/memdev.h>
 #include <vmig/tls.h>
 
 #define AGENT_MAX_DEV 8

@@ -30,7 +30,7 @@
 #include <sys/wait.h>
 #include <vmig/engine.h>
 #include <vmig/engine_vfu.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/memdev.h>
 #include <vmig/vfu_client.h>
 #include "acc_server.h"
 #include "guest-driver.h"

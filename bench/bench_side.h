@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <vmig/engine.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/memdev.h>
 
 static int
 bench_nop_vcpu(void *o)

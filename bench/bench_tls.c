@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <vmig/engine.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/memdev.h>
 #include <vmig/tls.h>
 #include "../tests/loopback.h"
 #include "bench_side.h"

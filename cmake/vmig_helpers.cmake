@@ -11,8 +11,8 @@ function(vmig_unit_test name)
     ${U_SOURCES})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/lib
     ${PROJECT_SOURCE_DIR}/tests)
-  target_link_libraries(${name} PRIVATE vmig_static PkgConfig::CMOCKA
-    ${U_LIBS})
+  target_link_libraries(${name} PRIVATE vmig_static vmig_testkit
+    PkgConfig::CMOCKA ${U_LIBS})
   target_compile_definitions(${name} PRIVATE
     VMIG_TEST_DATA="${PROJECT_SOURCE_DIR}/tests/data")
   add_test(NAME ${name} COMMAND ${name})
@@ -29,7 +29,8 @@ function(vmig_fuzz_target name source corpus)
   add_executable(${name}-replay ${source}
     ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.c)
   target_include_directories(${name}-replay PRIVATE ${PROJECT_SOURCE_DIR}/lib)
-  target_link_libraries(${name}-replay PRIVATE vmig_static ${F_LIBS})
+  target_link_libraries(${name}-replay PRIVATE vmig_static vmig_testkit
+    ${F_LIBS})
   add_test(NAME ${name}-replay COMMAND ${name}-replay ${corpus})
   set_tests_properties(${name}-replay PROPERTIES LABELS fuzz TIMEOUT 300)
   if(VMIG_FUZZ)
@@ -37,7 +38,7 @@ function(vmig_fuzz_target name source corpus)
     target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/lib)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)
-    target_link_libraries(${name} PRIVATE vmig_static ${F_LIBS})
+    target_link_libraries(${name} PRIVATE vmig_static vmig_testkit ${F_LIBS})
     add_test(NAME ${name}-smoke
       COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1
         ${PROJECT_SOURCE_DIR}/tests/fuzz/run-smoke.sh

@@ -5,8 +5,9 @@
  * The VMM describes its guest RAM (regions it has mapped), gives hooks for
  * vCPU pause/resume and vCPU state, and adds each device behind a backend
  * ops table (a vfio-user client, a kernel VFIO device, or an in-process
- * model such as <vmig/memdev.h>).  The engine then migrates the VM over a
- * connected stream socket to a peer engine (docs/migration-protocol.md):
+ * model such as the test kit's memdev, testkit/memdev.c).  The engine then
+ * migrates the VM over a connected stream socket to a peer engine
+ * (docs/migration-protocol.md):
  *
  *   source: vmig_engine_migrate(fd)      destination: vmig_engine_incoming(fd)
  *

@@ -25,7 +25,5 @@
 #include <vmig/migproto.h>
 #include <vmig/engine.h>
 #include <vmig/engine_vfu.h>
-#include <vmig/memdev.h>
-#include <vmig/guest.h>
 
 #endif /* VMIG_VMIG_H */

@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <vmig/engine.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/memdev.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

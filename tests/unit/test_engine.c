@@ -32,8 +32,8 @@
 #include "../loopback.h"
 #include <xxhash.h>
 #include <vmig/engine.h>
-#include <vmig/guest.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/guest.h>
+#include <vmig_testkit/memdev.h>
 
 #define RAM_SIZE (8u << 20)
 #define DEV_STATE (2u << 20)

@@ -20,7 +20,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 #include <vmig/engine.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/memdev.h>
 #include "migproto_priv.h"
 
 #define RAM (64u << 10)

@@ -30,7 +30,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <vmig/engine.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/memdev.h>
 
 #define RAM0 (16u << 10)
 #define RAM1 (64u << 10)

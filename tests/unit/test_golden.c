@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <vmig/engine.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/memdev.h>
 
 #define RAM (64u << 10)
 #define GOLDEN_DEV_DIGEST 0xceac6910ccdccdaeull

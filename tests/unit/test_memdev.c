@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
-#include <vmig/guest.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/guest.h>
+#include <vmig_testkit/memdev.h>
 
 #define SZ 8192
 

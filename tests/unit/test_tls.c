@@ -28,7 +28,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 #include <vmig/engine.h>
-#include <vmig/memdev.h>
+#include <vmig_testkit/memdev.h>
 #include <vmig/migproto.h>
 #include <vmig/tls.h>
 #include "../loopback.h"

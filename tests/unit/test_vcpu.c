@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <cmocka.h>
-#include <vmig/guest.h>
+#include <vmig_testkit/guest.h>
 
 struct hook_log {
     uint64_t calls;      /* atomic */

@@ -35,8 +35,7 @@
  *
  * Return: 0, or -EINVAL.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_guest_init(void *ram, size_t size,
-                                                uint64_t seed);
+VMIG_MUST_CHECK int vmig_guest_init(void *ram, size_t size, uint64_t seed);
 
 /**
  * vmig_guest_step() - Execute one step of the program.
@@ -46,7 +45,7 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_guest_init(void *ram, size_t size,
  * Return: 0; -ENOSPC when the ledger is full (the program has finished);
  * -EINVAL when @ram holds no valid program.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_guest_step(void *ram, size_t size);
+VMIG_MUST_CHECK int vmig_guest_step(void *ram, size_t size);
 
 /**
  * vmig_guest_steps() - Steps completed so far (from the RAM header).
@@ -54,7 +53,7 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_guest_step(void *ram, size_t size);
  *
  * Return: the count.
  */
-VMIG_EXPORT uint64_t vmig_guest_steps(const void *ram);
+uint64_t vmig_guest_steps(const void *ram);
 
 /**
  * vmig_guest_verify() - Replay the program from its seed for as many steps
@@ -67,8 +66,8 @@ VMIG_EXPORT uint64_t vmig_guest_steps(const void *ram);
  * Return: 0 when RAM is exactly what the program produces; -EBADMSG
  * when it differs; -EINVAL when there is no program; -ENOMEM.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_guest_verify(const void *ram, size_t size,
-                                                  char *why, size_t len);
+VMIG_MUST_CHECK int vmig_guest_verify(const void *ram, size_t size, char *why,
+                                      size_t len);
 
 struct vmig_vcpu;
 
@@ -103,15 +102,15 @@ struct vmig_vcpu_params {
  *
  * Return: 0, -EINVAL, -ENOMEM, or a pthread error.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_vcpu_new(void *ram, size_t size,
-                                              const struct vmig_vcpu_params *p,
-                                              struct vmig_vcpu **out);
+VMIG_MUST_CHECK int vmig_vcpu_new(void *ram, size_t size,
+                                  const struct vmig_vcpu_params *p,
+                                  struct vmig_vcpu **out);
 
 /**
  * vmig_vcpu_free() - Stop the thread and free.  NULL is accepted.
  * @v: vCPU.
  */
-VMIG_EXPORT void vmig_vcpu_free(struct vmig_vcpu *v);
+void vmig_vcpu_free(struct vmig_vcpu *v);
 
 /**
  * vmig_vcpu_pause() - Stop executing; returns once no step is running.
@@ -119,7 +118,7 @@ VMIG_EXPORT void vmig_vcpu_free(struct vmig_vcpu *v);
  *
  * Return: 0.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_vcpu_pause(struct vmig_vcpu *v);
+VMIG_MUST_CHECK int vmig_vcpu_pause(struct vmig_vcpu *v);
 
 /**
  * vmig_vcpu_resume() - Continue executing.
@@ -127,7 +126,7 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_vcpu_pause(struct vmig_vcpu *v);
  *
  * Return: 0.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_vcpu_resume(struct vmig_vcpu *v);
+VMIG_MUST_CHECK int vmig_vcpu_resume(struct vmig_vcpu *v);
 
 /**
  * vmig_vcpu_running() - Whether the vCPU executes now.
@@ -135,7 +134,7 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_vcpu_resume(struct vmig_vcpu *v);
  *
  * Return: true when running.
  */
-VMIG_EXPORT bool vmig_vcpu_running(struct vmig_vcpu *v);
+bool vmig_vcpu_running(struct vmig_vcpu *v);
 
 /**
  * vmig_vcpu_save() - The vCPU's registers (a program counter and an
@@ -146,8 +145,8 @@ VMIG_EXPORT bool vmig_vcpu_running(struct vmig_vcpu *v);
  *
  * Return: the blob's length, or -EBUSY (running).
  */
-VMIG_EXPORT VMIG_MUST_CHECK ssize_t vmig_vcpu_save(struct vmig_vcpu *v,
-                                                   void *buf, size_t cap);
+VMIG_MUST_CHECK ssize_t vmig_vcpu_save(struct vmig_vcpu *v, void *buf,
+                                       size_t cap);
 
 /**
  * vmig_vcpu_load() - Load registers saved by vmig_vcpu_save(); they must
@@ -159,8 +158,8 @@ VMIG_EXPORT VMIG_MUST_CHECK ssize_t vmig_vcpu_save(struct vmig_vcpu *v,
  *
  * Return: 0; -EBADMSG (malformed, or disagreeing with RAM); -EBUSY.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_vcpu_load(struct vmig_vcpu *v,
-                                               const void *buf, size_t len);
+VMIG_MUST_CHECK int vmig_vcpu_load(struct vmig_vcpu *v, const void *buf,
+                                   size_t len);
 
 /**
  * vmig_vcpu_hook_errors() - How many times the step hook failed.
@@ -168,6 +167,6 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_vcpu_load(struct vmig_vcpu *v,
  *
  * Return: the count.
  */
-VMIG_EXPORT uint64_t vmig_vcpu_hook_errors(struct vmig_vcpu *v);
+uint64_t vmig_vcpu_hook_errors(struct vmig_vcpu *v);
 
 #endif /* VMIG_GUEST_H */

@@ -57,15 +57,15 @@ enum vmig_memdev_fault {
  *
  * Return: 0, -EINVAL, -ENOMEM.
  */
-VMIG_EXPORT VMIG_MUST_CHECK int
-vmig_memdev_new(vmig_ctx_t *ctx, const struct vmig_memdev_params *p,
-                struct vmig_memdev **out);
+VMIG_MUST_CHECK int vmig_memdev_new(vmig_ctx_t *ctx,
+                                    const struct vmig_memdev_params *p,
+                                    struct vmig_memdev **out);
 
 /**
  * vmig_memdev_free() - Destroy.  NULL is accepted.
  * @md: device.
  */
-VMIG_EXPORT void vmig_memdev_free(struct vmig_memdev *md);
+void vmig_memdev_free(struct vmig_memdev *md);
 
 /**
  * vmig_memdev_ops() - The engine backend ops; the opaque pointer is the
@@ -73,7 +73,7 @@ VMIG_EXPORT void vmig_memdev_free(struct vmig_memdev *md);
  *
  * Return: a static table.
  */
-VMIG_EXPORT const struct vmig_engine_dev_ops *vmig_memdev_ops(void);
+const struct vmig_engine_dev_ops *vmig_memdev_ops(void);
 
 /**
  * vmig_memdev_work() - Let the device do @n units of work (each changes a
@@ -84,8 +84,7 @@ VMIG_EXPORT const struct vmig_engine_dev_ops *vmig_memdev_ops(void);
  * Return: 0, or -EBUSY when the device is not running (stopped devices
  * do no work: that is what the stop phase guarantees).
  */
-VMIG_EXPORT VMIG_MUST_CHECK int vmig_memdev_work(struct vmig_memdev *md,
-                                                 uint64_t n);
+VMIG_MUST_CHECK int vmig_memdev_work(struct vmig_memdev *md, uint64_t n);
 
 /**
  * vmig_memdev_digest() - XXH3 of the state and the work counter.
@@ -93,7 +92,7 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_memdev_work(struct vmig_memdev *md,
  *
  * Return: the digest.
  */
-VMIG_EXPORT uint64_t vmig_memdev_digest(struct vmig_memdev *md);
+uint64_t vmig_memdev_digest(struct vmig_memdev *md);
 
 /**
  * vmig_memdev_work_done() - Units of work done over the device's life
@@ -102,7 +101,7 @@ VMIG_EXPORT uint64_t vmig_memdev_digest(struct vmig_memdev *md);
  *
  * Return: the count.
  */
-VMIG_EXPORT uint64_t vmig_memdev_work_done(struct vmig_memdev *md);
+uint64_t vmig_memdev_work_done(struct vmig_memdev *md);
 
 /**
  * vmig_memdev_state() - The device's migration state.
@@ -110,7 +109,7 @@ VMIG_EXPORT uint64_t vmig_memdev_work_done(struct vmig_memdev *md);
  *
  * Return: a state.
  */
-VMIG_EXPORT enum vmig_state vmig_memdev_state(struct vmig_memdev *md);
+enum vmig_state vmig_memdev_state(struct vmig_memdev *md);
 
 /**
  * vmig_memdev_config() - Access the config space the VMM owns.
@@ -118,15 +117,14 @@ VMIG_EXPORT enum vmig_state vmig_memdev_state(struct vmig_memdev *md);
  * @buf: receives VMIG_MEMDEV_CONFIG_SIZE bytes, or NULL.
  * @set: when not NULL, VMIG_MEMDEV_CONFIG_SIZE bytes to store first.
  */
-VMIG_EXPORT void vmig_memdev_config(struct vmig_memdev *md, uint8_t *buf,
-                                    const uint8_t *set);
+void vmig_memdev_config(struct vmig_memdev *md, uint8_t *buf,
+                        const uint8_t *set);
 
 /**
  * vmig_memdev_inject() - Arm a one-shot fault.
  * @md:    device.
  * @fault: the fault.
  */
-VMIG_EXPORT void vmig_memdev_inject(struct vmig_memdev *md,
-                                    enum vmig_memdev_fault fault);
+void vmig_memdev_inject(struct vmig_memdev *md, enum vmig_memdev_fault fault);
 
 #endif /* VMIG_MEMDEV_H */

@@ -22,10 +22,12 @@
 #include <string.h>
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
-#include <vmig/memdev.h>
+#include <vmig/byteorder.h>
 #include <vmig/device.h>
-#include "internal.h"
-#include "migproto_priv.h"
+#include <vmig/ctx.h>
+#include <vmig_testkit/memdev.h>
+
+#define vmig_err(ctx, ...) vmig_log((ctx), VMIG_LOG_ERR, __VA_ARGS__)
 
 #define MEMDEV_MAGIC 0x014d454d47494d56ull /* "VMIGMEM" + version 1 */
 #define MEMDEV_HDR 32
@@ -52,9 +54,8 @@ digest_locked(const struct vmig_memdev *md)
 {
     XXH3_state_t st;
     uint8_t w[8];
-    struct mp_w cw = {.p = w, .cap = sizeof(w)};
 
-    mp_w_u64(&cw, md->work);
+    vmig_put_le64(w, md->work);
     XXH3_64bits_reset(&st);
     XXH3_64bits_update(&st, md->state, md->p.state_size);
     XXH3_64bits_update(&st, w, sizeof(w));
@@ -64,7 +65,7 @@ digest_locked(const struct vmig_memdev *md)
 static int
 validate_commit_locked(struct vmig_memdev *md)
 {
-    struct mp_r r = {.p = md->stage, .len = MEMDEV_HDR};
+    const uint8_t *h = md->stage;
     uint64_t magic, size, work, digest, saved_work;
     uint8_t *saved_state;
 
@@ -76,10 +77,10 @@ validate_commit_locked(struct vmig_memdev *md)
                  (size_t)(MEMDEV_HDR + md->p.state_size));
         return -EBADMSG;
     }
-    magic = mp_r_u64(&r);
-    size = mp_r_u64(&r);
-    work = mp_r_u64(&r);
-    digest = mp_r_u64(&r);
+    magic = vmig_get_le64(h);
+    size = vmig_get_le64(h + 8);
+    work = vmig_get_le64(h + 16);
+    digest = vmig_get_le64(h + 24);
     if (magic != MEMDEV_MAGIC || size != md->p.state_size) {
         vmig_err(md->ctx,
                  "RESUMING -> STOP: bad header (magic %#llx, size "
@@ -127,16 +128,13 @@ memdev_step(void *opaque, enum vmig_state from, enum vmig_state to,
         goto out;
     }
     switch (vmig_arc_classify(from, to)) {
-    case VMIG_ARC_OPEN_SAVE: {
-        struct mp_w w = {.p = md->hdr, .cap = sizeof(md->hdr)};
-
-        mp_w_u64(&w, MEMDEV_MAGIC);
-        mp_w_u64(&w, md->p.state_size);
-        mp_w_u64(&w, md->work);
-        mp_w_u64(&w, digest_locked(md));
+    case VMIG_ARC_OPEN_SAVE:
+        vmig_put_le64(md->hdr, MEMDEV_MAGIC);
+        vmig_put_le64(md->hdr + 8, md->p.state_size);
+        vmig_put_le64(md->hdr + 16, md->work);
+        vmig_put_le64(md->hdr + 24, digest_locked(md));
         md->save_pos = 0;
         break;
-    }
     case VMIG_ARC_OPEN_RESUME:
         md->stage_len = 0;
         break;

@@ -10,8 +10,7 @@
 #include <time.h>
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
-#include <vmig/guest.h>
-#include "internal.h"
+#include <vmig_testkit/guest.h>
 
 #define GUEST_MAGIC 0x3154534747494d56ull /* "VMIGGST1" */
 #define GUEST_LEDGER_OFF 4096u
