@@ -4,7 +4,7 @@
  * decides the layout, so the workloads (accwork.c, ftwork.c) and the VM
  * (vm.c) each ask here instead of asking one another:
  *
- *   0 .. prog        the ledger program (include/vmig/guest.h)
+ *   0 .. prog        the ledger program (testkit: vmig_testkit/guest.h)
  *   prog ..          one GUESTMAP_FT_SLOT per flowtab device (ftwork.c)
  *   RAM/2 ..         with an accelerator: its driver state and rings,
  *   RAM/2 + RAM/8 .. and its workload (accwork.c)
