@@ -60,6 +60,22 @@ get_bandwidth(const struct mig_params *p)
     return jint(p->eng.max_bandwidth);
 }
 
+/* 0 asks for the default again (the engine keeps its value on a 0) */
+static void
+set_peer_timeout(struct mig_params *p, json_object *v)
+{
+    uint64_t ms = u64(v);
+
+    p->eng.timeout_ms = ms == 0 ? VMIG_ENGINE_PEER_TIMEOUT_MS : (unsigned)ms;
+}
+
+static json_object *
+get_peer_timeout(const struct mig_params *p)
+{
+    return jint(p->eng.timeout_ms != 0 ? p->eng.timeout_ms
+                                       : VMIG_ENGINE_PEER_TIMEOUT_MS);
+}
+
 static void
 set_precopy(struct mig_params *p, json_object *v)
 {
@@ -298,6 +314,9 @@ const struct arg_spec qmp_param_args[] = {
     INT_PARAM("x-vmig-max-restarts", 1000, " (0: the default, 3)",
               set_restarts, get_restarts),
     BOOL_PARAM("x-vmig-allow-mixed-p2p", set_mixed, get_mixed),
+    INT_PARAM("x-vmig-peer-timeout", 3600000,
+              " milliseconds (0: the default, 30000)", set_peer_timeout,
+              get_peer_timeout),
     STR_PARAM("tls-creds", check_creds, set_creds, get_creds),
     STR_PARAM("tls-hostname", check_hostname, set_hostname, get_hostname),
     STR_PARAM("tls-authz", check_authz, set_authz, get_authz),

@@ -100,7 +100,7 @@ vmig_engine_new(vmig_ctx_t *ctx, const struct vmig_engine_region *regions,
         e->ram_total += regions[i].size;
     }
     e->params.downtime_limit_ms = 300;
-    e->params.timeout_ms = 30000;
+    e->params.timeout_ms = VMIG_ENGINE_PEER_TIMEOUT_MS;
     *out = e;
     return 0;
 }
@@ -399,7 +399,15 @@ vmig__engine_end(struct vmig_engine *e, int ret)
     }
     if (ret < 0) {
         e->st.errnum = -ret;
-        if (e->st.error[0] == '\0') {
+        if (e->st.error[0] == '\0' && ret == -ETIMEDOUT) {
+            /* every wait for the peer is bounded by the peer timeout */
+            snprintf(e->st.error, sizeof(e->st.error),
+                     "%s: the %s was silent for %u ms (the peer timeout)",
+                     strerror(-ret),
+                     e->st.role == VMIG_ENGINE_ROLE_SOURCE ? "destination"
+                                                           : "source",
+                     e->params.timeout_ms);
+        } else if (e->st.error[0] == '\0') {
             snprintf(e->st.error, sizeof(e->st.error), "%s", strerror(-ret));
         }
     }

@@ -282,6 +282,9 @@ enum vmig_engine_reset_policy {
     VMIG_ENGINE_RESET_ABORT,       /* abort; the VM keeps running here */
 };
 
+/* The default of vmig_engine_params.timeout_ms, milliseconds. */
+#define VMIG_ENGINE_PEER_TIMEOUT_MS 30000u
+
 /**
  * struct vmig_engine_params - tunables (QMP migrate-set-parameters).
  * @downtime_limit_ms: target downtime; precopy iterates until the
@@ -291,7 +294,10 @@ enum vmig_engine_reset_policy {
  *                     is unlimited.  A token bucket of at most 100 ms of
  *                     bytes; stop-copy (the VM paused) is not throttled.
  * @timeout_ms:        silence from the peer after which the migration
- *                     fails; default 30000.
+ *                     fails (every wait for it: connect, TLS, each read
+ *                     and write, CONFIRM); default
+ *                     VMIG_ENGINE_PEER_TIMEOUT_MS.  Taken when a migration
+ *                     starts.
  * @no_precopy:        stop-and-copy only, even when precopy is possible.
  * @max_iterations:    precopy passes before the cap action; 0: default 30.
  * @max_precopy_ms:    precopy time before the cap action; 0: no limit.

@@ -418,12 +418,12 @@ def grep(pattern, text):
     return re.search(pattern, text or "", re.I | re.S) is not None
 
 
-def run_cases(vmig, cases, names, failures, check, prefix=""):
+def run_cases(vmig, cases, names, failures, check, prefix="", proxy=None):
     """Run each named case (all when none) in a Lab of its own, then check
     that nothing it started is left; a failed case keeps its directory.
     Return the exit status: 1 when any check failed."""
     for name in names or list(cases):
-        lab = Lab(vmig, None, name=prefix + name)
+        lab = Lab(vmig, proxy, name=prefix + name)
         n0 = len(failures)
         try:
             cases[name](lab)

@@ -29,3 +29,13 @@ if(TARGET vmig-agent AND Python3_Interpreter_FOUND)
       ${PROJECT_SOURCE_DIR}/tests/faults/test_busy.py $<TARGET_FILE:vmig-agent>)
   set_tests_properties(agent-busy PROPERTIES LABELS func TIMEOUT 300)
 endif()
+
+# A peer silent during stop-copy, detected within the downtime budget plus
+# x-vmig-peer-timeout (tests/faults/test_silent.py).
+if(TARGET vmig-agent AND TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
+  add_test(NAME agent-silent
+    COMMAND ${Python3_EXECUTABLE}
+      ${PROJECT_SOURCE_DIR}/tests/faults/test_silent.py
+      $<TARGET_FILE:vmig-agent> $<TARGET_FILE:vmig-faultproxy>)
+  set_tests_properties(agent-silent PROPERTIES LABELS func TIMEOUT 300)
+endif()
