@@ -31,6 +31,7 @@
 #include <vmig/engine.h>
 #include <vmig/engine_vfu.h>
 #include <vmig_testkit/memdev.h>
+#include <vmig_testkit/spawn.h>
 #include <vmig/vfu_client.h>
 #include "acc_server.h"
 #include "guest-driver.h"
@@ -118,26 +119,21 @@ struct vside {
     struct vmig_engine *eng;
 };
 
+static int
+acc_serve_at(void *path)
+{
+    struct acc_server_cfg cfg = {
+        .path = path, .fd = -1, .qp_count = 4, .level = VMIG_LOG_ERR};
+
+    return acc_serve(&cfg) < 0 ? 1 : 0;
+}
+
 static pid_t
 acc_spawn(const char *path)
 {
-    pid_t pid;
+    pid_t pid = vmig_tk_spawn_server(path, acc_serve_at, (void *)path, 120000);
 
-    (void)unlink(path);
-    pid = fork();
-    if (pid == 0) {
-        struct acc_server_cfg cfg = {
-            .path = path, .fd = -1, .qp_count = 4, .level = VMIG_LOG_ERR};
-
-        _exit(acc_serve(&cfg) < 0 ? 1 : 0);
-    }
-    for (int i = 0; pid > 0 && i < 500; i++) {
-        if (access(path, F_OK) == 0) {
-            return pid;
-        }
-        usleep(10000);
-    }
-    return -1;
+    return pid < 0 ? -1 : pid;
 }
 
 static void

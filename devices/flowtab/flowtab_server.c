@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <vmig/vfu_client.h>
 #include <vmig/vfu_server.h>
+#include <vmig_testkit/spawn.h>
 #include "flowtab_env.h"
 #include "flowtab_server.h"
 
@@ -466,38 +467,27 @@ ft_server_serve(const char *path, int fd, const struct ft_server_cfg *cfg,
     return ret;
 }
 
+struct spawn_args {
+    const char *path;
+    const struct ft_server_cfg *cfg;
+};
+
+static int
+spawned(void *arg)
+{
+    const struct spawn_args *a = arg;
+    bool v = getenv("VMIG_TEST_VERBOSE") != NULL;
+
+    return ft_server_serve(a->path, -1, a->cfg, v ? vmig_log_stderr : NULL,
+                           v ? VMIG_LOG_DEBUG : VMIG_LOG_INFO);
+}
+
 pid_t
 ft_server_spawn(const char *path, const struct ft_server_cfg *cfg)
 {
-    pid_t pid;
+    struct spawn_args a = {path, cfg};
 
-    (void)unlink(path);
-    pid = fork();
-    if (pid < 0) {
-        return -errno;
-    }
-    if (pid == 0) {
-        bool v = getenv("VMIG_TEST_VERBOSE") != NULL;
-
-        _exit(ft_server_serve(path, -1, cfg, v ? vmig_log_stderr : NULL,
-                              v ? VMIG_LOG_DEBUG : VMIG_LOG_INFO));
-    }
-    for (int i = 0; i < 1000; i++) {
-        struct stat st;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        int status;
-
-        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-            return pid;
-        }
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            return -ECHILD;
-        }
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -ETIMEDOUT;
+    return vmig_tk_spawn_server(path, spawned, &a, 10000);
 }
 
 int

@@ -1,7 +1,8 @@
 # vfio-user end to end: test device server in a child process, vmig client.
 add_executable(test_vfu_func ${PROJECT_SOURCE_DIR}/tests/func/test_vfu_func.c
   ${PROJECT_SOURCE_DIR}/tests/func/vfu_testdev.c)
-target_link_libraries(test_vfu_func PRIVATE vmig_static PkgConfig::XXHASH)
+target_link_libraries(test_vfu_func PRIVATE vmig_static vmig_testkit
+  PkgConfig::XXHASH)
 foreach(case basic migrate-bulk migrate-plain badstream reset hostile)
   add_test(NAME vfu-${case} COMMAND test_vfu_func ${case})
   set_tests_properties(vfu-${case} PROPERTIES LABELS func TIMEOUT 60)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include <vmig/vfu_server.h>
+#include <vmig_testkit/spawn.h>
 #include "vfu_testdev.h"
 
 #define CHUNK (64u << 10)
@@ -574,40 +575,31 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
     return ret < 0 ? 2 : 0;
 }
 
+struct spawn_args {
+    const char *path;
+    uint64_t seed;
+    size_t size;
+};
+
+static int
+spawned(void *arg)
+{
+    const struct spawn_args *a = arg;
+    bool v = getenv("VMIG_TEST_VERBOSE") != NULL;
+
+    return testdev_serve(a->path, -1, a->seed, a->size,
+                         v ? vmig_log_stderr : NULL,
+                         v ? VMIG_LOG_DEBUG : VMIG_LOG_INFO);
+}
+
 pid_t
 testdev_spawn(const char *path, uint64_t seed, size_t size)
 {
-    pid_t pid;
+    struct spawn_args a = {path, seed, size};
 
-    (void)unlink(path);
-    pid = fork();
-    if (pid < 0) {
-        return -errno;
-    }
-    if (pid == 0) {
-        bool v = getenv("VMIG_TEST_VERBOSE") != NULL;
-
-        _exit(testdev_serve(path, -1, seed, size, v ? vmig_log_stderr : NULL,
-                            v ? VMIG_LOG_DEBUG : VMIG_LOG_INFO));
-    }
-    /* while the child lives, up to 120 s: seeding a state of a GiB or
-     * more on a loaded machine takes a while */
-    for (int i = 0; i < 12000; i++) {
-        struct stat st;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        int status;
-
-        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-            return pid;
-        }
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            return -ECHILD;
-        }
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -ETIMEDOUT;
+    /* up to 120 s: seeding a state of a GiB or more on a loaded machine
+     * takes a while */
+    return vmig_tk_spawn_server(path, spawned, &a, 120000);
 }
 
 int
