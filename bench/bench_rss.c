@@ -19,7 +19,9 @@
  *                remaining guest RAM, the vCPU state and the device's
  *                config first); and how long that first read took (the
  *                backend's share: one bounded pull);
- *   rate         device bytes / migration time.
+ *   rate         device bytes / migration time; and, for the stop-copy
+ *                rows, that rate against a plain TCP loopback stream
+ *                from DRAM measured in the same run (the issue's P1).
  *
  * Modes: "stop-copy" (no precopy: the whole state moves while paused) and
  * "precopy" (the device precopies its state in bursts first).
@@ -269,12 +271,55 @@ row(const char *dir, size_t mib, bool precopy, struct result *src,
     return ret;
 }
 
+/*
+ * P1: each stop-copy row's device bytes per second of migration against a
+ * plain TCP loopback stream from DRAM in this run (best of 3 x 64 MiB;
+ * after the rows, so no engine child inherits its buffers).
+ */
+static void
+plain_ratio(const size_t *sizes, const double *rate, int n)
+{
+    size_t len = 64u << 20;
+    uint8_t *src = malloc(len), *dst = malloc(len);
+    double best = 0;
+
+    if (src == NULL || dst == NULL) {
+        free(src);
+        free(dst);
+        return;
+    }
+    memset(src, 0x5a, len);
+    memset(dst, 0, len);
+    for (int r = 0; r < 3; r++) {
+        double secs = lb_tcp_copy(src, dst, len);
+
+        if (secs > 0 && (double)len / secs > best) {
+            best = (double)len / secs;
+        }
+    }
+    free(src);
+    free(dst);
+    if (best <= 0) {
+        return;
+    }
+    printf("\nplain TCP loopback stream from DRAM: %.0f MiB/s\n",
+           best / (1 << 20));
+    for (int i = 1; i < n; i++) {
+        if (rate[i] > 0) {
+            printf("P1 %5zu MiB stop-copy: %.0f MiB/s = %.2fx the plain "
+                   "stream\n",
+                   sizes[i], rate[i] / (1 << 20), rate[i] / best);
+        }
+    }
+}
+
 int
 main(int argc, char **argv)
 {
     size_t sizes[MAX_SIZES] = {1, 64, 1024};
     int nsizes = 3;
     char dir[] = "/tmp/vmig-bench-rss-XXXXXX";
+    double rate[MAX_SIZES] = {0};
     int rc = 0;
 
     if (argc > 1) {
@@ -314,6 +359,9 @@ main(int argc, char **argv)
                 tiny_d = d.hwm_kib;
             }
             secs = s.t_end - s.t_start;
+            if (!precopy) {
+                rate[i] = (double)s.dev_bytes / secs;
+            }
             printf("%5zu MiB %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %11.2f ms "
                    "%8.2f ms %5.0f MiB/s%s\n",
                    sizes[i], (double)s.hwm_kib / 1024,
@@ -330,5 +378,6 @@ main(int argc, char **argv)
         }
     }
     (void)rmdir(dir);
+    plain_ratio(sizes, rate, nsizes);
     return rc;
 }
