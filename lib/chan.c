@@ -8,12 +8,17 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include "chan_priv.h"
 #include "internal.h"
 #include "timeio.h"
+
+#ifndef SIOCOUTQ
+#define SIOCOUTQ 0x5411 /* TIOCOUTQ: bytes not yet acknowledged */
+#endif
 
 /* ------------------------------------------------------------ plaintext */
 
@@ -142,15 +147,32 @@ vmig__chan_cancelled(const int *cancel)
     return cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE) != 0;
 }
 
+/* Bytes we sent that the peer has not acknowledged yet; -1 when the
+ * socket cannot say (not TCP). */
+static int
+chan_unacked(int fd)
+{
+    int q;
+
+    return ioctl(fd, SIOCOUTQ, &q) == 0 ? q : -1;
+}
+
+/*
+ * Wait for @events on @fd.  The peer counts as silent only when nothing
+ * moved for @timeout_ms: while we wait to read (a CONFIRM, say) the
+ * peer may still be taking in what we sent before over a slow link, and
+ * every byte it acknowledges starts the wait afresh.
+ */
 int
 vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
                 const int *cancel)
 {
     uint64_t start = vmig__mono_ms();
+    int unacked = chan_unacked(fd);
 
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = events};
-        int n;
+        int n, q;
 
         if (vmig__chan_cancelled(cancel)) {
             return -ECANCELED;
@@ -162,6 +184,11 @@ vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
         if (n > 0) {
             return 0;
         }
+        q = chan_unacked(fd);
+        if (q >= 0 && q < unacked) {
+            start = vmig__mono_ms(); /* the peer took bytes in */
+        }
+        unacked = q;
         if (timeout_ms != 0 && vmig__mono_ms() - start >= timeout_ms) {
             return -ETIMEDOUT;
         }

@@ -87,7 +87,7 @@ class Expect:
     """What a cell must end in.  vm: "src", "dst" or "none"."""
 
     def __init__(self, outcome, vm, reason=None, retry=False, na=None,
-                 dev_failed=None, paused=None):
+                 dev_failed=None, paused=None, alt=None, alt_why=None):
         self.outcome = outcome      # completed, failed, cancelled, refused, lost
         self.vm = vm
         self.reason = reason        # regex the failure reason must match
@@ -95,6 +95,11 @@ class Expect:
         self.na = na                # why the cell does not exist
         self.dev_failed = dev_failed  # "src"/"dst": the VM's device died there
         self.paused = paused        # None: any; False: the VM never paused
+        # the one other defined outcome, where the fault can land on either
+        # side of the point of no return (alt_why says when), checked the
+        # same way as the first
+        self.alt = alt
+        self.alt_why = alt_why
 
 
 def na(why):
@@ -200,8 +205,16 @@ class DevFault(Fault):
             if p in ("confirm", "after"):
                 return COMPLETED            # its state was already sent
             # the VM keeps running here without its device; a retry is
-            # refused naming the failed device
-            return Expect("failed", "src", dev_re, retry="refused", dev_failed="src")
+            # refused naming the failed device.  In stop-copy the source
+            # may already have read all of the device's state and sent
+            # SWITCHOVER into the socket buffers while the proxy holds
+            # the stream: then the migration completes (one VM, on dst)
+            alt = None
+            if p in STOPCOPY:
+                alt = COMPLETED
+            return Expect("failed", "src", dev_re, retry="refused", dev_failed="src", alt=alt,
+                          alt_why="the device's state had all been read and SWITCHOVER sent "
+                                  "before it died")
         if p in ("confirm", "after"):
             return Expect("completed", "dst", dev_failed="dst")
         return rolled_back(dev_re)
@@ -211,10 +224,16 @@ class DevFault(Fault):
         pid = a.dev_pids.get("vfu0")
         if pid is None:
             raise LabError("no device server pid on %s" % a.name)
+        t0 = now()
         os.kill(pid, self.sig)
         if self.sig == signal.SIGSTOP:
             time.sleep(1.0)   # the fault's duration, not a wait
             os.kill(pid, signal.SIGCONT)
+        else:
+            # the agent has noticed the death before the stream moves on:
+            # the cell's outcome does not depend on who wins that race
+            t, _ = a.q.wait_event("DEVICE_FAILED", since=t0, timeout=30)
+            cell.note("%s: DEVICE_FAILED after %.0f ms" % (a.name, (t - t0) * 1000))
         cell.release()
 
 
@@ -514,7 +533,10 @@ class Cell:
         if ph.stopped:
             self.src.q.wait_event("STOP", since=self.t_mig)
             it = self.src.migrate_info().get("x-vmig-precopy", {}).get("iterations")
-            if it != PRECOPY_PASSES:
+            # only where the hold names a pass does the count matter (a
+            # guest starved on a loaded machine may dirty nothing, and
+            # precopy then converges early)
+            if it != PRECOPY_PASSES and "pass=" in ph.hold[1]:
                 raise CellFailed("switched over after %s precopy iterations, not %d: "
                                  "phase %s not reached as designed" % (it, PRECOPY_PASSES, ph.name))
 
@@ -678,6 +700,9 @@ class Cell:
                 self.t0_real = time.time()
             self.fault.inject(self)
             self.outcome()
+            if self.exp.alt is not None and self.observed == self.exp.alt.outcome:
+                self.note("%s: %s" % (self.observed, self.exp.alt_why))
+                self.exp = self.exp.alt
             self.settle()
             running = self.check_vm()
             if self.exp.outcome in ("failed", "cancelled", "lost") and self.observed != self.exp.outcome:
@@ -823,8 +848,10 @@ def main():
     if opts.list:
         for f, p in sel:
             e = FAULT[f].expect(PHASE[p])
-            print("%-18s %-10s %s" % (f, p, e.na and "n/a: " + e.na or
-                                      "%s (VM on %s)" % (e.outcome, e.vm)))
+            print("%-18s %-10s %s%s" % (f, p, e.na and "n/a: " + e.na or
+                                        "%s (VM on %s)" % (e.outcome, e.vm),
+                                        e.alt and " or %s (VM on %s) when %s" % (
+                                            e.alt.outcome, e.alt.vm, e.alt_why) or ""))
         return 0
 
     rows = []

@@ -1,5 +1,7 @@
 # The fault proxy's own test, against a plain TCP peer (tests/faults/).
-# The fault matrix itself runs with `make faults` (tests/faults/matrix.py).
+# The whole fault matrix runs with `make faults` (tests/faults/matrix.py);
+# ctest (so make check) runs its sample: every fault once, every phase at
+# least twice (docs/faults.md).
 find_package(Python3 COMPONENTS Interpreter)
 if(TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
   add_test(NAME faultproxy
@@ -38,4 +40,14 @@ if(TARGET vmig-agent AND TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
       ${PROJECT_SOURCE_DIR}/tests/faults/test_silent.py
       $<TARGET_FILE:vmig-agent> $<TARGET_FILE:vmig-faultproxy>)
   set_tests_properties(agent-silent PROPERTIES LABELS func TIMEOUT 300)
+endif()
+
+if(TARGET vmig-agent AND TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
+  add_test(NAME fault-matrix-sample
+    COMMAND ${Python3_EXECUTABLE}
+      ${PROJECT_SOURCE_DIR}/tests/faults/matrix.py
+      --vmig $<TARGET_FILE:vmig-agent> --proxy $<TARGET_FILE:vmig-faultproxy>
+      --sample --table ${CMAKE_BINARY_DIR}/faults-sample.md
+      --json ${CMAKE_BINARY_DIR}/faults-sample.json)
+  set_tests_properties(fault-matrix-sample PROPERTIES LABELS func TIMEOUT 900)
 endif()

@@ -21,7 +21,12 @@
 #define FP_MAX_ALT 4
 #define FP_MAX_FLIPS 8
 #define FP_BUF_SIZE (1u << 20) /* bytes buffered per direction */
-#define FP_MAX_STAMPS 4096     /* arrival stamps kept for latency */
+/* the listening socket's receive buffer: what the proxy takes in (and
+ * the sender sees acknowledged) beyond FP_BUF_SIZE is bounded, so a
+ * throttle or a hold holds the sender back as a slow link would instead
+ * of a deep buffer hiding it (the kernel doubles it) */
+#define FP_SOCK_RCVBUF (256 << 10)
+#define FP_MAX_STAMPS 4096 /* arrival stamps kept for latency */
 
 enum fp_dir {
     FP_FWD = 0, /* connecting side (source) -> target (destination) */

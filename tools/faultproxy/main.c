@@ -919,7 +919,7 @@ tcp_listen(const char *spec, int *port)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     char host[256], ps[16];
-    int fd, one = 1;
+    int fd, one = 1, rcvbuf = FP_SOCK_RCVBUF;
 
     if (split_hostport(spec, host, sizeof(host), ps, sizeof(ps)) < 0 ||
         getaddrinfo(host, ps, &hints, &ai) != 0) {
@@ -928,6 +928,7 @@ tcp_listen(const char *spec, int *port)
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
     if (fd < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 16) < 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
         int ret = -errno;
