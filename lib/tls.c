@@ -43,6 +43,7 @@
 #include "internal.h"
 #include "timeio.h"
 #include "tls_priv.h"
+#include "tls_sess.h"
 
 #ifndef TCP_ULP
 #define TCP_ULP 31
@@ -51,8 +52,6 @@
 #define VERDICT_HDR 14
 static const uint8_t verdict_magic[8] = {'V', 'M', 'I', 'G', 'T', 'L', 'S', 1};
 #define VERDICT_REASON_MAX 255
-/* Plaintext bytes in one TLS record: smaller pieces are gathered up to it. */
-#define RECORD_MAX 16384
 /*
  * Records are collected above the socket and written this many bytes at a
  * time: one write per 16 KiB record costs more than the encryption on a
@@ -67,48 +66,6 @@ static const uint8_t verdict_magic[8] = {'V', 'M', 'I', 'G', 'T', 'L', 'S', 1};
 /* After a refusal: drain what the peer still sends, so our close does not
  * turn into a reset that destroys the alert or verdict before it is read. */
 #define LINGER_MS 500
-
-struct vmig_tls {
-    vmig_ctx_t *ctx;
-    SSL_CTX *sctx;
-    enum vmig_tls_endpoint endpoint;
-    bool psk;
-    bool ktls; /* kernel TLS asked: OpenSSL must write to the socket BIO */
-    char where[512];    /* the credentials' directory or keys.psk */
-    char hostname[256]; /* client x509 */
-    char identity[VMIG__PSK_ID_MAX + 1];
-    struct vmig__psk *keys; /* client: its own key; server: all */
-    size_t nkeys;
-    char authz_file[512];
-    char **authz; /* server: allowed peer names, or NULL */
-    size_t nauthz;
-};
-
-/* What one handshake learnt, for naming a failure. */
-struct hs {
-    struct vmig_tls *t;
-    int verr;           /* first certificate verification error */
-    char vsubject[256]; /* the certificate it concerns */
-    char vnot_before[40];
-    char vnot_after[40];
-    bool psk_unknown; /* server: the client's identity is unknown */
-    bool psk_offered; /* server: the client offered an identity */
-    char psk_id[VMIG__PSK_ID_MAX + 1]; /* server: the identity offered */
-    uint8_t first[8];                  /* the peer's first bytes */
-    size_t nfirst;
-};
-
-/* One session (struct vmig_chan's impl). */
-struct sess {
-    SSL *ssl;
-    bool broken;           /* a fatal error: no close_notify */
-    int ssl_err;           /* SSL_get_error() of the last failure */
-    unsigned long lib_err; /* its last OpenSSL error code, or 0 */
-    int sys_err;           /* errno of a SSL_ERROR_SYSCALL */
-    bool established;      /* past the verdict: failures are the stream's */
-    uint64_t since_update;
-    uint8_t stage[RECORD_MAX];
-};
 
 static int ex_idx = -1;
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
@@ -361,7 +318,8 @@ verify_cb(int ok, X509_STORE_CTX *x)
     return ok;
 }
 
-/* Record the peer's first bytes as they are read (see foreign()). */
+/* Record the peer's first bytes as they are read (see foreign() in
+ * tls_names.c). */
 static long
 peek_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
         int ret, size_t *processed)
@@ -758,236 +716,6 @@ vmig_tls_free(struct vmig_tls *t)
     free(t);
 }
 
-/* ------------------------------------------------------------ naming */
-
-static const char *
-peer_role(const struct vmig_tls *t)
-{
-    return t->endpoint == VMIG_TLS_SERVER ? "the source" : "the destination";
-}
-
-/* Not TLS at all?  A plaintext vmig agent opens with "VMIGMS". */
-static int
-foreign(const struct vmig_tls *t, const struct hs *h, char *why, size_t len)
-{
-    if (h->nfirst == 0 || (h->first[0] == 0x16 || h->first[0] == 0x15)) {
-        return 0;
-    }
-    if (h->nfirst >= 6 && memcmp(h->first, "VMIGMS", 6) == 0) {
-        snprintf(why, len,
-                 "%s speaks plaintext: it has no TLS credentials while we "
-                 "require TLS (give it --tls-creds DIR or --tls-psk FILE too)",
-                 peer_role(t));
-    } else {
-        snprintf(why, len,
-                 "%s does not speak TLS (its first bytes are %02x %02x ...)",
-                 peer_role(t), h->first[0], h->nfirst > 1 ? h->first[1] : 0);
-    }
-    return -EPROTO;
-}
-
-/* Our check of the peer's certificate failed. */
-static int
-cert_refused(const struct vmig_tls *t, const struct hs *h, char *why,
-             size_t len)
-{
-    const char *whose = t->endpoint == VMIG_TLS_SERVER
-                            ? "the source's certificate"
-                            : "the destination's certificate";
-
-    switch (h->verr) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-        snprintf(why, len, "%s '%s' has expired (notAfter %s)", whose,
-                 h->vsubject, h->vnot_after);
-        break;
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-        snprintf(why, len,
-                 "%s '%s' is not yet valid (notBefore %s; are both hosts' "
-                 "clocks right?)",
-                 whose, h->vsubject, h->vnot_before);
-        break;
-    case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH:
-        snprintf(why, len,
-                 "%s '%s' is not valid for host '%s' (--tls-hostname; by "
-                 "default the host in --to)",
-                 whose, h->vsubject, t->hostname);
-        break;
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-        if (t->psk) {
-            snprintf(why, len,
-                     "%s answered with a certificate, not with our "
-                     "pre-shared key: it uses x509 credentials",
-                     peer_role(t));
-        } else {
-            snprintf(why, len,
-                     "%s '%s' is not signed by our CA (%s/ca-cert.pem): it "
-                     "comes from another CA",
-                     whose, h->vsubject, t->where);
-        }
-        break;
-    default:
-        snprintf(why, len, "%s '%s' is refused: %s", whose, h->vsubject,
-                 X509_verify_cert_error_string(h->verr));
-        break;
-    }
-    return -EACCES;
-}
-
-/* The peer refused us with a TLS alert. */
-static int
-alert_refused(const struct vmig_tls *t, int alert, char *why, size_t len)
-{
-    const char *who = peer_role(t);
-
-    switch (alert) {
-    case SSL_AD_UNKNOWN_CA:
-        snprintf(why, len,
-                 "%s does not trust our certificate: %s is not signed by "
-                 "its CA%s",
-                 who,
-                 t->endpoint == VMIG_TLS_SERVER ? "server-cert.pem"
-                                                : "client-cert.pem",
-                 t->endpoint == VMIG_TLS_SERVER ? " (or it uses a PSK)" : "");
-        break;
-    case SSL_AD_CERTIFICATE_EXPIRED:
-        snprintf(why, len, "%s says our certificate has expired", who);
-        break;
-    case SSL_AD_BAD_CERTIFICATE:
-        snprintf(why, len,
-                 "%s rejected our certificate (not yet valid, not for this "
-                 "use, or unusable: its log says which)",
-                 who);
-        break;
-    case SSL_AD_CERTIFICATE_REQUIRED:
-        snprintf(why, len, "%s requires a client certificate", who);
-        break;
-    case SSL_AD_DECRYPT_ERROR:
-        if (t->psk) {
-            snprintf(why, len,
-                     "wrong pre-shared key: %s has another key for identity "
-                     "'%s'",
-                     who, t->identity);
-        } else {
-            snprintf(why, len, "%s could not verify our signature", who);
-        }
-        break;
-    case SSL_AD_HANDSHAKE_FAILURE:
-        if (t->psk && t->endpoint == VMIG_TLS_CLIENT) {
-            snprintf(why, len,
-                     "%s refused the handshake: it does not know PSK "
-                     "identity '%s' (not in its keys.psk), or it uses "
-                     "certificates",
-                     who, t->identity);
-        } else {
-            snprintf(why, len,
-                     "%s refused the handshake: no credentials in common "
-                     "(one side uses certificates, the other a PSK?)",
-                     who);
-        }
-        break;
-    case SSL_AD_ILLEGAL_PARAMETER:
-        if (t->psk && t->endpoint == VMIG_TLS_CLIENT) {
-            /* what OpenSSL answers when our PSK binder does not verify */
-            snprintf(why, len,
-                     "wrong pre-shared key: %s could not verify our key for "
-                     "identity '%s'",
-                     who, t->identity);
-        } else {
-            snprintf(why, len, "%s refused the handshake (illegal parameter)",
-                     who);
-        }
-        break;
-    case SSL_AD_PROTOCOL_VERSION:
-        snprintf(why, len, "%s does not speak TLS 1.3", who);
-        break;
-    default:
-        snprintf(why, len, "%s refused the session (TLS alert '%s')", who,
-                 SSL_alert_desc_string_long(alert));
-        break;
-    }
-    return -EACCES;
-}
-
-/*
- * Name the failure of a handshake step.  @io: the wait's error (-ETIMEDOUT,
- * -ECANCELED), or 0 when OpenSSL failed.
- */
-static int
-name_failure(const struct vmig_tls *t, const struct sess *s, const struct hs *h,
-             int io, unsigned int timeout_ms, char *why, size_t len)
-{
-    int reason = s->lib_err != 0 ? ERR_GET_REASON(s->lib_err) : 0;
-    int ret;
-
-    if (io == -ETIMEDOUT) {
-        snprintf(why, len, "no TLS handshake from %s within %u ms",
-                 peer_role(t), timeout_ms);
-        return io;
-    }
-    if (io == -ECANCELED) {
-        snprintf(why, len, "cancelled during the TLS handshake");
-        return io;
-    }
-    ret = foreign(t, h, why, len);
-    if (ret < 0) {
-        return ret;
-    }
-    if (h->psk_unknown) {
-        snprintf(why, len, "%s used PSK identity '%s', which is not in %s",
-                 peer_role(t), h->psk_id, t->where);
-        return -EACCES;
-    }
-    if (reason == SSL_R_BINDER_DOES_NOT_VERIFY) {
-        snprintf(why, len,
-                 "wrong pre-shared key: %s knows identity '%s' but its key "
-                 "differs from ours in %s",
-                 peer_role(t), h->psk_id, t->where);
-        return -EACCES;
-    }
-    if (h->verr != 0) {
-        return cert_refused(t, h, why, len);
-    }
-    if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
-        snprintf(why, len,
-                 "%s sent no certificate (it needs client-cert.pem and "
-                 "client-key.pem, or it uses a PSK)",
-                 peer_role(t));
-        return -EACCES;
-    }
-    if (reason >= SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256) {
-        return alert_refused(t, reason - SSL_AD_REASON_OFFSET, why, len);
-    }
-    if (t->psk && t->endpoint == VMIG_TLS_SERVER && !h->psk_offered &&
-        s->ssl_err == SSL_ERROR_SSL) {
-        snprintf(why, len,
-                 "%s offered no pre-shared key (it may use certificates "
-                 "while we use %s)",
-                 peer_role(t), t->where);
-        return -EACCES;
-    }
-    if (s->ssl_err == SSL_ERROR_SYSCALL ||
-        s->ssl_err == SSL_ERROR_ZERO_RETURN ||
-        reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-        snprintf(why, len,
-                 "%s closed the connection during the TLS handshake%s",
-                 peer_role(t),
-                 t->endpoint == VMIG_TLS_CLIENT
-                     ? " (is it a vmig agent? its log may say why)"
-                     : "");
-        return -ECONNRESET;
-    }
-    snprintf(why, len, "TLS handshake with %s failed: %s", peer_role(t),
-             s->lib_err != 0 ? ERR_reason_error_string(s->lib_err)
-                             : "unknown error");
-    return -EACCES;
-}
-
 /* ------------------------------------------------------------ handshake */
 
 /* A plaintext peer gets a TLS alert it can recognise (protocol_version). */
@@ -1235,13 +963,13 @@ vmig_tls_handshake(struct vmig_tls *t, int fd, unsigned int timeout_ms,
     BIO_set_callback_ex(rbio, NULL);
     BIO_set_callback_arg(rbio, NULL);
     if (ret != 0) {
-        ret =
-            name_failure(t, s, &h, ret < 0 ? ret : 0, timeout_ms, why, whylen);
+        ret = vmig__tls_name_failure(t, s, &h, ret < 0 ? ret : 0, timeout_ms,
+                                     why, whylen);
         goto fail;
     }
     if (t->psk && SSL_session_reused(s->ssl) != 1) {
         snprintf(why, whylen, "%s did not use the pre-shared key",
-                 peer_role(t));
+                 vmig__tls_peer_role(t));
         ret = -EACCES;
         goto fail;
     }
@@ -1264,9 +992,11 @@ vmig_tls_handshake(struct vmig_tls *t, int fd, unsigned int timeout_ms,
         ret = recv_verdict(ch, timeout_ms, cancel, why, whylen);
         if (ret < 0 && why[0] == '\0') {
             if (ret == -EBADMSG) {
-                ret = name_failure(t, s, &h, 0, timeout_ms, why, whylen);
+                ret = vmig__tls_name_failure(t, s, &h, 0, timeout_ms, why,
+                                             whylen);
             } else {
-                ret = name_failure(t, s, &h, ret, timeout_ms, why, whylen);
+                ret = vmig__tls_name_failure(t, s, &h, ret, timeout_ms, why,
+                                             whylen);
             }
         }
     }
@@ -1288,7 +1018,7 @@ vmig_tls_handshake(struct vmig_tls *t, int fd, unsigned int timeout_ms,
     ch->info.ktls_tx = BIO_get_ktls_send(SSL_get_wbio(s->ssl)) == 1;
     ch->info.ktls_rx = BIO_get_ktls_recv(SSL_get_rbio(s->ssl)) == 1;
     vmig_info(t->ctx, "tls: %s authenticated as '%s' (%s, %s%s%s)",
-              peer_role(t), peer, ch->info.version, ch->info.cipher,
+              vmig__tls_peer_role(t), peer, ch->info.version, ch->info.cipher,
               ch->info.ktls_tx ? ", kTLS send" : "",
               ch->info.ktls_rx ? ", kTLS receive" : "");
     *out = ch;
