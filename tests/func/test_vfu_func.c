@@ -442,6 +442,88 @@ case_badstream(void)
     CHECK_RC(testdev_stop(kb), 0);
 }
 
+/* The test device's state byte @i for @seed (its seeding generator). */
+static uint8_t
+td_seed_byte(uint64_t seed, size_t i)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+
+    for (size_t k = 0; k <= i; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    return (uint8_t)x;
+}
+
+/* Stream record {u32 type, u32 len, u64 off} + @len bytes into @p. */
+static size_t
+td_rec(uint8_t *p, uint32_t type, uint64_t off, const void *d, uint32_t len)
+{
+    memcpy(p, &type, 4);
+    memcpy(p + 4, &len, 4);
+    memcpy(p + 8, &off, 8);
+    if (len > 0) {
+        memcpy(p + 16, d, len);
+    }
+    return 16 + (size_t)len;
+}
+
+/*
+ * A resuming stream applies all or nothing: records of a stream that
+ * fails validation change no byte, and a record covering part of the
+ * state changes only its bytes.
+ */
+static void
+case_resume_atomic(void)
+{
+    struct vmig_vfu_client *b = NULL;
+    uint8_t s[64], v = (uint8_t)(td_seed_byte(8, 70000) ^ 0xff);
+    uint64_t h0, h;
+    char pb[300];
+    size_t n;
+    pid_t kb;
+
+    sock_path(pb, sizeof(pb), "atom");
+    kb = spawn(pb, 8, 1 << 20);
+    CHECK(kb > 0);
+    CHECK_RC(connect_retry(ctx, pb, 0, &b), 0);
+    CHECK_RC(reg_read64(b, TD_HASH, &h0), 0);
+    /* first (the shadow is fresh): one byte inside a 64 KiB chunk, sent a
+     * byte at a time; only it changes (flipping it back restores the
+     * hash) */
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RESUMING), 0);
+    n = td_rec(s, 1, 70000, &v, 1);
+    n += td_rec(s + n, 3, 0, NULL, 0);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_RC(vmig_vfu_client_mig_write(b, s + i, 1), 0);
+    }
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RUNNING), 0);
+    CHECK_RC(reg_read64(b, TD_HASH, &h), 0);
+    CHECK(h != h0);
+    CHECK_RC(reg_write64(b, TD_MUTATE, 70000), 0);
+    CHECK_RC(reg_read64(b, TD_HASH, &h), 0);
+    CHECK(h == h0);
+    /* a valid record, then no END: refused, nothing applied */
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RESUMING), 0);
+    n = td_rec(s, 1, 70000, &v, 1);
+    CHECK_RC(vmig_vfu_client_mig_write(b, s, n), 0);
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RUNNING), -EINVAL);
+    /* a valid record, END, then a stray byte: refused too */
+    n = td_rec(s, 1, 70000, &v, 1);
+    n += td_rec(s + n, 3, 0, NULL, 0);
+    s[n++] = 0;
+    CHECK_RC(vmig_vfu_client_mig_write(b, s, n), 0);
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RUNNING), -EINVAL);
+    n = td_rec(s, 3, 0, NULL, 0);
+    CHECK_RC(vmig_vfu_client_mig_write(b, s, n), 0);
+    CHECK_RC(vmig_vfu_client_set_state(b, VMIG_STATE_RUNNING), 0);
+    CHECK_RC(reg_read64(b, TD_HASH, &h), 0);
+    CHECK(h == h0);
+    vmig_vfu_client_free(b);
+    CHECK_RC(testdev_stop(kb), 0);
+}
+
 /* ------------------------------------------------------------- reset */
 
 static int
@@ -832,6 +914,7 @@ main(int argc, char **argv)
     }
     if (all || strcmp(which, "badstream") == 0) {
         case_badstream();
+        case_resume_atomic();
     }
     if (all || strcmp(which, "reset") == 0) {
         case_reset();

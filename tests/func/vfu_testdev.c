@@ -50,9 +50,19 @@ struct td {
     uint8_t *out;       /* staged record header */
     const uint8_t *src; /* the record's data, read in place */
     size_t out_len, out_pos;
-    /* resuming */
-    uint8_t *in;
-    size_t in_len, in_cap;
+    /* resuming: records are checked and written into a shadow of the
+     * state as they arrive; END_RESUME swaps it in, so nothing is applied
+     * without a whole valid stream and no input is buffered */
+    uint8_t *shadow;    /* @size bytes */
+    uint8_t *shadow_ok; /* per chunk: shadow holds the chunk's new bytes */
+    uint64_t shadow_regs[NREGS];
+    bool regs_in;          /* a REGS record arrived */
+    struct rec hdr;        /* the record being received */
+    size_t hdr_got;        /* its header bytes so far */
+    size_t rec_pos;        /* its data bytes so far */
+    bool end_in;           /* END arrived */
+    bool in_bad;           /* the stream is invalid: END_RESUME fails */
+    size_t in_len, in_cap; /* bytes received, and the most accepted */
     /* PCI config space (testdev_cfg_space) */
     uint8_t cfg[256];
 };
@@ -72,6 +82,15 @@ td_fill(struct td *t)
 }
 
 static void
+td_resume_reset(struct td *t)
+{
+    t->in_len = 0;
+    t->hdr_got = t->rec_pos = 0;
+    t->regs_in = t->end_in = t->in_bad = false;
+    memset(t->shadow_ok, 0, (t->size + CHUNK - 1) / CHUNK);
+}
+
+static void
 td_session_reset(struct td *t)
 {
     t->cursor = 0;
@@ -79,7 +98,7 @@ td_session_reset(struct td *t)
     t->regs_sent = false;
     t->end_sent = false;
     t->out_len = t->out_pos = 0;
-    t->in_len = 0;
+    td_resume_reset(t);
 }
 
 static void
@@ -322,64 +341,110 @@ td_save(void *opaque, enum vmig_state state, void *buf, size_t len)
     return (ssize_t)n;
 }
 
+/* A MEM record [off, off + len) is about to be written into the shadow:
+ * a chunk it covers only in part takes the current state first (a record
+ * that stops short makes the stream invalid, so whole chunks need none). */
+static void
+td_shadow_prepare(struct td *t, uint64_t off, uint64_t len)
+{
+    uint64_t end = off + len;
+
+    for (uint64_t c = off / CHUNK; c * CHUNK < end; c++) {
+        uint64_t lo = c * CHUNK;
+        uint64_t hi = lo + CHUNK < t->size ? lo + CHUNK : t->size;
+
+        if (!t->shadow_ok[c] && (off > lo || end < hi)) {
+            memcpy(t->shadow + lo, t->mem + lo, hi - lo);
+        }
+        t->shadow_ok[c] = 1;
+    }
+}
+
+/* A record header is complete: check it as the whole-stream check did. */
+static void
+td_header(struct td *t)
+{
+    const struct rec *r = &t->hdr;
+
+    t->rec_pos = 0;
+    if (r->type == REC_MEM && r->off <= t->size && r->len <= t->size - r->off) {
+        td_shadow_prepare(t, r->off, r->len);
+    } else if (r->type == REC_REGS && r->len == sizeof(t->regs)) {
+        t->regs_in = true;
+    } else if (r->type == REC_END && r->len == 0) {
+        t->end_in = true;
+    } else {
+        t->in_bad = true;
+    }
+}
+
 static int
 td_load(void *opaque, const void *buf, size_t len)
 {
     struct td *t = opaque;
+    const uint8_t *p = buf;
 
     if (len > t->in_cap - t->in_len) {
         return -E2BIG;
     }
-    memcpy(t->in + t->in_len, buf, len);
     t->in_len += len;
+    while (len > 0 && !t->in_bad) {
+        size_t n;
+
+        if (t->end_in) {
+            t->in_bad = true; /* bytes after END */
+        } else if (t->hdr_got < sizeof(t->hdr)) {
+            n = sizeof(t->hdr) - t->hdr_got < len ? sizeof(t->hdr) - t->hdr_got
+                                                  : len;
+            memcpy((uint8_t *)&t->hdr + t->hdr_got, p, n);
+            t->hdr_got += n;
+            p += n;
+            len -= n;
+            if (t->hdr_got == sizeof(t->hdr)) {
+                td_header(t);
+            }
+        } else {
+            n = t->hdr.len - t->rec_pos < len ? t->hdr.len - t->rec_pos : len;
+            if (t->hdr.type == REC_MEM) {
+                memcpy(t->shadow + t->hdr.off + t->rec_pos, p, n);
+            } else {
+                memcpy((uint8_t *)t->shadow_regs + t->rec_pos, p, n);
+            }
+            t->rec_pos += n;
+            p += n;
+            len -= n;
+        }
+        if (t->hdr_got == sizeof(t->hdr) && t->rec_pos == t->hdr.len &&
+            !t->in_bad) {
+            t->hdr_got = 0; /* the record is complete */
+        }
+    }
     return 0;
 }
 
-/* Validate the whole resuming stream, then apply it. */
+/* Apply a whole valid resuming stream: swap the shadow in. */
 static int
 td_apply(struct td *t)
 {
-    size_t pos = 0;
-    bool end = false;
+    size_t nchunks = (t->size + CHUNK - 1) / CHUNK;
+    uint8_t *m;
 
-    for (int pass = 0; pass < 2; pass++) {
-        pos = 0;
-        end = false;
-        while (pos < t->in_len && !end) {
-            struct rec r;
+    if (t->in_bad || !t->end_in || t->hdr_got != 0) {
+        return -EINVAL;
+    }
+    for (size_t c = 0; c < nchunks; c++) {
+        if (!t->shadow_ok[c]) { /* not in the stream: unchanged */
+            size_t lo = c * CHUNK;
+            size_t hi = lo + CHUNK < t->size ? lo + CHUNK : t->size;
 
-            if (t->in_len - pos < sizeof(r)) {
-                return -EINVAL;
-            }
-            memcpy(&r, t->in + pos, sizeof(r));
-            pos += sizeof(r);
-            if (r.len > t->in_len - pos) {
-                return -EINVAL;
-            }
-            if (r.type == REC_MEM) {
-                if (r.off > t->size || r.len > t->size - r.off) {
-                    return -EINVAL;
-                }
-                if (pass == 1) {
-                    memcpy(t->mem + r.off, t->in + pos, r.len);
-                }
-            } else if (r.type == REC_REGS) {
-                if (r.len != sizeof(t->regs)) {
-                    return -EINVAL;
-                }
-                if (pass == 1) {
-                    memcpy(t->regs, t->in + pos, r.len);
-                }
-            } else if (r.type == REC_END && r.len == 0) {
-                end = true;
-            } else {
-                return -EINVAL;
-            }
-            pos += r.len;
+            memcpy(t->shadow + lo, t->mem + lo, hi - lo);
         }
-        if (!end || pos != t->in_len) {
-            return -EINVAL;
-        }
+    }
+    m = t->mem;
+    t->mem = t->shadow;
+    t->shadow = m;
+    if (t->regs_in) {
+        memcpy(t->regs, t->shadow_regs, sizeof(t->regs));
     }
     return 0;
 }
@@ -399,7 +464,7 @@ td_step(void *opaque, enum vmig_state from, enum vmig_state to, bool *broken)
     case VMIG_ARC_END_RESUME: {
         int ret = td_apply(t);
 
-        t->in_len = 0;
+        td_resume_reset(t);
         return ret;
     }
     default:
@@ -479,6 +544,21 @@ td_nolog_report(void *opaque, uint64_t iova, uint64_t length,
 
 static struct vmig_vfu_server *child_srv;
 
+/* State memory: anonymous, in huge pages where the kernel has them (a
+ * GiB of state in 4 KiB pages costs a quarter million page faults). */
+static uint8_t *
+td_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    (void)madvise(p, size, MADV_HUGEPAGE);
+    return p;
+}
+
 static void
 on_term(int sig)
 {
@@ -498,14 +578,18 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
 
     t.seed = seed;
     t.size = size;
-    t.mem = malloc(size);
+    t.mem = td_alloc(size);
+    t.shadow = td_alloc(size);
     t.dirty = calloc((size + CHUNK - 1) / CHUNK, 1);
+    t.shadow_ok = calloc((size + CHUNK - 1) / CHUNK, 1);
     t.out = malloc(sizeof(struct rec));
     t.in_cap = 2 * size + (1u << 20);
-    t.in = malloc(t.in_cap);
-    if (t.mem == NULL || t.dirty == NULL || t.out == NULL || t.in == NULL) {
+    if (t.mem == NULL || t.shadow == NULL || t.dirty == NULL ||
+        t.shadow_ok == NULL || t.out == NULL) {
         return 1;
     }
+    /* the device's memory is resident from the start, like its state */
+    memset(t.shadow, 0, size);
     td_fill(&t);
     if (vmig_ctx_new("testdev", log, NULL, &ctx) < 0) {
         return 1;
@@ -568,10 +652,11 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
     vmig_vfu_server_free(t.srv);
     vmig_dev_free(t.dev);
     vmig_ctx_free(ctx);
-    free(t.mem);
+    (void)munmap(t.mem, size);
+    (void)munmap(t.shadow, size);
     free(t.dirty);
+    free(t.shadow_ok);
     free(t.out);
-    free(t.in);
     return ret < 0 ? 2 : 0;
 }
 
