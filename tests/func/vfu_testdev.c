@@ -567,6 +567,20 @@ on_term(int sig)
     vmig_vfu_server_stop(child_srv); /* NOLINT(bugprone-signal-handler) */
 }
 
+static void
+td_free(struct td *t)
+{
+    if (t->mem != NULL) {
+        (void)munmap(t->mem, t->size);
+    }
+    if (t->shadow != NULL) {
+        (void)munmap(t->shadow, t->size);
+    }
+    free(t->dirty);
+    free(t->shadow_ok);
+    free(t->out);
+}
+
 int
 testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
               vmig_log_fn *log, int level)
@@ -586,6 +600,7 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
     t.in_cap = 2 * size + (1u << 20);
     if (t.mem == NULL || t.shadow == NULL || t.dirty == NULL ||
         t.shadow_ok == NULL || t.out == NULL) {
+        td_free(&t);
         return 1;
     }
     /* the device's memory is resident from the start, like its state */
@@ -652,11 +667,7 @@ testdev_serve(const char *path, int fd, uint64_t seed, size_t size,
     vmig_vfu_server_free(t.srv);
     vmig_dev_free(t.dev);
     vmig_ctx_free(ctx);
-    (void)munmap(t.mem, size);
-    (void)munmap(t.shadow, size);
-    free(t.dirty);
-    free(t.shadow_ok);
-    free(t.out);
+    td_free(&t);
     return ret < 0 ? 2 : 0;
 }
 
