@@ -253,6 +253,12 @@ int rundir_clean_stale(vmig_ctx_t *ctx);
 /* Remove the directory @path and what is in it (a killed server's
  * leftover sockets too). */
 int rundir_remove(const char *path);
+/* Start the watcher that removes @dir once this agent is gone, even by
+ * SIGKILL; rundir_reaper_main() is that process (vmig RUNDIR_REAPER_CMD
+ * FD DIR, not a user command). */
+#define RUNDIR_REAPER_CMD "x-rundir-reaper"
+int rundir_watch(const char *dir);
+int rundir_reaper_main(int argc, char **argv);
 
 /* guestmap.c: the guest RAM layout of the guest programs */
 #define GUESTMAP_FT_SLOT (256u << 10) /* guest RAM per flowtab device */

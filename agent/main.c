@@ -1364,6 +1364,9 @@ main(int argc, char **argv)
         printf("vmig %s\n", vmig_version());
         return EXIT_OK;
     }
+    if (strcmp(argv[1], RUNDIR_REAPER_CMD) == 0) {
+        return rundir_reaper_main(argc, argv);
+    }
     for (size_t i = 0; i < NSUB; i++) {
         if (strcmp(argv[1], subcmds[i].name) == 0) {
             s = &subcmds[i];

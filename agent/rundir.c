@@ -145,3 +145,65 @@ rundir_create(char *out, size_t len)
     }
     return 0;
 }
+
+/*
+ * A directory left by an agent killed with SIGKILL (its device servers
+ * die with it: PR_SET_PDEATHSIG) would wait for the next agent's stale
+ * clean-up.  So a watcher process holds the read end of a pipe whose
+ * write end only this agent has: when the agent is gone, however it
+ * ended, the read returns end of file and the watcher removes the
+ * directory.  It runs this program again (RUNDIR_REAPER_CMD), so nothing
+ * of the agent's threads is inherited.
+ */
+int
+rundir_watch(const char *dir)
+{
+    int p[2];
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    pid = fork();
+    if (pid < 0) {
+        int ret = -errno;
+
+        close(p[0]);
+        close(p[1]);
+        return ret;
+    }
+    if (pid == 0) {
+        char fd[16];
+
+        /* its own session: a signal to the agent's group is not for it */
+        (void)setsid();
+        close(p[1]);
+        snprintf(fd, sizeof(fd), "%d", p[0]);
+        (void)fcntl(p[0], F_SETFD, 0);
+        execl("/proc/self/exe", "vmig", RUNDIR_REAPER_CMD, fd, dir,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(p[0]); /* p[1] stays open (close-on-exec) for the agent's life */
+    return 0;
+}
+
+int
+rundir_reaper_main(int argc, char **argv)
+{
+    char c;
+    ssize_t n;
+    int fd;
+
+    if (argc != 4) {
+        return 2;
+    }
+    fd = atoi(argv[2]);
+    do {
+        n = read(fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    /* the agent is gone (or closed its end at exit, having removed the
+     * directory itself: then this finds nothing) */
+    (void)rundir_remove(argv[3]);
+    return 0;
+}

@@ -463,6 +463,13 @@ vfudev_up(struct agent_vm *vm)
                      strerror(-ret));
             return ret;
         }
+        ret = rundir_watch(vm->vfu_dir);
+        if (ret < 0) {
+            vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                     "cannot watch %s for removal if this agent is killed: "
+                     "%s; the next agent removes it",
+                     vm->vfu_dir, strerror(-ret));
+        }
     }
     for (unsigned int i = 0; i < vm->o.nvfu; i++) {
         struct agent_vfu *d = &vm->vfu[i];

@@ -145,7 +145,11 @@ class KillAgent(Fault):
         if self.side == "src" and self.sig == signal.SIGKILL:
             if p in ("confirm", "after"):
                 return COMPLETED          # the destination runs it already
-            return Expect("lost", "none", CONN_RE, retry=True)
+            return Expect("lost", "none", CONN_RE, retry=True,
+                          alt=COMPLETED if p in STOPCOPY else None,
+                          alt_why="the source had sent all of stop-copy and SWITCHOVER into "
+                                  "the socket buffers before it died: the destination runs "
+                                  "the VM")
         if self.side == "src":              # SIGSTOP until the peer gives up
             if p in ("confirm", "after"):
                 return COMPLETED

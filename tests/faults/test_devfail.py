@@ -155,7 +155,24 @@ def case_dstmig(lab):
     guest_moves(src, "after the destination's device died")
 
 
-CASES = {"idle": case_idle, "dstidle": case_dstidle, "srcmig": case_srcmig,
+def case_agentkill(lab):
+    """kill -9 of an agent (issue 14, defect 8): its device servers die
+    with it and its vmig-dev-* directory goes too, without waiting for the
+    next agent's stale clean-up."""
+    a = lab.agent("src", "run", ["--ram", "32M", "--device", "acc", "--device", "testdev,size=2"])
+    dirs = lab.dev_dirs()
+    check(len(dirs) == 1, "the agent made its device directory: %s" % dirs)
+    pids = list(a.refresh_devices().values())
+    a.signal(signal.SIGKILL)
+    a.proc.wait()
+    t0 = now()
+    wait_for(lambda: not lab.dev_dirs(), 30, "the killed agent's directory to go")
+    print("directory gone %.0f ms after the agent died" % ((now() - t0) * 1000))
+    wait_for(lambda: not [p for p in pids if os.path.exists("/proc/%d" % p)], 30,
+             "its device servers to go")
+
+
+CASES = {"agentkill": case_agentkill, "idle": case_idle, "dstidle": case_dstidle, "srcmig": case_srcmig,
          "dstmig": case_dstmig}
 
 

@@ -14,7 +14,7 @@ endif()
 # A device server that dies, between agent processes (tests/faults/
 # test_devfail.py): noticed at once, named everywhere, the VM goes on.
 if(TARGET vmig-agent AND Python3_Interpreter_FOUND)
-  foreach(c idle dstidle srcmig dstmig)
+  foreach(c idle dstidle srcmig dstmig agentkill)
     add_test(NAME agent-devfail-${c}
       COMMAND ${Python3_EXECUTABLE}
         ${PROJECT_SOURCE_DIR}/tests/faults/test_devfail.py
