@@ -20,49 +20,18 @@
 #include <vmig/vfu_client.h>
 #include "internal.h"
 #include "tran.h"
+#include "vfu_client_priv.h"
 
-/* Waits for a reply; SET_STATE and bulk reads may run device work. */
-#define CLI_TIMEOUT_MS 30000
-#define CLI_MAX_DMA 1024
-#define CLI_BULK_CHUNK (256u << 10) /* frames we send */
-
-struct cli_dma {
-    uint64_t iova;
-    uint64_t size;
-    uint32_t prot;
-    uint8_t *va; /* NULL: the server must use its own mmap */
-};
-
-struct vmig_vfu_client {
-    vmig_ctx_t *ctx;
-    char name[64]; /* for messages: the device's name, or the socket */
-    int fd;
-    pthread_mutex_t lock;
-    uint16_t next_id;
-    struct vmig_vfu_caps caps; /* the server's, ext = agreed */
-    uint32_t xfer;             /* largest transfer the server accepts */
-    struct cli_dma dma[CLI_MAX_DMA];
-    unsigned int ndma;
-    enum vmig_state state; /* last state the server reported */
-    int bulk_fd;
-    uint8_t *buf;
-};
-
-struct rsp {
-    struct vmig__tran_msg raw;
-    struct vmig_vfu_msg m;
-};
-
-static const struct vmig_vfu_limits cli_lim = {VMIG_VFU_MAX_DATA_XFER,
-                                               VMIG_VFU_MAX_FDS};
+static const struct vmig_vfu_limits vmig__vcli_lim = {VMIG_VFU_MAX_DATA_XFER,
+                                                      VMIG_VFU_MAX_FDS};
 
 /*
  * A reply the specification does not allow: one message naming the
  * device, the reply, the rule and what was seen, and what to do.
  */
-static int
-refused(struct vmig_vfu_client *c, uint16_t cmd, int err,
-        const struct vmig_vfu_reject *why)
+int
+vmig__vcli_refused(struct vmig_vfu_client *c, uint16_t cmd, int err,
+                   const struct vmig_vfu_reject *why)
 {
     vmig_err(c->ctx,
              "%s: %s reply refused: %s; the vfio-user specification says "
@@ -129,10 +98,11 @@ serve(struct vmig_vfu_client *c, const struct vmig_vfu_msg *m)
 
 /*
  * Receive until the reply to @id arrives, serving server commands on the
- * way.  On success @r holds the reply (release it with rsp_done()).
+ * way.  On success @r holds the reply (release it with vmig__vcli_rsp_done()).
  */
-static int
-wait_reply(struct vmig_vfu_client *c, uint16_t id, uint16_t cmd, struct rsp *r)
+int
+vmig__vcli_wait_reply(struct vmig_vfu_client *c, uint16_t id, uint16_t cmd,
+                      struct rsp *r)
 {
     for (;;) {
         enum vmig_vfu_perr why;
@@ -151,8 +121,8 @@ wait_reply(struct vmig_vfu_client *c, uint16_t id, uint16_t cmd, struct rsp *r)
                          : "");
             return ret;
         }
-        ret = vmig_vfu_decode(r->raw.buf, r->raw.len, r->raw.nfds, &cli_lim,
-                              &r->m, &why);
+        ret = vmig_vfu_decode(r->raw.buf, r->raw.len, r->raw.nfds,
+                              &vmig__vcli_lim, &r->m, &why);
         if (ret < 0) {
             struct vmig_vfu_hdr h;
 
@@ -198,16 +168,16 @@ wait_reply(struct vmig_vfu_client *c, uint16_t id, uint16_t cmd, struct rsp *r)
     }
 }
 
-static void
-rsp_done(struct rsp *r)
+void
+vmig__vcli_rsp_done(struct rsp *r)
 {
     vmig__tran_msg_release(&r->raw);
 }
 
-static int
-send_req(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
-         const void *p2, size_t l2, const int *fds, unsigned int nfds,
-         uint16_t *id)
+int
+vmig__vcli_send_req(struct vmig_vfu_client *c, uint16_t cmd, const void *p1,
+                    size_t l1, const void *p2, size_t l2, const int *fds,
+                    unsigned int nfds, uint16_t *id)
 {
     struct vmig_vfu_hdr h = {.cmd = cmd, .flags = VMIG_VFU_F_TYPE_COMMAND};
 
@@ -226,17 +196,17 @@ xact_locked(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
     uint16_t id;
     int ret;
 
-    ret = send_req(c, cmd, p1, l1, p2, l2, fds, nfds, &id);
+    ret = vmig__vcli_send_req(c, cmd, p1, l1, p2, l2, fds, nfds, &id);
     if (ret < 0) {
         return ret;
     }
-    return wait_reply(c, id, cmd, r);
+    return vmig__vcli_wait_reply(c, id, cmd, r);
 }
 
-static int
-xact(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
-     const void *p2, size_t l2, const int *fds, unsigned int nfds,
-     struct rsp *r)
+int
+vmig__vcli_xact(struct vmig_vfu_client *c, uint16_t cmd, const void *p1,
+                size_t l1, const void *p2, size_t l2, const int *fds,
+                unsigned int nfds, struct rsp *r)
 {
     int ret;
 
@@ -247,15 +217,16 @@ xact(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
 }
 
 /* A request whose reply payload is not needed. */
-static int
-xact0(struct vmig_vfu_client *c, uint16_t cmd, const void *p1, size_t l1,
-      const void *p2, size_t l2, const int *fds, unsigned int nfds)
+int
+vmig__vcli_xact0(struct vmig_vfu_client *c, uint16_t cmd, const void *p1,
+                 size_t l1, const void *p2, size_t l2, const int *fds,
+                 unsigned int nfds)
 {
     struct rsp r;
-    int ret = xact(c, cmd, p1, l1, p2, l2, fds, nfds, &r);
+    int ret = vmig__vcli_xact(c, cmd, p1, l1, p2, l2, fds, nfds, &r);
 
     if (ret == 0) {
-        rsp_done(&r);
+        vmig__vcli_rsp_done(&r);
     }
     return ret;
 }
@@ -280,8 +251,8 @@ negotiate(struct vmig_vfu_client *c, uint32_t ext)
     if (n < 0) {
         return n;
     }
-    ret = xact(c, VMIG_VFU_CMD_VERSION, &v, sizeof(v), json, (size_t)n + 1,
-               NULL, 0, &r);
+    ret = vmig__vcli_xact(c, VMIG_VFU_CMD_VERSION, &v, sizeof(v), json,
+                          (size_t)n + 1, NULL, 0, &r);
     if (ret < 0) {
         vmig_err(c->ctx,
                  "%s: VERSION %u.%u refused: %s; the device server speaks "
@@ -290,9 +261,9 @@ negotiate(struct vmig_vfu_client *c, uint32_t ext)
         return ret;
     }
     ret = vmig_vfu_reply_version(&r.m, &asked, &v, &c->caps, &why);
-    rsp_done(&r);
+    vmig__vcli_rsp_done(&r);
     if (ret < 0) {
-        return refused(c, VMIG_VFU_CMD_VERSION, ret, &why);
+        return vmig__vcli_refused(c, VMIG_VFU_CMD_VERSION, ret, &why);
     }
     c->caps.ext &= mine.ext;
     c->xfer = c->caps.max_data_xfer_size < VMIG_VFU_MAX_DATA_XFER
@@ -415,8 +386,8 @@ vmig_vfu_client_service(struct vmig_vfu_client *c, int timeout_ms)
                                   &r.raw);
         }
         if (ret == 0) {
-            ret = vmig_vfu_decode(r.raw.buf, r.raw.len, r.raw.nfds, &cli_lim,
-                                  &r.m, NULL);
+            ret = vmig_vfu_decode(r.raw.buf, r.raw.len, r.raw.nfds,
+                                  &vmig__vcli_lim, &r.m, NULL);
             if (ret == 0 && (r.m.hdr.flags & VMIG_VFU_F_TYPE_MASK) ==
                                 VMIG_VFU_F_TYPE_COMMAND) {
                 ret = serve(c, &r.m);
@@ -444,14 +415,16 @@ vmig_vfu_client_device_info(struct vmig_vfu_client *c,
     struct rsp r;
     int ret;
 
-    ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_INFO, &di, sizeof(di), NULL, 0, NULL,
-               0, &r);
+    ret = vmig__vcli_xact(c, VMIG_VFU_CMD_DEVICE_GET_INFO, &di, sizeof(di),
+                          NULL, 0, NULL, 0, &r);
     if (ret < 0) {
         return ret;
     }
     ret = vmig_vfu_reply_device_info(&r.m, out, &why);
-    rsp_done(&r);
-    return ret < 0 ? refused(c, VMIG_VFU_CMD_DEVICE_GET_INFO, ret, &why) : 0;
+    vmig__vcli_rsp_done(&r);
+    return ret < 0
+               ? vmig__vcli_refused(c, VMIG_VFU_CMD_DEVICE_GET_INFO, ret, &why)
+               : 0;
 }
 
 int
@@ -466,8 +439,8 @@ vmig_vfu_client_region_info(struct vmig_vfu_client *c, unsigned int index,
     if (fd_out != NULL) {
         *fd_out = -1;
     }
-    ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), NULL, 0,
-               NULL, 0, &r);
+    ret = vmig__vcli_xact(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, &ri,
+                          sizeof(ri), NULL, 0, NULL, 0, &r);
     if (ret < 0) {
         return ret;
     }
@@ -476,8 +449,9 @@ vmig_vfu_client_region_info(struct vmig_vfu_client *c, unsigned int index,
         *fd_out = r.raw.fds[0];
         r.raw.fds[0] = -1;
     }
-    rsp_done(&r);
-    return ret < 0 ? refused(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, ret, &why)
+    vmig__vcli_rsp_done(&r);
+    return ret < 0 ? vmig__vcli_refused(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO,
+                                        ret, &why)
                    : 0;
 }
 
@@ -495,30 +469,31 @@ vmig_vfu_client_region_sparse(struct vmig_vfu_client *c, unsigned int index,
         struct vmig_vfu_reject why;
         uint32_t need;
 
-        ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, &ri, sizeof(ri),
-                   NULL, 0, NULL, 0, &r);
+        ret = vmig__vcli_xact(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, &ri,
+                              sizeof(ri), NULL, 0, NULL, 0, &r);
         if (ret < 0) {
             return ret;
         }
         ret = vmig_vfu_reply_region_info(&r.m, index, &got, &why);
         if (ret < 0) {
-            rsp_done(&r);
-            return refused(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, ret, &why);
+            vmig__vcli_rsp_done(&r);
+            return vmig__vcli_refused(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO,
+                                      ret, &why);
         }
         need = got.argsz;
         if (need <= r.m.len) {
             ret = vmig_vfu_region_sparse(r.m.payload, r.m.len, areas, max);
-            rsp_done(&r);
+            vmig__vcli_rsp_done(&r);
             return ret;
         }
-        rsp_done(&r);
+        vmig__vcli_rsp_done(&r);
         if (attempt == 1) {
             why.rule = "Message sizes: argsz in a reply is the size needed "
                        "for a full payload";
             snprintf(why.seen, sizeof(why.seen),
                      "argsz %u again after asking with room for it", need);
-            return refused(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO, -EPROTO,
-                           &why);
+            return vmig__vcli_refused(c, VMIG_VFU_CMD_DEVICE_GET_REGION_INFO,
+                                      -EPROTO, &why);
         }
         if (need > 65536) {
             return -E2BIG;
@@ -537,14 +512,15 @@ vmig_vfu_client_irq_info(struct vmig_vfu_client *c, unsigned int index,
     struct rsp r;
     int ret;
 
-    ret = xact(c, VMIG_VFU_CMD_DEVICE_GET_IRQ_INFO, &ii, sizeof(ii), NULL, 0,
-               NULL, 0, &r);
+    ret = vmig__vcli_xact(c, VMIG_VFU_CMD_DEVICE_GET_IRQ_INFO, &ii, sizeof(ii),
+                          NULL, 0, NULL, 0, &r);
     if (ret < 0) {
         return ret;
     }
     ret = vmig_vfu_reply_irq_info(&r.m, index, out, &why);
-    rsp_done(&r);
-    return ret < 0 ? refused(c, VMIG_VFU_CMD_DEVICE_GET_IRQ_INFO, ret, &why)
+    vmig__vcli_rsp_done(&r);
+    return ret < 0 ? vmig__vcli_refused(c, VMIG_VFU_CMD_DEVICE_GET_IRQ_INFO,
+                                        ret, &why)
                    : 0;
 }
 
@@ -564,8 +540,8 @@ vmig_vfu_client_set_irqs(struct vmig_vfu_client *c, unsigned int index,
     if (efds != NULL && count > VMIG_VFU_MAX_FDS) {
         return -E2BIG;
     }
-    return xact0(c, VMIG_VFU_CMD_DEVICE_SET_IRQS, &is, sizeof(is), NULL, 0,
-                 efds, efds != NULL ? count : 0);
+    return vmig__vcli_xact0(c, VMIG_VFU_CMD_DEVICE_SET_IRQS, &is, sizeof(is),
+                            NULL, 0, efds, efds != NULL ? count : 0);
 }
 
 int
@@ -582,18 +558,18 @@ vmig_vfu_client_region_read(struct vmig_vfu_client *c, unsigned int region,
         struct rsp r;
         int ret;
 
-        ret = xact(c, VMIG_VFU_CMD_REGION_READ, &rw, sizeof(rw), NULL, 0, NULL,
-                   0, &r);
+        ret = vmig__vcli_xact(c, VMIG_VFU_CMD_REGION_READ, &rw, sizeof(rw),
+                              NULL, 0, NULL, 0, &r);
         if (ret < 0) {
             return ret;
         }
         ret = vmig_vfu_reply_region_read(&r.m, &rw, &data, &why);
         if (ret < 0) {
-            rsp_done(&r);
-            return refused(c, VMIG_VFU_CMD_REGION_READ, ret, &why);
+            vmig__vcli_rsp_done(&r);
+            return vmig__vcli_refused(c, VMIG_VFU_CMD_REGION_READ, ret, &why);
         }
         memcpy(p, data, n);
-        rsp_done(&r);
+        vmig__vcli_rsp_done(&r);
         p += n;
         offset += n;
         len -= n;
@@ -614,15 +590,15 @@ vmig_vfu_client_region_write(struct vmig_vfu_client *c, unsigned int region,
         struct rsp r;
         int ret;
 
-        ret = xact(c, VMIG_VFU_CMD_REGION_WRITE, &rw, sizeof(rw), p, n, NULL, 0,
-                   &r);
+        ret = vmig__vcli_xact(c, VMIG_VFU_CMD_REGION_WRITE, &rw, sizeof(rw), p,
+                              n, NULL, 0, &r);
         if (ret < 0) {
             return ret;
         }
         ret = vmig_vfu_reply_region_write(&r.m, &rw, &why);
-        rsp_done(&r);
+        vmig__vcli_rsp_done(&r);
         if (ret < 0) {
-            return refused(c, VMIG_VFU_CMD_REGION_WRITE, ret, &why);
+            return vmig__vcli_refused(c, VMIG_VFU_CMD_REGION_WRITE, ret, &why);
         }
         p += n;
         offset += n;
@@ -653,7 +629,7 @@ vmig_vfu_client_dma_map(struct vmig_vfu_client *c, uint64_t iova, uint64_t size,
         ret = xact_locked(c, VMIG_VFU_CMD_DMA_MAP, &d, sizeof(d), NULL, 0,
                           fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0, &r);
         if (ret == 0) {
-            rsp_done(&r);
+            vmig__vcli_rsp_done(&r);
             c->dma[c->ndma++] = (struct cli_dma){iova, size, prot, vaddr};
         }
     }
@@ -673,7 +649,7 @@ vmig_vfu_client_dma_unmap(struct vmig_vfu_client *c, uint64_t iova,
     ret = xact_locked(c, VMIG_VFU_CMD_DMA_UNMAP, &d, sizeof(d), NULL, 0, NULL,
                       0, &r);
     if (ret == 0) {
-        rsp_done(&r);
+        vmig__vcli_rsp_done(&r);
         for (unsigned int i = 0; i < c->ndma; i++) {
             if (c->dma[i].iova == iova && c->dma[i].size == size) {
                 c->dma[i] = c->dma[--c->ndma];
@@ -688,7 +664,8 @@ vmig_vfu_client_dma_unmap(struct vmig_vfu_client *c, uint64_t iova,
 int
 vmig_vfu_client_reset(struct vmig_vfu_client *c)
 {
-    int ret = xact0(c, VMIG_VFU_CMD_DEVICE_RESET, NULL, 0, NULL, 0, NULL, 0);
+    int ret = vmig__vcli_xact0(c, VMIG_VFU_CMD_DEVICE_RESET, NULL, 0, NULL, 0,
+                               NULL, 0);
     enum vmig_state now;
 
     if (ret == 0) {
@@ -721,9 +698,9 @@ vmig_vfu_client_reset(struct vmig_vfu_client *c)
  * the first @olen bytes of the reply's data.  argsz is the largest reply
  * payload expected: the request's for SET (echoed), the data's for GET.
  */
-static int
-feature(struct vmig_vfu_client *c, uint32_t flags, const void *in, size_t ilen,
-        void *out, size_t olen)
+int
+vmig__vcli_feature(struct vmig_vfu_client *c, uint32_t flags, const void *in,
+                   size_t ilen, void *out, size_t olen)
 {
     struct vmig_vfu_feature f = {
         (uint32_t)(sizeof(f) + (ilen > olen ? ilen : olen)), flags};
@@ -733,8 +710,8 @@ feature(struct vmig_vfu_client *c, uint32_t flags, const void *in, size_t ilen,
     long got;
     int ret;
 
-    ret = xact(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), in, ilen, NULL, 0,
-               &r);
+    ret = vmig__vcli_xact(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), in,
+                          ilen, NULL, 0, &r);
     if (ret < 0) {
         return ret;
     }
@@ -743,16 +720,17 @@ feature(struct vmig_vfu_client *c, uint32_t flags, const void *in, size_t ilen,
     if (got >= 0 && out != NULL) {
         memcpy(out, data, olen);
     }
-    rsp_done(&r);
-    return got < 0 ? refused(c, VMIG_VFU_CMD_DEVICE_FEATURE, (int)got, &why)
+    vmig__vcli_rsp_done(&r);
+    return got < 0 ? vmig__vcli_refused(c, VMIG_VFU_CMD_DEVICE_FEATURE,
+                                        (int)got, &why)
                    : 0;
 }
 
 int
 vmig_vfu_client_mig_flags(struct vmig_vfu_client *c, uint64_t *flags)
 {
-    return feature(c, VMIG_VFU_FEAT_MIGRATION | VMIG_VFU_FEATURE_GET, NULL, 0,
-                   flags, sizeof(*flags));
+    return vmig__vcli_feature(c, VMIG_VFU_FEAT_MIGRATION | VMIG_VFU_FEATURE_GET,
+                              NULL, 0, flags, sizeof(*flags));
 }
 
 int
@@ -761,8 +739,9 @@ vmig_vfu_client_get_state(struct vmig_vfu_client *c, enum vmig_state *out)
     struct vmig_vfu_feat_mig_state st;
     int ret;
 
-    ret = feature(c, VMIG_VFU_FEAT_MIG_DEVICE_STATE | VMIG_VFU_FEATURE_GET,
-                  NULL, 0, &st, sizeof(st));
+    ret = vmig__vcli_feature(
+        c, VMIG_VFU_FEAT_MIG_DEVICE_STATE | VMIG_VFU_FEATURE_GET, NULL, 0, &st,
+        sizeof(st));
     if (ret < 0) {
         return ret;
     }
@@ -772,453 +751,4 @@ vmig_vfu_client_get_state(struct vmig_vfu_client *c, enum vmig_state *out)
     c->state = (enum vmig_state)st.device_state;
     *out = c->state;
     return 0;
-}
-
-int
-vmig_vfu_client_set_state(struct vmig_vfu_client *c, enum vmig_state target)
-{
-    struct vmig_vfu_feat_mig_state st = {(uint32_t)target, UINT32_MAX};
-    enum vmig_state now;
-    int ret;
-
-    /* the reply echoes the request; nothing in it is needed */
-    ret = feature(c, VMIG_VFU_FEAT_MIG_DEVICE_STATE | VMIG_VFU_FEATURE_SET, &st,
-                  sizeof(st), NULL, 0);
-    if (ret == 0) {
-        c->state = target;
-        return 0;
-    }
-    /* "A failed SET leaves the device anywhere along the path": ask. */
-    if (vmig_vfu_client_get_state(c, &now) == 0) {
-        vmig_dbg(c->ctx, "vfu-client: SET %s failed (%s); device in %s",
-                 vmig_state_name(target), strerror(-ret), vmig_state_name(now));
-    }
-    return ret;
-}
-
-int
-vmig_vfu_client_data_size(struct vmig_vfu_client *c, uint64_t *bytes)
-{
-    /* a kernel feature the vfio-user spec does not list: only asked of
-     * servers that negotiated vmig's extensions */
-    if (c->caps.ext == 0) {
-        return -EOPNOTSUPP;
-    }
-    return feature(c, VMIG_VFU_FEAT_MIG_DATA_SIZE | VMIG_VFU_FEATURE_GET, NULL,
-                   0, bytes, sizeof(*bytes));
-}
-
-int
-vmig_vfu_client_precopy_info(struct vmig_vfu_client *c, uint64_t *initial,
-                             uint64_t *dirty)
-{
-    struct vmig_vfu_feat_precopy p;
-    int ret;
-
-    if (!(c->caps.ext & VMIG_VFU_EXT_PRECOPY_INFO)) {
-        return -EOPNOTSUPP;
-    }
-    ret = feature(c, VMIG_VFU_FEAT_X_PRECOPY_INFO | VMIG_VFU_FEATURE_GET, NULL,
-                  0, &p, sizeof(p));
-    if (ret == 0) {
-        *initial = p.initial_bytes;
-        *dirty = p.dirty_bytes;
-    }
-    return ret;
-}
-
-int
-vmig_vfu_client_probe(struct vmig_vfu_client *c, uint32_t index, uint32_t ops)
-{
-    if ((index & ~VMIG_VFU_FEATURE_MASK) ||
-        (ops & ~(VMIG_VFU_FEATURE_GET | VMIG_VFU_FEATURE_SET))) {
-        return -EINVAL;
-    }
-    return feature(c, index | ops | VMIG_VFU_FEATURE_PROBE, NULL, 0, NULL, 0);
-}
-
-int
-vmig_vfu_client_log_start(struct vmig_vfu_client *c, uint64_t page_size,
-                          const struct vmig_vfu_log_range *ranges,
-                          unsigned int n)
-{
-    struct vmig_vfu_feat_log_ctl lc = {page_size, n, 0};
-    uint8_t *b;
-    int ret;
-
-    if (n == 0 || n > VMIG_VFU_MAX_LOG_RANGES || ranges == NULL) {
-        return -EINVAL;
-    }
-    b = malloc(sizeof(lc) + sizeof(*ranges) * n);
-    if (b == NULL) {
-        return -ENOMEM;
-    }
-    memcpy(b, &lc, sizeof(lc));
-    memcpy(b + sizeof(lc), ranges, sizeof(*ranges) * n);
-    ret = feature(c, VMIG_VFU_FEAT_DMA_LOGGING_START | VMIG_VFU_FEATURE_SET, b,
-                  sizeof(lc) + sizeof(*ranges) * n, NULL, 0);
-    free(b);
-    return ret;
-}
-
-int
-vmig_vfu_client_log_stop(struct vmig_vfu_client *c)
-{
-    return feature(c, VMIG_VFU_FEAT_DMA_LOGGING_STOP | VMIG_VFU_FEATURE_SET,
-                   NULL, 0, NULL, 0);
-}
-
-int
-vmig_vfu_client_log_report(struct vmig_vfu_client *c, uint64_t iova,
-                           uint64_t length, uint64_t page_size,
-                           uint64_t *bitmap)
-{
-    struct vmig_vfu_feat_log_report lr = {iova, length, page_size};
-    struct vmig_vfu_reject why;
-    struct vmig_vfu_feature f;
-    const uint8_t *bm;
-    uint64_t pages, bytes;
-    struct rsp r;
-    int ret;
-
-    if (page_size == 0 || length == 0) {
-        return -EINVAL;
-    }
-    pages = length / page_size + (length % page_size != 0);
-    bytes = (pages + 63) / 64 * 8;
-    if (bytes > c->xfer) {
-        return -E2BIG;
-    }
-    f.argsz = (uint32_t)(sizeof(f) + sizeof(lr) + bytes);
-    f.flags = VMIG_VFU_FEAT_DMA_LOGGING_REPORT | VMIG_VFU_FEATURE_GET;
-    ret = xact(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), &lr, sizeof(lr),
-               NULL, 0, &r);
-    if (ret < 0) {
-        return ret;
-    }
-    ret = vmig_vfu_reply_log_report(&r.m, &lr, &bm, &why);
-    if (ret == 0) {
-        memcpy(bitmap, bm, (size_t)bytes);
-    }
-    rsp_done(&r);
-    return ret < 0 ? refused(c, VMIG_VFU_CMD_DEVICE_FEATURE, ret, &why) : 0;
-}
-
-/* ---------------------------------------------------------- data */
-
-/*
- * One MIG_DATA_READ; the data goes to @buf, or to @sink straight from the
- * reply buffer when @buf is NULL.
- */
-static long
-mig_read1(struct vmig_vfu_client *c, void *buf, size_t len,
-          vmig_vfu_sink_fn *sink, void *opaque)
-{
-    struct vmig_vfu_mig_data md = {sizeof(md), 0};
-    struct vmig_vfu_reject why;
-    const uint8_t *data;
-    struct rsp r;
-    uint32_t got;
-    int ret;
-
-    md.size = len < c->xfer ? (uint32_t)len : c->xfer;
-    md.argsz = (uint32_t)(sizeof(md) + md.size);
-    ret = xact(c, VMIG_VFU_CMD_MIG_DATA_READ, &md, sizeof(md), NULL, 0, NULL, 0,
-               &r);
-    if (ret < 0) {
-        return ret;
-    }
-    ret = vmig_vfu_reply_mig_read(&r.m, md.size, &got, &data, &why);
-    if (ret < 0) {
-        rsp_done(&r);
-        return refused(c, VMIG_VFU_CMD_MIG_DATA_READ, ret, &why);
-    }
-    if (buf != NULL) {
-        memcpy(buf, data, got);
-    } else if (got > 0) {
-        ret = sink(opaque, data, got);
-    }
-    rsp_done(&r);
-    if (ret < 0) {
-        return ret;
-    }
-    if (got > 0) {
-        return got;
-    }
-    /* An empty reply: permanent end in STOP_COPY, "for now" in PRE_COPY. */
-    return c->state == VMIG_STATE_STOP_COPY ? 0 : -ENOMSG;
-}
-
-long
-vmig_vfu_client_mig_read(struct vmig_vfu_client *c, void *buf, size_t len)
-{
-    if (buf == NULL && len > 0) {
-        return -EINVAL;
-    }
-    return mig_read1(c, buf, len, NULL, NULL);
-}
-
-static int bulk_open(struct vmig_vfu_client *c);
-
-/* Resuming data over the bulk channel: frames, terminator, then reply. */
-static int
-write_bulk(struct vmig_vfu_client *c, const uint8_t *p, size_t len)
-{
-    struct vmig_vfu_feature f = {sizeof(f), VMIG_VFU_FEAT_X_BULK_WRITE |
-                                                VMIG_VFU_FEATURE_SET};
-    struct vmig_vfu_bulk_frame fr = {0, 0};
-    struct rsp r;
-    uint16_t id;
-    int ret;
-
-    pthread_mutex_lock(&c->lock);
-    ret = send_req(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), NULL, 0, NULL,
-                   0, &id);
-    while (ret == 0 && len > 0) {
-        struct iovec iov[2];
-
-        fr.len = len < CLI_BULK_CHUNK ? (uint32_t)len : CLI_BULK_CHUNK;
-        iov[0].iov_base = &fr;
-        iov[0].iov_len = sizeof(fr);
-        iov[1].iov_base = (void *)p;
-        iov[1].iov_len = fr.len;
-        ret = vmig__tran_write_all(c->bulk_fd, CLI_TIMEOUT_MS, iov, 2);
-        p += fr.len;
-        len -= fr.len;
-    }
-    if (ret == 0) {
-        struct iovec iov = {.iov_base = &fr, .iov_len = sizeof(fr)};
-
-        fr.len = 0;
-        ret = vmig__tran_write_all(c->bulk_fd, CLI_TIMEOUT_MS, &iov, 1);
-    }
-    if (ret == 0) {
-        ret = wait_reply(c, id, VMIG_VFU_CMD_DEVICE_FEATURE, &r);
-        if (ret == 0) {
-            rsp_done(&r);
-        }
-    }
-    pthread_mutex_unlock(&c->lock);
-    return ret;
-}
-
-int
-vmig_vfu_client_mig_write(struct vmig_vfu_client *c, const void *buf,
-                          size_t len)
-{
-    const uint8_t *p = buf;
-
-    if ((c->caps.ext & VMIG_VFU_EXT_BULK_DATA) && len > 0) {
-        if (c->bulk_fd < 0) {
-            int ret = bulk_open(c);
-
-            if (ret < 0) {
-                return ret;
-            }
-        }
-        return write_bulk(c, p, len);
-    }
-
-    while (len > 0) {
-        uint32_t n = len < c->xfer - 8 ? (uint32_t)len : c->xfer - 8;
-        /* argsz = 8 + size, as libvfio-user sends it. */
-        struct vmig_vfu_mig_data md = {(uint32_t)(sizeof(md) + n), n};
-        int ret;
-
-        ret = xact0(c, VMIG_VFU_CMD_MIG_DATA_WRITE, &md, sizeof(md), p, n, NULL,
-                    0);
-        if (ret < 0) {
-            return ret;
-        }
-        p += n;
-        len -= n;
-    }
-    return 0;
-}
-
-static int
-bulk_open(struct vmig_vfu_client *c)
-{
-    struct vmig_vfu_feature f = {sizeof(f), VMIG_VFU_FEAT_X_BULK_CHANNEL |
-                                                VMIG_VFU_FEATURE_GET};
-    struct rsp r;
-    int ret;
-
-    ret = xact(c, VMIG_VFU_CMD_DEVICE_FEATURE, &f, sizeof(f), NULL, 0, NULL, 0,
-               &r);
-    if (ret < 0) {
-        return ret;
-    }
-    if (r.raw.nfds != 1) {
-        rsp_done(&r);
-        return -EPROTO;
-    }
-    c->bulk_fd = r.raw.fds[0];
-    r.raw.fds[0] = -1;
-    rsp_done(&r);
-    return 0;
-}
-
-/*
- * Where saving data goes: to @sink piece by piece, or, when @buf is set,
- * straight into @buf (which holds the read's whole limit).
- */
-struct pull_to {
-    vmig_vfu_sink_fn *sink;
-    void *opaque;
-    uint8_t *buf;
-};
-
-static int
-save_bulk(struct vmig_vfu_client *c, uint64_t max, const struct pull_to *to,
-          uint64_t *bytes)
-{
-    struct {
-        struct vmig_vfu_feature f;
-        struct vmig_vfu_feat_bulk_read br;
-    } req = {{sizeof(req), VMIG_VFU_FEAT_X_BULK_READ | VMIG_VFU_FEATURE_SET},
-             {max, 0, 0}};
-    struct vmig_vfu_feat_bulk_read rep;
-    int status = 0, sink_ret = 0;
-    struct rsp r;
-    uint16_t id;
-    int ret;
-
-    pthread_mutex_lock(&c->lock);
-    ret = send_req(c, VMIG_VFU_CMD_DEVICE_FEATURE, &req, sizeof(req), NULL, 0,
-                   NULL, 0, &id);
-    /* Drain the channel before waiting for the reply: the server sends
-     * the reply only after the terminator frame. */
-    while (ret == 0) {
-        struct vmig_vfu_bulk_frame fr;
-
-        ret = vmig__tran_read_all(c->bulk_fd, CLI_TIMEOUT_MS, &fr, sizeof(fr));
-        if (ret < 0) {
-            break;
-        }
-        if (fr.len == 0) {
-            status = fr.status;
-            break;
-        }
-        if (fr.len > VMIG_VFU_BULK_FRAME_MAX || fr.len > max - *bytes) {
-            vmig_log(c->ctx, VMIG_LOG_ERR,
-                     "%s: bulk channel: a frame of %u bytes after %llu of "
-                     "a read of at most %llu (frames are at most %u "
-                     "bytes, a read at most what was asked); the server "
-                     "is broken",
-                     c->name, fr.len, (unsigned long long)*bytes,
-                     (unsigned long long)max, VMIG_VFU_BULK_FRAME_MAX);
-            ret = -EPROTO;
-            break;
-        }
-        if (to->buf != NULL) {
-            /* max <= cap: straight into the caller's buffer */
-            ret = vmig__tran_read_all(c->bulk_fd, CLI_TIMEOUT_MS,
-                                      to->buf + *bytes, fr.len);
-            *bytes += ret == 0 ? fr.len : 0;
-            continue;
-        }
-        ret = vmig__tran_read_all(c->bulk_fd, CLI_TIMEOUT_MS, c->buf, fr.len);
-        if (ret == 0 && sink_ret == 0) {
-            sink_ret = to->sink(to->opaque, c->buf, fr.len);
-            *bytes += fr.len;
-        }
-    }
-    if (ret == 0) {
-        ret = wait_reply(c, id, VMIG_VFU_CMD_DEVICE_FEATURE, &r);
-        if (ret == 0) {
-            if (r.m.len >= sizeof(req)) {
-                memcpy(&rep, r.m.payload + sizeof(req.f), sizeof(rep));
-                status = rep.status;
-            }
-            rsp_done(&r);
-        }
-    }
-    pthread_mutex_unlock(&c->lock);
-    if (ret < 0) {
-        return ret;
-    }
-    if (sink_ret < 0) {
-        return sink_ret;
-    }
-    if (status < 0 || status >= 4096) {
-        return -EPROTO;
-    }
-    return -status; /* 0 end, -ENOMSG for now, -ENODEV reset, ... */
-}
-
-/* At most @max bytes of the saving session to @to, over the bulk channel
- * when negotiated, MIG_DATA_READs otherwise. */
-static int
-pull(struct vmig_vfu_client *c, uint64_t max, const struct pull_to *to,
-     uint64_t *bytes)
-{
-    int ret;
-
-    *bytes = 0;
-    if ((c->caps.ext & VMIG_VFU_EXT_BULK_DATA) && c->bulk_fd < 0) {
-        ret = bulk_open(c);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    if (c->bulk_fd >= 0) {
-        /* -EAGAIN: the server stopped at @max with more pending */
-        return save_bulk(c, max, to, bytes);
-    }
-    for (;;) {
-        size_t want = max - *bytes < c->xfer ? (size_t)(max - *bytes) : c->xfer;
-        long n;
-
-        if (*bytes >= max) {
-            return -EAGAIN;
-        }
-        n = mig_read1(c, to->buf != NULL ? to->buf + *bytes : NULL, want,
-                      to->sink, to->opaque);
-        if (n <= 0) {
-            return (int)n;
-        }
-        *bytes += (uint64_t)n;
-    }
-}
-
-int
-vmig_vfu_client_mig_save_max(struct vmig_vfu_client *c, uint64_t max,
-                             vmig_vfu_sink_fn *sink, void *opaque,
-                             uint64_t *bytes)
-{
-    struct pull_to to = {.sink = sink, .opaque = opaque};
-    uint64_t dummy;
-
-    if (bytes == NULL) {
-        bytes = &dummy;
-    }
-    *bytes = 0;
-    if (max == 0 || sink == NULL) {
-        return -EINVAL;
-    }
-    return pull(c, max, &to, bytes);
-}
-
-int
-vmig_vfu_client_mig_pull(struct vmig_vfu_client *c, void *buf, size_t len,
-                         size_t *got)
-{
-    struct pull_to to = {.buf = buf};
-    uint64_t bytes = 0;
-    int ret;
-
-    if (got == NULL || buf == NULL || len == 0) {
-        return -EINVAL;
-    }
-    ret = pull(c, len, &to, &bytes);
-    *got = (size_t)bytes;
-    return ret;
-}
-
-int
-vmig_vfu_client_mig_save(struct vmig_vfu_client *c, vmig_vfu_sink_fn *sink,
-                         void *opaque, uint64_t *bytes)
-{
-    return vmig_vfu_client_mig_save_max(c, UINT64_MAX, sink, opaque, bytes);
 }
