@@ -16,9 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#define XXH_STATIC_LINKING_ONLY
-#include <xxhash.h>
 #include <vmig/engine.h>
+#include "xxh_fast.h"
 
 /* One of our devices: what it is to the source, what arrived for it. */
 struct eng_dst_dev {

@@ -12,9 +12,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#define XXH_STATIC_LINKING_ONLY
-#include <xxhash.h>
 #include <vmig/engine.h>
+#include "xxh_fast.h"
 
 /* One device's outgoing stream. */
 struct eng_src_dev {

@@ -12,12 +12,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#define XXH_STATIC_LINKING_ONLY
-#include <xxhash.h>
 #include <vmig/migproto.h>
 #include "chan_priv.h"
 #include "internal.h"
 #include "migproto_priv.h"
+#include "xxh_fast.h"
 
 static const uint8_t preamble[VMIG_MP_PREAMBLE_LEN] = {
     'V', 'M', 'I', 'G', 'M', 'S', 0x00, VMIG_MP_FRAMING_VERSION};
