@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -53,6 +54,7 @@ struct result {
     long hwm_setup_kib, hwm_kib;
     double t_pause, t_stop, t_first, t_pull, t_start, t_end;
     unsigned long long dev_bytes;
+    double cpu; /* user + system seconds of this engine process */
 };
 
 static double
@@ -82,6 +84,45 @@ vm_hwm_kib(void)
     }
     fclose(f);
     return v;
+}
+
+/* User + system CPU seconds this process used so far. */
+static double
+cpu_self_s(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) < 0) {
+        return 0;
+    }
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* User + system CPU seconds process @pid used so far, or 0. */
+static double
+cpu_pid_s(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut = 0, st = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    p = fgets(buf, sizeof(buf), f);
+    fclose(f);
+    p = p != NULL ? strrchr(buf, ')') : NULL;
+    /* after "pid (comm)": fields 3.. ; utime and stime are 14 and 15 */
+    if (p == NULL || sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                            "%*u %lu %lu",
+                            &ut, &st) != 2) {
+        return 0;
+    }
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* ---- the source's timing: wrap the backend's ops ---- */
@@ -188,6 +229,7 @@ engine_child(bool source, const char *path, int port, int lfd, bool precopy,
     res.ret = source ? vmig_engine_migrate(e, fd) : vmig_engine_incoming(e, fd);
     res.t_end = now_s();
     res.hwm_kib = vm_hwm_kib();
+    res.cpu = cpu_self_s();
     vmig_engine_stats(e, st);
     res.dev_bytes = st->ndevices > 0 ? st->dev[0].bytes : 0;
     close(fd);
@@ -234,7 +276,7 @@ collect(pid_t pid, int rfd, struct result *r)
 /* One row: a fresh device pair of @mib MiB migrated once. */
 static int
 row(const char *dir, size_t mib, bool precopy, struct result *src,
-    struct result *dst)
+    struct result *dst, double *dev_cpu)
 {
     char pa[300], pb[300];
     pid_t da, db, ps, pd;
@@ -249,6 +291,7 @@ row(const char *dir, size_t mib, bool precopy, struct result *src,
         fprintf(stderr, "bench_rss: cannot start the device servers\n");
         return -1;
     }
+    *dev_cpu = -(cpu_pid_s(da) + cpu_pid_s(db));
     pd = fork_engine(false, pb, port, lfd, precopy, &rd);
     ps = fork_engine(true, pa, port, lfd, precopy, &rs);
     close(lfd);
@@ -259,6 +302,7 @@ row(const char *dir, size_t mib, bool precopy, struct result *src,
     if (pd > 0 && collect(pd, rd, dst) < 0) {
         ret = -1;
     }
+    *dev_cpu += cpu_pid_s(da) + cpu_pid_s(db);
     (void)testdev_stop(da);
     (void)testdev_stop(db);
     (void)unlink(pa);
@@ -341,16 +385,16 @@ main(int argc, char **argv)
         long tiny_s = 0, tiny_d = 0;
 
         printf("\nmode %s\n", precopy ? "precopy" : "stop-copy");
-        printf("%9s %12s %12s %12s %12s %14s %11s %11s\n", "state", "src peak",
-               "src growth", "dst peak", "dst growth", "pause->1st B",
-               "1st read", "rate");
+        printf("%9s %12s %12s %12s %12s %14s %11s %11s %6s\n", "state",
+               "src peak", "src growth", "dst peak", "dst growth",
+               "pause->1st B", "1st read", "rate", "cores");
         for (int i = 0; i < nsizes; i++) {
             struct result s, d;
-            double secs;
+            double secs, dev_cpu = 0;
 
             memset(&s, 0, sizeof(s));
             memset(&d, 0, sizeof(d));
-            if (row(dir, sizes[i], precopy, &s, &d) < 0) {
+            if (row(dir, sizes[i], precopy, &s, &d, &dev_cpu) < 0) {
                 rc = 1;
                 continue;
             }
@@ -363,13 +407,14 @@ main(int argc, char **argv)
                 rate[i] = (double)s.dev_bytes / secs;
             }
             printf("%5zu MiB %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %11.2f ms "
-                   "%8.2f ms %5.0f MiB/s%s\n",
+                   "%8.2f ms %5.0f MiB/s %6.2f%s\n",
                    sizes[i], (double)s.hwm_kib / 1024,
                    (double)(s.hwm_kib - tiny_s) / 1024,
                    (double)d.hwm_kib / 1024,
                    (double)(d.hwm_kib - tiny_d) / 1024,
                    (s.t_first - s.t_pause) * 1e3, s.t_pull * 1e3,
                    (double)s.dev_bytes / (1 << 20) / secs,
+                   (s.cpu + d.cpu + dev_cpu) / secs,
                    s.hwm_kib - tiny_s > (64 << 10) ||
                            d.hwm_kib - tiny_d > (64 << 10)
                        ? "  OVER TARGET"
