@@ -20,6 +20,7 @@
 #include "engine_send.h"
 #include "engine_switchover.h"
 #include "internal.h"
+#include "precopy_budget.h"
 
 #define PC_DEFAULT_ITERATIONS 30u
 #define PC_DEFAULT_RESTARTS 3u
@@ -368,7 +369,8 @@ pc_devices(struct eng_src *s)
     for (unsigned int i = 0; i < e->ndev; i++) {
         const struct eng_dev *d = &e->dev[i];
         struct eng_src_dev *sd = &s->dev[i];
-        uint64_t initial = 0, dirty = 0, budget = 0, t0, off0;
+        uint64_t initial = 0, dirty = 0, budget, t0, off0;
+        struct vmig__pc_sizing sz;
         bool info = false, dev_err = false;
         int ret;
 
@@ -378,8 +380,13 @@ pc_devices(struct eng_src *s)
         if (d->ops->precopy_info != NULL &&
             d->ops->precopy_info(d->opaque, &initial, &dirty) == 0) {
             info = true;
-            budget = initial + dirty + (4u << 20);
         }
+        /* the device's burst under the one budget rule, and the read
+         * that finds it over; a backend that sizes its bursts by
+         * MIG_DATA_SIZE sizes them below this */
+        sz = (struct vmig__pc_sizing){
+            .info = info, .initial = initial, .dirty = dirty};
+        budget = vmig__pc_round_budget(&sz, VMIG_MP_CHUNK_MAX);
         t0 = vmig__mono_ns();
         off0 = sd->tx_off;
         ret = vmig__src_dev_pump(s, i, true, budget, &dev_err);

@@ -14,14 +14,13 @@
 #include <string.h>
 #include <vmig/log.h>
 #include "engine_vfu_priv.h"
+#include "precopy_budget.h"
 
 /* The first STOP_COPY pull is this small, and each next one twice the
  * last, up to what the engine asks: the first bytes go on the wire while
  * the device still produces the rest, without a round trip per 256 KiB
  * after that. */
 #define FIRST_PULL (256u << 10)
-/* PRE_COPY bytes per read burst when the device gives no sizing. */
-#define PRECOPY_BURST_MAX (64ull << 20)
 
 static void
 save_drop(struct vmig_engine_vfu *b)
@@ -102,29 +101,22 @@ vmig__evfu_set_state(void *o, enum vmig_state target)
 }
 
 /*
- * How many bytes a PRE_COPY read burst may return: what the device says
- * is pending when the burst starts (PRECOPY_INFO initial + dirty, the
- * bound VFIO_MIG_GET_PRECOPY_INFO gives a VMM), else its stop-copy size
- * estimate, else PRECOPY_BURST_MAX.  A device that keeps dirtying its
- * state faster than it is read therefore still ends each burst, and
- * what it dirtied meanwhile goes in the next one.  A failing query
- * (e.g. -EINVAL because a reset took the device out of PRE_COPY) is not
+ * How many bytes a PRE_COPY read burst may return: the precopy budget
+ * rule (precopy_budget.h) over what the device says when the burst
+ * starts: PRECOPY_INFO, else MIG_DATA_SIZE.  A failing query (e.g.
+ * -EINVAL because a reset took the device out of PRE_COPY) is not
  * reported here: the read that follows returns the session's own error.
  */
 static uint64_t
 burst_budget(struct vmig_engine_vfu *b)
 {
-    uint64_t initial = 0, dirty = 0, size = 0;
-    int ret = vmig_vfu_client_precopy_info(b->c, &initial, &dirty);
+    struct vmig__pc_sizing sz = {0};
+    int ret = vmig_vfu_client_precopy_info(b->c, &sz.initial, &sz.dirty);
 
-    if (ret == 0) {
-        return initial + dirty < initial ? UINT64_MAX : initial + dirty;
-    }
-    if (ret == -EOPNOTSUPP && vmig_vfu_client_data_size(b->c, &size) == 0 &&
-        size > 0) {
-        return size < PRECOPY_BURST_MAX ? size : PRECOPY_BURST_MAX;
-    }
-    return PRECOPY_BURST_MAX;
+    sz.info = ret == 0;
+    sz.size =
+        ret == -EOPNOTSUPP && vmig_vfu_client_data_size(b->c, &sz.bytes) == 0;
+    return vmig__pc_burst_budget(&sz);
 }
 
 /* A PRE_COPY burst ended: remember its size for vmig__evfu_data_size(). */
