@@ -13,6 +13,18 @@
  * and after is printed too: on a shared machine the ratio moves with it.
  * No assertions on timing.
  *
+ * It also prints the ceiling this machine puts on the ratio.  The source
+ * and the destination each run on one thread; over TLS each does all its
+ * plaintext work plus AES-GCM over every byte (the source encrypts, the
+ * destination decrypts), so a TLS run takes at least
+ *   max(source CPU, destination CPU) of the plaintext run + bytes / AES
+ * minus the frame checksum (XXH3), which neither side computes over TLS,
+ * where AES is the single-core AES-128-GCM speed measured here on 16 KiB
+ * records (what `openssl speed -evp aes-128-gcm` reports in its last
+ * column).  On a quiet machine, where the plaintext run takes as long as
+ * its busier side's CPU, the ratio cannot beat that CPU / the bound; on a
+ * busy one the CPU times still give it.
+ *
  * usage: bench_tls [RAM_MiB] [DEV_MiB] [RUNS]
  */
 #include <errno.h>
@@ -27,7 +39,9 @@
 #include <vmig/engine.h>
 #include <vmig_testkit/memdev.h>
 #include <vmig/tls.h>
+#include <openssl/evp.h>
 #include "../tests/loopback.h"
+#include "xxh_fast.h"
 #include "bench_side.h"
 
 enum mode { PLAIN, TLS, KTLS, NMODES };
@@ -45,6 +59,66 @@ now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double
+thread_cpu_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Single-core AES-128-GCM encryption speed on 16 KiB records, bytes/s. */
+static double
+aes_gcm_speed(void)
+{
+    static uint8_t in[16384], out[16384 + 16];
+    static const uint8_t key[16] = {1}, iv[12] = {2};
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    double t0, t, bytes = 0;
+    int n;
+
+    if (c == NULL ||
+        EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, key, iv) != 1) {
+        exit(1);
+    }
+    t0 = thread_cpu_s();
+    do {
+        for (int i = 0; i < 64; i++) {
+            if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) != 1 ||
+                EVP_EncryptUpdate(c, out, &n, in, sizeof(in)) != 1 ||
+                EVP_EncryptFinal_ex(c, out + n, &n) != 1) {
+                exit(1);
+            }
+            bytes += sizeof(in);
+        }
+        t = thread_cpu_s() - t0;
+    } while (t < 0.3);
+    EVP_CIPHER_CTX_free(c);
+    return bytes / t;
+}
+
+/* Single-core XXH3 speed (the frame checksum) on 1 MiB, bytes/s. */
+static double
+xxh3_speed(void)
+{
+    static uint8_t in[1 << 20];
+    double t0, t, bytes = 0;
+    volatile uint64_t sink = 0;
+
+    t0 = thread_cpu_s();
+    do {
+        for (int i = 0; i < 16; i++) {
+            in[0] = (uint8_t)i;
+            sink += XXH3_64bits(in, sizeof(in));
+            bytes += sizeof(in);
+        }
+        t = thread_cpu_s() - t0;
+    } while (t < 0.2);
+    (void)sink;
+    return bytes / t;
 }
 
 static double
@@ -71,6 +145,7 @@ struct dst_job {
     vmig_ctx_t *ctx;
     int lfd;
     int ret;
+    double cpu_s; /* the migration's CPU time on this thread */
     struct vmig_chan_info info;
 };
 
@@ -90,8 +165,11 @@ dst_main(void *arg)
                                                  why, sizeof(why))
                             : vmig_chan_plain(j->ctx, fd, &ch);
     if (j->ret == 0) {
+        double c0 = thread_cpu_s();
+
         vmig_chan_info(ch, &j->info);
         j->ret = vmig_engine_incoming_chan(j->s->eng, ch);
+        j->cpu_s = thread_cpu_s() - c0;
     } else {
         fprintf(stderr, "bench: destination: %s\n", why);
     }
@@ -125,18 +203,19 @@ creds_load(vmig_ctx_t *ctx, const char *dir, bool ktls, struct creds *c)
 
 /*
  * One migration a -> b in @m; seconds of the engine's migration (the
- * handshake, timed apart, is in *@hs_s); the channel in *@info.
+ * handshake, timed apart, is in *@hs_s); the channel in *@info; the CPU
+ * seconds of the source's and the destination's thread in @cpu.
  */
 static double
 run_one(struct side *a, struct side *b, vmig_ctx_t *ctx, const struct creds *c,
-        size_t ram, double *hs_s, struct vmig_chan_info *info)
+        size_t ram, double *hs_s, struct vmig_chan_info *info, double cpu[2])
 {
     struct dst_job j = {.s = b, .tls = c != NULL ? c->srv : NULL, .ctx = ctx};
     struct vmig_chan *ch = NULL;
     char why[512];
     pthread_t th;
     int port, fd, ret;
-    double t0, t1, t2;
+    double t0, t1, t2, c1;
 
     j.lfd = lb_listen(&port);
     if (j.lfd < 0 || pthread_create(&th, NULL, dst_main, &j) != 0) {
@@ -148,6 +227,7 @@ run_one(struct side *a, struct side *b, vmig_ctx_t *ctx, const struct creds *c,
                                          sizeof(why))
                     : vmig_chan_plain(ctx, fd, &ch);
     t1 = now_s();
+    c1 = thread_cpu_s();
     if (ret == 0) {
         vmig_chan_info(ch, info);
         ret = vmig_engine_migrate_chan(a->eng, ch);
@@ -155,6 +235,7 @@ run_one(struct side *a, struct side *b, vmig_ctx_t *ctx, const struct creds *c,
         fprintf(stderr, "bench: source: %s\n", why);
     }
     t2 = now_s();
+    cpu[0] = thread_cpu_s() - c1;
     vmig_chan_free(ch);
     close(fd);
     pthread_join(th, NULL);
@@ -172,6 +253,7 @@ run_one(struct side *a, struct side *b, vmig_ctx_t *ctx, const struct creds *c,
         }
     }
     memset(b->ram, 0, ram);
+    cpu[1] = j.cpu_s;
     *hs_s = t1 - t0;
     return t2 - t1;
 }
@@ -183,7 +265,7 @@ main(int argc, char **argv)
     size_t dev = (size_t)(argc > 2 ? atol(argv[2]) : 16) << 20;
     int runs = argc > 3 ? atoi(argv[3]) : 5;
     char dir[] = "/tmp/vmig-bench-tls-XXXXXX", err[512], kwhy[256] = "";
-    double best[NMODES], hs[NMODES];
+    double best[NMODES], hs[NMODES], cpu[NMODES][2], aes;
     struct vmig_chan_info info[NMODES];
     struct creds cr[NMODES];
     struct side a, b;
@@ -211,17 +293,23 @@ main(int argc, char **argv)
     for (int m = 0; m < NMODES; m++) {
         best[m] = 1e9;
         hs[m] = 0;
+        cpu[m][0] = cpu[m][1] = 0;
         memset(&info[m], 0, sizeof(info[m]));
     }
     for (int r = 0; r < runs; r++) {
         for (int m = 0; m < nmodes; m++) {
-            double h, t = run_one(&a, &b, ctx, m == PLAIN ? NULL : &cr[m], ram,
-                                  &h, &info[m]);
+            double h, c[2];
+            double t = run_one(&a, &b, ctx, m == PLAIN ? NULL : &cr[m], ram, &h,
+                               &info[m], c);
 
-            printf("  run %d %-15s %.3f s\n", r + 1, mode_name[m], t);
+            printf("  run %d %-15s %.3f s  (CPU: source %.3f s, destination "
+                   "%.3f s)\n",
+                   r + 1, mode_name[m], t, c[0], c[1]);
             if (t < best[m]) {
                 best[m] = t;
                 hs[m] = h;
+                cpu[m][0] = c[0];
+                cpu[m][1] = c[1];
             }
         }
     }
@@ -240,6 +328,21 @@ main(int argc, char **argv)
         }
         if (!ktls_kernel) {
             printf("%-16s not measured: %s\n", mode_name[KTLS], kwhy);
+        }
+        aes = aes_gcm_speed();
+        {
+            double side =
+                cpu[PLAIN][0] > cpu[PLAIN][1] ? cpu[PLAIN][0] : cpu[PLAIN][1];
+            double xxh = xxh3_speed();
+            double floor_s = side - bytes / xxh + bytes / aes;
+
+            /* over TLS neither side hashes frames (AEAD authenticates) */
+            printf("ceiling: one core does AES-128-GCM at %.0f MiB/s, XXH3 at "
+                   "%.0f MiB/s; the busier plaintext side used %.3f s of "
+                   "CPU, so over TLS it needs >= %.3f s: ratio <= %.2f x "
+                   "with each side on a core of its own\n",
+                   aes / (1 << 20), xxh / (1 << 20), side, floor_s,
+                   side / floor_s);
         }
         printf("target: TLS >= 0.70 x plaintext for one stream; load "
                "average %.1f before, %.1f after (%ld CPUs)\n",

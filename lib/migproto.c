@@ -52,13 +52,14 @@ hdr_prefix(uint8_t out[16], unsigned int type, unsigned int flags, uint32_t len,
     mp_w_u32(&w, seq);
 }
 
-int
-vmig_mp_hdr_encode(unsigned int type, unsigned int flags, uint32_t seq,
-                   const void *const *payload, const size_t *iov_len,
-                   unsigned int niov, uint8_t out[VMIG_MP_HDR_LEN])
+/* @hash false: the checksum field is 0 (inside TLS, see mp_send). */
+static int
+hdr_encode(unsigned int type, unsigned int flags, uint32_t seq,
+           const void *const *payload, const size_t *iov_len, unsigned int niov,
+           bool hash, uint8_t out[VMIG_MP_HDR_LEN])
 {
     XXH3_state_t st;
-    uint64_t total = 0, csum;
+    uint64_t total = 0, csum = 0;
     struct mp_w w = {.p = out + 16, .cap = 8};
 
     if (type > 0xffff || (flags & ~VMIG_MP_F__KNOWN) != 0) {
@@ -71,16 +72,26 @@ vmig_mp_hdr_encode(unsigned int type, unsigned int flags, uint32_t seq,
         return -E2BIG;
     }
     hdr_prefix(out, type, flags, (uint32_t)total, seq);
-    XXH3_64bits_reset(&st);
-    XXH3_64bits_update(&st, out, 16);
-    for (unsigned int i = 0; i < niov; i++) {
-        if (iov_len[i] > 0) {
-            XXH3_64bits_update(&st, payload[i], iov_len[i]);
+    if (hash) {
+        XXH3_64bits_reset(&st);
+        XXH3_64bits_update(&st, out, 16);
+        for (unsigned int i = 0; i < niov; i++) {
+            if (iov_len[i] > 0) {
+                XXH3_64bits_update(&st, payload[i], iov_len[i]);
+            }
         }
+        csum = XXH3_64bits_digest(&st);
     }
-    csum = XXH3_64bits_digest(&st);
     mp_w_u64(&w, csum);
     return 0;
+}
+
+int
+vmig_mp_hdr_encode(unsigned int type, unsigned int flags, uint32_t seq,
+                   const void *const *payload, const size_t *iov_len,
+                   unsigned int niov, uint8_t out[VMIG_MP_HDR_LEN])
+{
+    return hdr_encode(type, flags, seq, payload, iov_len, niov, true, out);
 }
 
 int
@@ -126,8 +137,8 @@ struct vmig_mp_conn {
     vmig_ctx_t *ctx;
     struct vmig_chan *ch; /* the transport (plaintext or TLS) */
     bool own_ch;          /* made by vmig_mp_conn_new(): freed with us */
-    /* TLS: every received byte is authenticated by the record layer
-     * (AES-GCM), so the frame checksum is not verified again */
+    /* TLS: every byte is authenticated by the record layer (AES-GCM), so
+     * frames are sent with a zero checksum and received unverified */
     bool authenticated;
     const int *cancel;
     unsigned int timeout_ms;
@@ -318,8 +329,8 @@ vmig_mp_send(struct vmig_mp_conn *c, unsigned int type, unsigned int flags,
     if (niov > 4) {
         return -EINVAL;
     }
-    ret = vmig_mp_hdr_encode(type, flags, c->seq_out, payload, iov_len, niov,
-                             hdr);
+    ret = hdr_encode(type, flags, c->seq_out, payload, iov_len, niov,
+                     !c->authenticated, hdr);
     if (ret < 0) {
         return ret;
     }

@@ -84,6 +84,19 @@ hs_of(SSL *ssl)
 
 /* ------------------------------------------------------------ session I/O */
 
+/*
+ * SSL_get_error() needs an empty error queue before each I/O call.  Ours is
+ * left empty after every failure (sess_fail() drains it), so on the data
+ * path only peek: clearing costs a walk of the whole queue per record.
+ */
+static void
+err_queue_empty(void)
+{
+    if (ERR_peek_error() != 0) {
+        ERR_clear_error();
+    }
+}
+
 static void
 sess_fail(struct sess *s, int ssl_err)
 {
@@ -154,7 +167,7 @@ tls_writev(struct vmig_chan *ch, const struct iovec *iov, int niov, short *want)
         }
         p = s->stage;
     }
-    ERR_clear_error();
+    err_queue_empty();
     r = SSL_write_ex(s->ssl, p, len, &n);
     if (r <= 0) {
         int ret = sess_error(s, r, want);
@@ -179,7 +192,7 @@ tls_read(struct vmig_chan *ch, void *buf, size_t len, short *want)
     size_t n = 0;
     int r;
 
-    ERR_clear_error();
+    err_queue_empty();
     r = SSL_read_ex(s->ssl, buf, len, &n);
     if (r <= 0) {
         int ret = sess_error(s, r, want);

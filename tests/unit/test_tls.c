@@ -8,8 +8,9 @@
  * certificates, a host name mismatch, an allow-list miss, plaintext
  * against TLS both ways, mixed credential kinds, a silent peer.  Then a
  * migration through the engine over TLS (x509 and PSK) landing
- * byte-identical, a byte flipped on the wire caught by TLS, and the
- * credential file parsers fed bad input.
+ * byte-identical, a byte flipped on the wire caught by TLS, frames sent
+ * without a checksum inside TLS (the record layer makes it redundant),
+ * and the credential file parsers fed bad input.
  */
 #include <errno.h>
 #include <poll.h>
@@ -32,6 +33,7 @@
 #include <vmig/migproto.h>
 #include <vmig/tls.h>
 #include "../loopback.h"
+#include "chan_priv.h"
 #include "tls_priv.h"
 
 #define DAY (86400ll)
@@ -957,6 +959,56 @@ test_tampered(void **state)
     tvm_free(b);
 }
 
+/*
+ * Inside TLS a frame's checksum field is zero (the record layer
+ * authenticates every byte), the rest of its header is as in plaintext,
+ * and a receiver on a TLS channel accepts such frames.
+ */
+static void
+test_frames_unhashed(void **state)
+{
+    static const uint8_t payload[] = "state bytes";
+    struct end s = {.p.x509_dir = path("good")};
+    struct end c = {.p.x509_dir = path("good"), .p.hostname = "localhost"};
+    struct vmig_mp_conn *cc, *sc;
+    struct vmig_mp_frame f;
+    uint8_t raw[VMIG_MP_HDR_LEN + sizeof(payload)];
+    uint64_t got = 0;
+
+    (void)state;
+    pair(&s, &c);
+    assert_int_equal(c.ret, 0);
+    assert_int_equal(s.ret, 0);
+    assert_int_equal(vmig_mp_conn_new_chan(ctx, c.ch, &cc), 0);
+    assert_int_equal(vmig_mp_conn_new_chan(ctx, s.ch, &sc), 0);
+    vmig_mp_conn_set_timeout(cc, 10000);
+    vmig_mp_conn_set_timeout(sc, 10000);
+    /* a TLS receiver accepts the frame as it is */
+    assert_int_equal(
+        vmig_mp_send1(cc, VMIG_MP_DEV_DATA, 0, payload, sizeof(payload)), 0);
+    assert_int_equal(vmig_mp_recv(sc, &f), 0);
+    assert_int_equal(f.hdr.len, sizeof(payload));
+    assert_int_equal(f.hdr.csum, 0);
+    assert_memory_equal(f.payload, payload, sizeof(payload));
+    /* the next frame as it travels inside the session */
+    assert_int_equal(
+        vmig_mp_send1(cc, VMIG_MP_DEV_DATA, 0, payload, sizeof(payload)), 0);
+    assert_int_equal(
+        vmig__chan_read_all(s.ch, raw, sizeof(raw), 10000, NULL, &got), 0);
+    assert_memory_equal(raw, "vmfr", 4); /* the frame magic */
+    assert_int_equal(raw[4], VMIG_MP_DEV_DATA);
+    assert_int_equal(raw[8], sizeof(payload));
+    assert_int_equal(raw[12], 1); /* sequence number */
+    for (int i = 16; i < 24; i++) {
+        assert_int_equal(raw[i], 0); /* no checksum inside TLS */
+    }
+    assert_memory_equal(raw + VMIG_MP_HDR_LEN, payload, sizeof(payload));
+    vmig_mp_conn_free(cc);
+    vmig_mp_conn_free(sc);
+    end_free(&s);
+    end_free(&c);
+}
+
 int
 main(void)
 {
@@ -987,6 +1039,7 @@ main(void)
         cmocka_unit_test(test_migrate_psk),
         cmocka_unit_test(test_migrate_ktls),
         cmocka_unit_test(test_tampered),
+        cmocka_unit_test(test_frames_unhashed),
     };
 
     signal(SIGPIPE, SIG_IGN);
