@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * chan_priv.h - the channel object behind <vmig/chan.h>, shared by
- * chan.c (the object, plaintext I/O, bounded waits) and tls.c (TLS I/O).
+ * chan.c (the object, plaintext I/O, bounded waits) and tls_io.c (TLS I/O).
  *
  * I/O is non-blocking behind an ops table: an op moves what it can and
  * returns -EAGAIN with the poll event it waits for (a TLS write may need
@@ -44,7 +44,7 @@ struct vmig_chan {
     vmig_ctx_t *ctx;
     int fd;
     int fl_saved; /* file status flags to restore, or -1 */
-    void *impl;   /* the transport's own state (tls.c: its session) */
+    void *impl;   /* the transport's own state (tls_io.c: its session) */
     struct vmig_chan_info info;
 };
 

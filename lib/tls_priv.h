@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tls_priv.h - the credential files TLS reads (tls_files.c: pure parsers,
- * no OpenSSL), shared with tls.c and the unit tests.
+ * no OpenSSL), shared with tls_creds.c and the unit tests.
  */
 #ifndef VMIG_TLS_PRIV_H
 #define VMIG_TLS_PRIV_H

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tls_sess.h - what tls.c (credentials, sessions, the handshake) and
- * tls_names.c (a failed handshake named in a sentence) share: the
- * credentials object, what one handshake learnt, one session.
+ * tls_sess.h - what the TLS files share: the credentials object
+ * (tls_creds.c), what one handshake learnt (tls.c, named in a sentence by
+ * tls_names.c), one session (tls_io.c).
  */
 #ifndef VMIG_TLS_SESS_H
 #define VMIG_TLS_SESS_H
@@ -58,6 +58,25 @@ struct sess {
     uint64_t since_update;
     uint8_t stage[RECORD_MAX];
 };
+
+/* A session's channel operations and its BIOs (tls_io.c). */
+extern const struct vmig_chan_ops vmig__tls_ops;
+
+/* Attach @fd to @ssl: reads from the socket, writes through a buffer
+ * flushed per frame (kernel TLS: the socket itself).  0 or -ENOMEM. */
+int vmig__tls_attach(SSL *ssl, int fd, bool ktls);
+
+/* Map a failed SSL call: -EAGAIN with the wait in *@want, 0 at the peer's
+ * close_notify, or a negative errno (the details kept in @s). */
+int vmig__tls_sess_error(struct sess *s, int r, short *want);
+
+/* The handshake findings attached to @ssl (tls_creds.c), or NULL. */
+struct hs *vmig__tls_hs(SSL *ssl);
+/* Attach @h (NULL: detach).  0, or -ENOMEM. */
+int vmig__tls_hs_set(SSL *ssl, struct hs *h);
+
+/* A certificate name as RFC 4514 prints it: "CN=host,O=org". */
+void vmig__tls_name_str(const X509_NAME *nm, char *out, size_t len);
 
 /* "the source" or "the destination": the peer of @t's endpoint. */
 const char *vmig__tls_peer_role(const struct vmig_tls *t);
