@@ -7,7 +7,7 @@
 #define VMIG_STREAM_PRIV_H
 
 #include <stdint.h>
-#include <xxhash.h>
+#include "xxh_fast.h"
 #include <vmig/byteorder.h>
 #include <vmig/stream.h>
 
