@@ -21,7 +21,16 @@
  *                backend's share: one bounded pull);
  *   rate         device bytes / migration time; and, for the stop-copy
  *                rows, that rate against a plain TCP loopback stream
- *                from DRAM measured in the same run (the issue's P1).
+ *                from DRAM measured in the same run (the issue's P1);
+ *   cores        CPU seconds of the four processes (both engines, both
+ *                device servers) over the migration's wall time: near the
+ *                machine's cores, the row is CPU-bound; well below, it
+ *                waits on round trips (or on other load);
+ *   CPU ms/MiB   per process, and for the stop-copy rows the total against
+ *                the plain stream's own CPU per byte, a ratio that other
+ *                load on a shared machine disturbs much less than the
+ *                throughput ratio.  The engine processes are named
+ *                src-engine and dst-engine (perf report --comm).
  *
  * Modes: "stop-copy" (no precopy: the whole state moves while paused) and
  * "precopy" (the device precopies its state in bursts first).
@@ -35,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -187,6 +197,8 @@ engine_child(bool source, const char *path, int port, int lfd, bool precopy,
     vmig_ctx_t *ctx;
     int fd;
 
+    /* named for perf: "perf report --comm src-engine" */
+    (void)prctl(PR_SET_NAME, source ? "src-engine" : "dst-engine");
     memset(&res, 0, sizeof(res));
     res.ret = -EIO;
     rg.host = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
@@ -276,7 +288,7 @@ collect(pid_t pid, int rfd, struct result *r)
 /* One row: a fresh device pair of @mib MiB migrated once. */
 static int
 row(const char *dir, size_t mib, bool precopy, struct result *src,
-    struct result *dst, double *dev_cpu)
+    struct result *dst, double dev_cpu[2])
 {
     char pa[300], pb[300];
     pid_t da, db, ps, pd;
@@ -291,7 +303,8 @@ row(const char *dir, size_t mib, bool precopy, struct result *src,
         fprintf(stderr, "bench_rss: cannot start the device servers\n");
         return -1;
     }
-    *dev_cpu = -(cpu_pid_s(da) + cpu_pid_s(db));
+    dev_cpu[0] = -cpu_pid_s(da);
+    dev_cpu[1] = -cpu_pid_s(db);
     pd = fork_engine(false, pb, port, lfd, precopy, &rd);
     ps = fork_engine(true, pa, port, lfd, precopy, &rs);
     close(lfd);
@@ -302,7 +315,8 @@ row(const char *dir, size_t mib, bool precopy, struct result *src,
     if (pd > 0 && collect(pd, rd, dst) < 0) {
         ret = -1;
     }
-    *dev_cpu += cpu_pid_s(da) + cpu_pid_s(db);
+    dev_cpu[0] += cpu_pid_s(da);
+    dev_cpu[1] += cpu_pid_s(db);
     (void)testdev_stop(da);
     (void)testdev_stop(db);
     (void)unlink(pa);
@@ -321,11 +335,12 @@ row(const char *dir, size_t mib, bool precopy, struct result *src,
  * after the rows, so no engine child inherits its buffers).
  */
 static void
-plain_ratio(const size_t *sizes, const double *rate, int n)
+plain_ratio(const size_t *sizes, const double *rate, const double *cpu_mib,
+            int n)
 {
     size_t len = 64u << 20;
     uint8_t *src = malloc(len), *dst = malloc(len);
-    double best = 0;
+    double best = 0, best_cpu = 0;
 
     if (src == NULL || dst == NULL) {
         free(src);
@@ -335,10 +350,15 @@ plain_ratio(const size_t *sizes, const double *rate, int n)
     memset(src, 0x5a, len);
     memset(dst, 0, len);
     for (int r = 0; r < 3; r++) {
+        double c0 = cpu_self_s();
         double secs = lb_tcp_copy(src, dst, len);
+        double c = (cpu_self_s() - c0) / (double)(len >> 20);
 
         if (secs > 0 && (double)len / secs > best) {
             best = (double)len / secs;
+        }
+        if (secs > 0 && c > 0 && (best_cpu == 0 || c < best_cpu)) {
+            best_cpu = c;
         }
     }
     free(src);
@@ -346,13 +366,15 @@ plain_ratio(const size_t *sizes, const double *rate, int n)
     if (best <= 0) {
         return;
     }
-    printf("\nplain TCP loopback stream from DRAM: %.0f MiB/s\n",
-           best / (1 << 20));
+    printf("\nplain TCP loopback stream from DRAM: %.0f MiB/s, %.3f CPU "
+           "ms/MiB\n",
+           best / (1 << 20), best_cpu * 1e3);
     for (int i = 1; i < n; i++) {
         if (rate[i] > 0) {
             printf("P1 %5zu MiB stop-copy: %.0f MiB/s = %.2fx the plain "
-                   "stream\n",
-                   sizes[i], rate[i] / (1 << 20), rate[i] / best);
+                   "stream; %.3f CPU ms/MiB = %.2fx its CPU per byte\n",
+                   sizes[i], rate[i] / (1 << 20), rate[i] / best,
+                   cpu_mib[i] * 1e3, best_cpu > 0 ? cpu_mib[i] / best_cpu : 0);
         }
     }
 }
@@ -363,7 +385,7 @@ main(int argc, char **argv)
     size_t sizes[MAX_SIZES] = {1, 64, 1024};
     int nsizes = 3;
     char dir[] = "/tmp/vmig-bench-rss-XXXXXX";
-    double rate[MAX_SIZES] = {0};
+    double rate[MAX_SIZES] = {0}, cpu_mib[MAX_SIZES] = {0};
     int rc = 0;
 
     if (argc > 1) {
@@ -390,11 +412,11 @@ main(int argc, char **argv)
                "pause->1st B", "1st read", "rate", "cores");
         for (int i = 0; i < nsizes; i++) {
             struct result s, d;
-            double secs, dev_cpu = 0;
+            double secs, dev_cpu[2] = {0, 0}, cpu, mib;
 
             memset(&s, 0, sizeof(s));
             memset(&d, 0, sizeof(d));
-            if (row(dir, sizes[i], precopy, &s, &d, &dev_cpu) < 0) {
+            if (row(dir, sizes[i], precopy, &s, &d, dev_cpu) < 0) {
                 rc = 1;
                 continue;
             }
@@ -403,8 +425,11 @@ main(int argc, char **argv)
                 tiny_d = d.hwm_kib;
             }
             secs = s.t_end - s.t_start;
+            cpu = s.cpu + d.cpu + dev_cpu[0] + dev_cpu[1];
+            mib = (double)s.dev_bytes / (1 << 20);
             if (!precopy) {
                 rate[i] = (double)s.dev_bytes / secs;
+                cpu_mib[i] = cpu / mib;
             }
             printf("%5zu MiB %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %11.2f ms "
                    "%8.2f ms %5.0f MiB/s %6.2f%s\n",
@@ -413,16 +438,22 @@ main(int argc, char **argv)
                    (double)d.hwm_kib / 1024,
                    (double)(d.hwm_kib - tiny_d) / 1024,
                    (s.t_first - s.t_pause) * 1e3, s.t_pull * 1e3,
-                   (double)s.dev_bytes / (1 << 20) / secs,
-                   (s.cpu + d.cpu + dev_cpu) / secs,
+                   (double)s.dev_bytes / (1 << 20) / secs, cpu / secs,
                    s.hwm_kib - tiny_s > (64 << 10) ||
                            d.hwm_kib - tiny_d > (64 << 10)
                        ? "  OVER TARGET"
                        : "");
+            if (i > 0 && mib > 0) {
+                printf("%9s CPU ms/MiB: source device %.3f, source engine "
+                       "%.3f, destination engine %.3f, destination device "
+                       "%.3f\n",
+                       "", dev_cpu[0] * 1e3 / mib, s.cpu * 1e3 / mib,
+                       d.cpu * 1e3 / mib, dev_cpu[1] * 1e3 / mib);
+            }
             fflush(stdout);
         }
     }
     (void)rmdir(dir);
-    plain_ratio(sizes, rate, nsizes);
+    plain_ratio(sizes, rate, cpu_mib, nsizes);
     return rc;
 }
