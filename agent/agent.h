@@ -207,6 +207,11 @@ int vm_device_reset(struct agent_vm *vm, const char *name, char *err,
 /* migrate_cancel: 1 when a running migration (or its TLS handshake) was
  * told to stop (status "cancelling"), 0 when none runs. */
 int vm_cancel(struct agent_vm *vm);
+/* x-vmig-migrate-recover: the last outgoing migration's outcome is
+ * unknown (postmigrate-unknown): ask the destination again (in the
+ * background), or with @destination_gone resume the VM here. */
+int vm_recover(struct agent_vm *vm, bool destination_gone, char *err,
+               size_t errlen);
 void vm_params_get(struct agent_vm *vm, struct mig_params *p);
 void vm_params_set(struct agent_vm *vm, const struct mig_params *p);
 /* migrate: start an outgoing migration to @uri with parameters @p (NULL:

@@ -20,6 +20,7 @@ struct opts {
     struct vmig_tls_setup_params setup; /* tls-setup options */
     bool tls_given;                     /* a --tls-* option was given */
     bool insecure;
+    bool destination_gone; /* recover --destination-gone */
     struct vm_opts vm;
     json_object *params; /* migrate-set-parameters arguments */
     bool json;
@@ -38,6 +39,7 @@ int cmd_migrate(struct opts *o);
 int cmd_check(struct opts *o);
 int cmd_status(struct opts *o);
 int cmd_cancel(struct opts *o);
+int cmd_recover(struct opts *o);
 
 /* cmd_tls.c */
 int cmd_tls_setup(struct opts *o);

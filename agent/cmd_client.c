@@ -306,3 +306,67 @@ out:
     qmpc_close(c);
     return rc;
 }
+
+/*
+ * The last migration's outcome is unknown (postmigrate-unknown): ask the
+ * destination again and follow it to its end, or with --destination-gone
+ * resume the VM here.
+ */
+int
+cmd_recover(struct opts *o)
+{
+    struct qmp_client *c;
+    json_object *args = json_object_new_object(), *ret = NULL, *mig = NULL;
+    const char *st;
+    char err[320];
+    int rc = EXIT_FAIL;
+
+    if (qmpc_open(o->qmp, 30000, true, &c, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vmig recover: cannot reach the agent: %s\n", err);
+        json_object_put(args);
+        return EXIT_FAIL;
+    }
+    json_object_object_add(args, "destination-gone",
+                           json_object_new_boolean(o->destination_gone));
+    if (qmpc_exec(c, "x-vmig-migrate-recover", args, &ret, err, sizeof(err)) <
+        0) {
+        fprintf(stderr, "vmig recover: %s\n", err);
+        goto out;
+    }
+    st = "recovering";
+    for (int i = 0; i < 36000 && st != NULL &&
+                    (strcmp(st, "recovering") == 0 ||
+                     strcmp(st, "postmigrate-unknown") == 0);
+         i++) {
+        json_object_put(mig);
+        mig = NULL;
+        if (qmpc_poll_events(c, 50) < 0) {
+            break;
+        }
+        st = mig_status(c, err, sizeof(err), &mig);
+        if (st != NULL && strcmp(st, "postmigrate-unknown") == 0 && i > 2) {
+            break;
+        }
+    }
+    if (st == NULL) {
+        fprintf(stderr, "vmig recover: %s\n", err);
+    } else if (strcmp(st, "completed") == 0) {
+        printf("recovered: the VM runs on the destination\n");
+        rc = EXIT_OK;
+    } else if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+        printf("recovered: the VM runs here (%s)\n", st);
+        rc = EXIT_OK;
+    } else {
+        json_object *v;
+
+        fprintf(stderr, "vmig recover: still %s: %s\n", st,
+                json_object_object_get_ex(mig, "error-desc", &v)
+                    ? json_object_get_string(v)
+                    : "the destination could not be asked");
+    }
+out:
+    json_object_put(ret);
+    json_object_put(mig);
+    qmpc_close(c);
+    return rc;
+}

@@ -7,6 +7,14 @@
  *
  *   none -> setup -> active -> completed        (source and destination)
  *                         \-> failed | cancelling -> cancelled
+ *                         \-> recovering -> completed | failed
+ *                                       \-> postmigrate-unknown (source)
+ *
+ * "recovering" and "postmigrate-unknown" are vmig's (the commit protocol,
+ * docs/faults.md): the source sent GO and lost the answer and asks the
+ * destination again (the VM stays paused); the destination holds a
+ * loaded VM whose source vanished before GO.  "postmigrate-unknown": the
+ * source could not learn the outcome; `vmig recover` asks again.
  *
  * QEMU's, not the engine's: the engine's "device" phase (device state
  * moving while the VM is paused) is QEMU's "active" - QEMU shows "device"
@@ -60,6 +68,8 @@ static const char *const from_engine[VMIG_ENGINE__STATUS_COUNT] = {
     [VMIG_ENGINE_COMPLETED] = "completed",
     [VMIG_ENGINE_FAILED]    = "failed",
     [VMIG_ENGINE_CANCELLED] = "cancelled",
+    [VMIG_ENGINE_RECOVERING] = "recovering",
+    [VMIG_ENGINE_UNKNOWN]   = "postmigrate-unknown",
 };
 /* clang-format on */
 

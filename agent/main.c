@@ -180,8 +180,21 @@ static const struct subcmd subcmds[] = {
     {"status", "[--qmp PATH] [--json]", "show the VM and migration status",
      "Prints query-status and query-migrate.\n", cmd_status},
     {"cancel", "[--qmp PATH]", "cancel the running migration",
-     "Sends QMP 'migrate_cancel'.  A migration cancelled before switchover\n"
-     "leaves the VM running on the source.\n", cmd_cancel},
+     "Sends QMP 'migrate_cancel'.  A migration cancelled before the source\n"
+     "commits (GO) leaves the VM running on the source; after it the\n"
+     "cancel is too late and the VM runs where the destination says.\n",
+     cmd_cancel},
+    {"recover", "[--qmp PATH] [--destination-gone]",
+     "learn the outcome of a migration whose answer was lost",
+     "After GO (the source's commit) a source that lost the destination's\n"
+     "answer and could not ask again stays paused (status\n"
+     "postmigrate-unknown): it never resumes on its own, since the VM may\n"
+     "run on the destination.  'vmig recover' asks the destination again\n"
+     "(QMP x-vmig-migrate-recover) and finishes the migration as it says:\n"
+     "the VM runs there, or it was discarded and resumes here.  Only when\n"
+     "the destination is gone for good (its host is down, its agent\n"
+     "killed) --destination-gone resumes the VM here without asking.\n",
+     cmd_recover},
     {"demo", "[--ram SIZE] [--acc-requests N] [--json]",
      "migrate a running VM between two local agents and verify it",
      "Starts a source and a destination agent (separate processes,\n"
@@ -310,6 +323,7 @@ enum {
     OPT_TLS_HOSTNAME,
     OPT_TLS_AUTHZ,
     OPT_INSECURE,
+    OPT_DEST_GONE,
     OPT_KTLS,
     OPT_HOSTNAME,
     OPT_CLIENT_CN,
@@ -451,6 +465,7 @@ main(int argc, char **argv)
         {"tls-hostname", required_argument, NULL, OPT_TLS_HOSTNAME},
         {"tls-authz", required_argument, NULL, OPT_TLS_AUTHZ},
         {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"destination-gone", no_argument, NULL, OPT_DEST_GONE},
         {"ktls", no_argument, NULL, OPT_KTLS},
         {"hostname", required_argument, NULL, OPT_HOSTNAME},
         {"client-cn", required_argument, NULL, OPT_CLIENT_CN},
@@ -603,6 +618,9 @@ main(int argc, char **argv)
             }
             break;
         }
+        case OPT_DEST_GONE:
+            o.destination_gone = true;
+            break;
         case OPT_JSON:
             o.json = true;
             break;

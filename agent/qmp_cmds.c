@@ -177,7 +177,8 @@ x_vmig_info(json_object *o, const struct vmig_engine_stats *st)
  * before any migration; only the status in "setup"; times, "ram" and
  * "vfio" while active or cancelling and once completed ("downtime" then,
  * "expected-downtime" before); the status and "error-desc" once failed or
- * cancelled.  vmig adds its x-vmig-* members whenever the engine has
+ * cancelled (and, vmig's, "postmigrate-unknown": what to do).  vmig adds
+ * its x-vmig-* members whenever the engine has
  * figures (a refused migration's per-device reasons are there).
  */
 static json_object *
@@ -232,6 +233,11 @@ cmd_query_migrate(struct cmd_ctx *x)
                                    json_object_new_string(st->error));
         }
     }
+    if (st->status == VMIG_ENGINE_UNKNOWN && st->error[0] != '\0') {
+        /* vmig's: why the outcome is unknown and what to do */
+        json_object_object_add(o, "error-desc",
+                               json_object_new_string(st->error));
+    }
     if (st->status != VMIG_ENGINE_NONE && !early) {
         x_vmig_info(o, st);
     }
@@ -285,6 +291,29 @@ cmd_migrate_cancel(struct cmd_ctx *x)
 {
     (void)vm_cancel(x->vm);
     return json_object_new_object();
+}
+
+static const struct arg_spec recover_args[] = {
+    {.name = "destination-gone", .type = json_type_boolean},
+    {.name = NULL},
+};
+
+/*
+ * vmig's: the last outgoing migration's outcome is unknown (status
+ * postmigrate-unknown: GO was sent, the destination's answer lost): ask
+ * the destination again, or with destination-gone resume the VM here.
+ */
+static json_object *
+cmd_migrate_recover(struct cmd_ctx *x)
+{
+    json_object *v;
+    bool gone = x->args != NULL &&
+                json_object_object_get_ex(x->args, "destination-gone", &v) &&
+                json_object_get_boolean(v);
+
+    return vm_recover(x->vm, gone, x->err, sizeof(x->err)) < 0
+               ? NULL
+               : json_object_new_object();
 }
 
 static const struct arg_spec uri_args[] = {
@@ -564,6 +593,7 @@ static const struct cmd_desc cmd_table[] = {
     {"migrate_cancel",             cmd_migrate_cancel, NULL, CMD_ALLOW_OOB},
     {"migrate-cancel",             cmd_migrate_cancel, NULL, CMD_ALLOW_OOB},
     {"migrate-incoming",           cmd_migrate_incoming, uri_args,    0},
+    {"x-vmig-migrate-recover",     cmd_migrate_recover, recover_args, 0},
     {"migrate-set-parameters",     cmd_set_params,     qmp_param_args, 0},
     {"query-migrate-capabilities", cmd_query_caps,     NULL,          0},
     {"migrate-set-capabilities",   cmd_set_caps,       set_caps_args, 0},

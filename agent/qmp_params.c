@@ -77,6 +77,23 @@ get_peer_timeout(const struct mig_params *p)
 }
 
 static void
+set_recover_timeout(struct mig_params *p, json_object *v)
+{
+    uint64_t ms = u64(v);
+
+    p->eng.recover_timeout_ms =
+        ms == 0 ? VMIG_ENGINE_RECOVER_TIMEOUT_MS : (unsigned)ms;
+}
+
+static json_object *
+get_recover_timeout(const struct mig_params *p)
+{
+    return jint(p->eng.recover_timeout_ms != 0
+                    ? p->eng.recover_timeout_ms
+                    : VMIG_ENGINE_RECOVER_TIMEOUT_MS);
+}
+
+static void
 set_precopy(struct mig_params *p, json_object *v)
 {
     p->eng.no_precopy = !json_object_get_boolean(v);
@@ -317,6 +334,9 @@ const struct arg_spec qmp_param_args[] = {
     INT_PARAM("x-vmig-peer-timeout", 3600000,
               " milliseconds (0: the default, 30000)", set_peer_timeout,
               get_peer_timeout),
+    INT_PARAM("x-vmig-recover-timeout", 3600000,
+              " milliseconds (0: the default, 60000)", set_recover_timeout,
+              get_recover_timeout),
     STR_PARAM("tls-creds", check_creds, set_creds, get_creds),
     STR_PARAM("tls-hostname", check_hostname, set_hostname, get_hostname),
     STR_PARAM("tls-authz", check_authz, set_authz, get_authz),

@@ -6,6 +6,7 @@
  * loop keeps answering.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,28 @@
 #include <vmig/engine_vfu.h>
 #include "agent.h"
 #include "vm_net.h"
+
+/* The outgoing migration's engine call returned @ret. */
+static void
+out_end(struct agent_vm *vm, int ret)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->migrating = false;
+    if (ret == 0) {
+        vm->migrated_out = true;
+        vm->runstate = "postmigrate";
+    } else if (ret == -EINPROGRESS) {
+        /* GO was sent, the outcome is unknown: the VM stays paused */
+        vmig_log(vm->ctx, VMIG_LOG_ERR,
+                 "migrate: the outcome is unknown; the VM stays paused "
+                 "here. 'vmig recover' asks the destination again; "
+                 "'vmig recover --destination-gone' resumes it here (only "
+                 "if the destination is gone for good)");
+    } else {
+        vm->runstate = "running";
+    }
+    pthread_mutex_unlock(&vm->lock);
+}
 
 static void *
 out_main(void *arg)
@@ -48,16 +71,91 @@ out_main(void *arg)
     ret = vmig_engine_migrate_chan(vm->eng, ch);
     vmig_chan_free(ch);
     close(fd);
-    pthread_mutex_lock(&vm->lock);
-    vm->migrating = false;
-    if (ret == 0) {
-        vm->migrated_out = true;
-        vm->runstate = "postmigrate";
-    } else {
-        vm->runstate = "running";
-    }
-    pthread_mutex_unlock(&vm->lock);
+    out_end(vm, ret);
     return NULL;
+}
+
+/* The engine's recovery hook: a new channel to the destination of the
+ * migration (the commit protocol asks it again after a lost answer). */
+static int
+vm_mig_reconnect(void *opaque, struct vmig_chan **out, char *why, size_t len)
+{
+    struct agent_vm *vm = opaque;
+    char uri[sizeof(vm->uri)];
+    int fd, ret;
+
+    pthread_mutex_lock(&vm->lock);
+    snprintf(uri, sizeof(uri), "%s", vm->uri);
+    pthread_mutex_unlock(&vm->lock);
+    /* the same address and TLS credentials as the migration itself */
+    ret = vm_open_channel(vm, uri, NULL, &fd, out, why, len);
+    return ret < 0 ? ret : 0;
+}
+
+static void
+vm_mig_disconnect(void *opaque, struct vmig_chan *ch)
+{
+    int fd = vmig_chan_fd(ch);
+
+    (void)opaque;
+    vmig_chan_free(ch);
+    close(fd);
+}
+
+static void *
+recover_main(void *arg)
+{
+    struct agent_vm *vm = arg;
+
+    out_end(vm, vmig_engine_recover(vm->eng));
+    return NULL;
+}
+
+int
+vm_recover(struct agent_vm *vm, bool destination_gone, char *err, size_t errlen)
+{
+    const char *st;
+    int ret;
+
+    pthread_mutex_lock(&vm->lock);
+    st = vm->mig_status != NULL ? vm->mig_status : "none";
+    if (vm->migrating || strcmp(st, "postmigrate-unknown") != 0) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen,
+                 "nothing to recover: the last migration's outcome is not "
+                 "unknown (status %s)",
+                 st);
+        return -EINVAL;
+    }
+    if (vm->thread_joinable) {
+        vm->thread_joinable = false;
+        pthread_mutex_unlock(&vm->lock);
+        pthread_join(vm->thread, NULL);
+        pthread_mutex_lock(&vm->lock);
+    }
+    if (destination_gone) {
+        pthread_mutex_unlock(&vm->lock);
+        ret = vmig_engine_resume_source(vm->eng);
+        if (ret < 0) {
+            snprintf(err, errlen, "cannot resume here: %s", strerror(-ret));
+            return ret;
+        }
+        vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                 "recover: the VM resumed here on the operator's word that "
+                 "the destination is gone");
+        return 0;
+    }
+    vm->migrating = true;
+    ret = pthread_create(&vm->thread, NULL, recover_main, vm);
+    if (ret != 0) {
+        vm->migrating = false;
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen, "cannot start the recovery thread");
+        return -ret;
+    }
+    vm->thread_joinable = true;
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
 }
 
 bool
@@ -76,6 +174,7 @@ int
 vm_cancel(struct agent_vm *vm)
 {
     const char *st;
+    int ret;
 
     pthread_mutex_lock(&vm->lock);
     st = vm->mig_status != NULL ? vm->mig_status : "none";
@@ -84,12 +183,22 @@ vm_cancel(struct agent_vm *vm)
         pthread_mutex_unlock(&vm->lock);
         return 0; /* nothing to cancel: QEMU says nothing either */
     }
+    ret = vmig_engine_cancel(vm->eng);
+    if (ret == -EINPROGRESS) {
+        /* GO is out: the destination decides; the cancel only applies if
+         * it turns out not to have got it */
+        pthread_mutex_unlock(&vm->lock);
+        vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                 "migrate_cancel: too late to cancel: the source committed "
+                 "(GO sent); the VM runs where the destination says");
+        return 0;
+    }
     vm->cancel_requested = true;
     vm_mig_status_set_locked(vm, "cancelling");
     pthread_mutex_unlock(&vm->lock);
     /* a TLS handshake under way stops at once */
     __atomic_store_n(&vm->hs_cancel, 1, __ATOMIC_RELEASE);
-    if (vmig_engine_cancel(vm->eng) < 0) {
+    if (ret < 0) {
         /* not running yet (still connecting): the thread sees the flag */
         vmig_log(vm->ctx, VMIG_LOG_INFO,
                  "migrate_cancel: the migration stops once it starts");
@@ -165,6 +274,22 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
         snprintf(err, errlen, "Guest is waiting for an incoming migration");
         return -EBUSY;
     }
+    if (vm->mig_status != NULL &&
+        strcmp(vm->mig_status, "postmigrate-unknown") == 0) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen,
+                 "the last migration's outcome is unknown and the VM is "
+                 "paused here: 'vmig recover' asks the destination again");
+        return -EBUSY;
+    }
+    if (vmig_engine_recovery_ms(vm->eng) > 0) {
+        pthread_mutex_unlock(&vm->lock);
+        snprintf(err, errlen,
+                 "the source of the VM received here has not confirmed yet "
+                 "that it knows; try again in %u ms",
+                 vmig_engine_recovery_ms(vm->eng));
+        return -EBUSY;
+    }
     if ((vm->migrating || vm->thread_joinable) && !mig_over_locked(vm)) {
         pthread_mutex_unlock(&vm->lock);
         snprintf(err, errlen, "There's a migration process in progress");
@@ -199,6 +324,9 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
     }
     vm_params_set(vm, &p);
     pthread_mutex_lock(&vm->lock);
+    /* no migration runs: the engine reads its hooks only while one does */
+    vm->hooks.reconnect = vm_mig_reconnect;
+    vm->hooks.disconnect = vm_mig_disconnect;
     snprintf(vm->uri, sizeof(vm->uri), "%s", uri);
     vm->connect_error[0] = '\0';
     vm->cancel_requested = false;
@@ -269,6 +397,53 @@ in_one(struct agent_vm *vm, int fd, const char *peer)
     return ret;
 }
 
+/* Whether the VM runs here (received). */
+static bool
+runs_here(struct agent_vm *vm)
+{
+    bool r;
+
+    pthread_mutex_lock(&vm->lock);
+    r = strcmp(vm->runstate, "running") == 0;
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+/*
+ * Wait for the next connection; while the engine expects a recovery
+ * contact (a loaded VM waiting for GO, or a VM running here whose source
+ * may not know it), only until that window ends: then tell the engine.
+ * Return 0 when a connection waits, -ETIMEDOUT when the window ended,
+ * -EPIPE when the listening socket was shut down (quitting).
+ */
+static int
+in_wait(struct agent_vm *vm)
+{
+    unsigned int win = vmig_engine_recovery_ms(vm->eng);
+    struct pollfd pf = {.fd = vm->listen_fd, .events = POLLIN};
+    int n;
+
+    if (win == 0) {
+        return 0; /* accept blocks */
+    }
+    do {
+        n = poll(&pf, 1, (int)win);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 || (pf.revents & (POLLERR | POLLHUP | POLLNVAL))) {
+        return -EPIPE;
+    }
+    if (n == 0) {
+        if (vmig_engine_recovery_expire(vm->eng) == 1) {
+            vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                     "incoming: the source did not come back to commit; "
+                     "the received VM was discarded; still listening on %s",
+                     vm->uri);
+        }
+        return -ETIMEDOUT;
+    }
+    return 0;
+}
+
 static void *
 in_main(void *arg)
 {
@@ -277,11 +452,20 @@ in_main(void *arg)
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        int fd =
-            accept4(vm->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
         char peer[96];
-        int ret;
+        int fd, ret;
 
+        if (runs_here(vm) && vmig_engine_recovery_ms(vm->eng) == 0) {
+            break; /* received, and the source knows it */
+        }
+        ret = in_wait(vm);
+        if (ret == -ETIMEDOUT) {
+            continue;
+        }
+        if (ret < 0) {
+            break;
+        }
+        fd = accept4(vm->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
@@ -291,10 +475,12 @@ in_main(void *arg)
         agent_peer_str(&ss, sl, peer, sizeof(peer));
         ret = in_one(vm, fd, peer);
         close(fd);
-        if (ret == 0) {
-            break;
-        }
-        if (ret < 0) {
+        if (ret == -EINPROGRESS) {
+            vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                     "incoming: holding the received VM, paused, for its "
+                     "source to come back (%u ms); listening on %s",
+                     vmig_engine_recovery_ms(vm->eng), vm->uri);
+        } else if (ret < 0) {
             vmig_log(vm->ctx, VMIG_LOG_WARNING,
                      "incoming: attempt failed (%s); still listening on %s",
                      strerror(-ret), vm->uri);

@@ -17,10 +17,15 @@
 #include "internal.h"
 
 static const char *const status_names[VMIG_ENGINE__STATUS_COUNT] = {
-    [VMIG_ENGINE_NONE] = "none",           [VMIG_ENGINE_SETUP] = "setup",
-    [VMIG_ENGINE_ACTIVE] = "active",       [VMIG_ENGINE_DEVICE] = "device",
-    [VMIG_ENGINE_COMPLETED] = "completed", [VMIG_ENGINE_FAILED] = "failed",
+    [VMIG_ENGINE_NONE] = "none",
+    [VMIG_ENGINE_SETUP] = "setup",
+    [VMIG_ENGINE_ACTIVE] = "active",
+    [VMIG_ENGINE_DEVICE] = "device",
+    [VMIG_ENGINE_COMPLETED] = "completed",
+    [VMIG_ENGINE_FAILED] = "failed",
     [VMIG_ENGINE_CANCELLED] = "cancelled",
+    [VMIG_ENGINE_RECOVERING] = "recovering",
+    [VMIG_ENGINE_UNKNOWN] = "postmigrate-unknown",
 };
 
 const char *
@@ -101,6 +106,7 @@ vmig_engine_new(vmig_ctx_t *ctx, const struct vmig_engine_region *regions,
     }
     e->params.downtime_limit_ms = 300;
     e->params.timeout_ms = VMIG_ENGINE_PEER_TIMEOUT_MS;
+    e->params.recover_timeout_ms = VMIG_ENGINE_RECOVER_TIMEOUT_MS;
     *out = e;
     return 0;
 }
@@ -110,6 +116,10 @@ vmig_engine_free(struct vmig_engine *e)
 {
     if (e == NULL) {
         return;
+    }
+    if (e->rec.release != NULL) {
+        /* an unresolved migration (commit protocol) */
+        e->rec.release(e);
     }
     pthread_mutex_destroy(&e->lock);
     free(e->buf);
@@ -201,6 +211,10 @@ vmig_engine_set_params(struct vmig_engine *e,
     e->params.max_restarts = p->max_restarts;
     e->params.allow_mixed_p2p = p->allow_mixed_p2p;
     e->params.test_one_phase_stop = p->test_one_phase_stop;
+    if (p->recover_timeout_ms != 0) {
+        e->params.recover_timeout_ms = p->recover_timeout_ms;
+    }
+    e->params.no_commit = p->no_commit;
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -222,6 +236,8 @@ vmig_engine_cancel(struct vmig_engine *e)
         ret = -EBUSY;
     } else {
         __atomic_store_n(&e->cancel, 1, __ATOMIC_RELEASE);
+        /* after GO the flag is only a wish: see vmig_engine_cancel() */
+        ret = e->committed ? -EINPROGRESS : 0;
     }
     pthread_mutex_unlock(&e->lock);
     return ret;
@@ -360,6 +376,7 @@ vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role)
         return -EBUSY;
     }
     e->running = true;
+    e->committed = false;
     __atomic_store_n(&e->cancel, 0, __ATOMIC_RELEASE);
     e->fail_err = 0;
     memset(&e->st, 0, sizeof(e->st));
@@ -415,6 +432,15 @@ vmig__engine_end(struct vmig_engine *e, int ret)
     e->running = false;
     pthread_mutex_unlock(&e->lock);
     emit(e, VMIG_ENGINE_EV_STATUS);
+}
+
+void
+vmig__engine_on_release(struct vmig_engine *e,
+                        void (*release)(struct vmig_engine *e))
+{
+    pthread_mutex_lock(&e->lock);
+    e->rec.release = release;
+    pthread_mutex_unlock(&e->lock);
 }
 
 void

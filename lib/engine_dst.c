@@ -29,8 +29,8 @@
 
 /* ------------------------------------------------------------ state */
 
-static void
-dst_free(struct eng_dst *d)
+void
+vmig__dst_free(struct eng_dst *d)
 {
     if (d == NULL) {
         return;
@@ -65,12 +65,12 @@ dst_new(struct vmig_engine *e, struct vmig_chan *ch, struct eng_dst **out)
     }
     d->rp = calloc(1, sizeof(*d->rp));
     if (d->rp == NULL) {
-        dst_free(d);
+        vmig__dst_free(d);
         return -ENOMEM;
     }
     ret = vmig_mp_conn_new_chan(e->ctx, ch, &d->c);
     if (ret < 0) {
-        dst_free(d);
+        vmig__dst_free(d);
         return ret;
     }
     vmig_engine_get_params(e, &d->p);
@@ -98,6 +98,19 @@ dst_hello(struct eng_dst *d)
         return ret;
     }
     ret = vmig_mp_recv(d->c, &f);
+    if (ret == 0 && f.hdr.type == VMIG_MP_RECOVER) {
+        /* a source asking about a past migration: not a migration */
+        d->send_err = false;
+        return vmig__dst_answer(d, &f);
+    }
+    if (ret == 0 && f.hdr.type == VMIG_MP_HELLO &&
+        vmig_engine_recovery_ms(e) > 0) {
+        d->send_err = false;
+        return vmig__dst_refuse_busy(d);
+    }
+    if (ret == 0) {
+        vmig__engine_set_status(e, VMIG_ENGINE_SETUP);
+    }
     if (ret == 0 && f.hdr.type != VMIG_MP_HELLO) {
         vmig__dst_fail(d, -1, "expected HELLO, got %s",
                        vmig_mp_type_name(f.hdr.type));
@@ -243,135 +256,20 @@ dst_stream(struct eng_dst *d)
 
 /* ------------------------------------------------------------ complete */
 
-/* Everything SWITCHOVER promises is here. */
-static int
-dst_check_complete(struct eng_dst *d)
-{
-    struct vmig_engine *e = d->e;
-
-    if (d->sw.ram_bytes != e->ram_total || d->sw.ndevices != d->src_ndev) {
-        vmig__dst_fail(d, -1,
-                       "SWITCHOVER for %llu bytes of RAM and %u devices; HELLO "
-                       "announced %llu and %u",
-                       (unsigned long long)d->sw.ram_bytes, d->sw.ndevices,
-                       (unsigned long long)e->ram_total, d->src_ndev);
-        return -EBADMSG;
-    }
-    if ((d->sw.flags & VMIG_MP_SW_VCPU) && d->vcpu == NULL) {
-        vmig__dst_fail(d, -1, "vCPU state missing at switchover");
-        return -EPROTO;
-    }
-    for (unsigned int j = 0; j < e->ndev; j++) {
-        if (!d->dev[j].rx_ended) {
-            vmig__dst_fail(d, d->dev[j].src_index,
-                           "no complete state at switchover");
-            return -EPROTO;
-        }
-    }
-    return 0;
-}
-
-/*
- * Validation (RESUMING -> STOP), then the VMM-owned config (DMA mappings,
- * IRQ wiring, PCI config writes) while the device is stopped: a device
- * accepts region accesses in STOP, not in RESUMING (the uAPI's rule), and
- * nothing runs before both are done.  Then two phases: nobody runs before
- * everybody accepts P2P traffic.
- */
-static int
-dst_start_devices(struct eng_dst *d)
-{
-    struct vmig_engine *e = d->e;
-    int ret;
-
-    for (unsigned int j = 0; j < e->ndev; j++) {
-        const struct eng_dev *ed = &e->dev[j];
-        const struct eng_dst_dev *dd = &d->dev[j];
-
-        if (dd->config_seen && ed->ops->config_load == NULL) {
-            vmig__dst_fail(d, dd->src_index,
-                           "config sent but this backend cannot load one");
-            return -EOPNOTSUPP;
-        }
-        ret = vmig__engine_dev_set(e, j, VMIG_STATE_STOP, false);
-        if (ret < 0) {
-            vmig__dst_fail(d, dd->src_index, "state failed validation: %s",
-                           strerror(-ret));
-            return ret;
-        }
-        if (dd->config_seen) {
-            ret = ed->ops->config_load(ed->opaque, dd->config, dd->config_len);
-            if (ret < 0) {
-                vmig__dst_fail(d, dd->src_index, "config refused: %s",
-                               strerror(-ret));
-                return ret;
-            }
-        }
-    }
-    for (unsigned int j = 0; j < e->ndev; j++) {
-        if (d->dev[j].flags & VMIG_MIGRATION_P2P) {
-            ret = vmig__engine_dev_set(e, j, VMIG_STATE_RUNNING_P2P, false);
-            if (ret < 0) {
-                vmig__dst_fail(d, d->dev[j].src_index,
-                               "cannot enter RUNNING_P2P");
-                return ret;
-            }
-        }
-    }
-    for (unsigned int j = 0; j < e->ndev; j++) {
-        ret = vmig__engine_dev_set(e, j, VMIG_STATE_RUNNING, false);
-        if (ret < 0) {
-            vmig__dst_fail(d, d->dev[j].src_index, "cannot enter RUNNING");
-            return ret;
-        }
-    }
-    return 0;
-}
-
-/* Phase: validate, start the devices, resume, confirm. */
+/* Phase: load everything (engine_dst_finish.c); then with the commit
+ * protocol READY and wait for GO, without it run at once. */
 static int
 dst_complete(struct eng_dst *d)
 {
-    struct vmig_engine *e = d->e;
-    struct vmig_mp_msg conf = {.type = VMIG_MP_CONFIRM};
-    int ret;
+    int ret = vmig__dst_load(d);
 
-    ret = dst_check_complete(d);
     if (ret < 0) {
         return ret;
     }
-    vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
-    ret = dst_start_devices(d);
-    if (ret < 0) {
-        return ret;
+    if (d->features & VMIG_MP_FEAT_COMMIT) {
+        return vmig__dst_commit(d);
     }
-    if (d->vcpu != NULL && e->ops->vcpu_load != NULL) {
-        ret = e->ops->vcpu_load(e->opaque, d->vcpu, d->vcpu_len);
-        if (ret < 0) {
-            vmig__dst_fail(d, -1, "vCPU state refused: %s", strerror(-ret));
-            return ret;
-        }
-    } else if (d->vcpu != NULL) {
-        vmig__dst_fail(d, -1, "vCPU state sent but this VMM cannot load it");
-        return -EOPNOTSUPP;
-    }
-    ret = e->ops->vcpu_resume(e->opaque);
-    if (ret < 0) {
-        vmig__dst_fail(d, -1, "cannot resume the vCPUs: %s", strerror(-ret));
-        return ret;
-    }
-    d->resumed = true;
-    conf.confirm.resume_ns = vmig__real_ns();
-    conf.confirm.switchover_ns = vmig__mono_ns() - d->t_sw;
-    pthread_mutex_lock(&e->lock);
-    conf.confirm.ram_bytes = e->st.ram_transferred;
-    conf.confirm.dev_bytes = e->st.dev_total;
-    pthread_mutex_unlock(&e->lock);
-    ret = vmig_mp_send_msg(d->c, &conf);
-    if (ret == 0) {
-        vmig_info(e->ctx, "incoming: VM received and running");
-    }
-    return ret;
+    return vmig__dst_run(d);
 }
 
 /* ------------------------------------------------------------ failure */
@@ -411,14 +309,15 @@ dst_linger(struct eng_dst *d)
  * the vCPUs paused, reset every device (dropping the partial state).
  * Return the migration's error: @ret, or the one vmig_engine_fail() gave.
  */
-static int
-dst_fail(struct eng_dst *d, int ret)
+int
+vmig__dst_discard(struct eng_dst *d, int ret)
 {
     struct vmig_engine *e = d->e;
     char freason[VMIG_MP_REASON_MAX + 1];
     int fdev, fail_err;
 
-    if (ret == -ECONNRESET || ret == -EPIPE || ret == -ETIMEDOUT) {
+    if (ret == -ECONNRESET || ret == -EPIPE || ret == -ETIMEDOUT ||
+        d->c == NULL) {
         d->send_err = false;
     }
     fail_err = vmig__engine_failure(e, &fdev, freason, sizeof(freason));
@@ -439,8 +338,19 @@ dst_fail(struct eng_dst *d, int ret)
         dst_linger(d);
     }
     if (d->resumed && e->ops->vcpu_pause != NULL) {
-        /* the CONFIRM did not leave: the source resumes, so we must not */
+        /* without the commit protocol: the CONFIRM did not leave, the
+         * source resumes, so we must not (with it, a VM that resumed
+         * never comes here) */
         (void)e->ops->vcpu_pause(e->opaque);
+    }
+    if (d->ready) {
+        /* it never got GO: a source asking later learns "discarded" */
+        pthread_mutex_lock(&e->lock);
+        e->rec.state = VMIG_MP_REC_DISCARDED;
+        e->rec.deadline = 0;
+        snprintf(e->rec.reason, sizeof(e->rec.reason), "%s",
+                 d->reason[0] != '\0' ? d->reason : strerror(-ret));
+        pthread_mutex_unlock(&e->lock);
     }
     if (d->touched) {
         for (unsigned int j = 0; j < e->ndev; j++) {
@@ -457,6 +367,20 @@ dst_fail(struct eng_dst *d, int ret)
 
 /* ------------------------------------------------------------ entry points */
 
+/* Engine teardown with a loaded VM still waiting for GO: discard it. */
+static void
+dst_release(struct vmig_engine *e)
+{
+    struct eng_dst *d = e->rec.dst;
+
+    e->rec.dst = NULL;
+    if (d != NULL) {
+        d->send_err = false;
+        (void)vmig__dst_discard(d, -ECANCELED);
+        vmig__dst_free(d);
+    }
+}
+
 /* The destination's phases, in order; a failing one ends the list. */
 static int (*const dst_phases[])(struct eng_dst *d) = {
     dst_hello,
@@ -466,41 +390,52 @@ static int (*const dst_phases[])(struct eng_dst *d) = {
 };
 
 int
-vmig_engine_incoming(struct vmig_engine *e, int fd)
-{
-    struct vmig_chan *ch;
-    int ret = vmig_chan_plain(e->ctx, fd, &ch);
-
-    if (ret == 0) {
-        ret = vmig_engine_incoming_chan(e, ch);
-        vmig_chan_free(ch);
-    }
-    return ret;
-}
-
-int
-vmig_engine_incoming_chan(struct vmig_engine *e, struct vmig_chan *ch)
+vmig__dst_incoming(struct vmig_engine *e, struct vmig_chan *ch)
 {
     struct eng_dst *d = NULL;
+    struct vmig_engine_stats *before;
     int ret;
 
+    /* a source that only asks about the last migration must not wipe
+     * its stats: kept aside until the first frame says what this is */
+    before = malloc(sizeof(*before));
+    if (before == NULL) {
+        return -ENOMEM;
+    }
+    vmig_engine_stats(e, before);
     ret = vmig__engine_begin(e, VMIG_ENGINE_ROLE_DEST);
     if (ret < 0) {
+        free(before);
         return ret;
     }
     ret = dst_new(e, ch, &d);
     if (ret < 0) {
+        free(before);
         vmig__engine_end(e, ret);
         return ret;
     }
-    vmig__engine_set_status(e, VMIG_ENGINE_SETUP);
     for (size_t i = 0; ret == 0 && i < VMIG_ARRAY_SIZE(dst_phases); i++) {
         ret = dst_phases[i](d);
     }
-    if (ret < 0) {
-        ret = dst_fail(d, ret);
+    if (ret == VMIG__DST_PENDING) {
+        free(before);
+        vmig__dst_park(d);
+        vmig__engine_on_release(e, dst_release);
+        return -EINPROGRESS;
     }
-    dst_free(d);
+    if (ret < 0) {
+        ret = vmig__dst_discard(d, ret);
+    }
+    vmig__dst_free(d);
+    if (ret == VMIG__DST_ANSWERED) {
+        pthread_mutex_lock(&e->lock);
+        e->st = *before;
+        e->running = false;
+        pthread_mutex_unlock(&e->lock);
+        free(before);
+        return 1;
+    }
+    free(before);
     if (ret == 1) {
         /* a compatibility check: no migration happened */
         pthread_mutex_lock(&e->lock);

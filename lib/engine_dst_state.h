@@ -54,6 +54,10 @@ struct eng_dst {
     bool resumed;      /* the vCPUs were resumed here */
     bool send_err;     /* on failure, an ERROR is due (the peer listens) */
     bool peer_aborted; /* the source sent ABORT */
+    /* the commit protocol (engine_dst_finish.c) */
+    uint64_t id;       /* this migration's id, sent in READY */
+    bool ready;        /* READY was sent: resume only on GO */
+    bool confirm_lost; /* resumed on GO, CONFIRM not delivered */
 
     /* why it failed, for the ERROR frame */
     int fail_dev; /* the source's device index, or -1 */
@@ -105,5 +109,45 @@ void *vmig__dst_place(void *opaque, const struct vmig_mp_hdr *hdr,
  * engine_dst_frames.c.
  */
 int vmig__dst_frame(struct eng_dst *d, const struct vmig_mp_frame *f);
+
+/* Positive results of the phases besides 1 (a compatibility check). */
+#define VMIG__DST_PENDING 2  /* source lost after READY: hold the VM */
+#define VMIG__DST_ANSWERED 3 /* a RECOVER about a past migration */
+
+/* engine_dst.c: free the state; everything but running (validate,
+ * config, vCPU state); run (devices, vCPUs, CONFIRM); discard after a
+ * failure (ERROR when the source listens, devices reset, vCPUs paused),
+ * returning the migration's error. */
+void vmig__dst_free(struct eng_dst *d);
+int vmig__dst_load(struct eng_dst *d);
+int vmig__dst_run(struct eng_dst *d);
+int vmig__dst_discard(struct eng_dst *d, int ret);
+
+/* engine_dst.c: a connection that is not a recovery contact. */
+int vmig__dst_incoming(struct vmig_engine *e, struct vmig_chan *ch);
+
+/* engine_dst_finish.c: READY, then wait for GO and run: 0, a negative
+ * errno (discard), or VMIG__DST_PENDING. */
+int vmig__dst_commit(struct eng_dst *d);
+/* engine_dst_finish.c: wait for GO on d->c (after READY), then run. */
+int vmig__dst_await_go(struct eng_dst *d);
+/* engine_dst_finish.c: keep @d (its connection closed) for a recovery
+ * connection; status RECOVERING. */
+void vmig__dst_park(struct eng_dst *d);
+/* engine_dst_finish.c: RECOVER @f as the first frame: answer from what
+ * the engine remembers; VMIG__DST_ANSWERED. */
+int vmig__dst_answer(struct eng_dst *d, const struct vmig_mp_frame *f);
+/* engine_dst_finish.c: RECOVER_REPLY for migration @id. */
+int vmig__dst_reply(struct eng_dst *d, uint64_t id, unsigned int state,
+                    const char *reason);
+/* engine_dst_finish.c: ERROR EBUSY with @reason, then let the source
+ * read it before the caller closes. */
+void vmig__dst_busy(struct eng_dst *d, const char *reason);
+/* engine_dst_finish.c: a HELLO while a recovery window is open: ERROR
+ * EBUSY; VMIG__DST_ANSWERED. */
+int vmig__dst_refuse_busy(struct eng_dst *d);
+
+/* engine_dst_recover.c: a connection while a loaded VM waits for GO. */
+int vmig__dst_recover_chan(struct vmig_engine *e, struct vmig_chan *ch);
 
 #endif /* VMIG_ENGINE_DST_STATE_H */

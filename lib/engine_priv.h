@@ -31,6 +31,28 @@ struct eng_dev {
     void *opaque;
 };
 
+struct eng_src;
+struct eng_dst;
+
+/*
+ * What the commit protocol remembers of the last migration, beyond the
+ * call that ran it: its id, what this side knows of its outcome
+ * (VMIG_MP_REC_*), until when a recovery contact is expected (monotonic
+ * ns; 0: none), and the migration itself while it is unresolved: the
+ * destination's loaded VM awaiting GO, or the source's paused VM whose
+ * outcome is unknown.
+ */
+struct eng_rec {
+    uint64_t id;
+    enum vmig_engine_role role;
+    unsigned int state;
+    uint64_t deadline;
+    char reason[VMIG_MP_REASON_MAX + 1];
+    struct eng_dst *dst;
+    struct eng_src *src;
+    void (*release)(struct vmig_engine *e); /* frees dst or src */
+};
+
 struct vmig_engine {
     vmig_ctx_t *ctx;
     const struct vmig_engine_vm_ops *ops;
@@ -52,6 +74,12 @@ struct vmig_engine {
     uint64_t t_last_progress; /* monotonic ns */
 
     int cancel; /* atomic; set by vmig_engine_cancel() */
+    /* the source sent GO (commit protocol) or SWITCHOVER (without it):
+     * from here a cancel never resumes the VM here */
+    bool committed;
+    /* the commit protocol's memory of the last migration
+     * (engine_commit.c) */
+    struct eng_rec rec;
     /* vmig_engine_fail(): why the cancel above is a failure (0: it is
      * not), the device concerned (an index of dev[]; -1: none) */
     int fail_err;
@@ -88,6 +116,11 @@ void vmig__engine_dev_state(struct vmig_engine *e, unsigned int i,
                             enum vmig_state s);
 int vmig__engine_dev_set(struct vmig_engine *e, unsigned int i,
                          enum vmig_state target, bool reset_on_fail);
+
+/* How vmig_engine_free() lets go of an unresolved migration (set by
+ * whoever parks one in e->rec). */
+void vmig__engine_on_release(struct vmig_engine *e,
+                             void (*release)(struct vmig_engine *e));
 
 /* Bytes this side sent on @c so far. */
 static inline uint64_t

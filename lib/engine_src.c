@@ -9,11 +9,14 @@
  *   precopy    while the VM runs (engine_precopy.c), when negotiated
  *   switchover pause the vCPUs, stop the devices in two phases
  *   stop-copy  the last RAM, the vCPU state, each device's config and data
- *   complete   SWITCHOVER, CONFIRM, the saving sessions end
+ *   complete   SWITCHOVER; with the commit protocol READY, GO and
+ *              CONFIRM (engine_commit.c), without it CONFIRM; the saving
+ *              sessions end
  *
- * and the rollback that leaves the VM running here after any failure
- * before the destination's CONFIRM (docs/migration-protocol.md section 6).
- * The frames themselves go out through engine_send.c.
+ * The rollback that leaves the VM running here after a failure before the
+ * commit is engine_src_rollback.c; after GO the source never resumes on
+ * its own (engine_commit.c, engine_src_recover.c).  The frames go out
+ * through engine_send.c (docs/migration-protocol.md section 6).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,8 +33,8 @@
 
 /* ------------------------------------------------------------ state */
 
-static void
-src_free(struct eng_src *s)
+void
+vmig__src_free(struct eng_src *s)
 {
     if (s == NULL) {
         return;
@@ -55,17 +58,18 @@ src_new(struct vmig_engine *e, struct vmig_chan *ch, struct eng_src **out)
         return -ENOMEM;
     }
     s->e = e;
+    s->ch = ch;
     for (unsigned int i = 0; i < e->ndev; i++) {
         s->dev[i].hash = XXH3_createState();
         if (s->dev[i].hash == NULL) {
-            src_free(s);
+            vmig__src_free(s);
             return -ENOMEM;
         }
         XXH3_64bits_reset(s->dev[i].hash);
     }
     ret = vmig_mp_conn_new_chan(e->ctx, ch, &s->c);
     if (ret < 0) {
-        src_free(s);
+        vmig__src_free(s);
         return ret;
     }
     vmig_engine_get_params(e, &s->p);
@@ -91,6 +95,9 @@ src_build_hello(struct eng_src *s, uint32_t flags, uint8_t *out)
     h->version_min = VMIG_MP_PROTO_MIN;
     h->version_max = VMIG_MP_PROTO_MAX;
     h->features = VMIG_MP_FEAT__SUPPORTED;
+    if (s->p.no_commit) {
+        h->features &= ~VMIG_MP_FEAT_COMMIT;
+    }
     h->flags = flags;
     h->page_size = VMIG_MP_PAGE_SIZE;
     h->nregions = e->nregions;
@@ -432,6 +439,8 @@ src_stop_copy(struct eng_src *s)
 
 /* ------------------------------------------------------------ complete */
 
+/* The downtime from CONFIRM @f, or its upper bound without one (@f NULL:
+ * the outcome was learnt on a recovery connection). */
 static void
 src_record_downtime(struct eng_src *s, const struct vmig_mp_frame *f)
 {
@@ -447,7 +456,7 @@ src_record_downtime(struct eng_src *s, const struct vmig_mp_frame *f)
      * inside [pause, confirm received] on ours, else report the upper
      * bound (pause -> confirmation received).
      */
-    if (vmig_mp_frame_decode(f, &m) == 0) {
+    if (f != NULL && vmig_mp_frame_decode(f, &m) == 0) {
         resume_real = m.confirm.resume_ns;
     }
     if (resume_real != 0 && resume_real >= s->pause_real &&
@@ -460,21 +469,61 @@ src_record_downtime(struct eng_src *s, const struct vmig_mp_frame *f)
     s->downtime_us = dt;
 }
 
-/* Phase: SWITCHOVER, the destination's CONFIRM, our sessions end. */
+void
+vmig__src_finish(struct eng_src *s, const struct vmig_mp_frame *confirm)
+{
+    struct vmig_engine *e = s->e;
+
+    src_record_downtime(s, confirm);
+    /* the VM runs on the destination: end our saving sessions */
+    for (unsigned int i = 0; i < e->ndev; i++) {
+        if (vmig__engine_dev_set(e, i, VMIG_STATE_STOP, false) < 0) {
+            vmig_warn(e->ctx,
+                      "device %s: could not end its saving session "
+                      "after the migration; the VM runs on the destination",
+                      e->dev[i].name);
+        }
+    }
+    if (s->c != NULL) {
+        vmig__engine_account(e, s->c, 0, 0, -1, 0);
+    }
+    vmig_info(e->ctx, "migration: completed; downtime %llu us%s",
+              (unsigned long long)s->downtime_us,
+              confirm == NULL ? " at most (learnt on a recovery connection)"
+                              : "");
+    vmig__pc_end(s);
+}
+
+/*
+ * Phase: SWITCHOVER, then with the commit protocol READY / GO / CONFIRM
+ * (engine_commit.c), without it the destination's CONFIRM; our sessions
+ * end.
+ */
 static int
 src_complete(struct eng_src *s)
 {
     struct vmig_engine *e = s->e;
     struct vmig_mp_msg m = {.type = VMIG_MP_SWITCHOVER};
+    bool commit = (s->features & VMIG_MP_FEAT_COMMIT) != 0, confirmed = true;
     struct vmig_mp_frame f;
     int ret;
 
-    if (vmig__engine_cancelled(e)) {
+    if (!commit) {
+        /* without READY / GO, SWITCHOVER is the commit: past it a
+         * cancel could leave the VM running twice */
+        pthread_mutex_lock(&e->lock);
+        if (!vmig__engine_cancelled(e)) {
+            e->committed = true;
+            s->committed = true;
+        }
+        pthread_mutex_unlock(&e->lock);
+        if (!s->committed) {
+            return -ECANCELED;
+        }
+        vmig_mp_conn_set_cancel(s->c, NULL);
+    } else if (vmig__engine_cancelled(e)) {
         return -ECANCELED;
     }
-    /* past this point a cancel could leave the VM running twice */
-    vmig_mp_conn_set_cancel(s->c, NULL);
-    s->committed = true;
     pthread_mutex_lock(&e->lock);
     e->st.stopcopy_bytes = vmig__wire_sent(s->c) - s->pc_sent;
     pthread_mutex_unlock(&e->lock);
@@ -485,161 +534,25 @@ src_complete(struct eng_src *s)
                                     .pause_ns = s->pause_real};
     ret = vmig_mp_send_msg(s->c, &m);
     if (ret == 0) {
-        ret = vmig__src_expect(s, VMIG_MP_CONFIRM, &f);
+        ret = commit ? vmig__src_commit(s, &f, &confirmed)
+                     : vmig__src_expect(s, VMIG_MP_CONFIRM, &f);
     }
     if (ret < 0) {
         return ret;
     }
-    src_record_downtime(s, &f);
-    /* the VM runs on the destination: end our saving sessions */
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        if (vmig__engine_dev_set(e, i, VMIG_STATE_STOP, false) < 0) {
-            vmig_warn(e->ctx,
-                      "device %s: could not end its saving session "
-                      "after the migration; the VM runs on the destination",
-                      e->dev[i].name);
-        }
-    }
-    vmig__engine_account(e, s->c, 0, 0, -1, 0);
-    vmig_info(e->ctx, "migration: completed; downtime %llu us",
-              (unsigned long long)s->downtime_us);
-    vmig__pc_end(s);
+    vmig__src_finish(s, confirmed ? &f : NULL);
     return 0;
 }
 
-/* ------------------------------------------------------------ rollback */
-
-/* After a send failed: the destination may have said why before closing. */
-static void
-src_fetch_reason(struct eng_src *s)
-{
-    struct vmig_mp_frame f;
-
-    vmig_mp_conn_set_cancel(s->c, NULL);
-    vmig_mp_conn_set_timeout(s->c, 200);
-    for (int i = 0; i < 64; i++) {
-        if (vmig_mp_recv(s->c, &f) < 0) {
-            return;
-        }
-        if (f.hdr.type == VMIG_MP_ERROR) {
-            (void)vmig__src_error_frame(s, &f);
-            return;
-        }
-    }
-}
-
-static void
-src_abort(struct eng_src *s, int why)
-{
-    struct vmig_mp_msg m = {.type = VMIG_MP_ABORT};
-    int dev, err = vmig__engine_failure(s->e, &dev, m.abort.reason,
-                                        sizeof(m.abort.reason));
-
-    vmig_mp_conn_set_cancel(s->c, NULL);
-    vmig_mp_conn_set_timeout(s->c, 1000);
-    m.abort.err = (uint32_t)(err != 0 ? err : -why);
-    if (err == 0) {
-        snprintf(m.abort.reason, sizeof(m.abort.reason), "%s",
-                 why == -ECANCELED ? "cancelled by the source"
-                                   : strerror(-why));
-    }
-    if (vmig_mp_send_msg(s->c, &m) < 0) {
-        vmig_dbg(s->e->ctx, "migration: could not tell the destination to "
-                            "abort (it is gone)");
-    }
-}
-
-/*
- * Bring every device back to RUNNING in two phases (all to RUNNING_P2P,
- * or STOP for devices without P2P, then all to RUNNING), resetting any
- * device whose transition fails.
- */
-static void
-src_devices_to_running(struct eng_src *s)
-{
-    struct vmig_engine *e = s->e;
-
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        const struct eng_dev *d = &e->dev[i];
-        enum vmig_state st;
-
-        if (d->ops->get_state(d->opaque, &st) < 0) {
-            st = VMIG_STATE_ERROR;
-        }
-        if (st == VMIG_STATE_RUNNING) {
-            continue;
-        }
-        if (st == VMIG_STATE_PRE_COPY) {
-            /* still running: PRE_COPY -> RUNNING only ends the session */
-            (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
-            continue;
-        }
-        if (st == VMIG_STATE_ERROR) {
-            vmig_warn(e->ctx, "device %s: in ERROR; resetting it", d->name);
-            (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
-            continue;
-        }
-        (void)vmig__engine_dev_set(e, i,
-                                   (s->dev[i].flags & VMIG_MIGRATION_P2P)
-                                       ? VMIG_STATE_RUNNING_P2P
-                                       : VMIG_STATE_STOP,
-                                   true);
-    }
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        (void)vmig__engine_dev_set(e, i, VMIG_STATE_RUNNING, true);
-    }
-}
-
-/*
- * Undo whatever the phases did, so the VM runs here as before: tell the
- * destination (unless the connection is gone, or it refused us), end
- * precopy, return the devices to RUNNING, resume the vCPUs.
- */
-static void
-src_rollback(struct eng_src *s, int ret)
-{
-    struct vmig_engine *e = s->e;
-    bool conn_ok = true;
-
-    if (ret == -EPIPE || ret == -ECONNRESET) {
-        conn_ok = false;
-        src_fetch_reason(s);
-    } else if (ret == -ETIMEDOUT) {
-        conn_ok = false;
-    }
-    if (conn_ok && (ret != -EOPNOTSUPP || s->refused_here)) {
-        src_abort(s, ret);
-    }
-    if (s->pc_on && !s->paused) {
-        pthread_mutex_lock(&e->lock);
-        e->st.precopy_bytes = vmig__wire_sent(s->c) - s->pc.sent0;
-        pthread_mutex_unlock(&e->lock);
-    }
-    vmig__pc_end(s);
-    if (s->committed) {
-        vmig_warn(e->ctx,
-                  "migration: failed after SWITCHOVER was sent (%s); "
-                  "the destination did not confirm, so the VM resumes here",
-                  strerror(-ret));
-    }
-    if (s->touched) {
-        src_devices_to_running(s);
-    }
-    if (s->paused) {
-        int r2 = e->ops->vcpu_resume(e->opaque);
-
-        if (r2 < 0) {
-            vmig_err(e->ctx,
-                     "migration: cannot resume the vCPUs after the "
-                     "failure: %s",
-                     strerror(-r2));
-        }
-    }
-    vmig_err(e->ctx, "migration: %s: %s; the VM keeps running here",
-             ret == -ECANCELED ? "cancelled" : "failed", strerror(-ret));
-}
-
 /* ------------------------------------------------------------ entry points */
+
+/* Engine teardown with an unknown outcome: the VM dies with the VMM. */
+static void
+src_release(struct vmig_engine *e)
+{
+    vmig__src_free(e->rec.src);
+    e->rec.src = NULL;
+}
 
 /* The source's phases, in order; a failing one ends the list. */
 static int (*const src_phases[])(struct eng_src *s) = {
@@ -687,10 +600,16 @@ vmig_engine_migrate_chan(struct vmig_engine *e, struct vmig_chan *ch)
     for (size_t i = 0; ret == 0 && i < VMIG_ARRAY_SIZE(src_phases); i++) {
         ret = src_phases[i](s);
     }
-    if (ret < 0) {
-        src_rollback(s, ret);
+    if (ret < 0 && s->go_sent && !s->dst_discarded) {
+        /* GO is out and the outcome unknown: never resume on our own */
+        vmig__src_park(s);
+        vmig__engine_on_release(e, src_release);
+        return -EINPROGRESS;
     }
-    src_free(s);
+    if (ret < 0) {
+        vmig__src_rollback(s, ret);
+    }
+    vmig__src_free(s);
     vmig__engine_end(e, ret);
     return ret;
 }
@@ -742,7 +661,7 @@ vmig_engine_check_chan(struct vmig_engine *e, struct vmig_chan *ch,
         vmig_engine_mixed_p2p(e, out->reason, sizeof(out->reason)) == 1) {
         out->status = EOPNOTSUPP;
     }
-    src_free(s);
+    vmig__src_free(s);
     pthread_mutex_lock(&e->lock);
     e->running = false;
     pthread_mutex_unlock(&e->lock);

@@ -48,6 +48,7 @@ struct eng_pc {
 
 struct eng_src {
     struct vmig_engine *e;
+    struct vmig_chan *ch; /* the caller's, until the migration call ends */
     struct vmig_mp_conn *c;
     struct vmig_engine_params p; /* as they were when the migration began */
     uint64_t features;           /* accepted by the destination */
@@ -58,12 +59,18 @@ struct eng_src {
     uint64_t t_ack_req; /* monotonic ns it was sent */
 
     /* how far the phases got: what a failure must undo */
-    bool refused_here; /* we refused (mixed P2P): tell the peer */
-    bool pc_on;        /* precopy began */
-    bool touched;      /* a device left RUNNING */
-    bool paused;       /* the vCPUs are paused */
-    bool committed;    /* SWITCHOVER was sent */
-    bool vcpu_sent;    /* a VCPU frame went out */
+    bool refused_here;  /* we refused (mixed P2P): tell the peer */
+    bool pc_on;         /* precopy began */
+    bool touched;       /* a device left RUNNING */
+    bool paused;        /* the vCPUs are paused */
+    bool committed;     /* past the commit point (GO, or SWITCHOVER
+                         * without the commit protocol) */
+    bool go_sent;       /* GO may have reached the destination */
+    bool dst_discarded; /* after GO: the destination said it discarded
+                         * the VM (ERROR, RECOVER_REPLY DISCARDED), or
+                         * the operator overrode: resuming here is safe */
+    bool vcpu_sent;     /* a VCPU frame went out */
+    uint64_t mig_id;    /* the destination's id for this migration (READY) */
 
     uint64_t pause_real; /* CLOCK_REALTIME ns at the pause */
     uint64_t pause_mono; /* monotonic ns at the pause */
@@ -78,5 +85,28 @@ struct eng_src {
     struct eng_pc pc;
     struct eng_src_dev dev[VMIG_ENGINE_MAX_DEVICES];
 };
+
+struct vmig_mp_frame;
+
+/* engine_src.c: free the state; the completion after CONFIRM (@confirm
+ * NULL: learnt on a recovery connection); the rollback after a failure
+ * before GO (or a discard after it); resuming the VM here. */
+void vmig__src_free(struct eng_src *s);
+void vmig__src_finish(struct eng_src *s, const struct vmig_mp_frame *confirm);
+void vmig__src_rollback(struct eng_src *s, int ret);
+void vmig__src_resume_here(struct eng_src *s);
+
+/* engine_commit.c: after SWITCHOVER with the commit protocol: READY, GO,
+ * CONFIRM into @f (*@confirmed false when the outcome was learnt on a
+ * recovery connection instead); -EINPROGRESS when it cannot be learnt. */
+int vmig__src_commit(struct eng_src *s, struct vmig_mp_frame *f,
+                     bool *confirmed);
+/* engine_commit.c: keep the paused VM of an unknown outcome (status
+ * UNKNOWN) for vmig_engine_recover() / vmig_engine_resume_source(). */
+void vmig__src_park(struct eng_src *s);
+/* engine_commit.c: ask the destination until the outcome is known: 0
+ * (it runs the VM), a negative errno with dst_discarded (resume here),
+ * or -EINPROGRESS. */
+int vmig__src_recover(struct eng_src *s);
 
 #endif /* VMIG_ENGINE_SRC_STATE_H */

@@ -83,6 +83,10 @@ struct frame_desc {
     {                                                                          \
         8, ZERO, NO_SLOT, 0                                                    \
     }
+#define NZ64(member)                                                           \
+    {                                                                          \
+        8, NZ_MAX, SLOT(member), UINT64_MAX                                    \
+    }
 #define ERRNO_MAX 4095u
 
 static int
@@ -148,6 +152,11 @@ static const struct frame_desc frames[256] = {
         .f = {NZ32(switchover_req.id, UINT32_MAX), RSV32}},
     [VMIG_MP_DEV_RESTART] = {.name = "DEV_RESTART", .limit = 64,
         .f = {U32(dev_restart.dev), RSV32}},
+    [VMIG_MP_GO] = {.name = "GO", .limit = 64, .f = {NZ64(go.id), RSV64}},
+    [VMIG_MP_DONE] = {.name = "DONE", .limit = 64,
+        .f = {NZ64(done.id), RSV64}},
+    [VMIG_MP_RECOVER] = {.name = "RECOVER", .limit = 64,
+        .f = {NZ64(recover.id), RSV64}},
     [VMIG_MP_HELLO_REPLY] = {.name = "HELLO_REPLY", .limit = 64 << 10},
     [VMIG_MP_SETUP_ACK] = {.name = "SETUP_ACK",
         .limit = 8 + VMIG_MP_REASON_MAX,
@@ -163,6 +172,13 @@ static const struct frame_desc frames[256] = {
               U64(confirm.ram_bytes), U64(confirm.dev_bytes)}},
     [VMIG_MP_SWITCHOVER_ACK] = {.name = "SWITCHOVER_ACK", .limit = 64,
         .f = {NZ32(switchover_ack.id, UINT32_MAX), RSV32}},
+    [VMIG_MP_READY] = {.name = "READY", .limit = 64,
+        .f = {NZ64(ready.id), U64(ready.load_ns)}},
+    [VMIG_MP_RECOVER_REPLY] = {.name = "RECOVER_REPLY",
+        .limit = 16 + VMIG_MP_REASON_MAX,
+        .f = {NZ64(recover_reply.id), MAX32(recover_reply.state,
+              VMIG_MP_REC__LAST), RSV32},
+        .tail = TAIL_STRING, .tail_slot = SLOT(recover_reply.reason)},
 };
 /* clang-format on */
 

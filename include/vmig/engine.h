@@ -86,6 +86,15 @@ enum vmig_engine_status {
     VMIG_ENGINE_COMPLETED,
     VMIG_ENGINE_FAILED,
     VMIG_ENGINE_CANCELLED,
+    /* the commit protocol (VMIG_MP_FEAT_COMMIT): the source sent GO and
+     * lost the destination's answer, and asks it again on a new
+     * connection; the destination lost its source after READY and holds
+     * the loaded, paused VM for its recovery contact */
+    VMIG_ENGINE_RECOVERING,
+    /* the source could not learn the outcome within recover_timeout_ms:
+     * the VM stays paused here until vmig_engine_recover() learns it or
+     * vmig_engine_resume_source() overrides */
+    VMIG_ENGINE_UNKNOWN,
     VMIG_ENGINE__STATUS_COUNT
 };
 
@@ -200,6 +209,13 @@ enum vmig_engine_event_kind {
  *               return how many were set, or a negative errno (fails the
  *               migration, which rolls back).
  * @dirty_stop:  end tracking (also called on failure).
+ * @reconnect:   on the source, for the commit protocol's recovery: open a
+ *               new channel to the same destination (same address, same
+ *               TLS credentials) into *@out, or return a negative errno
+ *               with a reason in @why.  Optional: without it a source
+ *               that lost the destination's answer after GO cannot ask
+ *               again and goes straight to VMIG_ENGINE_UNKNOWN.
+ * @disconnect:  close a channel @reconnect opened.  Required with it.
  */
 struct vmig_engine_vm_ops {
     int (*vcpu_pause)(void *opaque);
@@ -216,6 +232,9 @@ struct vmig_engine_vm_ops {
     long (*dirty_collect)(void *opaque, unsigned int region, uint64_t *bitmap,
                           size_t nbits);
     void (*dirty_stop)(void *opaque);
+    int (*reconnect)(void *opaque, struct vmig_chan **out, char *why,
+                     size_t why_len);
+    void (*disconnect)(void *opaque, struct vmig_chan *ch);
 };
 
 /**
@@ -284,6 +303,8 @@ enum vmig_engine_reset_policy {
 
 /* The default of vmig_engine_params.timeout_ms, milliseconds. */
 #define VMIG_ENGINE_PEER_TIMEOUT_MS 30000u
+/* The default of vmig_engine_params.recover_timeout_ms, milliseconds. */
+#define VMIG_ENGINE_RECOVER_TIMEOUT_MS 60000u
 
 /**
  * struct vmig_engine_params - tunables (QMP migrate-set-parameters).
@@ -309,6 +330,17 @@ enum vmig_engine_reset_policy {
  * @test_one_phase_stop: TEST ONLY, deliberately unsafe: stop each device
  *                     straight to STOP_COPY in turn, so a peer still
  *                     running may DMA into one already saved.
+ * @recover_timeout_ms: the commit protocol's recovery window; 0: default
+ *                     VMIG_ENGINE_RECOVER_TIMEOUT_MS.  Source: how long
+ *                     it keeps asking a destination whose answer to GO
+ *                     was lost.  Destination: how long it holds a loaded
+ *                     VM whose source vanished before GO (then it
+ *                     discards it: the source cannot have committed), and
+ *                     keeps answering after a CONFIRM the source may
+ *                     have missed.
+ * @no_commit:         do not offer the commit protocol (a destination
+ *                     then resumes on SWITCHOVER, as protocol version 1
+ *                     without the feature does).  For interop tests.
  */
 struct vmig_engine_params {
     uint64_t downtime_limit_ms;
@@ -322,6 +354,8 @@ struct vmig_engine_params {
     unsigned int max_restarts;
     bool allow_mixed_p2p;
     bool test_one_phase_stop;
+    unsigned int recover_timeout_ms;
+    bool no_commit;
 };
 
 /**
@@ -412,6 +446,12 @@ VMIG_EXPORT void vmig_engine_get_params(struct vmig_engine *e,
  * devices stay stopped: the VM now runs on the destination) or the
  * migration failed (the VM runs here again, devices RUNNING).
  *
+ * With the commit protocol, once GO is sent the source never resumes on
+ * its own: a lost answer is asked again on a new connection (the
+ * reconnect hook) for recover_timeout_ms; when it cannot be learnt the
+ * call returns -EINPROGRESS with the VM paused (status UNKNOWN): see
+ * vmig_engine_recover() and vmig_engine_resume_source().
+ *
  * Return: 0 when completed; -EOPNOTSUPP when the destination refused in
  * HELLO (see stats for per-device reasons) or several devices where one
  * lacks P2P were refused here; -ETIME when precopy did not converge and
@@ -439,10 +479,18 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_migrate_chan(struct vmig_engine *e,
  * @e:  engine; its vCPUs are not running and its devices are unused.
  * @fd: connected stream socket from the source; borrowed.
  *
+ * With the commit protocol the VM resumes only on the source's GO.  A
+ * connection lost after READY leaves the loaded VM paused, waiting for
+ * the source to come back: -EINPROGRESS; the VMM then offers each new
+ * connection to this function again while vmig_engine_recovery_ms() says
+ * so, and calls vmig_engine_recovery_expire() when that runs out.  A
+ * source asking about a migration (RECOVER) is answered here too.
+ *
  * Return: 0 when the VM was received and resumed here; 1 when the peer
- * only asked for a compatibility check (nothing changed); -EOPNOTSUPP when
- * we refused it in HELLO; or the error that ended it (nothing resumed,
- * devices reset).
+ * only asked for a compatibility check or about a past migration
+ * (nothing changed); -EINPROGRESS as above; -EOPNOTSUPP when we refused
+ * it in HELLO; or the error that ended it (nothing resumed, devices
+ * reset).
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_incoming(struct vmig_engine *e,
                                                      int fd);
@@ -507,12 +555,15 @@ vmig_engine_check_chan(struct vmig_engine *e, struct vmig_chan *ch,
  * vmig_engine_cancel() - Ask a running migration to stop.  Any thread.
  * @e: engine.
  *
- * Before SWITCHOVER is sent the source rolls back and the migration ends
- * with -ECANCELED.  Once SWITCHOVER is out the outcome belongs to the
- * destination and the cancel is ignored (a cancel then could leave the VM
- * running twice).
+ * Before the commit (GO with the commit protocol; SWITCHOVER without it)
+ * the source rolls back and the migration ends with -ECANCELED.  After it
+ * the outcome belongs to the destination: the source never resumes on a
+ * cancel.  While it recovers (status RECOVERING or UNKNOWN) the cancel is
+ * remembered: a destination found still waiting for GO is told to
+ * discard, and then the VM resumes here.
  *
- * Return: 0, or -EBUSY when no migration is running on this engine.
+ * Return: 0 when the cancel applies; -EINPROGRESS when the commit was
+ * sent (remembered as above); -EBUSY when no migration is running.
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_cancel(struct vmig_engine *e);
 
@@ -534,6 +585,54 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_cancel(struct vmig_engine *e);
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_fail(struct vmig_engine *e,
                                                  const char *device, int err,
                                                  const char *reason);
+
+/**
+ * vmig_engine_recover() - Source, status UNKNOWN: ask the destination
+ * again (the reconnect hook, for at most recover_timeout_ms) what became
+ * of the migration, and finish it as it says.  Blocks.
+ * @e: engine.
+ *
+ * Return: 0 when the VM runs on the destination (status completed);
+ * -ECONNABORTED (or the destination's errno) when the destination
+ * discarded it (the VM resumed here); -EINPROGRESS when it still cannot
+ * be learnt (status UNKNOWN again); -EINVAL when no outcome is unknown.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int vmig_engine_recover(struct vmig_engine *e);
+
+/**
+ * vmig_engine_resume_source() - Source, status UNKNOWN: the operator's
+ * override.  Resume the VM here although the destination may run it:
+ * only for a destination known to be gone for good.
+ * @e: engine.
+ *
+ * Return: 0 (the migration ends failed, the VM runs here); -EINVAL when
+ * no outcome is unknown.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_engine_resume_source(struct vmig_engine *e);
+
+/**
+ * vmig_engine_recovery_ms() - Destination: how long a source may still
+ * come back on a new connection to learn or finish the last migration
+ * (the VMM keeps offering connections to vmig_engine_incoming_chan()
+ * meanwhile).
+ * @e: engine.
+ *
+ * Return: milliseconds left (at least 1), or 0 when nothing awaits a
+ * recovery contact.
+ */
+VMIG_EXPORT unsigned int vmig_engine_recovery_ms(struct vmig_engine *e);
+
+/**
+ * vmig_engine_recovery_expire() - Destination: the recovery window is
+ * over.  A VM still waiting for GO is discarded (the source cannot have
+ * committed without this side's READY being answered; it learns
+ * "discarded" if it asks later); a VM running here stays.
+ * @e: engine.
+ *
+ * Return: 1 when a waiting VM was discarded, 0 otherwise.
+ */
+VMIG_EXPORT int vmig_engine_recovery_expire(struct vmig_engine *e);
 
 /**
  * vmig_engine_stats() - Snapshot the current or last migration.  Any thread.

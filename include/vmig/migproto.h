@@ -69,22 +69,31 @@ enum vmig_mp_type {
     VMIG_MP_ABORT = 0x0a,
     VMIG_MP_SWITCHOVER_REQ = 0x0b, /* precopy: u32 request id, u32 0 */
     VMIG_MP_DEV_RESTART = 0x0c,    /* precopy: u32 device, u32 0 */
+    VMIG_MP_GO = 0x0d,             /* commit: u64 migration id, u64 0 */
+    VMIG_MP_DONE = 0x0e,           /* commit: u64 migration id, u64 0 */
+    VMIG_MP_RECOVER = 0x0f,        /* commit: u64 migration id, u64 0 */
     VMIG_MP_HELLO_REPLY = 0x81,
     VMIG_MP_SETUP_ACK = 0x82,
     VMIG_MP_ACK = 0x83,
     VMIG_MP_ERROR = 0x84,
     VMIG_MP_CONFIRM = 0x85,
     VMIG_MP_SWITCHOVER_ACK = 0x86, /* precopy: u32 request id, u32 0 */
+    VMIG_MP_READY = 0x87,          /* commit: u64 migration id, u64 ns */
+    VMIG_MP_RECOVER_REPLY = 0x88,  /* commit: id, state, reason */
 };
 
 /* HELLO features (negotiated: the reply carries the accepted subset). */
 #define VMIG_MP_FEAT_ZERO_PAGES (1ull << 0)
 #define VMIG_MP_FEAT_PRECOPY (1ull << 1)
 #define VMIG_MP_FEAT_SWITCHOVER_ACK (1ull << 2)
+/* The commit protocol: after SWITCHOVER the destination loads everything
+ * and answers READY; it resumes only on the source's GO.  A source that
+ * sent GO and lost the connection asks again with RECOVER on a new one. */
+#define VMIG_MP_FEAT_COMMIT (1ull << 3)
 /* Features this build takes part in. */
 #define VMIG_MP_FEAT__SUPPORTED                                                \
     (VMIG_MP_FEAT_ZERO_PAGES | VMIG_MP_FEAT_PRECOPY |                          \
-     VMIG_MP_FEAT_SWITCHOVER_ACK)
+     VMIG_MP_FEAT_SWITCHOVER_ACK | VMIG_MP_FEAT_COMMIT)
 
 /* HELLO flags.  CHECK_ONLY: answer the compatibility check, then end. */
 #define VMIG_MP_HELLO_CHECK_ONLY (1u << 0)
@@ -97,6 +106,14 @@ enum vmig_mp_type {
 #define VMIG_MP_PASS_LAST (1u << 0)
 /* SWITCHOVER flags. */
 #define VMIG_MP_SW_VCPU (1u << 0) /* a VCPU frame was sent */
+/* RECOVER_REPLY states: what the destination knows of a migration. */
+enum vmig_mp_recover_state {
+    VMIG_MP_REC_UNKNOWN = 0,   /* no such migration here */
+    VMIG_MP_REC_READY = 1,     /* loaded, paused, still waiting for GO */
+    VMIG_MP_REC_RUNNING = 2,   /* it got GO: the VM runs here */
+    VMIG_MP_REC_DISCARDED = 3, /* it never got GO and discarded the VM */
+};
+#define VMIG_MP_REC__LAST VMIG_MP_REC_DISCARDED
 /* The device of an ERROR that concerns no device. */
 #define VMIG_MP_NO_DEVICE 0xffffffffu
 /* Payload bytes before the data of the frames that carry data. */
@@ -447,6 +464,24 @@ struct vmig_mp_confirm {
     uint64_t dev_bytes;     /* received */
 };
 
+/* READY: the destination loaded everything; it waits for GO. */
+struct vmig_mp_ready {
+    uint64_t id;      /* the migration's id (from 1), chosen here */
+    uint64_t load_ns; /* SWITCHOVER received -> ready */
+};
+
+/* GO, DONE, RECOVER: about migration @id (from 1). */
+struct vmig_mp_mig_id {
+    uint64_t id;
+};
+
+/* RECOVER_REPLY: what the destination knows of migration @id. */
+struct vmig_mp_recover_reply {
+    uint64_t id;
+    uint32_t state; /* enum vmig_mp_recover_state */
+    char reason[VMIG_MP_REASON_MAX + 1];
+};
+
 /**
  * struct vmig_mp_msg - one frame's payload, decoded.
  * @type: the frame type, which says which member is valid.
@@ -470,6 +505,11 @@ struct vmig_mp_msg {
         struct vmig_mp_error error;
         struct vmig_mp_confirm confirm;
         struct vmig_mp_swreq switchover_ack;
+        struct vmig_mp_ready ready;
+        struct vmig_mp_mig_id go;
+        struct vmig_mp_mig_id done;
+        struct vmig_mp_mig_id recover;
+        struct vmig_mp_recover_reply recover_reply;
     };
 };
 

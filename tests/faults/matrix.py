@@ -37,6 +37,10 @@ from vmiglab import (DEADLINE, Lab, LabError, QMPError, free_port, grep,  # noqa
                      now, wait_for)
 
 PEER_TIMEOUT_MS = 3000
+# the commit protocol's recovery window (x-vmig-recover-timeout): how long
+# a source that lost the answer to GO asks again, and how long a
+# destination holds a loaded VM whose source vanished before GO
+RECOVER_TIMEOUT_MS = 15000
 PRECOPY_PASSES = 3          # precopy iterations before the cap switches over
 FINAL_PASS = PRECOPY_PASSES + 1
 VM = ["--ram", "32M", "--device", "acc", "--rate", "50000"]
@@ -74,7 +78,7 @@ PHASES = [
     Phase("sc-dev", "stop-copy device state",
           ("fwd", "DEV_DATA:stopcopy|DEV_END"),
           ("fwd", "DEV_DATA:stopcopy|DEV_END"), stopped=True),
-    Phase("confirm", "resume/confirm (destination resumed, CONFIRM in flight)",
+    Phase("confirm", "resume/confirm (destination resumed on GO, CONFIRM in flight)",
           ("back", "CONFIRM"), ("back", "CONFIRM")),
     Phase("after", "just after completion", None, None, after=True),
 ]
@@ -88,7 +92,10 @@ class Expect:
 
     def __init__(self, outcome, vm, reason=None, retry=False, na=None,
                  dev_failed=None, paused=None, alt=None, alt_why=None):
-        self.outcome = outcome      # completed, failed, cancelled, refused, lost
+        # completed, failed, cancelled, refused, lost (no cell expects
+        # "unknown": a source that committed and could not learn the
+        # outcome, tests/faults/test_commit.py)
+        self.outcome = outcome
         self.vm = vm
         self.reason = reason        # regex the failure reason must match
         self.retry = retry
@@ -145,18 +152,19 @@ class KillAgent(Fault):
         if self.side == "src" and self.sig == signal.SIGKILL:
             if p in ("confirm", "after"):
                 return COMPLETED          # the destination runs it already
-            return Expect("lost", "none", CONN_RE, retry=True,
-                          alt=COMPLETED if p in STOPCOPY else None,
-                          alt_why="the source had sent all of stop-copy and SWITCHOVER into "
-                                  "the socket buffers before it died: the destination runs "
-                                  "the VM")
+            # before GO (the commit protocol): the destination never runs
+            # it; a destination that got as far as READY holds it for the
+            # recovery window, then discards it
+            return Expect("lost", "none", CONN_RE, retry=True)
         if self.side == "src":              # SIGSTOP until the peer gives up
             if p in ("confirm", "after"):
                 return COMPLETED
             return rolled_back(CONN_RE + "|" + SILENT_RE)
         if self.sig == signal.SIGKILL:      # destination killed
             if p in ("confirm", "after"):
-                return Expect("completed", "none")  # it ran there and died
+                # it ran there (GO) and died; its CONFIRM, held by the
+                # proxy, still reaches the source
+                return Expect("completed", "none")
             return rolled_back(CONN_RE)
         if p in ("confirm", "after"):       # destination stopped a while
             return COMPLETED
@@ -242,6 +250,8 @@ class DevFault(Fault):
 
 
 class WireFault(Fault):
+    """At confirm the destination runs the VM (it got GO): a source that
+    loses CONFIRM asks again on a new connection and completes."""
     wire = True
 
     def __init__(self, name, label, action, completes=False, reason=CONN_RE):
@@ -252,7 +262,7 @@ class WireFault(Fault):
     def expect(self, ph):
         if ph.after:
             return na("no migration stream exists after completion")
-        if self.completes:
+        if self.completes or ph.name == "confirm":
             return COMPLETED
         return rolled_back(self.reason)
 
@@ -283,7 +293,7 @@ class Cancel(Fault):
 
     def expect(self, ph):
         if ph.name in ("confirm", "after"):
-            return COMPLETED     # past SWITCHOVER a cancel cannot apply
+            return COMPLETED     # past GO a cancel cannot apply
         return Expect("cancelled", "src", r"cancel", retry=True)
 
     def inject(self, cell):
@@ -488,7 +498,8 @@ class Cell:
 
     def peer_timeout(self, a):
         try:
-            a.cmd("migrate-set-parameters", {"x-vmig-peer-timeout": PEER_TIMEOUT_MS})
+            a.cmd("migrate-set-parameters", {"x-vmig-peer-timeout": PEER_TIMEOUT_MS,
+                                             "x-vmig-recover-timeout": RECOVER_TIMEOUT_MS})
         except QMPError as e:
             self.note("%s: x-vmig-peer-timeout: %s" % (a.name, e.desc))
 
@@ -553,7 +564,7 @@ class Cell:
     def outcome(self):
         """Wait for the migration's end on the side that can tell."""
         limit = DEADLINE
-        final = ("completed", "failed", "cancelled")
+        final = ("completed", "failed", "cancelled", "postmigrate-unknown")
         if self.src.alive() and not self.src.stopped:
             hit = None
             try:
@@ -564,6 +575,8 @@ class Cell:
                 return
             t, ev = hit
             status = ev["data"]["status"]
+            if status == "postmigrate-unknown":
+                status = "unknown"
             if status != "completed" and self.t0 is not None:
                 ts = ev.get("timestamp", {})
                 real = ts.get("seconds", 0) + ts.get("microseconds", 0) / 1e6
@@ -709,7 +722,8 @@ class Cell:
                 self.exp = self.exp.alt
             self.settle()
             running = self.check_vm()
-            if self.exp.outcome in ("failed", "cancelled", "lost") and self.observed != self.exp.outcome:
+            if self.exp.outcome in ("failed", "cancelled", "lost") and \
+                    self.observed != self.exp.outcome:
                 self.fail("outcome %s, expected %s" % (self.observed, self.exp.outcome))
             if self.exp.outcome == "completed" and self.observed != "completed":
                 self.fail("outcome %s, expected completed (%s)" % (self.observed, self.src_error()))

@@ -51,3 +51,29 @@ if(TARGET vmig-agent AND TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
       --json ${CMAKE_BINARY_DIR}/faults-sample.json)
   set_tests_properties(fault-matrix-sample PROPERTIES LABELS func TIMEOUT 900)
 endif()
+
+# The commit protocol between real agents: GO lost and sent again, the
+# outcome unknown and the operator's override, the source gone after
+# READY, a cancel after GO honoured only because GO never arrived
+# (tests/faults/test_commit.py).
+if(TARGET vmig-agent AND TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
+  add_test(NAME agent-commit
+    COMMAND ${Python3_EXECUTABLE}
+      ${PROJECT_SOURCE_DIR}/tests/faults/test_commit.py
+      $<TARGET_FILE:vmig-agent> $<TARGET_FILE:vmig-faultproxy>)
+  set_tests_properties(agent-commit PROPERTIES LABELS func TIMEOUT 600)
+endif()
+
+# The cells of the fault matrix that ran the VM twice before the commit
+# protocol (the return path cut, reset, truncated, flipped or stalled past
+# the peer timeout at CONFIRM; the destination stopped during stop-copy
+# device state; a cancel at confirm): each must end with exactly one VM.
+if(TARGET vmig-agent AND TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
+  add_test(NAME fault-matrix-split-brain
+    COMMAND ${Python3_EXECUTABLE}
+      ${PROJECT_SOURCE_DIR}/tests/faults/matrix.py
+      --vmig $<TARGET_FILE:vmig-agent> --proxy $<TARGET_FILE:vmig-faultproxy>
+      --cells cut:confirm,reset:confirm,truncate:confirm,flip:confirm,stall-long:confirm,stop-dst:sc-dev,cancel:confirm
+      --table ${CMAKE_BINARY_DIR}/faults-split-brain.md)
+  set_tests_properties(fault-matrix-split-brain PROPERTIES LABELS func TIMEOUT 600)
+endif()

@@ -44,8 +44,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n < 0 || (size_t)n > size) {
             abort();
         }
+        /* frames with a string: control characters come back as '?' */
         if (t != VMIG_MP_ABORT && t != VMIG_MP_SETUP_ACK &&
-            t != VMIG_MP_ERROR && memcmp(out, data, (size_t)n) != 0) {
+            t != VMIG_MP_ERROR && t != VMIG_MP_RECOVER_REPLY &&
+            memcmp(out, data, (size_t)n) != 0) {
             abort();
         }
     }

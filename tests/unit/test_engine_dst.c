@@ -4,7 +4,10 @@
  * (hostile) source: every malformed, misplaced or inconsistent frame ends
  * the migration with a specific errno, the destination's device reset to
  * its previous state and its vCPU never resumed.  A well-formed stream
- * with an unknown optional frame in it is accepted.
+ * with an unknown optional frame in it is accepted.  With the commit
+ * protocol the destination answers SWITCHOVER with READY and resumes
+ * only on GO; a source lost after READY can come back (RECOVER) on a new
+ * connection, and one that never does has the VM discarded.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -158,6 +161,9 @@ struct session {
     pthread_t th;
 };
 
+/* The features HELLO offers. */
+static uint64_t hello_features = VMIG_MP_FEAT_ZERO_PAGES;
+
 /* Preamble, HELLO (optionally with a RAM size of @ram), SETUP. */
 static bool
 session_open(struct session *s, uint64_t ram)
@@ -178,7 +184,7 @@ session_open(struct session *s, uint64_t ram)
     assert_int_equal(vmig_mp_handshake(s->c), 0);
     h->version_min = 1;
     h->version_max = 1;
-    h->features = VMIG_MP_FEAT_ZERO_PAGES;
+    h->features = hello_features;
     h->page_size = 4096;
     h->nregions = 1;
     strcpy(h->region[0].name, "ram0");
@@ -504,6 +510,204 @@ test_refused_layout(void **state)
     assert_int_equal(session_close(&s, false), -EOPNOTSUPP);
 }
 
+/* ------------------------------------------------ the commit protocol */
+
+/* Send the state and SWITCHOVER of a COMMIT session; READY's id. */
+static uint64_t
+commit_to_ready(struct session *s)
+{
+    struct vmig_mp_frame f;
+    struct vmig_mp_msg m;
+
+    make_src_state();
+    hello_features = VMIG_MP_FEAT_ZERO_PAGES | VMIG_MP_FEAT_COMMIT;
+    assert_true(session_open(s, RAM));
+    hello_features = VMIG_MP_FEAT_ZERO_PAGES;
+    assert_int_equal(send_ram(s, 0, 0, 0, 1, 4096), 0);
+    assert_int_equal(send_dev_data(s, 0, 0, src_state, src_state_len), 0);
+    assert_int_equal(send_dev_end(s, 0, src_state_len,
+                                  XXH3_64bits(src_state, src_state_len)),
+                     0);
+    assert_int_equal(send_switchover(s), 0);
+    recv_no_ack(s, &f);
+    assert_int_equal(f.hdr.type, VMIG_MP_READY);
+    assert_int_equal(vmig_mp_frame_decode(&f, &m), 0);
+    /* loaded, validated, not running */
+    assert_int_equal(s->d->resumes, 0);
+    assert_int_equal(vmig_memdev_state(s->d->dev), VMIG_STATE_STOP);
+    return m.ready.id;
+}
+
+static int
+send_id(struct vmig_mp_conn *c, unsigned int type, uint64_t id)
+{
+    struct vmig_mp_msg m = {.type = type};
+
+    m.go.id = id;
+    return vmig_mp_send_msg(c, &m);
+}
+
+/* The first connection ends; the destination's result. */
+static int
+first_ends(struct session *s)
+{
+    shutdown(s->fd, SHUT_RDWR);
+    pthread_join(s->th, NULL);
+    vmig_mp_conn_free(s->c);
+    close(s->fd);
+    close(s->d->fd);
+    return s->d->ret;
+}
+
+/* A new connection to the same destination engine. */
+static void
+reconnect(struct session *s)
+{
+    int sv[2];
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    s->d->fd = sv[1];
+    s->fd = sv[0];
+    assert_int_equal(pthread_create(&s->th, NULL, dst_main, s->d), 0);
+    assert_int_equal(vmig_mp_conn_new(NULL, sv[0], &s->c), 0);
+    vmig_mp_conn_set_timeout(s->c, 3000);
+    assert_int_equal(vmig_mp_handshake(s->c), 0);
+}
+
+/* RECOVER @id on a new connection: the answer's state. */
+static unsigned int
+ask(struct session *s, uint64_t id)
+{
+    struct vmig_mp_frame f;
+    struct vmig_mp_msg m;
+
+    reconnect(s);
+    assert_int_equal(send_id(s->c, VMIG_MP_RECOVER, id), 0);
+    assert_int_equal(vmig_mp_recv(s->c, &f), 0);
+    assert_int_equal(f.hdr.type, VMIG_MP_RECOVER_REPLY);
+    assert_int_equal(vmig_mp_frame_decode(&f, &m), 0);
+    assert_true(m.recover_reply.id == id);
+    return m.recover_reply.state;
+}
+
+static void
+test_commit_go(void **state)
+{
+    struct session s;
+    struct vmig_mp_frame f;
+    uint64_t id;
+
+    (void)state;
+    id = commit_to_ready(&s);
+    /* GO for another migration: refused, discarded (the device, whose
+     * state was applied in STOP, is reset to RUNNING), never run */
+    assert_int_equal(send_id(s.c, VMIG_MP_GO, id + 1), 0);
+    assert_int_equal(first_ends(&s), -EPROTO);
+    assert_int_equal(s.d->resumes, 0);
+    assert_int_equal(vmig_memdev_state(s.d->dev), VMIG_STATE_RUNNING);
+    dst_free(s.d);
+
+    id = commit_to_ready(&s);
+    assert_int_equal(send_id(s.c, VMIG_MP_GO, id), 0);
+    assert_int_equal(vmig_mp_recv(s.c, &f), 0);
+    assert_int_equal(f.hdr.type, VMIG_MP_CONFIRM);
+    assert_int_equal(s.d->resumes, 1);
+    assert_int_equal(vmig_memdev_state(s.d->dev), VMIG_STATE_RUNNING);
+    assert_int_equal(send_id(s.c, VMIG_MP_DONE, id), 0);
+    assert_int_equal(first_ends(&s), 0);
+    /* the source said it knows: no recovery window */
+    assert_int_equal(vmig_engine_recovery_ms(s.d->eng), 0);
+    /* asked later all the same: it runs here */
+    assert_int_equal(ask(&s, id), VMIG_MP_REC_RUNNING);
+    assert_int_equal(send_id(s.c, VMIG_MP_DONE, id), 0);
+    assert_int_equal(first_ends(&s), 1);
+    assert_int_equal(ask(&s, id + 1), VMIG_MP_REC_UNKNOWN);
+    assert_int_equal(first_ends(&s), 1);
+    dst_free(s.d);
+}
+
+static void
+test_commit_abort(void **state)
+{
+    struct session s;
+    uint64_t id;
+
+    (void)state;
+    id = commit_to_ready(&s);
+    SEND(vmig_mp_send1(s.c, VMIG_MP_ABORT, 0, "\x7d\0\0\0\0\0", 6));
+    assert_int_equal(first_ends(&s), -ECANCELED);
+    assert_int_equal(s.d->resumes, 0);
+    assert_int_equal(vmig_memdev_state(s.d->dev), VMIG_STATE_RUNNING);
+    /* a source asking afterwards learns it was discarded */
+    assert_int_equal(ask(&s, id), VMIG_MP_REC_DISCARDED);
+    assert_int_equal(first_ends(&s), 1);
+    dst_free(s.d);
+}
+
+static void
+test_commit_recover(void **state)
+{
+    struct session s;
+    struct vmig_mp_frame f;
+    uint64_t id;
+
+    (void)state;
+    id = commit_to_ready(&s);
+    /* the connection is lost: the loaded VM is held, paused */
+    assert_int_equal(first_ends(&s), -EINPROGRESS);
+    assert_true(vmig_engine_recovery_ms(s.d->eng) > 0);
+    assert_int_equal(s.d->resumes, 0);
+    assert_int_equal(vmig_memdev_state(s.d->dev), VMIG_STATE_STOP);
+    /* another source is turned away; the VM stays held */
+    reconnect(&s);
+    assert_int_equal(vmig_mp_send1(s.c, VMIG_MP_HELLO, 0, "x", 1), 0);
+    assert_int_equal(vmig_mp_recv(s.c, &f), 0);
+    assert_int_equal(f.hdr.type, VMIG_MP_ERROR);
+    assert_int_equal(first_ends(&s), -EINPROGRESS);
+    /* someone asking about another migration learns nothing */
+    assert_int_equal(ask(&s, id ^ 1), VMIG_MP_REC_UNKNOWN);
+    assert_int_equal(first_ends(&s), -EINPROGRESS);
+    /* its source comes back: still waiting for GO; GO; CONFIRM */
+    assert_int_equal(ask(&s, id), VMIG_MP_REC_READY);
+    assert_int_equal(s.d->resumes, 0);
+    assert_int_equal(send_id(s.c, VMIG_MP_GO, id), 0);
+    assert_int_equal(vmig_mp_recv(s.c, &f), 0);
+    assert_int_equal(f.hdr.type, VMIG_MP_CONFIRM);
+    assert_int_equal(send_id(s.c, VMIG_MP_DONE, id), 0);
+    assert_int_equal(first_ends(&s), 0);
+    assert_int_equal(s.d->resumes, 1);
+    assert_int_equal(vmig_memdev_state(s.d->dev), VMIG_STATE_RUNNING);
+    assert_int_equal(vmig_memdev_work_done(s.d->dev), 10);
+    assert_int_equal(vmig_engine_recovery_ms(s.d->eng), 0);
+    dst_free(s.d);
+}
+
+static void
+test_commit_expire(void **state)
+{
+    struct session s;
+    struct vmig_engine_stats st;
+    uint64_t id;
+
+    (void)state;
+    id = commit_to_ready(&s);
+    assert_int_equal(first_ends(&s), -EINPROGRESS);
+    /* the window ends without its source: discarded, never run */
+    assert_int_equal(vmig_engine_recovery_expire(s.d->eng), 1);
+    assert_int_equal(vmig_engine_recovery_expire(s.d->eng), 0);
+    assert_int_equal(s.d->resumes, 0);
+    assert_int_equal(vmig_memdev_state(s.d->dev), VMIG_STATE_RUNNING);
+    vmig_engine_stats(s.d->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_FAILED);
+    assert_non_null(strstr(st.error, "source gone"));
+    assert_int_equal(ask(&s, id), VMIG_MP_REC_DISCARDED);
+    assert_int_equal(first_ends(&s), 1);
+    /* the failure stays what query-migrate shows */
+    vmig_engine_stats(s.d->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_FAILED);
+    dst_free(s.d);
+}
+
 int
 main(void)
 {
@@ -512,6 +716,10 @@ main(void)
         cmocka_unit_test(test_ram_write_hook),
         cmocka_unit_test(test_hostile_frames),
         cmocka_unit_test(test_refused_layout),
+        cmocka_unit_test(test_commit_go),
+        cmocka_unit_test(test_commit_abort),
+        cmocka_unit_test(test_commit_recover),
+        cmocka_unit_test(test_commit_expire),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -131,7 +131,8 @@ side_new(struct side *s, bool source)
                                    .flags = VMIG_MIGRATION_STOP_COPY,
                                    .seed = 1,
                                    .revision = 1};
-    struct vmig_engine_params ep = {.timeout_ms = 5000};
+    /* the recorded streams are of the protocol without the commit feature */
+    struct vmig_engine_params ep = {.timeout_ms = 5000, .no_commit = true};
     uint8_t cfg[VMIG_MEMDEV_CONFIG_SIZE];
     struct vmig_engine_region rg[2] = {{.name = "ram0", .size = RAM0},
                                        {.name = "ram1", .size = RAM1}};

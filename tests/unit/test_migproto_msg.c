@@ -286,11 +286,63 @@ v_swack(struct vec *v)
     v->m.switchover_ack.id = 1;
 }
 
+/* The commit frames (feature COMMIT): READY, GO, DONE, RECOVER and
+ * RECOVER_REPLY, written from the table of docs/migration-protocol.md. */
+static void
+v_ready(struct vec *v)
+{
+    vec_init(v, "READY", VMIG_MP_READY);
+    P64(&v->p, 0x9abcdef0ull);
+    P64(&v->p, 123456);
+    v->m.ready = (struct vmig_mp_ready){0x9abcdef0ull, 123456};
+}
+
+static void
+v_go(struct vec *v)
+{
+    vec_init(v, "GO", VMIG_MP_GO);
+    P64(&v->p, 0x9abcdef0ull);
+    P64(&v->p, 0);
+    v->m.go.id = 0x9abcdef0ull;
+}
+
+static void
+v_done(struct vec *v)
+{
+    vec_init(v, "DONE", VMIG_MP_DONE);
+    P64(&v->p, 9);
+    P64(&v->p, 0);
+    v->m.done.id = 9;
+}
+
+static void
+v_recover(struct vec *v)
+{
+    vec_init(v, "RECOVER", VMIG_MP_RECOVER);
+    P64(&v->p, 1ull << 63);
+    P64(&v->p, 0);
+    v->m.recover.id = 1ull << 63;
+}
+
+static void
+v_recover_reply(struct vec *v)
+{
+    vec_init(v, "RECOVER_REPLY", VMIG_MP_RECOVER_REPLY);
+    P64(&v->p, 5);
+    P32(&v->p, VMIG_MP_REC_DISCARDED);
+    P32(&v->p, 0);
+    pstr(&v->p, "no GO within 30000 ms");
+    v->m.recover_reply.id = 5;
+    v->m.recover_reply.state = VMIG_MP_REC_DISCARDED;
+    strcpy(v->m.recover_reply.reason, "no GO within 30000 ms");
+}
+
 static void (*const vectors[])(struct vec *) = {
-    v_setup,    v_ram,     v_ram_zero,  v_pass_end,   v_dev_config,
-    v_dev_data, v_dev_end, v_vcpu,      v_switchover, v_abort,
-    v_swreq,    v_restart, v_setup_ack, v_setup_nak,  v_ack,
-    v_error,    v_confirm, v_swack,
+    v_setup,    v_ram,     v_ram_zero,      v_pass_end,   v_dev_config,
+    v_dev_data, v_dev_end, v_vcpu,          v_switchover, v_abort,
+    v_swreq,    v_restart, v_setup_ack,     v_setup_nak,  v_ack,
+    v_error,    v_confirm, v_swack,         v_ready,      v_go,
+    v_done,     v_recover, v_recover_reply,
 };
 #define NVEC (sizeof(vectors) / sizeof(vectors[0]))
 
@@ -436,6 +488,17 @@ static const struct bad bads[] = {
     {v_error, 0, 70000, "ERROR: errno 70000"},
     {v_swack, 0, 0, "SWITCHOVER_ACK: id 0"},
     {v_swack, 4, 1, "SWITCHOVER_ACK: flags not 0"},
+    {v_ready, 0, 0, "READY: id 0"},
+    {v_go, 0, 0, "GO: id 0"},
+    {v_go, 8, 1, "GO: reserved not 0"},
+    {v_go, 12, 1, "GO: reserved (high half) not 0"},
+    {v_done, 0, 0, "DONE: id 0"},
+    {v_done, 8, 1, "DONE: reserved not 0"},
+    {v_recover, 4, 0, "RECOVER: id 0"},
+    {v_recover, 8, 1, "RECOVER: reserved not 0"},
+    {v_recover_reply, 0, 0, "RECOVER_REPLY: id 0"},
+    {v_recover_reply, 8, 4, "RECOVER_REPLY: state 4"},
+    {v_recover_reply, 12, 1, "RECOVER_REPLY: reserved not 0"},
 };
 
 static void

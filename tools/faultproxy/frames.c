@@ -47,12 +47,17 @@ static const struct {
     {0x0a, "ABORT", 0},
     {0x0b, "SWITCHOVER_REQ", 0},
     {0x0c, "DEV_RESTART", 0},
+    {0x0d, "GO", 0},
+    {0x0e, "DONE", 0},
+    {0x0f, "RECOVER", 0},
     {0x81, "HELLO_REPLY", 0},
     {0x82, "SETUP_ACK", 0},
     {0x83, "ACK", 0},
     {0x84, "ERROR", 0},
     {0x85, "CONFIRM", 0},
     {0x86, "SWITCHOVER_ACK", 0},
+    {0x87, "READY", 0},
+    {0x88, "RECOVER_REPLY", 0},
 };
 
 static uint32_t
