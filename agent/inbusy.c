@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <vmig/chan.h>
 #include <vmig/engine.h>
+#include <vmig/engine_chan.h>
 #include <vmig/log.h>
 #include <vmig/tls.h>
 #include "agent.h"
@@ -38,8 +39,15 @@ agent_peer_str(const struct sockaddr_storage *ss, socklen_t len, char *out,
     snprintf(out, outlen, "%s:%s", h, p);
 }
 
-static void
-inbusy_refuse(struct agent_vm *vm, int fd, const char *peer)
+/*
+ * A connection while a migration comes in: one of its extra channels
+ * (multifd-channels), authenticated as its main connection was, joins
+ * it; a second source is told "destination busy"; anything else is
+ * refused with the engine's reason.  Return true when the engine took
+ * the connection (it closes it).
+ */
+static bool
+inbusy_conn(struct agent_vm *vm, int fd, const char *peer)
 {
     char why[512], reason[VMIG_MP_REASON_MAX + 1];
     struct vmig_chan *ch = NULL;
@@ -57,20 +65,31 @@ inbusy_refuse(struct agent_vm *vm, int fd, const char *peer)
                  "incoming: busy receiving from %s; the connection from %s "
                  "failed: %s",
                  vm->in_peer, peer, why);
-        return;
+        return false;
     }
     snprintf(reason, sizeof(reason),
              "destination busy: it is already receiving a migration (from "
              "%s); try again once that one has ended",
              vm->in_peer);
-    ret =
-        vmig_engine_refuse_chan(vm->ctx, ch, -EBUSY, reason, INBUSY_TIMEOUT_MS);
-    vmig_log(vm->ctx, VMIG_LOG_WARNING,
-             "incoming: refused the migration from %s: busy receiving from "
-             "%s%s%s",
-             peer, vm->in_peer, ret < 0 ? "; the refusal was not sent: " : "",
-             ret < 0 ? strerror(-ret) : "");
+    ret = vmig_engine_accept_chan(vm->eng, ch, reason, INBUSY_TIMEOUT_MS);
+    if (ret == 0) {
+        vmig_log(vm->ctx, VMIG_LOG_DEBUG,
+                 "incoming: a channel of the migration from %s joined (%s)",
+                 vm->in_peer, peer);
+        return true;
+    }
+    if (ret == -EBUSY) {
+        vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                 "incoming: refused the migration from %s: busy receiving "
+                 "from %s",
+                 peer, vm->in_peer);
+    } else {
+        vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                 "incoming: refused the connection from %s: %s", peer,
+                 strerror(-ret));
+    }
     vmig_chan_free(ch);
+    return false;
 }
 
 static void *
@@ -110,8 +129,9 @@ inbusy_main(void *arg)
         /* the refusal's own waits are bounded; the socket blocks */
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         agent_peer_str(&ss, sl, peer, sizeof(peer));
-        inbusy_refuse(vm, fd, peer);
-        close(fd);
+        if (!inbusy_conn(vm, fd, peer)) {
+            close(fd);
+        }
     }
     return NULL;
 }

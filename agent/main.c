@@ -62,6 +62,10 @@ static const char mig_help[] =
     "  --downtime-limit MS   downtime-limit: precopy iterates until the\n"
     "                        rest fits in MS (default 300)\n"
     "  --max-bandwidth B     max-bandwidth, bytes per second; 0 = unlimited\n"
+    "  --channels N          multifd-channels: TCP connections per\n"
+    "                        migration, 1..16 (default min(4, cores)); the\n"
+    "                        devices' state and guest RAM move on them at\n"
+    "                        once at stop-copy\n"
     "  --no-precopy          stop-and-copy only (x-vmig-precopy false)\n"
     "  --max-iterations N    precopy passes before the cap action\n"
     "                        (default 30)\n"
@@ -307,6 +311,7 @@ enum {
     OPT_RATE,
     OPT_DOWNTIME,
     OPT_BANDWIDTH,
+    OPT_CHANNELS,
     OPT_JSON,
     OPT_DEVICE,
     OPT_ACC_REQUESTS,
@@ -343,6 +348,7 @@ mig_param(struct opts *o, int opt, const char *arg)
     } map[] = {
         {OPT_DOWNTIME, "downtime-limit", {NULL}},
         {OPT_BANDWIDTH, "max-bandwidth", {NULL}},
+        {OPT_CHANNELS, "multifd-channels", {NULL}},
         {OPT_NO_PRECOPY, "x-vmig-precopy", {NULL}},
         {OPT_MAX_ITER, "x-vmig-precopy-max-iterations", {NULL}},
         {OPT_MAX_TIME, "x-vmig-precopy-max-time", {NULL}},
@@ -449,6 +455,7 @@ main(int argc, char **argv)
         {"rate", required_argument, NULL, OPT_RATE},
         {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
         {"max-bandwidth", required_argument, NULL, OPT_BANDWIDTH},
+        {"channels", required_argument, NULL, OPT_CHANNELS},
         {"json", no_argument, NULL, OPT_JSON},
         {"device", required_argument, NULL, OPT_DEVICE},
         {"acc-requests", required_argument, NULL, OPT_ACC_REQUESTS},
@@ -577,6 +584,7 @@ main(int argc, char **argv)
             break;
         case OPT_DOWNTIME:
         case OPT_BANDWIDTH:
+        case OPT_CHANNELS:
         case OPT_NO_PRECOPY:
         case OPT_MAX_ITER:
         case OPT_MAX_TIME:

@@ -105,8 +105,9 @@ add_int(json_object *o, const char *key, uint64_t v)
     json_object_object_add(o, key, json_object_new_int64((int64_t)v));
 }
 
-/* MigrationStats (QEMU's "ram"): pages are 4 KiB; vmig has no postcopy,
- * multifd or xbzrle, so those counters are 0. */
+/* MigrationStats (QEMU's "ram"): pages are 4 KiB; vmig has no postcopy
+ * or xbzrle, so those counters are 0; multifd-bytes are the bytes on the
+ * extra connections of multifd-channels (device state included). */
 static json_object *
 ram_info(const struct vmig_engine_stats *st, bool completed)
 {
@@ -126,7 +127,7 @@ ram_info(const struct vmig_engine_stats *st, bool completed)
     add_int(ram, "dirty-sync-count", st->pass);
     add_int(ram, "postcopy-requests", 0);
     add_int(ram, "page-size", VMIG_MP_PAGE_SIZE);
-    add_int(ram, "multifd-bytes", 0);
+    add_int(ram, "multifd-bytes", st->channel_bytes);
     json_object_object_add(
         ram, "pages-per-second",
         json_object_new_double(st->mbps * 1e6 / 8 / VMIG_MP_PAGE_SIZE));

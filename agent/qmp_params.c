@@ -76,6 +76,33 @@ get_peer_timeout(const struct mig_params *p)
                                        : VMIG_ENGINE_PEER_TIMEOUT_MS);
 }
 
+/* QEMU's multifd-channels: connections per migration, the main one
+ * included; 1 is one connection, as without channels */
+static int
+check_channels(json_object *v, char *err, size_t len)
+{
+    if (json_object_get_int64(v) < 1) {
+        snprintf(err, len,
+                 "Parameter 'multifd-channels' expects a value between 1 "
+                 "and %d",
+                 VMIG_MP_MAX_CHANNELS);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void
+set_channels(struct mig_params *p, json_object *v)
+{
+    p->eng.channels = (unsigned int)u64(v);
+}
+
+static json_object *
+get_channels(const struct mig_params *p)
+{
+    return jint(p->eng.channels > 1 ? p->eng.channels : 1);
+}
+
 static void
 set_recover_timeout(struct mig_params *p, json_object *v)
 {
@@ -344,6 +371,9 @@ const struct arg_spec qmp_param_args[] = {
               get_identity),
     BOOL_PARAM("x-vmig-ktls", set_ktls, get_ktls),
     BOOL_PARAM("x-vmig-insecure", set_insecure, get_insecure),
+    {.name = "multifd-channels", .type = json_type_int,
+     .max = VMIG_MP_MAX_CHANNELS, .unit = " connections",
+     .check = check_channels, .set = set_channels, .get = get_channels},
     {.name = NULL},
 };
 /* clang-format on */

@@ -247,6 +247,23 @@ test_params(struct agent_vm *vm)
              "write is LOST.  Never use this outside a test. ***");
 }
 
+/*
+ * Parallel channels (multifd-channels): QEMU's default would be 2; ours
+ * is min(4, cores), the point past which more connections only compete
+ * for the same CPUs.  The engine opens them through vm_chan_ops, given to
+ * it when a migration starts (vm_mig.c).
+ */
+static void
+default_channels(struct agent_vm *vm)
+{
+    struct vmig_engine_params p;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    vmig_engine_get_params(vm->eng, &p);
+    p.channels = cores >= 4 ? 4 : cores > 1 ? (unsigned int)cores : 1;
+    vmig_engine_set_params(vm->eng, &p);
+}
+
 int
 vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
 {
@@ -351,6 +368,7 @@ vm_create(struct agent_vm *vm, const struct vm_opts *o, vmig_ctx_t *ctx)
         return ret;
     }
     test_params(vm);
+    default_channels(vm);
     for (unsigned int i = 0; i < o->ndev; i++) {
         char name[16];
 

@@ -323,6 +323,10 @@ vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *np,
         return ret;
     }
     vm_params_set(vm, &p);
+    if (vmig_engine_set_chan_ops(vm->eng, &vm_chan_ops, vm) < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                 "migrate: the engine is busy; one connection only");
+    }
     pthread_mutex_lock(&vm->lock);
     /* no migration runs: the engine reads its hooks only while one does */
     vm->hooks.reconnect = vm_mig_reconnect;
@@ -541,6 +545,11 @@ vm_start_incoming(struct agent_vm *vm, const char *uri, char *err,
     }
     vmig_tls_free(vm->in_tls);
     vm->in_tls = t;
+    /* extra channels of an incoming migration join through inbusy.c */
+    if (vmig_engine_set_chan_ops(vm->eng, &vm_chan_ops, vm) < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_WARNING,
+                 "incoming: the engine is busy; one connection only");
+    }
     vmig_log(
         vm->ctx, VMIG_LOG_NOTICE, "incoming: listening on %s (%s)", uri + 4,
         t != NULL                                  ? "TLS required"

@@ -200,13 +200,13 @@ vm_log_chan(struct agent_vm *vm, const struct vmig_chan *ch, const char *what,
 }
 
 /*
- * Connect to @uri and make the migration channel: a TLS session when the
+ * Connect to @uri and make a migration channel: a TLS session when the
  * VM has credentials (both sides authenticated before it returns), else
- * plaintext.  On failure @err says why and nothing reached the engine.
+ * plaintext.  On failure @err says why.
  */
-int
-vm_open_channel(struct agent_vm *vm, const char *uri, const int *stop, int *fdp,
-                struct vmig_chan **ch, char *err, size_t errlen)
+static int
+open_chan(struct agent_vm *vm, const char *uri, const int *stop, int *fdp,
+          struct vmig_chan **ch, char *err, size_t errlen)
 {
     struct mig_params p;
     struct vmig_tls *t;
@@ -251,8 +251,64 @@ vm_open_channel(struct agent_vm *vm, const char *uri, const int *stop, int *fdp,
         close(fd);
         return ret;
     }
-    vm_note_chan(vm, *ch);
-    vm_log_chan(vm, *ch, "migrate: to", uri + 4);
     *fdp = fd;
     return 0;
 }
+
+/*
+ * The main connection of a migration (or a check) to @uri.  On failure
+ * @err says why and nothing reached the engine.
+ */
+int
+vm_open_channel(struct agent_vm *vm, const char *uri, const int *stop, int *fdp,
+                struct vmig_chan **ch, char *err, size_t errlen)
+{
+    int ret = open_chan(vm, uri, stop, fdp, ch, err, errlen);
+
+    if (ret == 0) {
+        vm_note_chan(vm, *ch);
+        vm_log_chan(vm, *ch, "migrate: to", uri + 4);
+    }
+    return ret;
+}
+
+/*
+ * The engine's extra connections (multifd-channels): to the address of
+ * the migration under way, authenticated exactly as its main one.
+ */
+static int
+chan_open(void *opaque, unsigned int index, const int *cancel,
+          struct vmig_chan **out)
+{
+    struct agent_vm *vm = opaque;
+    char uri[sizeof(vm->uri)], err[600];
+    int fd, ret;
+
+    pthread_mutex_lock(&vm->lock);
+    snprintf(uri, sizeof(uri), "%s", vm->uri);
+    pthread_mutex_unlock(&vm->lock);
+    ret = open_chan(vm, uri, cancel, &fd, out, err, sizeof(err));
+    if (ret < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR, "migrate: channel %u: %s", index, err);
+        return ret;
+    }
+    vmig_log(vm->ctx, VMIG_LOG_DEBUG, "migrate: channel %u to %s open", index,
+             uri + 4);
+    return 0;
+}
+
+/* The engine is done with a channel: it and its socket go. */
+static void
+chan_release(void *opaque, struct vmig_chan *ch)
+{
+    int fd = vmig_chan_fd(ch);
+
+    (void)opaque;
+    vmig_chan_free(ch);
+    close(fd);
+}
+
+const struct vmig_engine_chan_ops vm_chan_ops = {
+    .open = chan_open,
+    .release = chan_release,
+};

@@ -7,6 +7,7 @@
 #define VMIG_AGENT_VM_NET_H
 
 #include <stddef.h>
+#include <vmig/engine_chan.h>
 #include <vmig/tls.h>
 #include "agent.h"
 
@@ -21,5 +22,9 @@ void vm_log_chan(struct agent_vm *vm, const struct vmig_chan *ch,
 /* Connect to @uri and make the migration channel (TLS or plaintext). */
 int vm_open_channel(struct agent_vm *vm, const char *uri, const int *stop,
                     int *fdp, struct vmig_chan **ch, char *err, size_t errlen);
+
+/* The engine's extra connections (multifd-channels), both roles; the
+ * opaque pointer is the VM. */
+extern const struct vmig_engine_chan_ops vm_chan_ops;
 
 #endif

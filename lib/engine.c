@@ -215,6 +215,8 @@ vmig_engine_set_params(struct vmig_engine *e,
         e->params.recover_timeout_ms = p->recover_timeout_ms;
     }
     e->params.no_commit = p->no_commit;
+    e->params.channels =
+        p->channels > VMIG_MP_MAX_CHANNELS ? VMIG_MP_MAX_CHANNELS : p->channels;
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -393,6 +395,7 @@ vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role)
     e->t_start = vmig__mono_ns();
     e->t_last_progress = 0;
     e->tb_ns = 0; /* the throttle starts afresh */
+    e->wire_extra = 0;
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
@@ -493,6 +496,34 @@ vmig__engine_pass(struct vmig_engine *e, unsigned int pass)
     emit(e, VMIG_ENGINE_EV_PASS);
 }
 
+/* With e->lock held: RAM and device bytes moved, into the stats. */
+static void
+count_locked(struct vmig_engine *e, uint64_t ram_bytes, uint64_t zero_pages,
+             int dev, uint64_t dev_bytes)
+{
+    e->st.ram_transferred += ram_bytes;
+    e->st.ram_zero_pages += zero_pages;
+    e->st.ram_remaining =
+        e->st.ram_remaining > ram_bytes ? e->st.ram_remaining - ram_bytes : 0;
+    if (dev >= 0 && (unsigned int)dev < VMIG_ENGINE_MAX_DEVICES) {
+        e->st.dev[dev].bytes += dev_bytes;
+        e->st.dev_total += dev_bytes;
+    }
+}
+
+void
+vmig__engine_account_extra(struct vmig_engine *e, uint64_t ram_bytes,
+                           uint64_t zero_pages, int dev, uint64_t dev_bytes,
+                           uint64_t wire)
+{
+    pthread_mutex_lock(&e->lock);
+    count_locked(e, ram_bytes, zero_pages, dev, dev_bytes);
+    e->wire_extra += wire;
+    e->st.wire_bytes += wire;
+    e->st.channel_bytes = e->wire_extra;
+    pthread_mutex_unlock(&e->lock);
+}
+
 void
 vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
                      uint64_t ram_bytes, uint64_t zero_pages, int dev,
@@ -503,15 +534,8 @@ vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
 
     vmig_mp_conn_bytes(c, &sent, &recvd);
     pthread_mutex_lock(&e->lock);
-    e->st.ram_transferred += ram_bytes;
-    e->st.ram_zero_pages += zero_pages;
-    e->st.ram_remaining =
-        e->st.ram_remaining > ram_bytes ? e->st.ram_remaining - ram_bytes : 0;
-    if (dev >= 0 && (unsigned int)dev < VMIG_ENGINE_MAX_DEVICES) {
-        e->st.dev[dev].bytes += dev_bytes;
-        e->st.dev_total += dev_bytes;
-    }
-    e->st.wire_bytes = sent + recvd;
+    count_locked(e, ram_bytes, zero_pages, dev, dev_bytes);
+    e->st.wire_bytes = sent + recvd + e->wire_extra;
     if (now > e->t_xfer) {
         double secs = (double)(now - e->t_xfer) / 1e9;
 

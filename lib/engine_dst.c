@@ -23,6 +23,7 @@
 #include <string.h>
 #include <vmig/engine.h>
 #include "chan_priv.h"
+#include "engine_chan.h"
 #include "engine_dst_state.h"
 #include "engine_priv.h"
 #include "internal.h"
@@ -35,6 +36,7 @@ vmig__dst_free(struct eng_dst *d)
     if (d == NULL) {
         return;
     }
+    vmig__mc_dst_free(d);
     for (unsigned int j = 0; j < VMIG_ENGINE_MAX_DEVICES; j++) {
         free(d->dev[j].config);
         XXH3_freeState(d->dev[j].hash);
@@ -320,6 +322,7 @@ vmig__dst_discard(struct eng_dst *d, int ret)
         d->c == NULL) {
         d->send_err = false;
     }
+    vmig__mc_dst_stop(d); /* no channel writes into a device being reset */
     fail_err = vmig__engine_failure(e, &fdev, freason, sizeof(freason));
     if (fail_err != 0) {
         /* the VMM's reason (a device's server died) is the cause, whatever
@@ -383,10 +386,8 @@ dst_release(struct vmig_engine *e)
 
 /* The destination's phases, in order; a failing one ends the list. */
 static int (*const dst_phases[])(struct eng_dst *d) = {
-    dst_hello,
-    dst_setup,
-    dst_stream,
-    dst_complete,
+    dst_hello,  vmig__mc_dst_grant,  dst_setup,
+    dst_stream, vmig__mc_dst_finish, dst_complete,
 };
 
 int

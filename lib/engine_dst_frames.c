@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <vmig/engine.h>
+#include "engine_chan.h"
 #include "engine_dst_state.h"
 #include "engine_priv.h"
 #include "internal.h"
@@ -36,8 +37,9 @@ dst_dev(struct eng_dst *d, uint32_t src_index, const struct eng_dev **ed)
  * (private memory, a kernel that refuses) gets a memset.  Once the hole
  * punch is refused for a region it is not tried again.
  */
-static void
-dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p, size_t len)
+void
+vmig__dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p,
+               size_t len)
 {
     if (!e->region[region].no_punch) {
         if (madvise(p, len, MADV_REMOVE) == 0) {
@@ -53,9 +55,9 @@ dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p, size_t len)
  * is not inside the region.  The codec checked the page count and
  * alignment.
  */
-static uint8_t *
-dst_ram_at(const struct vmig_engine *e, uint32_t region, uint64_t off,
-           uint64_t len)
+uint8_t *
+vmig__dst_ram_at(const struct vmig_engine *e, uint32_t region, uint64_t off,
+                 uint64_t len)
 {
     const struct eng_region *rg;
 
@@ -82,7 +84,25 @@ vmig__dst_place(void *opaque, const struct vmig_mp_hdr *hdr,
         m.ram.data.len != tail_len) {
         return NULL;
     }
-    return dst_ram_at(d->e, m.ram.region, m.ram.offset, m.ram.data.len);
+    return vmig__dst_ram_at(d->e, m.ram.region, m.ram.offset, m.ram.data.len);
+}
+
+/*
+ * After CHANNEL_SYNC a device's data, end and restart travel on the extra
+ * channels only: the main connection carrying them too would race with
+ * the channel that owns the device.
+ */
+static int
+dst_main_after_sync(struct eng_dst *d, uint32_t idx, const char *what)
+{
+    if (!d->chan_sync) {
+        return 0;
+    }
+    vmig__dst_fail(d, idx < d->src_ndev ? (int)idx : -1,
+                   "%s on the main connection after CHANNEL_SYNC (device "
+                   "data goes on the extra channels then)",
+                   what);
+    return -EPROTO;
 }
 
 /*
@@ -107,7 +127,7 @@ dst_ram(struct eng_dst *d, const struct vmig_mp_frame *f,
     const struct vmig_mp_ram *m = &msg->ram;
     uint64_t len = (uint64_t)m->npages * VMIG_MP_PAGE_SIZE;
     bool zero = (m->flags & VMIG_MP_RAM_ZERO) != 0;
-    uint8_t *at = dst_ram_at(e, m->region, m->offset, len);
+    uint8_t *at = vmig__dst_ram_at(e, m->region, m->offset, len);
     int ret = 0;
 
     if (at == NULL) {
@@ -129,7 +149,7 @@ dst_ram(struct eng_dst *d, const struct vmig_mp_frame *f,
             return ret;
         }
     } else if (zero) {
-        dst_zero(e, m->region, at, (size_t)len);
+        vmig__dst_zero(e, m->region, at, (size_t)len);
     } else if (!f->placed) {
         memcpy(at, m->data.ptr, (size_t)len);
     }
@@ -196,6 +216,10 @@ dst_dev_data(struct eng_dst *d, const struct vmig_mp_frame *f,
         vmig__dst_fail(d, -1, "DEV_DATA for unknown device %u", idx);
         return -EBADMSG;
     }
+    ret = dst_main_after_sync(d, idx, "DEV_DATA");
+    if (ret < 0) {
+        return ret;
+    }
     if ((flags & VMIG_MP_DEV_PRECOPY) &&
         !(d->features & VMIG_MP_FEAT_PRECOPY)) {
         vmig__dst_fail(d, (int)idx, "precopy device data was not negotiated");
@@ -247,6 +271,10 @@ dst_dev_restart(struct eng_dst *d, const struct vmig_mp_frame *f,
     if (dd == NULL) {
         vmig__dst_fail(d, -1, "DEV_RESTART for unknown device %u", idx);
         return -EBADMSG;
+    }
+    ret = dst_main_after_sync(d, idx, "DEV_RESTART");
+    if (ret < 0) {
+        return ret;
     }
     if (!(d->features & VMIG_MP_FEAT_PRECOPY)) {
         vmig__dst_fail(d, (int)idx, "DEV_RESTART without precopy");
@@ -312,6 +340,9 @@ dst_dev_end(struct eng_dst *d, const struct vmig_mp_frame *f,
         vmig__dst_fail(d, -1, "DEV_END for unknown device %u, or twice", idx);
         return -EBADMSG;
     }
+    if (dst_main_after_sync(d, idx, "DEV_END") < 0) {
+        return -EPROTO;
+    }
     if (total != dd->rx_off || digest != XXH3_64bits_digest(dd->hash)) {
         vmig__dst_fail(
             d, (int)idx,
@@ -375,6 +406,31 @@ dst_abort(struct eng_dst *d, const struct vmig_mp_frame *f,
 }
 
 /*
+ * CHANNEL_SYNC (parallel channels): everything before it on the main
+ * connection is handled, so the extra channels' threads may now deliver
+ * device data and RAM (engine_chan_dst.c); from here device data on the
+ * main connection is refused.
+ */
+static int
+dst_channel_sync(struct eng_dst *d, const struct vmig_mp_frame *f,
+                 const struct vmig_mp_msg *m)
+{
+    (void)f;
+    (void)m;
+    if (d->mc == NULL || d->chan_sync) {
+        vmig__dst_fail(d, -1, "CHANNEL_SYNC %s",
+                       d->mc == NULL ? "without channels" : "twice");
+        return -EPROTO;
+    }
+    d->chan_sync = true;
+    pthread_mutex_lock(&d->e->lock);
+    d->mc->go = true;
+    pthread_cond_broadcast(&d->mc->cond);
+    pthread_mutex_unlock(&d->e->lock);
+    return 0;
+}
+
+/*
  * The frames of the main direction after SETUP, by type.  A type the
  * table does not name (HELLO or SETUP again, a return-path frame) is out
  * of place.  Each handler gets the decoded message and returns 0 to go
@@ -394,6 +450,7 @@ static dst_handler_fn *const dst_handlers[VMIG_MP_MAIN_LAST + 1] = {
     [VMIG_MP_ABORT] = dst_abort,
     [VMIG_MP_SWITCHOVER_REQ] = dst_switchover_req,
     [VMIG_MP_DEV_RESTART] = dst_dev_restart,
+    [VMIG_MP_CHANNEL_SYNC] = dst_channel_sync,
 };
 
 int

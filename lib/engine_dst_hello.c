@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <vmig/engine.h>
+#include "engine_chan.h"
 #include "engine_dst_state.h"
 #include "engine_priv.h"
 #include "internal.h"
@@ -137,6 +138,9 @@ vmig__dst_evaluate(struct eng_dst *d)
     memset(rp, 0, sizeof(*rp));
     rp->ndevices = h->ndevices;
     rp->features = h->features & VMIG_MP_FEAT__SUPPORTED;
+    if ((h->features & VMIG_MP_FEAT_CHANNELS) && vmig__mc_grantable(e, d)) {
+        rp->features |= VMIG_MP_FEAT_CHANNELS;
+    }
     if (lo > hi) {
         rp->status = EOPNOTSUPP;
         snprintf(rp->reason, sizeof(rp->reason),

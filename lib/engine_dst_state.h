@@ -19,6 +19,8 @@
 #include <vmig/engine.h>
 #include "xxh_fast.h"
 
+struct eng_mc;
+
 /* One of our devices: what it is to the source, what arrived for it. */
 struct eng_dst_dev {
     int src_index;  /* the source's index for this device, -1 if none */
@@ -64,6 +66,10 @@ struct eng_dst {
     char reason[VMIG_MP_REASON_MAX + 1];
 
     struct eng_dst_dev dev[VMIG_ENGINE_MAX_DEVICES];
+    /* parallel channels (engine_chan_dst.c), or NULL; after CHANNEL_SYNC
+     * device data arrives on them only */
+    struct eng_mc *mc;
+    bool chan_sync;
 };
 
 static inline void vmig__dst_fail(struct eng_dst *d, int dev, const char *fmt,
@@ -101,6 +107,13 @@ bool vmig__dst_evaluate(struct eng_dst *d);
  */
 void *vmig__dst_place(void *opaque, const struct vmig_mp_hdr *hdr,
                       const uint8_t *head, size_t tail_len);
+
+/* Guest RAM at @off of region @region for @len bytes, or NULL when the
+ * range is not inside the region; zeroing pages there.  engine_dst_frames.c. */
+uint8_t *vmig__dst_ram_at(const struct vmig_engine *e, uint32_t region,
+                          uint64_t off, uint64_t len);
+void vmig__dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p,
+                    size_t len);
 
 /*
  * One frame of the stream: skipped (an unknown optional type), refused

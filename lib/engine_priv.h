@@ -52,6 +52,8 @@ struct eng_rec {
     struct eng_src *src;
     void (*release)(struct vmig_engine *e); /* frees dst or src */
 };
+struct eng_mc;
+struct vmig_engine_chan_ops;
 
 struct vmig_engine {
     vmig_ctx_t *ctx;
@@ -91,6 +93,15 @@ struct vmig_engine {
     double tb_tokens;
     uint64_t tb_ns;
     uint64_t tb_sent;
+
+    /* parallel channels (engine_chan*.c): the VMM's ops, set while not
+     * migrating; the destination migration extra channels may join
+     * (NULL: none), and the bytes moved on extra channels, for the
+     * stats' wire_bytes (both under the lock above) */
+    const struct vmig_engine_chan_ops *chan_ops;
+    void *chan_opaque;
+    struct eng_mc *mc_cur;
+    uint64_t wire_extra;
 };
 
 int vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role);
@@ -110,6 +121,11 @@ void vmig__engine_pass(struct vmig_engine *e, unsigned int pass);
 void vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
                           uint64_t ram_bytes, uint64_t zero_pages, int dev,
                           uint64_t dev_bytes);
+/* The same for bytes moved on an extra channel (any thread): @wire bytes
+ * on the wire there; no progress event. */
+void vmig__engine_account_extra(struct vmig_engine *e, uint64_t ram_bytes,
+                                uint64_t zero_pages, int dev,
+                                uint64_t dev_bytes, uint64_t wire);
 bool vmig__engine_cancelled(struct vmig_engine *e);
 int vmig__engine_throttle(struct vmig_engine *e, struct vmig_mp_conn *c);
 void vmig__engine_dev_state(struct vmig_engine *e, unsigned int i,

@@ -171,8 +171,8 @@ vmig__src_wait_ack(struct eng_src *s)
     return 0;
 }
 
-static bool
-all_zero(const uint8_t *p, size_t n)
+bool
+vmig__all_zero(const uint8_t *p, size_t n)
 {
     static const uint8_t zero[16];
 
@@ -208,7 +208,7 @@ vmig__src_send_pages(struct eng_src *s, unsigned int r, uint64_t off,
     }
     zero = zero_pages && ((hole_check && e->ops->ram_hole != NULL &&
                            e->ops->ram_hole(e->opaque, r, off, len) == 1) ||
-                          all_zero(src, len));
+                          vmig__all_zero(src, len));
     m.ram = (struct vmig_mp_ram){.region = r,
                                  .flags = zero ? VMIG_MP_RAM_ZERO : 0,
                                  .offset = off,
@@ -296,6 +296,20 @@ vmig__src_send_vcpu(struct eng_src *s)
 }
 
 int
+vmig__src_read_failed(struct eng_src *s, unsigned int i, int err)
+{
+    struct vmig_engine *e = s->e;
+    const char *name = e->dev[i].name;
+
+    vmig_err(e->ctx,
+             "device %s: reading its stop-copy state at byte %llu failed: %s",
+             name, (unsigned long long)s->dev[i].tx_off, strerror(-err));
+    vmig__engine_set_error(e, "device %s: state read failed: %s", name,
+                           strerror(-err));
+    return err;
+}
+
+int
 vmig__src_dev_pump(struct eng_src *s, unsigned int i, bool precopy,
                    uint64_t budget, bool *dev_err)
 {
@@ -336,13 +350,7 @@ vmig__src_dev_pump(struct eng_src *s, unsigned int i, bool precopy,
                     d->name, (unsigned long long)sd->tx_off, strerror(-ret));
                 return ret;
             }
-            vmig_err(e->ctx,
-                     "device %s: reading its stop-copy state at byte %llu "
-                     "failed: %s",
-                     d->name, (unsigned long long)sd->tx_off, strerror(-ret));
-            vmig__engine_set_error(e, "device %s: state read failed: %s",
-                                   d->name, strerror(-ret));
-            return ret;
+            return vmig__src_read_failed(s, i, ret);
         }
         if (vmig__engine_cancelled(e)) {
             return -ECANCELED;
@@ -376,13 +384,11 @@ vmig__src_dev_pump(struct eng_src *s, unsigned int i, bool precopy,
 }
 
 int
-vmig__src_send_device(struct eng_src *s, unsigned int i)
+vmig__src_send_config(struct eng_src *s, unsigned int i)
 {
     struct vmig_engine *e = s->e;
     const struct eng_dev *d = &e->dev[i];
-    struct eng_src_dev *sd = &s->dev[i];
     struct vmig_mp_msg m = {.type = VMIG_MP_DEV_CONFIG};
-    bool dev_err;
     int ret;
 
     if (d->ops->config_save != NULL) {
@@ -403,11 +409,24 @@ vmig__src_send_device(struct eng_src *s, unsigned int i)
         e->st.dev[i].config_len = (uint64_t)n;
         pthread_mutex_unlock(&e->lock);
     }
-    ret = vmig__src_dev_pump(s, i, false, 0, &dev_err);
+    return 0;
+}
+
+int
+vmig__src_send_device(struct eng_src *s, unsigned int i)
+{
+    struct eng_src_dev *sd = &s->dev[i];
+    struct vmig_mp_msg m = {.type = VMIG_MP_DEV_END};
+    bool dev_err;
+    int ret;
+
+    ret = vmig__src_send_config(s, i);
+    if (ret == 0) {
+        ret = vmig__src_dev_pump(s, i, false, 0, &dev_err);
+    }
     if (ret < 0) {
         return ret;
     }
-    m.type = VMIG_MP_DEV_END;
     m.dev_end.dev = i;
     m.dev_end.total = sd->tx_off;
     m.dev_end.digest = XXH3_64bits_digest(sd->hash);

@@ -42,6 +42,9 @@ int vmig__src_send_pages(struct eng_src *s, unsigned int r, uint64_t off,
                          uint32_t np, bool zero_pages, bool hole_check,
                          bool live, unsigned int pass);
 
+/* Whether @n bytes at @p are all zero. */
+bool vmig__all_zero(const uint8_t *p, size_t n);
+
 /* RAM_PASS_END for pass @pass, which sent @pages pages. */
 int vmig__src_pass_end(struct eng_src *s, unsigned int pass, bool last,
                        uint64_t pages);
@@ -62,6 +65,13 @@ int vmig__src_send_vcpu(struct eng_src *s);
  */
 int vmig__src_dev_pump(struct eng_src *s, unsigned int i, bool precopy,
                        uint64_t budget, bool *dev_err);
+
+/* Device @i's VMM-owned config as DEV_CONFIG, when its backend has one. */
+int vmig__src_send_config(struct eng_src *s, unsigned int i);
+
+/* A stop-copy read of device @i failed with @err: logged and recorded as
+ * the migration's error; returns @err. */
+int vmig__src_read_failed(struct eng_src *s, unsigned int i, int err);
 
 /* Stop-copy for device @i: its config, the rest of its data, DEV_END. */
 int vmig__src_send_device(struct eng_src *s, unsigned int i);

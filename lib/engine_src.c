@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <vmig/engine.h>
+#include "engine_chan.h"
 #include "engine_precopy.h"
 #include "engine_priv.h"
 #include "engine_send.h"
@@ -40,6 +41,7 @@ vmig__src_free(struct eng_src *s)
         return;
     }
     vmig__pc_end(s);
+    vmig__mc_src_free(s);
     for (unsigned int i = 0; i < VMIG_ENGINE_MAX_DEVICES; i++) {
         XXH3_freeState(s->dev[i].hash);
     }
@@ -94,7 +96,7 @@ src_build_hello(struct eng_src *s, uint32_t flags, uint8_t *out)
     }
     h->version_min = VMIG_MP_PROTO_MIN;
     h->version_max = VMIG_MP_PROTO_MAX;
-    h->features = VMIG_MP_FEAT__SUPPORTED;
+    h->features = VMIG_MP_FEAT__SUPPORTED | vmig__mc_offer(s);
     if (s->p.no_commit) {
         h->features &= ~VMIG_MP_FEAT_COMMIT;
     }
@@ -235,7 +237,7 @@ src_offer(struct eng_src *s, uint32_t flags, struct vmig_engine_check *check)
         ret = -EOPNOTSUPP;
         goto out;
     }
-    s->features = rp->features & VMIG_MP_FEAT__SUPPORTED;
+    s->features = rp->features & (VMIG_MP_FEAT__SUPPORTED | vmig__mc_offer(s));
     ret = 0;
 out:
     free(out);
@@ -423,6 +425,9 @@ src_stop_copy(struct eng_src *s)
 {
     int ret;
 
+    if (s->mc != NULL) {
+        return vmig__mc_src_stop_copy(s);
+    }
     ret = s->pc_on
               ? vmig__pc_final_ram(s)
               : vmig__src_send_ram(s,
@@ -556,8 +561,8 @@ src_release(struct vmig_engine *e)
 
 /* The source's phases, in order; a failing one ends the list. */
 static int (*const src_phases[])(struct eng_src *s) = {
-    src_hello,      src_setup,     src_precopy,
-    src_switchover, src_stop_copy, src_complete,
+    src_hello,      vmig__mc_src_open, src_setup,    src_precopy,
+    src_switchover, src_stop_copy,     src_complete,
 };
 
 int

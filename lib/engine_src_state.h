@@ -15,6 +15,8 @@
 #include <vmig/engine.h>
 #include "xxh_fast.h"
 
+struct eng_mc;
+
 /* One device's outgoing stream. */
 struct eng_src_dev {
     uint64_t flags;    /* VMIG_MIGRATION_*, read when HELLO is built */
@@ -84,6 +86,7 @@ struct eng_src {
 
     struct eng_pc pc;
     struct eng_src_dev dev[VMIG_ENGINE_MAX_DEVICES];
+    struct eng_mc *mc; /* parallel channels (engine_chan_src.c), or NULL */
 };
 
 struct vmig_mp_frame;

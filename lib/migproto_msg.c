@@ -109,6 +109,20 @@ dev_data_check(const struct vmig_mp_msg *m)
     return m->dev_data.data.len > 0 ? 0 : -EBADMSG;
 }
 
+/* A request for parallel channels asks for more than one connection. */
+static int
+channels_check(const struct vmig_mp_msg *m)
+{
+    return m->channels.count >= 2 ? 0 : -EBADMSG;
+}
+
+/* An extra channel's index lies below the count of channels. */
+static int
+channel_hello_check(const struct vmig_mp_msg *m)
+{
+    return m->channel.index < m->channel.count ? 0 : -EBADMSG;
+}
+
 /* clang-format off */
 static const struct frame_desc frames[256] = {
     [VMIG_MP_HELLO] = {.name = "HELLO", .limit = 4u << 20},
@@ -157,6 +171,19 @@ static const struct frame_desc frames[256] = {
         .f = {NZ64(done.id), RSV64}},
     [VMIG_MP_RECOVER] = {.name = "RECOVER", .limit = 64,
         .f = {NZ64(recover.id), RSV64}},
+    [VMIG_MP_CHANNELS] = {.name = "CHANNELS", .limit = 64,
+        .f = {NZ32(channels.count, VMIG_MP_MAX_CHANNELS), RSV32},
+        .check = channels_check},
+    [VMIG_MP_CHANNEL_HELLO] = {.name = "CHANNEL_HELLO", .limit = 64,
+        .f = {U64(channel.id_hi), U64(channel.id_lo),
+              NZ32(channel.index, VMIG_MP_MAX_CHANNELS - 1),
+              NZ32(channel.count, VMIG_MP_MAX_CHANNELS)},
+        .check = channel_hello_check},
+    [VMIG_MP_CHANNEL_SYNC] = {.name = "CHANNEL_SYNC", .limit = 64,
+        .f = {RSV64}},
+    [VMIG_MP_CHANNEL_END] = {.name = "CHANNEL_END", .limit = 64,
+        .f = {NZ32(channel.index, VMIG_MP_MAX_CHANNELS - 1), RSV32,
+              U64(channel.frames)}},
     [VMIG_MP_HELLO_REPLY] = {.name = "HELLO_REPLY", .limit = 64 << 10},
     [VMIG_MP_SETUP_ACK] = {.name = "SETUP_ACK",
         .limit = 8 + VMIG_MP_REASON_MAX,
@@ -179,6 +206,11 @@ static const struct frame_desc frames[256] = {
         .f = {NZ64(recover_reply.id), MAX32(recover_reply.state,
               VMIG_MP_REC__LAST), RSV32},
         .tail = TAIL_STRING, .tail_slot = SLOT(recover_reply.reason)},
+    [VMIG_MP_CHANNELS_ACK] = {.name = "CHANNELS_ACK", .limit = 64,
+        .f = {NZ32(channels.count, VMIG_MP_MAX_CHANNELS), RSV32,
+              U64(channels.id_hi), U64(channels.id_lo)}},
+    [VMIG_MP_CHANNEL_READY] = {.name = "CHANNEL_READY", .limit = 64,
+        .f = {NZ32(channel.index, VMIG_MP_MAX_CHANNELS - 1), RSV32}},
 };
 /* clang-format on */
 

@@ -145,6 +145,8 @@ struct vmig_engine_dev_stats {
  * @dirty_pages:          RAM pages found dirty at the last collection.
  * @est_stopcopy_bytes:   the last estimate of the stop-copy bytes.
  * @switchover_ack_ms:    SWITCHOVER_REQ sent -> SWITCHOVER_ACK received.
+ * @channel_bytes:        of @wire_bytes, those on the extra connections of
+ *                        parallel channels (<vmig/engine_chan.h>).
  * @error:                the reason when FAILED or CANCELLED.
  */
 struct vmig_engine_stats {
@@ -169,6 +171,7 @@ struct vmig_engine_stats {
     uint64_t dirty_pages;
     uint64_t est_stopcopy_bytes;
     uint64_t switchover_ack_ms;
+    uint64_t channel_bytes;
     int errnum;
     char error[256];
     unsigned int ndevices;
@@ -341,6 +344,12 @@ enum vmig_engine_reset_policy {
  * @no_commit:         do not offer the commit protocol (a destination
  *                     then resumes on SWITCHOVER, as protocol version 1
  *                     without the feature does).  For interop tests.
+ * @channels:          connections per migration (QEMU's multifd-channels),
+ *                     the main one included; 0 or 1: one connection, as
+ *                     before channels existed.  More need the VMM's
+ *                     channel ops (<vmig/engine_chan.h>) on both sides;
+ *                     at most VMIG_MP_MAX_CHANNELS.  On a destination:
+ *                     the most it grants.
  */
 struct vmig_engine_params {
     uint64_t downtime_limit_ms;
@@ -356,6 +365,7 @@ struct vmig_engine_params {
     bool test_one_phase_stop;
     unsigned int recover_timeout_ms;
     bool no_commit;
+    unsigned int channels;
 };
 
 /**

@@ -49,6 +49,8 @@
 #define VMIG_MP_MAX_REGIONS 16
 #define VMIG_MP_MAX_DEVICES 32
 #define VMIG_MP_PAGE_SIZE 4096u
+/* Connections of one migration at most (the main one included). */
+#define VMIG_MP_MAX_CHANNELS 16
 
 /* Frame flags. */
 #define VMIG_MP_F_OPTIONAL (1u << 0) /* a receiver may skip an unknown type */
@@ -72,6 +74,10 @@ enum vmig_mp_type {
     VMIG_MP_GO = 0x0d,             /* commit: u64 migration id, u64 0 */
     VMIG_MP_DONE = 0x0e,           /* commit: u64 migration id, u64 0 */
     VMIG_MP_RECOVER = 0x0f,        /* commit: u64 migration id, u64 0 */
+    VMIG_MP_CHANNELS = 0x10,       /* channels: u32 count wanted, u32 0 */
+    VMIG_MP_CHANNEL_HELLO = 0x11,  /* first frame of an extra channel */
+    VMIG_MP_CHANNEL_SYNC = 0x12,   /* main: the extra channels may start */
+    VMIG_MP_CHANNEL_END = 0x13,    /* last frame of an extra channel */
     VMIG_MP_HELLO_REPLY = 0x81,
     VMIG_MP_SETUP_ACK = 0x82,
     VMIG_MP_ACK = 0x83,
@@ -80,6 +86,8 @@ enum vmig_mp_type {
     VMIG_MP_SWITCHOVER_ACK = 0x86, /* precopy: u32 request id, u32 0 */
     VMIG_MP_READY = 0x87,          /* commit: u64 migration id, u64 ns */
     VMIG_MP_RECOVER_REPLY = 0x88,  /* commit: id, state, reason */
+    VMIG_MP_CHANNELS_ACK = 0x89,   /* channels: count, migration id */
+    VMIG_MP_CHANNEL_READY = 0x8a,  /* an extra channel joined */
 };
 
 /* HELLO features (negotiated: the reply carries the accepted subset). */
@@ -90,6 +98,10 @@ enum vmig_mp_type {
  * and answers READY; it resumes only on the source's GO.  A source that
  * sent GO and lost the connection asks again with RECOVER on a new one. */
 #define VMIG_MP_FEAT_COMMIT (1ull << 3)
+/* Parallel channels (docs/migration-protocol.md section 10).  Offered
+ * only when the source wants more than one connection, so a source with
+ * one channel sends the same HELLO as before the feature existed. */
+#define VMIG_MP_FEAT_CHANNELS (1ull << 4)
 /* Features this build takes part in. */
 #define VMIG_MP_FEAT__SUPPORTED                                                \
     (VMIG_MP_FEAT_ZERO_PAGES | VMIG_MP_FEAT_PRECOPY |                          \
@@ -442,6 +454,26 @@ struct vmig_mp_dev_restart {
     uint32_t dev;
 };
 
+/* CHANNELS (@count connections wanted, 2..VMIG_MP_MAX_CHANNELS) and
+ * CHANNELS_ACK (@count granted, 1..; the migration id the extra channels
+ * join with: 128 random bits, @id_hi then @id_lo on the wire). */
+struct vmig_mp_channels {
+    uint32_t count;
+    uint64_t id_hi;
+    uint64_t id_lo;
+};
+
+/* CHANNEL_HELLO (migration id, this channel's @index 1..@count-1, the
+ * @count granted), CHANNEL_READY (@index) and CHANNEL_END (@index, the
+ * data frames sent on it before, @frames). */
+struct vmig_mp_channel {
+    uint64_t id_hi;
+    uint64_t id_lo;
+    uint32_t index;
+    uint32_t count;
+    uint64_t frames;
+};
+
 /* ACK: frame @seq of type @type was handled; @value depends on the type. */
 struct vmig_mp_ack {
     uint32_t type;
@@ -510,6 +542,8 @@ struct vmig_mp_msg {
         struct vmig_mp_mig_id done;
         struct vmig_mp_mig_id recover;
         struct vmig_mp_recover_reply recover_reply;
+        struct vmig_mp_channels channels; /* CHANNELS, CHANNELS_ACK */
+        struct vmig_mp_channel channel;   /* CHANNEL_HELLO, _READY, _END */
     };
 };
 

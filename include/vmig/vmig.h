@@ -24,6 +24,7 @@
 #include <vmig/tls.h>
 #include <vmig/migproto.h>
 #include <vmig/engine.h>
+#include <vmig/engine_chan.h>
 #include <vmig/engine_vfu.h>
 
 #endif /* VMIG_VMIG_H */

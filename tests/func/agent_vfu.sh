@@ -60,13 +60,14 @@ grep -q "no device named vfu0 here" "$dir/last.out" || fail "check refusal outpu
 expect_rc 1 "$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 3))" --json
 intact back "a refusal"
 
-# connection cut: the migration goes through a TCP relay that dies
+# connection cut: the migration goes through a TCP relay that dies (socat
+# relays one connection: one channel)
 start dst2 $((port_base + 4)) $td
 socat TCP-LISTEN:$((port_base + 5)),bind=127.0.0.1,reuseaddr TCP:127.0.0.1:$((port_base + 4)) 2>/dev/null &
 relay=$!
 pids="$pids $relay"
 wait_for "the relay to listen" listening $((port_base + 5))
-"$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 5))" --max-bandwidth 4M --json >"$dir/cut.out" 2>&1 &
+"$vmig" migrate --qmp "$dir/back.qmp" --to "127.0.0.1:$((port_base + 5))" --max-bandwidth 4M --channels 1 --json >"$dir/cut.out" 2>&1 &
 mpid=$!
 wait_for "the migration through the relay to move data" migrating back
 kill -9 "$relay"

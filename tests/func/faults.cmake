@@ -77,3 +77,16 @@ if(TARGET vmig-agent AND TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
       --table ${CMAKE_BINARY_DIR}/faults-split-brain.md)
   set_tests_properties(fault-matrix-split-brain PROPERTIES LABELS func TIMEOUT 600)
 endif()
+
+# Parallel channels between agent processes (tests/faults/test_channels.py):
+# one extra channel cut fails the whole migration cleanly; over TLS every
+# channel authenticates; a destination with one channel gets one.
+if(TARGET vmig-agent AND TARGET vmig-faultproxy AND Python3_Interpreter_FOUND)
+  foreach(c cut tls one)
+    add_test(NAME agent-channels-${c}
+      COMMAND ${Python3_EXECUTABLE}
+        ${PROJECT_SOURCE_DIR}/tests/faults/test_channels.py
+        $<TARGET_FILE:vmig-agent> $<TARGET_FILE:vmig-faultproxy> ${c})
+    set_tests_properties(agent-channels-${c} PROPERTIES LABELS func TIMEOUT 300)
+  endforeach()
+endif()

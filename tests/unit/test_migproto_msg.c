@@ -337,12 +337,77 @@ v_recover_reply(struct vec *v)
     strcpy(v->m.recover_reply.reason, "no GO within 30000 ms");
 }
 
+static void
+v_channels(struct vec *v)
+{
+    vec_init(v, "CHANNELS", VMIG_MP_CHANNELS);
+    P32(&v->p, 4);
+    P32(&v->p, 0);
+    v->m.channels.count = 4;
+}
+
+static void
+v_channels_ack(struct vec *v)
+{
+    vec_init(v, "CHANNELS_ACK", VMIG_MP_CHANNELS_ACK);
+    P32(&v->p, 3);
+    P32(&v->p, 0);
+    P64(&v->p, 0x0123456789abcdefull);
+    P64(&v->p, 0xfedcba9876543210ull);
+    v->m.channels = (struct vmig_mp_channels){3, 0x0123456789abcdefull,
+                                              0xfedcba9876543210ull};
+}
+
+static void
+v_channel_hello(struct vec *v)
+{
+    vec_init(v, "CHANNEL_HELLO", VMIG_MP_CHANNEL_HELLO);
+    P64(&v->p, 0x1111222233334444ull);
+    P64(&v->p, 0x5555666677778888ull);
+    P32(&v->p, 2);
+    P32(&v->p, 4);
+    v->m.channel = (struct vmig_mp_channel){.id_hi = 0x1111222233334444ull,
+                                            .id_lo = 0x5555666677778888ull,
+                                            .index = 2,
+                                            .count = 4};
+}
+
+static void
+v_channel_ready(struct vec *v)
+{
+    vec_init(v, "CHANNEL_READY", VMIG_MP_CHANNEL_READY);
+    P32(&v->p, 3);
+    P32(&v->p, 0);
+    v->m.channel.index = 3;
+}
+
+static void
+v_channel_sync(struct vec *v)
+{
+    vec_init(v, "CHANNEL_SYNC", VMIG_MP_CHANNEL_SYNC);
+    P64(&v->p, 0);
+}
+
+static void
+v_channel_end(struct vec *v)
+{
+    vec_init(v, "CHANNEL_END", VMIG_MP_CHANNEL_END);
+    P32(&v->p, 1);
+    P32(&v->p, 0);
+    P64(&v->p, 9);
+    v->m.channel.index = 1;
+    v->m.channel.frames = 9;
+}
+
 static void (*const vectors[])(struct vec *) = {
-    v_setup,    v_ram,     v_ram_zero,      v_pass_end,   v_dev_config,
-    v_dev_data, v_dev_end, v_vcpu,          v_switchover, v_abort,
-    v_swreq,    v_restart, v_setup_ack,     v_setup_nak,  v_ack,
-    v_error,    v_confirm, v_swack,         v_ready,      v_go,
-    v_done,     v_recover, v_recover_reply,
+    v_setup,        v_ram,           v_ram_zero,      v_pass_end,
+    v_dev_config,   v_dev_data,      v_dev_end,       v_vcpu,
+    v_switchover,   v_abort,         v_swreq,         v_restart,
+    v_setup_ack,    v_setup_nak,     v_ack,           v_error,
+    v_confirm,      v_swack,         v_ready,         v_go,
+    v_done,         v_recover,       v_recover_reply, v_channels,
+    v_channels_ack, v_channel_hello, v_channel_ready, v_channel_sync,
+    v_channel_end,
 };
 #define NVEC (sizeof(vectors) / sizeof(vectors[0]))
 
@@ -499,6 +564,21 @@ static const struct bad bads[] = {
     {v_recover_reply, 0, 0, "RECOVER_REPLY: id 0"},
     {v_recover_reply, 8, 4, "RECOVER_REPLY: state 4"},
     {v_recover_reply, 12, 1, "RECOVER_REPLY: reserved not 0"},
+    {v_channels, 0, 1, "CHANNELS: one channel"},
+    {v_channels, 0, 17, "CHANNELS: over 16 channels"},
+    {v_channels, 4, 1, "CHANNELS: flags not 0"},
+    {v_channels_ack, 0, 0, "CHANNELS_ACK: no channel"},
+    {v_channels_ack, 0, 17, "CHANNELS_ACK: over 16 channels"},
+    {v_channels_ack, 4, 1, "CHANNELS_ACK: flags not 0"},
+    {v_channel_hello, 16, 0, "CHANNEL_HELLO: index 0 (the main one)"},
+    {v_channel_hello, 16, 4, "CHANNEL_HELLO: index not below the count"},
+    {v_channel_hello, 20, 17, "CHANNEL_HELLO: over 16 channels"},
+    {v_channel_ready, 0, 0, "CHANNEL_READY: index 0"},
+    {v_channel_ready, 4, 1, "CHANNEL_READY: flags not 0"},
+    {v_channel_sync, 0, 1, "CHANNEL_SYNC: reserved not 0"},
+    {v_channel_sync, 4, 1, "CHANNEL_SYNC: reserved (high half) not 0"},
+    {v_channel_end, 0, 0, "CHANNEL_END: index 0"},
+    {v_channel_end, 4, 1, "CHANNEL_END: flags not 0"},
 };
 
 static void

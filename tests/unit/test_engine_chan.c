@@ -1,0 +1,802 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_engine_chan.c - parallel channels (<vmig/engine_chan.h>) end to
+ * end over loopback TCP: two VMs (guest RAM with the ledger program, a
+ * vCPU thread, three memdev devices with P2P) in one process, the source
+ * opening its extra connections through the VMM ops and the destination
+ * handing every further connection it accepts to
+ * vmig_engine_accept_chan().
+ *
+ * - four channels: everything lands (RAM, vCPU, every device's state and
+ *   config), the extra channels really carried data, and back again;
+ * - a destination (or source) with one channel: the migration uses one
+ *   connection, as before channels existed;
+ * - hostile channel hellos while a migration waits for its channels (an
+ *   unknown id, a count that does not fit, an index past the count, a
+ *   duplicate, a second source's HELLO, a late one after the migration
+ *   ended): each refused with its errno and a reason, and the migration
+ *   still lands intact;
+ * - one extra channel cut in the middle of stop-copy: the source rolls
+ *   back and runs on intact, the destination fails and resets its
+ *   devices; the next attempt lands.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "../loopback.h"
+#include <xxhash.h>
+#include <vmig/engine.h>
+#include <vmig/engine_chan.h>
+#include <vmig_testkit/guest.h>
+#include <vmig_testkit/memdev.h>
+#include "engine_chan.h"
+#include "engine_priv.h"
+
+#define RAM_SIZE (16u << 20)
+#define DEV_STATE (6u << 20)
+#define NDEV 3
+
+struct tvm {
+    vmig_ctx_t *ctx;
+    uint8_t *ram;
+    struct vmig_vcpu *vcpu;
+    struct vmig_memdev *dev[NDEV];
+    struct vmig_engine *eng;
+    uint64_t snap_ram;
+    uint64_t snap_dev[NDEV];
+    int resumes;
+    /* source side: where extra channels connect, how many were opened */
+    int port;
+    int opened;
+    int (*pre_open)(struct tvm *vm, unsigned int index);
+    /* a cut: channel @cut_index goes through a proxy that closes both
+     * ends after @cut_after bytes (0: no cut) */
+    unsigned int cut_index;
+    uint64_t cut_after;
+    pthread_t cut_th;
+    bool cut_live;
+    int cut_lfd;
+};
+
+static int
+tvm_hook(void *opaque, uint64_t steps)
+{
+    struct tvm *vm = opaque;
+
+    (void)steps;
+    for (int i = 0; i < NDEV; i++) {
+        int ret = vmig_memdev_work(vm->dev[i], 3);
+
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static int
+vm_pause(void *o)
+{
+    return vmig_vcpu_pause(((struct tvm *)o)->vcpu);
+}
+
+static int
+vm_resume(void *o)
+{
+    struct tvm *vm = o;
+
+    vm->snap_ram = XXH3_64bits(vm->ram, RAM_SIZE);
+    for (int i = 0; i < NDEV; i++) {
+        vm->snap_dev[i] = vmig_memdev_digest(vm->dev[i]);
+    }
+    vm->resumes++;
+    return vmig_vcpu_resume(vm->vcpu);
+}
+
+static ssize_t
+vm_save(void *o, void *buf, size_t cap)
+{
+    return vmig_vcpu_save(((struct tvm *)o)->vcpu, buf, cap);
+}
+
+static int
+vm_load(void *o, const void *buf, size_t len)
+{
+    return vmig_vcpu_load(((struct tvm *)o)->vcpu, buf, len);
+}
+
+static const struct vmig_engine_vm_ops vm_ops = {
+    .vcpu_pause = vm_pause,
+    .vcpu_resume = vm_resume,
+    .vcpu_save = vm_save,
+    .vcpu_load = vm_load,
+};
+
+/* ------------------------------------------------------------ cut proxy */
+
+struct cut {
+    int a, b;
+    uint64_t after;
+};
+
+/* Forward a -> b (and b -> a) until @after bytes went a -> b, then cut. */
+static void *
+cut_main(void *arg)
+{
+    struct cut *x = arg;
+    uint64_t fwd = 0;
+    static uint8_t buf[1 << 16];
+
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = x->a, .events = POLLIN},
+                               {.fd = x->b, .events = POLLIN}};
+        ssize_t n;
+
+        if (poll(pf, 2, 5000) <= 0) {
+            break;
+        }
+        if (pf[0].revents) {
+            size_t want = sizeof(buf);
+
+            if (x->after - fwd < want) {
+                want = (size_t)(x->after - fwd);
+            }
+            n = read(x->a, buf, want);
+            if (n <= 0 || write(x->b, buf, (size_t)n) != n) {
+                break;
+            }
+            fwd += (uint64_t)n;
+            if (fwd >= x->after) {
+                break;
+            }
+        }
+        if (pf[1].revents) {
+            n = read(x->b, buf, sizeof(buf));
+            if (n <= 0 || write(x->a, buf, (size_t)n) != n) {
+                break;
+            }
+        }
+    }
+    shutdown(x->a, SHUT_RDWR);
+    shutdown(x->b, SHUT_RDWR);
+    close(x->a);
+    close(x->b);
+    free(x);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ chan ops */
+
+static int
+ops_open(void *opaque, unsigned int index, const int *cancel,
+         struct vmig_chan **out)
+{
+    struct tvm *vm = opaque;
+    int fd, ret;
+
+    (void)cancel;
+    if (vm->pre_open != NULL) {
+        ret = vm->pre_open(vm, index);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    fd = lb_connect(vm->port);
+    if (fd < 0) {
+        return fd;
+    }
+    if (vm->cut_after != 0 && index == vm->cut_index) {
+        /* a proxy in the middle: the source talks to it */
+        struct cut *x = calloc(1, sizeof(*x));
+        int port, lfd = lb_listen(&port);
+
+        assert_non_null(x);
+        assert_true(lfd >= 0);
+        x->b = fd;
+        x->after = vm->cut_after;
+        fd = lb_connect(port);
+        assert_true(fd >= 0);
+        x->a = accept(lfd, NULL, NULL);
+        assert_true(x->a >= 0);
+        close(lfd);
+        assert_int_equal(pthread_create(&vm->cut_th, NULL, cut_main, x), 0);
+        vm->cut_live = true;
+    }
+    ret = vmig_chan_plain(vm->ctx, fd, out);
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    vm->opened++;
+    return 0;
+}
+
+static void
+ops_release(void *opaque, struct vmig_chan *ch)
+{
+    int fd = vmig_chan_fd(ch);
+
+    (void)opaque;
+    vmig_chan_free(ch);
+    close(fd);
+}
+
+static const struct vmig_engine_chan_ops chan_ops = {
+    .open = ops_open,
+    .release = ops_release,
+};
+
+/* ------------------------------------------------------------ VMs */
+
+static void
+set_channels(struct tvm *vm, unsigned int n)
+{
+    struct vmig_engine_params p;
+
+    vmig_engine_get_params(vm->eng, &p);
+    p.channels = n;
+    p.timeout_ms = 20000;
+    vmig_engine_set_params(vm->eng, &p);
+}
+
+static struct tvm *
+tvm_new(const char *name, bool program, uint64_t seed, unsigned int channels)
+{
+    struct tvm *vm = calloc(1, sizeof(*vm));
+    struct vmig_engine_region rg;
+    struct vmig_vcpu_params vp = {.steps_per_sec = 100000, .hook = tvm_hook};
+    static const char *const names[NDEV] = {"acc0", "nic0", "gpu0"};
+
+    assert_non_null(vm);
+    assert_int_equal(
+        vmig_ctx_new(name, getenv("VMIG_TEST_LOG") ? vmig_log_stderr : NULL,
+                     NULL, &vm->ctx),
+        0);
+    vm->ram = aligned_alloc(4096, RAM_SIZE);
+    assert_non_null(vm->ram);
+    memset(vm->ram, 0, RAM_SIZE);
+    if (program) {
+        assert_int_equal(vmig_guest_init(vm->ram, RAM_SIZE, seed), 0);
+    }
+    for (int i = 0; i < NDEV; i++) {
+        struct vmig_memdev_params mp = {.state_size = DEV_STATE,
+                                        .flags = VMIG_MIGRATION_STOP_COPY |
+                                                 VMIG_MIGRATION_P2P,
+                                        .seed = seed + (uint64_t)i,
+                                        .revision = 1};
+        uint8_t cfg[VMIG_MEMDEV_CONFIG_SIZE];
+
+        assert_int_equal(vmig_memdev_new(vm->ctx, &mp, &vm->dev[i]), 0);
+        memset(cfg, program ? 0xc0 + i : 0, sizeof(cfg));
+        vmig_memdev_config(vm->dev[i], NULL, cfg);
+    }
+    vp.opaque = vm;
+    assert_int_equal(vmig_vcpu_new(vm->ram, RAM_SIZE, &vp, &vm->vcpu), 0);
+    rg.name = "ram0";
+    rg.host = vm->ram;
+    rg.size = RAM_SIZE;
+    assert_int_equal(vmig_engine_new(vm->ctx, &rg, 1, &vm_ops, vm, &vm->eng),
+                     0);
+    for (int i = 0; i < NDEV; i++) {
+        assert_int_equal(vmig_engine_add_device(vm->eng, names[i],
+                                                vmig_memdev_ops(), vm->dev[i]),
+                         0);
+    }
+    assert_int_equal(vmig_engine_set_chan_ops(vm->eng, &chan_ops, vm), 0);
+    set_channels(vm, channels);
+    return vm;
+}
+
+static void
+tvm_free(struct tvm *vm)
+{
+    vmig_vcpu_free(vm->vcpu);
+    vmig_engine_free(vm->eng);
+    for (int i = 0; i < NDEV; i++) {
+        vmig_memdev_free(vm->dev[i]);
+    }
+    free(vm->ram);
+    vmig_ctx_free(vm->ctx);
+    free(vm);
+}
+
+static void
+msleep(unsigned int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+static void
+wait_steps(struct tvm *vm, uint64_t n)
+{
+    for (int t = 0; t < 2000 && vmig_guest_steps(vm->ram) < n; t++) {
+        msleep(5);
+    }
+    assert_true(vmig_guest_steps(vm->ram) >= n);
+}
+
+/* The VM runs here intact: steps advance, devices RUNNING, RAM verifies. */
+static void
+assert_vm_alive(struct tvm *vm)
+{
+    uint64_t s0;
+    char why[256] = "";
+
+    for (int i = 0; i < NDEV; i++) {
+        assert_int_equal(vmig_memdev_state(vm->dev[i]), VMIG_STATE_RUNNING);
+    }
+    s0 = vmig_guest_steps(vm->ram);
+    assert_true(vmig_vcpu_running(vm->vcpu));
+    for (int t = 0; t < 1000 && vmig_guest_steps(vm->ram) < s0 + 500; t++) {
+        msleep(10);
+    }
+    assert_true(vmig_guest_steps(vm->ram) >= s0 + 500);
+    assert_int_equal(vmig_vcpu_pause(vm->vcpu), 0);
+    if (vmig_guest_verify(vm->ram, RAM_SIZE, why, sizeof(why)) != 0) {
+        fail_msg("guest RAM does not verify: %s", why);
+    }
+    assert_int_equal(vmig_vcpu_resume(vm->vcpu), 0);
+}
+
+/* ------------------------------------------------------------ destination */
+
+#define MAX_ACCEPTS 16
+
+/* Accepts the main connection, runs the engine on it, and hands every
+ * further connection to vmig_engine_accept_chan() meanwhile. */
+struct dst_side {
+    struct tvm *vm;
+    int lfd;
+    int ret;
+    int in_done; /* atomic */
+    int naccept;
+    int accept_ret[MAX_ACCEPTS];
+    pthread_t th, in_th;
+    int main_fd;
+};
+
+static void *
+dst_incoming(void *arg)
+{
+    struct dst_side *j = arg;
+
+    j->ret = vmig_engine_incoming(j->vm->eng, j->main_fd);
+    __atomic_store_n(&j->in_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void
+dst_release(void *opaque, struct vmig_chan *ch)
+{
+    ops_release(opaque, ch);
+}
+
+static void *
+dst_main(void *arg)
+{
+    struct dst_side *j = arg;
+
+    j->main_fd = accept(j->lfd, NULL, NULL);
+    if (j->main_fd < 0) {
+        j->ret = -errno;
+        return NULL;
+    }
+    assert_int_equal(pthread_create(&j->in_th, NULL, dst_incoming, j), 0);
+    while (!__atomic_load_n(&j->in_done, __ATOMIC_ACQUIRE)) {
+        struct pollfd pf = {.fd = j->lfd, .events = POLLIN};
+        struct vmig_chan *ch;
+        int fd, ret;
+
+        if (poll(&pf, 1, 20) <= 0) {
+            continue;
+        }
+        fd = accept(j->lfd, NULL, NULL);
+        if (fd < 0) {
+            continue;
+        }
+        assert_int_equal(vmig_chan_plain(j->vm->ctx, fd, &ch), 0);
+        ret = vmig_engine_accept_chan(j->vm->eng, ch, NULL, 5000);
+        if (j->naccept < MAX_ACCEPTS) {
+            j->accept_ret[j->naccept++] = ret;
+        }
+        if (ret < 0) {
+            vmig_chan_free(ch);
+            close(fd);
+        }
+    }
+    pthread_join(j->in_th, NULL);
+    close(j->main_fd);
+    return NULL;
+}
+
+static const struct vmig_engine_chan_ops dst_ops = {.release = dst_release};
+
+/* Migrate @src to @dst; the destination's side in @j (its result, the
+ * accept results). */
+static int
+migrate(struct tvm *src, struct tvm *dst, struct dst_side *j)
+{
+    int fd, ret;
+
+    memset(j, 0, sizeof(*j));
+    j->vm = dst;
+    assert_int_equal(vmig_engine_set_chan_ops(dst->eng, &dst_ops, dst), 0);
+    j->lfd = lb_listen(&src->port);
+    assert_true(j->lfd >= 0);
+    assert_int_equal(pthread_create(&j->th, NULL, dst_main, j), 0);
+    fd = lb_connect(src->port);
+    assert_true(fd >= 0);
+    src->opened = 0;
+    ret = vmig_engine_migrate(src->eng, fd);
+    close(fd);
+    pthread_join(j->th, NULL);
+    close(j->lfd);
+    if (src->cut_live) {
+        pthread_join(src->cut_th, NULL);
+        src->cut_live = false;
+    }
+    /* the source side's ops again, for a migration back */
+    assert_int_equal(vmig_engine_set_chan_ops(dst->eng, &chan_ops, dst), 0);
+    return ret;
+}
+
+static void
+check_landed(struct tvm *src, struct tvm *dst)
+{
+    struct vmig_engine_stats st;
+
+    assert_false(vmig_vcpu_running(src->vcpu));
+    assert_int_equal(dst->resumes, 1);
+    assert_true(XXH3_64bits(src->ram, RAM_SIZE) == dst->snap_ram);
+    for (int i = 0; i < NDEV; i++) {
+        uint8_t a[VMIG_MEMDEV_CONFIG_SIZE], b[VMIG_MEMDEV_CONFIG_SIZE];
+
+        assert_int_equal(vmig_memdev_state(src->dev[i]), VMIG_STATE_STOP);
+        assert_true(vmig_memdev_digest(src->dev[i]) == dst->snap_dev[i]);
+        vmig_memdev_config(src->dev[i], a, NULL);
+        vmig_memdev_config(dst->dev[i], b, NULL);
+        assert_memory_equal(a, b, sizeof(a));
+    }
+    vmig_engine_stats(src->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_COMPLETED);
+    assert_int_equal(st.ram_transferred, RAM_SIZE);
+    vmig_engine_stats(dst->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_COMPLETED);
+    assert_int_equal(st.ram_transferred, RAM_SIZE);
+    for (int i = 0; i < NDEV; i++) {
+        assert_true(st.dev[i].bytes >= DEV_STATE);
+    }
+    dst->resumes = 0;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void
+test_four_channels(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 42, 4), *b = tvm_new("B", false, 7, 4);
+    struct dst_side j;
+    struct vmig_engine_stats st;
+
+    (void)state;
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 1000);
+    assert_int_equal(migrate(a, b, &j), 0);
+    assert_int_equal(j.ret, 0);
+    assert_int_equal(a->opened, 3);
+    assert_int_equal(j.naccept, 3);
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(j.accept_ret[k], 0);
+    }
+    check_landed(a, b);
+    /* the extra channels carried every device's state */
+    vmig_engine_stats(a->eng, &st);
+    pthread_mutex_lock(&a->eng->lock);
+    assert_true(a->eng->wire_extra > (uint64_t)NDEV * DEV_STATE);
+    assert_true(st.wire_bytes > a->eng->wire_extra);
+    pthread_mutex_unlock(&a->eng->lock);
+    assert_vm_alive(b);
+
+    /* and back, B the source now */
+    msleep(30);
+    assert_int_equal(migrate(b, a, &j), 0);
+    assert_int_equal(j.ret, 0);
+    assert_int_equal(b->opened, 3);
+    check_landed(b, a);
+    assert_vm_alive(a);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+/* One side with one channel: one connection, as before channels. */
+static void
+test_one_channel_side(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 3, 4), *b = tvm_new("B", false, 9, 1);
+    struct dst_side j;
+
+    (void)state;
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 500);
+    assert_int_equal(migrate(a, b, &j), 0);
+    assert_int_equal(j.ret, 0);
+    assert_int_equal(a->opened, 0);
+    assert_int_equal(j.naccept, 0);
+    check_landed(a, b);
+    assert_vm_alive(b);
+
+    set_channels(b, 1);
+    set_channels(a, 4);
+    msleep(30);
+    assert_int_equal(migrate(b, a, &j), 0);
+    assert_int_equal(j.ret, 0);
+    assert_int_equal(b->opened, 0);
+    assert_int_equal(j.naccept, 0);
+    check_landed(b, a);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+/* --- hostile channel hellos */
+
+static struct tvm *hostile_dst;
+static uint64_t old_id[2];
+
+/* The destination migration's id (a peer that learnt it somehow). */
+static void
+dst_id(uint64_t id[2])
+{
+    struct vmig_engine *e = hostile_dst->eng;
+
+    pthread_mutex_lock(&e->lock);
+    assert_non_null(e->mc_cur);
+    id[0] = e->mc_cur->id_hi;
+    id[1] = e->mc_cur->id_lo;
+    pthread_mutex_unlock(&e->lock);
+}
+
+/*
+ * Connect, exchange preambles, send one frame of @type with @payload, and
+ * return the errno of the ERROR that must come back (its reason into
+ * @why).
+ */
+static int
+raw_hello(int port, unsigned int type, const void *payload, size_t len,
+          char *why, size_t whylen)
+{
+    struct vmig_mp_conn *c;
+    struct vmig_mp_frame f;
+    struct vmig_mp_msg m;
+    int fd = lb_connect(port), err;
+
+    assert_true(fd >= 0);
+    assert_int_equal(vmig_mp_conn_new(hostile_dst->ctx, fd, &c), 0);
+    vmig_mp_conn_set_timeout(c, 10000);
+    assert_int_equal(vmig_mp_handshake(c), 0);
+    assert_int_equal(vmig_mp_send1(c, type, 0, payload, len), 0);
+    assert_int_equal(vmig_mp_recv(c, &f), 0);
+    assert_int_equal(f.hdr.type, VMIG_MP_ERROR);
+    assert_int_equal(vmig_mp_frame_decode(&f, &m), 0);
+    err = (int)m.error.err;
+    snprintf(why, whylen, "%s", m.error.reason);
+    vmig_mp_conn_free(c);
+    close(fd);
+    return err;
+}
+
+static size_t
+put_hello(uint8_t *p, uint64_t hi, uint64_t lo, uint32_t index, uint32_t count)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(hi >> (8 * i));
+        p[8 + i] = (uint8_t)(lo >> (8 * i));
+    }
+    for (int i = 0; i < 4; i++) {
+        p[16 + i] = (uint8_t)(index >> (8 * i));
+        p[20 + i] = (uint8_t)(count >> (8 * i));
+    }
+    return 24;
+}
+
+static int
+hostile_pre_open(struct tvm *vm, unsigned int index)
+{
+    uint8_t p[64];
+    uint64_t id[2];
+    char why[256];
+    size_t n;
+
+    dst_id(id);
+    memcpy(old_id, id, sizeof(old_id));
+    if (index == 1) {
+        n = put_hello(p, id[0] ^ 1, id[1], 1, 4);
+        assert_int_equal(
+            raw_hello(vm->port, VMIG_MP_CHANNEL_HELLO, p, n, why, sizeof(why)),
+            ENOENT);
+        assert_non_null(strstr(why, "unknown migration id"));
+        n = put_hello(p, id[0], id[1], 1, 3);
+        assert_int_equal(
+            raw_hello(vm->port, VMIG_MP_CHANNEL_HELLO, p, n, why, sizeof(why)),
+            EINVAL);
+        assert_non_null(strstr(why, "has 4 channels"));
+        n = put_hello(p, id[0], id[1], 7, 4);
+        assert_int_equal(
+            raw_hello(vm->port, VMIG_MP_CHANNEL_HELLO, p, n, why, sizeof(why)),
+            EBADMSG);
+        n = put_hello(p, id[0], id[1], 1, 4);
+        assert_int_equal(
+            raw_hello(vm->port, VMIG_MP_SETUP, p, 16, why, sizeof(why)),
+            EPROTO);
+        assert_non_null(strstr(why, "expected CHANNEL_HELLO"));
+        assert_int_equal(
+            raw_hello(vm->port, VMIG_MP_HELLO, p, 16, why, sizeof(why)), EBUSY);
+    } else if (index == 2) {
+        n = put_hello(p, id[0], id[1], 1, 4);
+        assert_int_equal(
+            raw_hello(vm->port, VMIG_MP_CHANNEL_HELLO, p, n, why, sizeof(why)),
+            EEXIST);
+        assert_non_null(strstr(why, "already joined"));
+    }
+    return 0;
+}
+
+static void
+test_hostile_hellos(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 11, 4), *b = tvm_new("B", false, 5, 4);
+    struct dst_side j;
+    int refused = 0;
+
+    (void)state;
+    hostile_dst = b;
+    a->pre_open = hostile_pre_open;
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 500);
+    assert_int_equal(migrate(a, b, &j), 0);
+    assert_int_equal(j.ret, 0);
+    assert_int_equal(a->opened, 3);
+    for (int k = 0; k < j.naccept; k++) {
+        refused += j.accept_ret[k] < 0;
+    }
+    assert_int_equal(j.naccept, 3 + 6);
+    assert_int_equal(refused, 6);
+    check_landed(a, b);
+    assert_vm_alive(b);
+    {
+        /* the migration is over: its id opens nothing any more */
+        struct vmig_chan *ch;
+        int sv[2], ret;
+        uint8_t p[64];
+        size_t n = put_hello(p, old_id[0], old_id[1], 1, 4);
+        struct vmig_mp_conn *c;
+        struct vmig_mp_frame f;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        assert_int_equal(vmig_mp_conn_new(b->ctx, sv[1], &c), 0);
+        vmig_mp_conn_set_timeout(c, 10000);
+        /* preamble and hello written ahead; the socket buffers them */
+        assert_int_equal(vmig_chan_plain(b->ctx, sv[0], &ch), 0);
+        {
+            uint8_t pre[VMIG_MP_PREAMBLE_LEN];
+
+            vmig_mp_preamble(pre);
+            assert_int_equal(write(sv[1], pre, sizeof(pre)), sizeof(pre));
+        }
+        assert_int_equal(vmig_mp_send1(c, VMIG_MP_CHANNEL_HELLO, 0, p, n), 0);
+        ret = vmig_engine_accept_chan(b->eng, ch, NULL, 5000);
+        assert_int_equal(ret, -ENOENT);
+        {
+            uint8_t pre[VMIG_MP_PREAMBLE_LEN];
+
+            assert_int_equal(read(sv[1], pre, sizeof(pre)), sizeof(pre));
+        }
+        assert_int_equal(vmig_mp_recv(c, &f), 0);
+        assert_int_equal(f.hdr.type, VMIG_MP_ERROR);
+        vmig_mp_conn_free(c);
+        vmig_chan_free(ch);
+        close(sv[0]);
+        close(sv[1]);
+    }
+    tvm_free(a);
+    tvm_free(b);
+}
+
+/* One extra channel cut in the middle of stop-copy. */
+static void
+test_channel_cut(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 21, 4), *b = tvm_new("B", false, 8, 4);
+    struct vmig_engine_stats st;
+    struct dst_side j;
+    int ret;
+
+    (void)state;
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 500);
+    a->cut_index = 2;
+    a->cut_after = DEV_STATE / 2;
+    ret = migrate(a, b, &j);
+    assert_true(ret < 0);
+    assert_true(j.ret < 0);
+    vmig_engine_stats(a->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_FAILED);
+    assert_int_equal(b->resumes, 0);
+    for (int i = 0; i < NDEV; i++) {
+        /* the destination discarded what it had: reset, RUNNING, no
+         * state of the source */
+        assert_int_equal(vmig_memdev_state(b->dev[i]), VMIG_STATE_RUNNING);
+    }
+    assert_vm_alive(a);
+
+    /* nothing is left over: the next attempt lands */
+    a->cut_after = 0;
+    assert_int_equal(migrate(a, b, &j), 0);
+    assert_int_equal(j.ret, 0);
+    check_landed(a, b);
+    assert_vm_alive(b);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+/*
+ * A device whose saved state is corrupt, carried on its channel: the
+ * destination refuses it (while it arrives, or when the device validates
+ * it), the migration fails as a whole and rolls back, and the next
+ * attempt lands.
+ */
+static void
+test_corrupt_device_state(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 31, 4), *b = tvm_new("B", false, 6, 4);
+    struct vmig_engine_stats st;
+    struct dst_side j;
+
+    (void)state;
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 500);
+    vmig_memdev_inject(a->dev[1], VMIG_MEMDEV_FAULT_CORRUPT_SAVE);
+    assert_true(migrate(a, b, &j) < 0);
+    assert_true(j.ret < 0);
+    assert_int_equal(a->opened, 3);
+    vmig_engine_stats(a->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_FAILED);
+    assert_non_null(strstr(st.error, "nic0"));
+    assert_int_equal(b->resumes, 0);
+    for (int i = 0; i < NDEV; i++) {
+        assert_int_equal(vmig_memdev_state(b->dev[i]), VMIG_STATE_RUNNING);
+    }
+    assert_vm_alive(a);
+
+    assert_int_equal(migrate(a, b, &j), 0);
+    assert_int_equal(j.ret, 0);
+    check_landed(a, b);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_four_channels),
+        cmocka_unit_test(test_one_channel_side),
+        cmocka_unit_test(test_hostile_hellos),
+        cmocka_unit_test(test_channel_cut),
+        cmocka_unit_test(test_corrupt_device_state),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
