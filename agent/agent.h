@@ -308,6 +308,10 @@ void qmp_emit(void *server, const char *event, json_object *data);
 int qmp_params_apply(struct agent_vm *vm, json_object *args, char *err,
                      size_t errlen);
 
+/* qmp_conn.c: CLOCK_MONOTONIC in ms, the one clock of the QMP server and
+ * client (deadlines, timeouts). */
+uint64_t qmp_now_ms(void);
+
 /* client.c */
 struct qmp_client;
 int qmpc_connect(const char *path, unsigned int timeout_ms,

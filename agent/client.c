@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 #include "agent.h"
 
@@ -28,20 +27,11 @@ struct qmp_client {
     void *evop;
 };
 
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Next JSON value from the server, waiting up to @ms (0: don't wait). */
 static int
 read_obj(struct qmp_client *c, unsigned int ms, json_object **out)
 {
-    uint64_t deadline = now_ms() + ms;
+    uint64_t deadline = qmp_now_ms() + ms;
 
     for (;;) {
         while (c->off < c->len) {
@@ -67,7 +57,7 @@ read_obj(struct qmp_client *c, unsigned int ms, json_object **out)
         c->off = c->len = 0;
         {
             struct pollfd p = {.fd = c->fd, .events = POLLIN};
-            int64_t left = (int64_t)(deadline - now_ms());
+            int64_t left = (int64_t)(deadline - qmp_now_ms());
             ssize_t n;
 
             if (left < 0) {
@@ -234,10 +224,10 @@ qmpc_exec_oob(struct qmp_client *c, const char *cmd, json_object *args,
 int
 qmpc_poll_events(struct qmp_client *c, unsigned int ms)
 {
-    uint64_t deadline = now_ms() + ms;
+    uint64_t deadline = qmp_now_ms() + ms;
 
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = qmp_now_ms();
         json_object *o;
         int r;
 
@@ -447,7 +437,7 @@ draw_bar(json_object *st, struct rate *rt)
     }
     rate = mbps * 1e6 / 8 / (1 << 20);
     {
-        uint64_t now = now_ms();
+        uint64_t now = qmp_now_ms();
 
         if (rt->last_ms != 0 && now > rt->last_ms && moved >= rt->last_bytes) {
             double inst =

@@ -90,7 +90,6 @@ struct qmp_server {
 };
 
 /* qmp_conn.c */
-uint64_t qmp_now_ms(void);
 char *qmp_error_line(const char *cls, const char *desc, json_object *id,
                      size_t *len);
 char *qmp_return_line(json_object *ret, json_object *id, size_t *len);
