@@ -36,6 +36,9 @@ creds() { # dir [tls-setup options]: credentials made by vmig tls-setup
 }
 # The source VM keeps running, its guest (and accelerator) verified.
 src_intact() { # name what
+    # a refused migration may still be rolling back (the vCPU busy): wait
+    # for it to end before judging the guest
+    wait_for "$1 to end the refused migration ($2)" settled "$1"
     qmp "$dir/$1.qmp" '{"execute":"query-status"}' | grep -q '"status": "running"' || fail "source not running after $2"
     qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "source guest broken after $2"
     if [ -n "${acc:-}" ]; then
