@@ -335,8 +335,10 @@ vmig__dst_commit(struct eng_dst *d)
     d->ready = true;
     ret = vmig_mp_send_msg(d->c, &m);
     if (ret < 0) {
-        /* READY may or may not have left: the source may still come */
-        return VMIG__DST_PENDING;
+        /* READY may not have left; but what the source sent before it
+         * hung up is still to be read: an ABORT there (a source that
+         * gave up on a slow destination) discards at once */
+        vmig_dbg(e->ctx, "incoming: READY not delivered: %s", strerror(-ret));
     }
     return vmig__dst_await_go(d);
 }
