@@ -578,6 +578,37 @@ vm_device_del(struct agent_vm *vm, const char *name, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * A reset while an outgoing migration has the VM paused (stop-copy):
+ * the device's saved state may all have been read and sent already, so
+ * the engine would not notice; the destination would get the state from
+ * before the reset.  Before the commit (GO) the migration fails naming
+ * it (the VM resumes here); after it the engine ignores this.  In
+ * precopy the engine restarts the device itself (reset policy).
+ */
+static void
+reset_in_stopcopy(struct agent_vm *vm, const char *name)
+{
+    struct vmig_engine_stats *st = malloc(sizeof(*st));
+    char why[VMIG_MP_REASON_MAX + 1];
+
+    if (st == NULL) {
+        return;
+    }
+    vmig_engine_stats(vm->eng, st);
+    if (st->role == VMIG_ENGINE_ROLE_SOURCE &&
+        st->status == VMIG_ENGINE_DEVICE) {
+        snprintf(why, sizeof(why),
+                 "device %s was reset during the switchover (x-vmig-device-"
+                 "reset); migration aborted, retry it",
+                 name);
+        if (vmig_engine_fail(vm->eng, name, ENODEV, why) == 0) {
+            vmig_log(vm->ctx, VMIG_LOG_WARNING, "migrate: %s", why);
+        }
+    }
+    free(st);
+}
+
 int
 vm_device_reset(struct agent_vm *vm, const char *name, char *err, size_t errlen)
 {
@@ -593,6 +624,8 @@ vm_device_reset(struct agent_vm *vm, const char *name, char *err, size_t errlen)
     if (ret < 0) {
         snprintf(err, errlen, "%s: DEVICE_RESET failed: %s", name,
                  strerror(-ret));
+    } else {
+        reset_in_stopcopy(vm, name);
     }
     return ret;
 }
