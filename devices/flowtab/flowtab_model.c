@@ -25,10 +25,14 @@
  * ft_model_stream_ops()) only move its run mode and produce or consume
  * the stream.
  *
- * Locking: lock guards everything below it in struct ft_model.  The
- * framework's lock is taken before it (every migration callback runs with
- * it held and takes lock); the peer callback is called with lock
- * released.
+ * Locking: lock guards everything below it in struct ft_model.  One
+ * order: the framework's lock, then lock, then the transport's DMA lock
+ * (translate() may take one and hold it for the window it returns, as the
+ * vfio-user server does).  Every migration callback runs with the
+ * framework's lock held and takes lock; translate() is called with lock
+ * held; the peer callback is called with lock released, and before lock
+ * is released mid-call the translation is given back (dma->release), so
+ * lock is never taken while a DMA window is held.
  */
 #include <errno.h>
 #include <stdlib.h>

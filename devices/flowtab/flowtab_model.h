@@ -28,9 +28,14 @@
  * data (every chunk once) and then only chunks written since they were
  * last sent.  See docs/flowtab.md for the stream layout.
  *
- * Locking: every function is thread-safe.  Lock order: the framework's
- * lock, then the model lock; the peer-write callback is called with no
- * lock held, so two devices may forward into each other.
+ * Locking: every function is thread-safe.  One lock order: the
+ * framework's lock, then the model lock, then whatever the transport's
+ * translate() takes (the vfio-user server's DMA read lock, held by a
+ * translation window).  The model never takes its lock while it holds a
+ * translation: before it drops its lock (around a peer write) it calls
+ * the transport's release(), so a window never spans a re-lock.  The
+ * peer-write callback is called with no lock held, so two devices may
+ * forward into each other.
  */
 #ifndef FLOWTAB_MODEL_H
 #define FLOWTAB_MODEL_H
@@ -64,12 +69,19 @@ struct ft_model;
 /**
  * struct ft_dma_ops - how the device reaches guest memory.
  * @translate: return a host pointer to [@iova, @iova + @len) of guest
- *             memory, valid until the next call, or NULL when the range is
- *             not mapped.  @write says the device will write (the place
- *             where a transport's DMA logging marks pages dirty).
+ *             memory, valid until the next call (or release()), or NULL
+ *             when the range is not mapped.  @write says the device will
+ *             write (the place where a transport's DMA logging marks pages
+ *             dirty).  Called with the model lock held.
+ * @release:   optional: the pointer the last translate() returned is no
+ *             longer used; a transport that locks while a translation is
+ *             live (the vfio-user server's DMA window) unlocks here.  The
+ *             model calls it before it drops its own lock, so it never
+ *             re-takes its lock while a translation is live.
  */
 struct ft_dma_ops {
     void *(*translate)(void *opaque, uint64_t iova, size_t len, bool write);
+    void (*release)(void *opaque);
 };
 
 /**

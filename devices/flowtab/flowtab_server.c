@@ -14,6 +14,13 @@
  * forwarding into each other never wait for each other's loop.  The
  * queue lock guards the queue and the sender's busy flag.
  *
+ * Lock order (one, everywhere): the framework's lock, the model lock, the
+ * server's DMA read lock (held by the loop's one DMA window from
+ * fts_translate() until win_release()), the queue lock (nothing is taken
+ * under it).  The model gives the window back (fts_release()) before it
+ * drops its lock around a P2P write, so it never re-takes its lock under
+ * a window.
+ *
  * Migration: the device's one state machine is the model's framework
  * object (ft_model_dev()), created with the envelope's callbacks
  * (flowtab_env.c) and this file's hooks: a flush of the posted P2P writes
@@ -106,7 +113,14 @@ fts_translate(void *opaque, uint64_t iova, size_t len, bool write)
     return p;
 }
 
-static const struct ft_dma_ops fts_dma = {.translate = fts_translate};
+static void
+fts_release(void *opaque)
+{
+    win_release(opaque);
+}
+
+static const struct ft_dma_ops fts_dma = {.translate = fts_translate,
+                                          .release = fts_release};
 
 /* ------------------------------------------------------------ P2P */
 

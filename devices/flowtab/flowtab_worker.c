@@ -4,7 +4,8 @@
  * addressing, linear probing, bounded by the capacity) and ring
  * processing - one descriptor at a time under the model's lock, which is
  * dropped only around an outbound P2P write (counted in flight, so a
- * quiescing run-mode change waits for it).
+ * quiescing run-mode change waits for it; the descriptor's DMA window is
+ * released first, so the lock is never re-taken under a DMA window).
  */
 #include <errno.h>
 #include <sched.h>
@@ -170,6 +171,12 @@ process_one(struct ft_model *d)
             return 0;
         }
         d->p2p_inflight++;
+        /* the descriptor is copied: give its window back before the lock
+         * goes, so lock is never re-taken under a DMA window (lock order:
+         * model lock, then the transport's DMA lock) */
+        if (d->dma->release != NULL) {
+            d->dma->release(d->dma_opaque);
+        }
         pthread_mutex_unlock(&d->lock);
         rc = peer->write(popaque, 0, &rec, sizeof(rec));
         pthread_mutex_lock(&d->lock);
