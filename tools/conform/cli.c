@@ -82,14 +82,6 @@ vmig_conform_usage(FILE *f)
         "failed, 2 usage error.\n");
 }
 
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
 /* CMD with every {socket} replaced by @path. */
 static int
 expand(const char *cmd, const char *path, char *out, size_t len)
@@ -155,7 +147,7 @@ spawn(struct inst *in)
             in->last_status = status;
             return -ECHILD;
         }
-        sleep_ms(20);
+        cf_sleep_ms(20);
     }
     return -ETIMEDOUT;
 }
@@ -197,7 +189,7 @@ why_gone(void *opaque, char *buf, size_t len)
             last_line(in->log, in->last_words, sizeof(in->last_words));
             break;
         }
-        sleep_ms(10);
+        cf_sleep_ms(10);
     }
     if (in->pid > 0) {
         return -ENOENT;
@@ -245,7 +237,7 @@ stop(struct inst *in)
             in->pid = 0;
             return;
         }
-        sleep_ms(10);
+        cf_sleep_ms(10);
     }
     kill(in->pid, SIGKILL);
     (void)waitpid(in->pid, &status, 0);

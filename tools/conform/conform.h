@@ -124,6 +124,9 @@ int cf_vfu_new(vmig_ctx_t *ctx, const char *path, cf_revive_fn *revive,
 void cf_vfu_free(struct cf_vfu *t);
 extern const struct cf_ops cf_vfu_ops;
 
+/* Sleep @ms milliseconds (polling a server that is starting). */
+void cf_sleep_ms(int ms);
+
 /* `vmig conform` */
 int vmig_conform_main(int argc, char **argv);
 void vmig_conform_usage(FILE *f);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <vmig/fsm.h>
 #include "conform_rules.h"
+#include "timeio.h"
 
 static const char c_read_state[] =
     "vfio-user MIG_DATA_READ reads data while in a saving group state "
@@ -483,7 +484,7 @@ r_sizing(struct cf *cf)
         snprintf(why, sizeof(why), "in PRE_COPY: %s", strerror(-ret));
     }
     prev = i0;
-    for (uint64_t end = cf_now_ms() + PRECOPY_READ_MS; ret == 0;) {
+    for (uint64_t end = vmig__mono_ms() + PRECOPY_READ_MS; ret == 0;) {
         long n;
         uint8_t *nb = realloc(buf, PIECE);
 
@@ -522,7 +523,7 @@ r_sizing(struct cf *cf)
             }
             break;
         }
-        if (len > SAVE_MAX || cf_now_ms() > end) {
+        if (len > SAVE_MAX || vmig__mono_ms() > end) {
             break; /* it dirties as fast as it is read: enough seen */
         }
     }

@@ -25,7 +25,6 @@
 int cf_next_step(const struct cf *cf, uint32_t cur, uint32_t target);
 bool cf_supported(const struct cf *cf, uint32_t s);
 const char *cf_sname(uint32_t s);
-uint64_t cf_now_ms(void);
 
 /* Move @t to @target one arc at a time; @why says what went wrong. */
 int cf_drive(struct cf *cf, void *t, uint32_t target, char *why, size_t wl);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <vmig/fsm.h>
 #include "conform_rules.h"
+#include "timeio.h"
 
 void
 cf_row(struct cf *cf, const char *rule, const char *clause, enum cf_verdict v,
@@ -194,13 +195,12 @@ cf_put(struct cf *cf, void *t, const uint8_t *buf, size_t len)
     return 0;
 }
 
-uint64_t
-cf_now_ms(void)
+void
+cf_sleep_ms(int ms)
 {
-    struct timespec ts;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    nanosleep(&ts, NULL);
 }
 
 /* Read the session until an empty read; appended to *buf.  With @ms > 0,
@@ -209,10 +209,10 @@ int
 cf_drain_for(struct cf *cf, void *t, uint8_t **buf, size_t *len,
              unsigned int *reads, int ms)
 {
-    uint64_t end = cf_now_ms() + (uint64_t)ms;
+    uint64_t end = vmig__mono_ms() + (uint64_t)ms;
 
     for (unsigned int i = 0; i < MAX_EMPTY_READS; i++) {
-        if (ms > 0 && cf_now_ms() > end) {
+        if (ms > 0 && vmig__mono_ms() > end) {
             return -ETIME;
         }
         uint8_t *nb = realloc(*buf, *len + PIECE);

@@ -84,7 +84,7 @@ loop_once(int lfd, int cfd)
 {
     struct pollfd pfd[2 + FP_MAX_CTL + FP_MAX_CONN * 2];
     int who[2 + FP_MAX_CTL + FP_MAX_CONN * 2]; /* index into conns*2+dir... */
-    uint64_t now = fp_mono_ms(), wake = now + 1000;
+    uint64_t now = vmig__mono_ms(), wake = now + 1000;
     nfds_t n = 0;
     int timeout;
 
@@ -168,7 +168,7 @@ loop_once(int lfd, int cfd)
     if (poll(pfd, n, timeout) < 0 && errno != EINTR) {
         return;
     }
-    now = fp_mono_ms();
+    now = vmig__mono_ms();
     for (nfds_t i = 0; i < n; i++) {
         short re = pfd[i].revents;
 

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "fp.h"
+#include "timeio.h" /* vmig__mono_ms(): the project's one clock */
 
 #define FP_MAX_CTL 8
 #define CTL_LINE 600
@@ -70,7 +71,6 @@ extern bool quitting;
 extern char target_host[256], target_port[16];
 
 /* util.c */
-uint64_t fp_mono_ms(void);
 /* A line on stderr with -v. */
 void fp_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fp_split_hostport(const char *s, char *host, size_t hl, char *port,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * util.c - vmig-faultproxy's shared state (connections, rules, control
- * clients) and small helpers: the clock, the verbose log, host:port.
+ * clients) and small helpers: the verbose log, host:port.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,15 +29,6 @@ int verbose;
 bool quitting;
 char target_host[256], target_port[16];
 
-uint64_t
-fp_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void
 fp_say(const char *fmt, ...)
 {
@@ -46,7 +37,7 @@ fp_say(const char *fmt, ...)
     if (!verbose) {
         return;
     }
-    fprintf(stderr, "faultproxy: [%llu] ", (unsigned long long)fp_mono_ms());
+    fprintf(stderr, "faultproxy: [%llu] ", (unsigned long long)vmig__mono_ms());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
