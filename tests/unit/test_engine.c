@@ -30,6 +30,7 @@
 #include <cmocka.h>
 #include "../engine_pair.h"
 #include "../loopback.h"
+#include "engine_vm.h"
 #include <xxhash.h>
 #include <vmig/engine.h>
 #include <vmig_testkit/guest.h>
@@ -38,67 +39,6 @@
 #define RAM_SIZE (8u << 20)
 #define DEV_STATE (2u << 20)
 #define NDEV 2
-
-struct tvm {
-    vmig_ctx_t *ctx;
-    uint8_t *ram;
-    struct vmig_vcpu *vcpu;
-    struct vmig_memdev *dev[NDEV];
-    struct vmig_engine *eng;
-    /* snapshot taken by the destination just before its vCPU resumes */
-    uint64_t snap_ram;
-    uint64_t snap_dev[NDEV];
-    int resumes;
-    int pauses;
-};
-
-static int
-tvm_hook(void *opaque, uint64_t steps)
-{
-    struct tvm *vm = opaque;
-
-    (void)steps;
-    for (int i = 0; i < NDEV; i++) {
-        int ret = vmig_memdev_work(vm->dev[i], 3);
-
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    return 0;
-}
-
-static int
-vm_pause(void *o)
-{
-    ((struct tvm *)o)->pauses++;
-    return vmig_vcpu_pause(((struct tvm *)o)->vcpu);
-}
-
-static int
-vm_resume(void *o)
-{
-    struct tvm *vm = o;
-
-    vm->snap_ram = XXH3_64bits(vm->ram, RAM_SIZE);
-    for (int i = 0; i < NDEV; i++) {
-        vm->snap_dev[i] = vmig_memdev_digest(vm->dev[i]);
-    }
-    vm->resumes++;
-    return vmig_vcpu_resume(vm->vcpu);
-}
-
-static ssize_t
-vm_save(void *o, void *buf, size_t cap)
-{
-    return vmig_vcpu_save(((struct tvm *)o)->vcpu, buf, cap);
-}
-
-static int
-vm_load(void *o, const void *buf, size_t len)
-{
-    return vmig_vcpu_load(((struct tvm *)o)->vcpu, buf, len);
-}
 
 /* A VMM that knows some RAM is zero (here: by looking; a real one asks
  * its memfd for holes).  Counted so the test sees the engine use it. */
@@ -123,10 +63,10 @@ vm_hole(void *o, unsigned int region, uint64_t off, uint64_t len)
 
 static const struct vmig_engine_vm_ops vm_ops = {
     .ram_hole = vm_hole,
-    .vcpu_pause = vm_pause,
-    .vcpu_resume = vm_resume,
-    .vcpu_save = vm_save,
-    .vcpu_load = vm_load,
+    .vcpu_pause = tvm_vm_pause,
+    .vcpu_resume = tvm_vm_resume,
+    .vcpu_save = tvm_vm_save,
+    .vcpu_load = tvm_vm_load,
 };
 
 /*
@@ -163,49 +103,20 @@ static bool use_foreign;
 static struct tvm *
 tvm_new(const char *name, bool program, uint64_t seed, uint8_t revision)
 {
-    struct tvm *vm = calloc(1, sizeof(*vm));
-    struct vmig_engine_region rg;
-    struct vmig_vcpu_params vp = {.steps_per_sec = 100000, .hook = tvm_hook};
     static const char *const names[NDEV] = {"acc0", "nic0"};
     static const uint64_t flags[NDEV] = {VMIG_MIGRATION_STOP_COPY |
                                              VMIG_MIGRATION_P2P,
                                          VMIG_MIGRATION_STOP_COPY};
+    struct tvm_cfg cfg = {.ram_size = RAM_SIZE,
+                          .dev_state = DEV_STATE,
+                          .ndev = NDEV,
+                          .names = names,
+                          .flags = flags,
+                          .revision = revision,
+                          .vm_ops = &vm_ops,
+                          .dev_ops = dev_ops(use_foreign)};
+    struct tvm *vm = tvm_make(name, program, seed, &cfg);
 
-    assert_non_null(vm);
-    assert_int_equal(
-        vmig_ctx_new(name, getenv("VMIG_TEST_LOG") ? vmig_log_stderr : NULL,
-                     NULL, &vm->ctx),
-        0);
-    vm->ram = aligned_alloc(4096, RAM_SIZE);
-    assert_non_null(vm->ram);
-    memset(vm->ram, 0, RAM_SIZE);
-    if (program) {
-        assert_int_equal(vmig_guest_init(vm->ram, RAM_SIZE, seed), 0);
-    }
-    for (int i = 0; i < NDEV; i++) {
-        struct vmig_memdev_params mp = {.state_size = DEV_STATE,
-                                        .flags = flags[i],
-                                        .seed = seed + (uint64_t)i,
-                                        .revision = revision};
-        uint8_t cfg[VMIG_MEMDEV_CONFIG_SIZE];
-
-        assert_int_equal(vmig_memdev_new(vm->ctx, &mp, &vm->dev[i]), 0);
-        memset(cfg, program ? 0xc0 + i : 0, sizeof(cfg));
-        vmig_memdev_config(vm->dev[i], NULL, cfg);
-    }
-    vp.opaque = vm;
-    assert_int_equal(vmig_vcpu_new(vm->ram, RAM_SIZE, &vp, &vm->vcpu), 0);
-    rg.name = "ram0";
-    rg.host = vm->ram;
-    rg.size = RAM_SIZE;
-    assert_int_equal(vmig_engine_new(vm->ctx, &rg, 1, &vm_ops, vm, &vm->eng),
-                     0);
-    for (int i = 0; i < NDEV; i++) {
-        assert_int_equal(vmig_engine_add_device(vm->eng, names[i],
-                                                dev_ops(use_foreign),
-                                                vm->dev[i]),
-                         0);
-    }
     /* nic0 lacks P2P on purpose (it must reach STOP in the first phase):
      * migrating that pair needs the override */
     {
@@ -214,72 +125,6 @@ tvm_new(const char *name, bool program, uint64_t seed, uint8_t revision)
         vmig_engine_set_params(vm->eng, &p);
     }
     return vm;
-}
-
-static void
-tvm_free(struct tvm *vm)
-{
-    vmig_vcpu_free(vm->vcpu);
-    vmig_engine_free(vm->eng);
-    for (int i = 0; i < NDEV; i++) {
-        vmig_memdev_free(vm->dev[i]);
-    }
-    free(vm->ram);
-    vmig_ctx_free(vm->ctx);
-    free(vm);
-}
-
-static void
-msleep(unsigned int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-    nanosleep(&ts, NULL);
-}
-
-/* Let the guest run until it has done @n steps (RAM then has non-zero
- * data in every 4 MiB chunk, so the stream's layout is predictable). */
-static void
-wait_steps(struct tvm *vm, uint64_t n)
-{
-    for (int t = 0; t < 1000 && vmig_guest_steps(vm->ram) < n; t++) {
-        msleep(5);
-    }
-    assert_true(vmig_guest_steps(vm->ram) >= n);
-}
-
-/*
- * The VM runs: steps advance, devices RUNNING and working, RAM verifies.
- * The device work is read before the steps: the vCPU calls the work hook
- * after each batch of 100 steps, so 500 steps after the second read mean
- * hooks after the first, however long this thread was preempted between.
- */
-static void
-assert_vm_alive(struct tvm *vm)
-{
-    uint64_t s0, w0 = 0, w1 = 0;
-    char why[256] = "";
-
-    for (int i = 0; i < NDEV; i++) {
-        assert_int_equal(vmig_memdev_state(vm->dev[i]), VMIG_STATE_RUNNING);
-        w0 += vmig_memdev_work_done(vm->dev[i]);
-    }
-    s0 = vmig_guest_steps(vm->ram);
-    assert_true(vmig_vcpu_running(vm->vcpu));
-    for (int t = 0; t < 200 && vmig_guest_steps(vm->ram) < s0 + 500; t++) {
-        msleep(10);
-    }
-    assert_true(vmig_guest_steps(vm->ram) >= s0 + 500);
-    for (int i = 0; i < NDEV; i++) {
-        w1 += vmig_memdev_work_done(vm->dev[i]);
-    }
-    assert_true(w1 > w0);
-    assert_int_equal(vmig_vcpu_pause(vm->vcpu), 0);
-    if (vmig_guest_verify(vm->ram, RAM_SIZE, why, sizeof(why)) != 0) {
-        fail_msg("guest RAM does not verify: %s", why);
-    }
-    assert_int_equal(vmig_vcpu_hook_errors(vm->vcpu), 0);
-    assert_int_equal(vmig_vcpu_resume(vm->vcpu), 0);
 }
 
 /* ------------------------------------------------------------ sockets */

@@ -35,6 +35,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "../loopback.h"
+#include "engine_vm.h"
 #include <xxhash.h>
 #include <vmig/engine.h>
 #include <vmig/engine_chan.h>
@@ -47,15 +48,8 @@
 #define DEV_STATE (6u << 20)
 #define NDEV 3
 
-struct tvm {
-    vmig_ctx_t *ctx;
-    uint8_t *ram;
-    struct vmig_vcpu *vcpu;
-    struct vmig_memdev *dev[NDEV];
-    struct vmig_engine *eng;
-    uint64_t snap_ram;
-    uint64_t snap_dev[NDEV];
-    int resumes;
+/* What a channel test adds to its VMs (tvm.ext). */
+struct chx {
     /* source side: where extra channels connect, how many were opened */
     int port;
     int opened;
@@ -66,62 +60,9 @@ struct tvm {
     uint64_t cut_after;
     pthread_t cut_th;
     bool cut_live;
-    int cut_lfd;
 };
 
-static int
-tvm_hook(void *opaque, uint64_t steps)
-{
-    struct tvm *vm = opaque;
-
-    (void)steps;
-    for (int i = 0; i < NDEV; i++) {
-        int ret = vmig_memdev_work(vm->dev[i], 3);
-
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    return 0;
-}
-
-static int
-vm_pause(void *o)
-{
-    return vmig_vcpu_pause(((struct tvm *)o)->vcpu);
-}
-
-static int
-vm_resume(void *o)
-{
-    struct tvm *vm = o;
-
-    vm->snap_ram = XXH3_64bits(vm->ram, RAM_SIZE);
-    for (int i = 0; i < NDEV; i++) {
-        vm->snap_dev[i] = vmig_memdev_digest(vm->dev[i]);
-    }
-    vm->resumes++;
-    return vmig_vcpu_resume(vm->vcpu);
-}
-
-static ssize_t
-vm_save(void *o, void *buf, size_t cap)
-{
-    return vmig_vcpu_save(((struct tvm *)o)->vcpu, buf, cap);
-}
-
-static int
-vm_load(void *o, const void *buf, size_t len)
-{
-    return vmig_vcpu_load(((struct tvm *)o)->vcpu, buf, len);
-}
-
-static const struct vmig_engine_vm_ops vm_ops = {
-    .vcpu_pause = vm_pause,
-    .vcpu_resume = vm_resume,
-    .vcpu_save = vm_save,
-    .vcpu_load = vm_load,
-};
+#define CHX(vm) ((struct chx *)(vm)->ext)
 
 /* ------------------------------------------------------------ cut proxy */
 
@@ -186,17 +127,17 @@ ops_open(void *opaque, unsigned int index, const int *cancel,
     int fd, ret;
 
     (void)cancel;
-    if (vm->pre_open != NULL) {
-        ret = vm->pre_open(vm, index);
+    if (CHX(vm)->pre_open != NULL) {
+        ret = CHX(vm)->pre_open(vm, index);
         if (ret < 0) {
             return ret;
         }
     }
-    fd = lb_connect(vm->port);
+    fd = lb_connect(CHX(vm)->port);
     if (fd < 0) {
         return fd;
     }
-    if (vm->cut_after != 0 && index == vm->cut_index) {
+    if (CHX(vm)->cut_after != 0 && index == CHX(vm)->cut_index) {
         /* a proxy in the middle: the source talks to it */
         struct cut *x = calloc(1, sizeof(*x));
         int port, lfd = lb_listen(&port);
@@ -204,21 +145,22 @@ ops_open(void *opaque, unsigned int index, const int *cancel,
         assert_non_null(x);
         assert_true(lfd >= 0);
         x->b = fd;
-        x->after = vm->cut_after;
+        x->after = CHX(vm)->cut_after;
         fd = lb_connect(port);
         assert_true(fd >= 0);
         x->a = accept(lfd, NULL, NULL);
         assert_true(x->a >= 0);
         close(lfd);
-        assert_int_equal(pthread_create(&vm->cut_th, NULL, cut_main, x), 0);
-        vm->cut_live = true;
+        assert_int_equal(pthread_create(&CHX(vm)->cut_th, NULL, cut_main, x),
+                         0);
+        CHX(vm)->cut_live = true;
     }
     ret = vmig_chan_plain(vm->ctx, fd, out);
     if (ret < 0) {
         close(fd);
         return ret;
     }
-    vm->opened++;
+    CHX(vm)->opened++;
     return 0;
 }
 
@@ -253,102 +195,24 @@ set_channels(struct tvm *vm, unsigned int n)
 static struct tvm *
 tvm_new(const char *name, bool program, uint64_t seed, unsigned int channels)
 {
-    struct tvm *vm = calloc(1, sizeof(*vm));
-    struct vmig_engine_region rg;
-    struct vmig_vcpu_params vp = {.steps_per_sec = 100000, .hook = tvm_hook};
     static const char *const names[NDEV] = {"acc0", "nic0", "gpu0"};
+    static const uint64_t flags[NDEV] = {
+        VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P,
+        VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P,
+        VMIG_MIGRATION_STOP_COPY | VMIG_MIGRATION_P2P};
+    struct tvm_cfg cfg = {.ram_size = RAM_SIZE,
+                          .dev_state = DEV_STATE,
+                          .ndev = NDEV,
+                          .names = names,
+                          .flags = flags,
+                          .revision = 1};
+    struct tvm *vm = tvm_make(name, program, seed, &cfg);
 
-    assert_non_null(vm);
-    assert_int_equal(
-        vmig_ctx_new(name, getenv("VMIG_TEST_LOG") ? vmig_log_stderr : NULL,
-                     NULL, &vm->ctx),
-        0);
-    vm->ram = aligned_alloc(4096, RAM_SIZE);
-    assert_non_null(vm->ram);
-    memset(vm->ram, 0, RAM_SIZE);
-    if (program) {
-        assert_int_equal(vmig_guest_init(vm->ram, RAM_SIZE, seed), 0);
-    }
-    for (int i = 0; i < NDEV; i++) {
-        struct vmig_memdev_params mp = {.state_size = DEV_STATE,
-                                        .flags = VMIG_MIGRATION_STOP_COPY |
-                                                 VMIG_MIGRATION_P2P,
-                                        .seed = seed + (uint64_t)i,
-                                        .revision = 1};
-        uint8_t cfg[VMIG_MEMDEV_CONFIG_SIZE];
-
-        assert_int_equal(vmig_memdev_new(vm->ctx, &mp, &vm->dev[i]), 0);
-        memset(cfg, program ? 0xc0 + i : 0, sizeof(cfg));
-        vmig_memdev_config(vm->dev[i], NULL, cfg);
-    }
-    vp.opaque = vm;
-    assert_int_equal(vmig_vcpu_new(vm->ram, RAM_SIZE, &vp, &vm->vcpu), 0);
-    rg.name = "ram0";
-    rg.host = vm->ram;
-    rg.size = RAM_SIZE;
-    assert_int_equal(vmig_engine_new(vm->ctx, &rg, 1, &vm_ops, vm, &vm->eng),
-                     0);
-    for (int i = 0; i < NDEV; i++) {
-        assert_int_equal(vmig_engine_add_device(vm->eng, names[i],
-                                                vmig_memdev_ops(), vm->dev[i]),
-                         0);
-    }
+    vm->ext = calloc(1, sizeof(struct chx));
+    assert_non_null(vm->ext);
     assert_int_equal(vmig_engine_set_chan_ops(vm->eng, &chan_ops, vm), 0);
     set_channels(vm, channels);
     return vm;
-}
-
-static void
-tvm_free(struct tvm *vm)
-{
-    vmig_vcpu_free(vm->vcpu);
-    vmig_engine_free(vm->eng);
-    for (int i = 0; i < NDEV; i++) {
-        vmig_memdev_free(vm->dev[i]);
-    }
-    free(vm->ram);
-    vmig_ctx_free(vm->ctx);
-    free(vm);
-}
-
-static void
-msleep(unsigned int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-    nanosleep(&ts, NULL);
-}
-
-static void
-wait_steps(struct tvm *vm, uint64_t n)
-{
-    for (int t = 0; t < 2000 && vmig_guest_steps(vm->ram) < n; t++) {
-        msleep(5);
-    }
-    assert_true(vmig_guest_steps(vm->ram) >= n);
-}
-
-/* The VM runs here intact: steps advance, devices RUNNING, RAM verifies. */
-static void
-assert_vm_alive(struct tvm *vm)
-{
-    uint64_t s0;
-    char why[256] = "";
-
-    for (int i = 0; i < NDEV; i++) {
-        assert_int_equal(vmig_memdev_state(vm->dev[i]), VMIG_STATE_RUNNING);
-    }
-    s0 = vmig_guest_steps(vm->ram);
-    assert_true(vmig_vcpu_running(vm->vcpu));
-    for (int t = 0; t < 1000 && vmig_guest_steps(vm->ram) < s0 + 500; t++) {
-        msleep(10);
-    }
-    assert_true(vmig_guest_steps(vm->ram) >= s0 + 500);
-    assert_int_equal(vmig_vcpu_pause(vm->vcpu), 0);
-    if (vmig_guest_verify(vm->ram, RAM_SIZE, why, sizeof(why)) != 0) {
-        fail_msg("guest RAM does not verify: %s", why);
-    }
-    assert_int_equal(vmig_vcpu_resume(vm->vcpu), 0);
 }
 
 /* ------------------------------------------------------------ destination */
@@ -434,19 +298,19 @@ migrate(struct tvm *src, struct tvm *dst, struct dst_side *j)
     memset(j, 0, sizeof(*j));
     j->vm = dst;
     assert_int_equal(vmig_engine_set_chan_ops(dst->eng, &dst_ops, dst), 0);
-    j->lfd = lb_listen(&src->port);
+    j->lfd = lb_listen(&CHX(src)->port);
     assert_true(j->lfd >= 0);
     assert_int_equal(pthread_create(&j->th, NULL, dst_main, j), 0);
-    fd = lb_connect(src->port);
+    fd = lb_connect(CHX(src)->port);
     assert_true(fd >= 0);
-    src->opened = 0;
+    CHX(src)->opened = 0;
     ret = vmig_engine_migrate(src->eng, fd);
     close(fd);
     pthread_join(j->th, NULL);
     close(j->lfd);
-    if (src->cut_live) {
-        pthread_join(src->cut_th, NULL);
-        src->cut_live = false;
+    if (CHX(src)->cut_live) {
+        pthread_join(CHX(src)->cut_th, NULL);
+        CHX(src)->cut_live = false;
     }
     /* the source side's ops again, for a migration back */
     assert_int_equal(vmig_engine_set_chan_ops(dst->eng, &chan_ops, dst), 0);
@@ -496,7 +360,7 @@ test_four_channels(void **state)
     wait_steps(a, 1000);
     assert_int_equal(migrate(a, b, &j), 0);
     assert_int_equal(j.ret, 0);
-    assert_int_equal(a->opened, 3);
+    assert_int_equal(CHX(a)->opened, 3);
     assert_int_equal(j.naccept, 3);
     for (int k = 0; k < 3; k++) {
         assert_int_equal(j.accept_ret[k], 0);
@@ -514,7 +378,7 @@ test_four_channels(void **state)
     msleep(30);
     assert_int_equal(migrate(b, a, &j), 0);
     assert_int_equal(j.ret, 0);
-    assert_int_equal(b->opened, 3);
+    assert_int_equal(CHX(b)->opened, 3);
     check_landed(b, a);
     assert_vm_alive(a);
     tvm_free(a);
@@ -533,7 +397,7 @@ test_one_channel_side(void **state)
     wait_steps(a, 500);
     assert_int_equal(migrate(a, b, &j), 0);
     assert_int_equal(j.ret, 0);
-    assert_int_equal(a->opened, 0);
+    assert_int_equal(CHX(a)->opened, 0);
     assert_int_equal(j.naccept, 0);
     check_landed(a, b);
     assert_vm_alive(b);
@@ -543,7 +407,7 @@ test_one_channel_side(void **state)
     msleep(30);
     assert_int_equal(migrate(b, a, &j), 0);
     assert_int_equal(j.ret, 0);
-    assert_int_equal(b->opened, 0);
+    assert_int_equal(CHX(b)->opened, 0);
     assert_int_equal(j.naccept, 0);
     check_landed(b, a);
     tvm_free(a);
@@ -623,31 +487,32 @@ hostile_pre_open(struct tvm *vm, unsigned int index)
     memcpy(old_id, id, sizeof(old_id));
     if (index == 1) {
         n = put_hello(p, id[0] ^ 1, id[1], 1, 4);
-        assert_int_equal(
-            raw_hello(vm->port, VMIG_MP_CHANNEL_HELLO, p, n, why, sizeof(why)),
-            ENOENT);
+        assert_int_equal(raw_hello(CHX(vm)->port, VMIG_MP_CHANNEL_HELLO, p, n,
+                                   why, sizeof(why)),
+                         ENOENT);
         assert_non_null(strstr(why, "unknown migration id"));
         n = put_hello(p, id[0], id[1], 1, 3);
-        assert_int_equal(
-            raw_hello(vm->port, VMIG_MP_CHANNEL_HELLO, p, n, why, sizeof(why)),
-            EINVAL);
+        assert_int_equal(raw_hello(CHX(vm)->port, VMIG_MP_CHANNEL_HELLO, p, n,
+                                   why, sizeof(why)),
+                         EINVAL);
         assert_non_null(strstr(why, "has 4 channels"));
         n = put_hello(p, id[0], id[1], 7, 4);
-        assert_int_equal(
-            raw_hello(vm->port, VMIG_MP_CHANNEL_HELLO, p, n, why, sizeof(why)),
-            EBADMSG);
+        assert_int_equal(raw_hello(CHX(vm)->port, VMIG_MP_CHANNEL_HELLO, p, n,
+                                   why, sizeof(why)),
+                         EBADMSG);
         n = put_hello(p, id[0], id[1], 1, 4);
         assert_int_equal(
-            raw_hello(vm->port, VMIG_MP_SETUP, p, 16, why, sizeof(why)),
+            raw_hello(CHX(vm)->port, VMIG_MP_SETUP, p, 16, why, sizeof(why)),
             EPROTO);
         assert_non_null(strstr(why, "expected CHANNEL_HELLO"));
         assert_int_equal(
-            raw_hello(vm->port, VMIG_MP_HELLO, p, 16, why, sizeof(why)), EBUSY);
+            raw_hello(CHX(vm)->port, VMIG_MP_HELLO, p, 16, why, sizeof(why)),
+            EBUSY);
     } else if (index == 2) {
         n = put_hello(p, id[0], id[1], 1, 4);
-        assert_int_equal(
-            raw_hello(vm->port, VMIG_MP_CHANNEL_HELLO, p, n, why, sizeof(why)),
-            EEXIST);
+        assert_int_equal(raw_hello(CHX(vm)->port, VMIG_MP_CHANNEL_HELLO, p, n,
+                                   why, sizeof(why)),
+                         EEXIST);
         assert_non_null(strstr(why, "already joined"));
     }
     return 0;
@@ -662,12 +527,12 @@ test_hostile_hellos(void **state)
 
     (void)state;
     hostile_dst = b;
-    a->pre_open = hostile_pre_open;
+    CHX(a)->pre_open = hostile_pre_open;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
     wait_steps(a, 500);
     assert_int_equal(migrate(a, b, &j), 0);
     assert_int_equal(j.ret, 0);
-    assert_int_equal(a->opened, 3);
+    assert_int_equal(CHX(a)->opened, 3);
     for (int k = 0; k < j.naccept; k++) {
         refused += j.accept_ret[k] < 0;
     }
@@ -726,8 +591,8 @@ test_channel_cut(void **state)
     (void)state;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
     wait_steps(a, 500);
-    a->cut_index = 2;
-    a->cut_after = DEV_STATE / 2;
+    CHX(a)->cut_index = 2;
+    CHX(a)->cut_after = DEV_STATE / 2;
     ret = migrate(a, b, &j);
     assert_true(ret < 0);
     assert_true(j.ret < 0);
@@ -742,7 +607,7 @@ test_channel_cut(void **state)
     assert_vm_alive(a);
 
     /* nothing is left over: the next attempt lands */
-    a->cut_after = 0;
+    CHX(a)->cut_after = 0;
     assert_int_equal(migrate(a, b, &j), 0);
     assert_int_equal(j.ret, 0);
     check_landed(a, b);
@@ -770,7 +635,7 @@ test_corrupt_device_state(void **state)
     vmig_memdev_inject(a->dev[1], VMIG_MEMDEV_FAULT_CORRUPT_SAVE);
     assert_true(migrate(a, b, &j) < 0);
     assert_true(j.ret < 0);
-    assert_int_equal(a->opened, 3);
+    assert_int_equal(CHX(a)->opened, 3);
     vmig_engine_stats(a->eng, &st);
     assert_int_equal(st.status, VMIG_ENGINE_FAILED);
     assert_non_null(strstr(st.error, "nic0"));
