@@ -256,42 +256,17 @@ static int
 chan_ram(struct eng_mc_chan *w, const struct vmig_mp_frame *f,
          const struct vmig_mp_msg *msg, struct chan_fail *cf)
 {
-    struct eng_dst *d = w->mc->d;
-    struct vmig_engine *e = d->e;
     const struct vmig_mp_ram *m = &msg->ram;
-    uint64_t len = (uint64_t)m->npages * VMIG_MP_PAGE_SIZE;
-    bool zero = (m->flags & VMIG_MP_RAM_ZERO) != 0;
-    uint8_t *at = vmig__dst_ram_at(e, m->region, m->offset, len);
-    int ret = 0;
+    char why[200];
+    int ret =
+        vmig__dst_apply_ram(w->mc->d, f, m, &w->mc->ram_lock, why, sizeof(why));
 
-    if (at == NULL) {
-        return chan_refuse(cf, -1, -EBADMSG,
-                           "channel %u: RAM frame beyond region %u", w->index,
-                           m->region);
-    }
-    if (zero && !(d->features & VMIG_MP_FEAT_ZERO_PAGES)) {
-        return chan_refuse(cf, -1, -EPROTO,
-                           "channel %u: zero-page RAM frame without the "
-                           "feature",
-                           w->index);
-    }
-    if (e->ops->ram_write != NULL || zero) {
-        pthread_mutex_lock(&w->mc->ram_lock);
-        if (e->ops->ram_write != NULL) {
-            ret = e->ops->ram_write(e->opaque, m->region, m->offset,
-                                    zero ? NULL : m->data.ptr, (size_t)len);
-        } else {
-            vmig__dst_zero(e, m->region, at, (size_t)len);
-        }
-        pthread_mutex_unlock(&w->mc->ram_lock);
-    } else if (!f->placed) {
-        memcpy(at, m->data.ptr, (size_t)len);
-    }
     if (ret < 0) {
-        return chan_refuse(cf, -1, ret, "cannot write guest RAM: %s",
-                           strerror(-ret));
+        return chan_refuse(cf, -1, ret, "channel %u: %s", w->index, why);
     }
-    vmig__engine_account_extra(e, len, zero ? m->npages : 0, -1, 0, 0);
+    vmig__engine_account_extra(
+        w->mc->d->e, (uint64_t)m->npages * VMIG_MP_PAGE_SIZE,
+        (m->flags & VMIG_MP_RAM_ZERO) ? m->npages : 0, -1, 0, 0);
     return 0;
 }
 

@@ -119,41 +119,63 @@ dst_ack(struct eng_dst *d, const struct vmig_mp_frame *f, uint64_t value)
     return vmig_mp_send_msg(d->c, &m);
 }
 
-static int
-dst_ram(struct eng_dst *d, const struct vmig_mp_frame *f,
-        const struct vmig_mp_msg *msg)
+int
+vmig__dst_apply_ram(struct eng_dst *d, const struct vmig_mp_frame *f,
+                    const struct vmig_mp_ram *m, pthread_mutex_t *lock,
+                    char *why, size_t wl)
 {
     struct vmig_engine *e = d->e;
-    const struct vmig_mp_ram *m = &msg->ram;
     uint64_t len = (uint64_t)m->npages * VMIG_MP_PAGE_SIZE;
     bool zero = (m->flags & VMIG_MP_RAM_ZERO) != 0;
     uint8_t *at = vmig__dst_ram_at(e, m->region, m->offset, len);
     int ret = 0;
 
     if (at == NULL) {
-        vmig__dst_fail(d, -1,
-                       "RAM frame beyond region %u (%llu pages at %#llx)",
-                       m->region, (unsigned long long)m->npages,
-                       (unsigned long long)m->offset);
+        snprintf(why, wl, "RAM frame beyond region %u (%llu pages at %#llx)",
+                 m->region, (unsigned long long)m->npages,
+                 (unsigned long long)m->offset);
         return -EBADMSG;
     }
     if (zero && !(d->features & VMIG_MP_FEAT_ZERO_PAGES)) {
-        vmig__dst_fail(d, -1, "zero-page RAM frame without the feature");
+        snprintf(why, wl, "zero-page RAM frame without the feature");
         return -EPROTO;
     }
-    if (e->ops->ram_write != NULL) {
-        ret = e->ops->ram_write(e->opaque, m->region, m->offset,
-                                zero ? NULL : m->data.ptr, (size_t)len);
-        if (ret < 0) {
-            vmig__dst_fail(d, -1, "cannot write guest RAM: %s", strerror(-ret));
-            return ret;
+    if (e->ops->ram_write != NULL || zero) {
+        if (lock != NULL) {
+            pthread_mutex_lock(lock);
         }
-    } else if (zero) {
-        vmig__dst_zero(e, m->region, at, (size_t)len);
+        if (e->ops->ram_write != NULL) {
+            ret = e->ops->ram_write(e->opaque, m->region, m->offset,
+                                    zero ? NULL : m->data.ptr, (size_t)len);
+        } else {
+            vmig__dst_zero(e, m->region, at, (size_t)len);
+        }
+        if (lock != NULL) {
+            pthread_mutex_unlock(lock);
+        }
     } else if (!f->placed) {
         memcpy(at, m->data.ptr, (size_t)len);
     }
-    vmig__engine_account(e, d->c, len, zero ? m->npages : 0, -1, 0);
+    if (ret < 0) {
+        snprintf(why, wl, "cannot write guest RAM: %s", strerror(-ret));
+    }
+    return ret;
+}
+
+static int
+dst_ram(struct eng_dst *d, const struct vmig_mp_frame *f,
+        const struct vmig_mp_msg *msg)
+{
+    const struct vmig_mp_ram *m = &msg->ram;
+    char why[200];
+    int ret = vmig__dst_apply_ram(d, f, m, NULL, why, sizeof(why));
+
+    if (ret < 0) {
+        vmig__dst_fail(d, -1, "%s", why);
+        return ret;
+    }
+    vmig__engine_account(d->e, d->c, (uint64_t)m->npages * VMIG_MP_PAGE_SIZE,
+                         (m->flags & VMIG_MP_RAM_ZERO) ? m->npages : 0, -1, 0);
     return 0;
 }
 

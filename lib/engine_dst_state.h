@@ -12,6 +12,7 @@
 #ifndef VMIG_ENGINE_DST_STATE_H
 #define VMIG_ENGINE_DST_STATE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -114,6 +115,19 @@ uint8_t *vmig__dst_ram_at(const struct vmig_engine *e, uint32_t region,
                           uint64_t off, uint64_t len);
 void vmig__dst_zero(struct vmig_engine *e, unsigned int region, uint8_t *p,
                     size_t len);
+
+/*
+ * Apply RAM frame @m (received as @f) on either connection: check its
+ * range and the zero-page feature, then write it where it lands - through
+ * ops->ram_write, by zeroing, or by a copy unless the frame was placed
+ * there already.  @lock (NULL: none) is held around ram_write and zeroing
+ * (the extra channels apply RAM concurrently).  Return 0, or -errno with
+ * what went wrong in @why; accounting is the caller's.
+ * engine_dst_frames.c.
+ */
+int vmig__dst_apply_ram(struct eng_dst *d, const struct vmig_mp_frame *f,
+                        const struct vmig_mp_ram *m, pthread_mutex_t *lock,
+                        char *why, size_t wl);
 
 /*
  * One frame of the stream: skipped (an unknown optional type), refused
