@@ -33,47 +33,19 @@
 #include <vmig/engine_chan.h>
 #include <vmig_testkit/memdev.h>
 #include "../tests/loopback.h"
+#include "bench_side.h"
 
 #define NDEV 4u
 #define RAM_SIZE (64u << 20)
 #define MAX_STREAMS 4
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-nop(void *o)
-{
-    (void)o;
-    return 0;
-}
-
-static const struct vmig_engine_vm_ops vm_ops = {
-    .vcpu_pause = nop,
-    .vcpu_resume = nop,
-};
-
 /* ------------------------------------------------------------ sides */
-
-struct bside {
-    uint8_t *ram;
-    struct vmig_memdev *dev[NDEV];
-    struct vmig_engine *eng;
-    vmig_ctx_t *ctx;
-    int port; /* source: where extra channels go */
-};
 
 static int
 ch_open(void *opaque, unsigned int index, const int *cancel,
         struct vmig_chan **out)
 {
-    struct bside *s = opaque;
+    struct side *s = opaque;
     int fd = lb_connect(s->port), ret;
 
     (void)index;
@@ -101,61 +73,20 @@ ch_release(void *opaque, struct vmig_chan *ch)
 static const struct vmig_engine_chan_ops ch_ops = {.open = ch_open,
                                                    .release = ch_release};
 
+/* A side of @ndev devices, seeded from @seed, its RAM pseudo-random. */
 static void
-bside_new(struct bside *s, vmig_ctx_t *ctx, unsigned int ndev, size_t dev,
+bside_new(struct side *s, vmig_ctx_t *ctx, unsigned int ndev, size_t dev,
           uint64_t seed)
 {
-    struct vmig_engine_region rg = {.name = "ram0", .size = RAM_SIZE};
-    uint64_t x = 0x9e3779b97f4a7c15ull + seed;
-
-    memset(s, 0, sizeof(*s));
-    s->ctx = ctx;
-    s->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (s->ram == MAP_FAILED) {
-        perror("bench: mmap");
+    side_new_n(s, ctx, RAM_SIZE, ndev, dev, seed * 16);
+    side_fill(s, seed);
+    if (vmig_engine_set_chan_ops(s->eng, &ch_ops, s) < 0) {
         exit(1);
-    }
-    for (size_t i = 0; i < RAM_SIZE / 8; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        memcpy(s->ram + i * 8, &x, 8);
-    }
-    rg.host = s->ram;
-    if (vmig_engine_new(ctx, &rg, 1, &vm_ops, s, &s->eng) < 0 ||
-        vmig_engine_set_chan_ops(s->eng, &ch_ops, s) < 0) {
-        exit(1);
-    }
-    for (unsigned int i = 0; i < ndev; i++) {
-        struct vmig_memdev_params p = {.state_size = dev,
-                                       .flags = VMIG_MIGRATION_STOP_COPY |
-                                                VMIG_MIGRATION_P2P,
-                                       .seed = seed * 16 + i,
-                                       .revision = 1};
-        char name[8];
-
-        snprintf(name, sizeof(name), "dev%u", i);
-        if (vmig_memdev_new(ctx, &p, &s->dev[i]) < 0 ||
-            vmig_engine_add_device(s->eng, name, vmig_memdev_ops(), s->dev[i]) <
-                0) {
-            exit(1);
-        }
     }
 }
 
 static void
-bside_free(struct bside *s)
-{
-    vmig_engine_free(s->eng);
-    for (unsigned int i = 0; i < NDEV; i++) {
-        vmig_memdev_free(s->dev[i]);
-    }
-    munmap(s->ram, RAM_SIZE);
-}
-
-static void
-set_channels(struct bside *s, unsigned int n)
+set_channels(struct side *s, unsigned int n)
 {
     struct vmig_engine_params p;
 
@@ -167,7 +98,7 @@ set_channels(struct bside *s, unsigned int n)
 /* The destination: the main connection to the engine, every later one to
  * vmig_engine_accept_chan() until the migration ends. */
 struct djob {
-    struct bside *s;
+    struct side *s;
     int lfd;
     int main_fd;
     int ret;
@@ -223,7 +154,7 @@ d_main(void *arg)
 
 /* Seconds of one migration of @a into @b with @channels connections. */
 static double
-migrate(struct bside *a, struct bside *b, unsigned int channels)
+migrate(struct side *a, struct side *b, unsigned int channels)
 {
     struct djob j = {.s = b};
     pthread_t th;
@@ -237,9 +168,9 @@ migrate(struct bside *a, struct bside *b, unsigned int channels)
         exit(1);
     }
     fd = lb_connect(a->port);
-    t0 = now_s();
+    t0 = bench_now_s();
     ret = vmig_engine_migrate(a->eng, fd);
-    t1 = now_s();
+    t1 = bench_now_s();
     close(fd);
     pthread_join(th, NULL);
     close(j.lfd);
@@ -253,7 +184,7 @@ migrate(struct bside *a, struct bside *b, unsigned int channels)
 
 /* Devices back to RUNNING on both sides, for the next run. */
 static void
-reset_sides(struct bside *a, struct bside *b, unsigned int ndev)
+reset_sides(struct side *a, struct side *b, unsigned int ndev)
 {
     for (unsigned int i = 0; i < ndev; i++) {
         if (vmig_memdev_ops()->reset(a->dev[i]) < 0 ||
@@ -288,7 +219,7 @@ plain_streams(unsigned int n, uint8_t *const *src, uint8_t *const *dst,
 {
     struct stream st[MAX_STREAMS];
     pthread_t th[MAX_STREAMS];
-    double t0 = now_s(), t1;
+    double t0 = bench_now_s(), t1;
 
     for (unsigned int i = 0; i < n; i++) {
         st[i] = (struct stream){src[i], dst[i], len, 0};
@@ -303,7 +234,7 @@ plain_streams(unsigned int n, uint8_t *const *src, uint8_t *const *dst,
             exit(1);
         }
     }
-    t1 = now_s();
+    t1 = bench_now_s();
     return t1 - t0;
 }
 
@@ -324,7 +255,7 @@ main(int argc, char **argv)
     double t_one = 0, t_four1 = 0, t_four = 0, t_plain4 = 0, t_plain1 = 0;
     double mib_one, mib_four;
     uint8_t *src[MAX_STREAMS], *dst[MAX_STREAMS];
-    struct bside a1, b1, a4, b4;
+    struct side a1, b1, a4, b4;
     vmig_ctx_t *ctx;
 
     if (dev_mib == 0 || runs == 0 ||
@@ -384,10 +315,10 @@ main(int argc, char **argv)
         free(src[i]);
         free(dst[i]);
     }
-    bside_free(&a1);
-    bside_free(&b1);
-    bside_free(&a4);
-    bside_free(&b4);
+    side_free(&a1);
+    side_free(&b1);
+    side_free(&a4);
+    side_free(&b4);
     vmig_ctx_free(ctx);
     return 0;
 }

@@ -39,15 +39,6 @@
 #include "../tests/loopback.h"
 #include "bench_side.h"
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int
 listen_any(int *port)
 {
@@ -284,9 +275,9 @@ vfu_case(vmig_ctx_t *ctx, size_t ram, size_t dev, int runs)
         j.eng = b.eng;
         pthread_create(&th, NULL, dst_main, &j);
         fd = connect_to(port);
-        t0 = now_s();
+        t0 = bench_now_s();
         ret = vmig_engine_migrate(a.eng, fd);
-        tm = now_s() - t0;
+        tm = bench_now_s() - t0;
         close(fd);
         pthread_join(th, NULL);
         close(j.lfd);
@@ -363,9 +354,9 @@ main(int argc, char **argv)
         j.lfd = listen_any(&port);
         pthread_create(&th, NULL, dst_main, &j);
         fd = connect_to(port);
-        t0 = now_s();
+        t0 = bench_now_s();
         ret = vmig_engine_migrate(a.eng, fd);
-        tm = now_s() - t0;
+        tm = bench_now_s() - t0;
         close(fd);
         pthread_join(th, NULL);
         close(j.lfd);
@@ -412,14 +403,8 @@ main(int argc, char **argv)
                "precopy)\n",
                best_down);
     }
-    vmig_engine_free(a.eng);
-    vmig_engine_free(b.eng);
-    for (int i = 0; i < 2; i++) {
-        vmig_memdev_free(a.dev[i]);
-        vmig_memdev_free(b.dev[i]);
-    }
-    munmap(a.ram, ram);
-    munmap(b.ram, ram);
+    side_free(&a);
+    side_free(&b);
     signal(SIGPIPE, SIG_IGN);
     if (vfu_case(ctx, ram, dev, runs) != 0) {
         return 1;

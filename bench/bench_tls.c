@@ -53,15 +53,6 @@ static const char *const mode_name[NMODES] = {
 };
 
 static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double
 thread_cpu_s(void)
 {
     struct timespec ts;
@@ -127,16 +118,6 @@ loadavg(void)
     double l[1] = {0};
 
     return getloadavg(l, 1) == 1 ? l[0] : 0;
-}
-
-static void
-side_free(struct side *s, size_t ram)
-{
-    vmig_engine_free(s->eng);
-    for (int i = 0; i < 2; i++) {
-        vmig_memdev_free(s->dev[i]);
-    }
-    munmap(s->ram, ram);
 }
 
 struct dst_job {
@@ -222,11 +203,11 @@ run_one(struct side *a, struct side *b, vmig_ctx_t *ctx, const struct creds *c,
         exit(1);
     }
     fd = lb_connect(port);
-    t0 = now_s();
+    t0 = bench_now_s();
     ret = c != NULL ? vmig_tls_handshake(c->cli, fd, 30000, NULL, &ch, why,
                                          sizeof(why))
                     : vmig_chan_plain(ctx, fd, &ch);
-    t1 = now_s();
+    t1 = bench_now_s();
     c1 = thread_cpu_s();
     if (ret == 0) {
         vmig_chan_info(ch, info);
@@ -234,7 +215,7 @@ run_one(struct side *a, struct side *b, vmig_ctx_t *ctx, const struct creds *c,
     } else {
         fprintf(stderr, "bench: source: %s\n", why);
     }
-    t2 = now_s();
+    t2 = bench_now_s();
     cpu[0] = thread_cpu_s() - c1;
     vmig_chan_free(ch);
     close(fd);
@@ -348,8 +329,8 @@ main(int argc, char **argv)
                "average %.1f before, %.1f after (%ld CPUs)\n",
                load0, loadavg(), sysconf(_SC_NPROCESSORS_ONLN));
     }
-    side_free(&a, ram);
-    side_free(&b, ram);
+    side_free(&a);
+    side_free(&b);
     for (int m = TLS; m < NMODES; m++) {
         vmig_tls_free(cr[m].srv);
         vmig_tls_free(cr[m].cli);
