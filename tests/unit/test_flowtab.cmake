@@ -2,5 +2,6 @@
 # test.
 vmig_unit_test(test_flowtab
   SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/flowtab_testlib.c
+    ${PROJECT_SOURCE_DIR}/tests/unit/flowtab_side.c
   LIBS vmig_flowtab
   TIMEOUT 120)
