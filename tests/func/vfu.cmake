@@ -1,5 +1,6 @@
 # vfio-user end to end: test device server in a child process, vmig client.
 add_executable(test_vfu_func ${PROJECT_SOURCE_DIR}/tests/func/test_vfu_func.c
+  ${PROJECT_SOURCE_DIR}/tests/func/vfu_func_hostile.c
   ${PROJECT_SOURCE_DIR}/tests/func/vfu_testdev.c)
 target_link_libraries(test_vfu_func PRIVATE vmig_static vmig_testkit
   PkgConfig::XXHASH)
