@@ -66,6 +66,10 @@ static const char mig_help[] =
     "                        migration, 1..16 (default min(4, cores)); the\n"
     "                        devices' state and guest RAM move on them at\n"
     "                        once at stop-copy\n"
+    "  --compression C       multifd-compression: none (default) or zstd:\n"
+    "                        guest RAM and device state compressed on every\n"
+    "                        connection when the destination supports it\n"
+    "  --zstd-level N        multifd-zstd-level: 1..19 (default 1)\n"
     "  --no-precopy          stop-and-copy only (x-vmig-precopy false)\n"
     "  --max-iterations N    precopy passes before the cap action\n"
     "                        (default 30)\n"
@@ -312,6 +316,8 @@ enum {
     OPT_DOWNTIME,
     OPT_BANDWIDTH,
     OPT_CHANNELS,
+    OPT_COMPRESSION,
+    OPT_ZSTD_LEVEL,
     OPT_JSON,
     OPT_DEVICE,
     OPT_ACC_REQUESTS,
@@ -349,6 +355,8 @@ mig_param(struct opts *o, int opt, const char *arg)
         {OPT_DOWNTIME, "downtime-limit", {NULL}},
         {OPT_BANDWIDTH, "max-bandwidth", {NULL}},
         {OPT_CHANNELS, "multifd-channels", {NULL}},
+        {OPT_COMPRESSION, "multifd-compression", {"none", "zstd"}},
+        {OPT_ZSTD_LEVEL, "multifd-zstd-level", {NULL}},
         {OPT_NO_PRECOPY, "x-vmig-precopy", {NULL}},
         {OPT_MAX_ITER, "x-vmig-precopy-max-iterations", {NULL}},
         {OPT_MAX_TIME, "x-vmig-precopy-max-time", {NULL}},
@@ -456,6 +464,8 @@ main(int argc, char **argv)
         {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
         {"max-bandwidth", required_argument, NULL, OPT_BANDWIDTH},
         {"channels", required_argument, NULL, OPT_CHANNELS},
+        {"compression", required_argument, NULL, OPT_COMPRESSION},
+        {"zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL},
         {"json", no_argument, NULL, OPT_JSON},
         {"device", required_argument, NULL, OPT_DEVICE},
         {"acc-requests", required_argument, NULL, OPT_ACC_REQUESTS},
@@ -585,6 +595,8 @@ main(int argc, char **argv)
         case OPT_DOWNTIME:
         case OPT_BANDWIDTH:
         case OPT_CHANNELS:
+        case OPT_COMPRESSION:
+        case OPT_ZSTD_LEVEL:
         case OPT_NO_PRECOPY:
         case OPT_MAX_ITER:
         case OPT_MAX_TIME:

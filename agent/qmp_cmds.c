@@ -164,6 +164,16 @@ x_vmig_info(json_object *o, const struct vmig_engine_stats *st)
     }
     json_object_object_add(o, "x-vmig-devices", devs);
     json_object_object_add(o, "x-vmig-precopy", precopy_stats(st));
+    if (st->zstd_raw_bytes > 0) {
+        /* a source that compressed: the payload of its RAM and device
+         * data frames, and what they took on the wire */
+        json_object *z = json_object_new_object();
+
+        json_object_object_add(z, "method", json_object_new_string("zstd"));
+        add_int(z, "raw-bytes", st->zstd_raw_bytes);
+        add_int(z, "wire-bytes", st->zstd_bytes);
+        json_object_object_add(o, "x-vmig-compression", z);
+    }
     json_object_object_add(
         o, "x-vmig-role",
         json_object_new_string(

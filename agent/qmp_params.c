@@ -23,6 +23,8 @@
 
 static const char *const cap_names[] = {"stop-copy", "abort", NULL};
 static const char *const reset_names[] = {"restart", "abort", NULL};
+/* QEMU's multifd-compression values that this agent implements */
+static const char *const compress_names[] = {"none", "zstd", NULL};
 
 static uint64_t
 u64(json_object *v)
@@ -101,6 +103,34 @@ static json_object *
 get_channels(const struct mig_params *p)
 {
     return jint(p->eng.channels > 1 ? p->eng.channels : 1);
+}
+
+static void
+set_compression(struct mig_params *p, json_object *v)
+{
+    p->eng.compression = strcmp(json_object_get_string(v), "zstd") == 0
+                             ? VMIG_ENGINE_COMPRESS_ZSTD
+                             : VMIG_ENGINE_COMPRESS_NONE;
+}
+
+static json_object *
+get_compression(const struct mig_params *p)
+{
+    return json_object_new_string(
+        compress_names[p->eng.compression == VMIG_ENGINE_COMPRESS_ZSTD]);
+}
+
+/* QEMU's multifd-zstd-level; 0 asks for the default (1) */
+static void
+set_zstd_level(struct mig_params *p, json_object *v)
+{
+    p->eng.zstd_level = (int)u64(v);
+}
+
+static json_object *
+get_zstd_level(const struct mig_params *p)
+{
+    return jint(p->eng.zstd_level > 0 ? (uint64_t)p->eng.zstd_level : 1);
 }
 
 static void
@@ -374,6 +404,10 @@ const struct arg_spec qmp_param_args[] = {
     {.name = "multifd-channels", .type = json_type_int,
      .max = VMIG_MP_MAX_CHANNELS, .unit = " connections",
      .check = check_channels, .set = set_channels, .get = get_channels},
+    ENUM_PARAM("multifd-compression", compress_names, set_compression,
+               get_compression),
+    INT_PARAM("multifd-zstd-level", 19, " (0: the default, 1)",
+              set_zstd_level, get_zstd_level),
     {.name = NULL},
 };
 /* clang-format on */

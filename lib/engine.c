@@ -217,6 +217,12 @@ vmig_engine_set_params(struct vmig_engine *e,
     e->params.no_commit = p->no_commit;
     e->params.channels =
         p->channels > VMIG_MP_MAX_CHANNELS ? VMIG_MP_MAX_CHANNELS : p->channels;
+    e->params.compression = p->compression == VMIG_ENGINE_COMPRESS_ZSTD
+                                ? VMIG_ENGINE_COMPRESS_ZSTD
+                                : VMIG_ENGINE_COMPRESS_NONE;
+    e->params.zstd_level = p->zstd_level < 0    ? 0
+                           : p->zstd_level > 19 ? 19
+                                                : p->zstd_level;
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -396,6 +402,7 @@ vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role)
     e->t_last_progress = 0;
     e->tb_ns = 0; /* the throttle starts afresh */
     e->wire_extra = 0;
+    e->zm_raw = e->zm_packed = e->zx_raw = e->zx_packed = 0;
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
@@ -487,6 +494,23 @@ vmig__engine_handshake(struct vmig_engine *e, struct vmig_mp_conn *c,
     return ret;
 }
 
+int
+vmig__engine_compress(struct vmig_engine *e, struct vmig_mp_conn *c,
+                      uint64_t features, int level)
+{
+    int ret;
+
+    if (!(features & VMIG_MP_FEAT_ZSTD)) {
+        return 0;
+    }
+    ret = vmig_mp_conn_set_compress(c, VMIG_MP_COMPRESS_ZSTD, level);
+    if (ret < 0) {
+        vmig__engine_set_error(e, "cannot set up zstd compression: %s",
+                               strerror(-ret));
+    }
+    return ret;
+}
+
 void
 vmig__engine_pass(struct vmig_engine *e, unsigned int pass)
 {
@@ -525,6 +549,20 @@ vmig__engine_account_extra(struct vmig_engine *e, uint64_t ram_bytes,
 }
 
 void
+vmig__engine_zaccount_extra(struct vmig_engine *e, const struct vmig_mp_conn *c)
+{
+    uint64_t raw, packed;
+
+    vmig_mp_conn_zbytes(c, &raw, &packed);
+    pthread_mutex_lock(&e->lock);
+    e->zx_raw += raw;
+    e->zx_packed += packed;
+    e->st.zstd_raw_bytes = e->zm_raw + e->zx_raw;
+    e->st.zstd_bytes = e->zm_packed + e->zx_packed;
+    pthread_mutex_unlock(&e->lock);
+}
+
+void
 vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
                      uint64_t ram_bytes, uint64_t zero_pages, int dev,
                      uint64_t dev_bytes)
@@ -536,6 +574,9 @@ vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
     pthread_mutex_lock(&e->lock);
     count_locked(e, ram_bytes, zero_pages, dev, dev_bytes);
     e->st.wire_bytes = sent + recvd + e->wire_extra;
+    vmig_mp_conn_zbytes(c, &e->zm_raw, &e->zm_packed);
+    e->st.zstd_raw_bytes = e->zm_raw + e->zx_raw;
+    e->st.zstd_bytes = e->zm_packed + e->zx_packed;
     if (now > e->t_xfer) {
         double secs = (double)(now - e->t_xfer) / 1e9;
 

@@ -628,7 +628,15 @@ dst_join(struct vmig_engine *e, struct vmig_chan *ch, struct vmig_mp_conn *c,
         w->ch = ch;
         w->c = c;
         vmig_mp_conn_set_cancel(c, &mc->abort);
-        if (pthread_create(&w->th, NULL, dst_chan_main, w) != 0) {
+        if ((mc->d->features & VMIG_MP_FEAT_ZSTD) &&
+            vmig_mp_conn_set_compress(c, VMIG_MP_COMPRESS_ZSTD,
+                                      mc->d->p.zstd_level) < 0) {
+            w->ch = NULL;
+            w->c = NULL;
+            err = ENOMEM;
+            snprintf(why, len, "cannot set up compression for channel %u",
+                     h->index);
+        } else if (pthread_create(&w->th, NULL, dst_chan_main, w) != 0) {
             w->ch = NULL;
             w->c = NULL;
             err = EAGAIN;

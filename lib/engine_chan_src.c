@@ -63,6 +63,9 @@ src_open_one(struct eng_src *s, struct eng_mc_chan *w)
     vmig_mp_conn_set_timeout(w->c, s->p.timeout_ms);
     vmig_mp_conn_set_cancel(w->c, &e->cancel);
     ret = vmig__engine_handshake(e, w->c, true);
+    if (ret == 0) {
+        ret = vmig__engine_compress(e, w->c, s->features, s->p.zstd_level);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -284,6 +287,7 @@ src_worker(void *arg)
         m.channel.index = w->index;
         m.channel.frames = w->frames;
         ret = vmig_mp_send_msg(w->c, &m);
+        vmig__engine_zaccount_extra(e, w->c);
     }
     if (ret < 0) {
         if (ret != -ECANCELED) {

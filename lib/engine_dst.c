@@ -129,6 +129,12 @@ dst_hello(struct eng_dst *d)
     }
     ok = vmig__dst_evaluate(d);
     d->features = d->rp->features;
+    ret = vmig__engine_compress(e, d->c, d->features, d->p.zstd_level);
+    if (ret < 0) {
+        vmig__dst_fail(d, -1, "cannot set up zstd compression: %s",
+                       strerror(-ret));
+        return ret;
+    }
     n = vmig_mp_reply_encode(d->rp, e->buf, VMIG_MP_PAYLOAD_MAX);
     ret = n < 0
               ? (int)n

@@ -137,7 +137,8 @@ vmig__dst_evaluate(struct eng_dst *d)
 
     memset(rp, 0, sizeof(*rp));
     rp->ndevices = h->ndevices;
-    rp->features = h->features & VMIG_MP_FEAT__SUPPORTED;
+    /* compression is the source's choice: whatever it sends is read */
+    rp->features = h->features & (VMIG_MP_FEAT__SUPPORTED | VMIG_MP_FEAT_ZSTD);
     if ((h->features & VMIG_MP_FEAT_CHANNELS) && vmig__mc_grantable(e, d)) {
         rp->features |= VMIG_MP_FEAT_CHANNELS;
     }

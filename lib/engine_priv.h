@@ -102,6 +102,9 @@ struct vmig_engine {
     void *chan_opaque;
     struct eng_mc *mc_cur;
     uint64_t wire_extra;
+    /* source: compressible payload and what it took, main connection
+     * (its latest count) and the extra channels (summed as they end) */
+    uint64_t zm_raw, zm_packed, zx_raw, zx_packed;
 };
 
 int vmig__engine_begin(struct vmig_engine *e, enum vmig_engine_role role);
@@ -117,7 +120,15 @@ void vmig__engine_set_error(struct vmig_engine *e, const char *fmt, ...)
  * (-EPROTONOSUPPORT) is named in the stats' error. */
 int vmig__engine_handshake(struct vmig_engine *e, struct vmig_mp_conn *c,
                            bool source);
+/* Compression on @c when @features has it (zstd at @level for what this
+ * side sends); a failure is named in the stats' error. */
+int vmig__engine_compress(struct vmig_engine *e, struct vmig_mp_conn *c,
+                          uint64_t features, int level);
 void vmig__engine_pass(struct vmig_engine *e, unsigned int pass);
+/* An extra channel @c that sent its last frame: its compression counts
+ * into the stats (any thread). */
+void vmig__engine_zaccount_extra(struct vmig_engine *e,
+                                 const struct vmig_mp_conn *c);
 void vmig__engine_account(struct vmig_engine *e, struct vmig_mp_conn *c,
                           uint64_t ram_bytes, uint64_t zero_pages, int dev,
                           uint64_t dev_bytes);

@@ -82,6 +82,15 @@ src_new(struct vmig_engine *e, struct vmig_chan *ch, struct eng_src **out)
 
 /* ------------------------------------------------------------ hello */
 
+/* The features offered only when this migration wants them. */
+static uint64_t
+src_extra_offer(const struct eng_src *s)
+{
+    return vmig__mc_offer(s) |
+           (s->p.compression == VMIG_ENGINE_COMPRESS_ZSTD ? VMIG_MP_FEAT_ZSTD
+                                                          : 0);
+}
+
 /* Build HELLO in @out (VMIG_MP_PAYLOAD_MAX bytes) from our devices. */
 static ssize_t
 src_build_hello(struct eng_src *s, uint32_t flags, uint8_t *out)
@@ -96,7 +105,7 @@ src_build_hello(struct eng_src *s, uint32_t flags, uint8_t *out)
     }
     h->version_min = VMIG_MP_PROTO_MIN;
     h->version_max = VMIG_MP_PROTO_MAX;
-    h->features = VMIG_MP_FEAT__SUPPORTED | vmig__mc_offer(s);
+    h->features = VMIG_MP_FEAT__SUPPORTED | src_extra_offer(s);
     if (s->p.no_commit) {
         h->features &= ~VMIG_MP_FEAT_COMMIT;
     }
@@ -237,7 +246,7 @@ src_offer(struct eng_src *s, uint32_t flags, struct vmig_engine_check *check)
         ret = -EOPNOTSUPP;
         goto out;
     }
-    s->features = rp->features & (VMIG_MP_FEAT__SUPPORTED | vmig__mc_offer(s));
+    s->features = rp->features & (VMIG_MP_FEAT__SUPPORTED | src_extra_offer(s));
     ret = 0;
 out:
     free(out);
@@ -254,6 +263,15 @@ src_hello(struct eng_src *s)
     int ret, mixed;
 
     ret = src_offer(s, 0, NULL);
+    if (ret < 0) {
+        return ret;
+    }
+    if (s->p.compression == VMIG_ENGINE_COMPRESS_ZSTD &&
+        !(s->features & VMIG_MP_FEAT_ZSTD)) {
+        vmig_warn(e->ctx, "migration: the destination does not support "
+                          "zstd compression; migrating uncompressed");
+    }
+    ret = vmig__engine_compress(e, s->c, s->features, s->p.zstd_level);
     if (ret < 0) {
         return ret;
     }

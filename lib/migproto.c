@@ -16,6 +16,7 @@
 #include "chan_priv.h"
 #include "internal.h"
 #include "migproto_priv.h"
+#include "migproto_zstd.h"
 #include "xxh_fast.h"
 
 static const uint8_t preamble[VMIG_MP_PREAMBLE_LEN] = {
@@ -147,6 +148,7 @@ struct vmig_mp_conn {
     uint64_t sent;
     uint64_t recvd;
     uint8_t *buf; /* receive buffer, VMIG_MP_PAYLOAD_MAX bytes */
+    struct mp_zstd *z; /* compression both ways, when negotiated */
 };
 
 int
@@ -215,6 +217,7 @@ vmig_mp_conn_free(struct vmig_mp_conn *c)
     if (c->own_ch) {
         vmig_chan_free(c->ch);
     }
+    vmig__mpz_free(c->z);
     free(c->buf);
     free(c);
 }
@@ -229,6 +232,31 @@ void
 vmig_mp_conn_set_timeout(struct vmig_mp_conn *c, unsigned int ms)
 {
     c->timeout_ms = ms;
+}
+
+int
+vmig_mp_conn_set_compress(struct vmig_mp_conn *c, unsigned int method,
+                          int level)
+{
+    struct mp_zstd *z = NULL;
+    int ret;
+
+    if (method != VMIG_MP_COMPRESS_NONE) {
+        ret = vmig__mpz_new(method, level, &z);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    vmig__mpz_free(c->z);
+    c->z = z;
+    return 0;
+}
+
+void
+vmig_mp_conn_zbytes(const struct vmig_mp_conn *c, uint64_t *raw,
+                    uint64_t *packed)
+{
+    vmig__mpz_bytes(c->z, raw, packed);
 }
 
 void
@@ -324,10 +352,22 @@ vmig_mp_send(struct vmig_mp_conn *c, unsigned int type, unsigned int flags,
 {
     uint8_t hdr[VMIG_MP_HDR_LEN];
     struct iovec iov[5];
+    const uint8_t *zp;
+    const void *zpv;
+    size_t zlen;
     int ret;
 
     if (niov > 4) {
         return -EINVAL;
+    }
+    if (c->z != NULL && flags == 0 &&
+        (zlen = vmig__mpz_pack(c->z, type, payload, iov_len, niov, &zp)) > 0) {
+        /* the frame goes compressed, its checksum over what is sent */
+        type = VMIG_MP_ZDATA;
+        zpv = zp;
+        payload = &zpv;
+        iov_len = &zlen;
+        niov = 1;
     }
     ret = hdr_encode(type, flags, c->seq_out, payload, iov_len, niov,
                      !c->authenticated, hdr);
@@ -358,6 +398,34 @@ vmig_mp_send1(struct vmig_mp_conn *c, unsigned int type, unsigned int flags,
     return vmig_mp_send(c, type, flags, p, l, len > 0 ? 1 : 0);
 }
 
+/* A ZDATA frame received in @out becomes the frame it carries. */
+static int
+recv_unpack(struct vmig_mp_conn *c, struct vmig_mp_frame *out)
+{
+    const uint8_t *raw;
+    unsigned int type;
+    size_t len;
+    int ret;
+
+    if (c->z == NULL) {
+        vmig_err(c->ctx,
+                 "stream: frame %u is compressed but compression was not "
+                 "negotiated; the peer is broken",
+                 out->hdr.seq);
+        return -EPROTO;
+    }
+    ret = vmig__mpz_unpack(c->z, c->ctx, out->hdr.seq, out->payload,
+                           out->hdr.len, &type, &raw, &len);
+    if (ret < 0) {
+        return ret;
+    }
+    out->hdr.type = (uint16_t)type;
+    out->hdr.len = (uint32_t)len;
+    out->payload = raw;
+    out->head_len = len;
+    return 0;
+}
+
 int
 vmig_mp_recv_placed(struct vmig_mp_conn *c, size_t head_len,
                     vmig_mp_place_fn *place, void *opaque,
@@ -380,7 +448,7 @@ vmig_mp_recv_placed(struct vmig_mp_conn *c, size_t head_len,
         return ret;
     }
     got = h.len;
-    if (place != NULL && h.len > head_len) {
+    if (place != NULL && h.len > head_len && h.type != VMIG_MP_ZDATA) {
         ret = read_all(c, c->buf, head_len);
         if (ret < 0) {
             return ret;
@@ -427,7 +495,7 @@ vmig_mp_recv_placed(struct vmig_mp_conn *c, size_t head_len,
     out->payload = c->buf;
     out->placed = tail != NULL;
     out->head_len = got;
-    return 0;
+    return h.type == VMIG_MP_ZDATA ? recv_unpack(c, out) : 0;
 }
 
 int

@@ -123,6 +123,22 @@ channel_hello_check(const struct vmig_mp_msg *m)
     return m->channel.index < m->channel.count ? 0 : -EBADMSG;
 }
 
+/* A compressed frame carries a RAM or DEV_DATA frame no longer than that
+ * type allows, and some compressed bytes. */
+static int
+zdata_check(const struct vmig_mp_msg *m)
+{
+    const struct vmig_mp_zdata *z = &m->zdata;
+
+    if (z->type != VMIG_MP_RAM && z->type != VMIG_MP_DEV_DATA) {
+        return -EBADMSG;
+    }
+    if (z->raw_len > vmig_mp_type_limit(z->type) || z->data.len == 0) {
+        return -EBADMSG;
+    }
+    return 0;
+}
+
 /* clang-format off */
 static const struct frame_desc frames[256] = {
     [VMIG_MP_HELLO] = {.name = "HELLO", .limit = 4u << 20},
@@ -184,6 +200,12 @@ static const struct frame_desc frames[256] = {
     [VMIG_MP_CHANNEL_END] = {.name = "CHANNEL_END", .limit = 64,
         .f = {NZ32(channel.index, VMIG_MP_MAX_CHANNELS - 1), RSV32,
               U64(channel.frames)}},
+    [VMIG_MP_ZDATA] = {.name = "ZDATA",
+        .limit = 8 + VMIG_MP_RAM_HDR_LEN + VMIG_MP_CHUNK_MAX,
+        .f = {U32(zdata.type),
+              NZ32(zdata.raw_len, VMIG_MP_RAM_HDR_LEN + VMIG_MP_CHUNK_MAX)},
+        .tail = TAIL_DATA, .tail_slot = SLOT(zdata.data),
+        .check = zdata_check},
     [VMIG_MP_HELLO_REPLY] = {.name = "HELLO_REPLY", .limit = 64 << 10},
     [VMIG_MP_SETUP_ACK] = {.name = "SETUP_ACK",
         .limit = 8 + VMIG_MP_REASON_MAX,

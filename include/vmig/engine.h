@@ -172,6 +172,8 @@ struct vmig_engine_stats {
     uint64_t est_stopcopy_bytes;
     uint64_t switchover_ack_ms;
     uint64_t channel_bytes;
+    uint64_t zstd_raw_bytes;
+    uint64_t zstd_bytes;
     int errnum;
     char error[256];
     unsigned int ndevices;
@@ -350,7 +352,20 @@ enum vmig_engine_reset_policy {
  *                     channel ops (<vmig/engine_chan.h>) on both sides;
  *                     at most VMIG_MP_MAX_CHANNELS.  On a destination:
  *                     the most it grants.
+ * @compression:       source: compress guest RAM and device data on every
+ *                     connection of the migration (QEMU's
+ *                     multifd-compression; VMIG_ENGINE_COMPRESS_ZSTD),
+ *                     when the destination supports it (one that does
+ *                     not gets them uncompressed).  A destination
+ *                     decompresses whatever its source chose.
+ * @zstd_level:        zstd level of what this side sends (QEMU's
+ *                     multifd-zstd-level), 1..19; 0: 1.
  */
+enum vmig_engine_compress {
+    VMIG_ENGINE_COMPRESS_NONE = 0,
+    VMIG_ENGINE_COMPRESS_ZSTD = 1,
+};
+
 struct vmig_engine_params {
     uint64_t downtime_limit_ms;
     uint64_t max_bandwidth;
@@ -366,6 +381,8 @@ struct vmig_engine_params {
     unsigned int recover_timeout_ms;
     bool no_commit;
     unsigned int channels;
+    enum vmig_engine_compress compression;
+    int zstd_level;
 };
 
 /**

@@ -192,6 +192,47 @@ VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_recv_placed(struct vmig_mp_conn *c,
  */
 VMIG_EXPORT VMIG_MUST_CHECK int vmig_mp_pending(struct vmig_mp_conn *c);
 
+/* Compression methods of vmig_mp_conn_set_compress(). */
+enum vmig_mp_compress {
+    VMIG_MP_COMPRESS_NONE = 0,
+    VMIG_MP_COMPRESS_ZSTD = 1,
+};
+/* Frames whose payload is shorter than this are never compressed. */
+#define VMIG_MP_ZDATA_MIN 512u
+
+/**
+ * vmig_mp_conn_set_compress() - Compress data frames both ways, as the
+ * two sides negotiated (VMIG_MP_FEAT_ZSTD).
+ * @c:      connection.
+ * @method: VMIG_MP_COMPRESS_NONE (the default: a ZDATA frame received is
+ *          then -EPROTO) or VMIG_MP_COMPRESS_ZSTD.
+ * @level:  zstd level for what this side sends (1..19); 0: 1.
+ *
+ * With zstd, vmig_mp_send() sends a RAM or DEV_DATA frame of at least
+ * VMIG_MP_ZDATA_MIN bytes as a ZDATA frame when that is smaller (as is
+ * otherwise), and vmig_mp_recv() / vmig_mp_recv_placed() hand back a
+ * ZDATA frame received as the frame it carries (never placed).  A ZDATA
+ * frame that does not decompress to exactly its declared size, the size
+ * its zstd frame declares, at most the carried type's limit, or lacks
+ * zstd's content checksum, is -EBADMSG: nothing larger is ever written.
+ *
+ * Return: 0; -EINVAL (unknown method or level); -ENOMEM.
+ */
+VMIG_EXPORT VMIG_MUST_CHECK int
+vmig_mp_conn_set_compress(struct vmig_mp_conn *c, unsigned int method,
+                          int level);
+
+/**
+ * vmig_mp_conn_zbytes() - What compression did on this connection's sends.
+ * @c:      connection.
+ * @raw:    receives the payload bytes of the frames it could compress
+ *          (RAM and DEV_DATA of at least VMIG_MP_ZDATA_MIN), or NULL.
+ * @packed: receives the payload bytes those frames took on the wire
+ *          (compressed or not), or NULL.
+ */
+VMIG_EXPORT void vmig_mp_conn_zbytes(const struct vmig_mp_conn *c,
+                                     uint64_t *raw, uint64_t *packed);
+
 /**
  * vmig_mp_conn_bytes() - Bytes sent and received so far (headers included).
  * @c:    connection.

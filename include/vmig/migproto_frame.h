@@ -64,6 +64,7 @@ enum vmig_mp_type {
     VMIG_MP_CHANNEL_HELLO = 0x11,  /* first frame of an extra channel */
     VMIG_MP_CHANNEL_SYNC = 0x12,   /* main: the extra channels may start */
     VMIG_MP_CHANNEL_END = 0x13,    /* last frame of an extra channel */
+    VMIG_MP_ZDATA = 0x14,          /* compression: a RAM or DEV_DATA frame */
     VMIG_MP_HELLO_REPLY = 0x81,
     VMIG_MP_SETUP_ACK = 0x82,
     VMIG_MP_ACK = 0x83,
@@ -88,6 +89,11 @@ enum vmig_mp_type {
  * only when the source wants more than one connection, so a source with
  * one channel sends the same HELLO as before the feature existed. */
 #define VMIG_MP_FEAT_CHANNELS (1ull << 4)
+/* zstd compression of RAM and DEV_DATA frames on every connection of the
+ * migration (QEMU's multifd-compression zstd; docs/migration-protocol.md
+ * section 11).  Offered only when the source wants it, so a source
+ * without compression sends the same HELLO as before the feature. */
+#define VMIG_MP_FEAT_ZSTD (1ull << 5)
 /* Features this build takes part in. */
 #define VMIG_MP_FEAT__SUPPORTED                                                \
     (VMIG_MP_FEAT_ZERO_PAGES | VMIG_MP_FEAT_PRECOPY |                          \

@@ -126,6 +126,14 @@ struct vmig_mp_channel {
     uint64_t frames;
 };
 
+/* ZDATA: a RAM or DEV_DATA frame (@type) whose whole payload, @raw_len
+ * bytes, is the zstd frame in @data (its content size declared). */
+struct vmig_mp_zdata {
+    uint32_t type;
+    uint32_t raw_len;
+    struct vmig_mp_data data;
+};
+
 /* ACK: frame @seq of type @type was handled; @value depends on the type. */
 struct vmig_mp_ack {
     uint32_t type;
@@ -196,6 +204,7 @@ struct vmig_mp_msg {
         struct vmig_mp_recover_reply recover_reply;
         struct vmig_mp_channels channels; /* CHANNELS, CHANNELS_ACK */
         struct vmig_mp_channel channel;   /* CHANNEL_HELLO, _READY, _END */
+        struct vmig_mp_zdata zdata;
     };
 };
 

@@ -41,7 +41,9 @@ this is not json
 {"execute": "migrate", "arguments": {"uri": "exec:cat"}, "id": 11}
 {"execute": "migrate", "arguments": {"uri": "tcp:127.0.0.1:9", "x": 1}, "id": 12}
 {"execute": "migrate-set-parameters", "arguments": {"downtime-limit": "soon"}, "id": 13}
-{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": 500, "max-bandwidth": 1000000, "multifd-channels": 3}, "id": 14}
+{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": 500, "max-bandwidth": 1000000, "multifd-channels": 3, "multifd-compression": "zstd", "multifd-zstd-level": 3}, "id": 14}
+{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": 9, "multifd-compression": "lz4"}, "id": 36}
+{"execute": "migrate-set-parameters", "arguments": {"multifd-zstd-level": 20}, "id": 37}
 {"execute": "query-migrate-parameters", "id": 15}
 {"execute": "query-migrate", "id": {"nested": [1]}}
 {"execute": "x-vmig-query-devices", "id": 17}
@@ -95,7 +97,7 @@ has '"desc": "unknown migration protocol: exec:cat"}, "id": 11}'
 has '"desc": "Parameter '"'"'x'"'"' is unexpected"}, "id": 12}'
 has '"desc": "Invalid parameter type for '"'"'downtime-limit'"'"', expected: integer"}, "id": 13}'
 has '{"return": {}, "id": 14}'
-has '{"return": {"downtime-limit": 500, "max-bandwidth": 1000000, "x-vmig-precopy": true, "x-vmig-precopy-max-iterations": 0, "x-vmig-precopy-max-time": 0, "x-vmig-precopy-cap-action": "stop-copy", "x-vmig-reset-policy": "restart", "x-vmig-max-restarts": 0, "x-vmig-allow-mixed-p2p": false, "x-vmig-peer-timeout": 30000, "x-vmig-recover-timeout": 60000, "tls-creds": "", "tls-hostname": "", "tls-authz": "", "x-vmig-tls-identity": "", "x-vmig-ktls": false, "x-vmig-insecure": false, "multifd-channels": 3, "x-vmig-ram-precopy": true}, "id": 15}'
+has '{"return": {"downtime-limit": 500, "max-bandwidth": 1000000, "x-vmig-precopy": true, "x-vmig-precopy-max-iterations": 0, "x-vmig-precopy-max-time": 0, "x-vmig-precopy-cap-action": "stop-copy", "x-vmig-reset-policy": "restart", "x-vmig-max-restarts": 0, "x-vmig-allow-mixed-p2p": false, "x-vmig-peer-timeout": 30000, "x-vmig-recover-timeout": 60000, "tls-creds": "", "tls-hostname": "", "tls-authz": "", "x-vmig-tls-identity": "", "x-vmig-ktls": false, "x-vmig-insecure": false, "multifd-channels": 3, "multifd-compression": "zstd", "multifd-zstd-level": 3, "x-vmig-ram-precopy": true}, "id": 15}'
 has '{"return": {}, "id": {"nested": [1]}}'
 has '"name": "dev0", "type": "memdev"'
 has '"verified": true'
@@ -118,6 +120,8 @@ has '{"error": {"class": "DeviceNotFound", "desc": "no vfio-user device named '"
 has '"desc": "Parameter '"'"'x-vmig-parameters.max-bandwidth'"'"' expects an integer in the range of 0 to 9223372036854775807 bytes/second"}, "id": 33}'
 has '"desc": "Cannot resume if there is no paused migration"}, "id": 34}'
 has '"desc": "Parameter '"'"'bogus'"'"' is unexpected"}, "id": 35}'
+has '"desc": "Parameter '"'"'multifd-compression'"'"' does not accept value '"'"'lz4'"'"' (none or zstd)"}, "id": 36}'
+has '"desc": "Parameter '"'"'multifd-zstd-level'"'"' expects an integer in the range of 0 to 19 (0: the default, 1)"}, "id": 37}'
 # every line is a complete JSON value ending in CRLF
 n_lines=$(wc -l <"$dir/out")
 n_crlf=$(grep -c "$(printf '\r')\$" "$dir/out")
