@@ -9,12 +9,15 @@
  *
  * The receiving side trusts nothing in a ZDATA frame: the declared raw
  * length is bounded by the carried type's limit, the zstd frame must
- * declare that same content size, be the whole payload, and decompress
+ * declare that same content size and carry zstd's content checksum (so a
+ * corrupt body that still decodes is caught), be the whole payload, and
+ * decompress
  * into a buffer of exactly that size to exactly that size.  A frame that
  * claims little and expands to more (a decompression bomb) fails on the
  * buffer's end, never writing past it.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <zstd.h>
 #include <vmig/byteorder.h>
@@ -138,7 +141,9 @@ vmig__mpz_pack(struct mp_zstd *z, unsigned int type,
             ZSTD_isError(ZSTD_CCtx_setParameter(z->cc, ZSTD_c_compressionLevel,
                                                 z->level)) ||
             ZSTD_isError(
-                ZSTD_CCtx_setParameter(z->cc, ZSTD_c_contentSizeFlag, 1))) {
+                ZSTD_CCtx_setParameter(z->cc, ZSTD_c_contentSizeFlag, 1)) ||
+            ZSTD_isError(
+                ZSTD_CCtx_setParameter(z->cc, ZSTD_c_checksumFlag, 1))) {
             return 0; /* out of memory: send it as it is */
         }
     }
@@ -161,6 +166,15 @@ vmig__mpz_pack(struct mp_zstd *z, unsigned int type,
     return ZHEAD + n;
 }
 
+/* A zstd frame (RFC 8878 section 3.1.1: magic, then the frame header
+ * descriptor) whose descriptor sets Content_Checksum_flag (bit 2). */
+static bool
+has_checksum(const uint8_t *p, size_t len)
+{
+    return len >= 5 && vmig_get_le32(p) == ZSTD_MAGICNUMBER &&
+           (p[4] & 0x04) != 0;
+}
+
 int
 vmig__mpz_unpack(struct mp_zstd *z, vmig_ctx_t *ctx, uint32_t seq,
                  const uint8_t *p, size_t len, unsigned int *type,
@@ -181,13 +195,14 @@ vmig__mpz_unpack(struct mp_zstd *z, vmig_ctx_t *ctx, uint32_t seq,
         return -EBADMSG;
     }
     declared = ZSTD_getFrameContentSize(m.zdata.data.ptr, m.zdata.data.len);
-    if (declared != m.zdata.raw_len ||
+    if (!has_checksum(m.zdata.data.ptr, m.zdata.data.len) ||
+        declared != m.zdata.raw_len ||
         ZSTD_findFrameCompressedSize(m.zdata.data.ptr, m.zdata.data.len) !=
             m.zdata.data.len) {
         vmig_err(ctx,
                  "stream: frame %u: compressed frame is not one zstd frame "
-                 "of the declared %u bytes; the migration fails, the source "
-                 "keeps running",
+                 "of the declared %u bytes with its content checksum; the "
+                 "migration fails, the source keeps running",
                  seq, m.zdata.raw_len);
         return -EBADMSG;
     }

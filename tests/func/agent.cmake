@@ -22,8 +22,11 @@ if(TARGET vmig-agent)
   add_test(NAME agent-acc-done
     COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
       $<TARGET_FILE:vmig-agent> accdone)
+  add_test(NAME agent-zstd
+    COMMAND ${PROJECT_SOURCE_DIR}/tests/func/agent_vfu.sh
+      $<TARGET_FILE:vmig-agent> zstd)
   set_tests_properties(agent-qmp agent-migrate agent-demo agent-vfu agent-acc
-    agent-corrupt agent-acc-done
+    agent-corrupt agent-acc-done agent-zstd
     PROPERTIES
     LABELS func TIMEOUT 300)
 endif()

@@ -13,10 +13,14 @@
 # migration: it fails with an error naming the device, the source keeps
 # running with its device RUNNING and its workload verified and moving,
 # and a later clean migration succeeds.
+# With "zstd": an accelerator migration with multifd-compression zstd over
+# three connections: the source says it compressed (fewer bytes on the
+# wire than the frames carried), the workload finishes on the destination
+# with every request exactly once and its whole result ledger re-checked.
 # With "accdone": the accelerator workload outlives the guest program
 # (which fills its ledger at once) and still finishes, before and after a
 # migration.
-# usage: agent_vfu.sh <vmig binary> [testdev|acc|corrupt|accdone]
+# usage: agent_vfu.sh <vmig binary> [testdev|acc|corrupt|accdone|zstd]
 set -u
 vmig=$1
 what=${2:-testdev}
@@ -135,6 +139,25 @@ acc_finish fdst
 check_done fdst 20000
 [ "$(steps fdst)" = "$s0" ] || fail "the destination's program moved: $s0 then $(steps fdst) steps"
 intact fdst "a migration after the guest program ended"
+echo ok
+exit 0
+fi
+if [ "$what" = zstd ]; then
+start zsrc - $acc --acc-requests 100000
+start zdst $((port_base + 12)) $acc
+acc_mark=0
+wait_for "the accelerator workload to start" acc_moving zsrc
+expect_rc 0 "$vmig" migrate --qmp "$dir/zsrc.qmp" --to "127.0.0.1:$((port_base + 12))" --compression zstd --channels 3 --json
+z=$(tr -d '\n ' <"$dir/last.out" | sed -n 's/.*"x-vmig-compression":{\([^}]*\)}.*/\1/p')
+[ -n "$z" ] || { cat "$dir/last.out"; fail "no x-vmig-compression after a compressed migration"; }
+zraw=$(echo "$z" | sed -n 's/.*"raw-bytes":\([0-9]*\).*/\1/p')
+zwire=$(echo "$z" | sed -n 's/.*"wire-bytes":\([0-9]*\).*/\1/p')
+[ "$zwire" -lt "$zraw" ] || fail "compression did not shrink anything: $z"
+echo "compressed: $z"
+wait_running zdst
+acc_finish zdst
+check_done zdst 100000
+intact zdst "a compressed migration"
 echo ok
 exit 0
 fi

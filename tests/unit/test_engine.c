@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "../engine_pair.h"
+#include "../frame_relay.h"
 #include "../loopback.h"
 #include "engine_vm.h"
 #include <xxhash.h>
@@ -743,6 +744,134 @@ test_foreign_device_by_pci_ids(void **state)
     tvm_free(c);
 }
 
+/* ------------------------------------------------------------ zstd */
+
+static void
+set_zstd(struct tvm *vm)
+{
+    struct vmig_engine_params p;
+
+    vmig_engine_get_params(vm->eng, &p);
+    p.compression = VMIG_ENGINE_COMPRESS_ZSTD;
+    vmig_engine_set_params(vm->eng, &p);
+}
+
+/* Migrate @src to @dst through a frame relay in @mode; the source's
+ * result, the destination's in *@dret, frames rewritten in *@rewritten. */
+static int
+migrate_relay(struct tvm *src, struct tvm *dst, enum fr_mode mode, int *dret,
+              int *rewritten)
+{
+    struct ep_dst j = {.eng = dst->eng};
+    struct frelay r = {.mode = mode};
+    int port, sv[2], ret;
+
+    j.lfd = listen_any(&port);
+    assert_int_equal(pthread_create(&j.th, NULL, ep_dst_main, &j), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    r.a = sv[1];
+    r.b = connect_to(port);
+    assert_int_equal(pthread_create(&r.th, NULL, fr_main, &r), 0);
+    ret = vmig_engine_migrate(src->eng, sv[0]);
+    close(sv[0]);
+    pthread_join(r.th, NULL);
+    pthread_join(j.th, NULL);
+    close(j.lfd);
+    *dret = j.ret;
+    *rewritten = r.rewritten;
+    return ret;
+}
+
+/* Compressed end to end: the same bytes land, fewer went on the wire. */
+static void
+test_zstd_migrate(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 42, 1), *b = tvm_new("B", false, 7, 1);
+    struct vmig_engine_stats st;
+    int dret, n;
+
+    (void)state;
+    set_zstd(a);
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 1000);
+    assert_int_equal(migrate_relay(a, b, FR_PASS, &dret, &n), 0);
+    assert_int_equal(dret, 0);
+    vmig_engine_stats(a->eng, &st);
+    check_landed(a, b);
+    assert_true(st.zstd_raw_bytes > 0);
+    assert_true(st.zstd_bytes < st.zstd_raw_bytes);
+    assert_true(st.wire_bytes < RAM_SIZE + NDEV * DEV_STATE);
+    assert_vm_alive(b);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+/* A ZDATA frame rewritten with a valid checksum (@mode): the destination
+ * refuses it and discards, the source rolls back and runs on, and the
+ * next (clean) migration lands. */
+static void
+zstd_hostile(enum fr_mode mode)
+{
+    struct tvm *a = tvm_new("A", true, 42, 1), *b = tvm_new("B", false, 7, 1);
+    int dret, ret, n;
+
+    set_zstd(a);
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 1000);
+    ret = migrate_relay(a, b, mode, &dret, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(dret, -EBADMSG);
+    assert_int_equal(ret, -EBADMSG);
+    assert_int_equal(b->resumes, 0);
+    for (int i = 0; i < NDEV; i++) {
+        assert_int_equal(vmig_memdev_state(b->dev[i]), VMIG_STATE_RUNNING);
+    }
+    check_rolled_back(a, ret, VMIG_ENGINE_FAILED);
+    assert_int_equal(migrate_relay(a, b, FR_PASS, &dret, &n), 0);
+    assert_int_equal(dret, 0);
+    check_landed(a, b);
+    assert_vm_alive(b);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+static void
+test_zstd_corrupt_frame(void **state)
+{
+    (void)state;
+    zstd_hostile(FR_ZDATA_BODY);
+}
+
+static void
+test_zstd_oversized_frame(void **state)
+{
+    (void)state;
+    zstd_hostile(FR_ZDATA_SIZE);
+}
+
+/* A destination that does not know compression: nothing is compressed. */
+static void
+test_zstd_old_destination(void **state)
+{
+    struct tvm *a = tvm_new("A", true, 42, 1), *b = tvm_new("B", false, 7, 1);
+    struct vmig_engine_stats st;
+    int dret, n;
+
+    (void)state;
+    set_zstd(a);
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 1000);
+    assert_int_equal(migrate_relay(a, b, FR_HELLO_NO_ZSTD, &dret, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(dret, 0);
+    vmig_engine_stats(a->eng, &st);
+    check_landed(a, b);
+    assert_int_equal(st.zstd_raw_bytes, 0);
+    assert_vm_alive(b);
+    tvm_free(a);
+    tvm_free(b);
+}
+
 int
 main(void)
 {
@@ -762,6 +891,10 @@ main(void)
         cmocka_unit_test(test_silent_destination),
         cmocka_unit_test(test_check_only),
         cmocka_unit_test(test_foreign_device_by_pci_ids),
+        cmocka_unit_test(test_zstd_migrate),
+        cmocka_unit_test(test_zstd_corrupt_frame),
+        cmocka_unit_test(test_zstd_oversized_frame),
+        cmocka_unit_test(test_zstd_old_destination),
     };
 
     signal(SIGPIPE, SIG_IGN);

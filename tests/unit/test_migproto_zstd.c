@@ -5,6 +5,7 @@
  * round-trip compressed (and as they are when they do not shrink), the
  * receiver refuses ZDATA it did not negotiate, and hostile ZDATA frames
  * with valid checksums - a corrupt zstd body, a size other than declared,
+ * no content size or checksum in the zstd frame,
  * a decompression bomb, a carried type that may not be compressed, a
  * size over the carried type's limit, trailing bytes, an oversized frame
  * - are refused without writing past the declared size.
@@ -216,7 +217,8 @@ zdata(uint8_t *out, uint32_t type, uint32_t raw_len, const void *z,
 }
 
 /* A DEV_DATA payload of @n compressible bytes, compressed into @z;
- * @with_size: the zstd frame declares its content size. */
+ * @with_size: the zstd frame declares its content size and carries its
+ * content checksum. */
 static size_t
 dev_frame_z(uint8_t *raw, size_t n, uint8_t *z, size_t cap, bool with_size)
 {
@@ -230,6 +232,8 @@ dev_frame_z(uint8_t *raw, size_t n, uint8_t *z, size_t cap, bool with_size)
     assert_non_null(cc);
     assert_false(ZSTD_isError(
         ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, with_size)));
+    assert_false(ZSTD_isError(
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, with_size)));
     r = ZSTD_compress2(cc, z, cap, raw, n);
     assert_false(ZSTD_isError(r));
     ZSTD_freeCCtx(cc);
@@ -308,7 +312,7 @@ test_hostile(void **state)
     len = zdata(pl, VMIG_MP_DEV_DATA, (uint32_t)n + 1, z, zlen);
     expect_refused(pl, len, -EBADMSG);
 
-    /* no content size in the zstd frame */
+    /* no content size or checksum in the zstd frame */
     zlen = dev_frame_z(raw, n, z, cap, false);
     len = zdata(pl, VMIG_MP_DEV_DATA, (uint32_t)n, z, zlen);
     expect_refused(pl, len, -EBADMSG);
