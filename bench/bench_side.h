@@ -50,10 +50,11 @@ struct side {
     int port; /* a source's extra channels connect there (bench_channels) */
 };
 
-/* @ndev devices of @dev bytes of state, seeded @seed + index. */
+/* @ndev devices of @dev bytes of state, seeded @seed + index; the VM's
+ * hooks @ops. */
 static inline void
-side_new_n(struct side *s, vmig_ctx_t *ctx, size_t ram, unsigned int ndev,
-           size_t dev, uint64_t seed)
+side_new_n_ops(struct side *s, vmig_ctx_t *ctx, size_t ram, unsigned int ndev,
+               size_t dev, uint64_t seed, const struct vmig_engine_vm_ops *ops)
 {
     struct vmig_engine_region rg = {.name = "ram0", .size = ram};
 
@@ -68,7 +69,7 @@ side_new_n(struct side *s, vmig_ctx_t *ctx, size_t ram, unsigned int ndev,
         exit(1);
     }
     rg.host = s->ram;
-    if (vmig_engine_new(ctx, &rg, 1, &bench_nop_vm_ops, s, &s->eng) < 0) {
+    if (vmig_engine_new(ctx, &rg, 1, ops, s, &s->eng) < 0) {
         exit(1);
     }
     for (unsigned int i = 0; i < ndev; i++) {
@@ -86,6 +87,14 @@ side_new_n(struct side *s, vmig_ctx_t *ctx, size_t ram, unsigned int ndev,
             exit(1);
         }
     }
+}
+
+/* @ndev devices, no-op vCPU hooks. */
+static inline void
+side_new_n(struct side *s, vmig_ctx_t *ctx, size_t ram, unsigned int ndev,
+           size_t dev, uint64_t seed)
+{
+    side_new_n_ops(s, ctx, ram, ndev, dev, seed, &bench_nop_vm_ops);
 }
 
 /* Two devices. */

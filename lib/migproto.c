@@ -147,7 +147,7 @@ struct vmig_mp_conn {
     uint32_t seq_in;
     uint64_t sent;
     uint64_t recvd;
-    uint8_t *buf; /* receive buffer, VMIG_MP_PAYLOAD_MAX bytes */
+    uint8_t *buf;      /* receive buffer, VMIG_MP_PAYLOAD_MAX bytes */
     struct mp_zstd *z; /* compression both ways, when negotiated */
 };
 

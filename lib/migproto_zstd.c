@@ -120,9 +120,8 @@ pack_pieces(struct mp_zstd *z, const void *const *payload,
 }
 
 size_t
-vmig__mpz_pack(struct mp_zstd *z, unsigned int type,
-               const void *const *payload, const size_t *iov_len,
-               unsigned int niov, const uint8_t **out)
+vmig__mpz_pack(struct mp_zstd *z, unsigned int type, const void *const *payload,
+               const size_t *iov_len, unsigned int niov, const uint8_t **out)
 {
     size_t total = 0, n;
 

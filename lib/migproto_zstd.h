@@ -17,8 +17,7 @@ struct mp_zstd;
 int vmig__mpz_new(unsigned int method, int level, struct mp_zstd **out);
 void vmig__mpz_free(struct mp_zstd *z);
 /* Payload bytes of compressible frames sent, and what they took. */
-void vmig__mpz_bytes(const struct mp_zstd *z, uint64_t *raw,
-                     uint64_t *packed);
+void vmig__mpz_bytes(const struct mp_zstd *z, uint64_t *raw, uint64_t *packed);
 
 /*
  * A frame of @type with the payload @payload: its ZDATA payload in *@out

@@ -508,12 +508,11 @@ test_truncated_and_trailing(void **state)
             if (v->free_data && cut >= v->head) {
                 /* less data is still a frame (DEV_DATA and ZDATA need
                  * one byte) */
-                assert_int_equal(ret,
-                                 (v->m.type == VMIG_MP_DEV_DATA ||
-                                  v->m.type == VMIG_MP_ZDATA) &&
-                                         cut == v->head
-                                     ? -EBADMSG
-                                     : 0);
+                assert_int_equal(ret, (v->m.type == VMIG_MP_DEV_DATA ||
+                                       v->m.type == VMIG_MP_ZDATA) &&
+                                              cut == v->head
+                                          ? -EBADMSG
+                                          : 0);
                 continue;
             }
             assert_int_equal(ret, -EBADMSG);

@@ -155,9 +155,9 @@ test_round_trip(void **state)
     j = (struct job){.c = p.a, .msg = &m};
     job_start(&j);
     placed_calls = 0;
-    assert_int_equal(vmig_mp_recv_placed(p.b, VMIG_MP_RAM_HDR_LEN, place_never,
-                                         NULL, &f),
-                     0);
+    assert_int_equal(
+        vmig_mp_recv_placed(p.b, VMIG_MP_RAM_HDR_LEN, place_never, NULL, &f),
+        0);
     assert_int_equal(job_end(&j), 0);
     assert_int_equal(placed_calls, 0);
     assert_int_equal(f.hdr.type, VMIG_MP_RAM);
@@ -207,8 +207,7 @@ test_round_trip(void **state)
 
 /* A ZDATA payload: @type, @raw_len declared, then @z (@zlen bytes). */
 static size_t
-zdata(uint8_t *out, uint32_t type, uint32_t raw_len, const void *z,
-      size_t zlen)
+zdata(uint8_t *out, uint32_t type, uint32_t raw_len, const void *z, size_t zlen)
 {
     vmig_put_le32(out, type);
     vmig_put_le32(out + 4, raw_len);
@@ -227,8 +226,7 @@ dev_frame_z(uint8_t *raw, size_t n, uint8_t *z, size_t cap, bool with_size)
 
     memset(raw, 0, VMIG_MP_DEV_DATA_HDR_LEN);
     vmig_put_le32(raw, 0);
-    fill_text(raw + VMIG_MP_DEV_DATA_HDR_LEN, n - VMIG_MP_DEV_DATA_HDR_LEN,
-              5);
+    fill_text(raw + VMIG_MP_DEV_DATA_HDR_LEN, n - VMIG_MP_DEV_DATA_HDR_LEN, 5);
     assert_non_null(cc);
     assert_false(ZSTD_isError(
         ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, with_size)));
@@ -259,7 +257,8 @@ expect_refused(const void *payload, size_t len, int err)
         vmig_put_le32(hdr, VMIG_MP_FRAME_MAGIC);
         vmig_put_le16(hdr + 4, VMIG_MP_ZDATA);
         vmig_put_le32(hdr + 8, (uint32_t)len);
-        assert_int_equal(write(p.sv[0], hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+        assert_int_equal(write(p.sv[0], hdr, sizeof(hdr)),
+                         (ssize_t)sizeof(hdr));
         assert_int_equal(vmig_mp_recv(p.b, &f), err);
         pair_close(&p);
         return;

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_agent_rss.c - peak memory of the vmig agents themselves while a
+ * device with a large state migrates between them.
+ *
+ * Each row starts two agent processes, `vmig run` (the source) and
+ * `vmig receive` (the destination), each with 16 MiB of guest RAM and
+ * one vfio-user test device server (--device testdev,size=MiB: a
+ * separate process per agent holding SIZE MiB of seeded state), and runs
+ * `vmig migrate` between them with the agents' default parameters
+ * (precopy, the default channels).  It reports VmHWM from
+ * /proc/PID/status of both agent processes once the migration completed,
+ * and the growth over the row of the tiny device (the first size):
+ * target at most 64 MiB at every size (the device servers hold the state
+ * and are not counted).  A row whose device servers would not fit in the
+ * memory the machine has available (each server keeps its state and a
+ * resuming shadow of it resident: about 4 x SIZE for the two) is skipped
+ * and says so.
+ *
+ * usage: bench_agent_rss [MiB ...]   default 1 64 1024 4096 (the first
+ *        is the tiny reference)
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "../tests/loopback.h"
+
+#define MAX_SIZES 8
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A field ("VmHWM:", "MemAvailable:") in KiB from a /proc file, or -1. */
+static long
+proc_kib(const char *file, const char *field)
+{
+    FILE *f = fopen(file, "r");
+    char line[256];
+    long v = -1;
+
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, field, strlen(field)) == 0) {
+            v = strtol(line + strlen(field), NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+static long
+hwm_kib(pid_t pid)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    return proc_kib(path, "VmHWM:");
+}
+
+static pid_t
+spawn(char *const argv[], const char *log)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+
+        (void)f;
+        if (freopen("/dev/null", "w", stdout) == NULL) {
+            _exit(127);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Wait until @path exists (an agent's QMP socket), at most 120 s. */
+static int
+wait_path(const char *path, pid_t pid)
+{
+    struct stat st;
+    double t0 = now_s();
+
+    while (stat(path, &st) != 0) {
+        struct timespec ts = {0, 20000000};
+
+        if (waitpid(pid, NULL, WNOHANG) == pid || now_s() - t0 > 120) {
+            return -1;
+        }
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static void
+stop(pid_t pid)
+{
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+struct row {
+    unsigned long mib;
+    long src_kib, dst_kib;
+    double secs;
+    bool skipped;
+};
+
+/* One migration of a device of @r->mib MiB between two fresh agents. */
+static int
+run_row(const char *vmig, const char *dir, struct row *r)
+{
+    char dev[64], sq[300], dq[300], to[64], listen[64], slog[300], dlog[300];
+    char mlog[300];
+    pid_t src, dst, cli;
+    int port, lfd, st = 0, ret = -1;
+    double t0;
+
+    lfd = lb_listen(&port); /* a free port for the destination */
+    if (lfd < 0) {
+        return -1;
+    }
+    close(lfd);
+    snprintf(dev, sizeof(dev), "testdev,size=%lu", r->mib);
+    snprintf(sq, sizeof(sq), "%s/src.qmp", dir);
+    snprintf(dq, sizeof(dq), "%s/dst.qmp", dir);
+    snprintf(slog, sizeof(slog), "%s/src.log", dir);
+    snprintf(dlog, sizeof(dlog), "%s/dst.log", dir);
+    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    unlink(sq);
+    unlink(dq);
+    {
+        char *const dargv[] = {(char *)vmig, "receive", "--qmp", dq,
+                               "--listen",   listen,    "--ram", "16M",
+                               "--device",   dev,       NULL};
+        char *const sargv[] = {(char *)vmig, "run",      "--qmp", sq,  "--ram",
+                               "16M",        "--device", dev,     NULL};
+
+        dst = spawn(dargv, dlog);
+        src = spawn(sargv, slog);
+    }
+    if (dst < 0 || src < 0 || wait_path(dq, dst) < 0 ||
+        wait_path(sq, src) < 0) {
+        fprintf(stderr, "bench: an agent did not start (see %s, %s)\n", slog,
+                dlog);
+        goto out;
+    }
+    {
+        char *const margv[] = {(char *)vmig, "migrate", "--qmp",  sq,
+                               "--to",       to,        "--json", NULL};
+
+        snprintf(to, sizeof(to), "127.0.0.1:%d", port);
+        t0 = now_s();
+        cli = spawn(margv, mlog);
+        if (cli < 0 || waitpid(cli, &st, 0) != cli || !WIFEXITED(st) ||
+            WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "bench: the %lu MiB migration failed (see %s)\n",
+                    r->mib, mlog);
+            goto out;
+        }
+        r->secs = now_s() - t0;
+    }
+    r->src_kib = hwm_kib(src);
+    r->dst_kib = hwm_kib(dst);
+    ret = r->src_kib > 0 && r->dst_kib > 0 ? 0 : -1;
+out:
+    stop(src);
+    stop(dst);
+    return ret;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const unsigned long defaults[] = {1, 64, 1024, 4096};
+    struct row rows[MAX_SIZES] = {{0}};
+    unsigned int n = 0;
+    char dir[] = "/tmp/vmig-agent-rss.XXXXXX";
+    const char *vmig =
+        getenv("VMIG_AGENT") ? getenv("VMIG_AGENT") : VMIG_AGENT_BIN;
+    int rc = 0;
+
+    for (int i = 1; i < argc && n < MAX_SIZES; i++) {
+        rows[n++].mib = strtoul(argv[i], NULL, 0);
+    }
+    if (n == 0) {
+        for (; n < sizeof(defaults) / sizeof(defaults[0]); n++) {
+            rows[n].mib = defaults[n];
+        }
+    }
+    if (mkdtemp(dir) == NULL) {
+        perror("bench: mkdtemp");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    for (unsigned int i = 0; i < n; i++) {
+        long avail = proc_kib("/proc/meminfo", "MemAvailable:");
+
+        /* two servers, each its state and its resuming shadow, plus 2 GiB
+         * for everyone else on the machine */
+        if (avail > 0 && (unsigned long long)avail <
+                             (4ull * rows[i].mib << 10) + (2ull << 20)) {
+            rows[i].skipped = true;
+            continue;
+        }
+        if (run_row(vmig, dir, &rows[i]) < 0) {
+            rc = 1;
+            rows[i].skipped = true;
+        }
+    }
+    printf("agent peak RSS (VmHWM of the vmig agent processes; 16 MiB guest "
+           "RAM each, one vfio-user test device server each, default "
+           "parameters)\n");
+    printf("| device state | source agent MiB | destination agent MiB | over "
+           "tiny, source | over tiny, destination | migration s |\n"
+           "|---|---|---|---|---|---|\n");
+    for (unsigned int i = 0; i < n; i++) {
+        const struct row *r = &rows[i];
+
+        if (r->skipped) {
+            printf("| %lu MiB | skipped: needs about %lu MiB available for "
+                   "the two device servers | | | | |\n",
+                   r->mib, 4 * r->mib + 2048);
+            continue;
+        }
+        printf("| %lu MiB | %.1f | %.1f | %+.1f | %+.1f | %.2f |\n", r->mib,
+               (double)r->src_kib / 1024, (double)r->dst_kib / 1024,
+               rows[0].skipped ? 0.0
+                               : (double)(r->src_kib - rows[0].src_kib) / 1024,
+               rows[0].skipped ? 0.0
+                               : (double)(r->dst_kib - rows[0].dst_kib) / 1024,
+               r->secs);
+    }
+    if (!rows[0].skipped) {
+        long worst = 0;
+
+        for (unsigned int i = 1; i < n; i++) {
+            if (!rows[i].skipped) {
+                long g = rows[i].src_kib - rows[0].src_kib;
+                long h = rows[i].dst_kib - rows[0].dst_kib;
+
+                worst = g > worst ? g : worst;
+                worst = h > worst ? h : worst;
+            }
+        }
+        printf("largest growth over the tiny device: %.1f MiB (target <= 64 "
+               "MiB)\n",
+               (double)worst / 1024);
+    }
+    {
+        char p[300];
+
+        snprintf(p, sizeof(p), "rm -rf '%s'", dir);
+        if (system(p) != 0) {
+            rc = 1;
+        }
+    }
+    return rc;
+}
