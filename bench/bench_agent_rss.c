@@ -3,10 +3,11 @@
  * bench_agent_rss.c - peak memory of the vmig agents themselves while a
  * device with a large state migrates between them.
  *
- * Each row starts two agent processes, `vmig run` (the source) and
- * `vmig receive` (the destination), each with 16 MiB of guest RAM and
- * one vfio-user test device server (--device testdev,size=MiB: a
- * separate process per agent holding SIZE MiB of seeded state), and runs
+ * Each row starts two vfio-user test device servers (vfu-testdev
+ * --size=MiB: separate processes holding SIZE MiB of seeded state) and
+ * two agent processes, `vmig run` (the source) and `vmig receive` (the
+ * destination), each with 16 MiB of guest RAM and one of the servers
+ * (--device socket=PATH), and runs
  * `vmig migrate` between them with the agents' default parameters
  * (precopy, the default channels).  It reports VmHWM from
  * /proc/PID/status of both agent processes once the migration completed,
@@ -31,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "../tests/loopback.h"
+#include "bench_plot.h"
 
 #define MAX_SIZES 8
 
@@ -91,9 +93,9 @@ spawn(char *const argv[], const char *log)
     return pid;
 }
 
-/* Wait until @path exists (an agent's QMP socket), at most 120 s. */
+/* Wait until @path exists (a socket), at most @secs, while @pid lives. */
 static int
-wait_path(const char *path, pid_t pid)
+wait_path(const char *path, pid_t pid, double secs)
 {
     struct stat st;
     double t0 = now_s();
@@ -101,12 +103,33 @@ wait_path(const char *path, pid_t pid)
     while (stat(path, &st) != 0) {
         struct timespec ts = {0, 20000000};
 
-        if (waitpid(pid, NULL, WNOHANG) == pid || now_s() - t0 > 120) {
+        if (waitpid(pid, NULL, WNOHANG) == pid || now_s() - t0 > secs) {
             return -1;
         }
         nanosleep(&ts, NULL);
     }
     return 0;
+}
+
+/* A device server of @mib MiB listening on @sock; its pid or -1. */
+static pid_t
+server(const char *sock, unsigned long mib, unsigned int seed, const char *log)
+{
+    char a_sock[320], a_size[64], a_seed[64];
+    char *const argv[] = {(char *)VFU_TESTDEV_BIN, a_sock, a_size, a_seed,
+                          NULL};
+    pid_t pid;
+
+    snprintf(a_sock, sizeof(a_sock), "--socket-path=%s", sock);
+    snprintf(a_size, sizeof(a_size), "--size=%lu", mib);
+    snprintf(a_seed, sizeof(a_seed), "--seed=%u", seed);
+    unlink(sock);
+    pid = spawn(argv, log);
+    /* filling a large state takes a while on a loaded machine */
+    if (pid < 0 || wait_path(sock, pid, 600) < 0) {
+        return -1;
+    }
+    return pid;
 }
 
 static void
@@ -122,16 +145,17 @@ struct row {
     unsigned long mib;
     long src_kib, dst_kib;
     double secs;
-    bool skipped;
+    bool skipped; /* not run (memory), or failed */
+    bool failed;
 };
 
 /* One migration of a device of @r->mib MiB between two fresh agents. */
 static int
 run_row(const char *vmig, const char *dir, struct row *r)
 {
-    char dev[64], sq[300], dq[300], to[64], listen[64], slog[300], dlog[300];
-    char mlog[300];
-    pid_t src, dst, cli;
+    char sdev[400], ddev[400], sq[300], dq[300], to[64], listen[64];
+    char slog[300], dlog[300], mlog[300], ssock[300], dsock[300], vlog[300];
+    pid_t src = -1, dst = -1, cli, ssrv, dsrv;
     int port, lfd, st = 0, ret = -1;
     double t0;
 
@@ -140,7 +164,17 @@ run_row(const char *vmig, const char *dir, struct row *r)
         return -1;
     }
     close(lfd);
-    snprintf(dev, sizeof(dev), "testdev,size=%lu", r->mib);
+    snprintf(ssock, sizeof(ssock), "%s/src-dev.sock", dir);
+    snprintf(dsock, sizeof(dsock), "%s/dst-dev.sock", dir);
+    snprintf(vlog, sizeof(vlog), "%s/devices.log", dir);
+    snprintf(sdev, sizeof(sdev), "socket=%s", ssock);
+    snprintf(ddev, sizeof(ddev), "socket=%s", dsock);
+    ssrv = server(ssock, r->mib, 1, vlog);
+    dsrv = server(dsock, r->mib, 2, vlog);
+    if (ssrv < 0 || dsrv < 0) {
+        fprintf(stderr, "bench: a device server did not start (%s)\n", vlog);
+        goto out;
+    }
     snprintf(sq, sizeof(sq), "%s/src.qmp", dir);
     snprintf(dq, sizeof(dq), "%s/dst.qmp", dir);
     snprintf(slog, sizeof(slog), "%s/src.log", dir);
@@ -152,15 +186,15 @@ run_row(const char *vmig, const char *dir, struct row *r)
     {
         char *const dargv[] = {(char *)vmig, "receive", "--qmp", dq,
                                "--listen",   listen,    "--ram", "16M",
-                               "--device",   dev,       NULL};
+                               "--device",   ddev,      NULL};
         char *const sargv[] = {(char *)vmig, "run",      "--qmp", sq,  "--ram",
-                               "16M",        "--device", dev,     NULL};
+                               "16M",        "--device", sdev,    NULL};
 
         dst = spawn(dargv, dlog);
         src = spawn(sargv, slog);
     }
-    if (dst < 0 || src < 0 || wait_path(dq, dst) < 0 ||
-        wait_path(sq, src) < 0) {
+    if (dst < 0 || src < 0 || wait_path(dq, dst, 120) < 0 ||
+        wait_path(sq, src, 120) < 0) {
         fprintf(stderr, "bench: an agent did not start (see %s, %s)\n", slog,
                 dlog);
         goto out;
@@ -186,6 +220,8 @@ run_row(const char *vmig, const char *dir, struct row *r)
 out:
     stop(src);
     stop(dst);
+    stop(ssrv);
+    stop(dsrv);
     return ret;
 }
 
@@ -195,7 +231,7 @@ main(int argc, char **argv)
     static const unsigned long defaults[] = {1, 64, 1024, 4096};
     struct row rows[MAX_SIZES] = {{0}};
     unsigned int n = 0;
-    char dir[] = "/tmp/vmig-agent-rss.XXXXXX";
+    char dir[] = "/tmp/vmig-agent-rss.XXXXXX"; /* kept when a row failed */
     const char *vmig =
         getenv("VMIG_AGENT") ? getenv("VMIG_AGENT") : VMIG_AGENT_BIN;
     int rc = 0;
@@ -225,7 +261,7 @@ main(int argc, char **argv)
         }
         if (run_row(vmig, dir, &rows[i]) < 0) {
             rc = 1;
-            rows[i].skipped = true;
+            rows[i].skipped = rows[i].failed = true;
         }
     }
     printf("agent peak RSS (VmHWM of the vmig agent processes; 16 MiB guest "
@@ -237,6 +273,11 @@ main(int argc, char **argv)
     for (unsigned int i = 0; i < n; i++) {
         const struct row *r = &rows[i];
 
+        if (r->failed) {
+            printf("| %lu MiB | failed (see the message above) | | | | |\n",
+                   r->mib);
+            continue;
+        }
         if (r->skipped) {
             printf("| %lu MiB | skipped: needs about %lu MiB available for "
                    "the two device servers | | | | |\n",
@@ -267,7 +308,40 @@ main(int argc, char **argv)
                "MiB)\n",
                (double)worst / 1024);
     }
-    {
+    if (!rows[0].skipped) {
+        char path[512];
+        FILE *f = bench_dat_open("agent_rss.dat", path, sizeof(path));
+
+        if (f != NULL) {
+            fprintf(f, "# state_MiB source_MiB destination_MiB "
+                       "tiny_plus_64_MiB\n");
+            for (unsigned int i = 0; i < n; i++) {
+                if (!rows[i].skipped) {
+                    fprintf(f, "%lu %.1f %.1f %.1f\n", rows[i].mib,
+                            (double)rows[i].src_kib / 1024,
+                            (double)rows[i].dst_kib / 1024,
+                            (double)(rows[0].src_kib > rows[0].dst_kib
+                                         ? rows[0].src_kib
+                                         : rows[0].dst_kib) /
+                                    1024 +
+                                64);
+                }
+            }
+            fclose(f);
+            (void)bench_plot(
+                "agent_rss",
+                "set title 'peak RSS (VmHWM) of the vmig agents vs the "
+                "device state they migrate'\n"
+                "set logscale x 2\nset xlabel 'device state (MiB)'\n"
+                "set ylabel 'MiB'\nset yrange [0:*]\nset key top left\n"
+                "plot '%s' using 1:2 with linespoints title 'source agent', "
+                "'' using 1:3 with linespoints title 'destination agent', "
+                "'' using 1:4 with lines dashtype 2 title 'target: tiny + "
+                "64 MiB'\n",
+                path);
+        }
+    }
+    if (rc == 0) {
         char p[300];
 
         snprintf(p, sizeof(p), "rm -rf '%s'", dir);

@@ -42,6 +42,7 @@
 #include <vmig/engine_chan.h>
 #include <vmig_testkit/memdev.h>
 #include "../tests/loopback.h"
+#include "bench_plot.h"
 #include "bench_side.h"
 
 #define NDEV 4u
@@ -434,6 +435,35 @@ bench_zstd(vmig_ctx_t *ctx, unsigned int runs, uint64_t limit_mib)
            (double)zc[0].wire[0] / (double)zc[0].wire[1],
            zc[2].secs[0] / zc[2].secs[1], zc[0].secs[0] / zc[0].secs[1],
            zc[1].secs[0] / zc[1].secs[1]);
+    {
+        char path[512];
+        FILE *f = bench_dat_open("zstd.dat", path, sizeof(path));
+
+        if (f != NULL) {
+            fprintf(f, "# case none_s zstd_s none_wire_MiB zstd_wire_MiB\n");
+            for (size_t i = 0; i < n; i++) {
+                fprintf(f, "\"%s\" %.4f %.4f %.1f %.1f\n",
+                        i == 0   ? "loopback\\n1 connection"
+                        : i == 1 ? "loopback\\n1 + 2 connections"
+                                 : "max-bandwidth\\nprecopy",
+                        zc[i].secs[0], zc[i].secs[1],
+                        (double)zc[i].wire[0] / (1 << 20),
+                        (double)zc[i].wire[1] / (1 << 20));
+            }
+            fclose(f);
+            (void)bench_plot(
+                "zstd",
+                "set title 'multifd-compression: seconds to migrate %u MiB of "
+                "text-like RAM, none vs zstd (max-bandwidth %llu MiB/s)'\n"
+                "set style data histograms\n"
+                "set style histogram clustered gap 1\n"
+                "set style fill solid 0.5\nset yrange [0:*]\n"
+                "set ylabel 'seconds'\n"
+                "plot '%s' using 2:xtic(1) title 'none', '' using 3 "
+                "title 'zstd'\n",
+                RAM_SIZE >> 20, (unsigned long long)limit_mib, path);
+        }
+    }
     side_free(&a);
     side_free(&b);
 }
@@ -507,6 +537,34 @@ main(int argc, char **argv)
     printf("4 devices on channels vs the 4-stream TCP ceiling: %.2fx "
            "(target >= 0.9x)\n",
            (mib_four / t_four) / ((double)(NDEV * dev_mib) / t_plain4));
+    {
+        char path[512];
+        FILE *f = bench_dat_open("channels.dat", path, sizeof(path));
+
+        if (f != NULL) {
+            fprintf(f,
+                    "# case MiB/s (bench_channels, P6)\n"
+                    "\"1 device\\n1 channel\" %.1f\n"
+                    "\"4 devices\\n1 channel\" %.1f\n"
+                    "\"4 devices\\n1 + 4 channels\" %.1f\n"
+                    "\"plain TCP\\n1 stream\" %.1f\n"
+                    "\"plain TCP\\n4 streams\" %.1f\n",
+                    mib_one / t_one, mib_four / t_four1, mib_four / t_four,
+                    (double)dev_mib / t_plain1,
+                    (double)(NDEV * dev_mib) / t_plain4);
+            fclose(f);
+            (void)bench_plot(
+                "channels",
+                "set title 'P6: aggregate MiB/s, %u devices x %zu MiB + %u MiB "
+                "RAM, stop-copy over loopback (%.2fx one device on one "
+                "channel)'\n"
+                "set style fill solid 0.5\nset boxwidth 0.6\n"
+                "set yrange [0:*]\nset ylabel 'MiB/s'\n"
+                "plot '%s' using 0:2:xtic(1) with boxes notitle\n",
+                NDEV, dev_mib, RAM_SIZE >> 20,
+                (mib_four / t_four) / (mib_one / t_one), path);
+        }
+    }
     for (unsigned int i = 0; i < MAX_STREAMS; i++) {
         free(src[i]);
         free(dst[i]);

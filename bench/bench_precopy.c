@@ -27,7 +27,7 @@
  * TCP loopback bandwidth measured in this run), the ratio of the measured
  * downtime to that ideal, precopy iterations and bytes, total time.  The
  * table also goes to precopy.dat and, when gnuplot is installed, a plot to
- * precopy.png (downtime, ratio and precopy bytes vs state size, one line
+ * precopy.svg (downtime, ratio and precopy bytes vs state size, one line
  * per mode x dirty rate).  No assertions on timing.
  *
  * usage: bench_precopy [quick | size=MiB] [limit=MS] [cap=MS] [ram=MiB]
@@ -44,7 +44,7 @@
  *   quiet-ram the guest driver's rings sit in guest memory outside the
  *             migrated RAM region and the vCPU writes no RAM: only the
  *             device state changes while the VM runs
- *   out=DIR   where precopy.dat / precopy.png go (default: the build's
+ *   out=DIR   where precopy.dat / precopy.svg go (default: the build's
  *             bench directory)
  */
 #include <errno.h>
@@ -723,7 +723,7 @@ plot(const char *dir, const char *dat, const char *png, const char *what)
         return -errno;
     }
     fprintf(f,
-            "set terminal pngcairo size 1500,560 font ',10'\n"
+            "set terminal svg size 1500,560 dynamic font 'sans,10'\n"
             "set output '%s'\n"
             "titles = 'stop-copy/idle stop-copy/low stop-copy/high "
             "precopy/idle precopy/low precopy/high'\n"
@@ -966,7 +966,7 @@ main(int argc, char **argv)
            now_s() - t_start);
 
     snprintf(dat, sizeof(dat), "%s/precopy.dat", out);
-    snprintf(png, sizeof(png), "%s/precopy.png", out);
+    snprintf(png, sizeof(png), "%s/precopy.svg", out);
     if (write_dat(dat, res, n, bw) < 0) {
         fprintf(stderr, "bench_precopy: cannot write %s\n", dat);
         return 1;
