@@ -55,6 +55,7 @@
 #include <vmig/vfu_client.h>
 #include "vfu_testdev.h"
 #include "../tests/loopback.h"
+#include "bench_plot.h"
 
 #define RAM_SIZE (64u << 10)
 #define MAX_SIZES 8
@@ -329,6 +330,43 @@ row(const char *dir, size_t mib, bool precopy, struct result *src,
     return ret;
 }
 
+/* P1 as a table (p1.dat) and a plot (p1.svg): the ratio to the plain
+ * stream per state size, in speed and in CPU per byte. */
+static void
+p1_plot(const size_t *sizes, const double *rate, const double *cpu_mib, int n,
+        double best, double best_cpu)
+{
+    char path[512];
+    FILE *f = bench_dat_open("p1.dat", path, sizeof(path));
+
+    if (f == NULL) {
+        return;
+    }
+    fprintf(f, "# state_MiB migration_MiB/s plain_MiB/s speed_ratio "
+               "cpu_per_byte_ratio\n");
+    for (int i = 1; i < n; i++) {
+        if (rate[i] > 0) {
+            fprintf(f, "%zu %.1f %.1f %.3f %.3f\n", sizes[i],
+                    rate[i] / (1 << 20), best / (1 << 20), rate[i] / best,
+                    best_cpu > 0 ? cpu_mib[i] / best_cpu : 0);
+        }
+    }
+    fclose(f);
+    (void)bench_plot(
+        "p1",
+        "set title 'P1: one device migrated at stop-copy vs a plain TCP "
+        "loopback stream (same run)'\n"
+        "set style data histograms\nset style histogram clustered gap 1\n"
+        "set style fill solid 0.5\nset yrange [0:*]\n"
+        "set key below\nset ylabel 'speed ratio (target 0.95)'\n"
+        "set y2label 'CPU per byte, x the plain stream'\n"
+        "set y2tics\nset ytics nomirror\nset y2range [0:*]\n"
+        "plot '%s' using 4:xtic(sprintf('%%d MiB', $1)) title 'speed / "
+        "plain stream', '' using 5 axes x1y2 title 'CPU per byte / plain "
+        "stream', 0.95 axes x1y1 with lines dashtype 2 title 'target'\n",
+        path);
+}
+
 /*
  * P1: each stop-copy row's device bytes per second of migration against a
  * plain TCP loopback stream from DRAM in this run (best of 3 x 64 MiB;
@@ -377,6 +415,7 @@ plain_ratio(const size_t *sizes, const double *rate, const double *cpu_mib,
                    cpu_mib[i] * 1e3, best_cpu > 0 ? cpu_mib[i] / best_cpu : 0);
         }
     }
+    p1_plot(sizes, rate, cpu_mib, n, best, best_cpu);
 }
 
 int
