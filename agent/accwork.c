@@ -13,6 +13,13 @@
  * destination's vCPU finds the driver and workload state in the RAM it
  * received and attaches new views to its own device.
  *
+ * A device reset (x-vmig-device-reset; also in the middle of a migration)
+ * returns the device to power-on: disabled, its queues forgotten.  The
+ * guest notices STATUS.ENABLED clear, as a driver recovering from a
+ * function reset, sets its queues up again and submits every unfinished
+ * request again (acc_gwork_resubmit()), so each still completes exactly
+ * once and the ledger verifies.
+ *
  * Guest addresses: guestmap.c (driver state and rings at RAM/2,
  * workload at RAM/2 + RAM/8).
  */
@@ -83,6 +90,7 @@ struct accwork {
     int ledger_ret;
     struct acc_gwork_state ledger_of; /* the state it was computed on */
     struct acc_gwork_ledger ledger;
+    uint64_t resets; /* device resets this vCPU recovered from */
 };
 
 static struct agent_vfu *
@@ -122,10 +130,43 @@ start(struct agent_vm *vm, struct accwork *a)
     return ret;
 }
 
+/* The device forgot its queues (a reset): set them up again, with the
+ * geometry in guest RAM, and queue every unfinished request again. */
+static int
+recover(struct agent_vm *vm, struct accwork *a)
+{
+    const struct acc_gdrv_state *st = a->drv.st;
+    struct acc_gdrv_config cfg = {
+        .qp_count = st->qp_count, .sq_size = st->sq_size,
+        .cq_size = st->cq_size, .eq_size = st->eq_size,
+        .aeq_size = st->aeq_size};
+    int ret;
+
+    ret = acc_gdrv_init(&a->drv, vm->ram, vm->o.ram_size, drv_gpa(vm), &cfg,
+                        &bar_ops, a->dev);
+    if (ret == 0) {
+        ret = acc_gwork_resubmit(&a->w, &a->drv);
+    }
+    if (ret < 0) {
+        vmig_log(vm->ctx, VMIG_LOG_ERR,
+                 "%s: guest found the device reset and cannot set its "
+                 "queues up again: %s",
+                 a->dev->spec.name, strerror(-ret));
+        return ret;
+    }
+    a->resets++;
+    vmig_log(vm->ctx, VMIG_LOG_NOTICE,
+             "%s: guest found the device reset; queues set up again, %d "
+             "unfinished requests submitted again",
+             a->dev->spec.name, ret);
+    return 0;
+}
+
 int
 accwork_step(struct agent_vm *vm)
 {
     struct accwork *a = vm->acc;
+    uint32_t status;
     int ret;
 
     /* a dead device server (devwatch.c): the guest waits on it in vain,
@@ -151,6 +192,10 @@ accwork_step(struct agent_vm *vm)
     }
     if (acc_gwork_finished(&a->w)) {
         return 0;
+    }
+    status = bar_read32(a->dev, ACC_REG_STATUS);
+    if (status != UINT32_MAX && !(status & ACC_STATUS_ENABLED)) {
+        return recover(vm, a);
     }
     ret = acc_gwork_step(&a->w, &a->drv);
     return ret < 0 ? ret : 0;
@@ -213,6 +258,8 @@ accwork_report(struct agent_vm *vm, int *verdict)
                            json_object_new_int64((int64_t)w.st->dup));
     json_object_object_add(o, "finished",
                            json_object_new_boolean(acc_gwork_finished(&w)));
+    json_object_object_add(o, "resets",
+                           json_object_new_int64((int64_t)vm->acc->resets));
     ret = acc_gwork_verify(&w);
     if (ret == -EAGAIN) {
         /* not finished: every completion so far must be right */

@@ -414,6 +414,39 @@ acc_gwork_step(struct acc_gwork *w, struct acc_gdrv *drv)
     return reaped;
 }
 
+int
+acc_gwork_resubmit(struct acc_gwork *w, struct acc_gdrv *drv)
+{
+    const struct acc_gwork_state *st = w->st;
+    int queued = 0;
+
+    if (drv->st->qp_count < st->qp_count || st->slots_per_qp > 64) {
+        return -EINVAL;
+    }
+    for (uint32_t qp = 0; qp < st->qp_count; qp++) {
+        struct acc_sqe s[64];
+        unsigned int k = 0;
+
+        for (uint32_t i = 0; i < st->slots_per_qp; i++) {
+            uint64_t slot = (uint64_t)qp * st->slots_per_qp + i;
+            uint64_t n1 = w->slots[slot];
+
+            if (n1 == 0) {
+                continue;
+            }
+            if (n1 > st->issued) {
+                return -EINVAL;
+            }
+            prepare(w, n1 - 1, slot, &s[k++]);
+        }
+        if (k != 0 && acc_gdrv_submit_batch(drv, qp, s, k) != (int)k) {
+            return -EINVAL;
+        }
+        queued += (int)k;
+    }
+    return queued;
+}
+
 bool
 acc_gwork_finished(const struct acc_gwork *w)
 {

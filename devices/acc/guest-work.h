@@ -152,6 +152,23 @@ void acc_gwork_fini(struct acc_gwork *w);
 int acc_gwork_step(struct acc_gwork *w, struct acc_gdrv *drv);
 
 /**
+ * acc_gwork_resubmit() - Queue every unfinished request again, after the
+ * device was reset and @drv set up afresh (acc_gdrv_init()).
+ * @w:   view.
+ * @drv: driver view, its queues empty.
+ *
+ * A reset drops whatever the device had queued, and completions it wrote
+ * but the driver had not reaped are gone with the re-formatted rings: the
+ * requests of every busy slot run again, same number, same slot, so each
+ * still completes exactly once.  Their inputs are generated again (the
+ * device may have been part-way through them).
+ *
+ * Return: requests queued (>= 0), or -EINVAL (a slot table that does not
+ * fit the driver, or names a request that does not exist).
+ */
+int acc_gwork_resubmit(struct acc_gwork *w, struct acc_gdrv *drv);
+
+/**
  * acc_gwork_finished() - Every request issued and reaped?
  * @w: view.
  *
