@@ -197,6 +197,8 @@ const char *vm_runstate(struct agent_vm *vm);
 int vm_parse_tcp(const char *uri, char *host, size_t hostlen, int *port);
 int vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why,
                     size_t whylen, json_object **acc, json_object **ft);
+/* Steps the guest program runs before it has finished (0: no program). */
+uint64_t vm_guest_capacity(struct agent_vm *vm);
 /* x-vmig-device-reset: reset vfio-user device @name now. */
 /* device_del: take vfio-user device @name out of the VM (its server is
  * stopped); later migrations carry the others. */

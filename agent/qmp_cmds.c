@@ -542,8 +542,17 @@ cmd_query_guest(struct cmd_ctx *x)
     json_object *o, *acc = NULL, *ft = NULL;
     int ret = vm_guest_report(x->vm, &steps, why, sizeof(why), &acc, &ft);
 
+    uint64_t cap = vm_guest_capacity(x->vm);
+
     o = json_object_new_object();
     json_object_object_add(o, "steps", json_object_new_int64((int64_t)steps));
+    /* a program that filled its ledger has finished: its steps no longer
+     * move, which is not a stalled vCPU (the devices' workloads go on) */
+    json_object_object_add(o, "program-steps",
+                           json_object_new_int64((int64_t)cap));
+    json_object_object_add(
+        o, "program-finished",
+        json_object_new_boolean(cap != 0 && steps >= cap && ret != -EBUSY));
     if (ft != NULL) {
         json_object_object_add(o, "flowtab", ft);
     }

@@ -478,6 +478,13 @@ vm_params_set(struct agent_vm *vm, const struct mig_params *p)
     pthread_mutex_unlock(&vm->lock);
 }
 
+uint64_t
+vm_guest_capacity(struct agent_vm *vm)
+{
+    /* written once, when the program is loaded (or its RAM received) */
+    return vmig_guest_capacity(vm->ram, vm->prog_size);
+}
+
 int
 vm_guest_report(struct agent_vm *vm, uint64_t *steps, char *why, size_t whylen,
                 json_object **acc, json_object **ft)

@@ -90,6 +90,14 @@ vmig_guest_steps(const void *ram)
                            __ATOMIC_ACQUIRE);
 }
 
+uint64_t
+vmig_guest_capacity(const void *ram, size_t size)
+{
+    const struct guest_hdr *h = hdr_of((void *)ram, size);
+
+    return h == NULL ? 0 : h->ledger_cap;
+}
+
 int
 vmig_guest_verify(const void *ram, size_t size, char *why, size_t len)
 {

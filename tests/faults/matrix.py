@@ -252,12 +252,24 @@ class Cell:
             return
         c0 = acc.get("completed", 0)
         s0 = g0.get("steps", 0)
+
+        def moved():
+            g = a.guest()
+            if g.get("busy"):
+                return False
+            ac = g.get("accelerator") or {}
+            # a workload that has finished cannot move: not a stall
+            return (ac.get("completed", 0) > c0 or ac.get("finished")) and \
+                (g.get("steps", 0) > s0 or g.get("program-finished"))
         try:
-            wait_for(lambda: (self.acc(a).get("completed", 0) > c0 or self.acc(a).get("finished"))
-                     and a.guest().get("steps", 0) > s0,
-                     what="the guest and its accelerator to make progress on %s" % a.name)
+            wait_for(moved, what="the guest and its accelerator to make progress on %s" % a.name)
         except LabError as e:
             self.fail(str(e))
+            return
+        g1 = a.guest()
+        if g1.get("program-finished") and (g1.get("accelerator") or {}).get("finished"):
+            self.note("%s: both guest workloads had finished: progress not observable"
+                      % a.name)
 
     def check_reason(self):
         if self.exp.reason is None:

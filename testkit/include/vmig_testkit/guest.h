@@ -56,6 +56,16 @@ VMIG_MUST_CHECK int vmig_guest_step(void *ram, size_t size);
 uint64_t vmig_guest_steps(const void *ram);
 
 /**
+ * vmig_guest_capacity() - Steps the program runs before its ledger is full
+ * (it has then finished and its RAM no longer changes).
+ * @ram:  guest RAM holding a program.
+ * @size: bytes.
+ *
+ * Return: the count, or 0 when @ram holds no valid program.
+ */
+uint64_t vmig_guest_capacity(const void *ram, size_t size);
+
+/**
  * vmig_guest_verify() - Replay the program from its seed for as many steps
  * as @ram says were done and compare every byte of RAM.
  * @ram:  guest RAM.
