@@ -610,12 +610,23 @@ vmig__engine_cancelled(struct vmig_engine *e)
  * limit, so lowering or raising max-bandwidth acts within one slice and
  * a cancel is seen as fast.  Only what happened since the last call
  * counts: a limit lowered after a fast start does not make up for the
- * bytes sent before.  Once the VM is paused (status "device") nothing is
+ * bytes sent before, and a frame's debt is capped (THROTTLE_DEBT_NS).
+ * Frames are sized to the live limit (vmig__engine_frame_cap()), so the
+ * waits between them stay short: the peer hears from us often.  Once the VM is paused (status "device") nothing is
  * throttled: as in QEMU's switchover, the limiter never holds the guest
  * down.
  */
 #define THROTTLE_SLICE_NS 20000000ull  /* 20 ms */
 #define THROTTLE_BURST_NS 100000000ull /* 100 ms of tokens at most */
+/* Under a limit a frame carries at most this long's worth of bytes, so
+ * the stream never goes quiet for longer than about that between two
+ * frames (a 4 MiB frame at 1 MB/s would be 4 s of silence, more than a
+ * peer timeout of a few seconds) */
+#define THROTTLE_FRAME_NS 50000000ull /* 50 ms */
+/* and the debt one frame can run up: a frame sized under an older, higher
+ * limit (or none: the frame in flight when a limit was set) does not hold
+ * the stream silent at the new one */
+#define THROTTLE_DEBT_NS 100000000ull /* 100 ms */
 
 /* The live limit, 0 when none applies (unlimited, or stop-copy). */
 static uint64_t
@@ -644,10 +655,27 @@ throttle_refill(struct vmig_engine *e, uint64_t bw, uint64_t now)
     }
 }
 
+uint64_t
+vmig__engine_frame_cap(struct vmig_engine *e, uint64_t unit, uint64_t max)
+{
+    uint64_t bw = throttle_limit(e), cap;
+
+    if (bw == 0) {
+        return max;
+    }
+    cap = (uint64_t)((double)bw * (double)THROTTLE_FRAME_NS / 1e9);
+    cap -= cap % unit;
+    if (cap < unit) {
+        cap = unit;
+    }
+    return cap < max ? cap : max;
+}
+
 int
 vmig__engine_throttle(struct vmig_engine *e, struct vmig_mp_conn *c)
 {
     uint64_t bw = throttle_limit(e), sent;
+    double debt_max;
 
     vmig_mp_conn_bytes(c, &sent, NULL);
     if (bw == 0 || e->tb_ns == 0) {
@@ -662,6 +690,15 @@ vmig__engine_throttle(struct vmig_engine *e, struct vmig_mp_conn *c)
     throttle_refill(e, bw, vmig__mono_ns());
     e->tb_tokens -= (double)(sent - e->tb_sent);
     e->tb_sent = sent;
+    debt_max = (double)bw * (double)THROTTLE_DEBT_NS / 1e9;
+    if (debt_max < (double)(VMIG_MP_PAGE_SIZE + VMIG_MP_HDR_LEN)) {
+        /* a frame cannot be smaller: below ~1.4 KB/s the stream is quiet
+         * longer than a 3 s peer timeout between two pages */
+        debt_max = (double)(VMIG_MP_PAGE_SIZE + VMIG_MP_HDR_LEN);
+    }
+    if (e->tb_tokens < -debt_max) {
+        e->tb_tokens = -debt_max;
+    }
     while (e->tb_tokens < 0) {
         uint64_t wait = (uint64_t)(-e->tb_tokens / (double)bw * 1e9) + 1;
         struct timespec ts;

@@ -139,6 +139,10 @@ void vmig__engine_account_extra(struct vmig_engine *e, uint64_t ram_bytes,
                                 uint64_t dev_bytes, uint64_t wire);
 bool vmig__engine_cancelled(struct vmig_engine *e);
 int vmig__engine_throttle(struct vmig_engine *e, struct vmig_mp_conn *c);
+/* The most bytes one frame should carry under the live max_bandwidth: a
+ * multiple of @unit (at least one), @max when no limit applies. */
+uint64_t vmig__engine_frame_cap(struct vmig_engine *e, uint64_t unit,
+                                uint64_t max);
 void vmig__engine_dev_state(struct vmig_engine *e, unsigned int i,
                             enum vmig_state s);
 int vmig__engine_dev_set(struct vmig_engine *e, unsigned int i,

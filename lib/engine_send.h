@@ -33,7 +33,9 @@ int vmig__src_check_return(struct eng_src *s);
 int vmig__src_wait_ack(struct eng_src *s);
 
 /*
- * One RAM frame: @np pages at @off of region @r, as pass @pass.  A zero
+ * RAM frames for @np pages at @off of region @r, as pass @pass: one, or
+ * under a bandwidth limit as many as keep each within what the limit
+ * allows in a short while (vmig__engine_frame_cap()).  A zero
  * run goes as a ZERO frame when @zero_pages was negotiated (@hole_check:
  * ask the VMM's ram_hole first).  @live: the guest runs, so the pages are
  * copied before they are checksummed and sent.

@@ -8,7 +8,8 @@
  * (bytes sent in a window after the change stay under what the new limit
  * allows, one frame in flight aside), raising it again lets the migration
  * finish at once instead of after the debt the low limit would have run up
- * since the start; a limit lowered at the pause, or a low one with no
+ * since the start; a lowered limit never leaves the destination without a
+ * byte for its peer timeout; a limit lowered at the pause, or a low one with no
  * precopy, does not hold the paused VM down (stop-copy is not throttled).
  * Every bound on time is an outcome the old limiter missed by minutes
  * (the destination's 30 s peer timeout would fail it), never a tight one.
@@ -346,6 +347,50 @@ test_raise_from_crawl(void **state)
 }
 
 /*
+ * A lowered limit never leaves the stream silent for a peer timeout:
+ * frames are cut to what the limit allows in a short while, and a frame
+ * sized for the old limit does not run up a debt at the new one.  Before,
+ * the 4 MiB frame sent at 4 MiB/s was waited off at 512 KiB/s: 8 s
+ * without a byte, and the destination (peer timeout 3 s, as the fault
+ * matrix runs it) gave up; the matrix's bandwidth-lower cell failed so.
+ */
+static void
+test_lowered_keeps_talking(void **state)
+{
+    struct bvm *a = bvm_new("A", 42), *b = bvm_new("B", 7);
+    struct run r = {.src = a, .dst = b};
+    struct vmig_engine_params p;
+    struct vmig_engine_stats st;
+    uint64_t w0;
+
+    (void)state;
+    vmig_engine_get_params(b->eng, &p);
+    p.timeout_ms = 3000;
+    vmig_engine_set_params(b->eng, &p);
+    set_bw(a, 4u << 20);
+    run_start(&r);
+    assert_true(wait_src(a, sent_at_least, FRAME_MAX + 1, 120000, &st));
+    assert_int_equal(st.status, VMIG_ENGINE_ACTIVE);
+    set_bw(a, 512u << 10);
+    w0 = stats(a).wire_bytes;
+    /* 1.5 MiB more at 512 KiB/s: three seconds, a peer timeout's worth */
+    assert_true(
+        wait_src(a, sent_at_least, w0 + (3u << 19), 120000, &st));
+    if (st.status != VMIG_ENGINE_ACTIVE) {
+        set_bw(a, 0);
+        run_join(&r);
+        fail_msg("the migration ended (status %d: %s) at the lowered limit "
+                 "instead of moving on: the destination heard nothing for "
+                 "its 3 s peer timeout",
+                 (int)st.status, st.error);
+    }
+    set_bw(a, 0);
+    finish(&r, 25000, "max-bandwidth lowered to 512 KiB/s, then lifted");
+    bvm_free(a);
+    bvm_free(b);
+}
+
+/*
  * The limit never holds the paused VM: lowered to 64 KiB/s at the pause,
  * the whole RAM (all dirty) still goes in one stop-copy burst; the old
  * limiter took 4 minutes and the destination failed it.
@@ -407,6 +452,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lower_then_raise),
         cmocka_unit_test(test_raise_from_crawl),
+        cmocka_unit_test(test_lowered_keeps_talking),
         cmocka_unit_test(test_stopcopy_not_throttled),
         cmocka_unit_test(test_no_precopy_not_throttled),
     };
