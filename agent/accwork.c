@@ -136,10 +136,11 @@ static int
 recover(struct agent_vm *vm, struct accwork *a)
 {
     const struct acc_gdrv_state *st = a->drv.st;
-    struct acc_gdrv_config cfg = {
-        .qp_count = st->qp_count, .sq_size = st->sq_size,
-        .cq_size = st->cq_size, .eq_size = st->eq_size,
-        .aeq_size = st->aeq_size};
+    struct acc_gdrv_config cfg = {.qp_count = st->qp_count,
+                                  .sq_size = st->sq_size,
+                                  .cq_size = st->cq_size,
+                                  .eq_size = st->eq_size,
+                                  .aeq_size = st->aeq_size};
     int ret;
 
     ret = acc_gdrv_init(&a->drv, vm->ram, vm->o.ram_size, drv_gpa(vm), &cfg,

@@ -612,9 +612,9 @@ vmig__engine_cancelled(struct vmig_engine *e)
  * counts: a limit lowered after a fast start does not make up for the
  * bytes sent before, and a frame's debt is capped (THROTTLE_DEBT_NS).
  * Frames are sized to the live limit (vmig__engine_frame_cap()), so the
- * waits between them stay short: the peer hears from us often.  Once the VM is paused (status "device") nothing is
- * throttled: as in QEMU's switchover, the limiter never holds the guest
- * down.
+ * waits between them stay short: the peer hears from us often.  Once
+ * the VM is paused (status "device") nothing is throttled: as in QEMU's
+ * switchover, the limiter never holds the guest down.
  */
 #define THROTTLE_SLICE_NS 20000000ull  /* 20 ms */
 #define THROTTLE_BURST_NS 100000000ull /* 100 ms of tokens at most */

@@ -183,9 +183,8 @@ vmig__all_zero(const uint8_t *p, size_t n)
 }
 
 static int
-send_pages_frame(struct eng_src *s, unsigned int r, uint64_t off,
-                 uint32_t np, bool zero_pages, bool hole_check, bool live,
-                 unsigned int pass)
+send_pages_frame(struct eng_src *s, unsigned int r, uint64_t off, uint32_t np,
+                 bool zero_pages, bool hole_check, bool live, unsigned int pass)
 {
     struct vmig_engine *e = s->e;
     struct vmig_mp_conn *c = s->c;
@@ -235,12 +234,11 @@ vmig__src_send_pages(struct eng_src *s, unsigned int r, uint64_t off,
                      unsigned int pass)
 {
     while (np != 0) {
-        uint32_t n = (uint32_t)(vmig__engine_frame_cap(
-                                    s->e, VMIG_MP_PAGE_SIZE,
-                                    (uint64_t)np * VMIG_MP_PAGE_SIZE) /
-                                VMIG_MP_PAGE_SIZE);
-        int ret = send_pages_frame(s, r, off, n, zero_pages, hole_check, live,
-                                   pass);
+        uint64_t cap = vmig__engine_frame_cap(s->e, VMIG_MP_PAGE_SIZE,
+                                              (uint64_t)np * VMIG_MP_PAGE_SIZE);
+        uint32_t n = (uint32_t)(cap / VMIG_MP_PAGE_SIZE);
+        int ret =
+            send_pages_frame(s, r, off, n, zero_pages, hole_check, live, pass);
 
         if (ret < 0) {
             return ret;
@@ -357,9 +355,9 @@ vmig__src_dev_pump(struct eng_src *s, unsigned int i, bool precopy,
         if (precopy && budget != 0 && got >= budget) {
             return 0;
         }
-        n = d->ops->read(d->opaque, e->buf,
-                         (size_t)vmig__engine_frame_cap(e, 4096,
-                                                        SRC_DEV_CHUNK));
+        n = d->ops->read(
+            d->opaque, e->buf,
+            (size_t)vmig__engine_frame_cap(e, 4096, SRC_DEV_CHUNK));
         if (precopy && (n == -ENOMSG || n == 0)) {
             return 1;
         }

@@ -173,8 +173,7 @@ ready_id(struct vmig_mp_conn *c)
 
     vmig_mp_conn_set_timeout(c, 1);
     while (vmig_mp_recv(c, &f) == 0) {
-        if (f.hdr.type == VMIG_MP_READY &&
-            vmig_mp_frame_decode(&f, &m) == 0) {
+        if (f.hdr.type == VMIG_MP_READY && vmig_mp_frame_decode(&f, &m) == 0) {
             return m.ready.id;
         }
     }
@@ -364,11 +363,10 @@ static void
 fuzz_source(const uint8_t *data, size_t size)
 {
     struct vmig_engine_region rg = {.name = "ram0", .host = ram, .size = PAGE};
-    static const struct vmig_engine_vm_ops ops = {
-        .vcpu_pause = nop,
-        .vcpu_resume = nop,
-        .reconnect = src_reconnect,
-        .disconnect = src_disconnect};
+    static const struct vmig_engine_vm_ops ops = {.vcpu_pause = nop,
+                                                  .vcpu_resume = nop,
+                                                  .reconnect = src_reconnect,
+                                                  .disconnect = src_disconnect};
     struct vmig_engine_params ep = {.timeout_ms = 1000,
                                     .recover_timeout_ms = 1};
     struct vmig_engine *eng;

@@ -374,8 +374,7 @@ test_lowered_keeps_talking(void **state)
     set_bw(a, 512u << 10);
     w0 = stats(a).wire_bytes;
     /* 1.5 MiB more at 512 KiB/s: three seconds, a peer timeout's worth */
-    assert_true(
-        wait_src(a, sent_at_least, w0 + (3u << 19), 120000, &st));
+    assert_true(wait_src(a, sent_at_least, w0 + (3u << 19), 120000, &st));
     if (st.status != VMIG_ENGINE_ACTIVE) {
         set_bw(a, 0);
         run_join(&r);

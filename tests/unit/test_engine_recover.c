@@ -40,10 +40,10 @@ struct rvm {
     vmig_ctx_t *ctx;
     uint8_t *ram;
     struct vmig_engine *eng;
-    int pauses, resumes;      /* atomic */
-    unsigned int seen;        /* atomic: bit per status reported */
-    int rec_port;             /* where reconnect goes; 0: refused */
-    int reconnects;           /* atomic */
+    int pauses, resumes; /* atomic */
+    unsigned int seen;   /* atomic: bit per status reported */
+    int rec_port;        /* where reconnect goes; 0: refused */
+    int reconnects;      /* atomic */
 };
 
 static int
@@ -395,12 +395,12 @@ script_one(struct script *sc, int i, int fd)
             out.type = VMIG_MP_RECOVER_REPLY;
             out.recover_reply.id = in.recover.id;
             out.recover_reply.state = sc->answers[i];
-            snprintf(out.recover_reply.reason,
-                     sizeof(out.recover_reply.reason), "scripted");
+            snprintf(out.recover_reply.reason, sizeof(out.recover_reply.reason),
+                     "scripted");
         }
         if (vmig_mp_send_msg(c, &out) == 0 &&
-            sc->answers[i] == VMIG_MP_REC_RUNNING &&
-            vmig_mp_recv(c, &f) == 0 && f.hdr.type == VMIG_MP_DONE) {
+            sc->answers[i] == VMIG_MP_REC_RUNNING && vmig_mp_recv(c, &f) == 0 &&
+            f.hdr.type == VMIG_MP_DONE) {
             sc->done_seen++;
         }
     }
