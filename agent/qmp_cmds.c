@@ -164,6 +164,10 @@ x_vmig_info(json_object *o, const struct vmig_engine_stats *st)
     }
     json_object_object_add(o, "x-vmig-devices", devs);
     json_object_object_add(o, "x-vmig-precopy", precopy_stats(st));
+    if (st->first_dev_byte_us > 0) {
+        /* a source: vCPU pause -> first stop-copy device data frame */
+        add_int(o, "x-vmig-first-device-byte-us", st->first_dev_byte_us);
+    }
     if (st->zstd_raw_bytes > 0) {
         /* a source that compressed: the payload of its RAM and device
          * data frames, and what they took on the wire */

@@ -75,8 +75,9 @@ hwm_kib(pid_t pid)
     return proc_kib(path, "VmHWM:");
 }
 
+/* @argv with stderr to @log, stdout to @out (NULL: discarded). */
 static pid_t
-spawn(char *const argv[], const char *log)
+spawn_out(char *const argv[], const char *log, const char *out)
 {
     pid_t pid = fork();
 
@@ -84,13 +85,45 @@ spawn(char *const argv[], const char *log)
         FILE *f = freopen(log, "w", stderr);
 
         (void)f;
-        if (freopen("/dev/null", "w", stdout) == NULL) {
+        if (freopen(out != NULL ? out : "/dev/null", "w", stdout) == NULL) {
             _exit(127);
         }
         execv(argv[0], argv);
         _exit(127);
     }
     return pid;
+}
+
+static pid_t
+spawn(char *const argv[], const char *log)
+{
+    return spawn_out(argv, log, NULL);
+}
+
+/* A number after "@key": in file @path, or -1. */
+static long
+json_num(const char *path, const char *key)
+{
+    char buf[65536];
+    FILE *f = fopen(path, "r");
+    size_t n;
+    const char *p;
+
+    if (f == NULL) {
+        return -1;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strstr(buf, key);
+    if (p == NULL) {
+        return -1;
+    }
+    p += strlen(key);
+    while (*p == '"' || *p == ':' || *p == ' ') {
+        p++;
+    }
+    return strtol(p, NULL, 10);
 }
 
 /* Wait until @path exists (a socket), at most @secs, while @pid lives. */
@@ -144,6 +177,7 @@ stop(pid_t pid)
 struct row {
     unsigned long mib;
     long src_kib, dst_kib;
+    long first_us; /* pause -> first stop-copy device byte, or -1 */
     double secs;
     bool skipped; /* not run (memory), or failed */
     bool failed;
@@ -155,6 +189,7 @@ run_row(const char *vmig, const char *dir, struct row *r)
 {
     char sdev[400], ddev[400], sq[300], dq[300], to[64], listen[64];
     char slog[300], dlog[300], mlog[300], ssock[300], dsock[300], vlog[300];
+    char mout[300];
     pid_t src = -1, dst = -1, cli, ssrv, dsrv;
     int port, lfd, st = 0, ret = -1;
     double t0;
@@ -180,6 +215,7 @@ run_row(const char *vmig, const char *dir, struct row *r)
     snprintf(slog, sizeof(slog), "%s/src.log", dir);
     snprintf(dlog, sizeof(dlog), "%s/dst.log", dir);
     snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
+    snprintf(mout, sizeof(mout), "%s/migrate.json", dir);
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
     unlink(sq);
     unlink(dq);
@@ -205,7 +241,7 @@ run_row(const char *vmig, const char *dir, struct row *r)
 
         snprintf(to, sizeof(to), "127.0.0.1:%d", port);
         t0 = now_s();
-        cli = spawn(margv, mlog);
+        cli = spawn_out(margv, mlog, mout);
         if (cli < 0 || waitpid(cli, &st, 0) != cli || !WIFEXITED(st) ||
             WEXITSTATUS(st) != 0) {
             fprintf(stderr, "bench: the %lu MiB migration failed (see %s)\n",
@@ -214,6 +250,7 @@ run_row(const char *vmig, const char *dir, struct row *r)
         }
         r->secs = now_s() - t0;
     }
+    r->first_us = json_num(mout, "\"x-vmig-first-device-byte-us\"");
     r->src_kib = hwm_kib(src);
     r->dst_kib = hwm_kib(dst);
     ret = r->src_kib > 0 && r->dst_kib > 0 ? 0 : -1;
@@ -267,30 +304,32 @@ main(int argc, char **argv)
     printf("agent peak RSS (VmHWM of the vmig agent processes; 16 MiB guest "
            "RAM each, one vfio-user test device server each, default "
            "parameters)\n");
-    printf("| device state | source agent MiB | destination agent MiB | over "
-           "tiny, source | over tiny, destination | migration s |\n"
-           "|---|---|---|---|---|---|\n");
+    printf(
+        "| device state | source agent MiB | destination agent MiB | over "
+        "tiny, source | over tiny, destination | migration s | pause -> first "
+        "device byte ms |\n"
+        "|---|---|---|---|---|---|---|\n");
     for (unsigned int i = 0; i < n; i++) {
         const struct row *r = &rows[i];
 
         if (r->failed) {
-            printf("| %lu MiB | failed (see the message above) | | | | |\n",
+            printf("| %lu MiB | failed (see the message above) | | | | | |\n",
                    r->mib);
             continue;
         }
         if (r->skipped) {
             printf("| %lu MiB | skipped: needs about %lu MiB available for "
-                   "the two device servers | | | | |\n",
+                   "the two device servers | | | | | |\n",
                    r->mib, 4 * r->mib + 2048);
             continue;
         }
-        printf("| %lu MiB | %.1f | %.1f | %+.1f | %+.1f | %.2f |\n", r->mib,
-               (double)r->src_kib / 1024, (double)r->dst_kib / 1024,
+        printf("| %lu MiB | %.1f | %.1f | %+.1f | %+.1f | %.2f | %.2f |\n",
+               r->mib, (double)r->src_kib / 1024, (double)r->dst_kib / 1024,
                rows[0].skipped ? 0.0
                                : (double)(r->src_kib - rows[0].src_kib) / 1024,
                rows[0].skipped ? 0.0
                                : (double)(r->dst_kib - rows[0].dst_kib) / 1024,
-               r->secs);
+               r->secs, (double)r->first_us / 1e3);
     }
     if (!rows[0].skipped) {
         long worst = 0;

@@ -237,6 +237,7 @@ chan_device(struct eng_mc_chan *w, unsigned int i)
         }
         m.dev_data = (struct vmig_mp_dev_data){
             .dev = i, .offset = sd->tx_off, .data = {w->buf, (size_t)n}};
+        vmig__src_first_dev(mc->s);
         ret = chan_send(w, &m, (int)i, 0, 0, (uint64_t)n);
         if (ret < 0) {
             return ret;

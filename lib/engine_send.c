@@ -317,6 +317,23 @@ vmig__src_send_vcpu(struct eng_src *s)
     return vmig_mp_send_msg(s->c, &m);
 }
 
+void
+vmig__src_first_dev(struct eng_src *s)
+{
+    int no = 0;
+    uint64_t us;
+
+    if (s->pause_mono == 0 ||
+        !__atomic_compare_exchange_n(&s->first_dev_seen, &no, 1, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        return;
+    }
+    us = (vmig__mono_ns() - s->pause_mono) / 1000;
+    pthread_mutex_lock(&s->e->lock);
+    s->e->st.first_dev_byte_us = us;
+    pthread_mutex_unlock(&s->e->lock);
+}
+
 int
 vmig__src_read_failed(struct eng_src *s, unsigned int i, int err)
 {
@@ -384,6 +401,9 @@ vmig__src_dev_pump(struct eng_src *s, unsigned int i, bool precopy,
             .flags = precopy ? VMIG_MP_DEV_PRECOPY : 0,
             .offset = sd->tx_off,
             .data = {e->buf, (size_t)n}};
+        if (!precopy) {
+            vmig__src_first_dev(s);
+        }
         ret = vmig_mp_send_msg(c, &m);
         if (ret < 0) {
             return ret;

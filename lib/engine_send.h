@@ -71,6 +71,10 @@ int vmig__src_dev_pump(struct eng_src *s, unsigned int i, bool precopy,
 /* Device @i's VMM-owned config as DEV_CONFIG, when its backend has one. */
 int vmig__src_send_config(struct eng_src *s, unsigned int i);
 
+/* A stop-copy DEV_DATA frame is about to go out (any thread): the first
+ * one records the time since the vCPU pause in the stats. */
+void vmig__src_first_dev(struct eng_src *s);
+
 /* A stop-copy read of device @i failed with @err: logged and recorded as
  * the migration's error; returns @err. */
 int vmig__src_read_failed(struct eng_src *s, unsigned int i, int err);

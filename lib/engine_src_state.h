@@ -76,6 +76,7 @@ struct eng_src {
 
     uint64_t pause_real; /* CLOCK_REALTIME ns at the pause */
     uint64_t pause_mono; /* monotonic ns at the pause */
+    int first_dev_seen;  /* atomic: a stop-copy DEV_DATA frame went out */
     uint64_t pc_sent;    /* wire bytes sent before the pause */
     uint64_t downtime_us;
 

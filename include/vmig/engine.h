@@ -147,6 +147,11 @@ struct vmig_engine_dev_stats {
  * @switchover_ack_ms:    SWITCHOVER_REQ sent -> SWITCHOVER_ACK received.
  * @channel_bytes:        of @wire_bytes, those on the extra connections of
  *                        parallel channels (<vmig/engine_chan.h>).
+ * @zstd_raw_bytes:       source with compression: payload bytes of the RAM
+ *                        and device data frames that could be compressed.
+ * @zstd_bytes:           what those frames took on the wire.
+ * @first_dev_byte_us:    source: vCPU pause -> the first stop-copy device
+ *                        data frame handed to a connection (0: none yet).
  * @error:                the reason when FAILED or CANCELLED.
  */
 struct vmig_engine_stats {
@@ -174,6 +179,7 @@ struct vmig_engine_stats {
     uint64_t channel_bytes;
     uint64_t zstd_raw_bytes;
     uint64_t zstd_bytes;
+    uint64_t first_dev_byte_us;
     int errnum;
     char error[256];
     unsigned int ndevices;

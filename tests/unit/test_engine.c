@@ -326,6 +326,10 @@ check_landed(struct tvm *src, struct tvm *dst)
     assert_int_equal(st.dev[0].bytes, DEV_STATE + 32);
     assert_true(st.total_time_ms < 20000);
     assert_true(st.downtime_ms <= st.total_time_ms + 1);
+    /* the first device byte left while the VM was paused, before it ran
+     * at the destination */
+    assert_true(st.first_dev_byte_us > 0);
+    assert_true(st.first_dev_byte_us <= (st.downtime_ms + 1) * 1000);
     vmig_engine_stats(dst->eng, &st);
     assert_int_equal(st.status, VMIG_ENGINE_COMPLETED);
     dst->resumes = 0;
