@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # Writes the accelerator's golden state payloads (acc-state-v1.bin,
 # acc-state-v2.bin) from the layout in docs/acc.md alone, independently of
-# the C code; tests/unit/test_acc_model.c requires v2 to load bit-exactly and
-# v1 to be refused as known bad.
+# the C code; tests/unit/test_acc_model_state.c requires v2 to load
+# bit-exactly and v1 to be refused as known bad.
 import os
 import struct
 import sys
