@@ -29,6 +29,7 @@ struct vfu_spec {
     char name[32];    /* engine device name, matched on the destination */
     char socket[256]; /* connect here instead of spawning */
     char prog[256];   /* program to spawn; empty: found by kind */
+    char peer[32];    /* flowtab: the device it forwards to by P2P */
     char args[VFU_SPEC_ARGS][64];
     unsigned int nargs;
 };
@@ -224,6 +225,10 @@ int vm_migrate(struct agent_vm *vm, const char *uri, const struct mig_params *p,
 
 /* vfudev.c */
 int vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx);
+/* Every peer= names another flowtab device of @specs; else -EINVAL and
+ * @err says which. */
+int vfudev_check_peers(const struct vfu_spec *specs, unsigned int n, char *err,
+                       size_t errlen);
 /* Spawn/connect every --device, map RAM, wire IRQs, probe DMA logging. */
 int vfudev_up(struct agent_vm *vm);
 /* Add them to the engine (after vfudev_up()). */

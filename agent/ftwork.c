@@ -20,6 +20,18 @@
  * STATUS.ENABLED clear, as a driver recovering from a function reset,
  * and formats its driver area again: its expectations restart from zero
  * as the device's counters do, so checking stays exact.
+ *
+ * P2P: a device given a peer (--device flowtab,peer=NAME) gets every
+ * FT_FWD_EVERY-th packet flagged FWD, so the two devices post records
+ * into each other all the time.  The report counts what the devices'
+ * statistics blocks say was sent (p2p_tx) and received (p2p_rx).  Sent
+ * records are posted writes, some in flight at any moment, so the report
+ * first quiesces P2P as a migration's first phase does: every device with
+ * a peer to RUNNING_P2P (each step returns once its writes in flight have
+ * landed, and no new one starts), the counters read, then back to
+ * RUNNING.  Summed over the VM, sent minus received is then exactly the
+ * records lost (zero unless a device refused a peer's write because it
+ * was already stopped - what the two-phase device stop prevents).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,6 +46,14 @@
 #define FT_RING 256u
 #define FT_FLOWS 64u
 #define FT_BATCH 16u
+/* with a peer, more per step: P2P traffic flows hard, so records are
+ * always in flight (which is what a migration must not lose) */
+#define FT_BATCH_P2P 128u
+#define FT_FWD_EVERY 1u /* with a peer: every packet is forwarded */
+/* records sent to the peer and not yet counted there, at most: the
+ * driver's end-to-end flow control, so the device's queue of posted
+ * writes (64 Ki) never fills and drops one */
+#define FT_P2P_WINDOW 16384u
 #define FTW_MAGIC 0x4b524f5754465476ull /* "vFTWORK" */
 
 /* At the start of each slot, in guest RAM. */
@@ -45,6 +65,8 @@ struct ftw_hdr {
     uint64_t reg_errors; /* failed register accesses */
     uint64_t lost;       /* outstanding packets a reset dropped */
     uint64_t bad;        /* wrong completions before the last reset */
+    uint64_t p2p_tx;     /* the device's p2p_tx before the last reset */
+    uint64_t p2p_rx;     /* the device's p2p_rx before the last reset */
 };
 
 struct ftdev {
@@ -52,6 +74,7 @@ struct ftdev {
     struct ft_guest g;
     bool attached;
     bool started;
+    int peer; /* index of the peer's ftdev, -1 without */
 };
 
 struct ftwork {
@@ -134,6 +157,7 @@ recover(struct agent_vm *vm, unsigned int i, struct ftdev *f)
     struct ftw_hdr *h = hdr_of(vm, i);
     uint64_t completed = f->g.a->completed, posted = f->g.a->posted;
     uint64_t bad = f->g.a->bad;
+    uint64_t tx = f->g.stats->p2p_tx, rx = f->g.stats->p2p_rx;
     uint32_t outstanding = ft_guest_outstanding(&f->g);
     int ret = format(vm, i, f);
 
@@ -145,11 +169,41 @@ recover(struct agent_vm *vm, unsigned int i, struct ftdev *f)
     h->posted += posted;
     h->lost += outstanding;
     h->bad += bad;
+    h->p2p_tx += tx;
+    h->p2p_rx += rx;
     vmig_log(vm->ctx, VMIG_LOG_NOTICE,
              "%s: guest found the device reset; ring set up again (%u "
              "packets in flight dropped)",
              f->dev->spec.name, outstanding);
     return 0;
+}
+
+/* P2P records sent by @i and counted by its peer, over every reset */
+static uint64_t
+p2p_total(struct agent_vm *vm, unsigned int i, bool rx)
+{
+    const struct ftdev *f = &vm->ft->d[i];
+    const struct ftw_hdr *h = hdr_of(vm, i);
+
+    if (!f->attached) {
+        return 0;
+    }
+    return rx ? h->p2p_rx + f->g.stats->p2p_rx : h->p2p_tx + f->g.stats->p2p_tx;
+}
+
+/* Forward every FT_FWD_EVERY-th packet while fewer than FT_P2P_WINDOW
+ * records are in flight to the peer; 0 (none) without a peer. */
+static unsigned int
+fwd_every(struct agent_vm *vm, unsigned int i, const struct ftdev *f)
+{
+    int64_t inflight;
+
+    if (f->peer < 0 || !vm->ft->d[f->peer].attached) {
+        return 0;
+    }
+    inflight = (int64_t)(p2p_total(vm, i, false) -
+                         p2p_total(vm, (unsigned int)f->peer, true));
+    return inflight < (int64_t)FT_P2P_WINDOW ? FT_FWD_EVERY : 0;
 }
 
 static int
@@ -184,7 +238,8 @@ step_one(struct agent_vm *vm, unsigned int i, struct ftdev *f)
     if (n < 0) {
         return (int)n;
     }
-    n = ft_guest_post(&f->g, FT_BATCH, 0);
+    n = ft_guest_post(&f->g, f->peer >= 0 ? FT_BATCH_P2P : FT_BATCH,
+                      fwd_every(vm, i, f));
     if (n < 0) {
         hdr_of(vm, i)->reg_errors++;
         return (int)n;
@@ -234,7 +289,16 @@ ftwork_new(struct agent_vm *vm)
     }
     for (unsigned int i = 0; i < vm->o.nvfu; i++) {
         if (strcmp(vm->vfu[i].spec.kind, "flowtab") == 0) {
+            vm->ft->d[vm->ft->n].peer = -1;
             vm->ft->d[vm->ft->n++].dev = &vm->vfu[i];
+        }
+    }
+    for (unsigned int i = 0; i < vm->ft->n; i++) {
+        for (unsigned int k = 0; k < vm->ft->n; k++) {
+            if (k != i && strcmp(vm->ft->d[i].dev->spec.peer,
+                                 vm->ft->d[k].dev->spec.name) == 0) {
+                vm->ft->d[i].peer = (int)k;
+            }
         }
     }
     return 0;
@@ -247,15 +311,64 @@ ftwork_free(struct agent_vm *vm)
     vm->ft = NULL;
 }
 
+/*
+ * Quiesce P2P (@on: every RUNNING device with a peer to RUNNING_P2P, a
+ * bit set in *@moved for each) or undo it (back to RUNNING).  The vCPU is
+ * paused, so nothing else uses the devices' connections.
+ */
+static void
+p2p_quiesce(struct agent_vm *vm, bool on, unsigned int *moved)
+{
+    for (unsigned int i = 0; i < vm->ft->n; i++) {
+        struct agent_vfu *d = vm->ft->d[i].dev;
+        enum vmig_state st;
+        int ret;
+
+        if (on) {
+            if (d->spec.peer[0] == '\0' || vfudev_failed(d) ||
+                vmig_vfu_client_get_state(d->c, &st) < 0 ||
+                st != VMIG_STATE_RUNNING) {
+                continue;
+            }
+            ret = vmig_vfu_client_set_state(d->c, VMIG_STATE_RUNNING_P2P);
+            if (ret == 0) {
+                *moved |= 1u << i;
+            }
+        } else if (*moved & (1u << i)) {
+            ret = vmig_vfu_client_set_state(d->c, VMIG_STATE_RUNNING);
+        } else {
+            continue;
+        }
+        if (ret < 0) {
+            vmig_log(vm->ctx, VMIG_LOG_ERR,
+                     "%s: cannot move the device to %s to count its P2P "
+                     "traffic: %s",
+                     d->spec.name, on ? "RUNNING_P2P" : "RUNNING",
+                     strerror(-ret));
+        }
+    }
+}
+
 json_object *
 ftwork_report(struct agent_vm *vm, int *verdict)
 {
     json_object *a;
+    unsigned int moved = 0;
+    int64_t inflight[AGENT_MAX_DEV] = {0};
 
     *verdict = 0;
     if (vm->ft == NULL) {
         return NULL;
     }
+    for (unsigned int i = 0; i < vm->ft->n; i++) {
+        int p = vm->ft->d[i].peer;
+
+        if (p >= 0 && vm->ft->d[p].attached) {
+            inflight[i] = (int64_t)(p2p_total(vm, i, false) -
+                                    p2p_total(vm, (unsigned int)p, true));
+        }
+    }
+    p2p_quiesce(vm, true, &moved);
     a = json_object_new_array();
     for (unsigned int i = 0; i < vm->ft->n; i++) {
         struct ft_guest_regs regs = {reg_read, reg_write, vm->ft->d[i].dev};
@@ -288,11 +401,26 @@ ftwork_report(struct agent_vm *vm, int *verdict)
                                json_object_new_int64((int64_t)h->resets));
         json_object_object_add(o, "lost",
                                json_object_new_int64((int64_t)h->lost));
+        if (vm->ft->d[i].dev->spec.peer[0] != '\0') {
+            json_object_object_add(
+                o, "peer", json_object_new_string(vm->ft->d[i].dev->spec.peer));
+            json_object_object_add(
+                o, "p2p-sent",
+                json_object_new_int64((int64_t)(h->p2p_tx + g.stats->p2p_tx)));
+            json_object_object_add(
+                o, "p2p-received",
+                json_object_new_int64((int64_t)(h->p2p_rx + g.stats->p2p_rx)));
+            json_object_object_add(o, "p2p-in-flight",
+                                   json_object_new_int64(inflight[i]));
+            json_object_object_add(o, "p2p-quiesced",
+                                   json_object_new_boolean((moved >> i) & 1u));
+        }
         json_object_object_add(o, "verified", json_object_new_boolean(ok));
         if (!ok) {
             *verdict = -EBADMSG;
         }
         json_object_array_add(a, o);
     }
+    p2p_quiesce(vm, false, &moved);
     return a;
 }

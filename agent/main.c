@@ -40,7 +40,7 @@ static const char vm_help[] =
     "  --device SPEC         a vfio-user device server (repeatable, at most\n"
     "                        8): testdev[,seed=N][,size=MIB] or\n"
     "                        acc[,qps=N][,isolation=device|queue-pair] or\n"
-    "                        flowtab[,state=MIB][,no-p2p]\n"
+    "                        flowtab[,state=MIB][,no-p2p][,peer=NAME]\n"
     "                        spawns that program on a socket in a private\n"
     "                        0700 directory; socket=PATH connects to a\n"
     "                        running server.  Also name=NAME (default vfuN;\n"
@@ -722,6 +722,15 @@ main(int argc, char **argv)
                 json_object_put(o.params);
                 return EXIT_USAGE;
             }
+        }
+    }
+    {
+        char why[160];
+
+        if (vfudev_check_peers(o.vm.vfu, o.vm.nvfu, why, sizeof(why)) < 0) {
+            fprintf(stderr, "vmig %s: %s\n", s->name, why);
+            json_object_put(o.params);
+            return EXIT_USAGE;
         }
     }
     c = s->fn(&o);

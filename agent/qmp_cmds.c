@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <vmig/log.h>
 #include <vmig/version.h>
 #include "qmp.h"
 
@@ -411,21 +412,39 @@ cmd_device_reset(struct cmd_ctx *x)
 
 /*
  * Migration capabilities: QEMU's "events" (MIGRATION events are always
- * sent here) is the only one; management layers that set it keep working.
+ * sent here; management layers that set it keep working), and
+ * "x-vmig-test-one-phase-stop", a test and diagnostic knob (the engine's
+ * test_one_phase_stop, as VMIG_TEST_ONE_PHASE_STOP=1 sets it at start):
+ * the switchover skips the P2P phase (RUNNING_P2P / PRE_COPY_P2P) and
+ * stops and saves each device in turn while the others still run, which
+ * loses the P2P writes a running device makes into one already saved.
+ * It exists to show what the two-phase stop buys; never use it otherwise.
  */
+#define CAP_ONE_PHASE "x-vmig-test-one-phase-stop"
+
+static void
+add_cap(json_object *a, const char *name, bool on)
+{
+    json_object *c = json_object_new_object();
+
+    json_object_object_add(c, "capability", json_object_new_string(name));
+    json_object_object_add(c, "state", json_object_new_boolean(on));
+    json_object_array_add(a, c);
+}
+
 static json_object *
 cmd_query_caps(struct cmd_ctx *x)
 {
-    json_object *a = json_object_new_array(), *c = json_object_new_object();
+    json_object *a = json_object_new_array();
+    struct mig_params p;
 
-    (void)x;
-    json_object_object_add(c, "capability", json_object_new_string("events"));
-    json_object_object_add(c, "state", json_object_new_boolean(1));
-    json_object_array_add(a, c);
+    vm_params_get(x->vm, &p);
+    add_cap(a, "events", true);
+    add_cap(a, CAP_ONE_PHASE, p.eng.test_one_phase_stop);
     return a;
 }
 
-static const char *const cap_names[] = {"events", NULL};
+static const char *const cap_names[] = {"events", CAP_ONE_PHASE, NULL};
 
 static const struct arg_spec cap_args[] = {
     {.name = "capability",
@@ -444,11 +463,52 @@ static const struct arg_spec set_caps_args[] = {
     {.name = NULL},
 };
 
-/* Every element was checked against cap_args: nothing is left to do. */
+/* Every element was checked against cap_args.  "events" is always on,
+ * whatever is asked (a no-op, accepted at any time); a change of the test
+ * knob is refused while a migration runs, as QEMU refuses capabilities
+ * then (the migration took its parameters when it started).  All or
+ * nothing: the whole list is applied at once. */
 static json_object *
 cmd_set_caps(struct cmd_ctx *x)
 {
-    (void)x;
+    json_object *caps = json_object_object_get(x->args, "capabilities");
+    struct mig_params p;
+    bool busy, knob = false;
+
+    vm_params_get(x->vm, &p);
+    for (size_t i = 0; i < json_object_array_length(caps); i++) {
+        json_object *c = json_object_array_get_idx(caps, i);
+        const char *name =
+            json_object_get_string(json_object_object_get(c, "capability"));
+
+        if (strcmp(name, CAP_ONE_PHASE) == 0) {
+            p.eng.test_one_phase_stop =
+                json_object_get_boolean(json_object_object_get(c, "state"));
+            knob = true;
+        }
+    }
+    if (!knob) {
+        return json_object_new_object();
+    }
+    pthread_mutex_lock(&x->vm->lock);
+    busy = x->vm->migrating;
+    pthread_mutex_unlock(&x->vm->lock);
+    if (busy) {
+        snprintf(x->err, sizeof(x->err),
+                 "There's a migration process in progress: set %s before "
+                 "migrate",
+                 CAP_ONE_PHASE);
+        return NULL;
+    }
+    if (p.eng.test_one_phase_stop) {
+        vmig_log(x->vm->ctx, VMIG_LOG_WARNING,
+                 "*** %s: TEST ONLY, UNSAFE: the next migration stops "
+                 "devices one at a time straight to STOP_COPY, so a peer "
+                 "still running may DMA into one already saved and that "
+                 "write is LOST ***",
+                 CAP_ONE_PHASE);
+    }
+    vm_params_set(x->vm, &p);
     return json_object_new_object();
 }
 

@@ -9,10 +9,15 @@
  * --device SPEC, repeatable:
  *   testdev[,seed=N][,size=MIB]      spawn vfu-testdev
  *   acc[,qps=N][,isolation=device|queue-pair]   spawn vmig-acc
- *   flowtab[,state=MIB][,no-p2p]...  spawn vmig-flowtab
+ *   flowtab[,state=MIB][,no-p2p][,peer=NAME]...  spawn vmig-flowtab
  *   socket=PATH                      connect to a running server
  * plus, for any of them, name=NAME (default vfuN: devices are matched by
  * name on the destination) and prog=PATH (the program to spawn).
+ *
+ * peer=NAME wires a flowtab device's P2P to another flowtab device of
+ * the same VM (both spawned here): it is started with
+ * --peer=DIR/NAME.sock.p2p, that server's P2P port, and the guest then
+ * forwards part of its traffic to it (ftwork.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -84,6 +89,11 @@ vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx)
             snprintf(out->name, sizeof(out->name), "%s", eq + 1);
         } else if (strcmp(tok, "prog") == 0) {
             snprintf(out->prog, sizeof(out->prog), "%s", eq + 1);
+        } else if (strcmp(tok, "peer") == 0) {
+            if (strlen(eq + 1) >= sizeof(out->peer)) {
+                return -EINVAL;
+            }
+            snprintf(out->peer, sizeof(out->peer), "%s", eq + 1);
         } else if (out->nargs < VFU_SPEC_ARGS &&
                    strspn(tok, "abcdefghijklmnopqrstuvwxyz-") == strlen(tok)) {
             snprintf(out->args[out->nargs++], sizeof(out->args[0]), "--%s=%s",
@@ -97,6 +107,35 @@ vfudev_parse(const char *spec, struct vfu_spec *out, unsigned int idx)
     }
     if (out->kind[0] == '\0') {
         snprintf(out->kind, sizeof(out->kind), "external");
+    }
+    if (out->peer[0] != '\0' && strcmp(out->kind, "flowtab") != 0) {
+        return -EINVAL; /* only a spawned flowtab device forwards */
+    }
+    return 0;
+}
+
+int
+vfudev_check_peers(const struct vfu_spec *specs, unsigned int n, char *err,
+                   size_t errlen)
+{
+    for (unsigned int i = 0; i < n; i++) {
+        const struct vfu_spec *s = &specs[i];
+        bool found = false;
+
+        if (s->peer[0] == '\0') {
+            continue;
+        }
+        for (unsigned int k = 0; k < n && !found; k++) {
+            found = k != i && strcmp(specs[k].name, s->peer) == 0 &&
+                    strcmp(specs[k].kind, "flowtab") == 0;
+        }
+        if (!found) {
+            snprintf(err, errlen,
+                     "device '%s': peer=%s names no other flowtab device of "
+                     "this VM",
+                     s->name, s->peer);
+            return -EINVAL;
+        }
     }
     return 0;
 }
@@ -144,8 +183,8 @@ find_prog(const struct vfu_spec *sp, char *out, size_t len)
 static pid_t
 spawn(struct agent_vm *vm, struct agent_vfu *d, const char *path)
 {
-    char prog[PATH_MAX], sock_arg[300];
-    char *argv[VFU_SPEC_ARGS + 3];
+    char prog[PATH_MAX], sock_arg[300], peer_arg[320];
+    char *argv[VFU_SPEC_ARGS + 4];
     unsigned int k = 0;
     pid_t pid;
 
@@ -153,6 +192,14 @@ spawn(struct agent_vm *vm, struct agent_vfu *d, const char *path)
     snprintf(sock_arg, sizeof(sock_arg), "--socket-path=%s", path);
     argv[k++] = prog;
     argv[k++] = sock_arg;
+    if (d->spec.peer[0] != '\0') {
+        /* the peer's P2P port (its server listens at SOCKET.p2p); it
+         * connects on the first record, so the order of spawning does
+         * not matter */
+        snprintf(peer_arg, sizeof(peer_arg), "--peer=%s/%s.sock.p2p",
+                 vm->vfu_dir, d->spec.peer);
+        argv[k++] = peer_arg;
+    }
     for (unsigned int i = 0; i < d->spec.nargs; i++) {
         argv[k++] = d->spec.args[i];
     }

@@ -419,6 +419,12 @@ ft_model_p2p_write(struct ft_model *d, uint64_t off, const void *buf,
     ret = ft__flow_update(d, &key, rec.len, rec.seq, &f);
     if (ret == 0) {
         ft__ctrl_w(d)->p2p_rx++;
+        /* the guest sees p2p_rx move without waiting for its own
+         * traffic: the statistics block is written after every record
+         * received, as after every batch */
+        if (C(d)->ctrl & FT_CTRL_ENABLE) {
+            ft__stats_dma(d);
+        }
     } else {
         d->diag.p2p_refused++;
     }

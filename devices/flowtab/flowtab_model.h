@@ -210,7 +210,9 @@ int ft_model_reg_write(struct ft_model *d, uint32_t off, uint32_t val);
  * @buf: one struct ft_p2p_rec.
  * @len: FT_P2P_WINDOW_SIZE.
  *
- * Accepted in RUNNING, RUNNING_P2P, PRE_COPY and PRE_COPY_P2P.
+ * Accepted in RUNNING, RUNNING_P2P, PRE_COPY and PRE_COPY_P2P.  A
+ * record accepted while ring processing is enabled also writes the
+ * statistics block (p2p_rx), so the guest sees it at once.
  *
  * Return: 0; -EBUSY when the device is stopped; -EINVAL for a bad offset
  * or length; -ENOSPC when the table is full.

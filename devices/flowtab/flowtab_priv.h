@@ -219,6 +219,8 @@ bool ft__can_progress(const struct ft_model *d);
 void ft__set_mode(struct ft_model *d, enum run_mode m);
 void ft__kick(struct ft_model *d);
 long ft__process_batch(struct ft_model *d, unsigned int max);
+/* Write the statistics block (if any) to guest memory; lock held. */
+void ft__stats_dma(struct ft_model *d);
 void *ft__worker(void *arg);
 
 /* flowtab_mig.c */

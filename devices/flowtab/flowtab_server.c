@@ -234,7 +234,9 @@ fts_access(void *opaque, unsigned int region, uint64_t off, void *buf,
             memset(buf, 0, len);
             return 0;
         }
-        return ft_model_p2p_write(t->m, off, buf, len);
+        ret = ft_model_p2p_write(t->m, off, buf, len);
+        win_release(t); /* the statistics block it wrote */
+        return ret;
     }
     if (region == FT_SRV_REGION_DIGEST) {
         uint64_t d[2];

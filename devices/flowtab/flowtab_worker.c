@@ -98,8 +98,8 @@ dma_error(struct ft_model *d, const char *what, uint64_t iova)
         what, (unsigned long long)iova);
 }
 
-static void
-stats_dma(struct ft_model *d)
+void
+ft__stats_dma(struct ft_model *d)
 {
     const struct ft_ctrl *c = C(d);
     struct ft_stats *s;
@@ -240,7 +240,7 @@ ft__process_batch(struct ft_model *d, unsigned int max)
         n++;
     }
     if (n > 0) {
-        stats_dma(d);
+        ft__stats_dma(d);
     }
     return n;
 }

@@ -329,6 +329,12 @@ def scenario_refuse():
                  "GenericError", "There's a migration process in progress")
     expect_error(q, "x-vmig-check-compat", {"uri": "tcp:127.0.0.1:%d" % p1},
                  "GenericError", "")
+    caps = q.cmd("query-migrate-capabilities")
+    expect_error(q, "migrate-set-capabilities", {"capabilities": [
+        {"capability": "x-vmig-test-one-phase-stop", "state": True}]},
+        "GenericError", "There's a migration process in progress")
+    check(q.cmd("query-migrate-capabilities") == caps,
+          "a refused migrate-set-capabilities changed the capabilities")
     check(params(q) == mid, "a refused migrate changed the parameters")
     check(q.cmd("query-migrate")["status"] == "active", "not active")
     # a live change is fine (QEMU allows it), and finishes it
