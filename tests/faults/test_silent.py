@@ -3,11 +3,12 @@
 """A peer that goes silent during stop-copy is detected within the
 downtime budget plus the peer timeout, which is a parameter (issue 14,
 defect 6: QMP x-vmig-peer-timeout; it was a fixed 30 s).  Between real
-agent processes through vmig-faultproxy: both sides set a 2 s peer
-timeout, precopy is off so the stream's second RAM frame is inside
-stop-copy (the VM paused), and the proxy stalls it for 10 minutes.  The
-source must fail naming the timeout within the downtime limit + 2 s (plus
-slack for a loaded machine, far below 30 s), roll back so the VM runs and
+agent processes through vmig-faultproxy: the source sets a 2 s peer
+timeout (the destination 6 s, so the source detects first), precopy is
+off so the stream's second RAM frame is inside stop-copy (the VM
+paused), and the proxy stalls it for 10 minutes.  The source must
+fail naming the timeout within the downtime limit + 2 s (plus slack for
+a loaded machine, far below 30 s), roll back so the VM runs and
 verifies there, the destination discard and keep listening, and a retry
 straight to it complete.
 
@@ -22,6 +23,7 @@ from vmiglab import Checks, QMPError, free_port, grep, now, run_cases, wait_for 
 VMIG, PROXY = sys.argv[1], sys.argv[2]
 check = Checks()
 PEER_TIMEOUT_MS = 2000
+DST_PEER_TIMEOUT_MS = 3 * PEER_TIMEOUT_MS
 DOWNTIME_MS = 300
 # time to detect = downtime budget + peer timeout + this slack (a loaded
 # machine's scheduling); the fixed 30 s timeout could never meet it
@@ -32,10 +34,13 @@ def case_stopcopy(lab):
     args = ["--ram", "32M", "--device", "acc"]
     src = lab.agent("src", "run", args + ["--acc-requests", "200000"])
     dst = lab.agent("dst", "receive", args, free_port())
-    for a in (src, dst):
-        a.cmd("migrate-set-parameters", {"x-vmig-peer-timeout": PEER_TIMEOUT_MS})
+    # the source is the side under test: the destination waits longer, so
+    # its own timeout cannot fire first and hang up (the source would then
+    # see only "Connection reset by peer" instead of its silence)
+    for a, ms in ((src, PEER_TIMEOUT_MS), (dst, DST_PEER_TIMEOUT_MS)):
+        a.cmd("migrate-set-parameters", {"x-vmig-peer-timeout": ms})
         got = a.cmd("query-migrate-parameters").get("x-vmig-peer-timeout")
-        check(got == PEER_TIMEOUT_MS, "%s: x-vmig-peer-timeout reads back %s" % (a.name, got))
+        check(got == ms, "%s: x-vmig-peer-timeout reads back %s" % (a.name, got))
     # out of range: refused, nothing changed
     try:
         src.cmd("migrate-set-parameters", {"x-vmig-peer-timeout": 3600001, "downtime-limit": 77})
