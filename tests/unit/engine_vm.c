@@ -11,6 +11,7 @@
 #include <time.h>
 #include <cmocka.h>
 #include <xxhash.h>
+#include "../loopback.h"
 #include "engine_vm.h"
 
 static int
@@ -68,6 +69,24 @@ const struct vmig_engine_vm_ops tvm_vm_ops = {
     .vcpu_load = tvm_vm_load,
 };
 
+int
+tvm_vm_hole(void *o, unsigned int region, uint64_t off, uint64_t len)
+{
+    struct tvm *vm = o;
+    const uint8_t *p = vm->ram + off;
+
+    if (region != 0) {
+        return 0;
+    }
+    for (uint64_t i = 0; i < len; i++) {
+        if (p[i] != 0) {
+            return 0;
+        }
+    }
+    __atomic_add_fetch(&vm->holes, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
 struct tvm *
 tvm_make(const char *name, bool program, uint64_t seed,
          const struct tvm_cfg *cfg)
@@ -79,6 +98,7 @@ tvm_make(const char *name, bool program, uint64_t seed,
     assert_non_null(vm);
     assert_true(cfg->ndev <= TVM_MAX_DEV);
     vm->ram_size = cfg->ram_size;
+    vm->dev_state = cfg->dev_state;
     vm->ndev = cfg->ndev;
     assert_int_equal(
         vmig_ctx_new(name, getenv("VMIG_TEST_LOG") ? vmig_log_stderr : NULL,
@@ -132,6 +152,106 @@ tvm_free(struct tvm *vm)
     vmig_ctx_free(vm->ctx);
     free(vm->ext);
     free(vm);
+}
+
+static const struct vmig_engine_vm_ops std_vm_ops = {
+    .ram_hole = tvm_vm_hole,
+    .vcpu_pause = tvm_vm_pause,
+    .vcpu_resume = tvm_vm_resume,
+    .vcpu_save = tvm_vm_save,
+    .vcpu_load = tvm_vm_load,
+};
+
+struct tvm *
+tvm_std_new(const char *name, bool program, uint64_t seed, uint8_t revision,
+            const struct vmig_engine_dev_ops *dev_ops)
+{
+    static const char *const names[TVM_STD_NDEV] = {"acc0", "nic0"};
+    static const uint64_t flags[TVM_STD_NDEV] = {VMIG_MIGRATION_STOP_COPY |
+                                                     VMIG_MIGRATION_P2P,
+                                                 VMIG_MIGRATION_STOP_COPY};
+    struct tvm_cfg cfg = {.ram_size = TVM_STD_RAM,
+                          .dev_state = TVM_STD_DEV_STATE,
+                          .ndev = TVM_STD_NDEV,
+                          .names = names,
+                          .flags = flags,
+                          .revision = revision,
+                          .vm_ops = &std_vm_ops,
+                          .dev_ops = dev_ops};
+    struct tvm *vm = tvm_make(name, program, seed, &cfg);
+    struct vmig_engine_params p = {.allow_mixed_p2p = true};
+
+    vmig_engine_set_params(vm->eng, &p);
+    return vm;
+}
+
+int
+tvm_listen(int *port)
+{
+    int fd = lb_listen(port);
+
+    assert_true(fd >= 0);
+    return fd;
+}
+
+int
+tvm_connect(int port)
+{
+    int fd = lb_connect(port);
+
+    assert_true(fd >= 0);
+    return fd;
+}
+
+void
+tvm_check_moved(struct tvm *src, struct tvm *dst)
+{
+    /* source: paused, devices stopped, nothing changed since the pause */
+    assert_false(vmig_vcpu_running(src->vcpu));
+    assert_int_equal(dst->resumes, 1);
+    assert_true(XXH3_64bits(src->ram, src->ram_size) == dst->snap_ram);
+    for (unsigned int i = 0; i < src->ndev; i++) {
+        uint8_t a[VMIG_MEMDEV_CONFIG_SIZE], b[VMIG_MEMDEV_CONFIG_SIZE];
+
+        assert_int_equal(vmig_memdev_state(src->dev[i]), VMIG_STATE_STOP);
+        assert_true(vmig_memdev_digest(src->dev[i]) == dst->snap_dev[i]);
+        vmig_memdev_config(src->dev[i], a, NULL);
+        vmig_memdev_config(dst->dev[i], b, NULL);
+        assert_memory_equal(a, b, sizeof(a));
+    }
+}
+
+void
+tvm_check_landed(struct tvm *src, struct tvm *dst)
+{
+    struct vmig_engine_stats st;
+
+    tvm_check_moved(src, dst);
+    vmig_engine_stats(src->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_COMPLETED);
+    assert_int_equal(st.ram_transferred, src->ram_size);
+    assert_int_equal(st.dev[0].bytes, src->dev_state + 32);
+    assert_true(st.total_time_ms < 20000);
+    assert_true(st.downtime_ms <= st.total_time_ms + 1);
+    /* the first device byte left while the VM was paused, before it ran
+     * at the destination */
+    assert_true(st.first_dev_byte_us > 0);
+    assert_true(st.first_dev_byte_us <= (st.downtime_ms + 1) * 1000);
+    vmig_engine_stats(dst->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_COMPLETED);
+    dst->resumes = 0;
+}
+
+void
+tvm_check_rolled_back(struct tvm *src, int ret, int want_status)
+{
+    struct vmig_engine_stats st;
+
+    assert_true(ret < 0);
+    vmig_engine_stats(src->eng, &st);
+    assert_int_equal(st.status, want_status);
+    assert_true(st.error[0] != '\0');
+    assert_vm_alive(src);
 }
 
 void

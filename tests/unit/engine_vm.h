@@ -35,6 +35,7 @@ struct tvm {
     vmig_ctx_t *ctx;
     uint8_t *ram;
     size_t ram_size;
+    size_t dev_state; /* each device's state size */
     unsigned int ndev;
     struct vmig_vcpu *vcpu;
     struct vmig_memdev *dev[TVM_MAX_DEV];
@@ -44,6 +45,7 @@ struct tvm {
     uint64_t snap_dev[TVM_MAX_DEV];
     int resumes;
     int pauses;
+    int holes; /* atomic: RAM chunks tvm_vm_hole() reported zero */
     void *ext; /* the test's own (freed by tvm_free()) */
 };
 
@@ -55,12 +57,52 @@ ssize_t tvm_vm_save(void *o, void *buf, size_t cap);
 int tvm_vm_load(void *o, const void *buf, size_t len);
 extern const struct vmig_engine_vm_ops tvm_vm_ops;
 
+/* A VMM that knows some RAM is zero (here: by looking; a real one asks
+ * its memfd for holes); counted in vm->holes so a test sees the engine
+ * use it. */
+int tvm_vm_hole(void *o, unsigned int region, uint64_t off, uint64_t len);
+
 /* A VM named @name (its context's log prefix); with @program the guest
  * program runs in RAM (else RAM is zero: a destination), devices seeded
  * from @seed and configured (0xc0 + index, zero without @program). */
 struct tvm *tvm_make(const char *name, bool program, uint64_t seed,
                      const struct tvm_cfg *cfg);
 void tvm_free(struct tvm *vm);
+
+/*
+ * The end-to-end engine tests' VM (test_engine.c, test_engine_zstd.c):
+ * TVM_STD_RAM of RAM with holes reported (tvm_vm_hole), two memdev
+ * devices of TVM_STD_DEV_STATE each, "acc0" with P2P and "nic0" without
+ * (it must reach STOP in the first phase, so migrating the pair needs
+ * allow_mixed_p2p, which is set).  @dev_ops NULL: the memdev's.
+ */
+#define TVM_STD_RAM (8u << 20)
+#define TVM_STD_DEV_STATE (2u << 20)
+#define TVM_STD_NDEV 2
+struct tvm *tvm_std_new(const char *name, bool program, uint64_t seed,
+                        uint8_t revision,
+                        const struct vmig_engine_dev_ops *dev_ops);
+
+/* A loopback listener on an ephemeral port (*@port), a connection to
+ * one; a test failure when the socket cannot be had. */
+int tvm_listen(int *port);
+int tvm_connect(int port);
+
+/* @src moved to @dst: the source paused with its devices in STOP and
+ * nothing changed since, the destination resumed once with the same RAM,
+ * device state and config. */
+void tvm_check_moved(struct tvm *src, struct tvm *dst);
+
+/*
+ * tvm_check_moved(), and the engines agree: both COMPLETED, all RAM and
+ * the first device's state counted, the first device byte sent inside
+ * the downtime; @dst's resume count is cleared for the next migration.
+ */
+void tvm_check_landed(struct tvm *src, struct tvm *dst);
+
+/* The migration failed (@ret) with status @want_status and a message;
+ * the VM runs intact on @src. */
+void tvm_check_rolled_back(struct tvm *src, int ret, int want_status);
 
 void msleep(unsigned int ms);
 

@@ -36,7 +36,6 @@
 #include <cmocka.h>
 #include "../loopback.h"
 #include "engine_vm.h"
-#include <xxhash.h>
 #include <vmig/engine.h>
 #include <vmig/engine_chan.h>
 #include <vmig_testkit/guest.h>
@@ -322,18 +321,7 @@ check_landed(struct tvm *src, struct tvm *dst)
 {
     struct vmig_engine_stats st;
 
-    assert_false(vmig_vcpu_running(src->vcpu));
-    assert_int_equal(dst->resumes, 1);
-    assert_true(XXH3_64bits(src->ram, RAM_SIZE) == dst->snap_ram);
-    for (int i = 0; i < NDEV; i++) {
-        uint8_t a[VMIG_MEMDEV_CONFIG_SIZE], b[VMIG_MEMDEV_CONFIG_SIZE];
-
-        assert_int_equal(vmig_memdev_state(src->dev[i]), VMIG_STATE_STOP);
-        assert_true(vmig_memdev_digest(src->dev[i]) == dst->snap_dev[i]);
-        vmig_memdev_config(src->dev[i], a, NULL);
-        vmig_memdev_config(dst->dev[i], b, NULL);
-        assert_memory_equal(a, b, sizeof(a));
-    }
+    tvm_check_moved(src, dst);
     vmig_engine_stats(src->eng, &st);
     assert_int_equal(st.status, VMIG_ENGINE_COMPLETED);
     assert_int_equal(st.ram_transferred, RAM_SIZE);
