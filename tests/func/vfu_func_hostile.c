@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <vmig/vfu_client.h>
 #include <vmig/vfu_server.h>
+#include "../fdpass.h"
 #include "vfu_testdev.h"
 #include "func_check.h"
 #include "vfu_func.h"
@@ -50,27 +51,10 @@ raw_xact(int fd, uint16_t cmd, const void *p, size_t l, int sfd)
 {
     struct vmig_vfu_hdr h = {.id = 7, .cmd = cmd, .size = (uint32_t)(16 + l)};
     struct iovec iov[2] = {{&h, 16}, {(void *)p, l}};
-    union {
-        char b[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr a;
-    } ctl;
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = l ? 2 : 1};
     uint8_t rb[4096];
     ssize_t n;
 
-    if (sfd >= 0) {
-        struct cmsghdr *c;
-
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.b;
-        mh.msg_controllen = sizeof(ctl.b);
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &sfd, sizeof(int));
-    }
-    if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0) {
+    if (fdpass_send(fd, iov, l ? 2 : 1, &sfd, sfd >= 0 ? 1 : 0) < 0) {
         return -1;
     }
     n = recv(fd, rb, 16, MSG_WAITALL);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "../fdpass.h"
 #include "tran.h"
 
 static int
@@ -85,25 +86,9 @@ slow_writer(void *arg)
 
     for (size_t i = 0; i < s->len; i++) {
         struct iovec iov = {(void *)(s->buf + i), 1};
-        union {
-            char b[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr a;
-        } ctl;
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
-        if (i == 0 && s->sendfd >= 0) {
-            struct cmsghdr *c;
-
-            memset(&ctl, 0, sizeof(ctl));
-            mh.msg_control = ctl.b;
-            mh.msg_controllen = sizeof(ctl.b);
-            c = CMSG_FIRSTHDR(&mh);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(c), &s->sendfd, sizeof(int));
-        }
-        if (sendmsg(s->fd, &mh, MSG_NOSIGNAL) != 1) {
+        if (fdpass_send(s->fd, &iov, 1, &s->sendfd,
+                        i == 0 && s->sendfd >= 0 ? 1 : 0) != 1) {
             break;
         }
         usleep(100);
@@ -240,31 +225,17 @@ test_too_many_fds(void **state)
     int fds[VMIG_VFU_MAX_FDS + 4];
     struct vmig_vfu_hdr h = {.id = 1, .cmd = 8, .size = 16};
     struct iovec iov = {&h, 16};
-    union {
-        char b[CMSG_SPACE(sizeof(fds))];
-        struct cmsghdr a;
-    } ctl;
-    struct msghdr mh = {.msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = ctl.b,
-                        .msg_controllen = sizeof(ctl.b)};
-    struct cmsghdr *c;
     struct vmig__tran_msg m;
     int sv[2], before;
 
     (void)state;
-    memset(&ctl, 0, sizeof(ctl));
     pair(sv);
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
         fds[i] = sv[0];
     }
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(fds));
-    memcpy(CMSG_DATA(c), fds, sizeof(fds));
     before = count_fds();
-    assert_int_equal(sendmsg(sv[0], &mh, 0), 16);
+    assert_int_equal(
+        fdpass_send(sv[0], &iov, 1, fds, sizeof(fds) / sizeof(fds[0])), 16);
     assert_int_equal(vmig__tran_recv(sv[1], 1000, 4096, &m), -EPROTO);
     /* every fd that did arrive was closed again */
     assert_int_equal(count_fds(), before);
