@@ -7,6 +7,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <errno.h>
 #include <stdint.h>
@@ -179,32 +180,71 @@ test_refuse_v1(void **state)
     dest_free(&d);
 }
 
+/* A destination unlike the source: refused with the exact reason, the
+ * destination untouched. */
 static void
 test_refuse_mismatch(void **state)
 {
+    static const struct {
+        uint32_t qps, iso;
+        const char *why;
+    } cases[] = {
+        {QPS + 1, ACC_ISO_QP,
+         "queue-pair count mismatch: source has 2, this device has 3"},
+        {QPS, ACC_ISO_DEVICE,
+         "isolation mode mismatch: source is queue-pair (1), this device is "
+         "device (0)"},
+    };
     struct acc_rig *r = *state;
-    struct dest d;
     size_t len;
     uint8_t *p;
     char why[256];
 
     acc_model_stop(r->m);
     p = save(r->m, &len);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct dest d;
 
-    dest_new(r, QPS + 1, ACC_ISO_QP, &d);
-    assert_int_equal(load(&d, p, len, why, sizeof(why)), -EINVAL);
-    assert_string_equal(why, "queue-pair count mismatch: source has 2, this "
-                             "device has 3");
-    dest_assert_untouched(&d);
-    dest_free(&d);
-
-    dest_new(r, QPS, ACC_ISO_DEVICE, &d);
-    assert_int_equal(load(&d, p, len, why, sizeof(why)), -EINVAL);
-    assert_non_null(strstr(why, "isolation mode mismatch"));
-    dest_assert_untouched(&d);
-    dest_free(&d);
+        dest_new(r, cases[i].qps, cases[i].iso, &d);
+        assert_int_equal(load(&d, p, len, why, sizeof(why)), -EINVAL);
+        assert_string_equal(why, cases[i].why);
+        dest_assert_untouched(&d);
+        dest_free(&d);
+    }
     free(p);
 }
+
+/*
+ * Damage to a good payload at @off: the 32-bit field set to @val, the
+ * byte set to @val, or the byte XOR'ed with @val; resealed (a fresh CRC)
+ * when @reseal, so the field's own check must catch it.  Loading gives
+ * @err and a message containing @why.
+ */
+enum damage_op { PUT32, SET8, FLIP8 };
+
+struct damage {
+    size_t off;
+    enum damage_op op;
+    uint32_t val;
+    bool reseal;
+    int err;
+    const char *why;
+};
+
+static const struct damage damages[] = {
+    /* inconsistent but correctly sealed: each field is validated */
+    {ACC_STATE_QP_OFF + 32, PUT32, 16, true, -EBADMSG, /* sq_head == size */
+     "qp 0 SQ size 16 head 16"},
+    {ACC_STATE_GLOBAL_OFF + 32, PUT32, 12, true, -EBADMSG, /* not 2^n */
+     "EQ size 12"},
+    {ACC_STATE_GLOBAL_OFF + 0, PUT32, 0x80, true, -EBADMSG,
+     "unknown bits in ctrl 0x80"},
+    {16, PUT32, 17, true, -EBADMSG, /* in a 2-pair payload */
+     "cannot hold 17 queue pairs"},
+    {0, SET8, 3, true, -EOPNOTSUPP, "stream version 3"}, /* a future one */
+    /* not resealed: the CRC does not hide it */
+    {7, FLIP8, 0x40, false, -EBADMSG, "not accelerator state"}, /* magic */
+};
 
 static void
 test_refuse_truncated_and_corrupt(void **state)
@@ -246,40 +286,23 @@ test_refuse_truncated_and_corrupt(void **state)
         }
     }
 
-    /* Inconsistent but correctly sealed: each field is validated. */
-    memcpy(c, p, len);
-    put32(c + ACC_STATE_QP_OFF + 32, 16); /* qp 0 sq_head == size */
-    reseal(c, len);
-    assert_int_equal(load(&d, c, len, why, sizeof(why)), -EBADMSG);
-    assert_non_null(strstr(why, "qp 0 SQ size 16 head 16"));
+    for (size_t i = 0; i < sizeof(damages) / sizeof(damages[0]); i++) {
+        const struct damage *x = &damages[i];
 
-    memcpy(c, p, len);
-    put32(c + ACC_STATE_GLOBAL_OFF + 32, 12); /* EQ size not a power of 2 */
-    reseal(c, len);
-    assert_int_equal(load(&d, c, len, why, sizeof(why)), -EBADMSG);
-    assert_non_null(strstr(why, "EQ size 12"));
-
-    memcpy(c, p, len);
-    put32(c + ACC_STATE_GLOBAL_OFF + 0, 0x80); /* unknown ctrl bit */
-    reseal(c, len);
-    assert_int_equal(load(&d, c, len, why, sizeof(why)), -EBADMSG);
-
-    memcpy(c, p, len);
-    put32(c + 16, 17); /* 17 queue pairs in a 2-pair payload */
-    reseal(c, len);
-    assert_int_equal(load(&d, c, len, why, sizeof(why)), -EBADMSG);
-    assert_non_null(strstr(why, "cannot hold 17 queue pairs"));
-
-    memcpy(c, p, len);
-    c[0] = 3; /* a future version */
-    reseal(c, len);
-    assert_int_equal(load(&d, c, len, why, sizeof(why)), -EOPNOTSUPP);
-    assert_non_null(strstr(why, "stream version 3"));
-
-    memcpy(c, p, len);
-    c[7] ^= 0x40; /* magic */
-    assert_int_equal(load(&d, c, len, why, sizeof(why)), -EBADMSG);
-    assert_non_null(strstr(why, "not accelerator state"));
+        memcpy(c, p, len);
+        if (x->op == PUT32) {
+            put32(c + x->off, x->val);
+        } else if (x->op == SET8) {
+            c[x->off] = (uint8_t)x->val;
+        } else {
+            c[x->off] ^= (uint8_t)x->val;
+        }
+        if (x->reseal) {
+            reseal(c, len);
+        }
+        assert_int_equal(load(&d, c, len, why, sizeof(why)), x->err);
+        assert_non_null(strstr(why, x->why));
+    }
 
     dest_assert_untouched(&d);
     print_message("refused %u damaged payloads of %zu bytes\n", refused, len);
