@@ -159,22 +159,34 @@ def scenario_oob():
 
 # ------------------------------------------------------------ limits
 
+def until_closed(q, what, wait, data=None, reset_ok=False):
+    """Send @data (the agent may hang up while it is sent), then collect
+    every message until the agent closes the connection, within @wait
+    seconds a message; a reset counts as a close only when @reset_ok."""
+    if data is not None:
+        try:
+            q.send_raw(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    got = []
+    try:
+        while True:
+            got.append(q.recv(wait))
+    except QMPClosed:
+        pass
+    except ConnectionResetError as e:
+        if not reset_ok:
+            fail("no clean close after %s: %r" % (what, e))
+    except TimeoutError as e:
+        fail("no clean close after %s: %r" % (what, e))
+    return got
+
+
 def scenario_limits():
     src = agent("src", "-")
     # a 10 MB line: exactly one error, then the connection is closed
     q = connect(src.qmp)
-    try:
-        q.send_raw(b"a" * (10 << 20) + b"\n")
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    got = []
-    try:
-        while True:
-            got.append(q.recv(30))
-    except QMPClosed:
-        pass
-    except (ConnectionResetError, TimeoutError) as e:
-        fail("no clean close after the 10 MB line: %r" % e)
+    got = until_closed(q, "the 10 MB line", 30, b"a" * (10 << 20) + b"\n")
     errs = [m for m in got if "error" in m]
     check(len(errs) == 1, "expected one error for a 10 MB line, got %d: %r"
           % (len(errs), got[:3]))
@@ -182,19 +194,9 @@ def scenario_limits():
     q.close()
     # a 10 MB request inside valid JSON: one error, closed
     q = connect(src.qmp)
-    try:
-        q.send_raw('{"execute": "query-status", "arguments": {"x": "' +
-                   "y" * (10 << 20) + '"}}')
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    got = []
-    try:
-        while True:
-            got.append(q.recv(30))
-    except QMPClosed:
-        pass
-    except ConnectionResetError:
-        pass
+    got = until_closed(q, "the 10 MB request", 30,
+                       '{"execute": "query-status", "arguments": {"x": "' +
+                       "y" * (10 << 20) + '"}}', reset_ok=True)
     check(len([m for m in got if "error" in m]) == 1, "big request: %r" %
           got[:3])
     # many small requests without newlines are fine
@@ -222,13 +224,7 @@ def scenario_limits():
     check(connect(src.qmp).cmd("query-status")["running"], "after the hog")
 
     # a client that never negotiates is told so and closed (10 s)
-    lazy = QMP(src.qmp)
-    got = []
-    try:
-        while True:
-            got.append(lazy.recv(60))
-    except QMPClosed:
-        pass
+    got = until_closed(QMP(src.qmp), "no qmp_capabilities", 60)
     check(any("timed out waiting for qmp_capabilities" in
               m.get("error", {}).get("desc", "") for m in got),
           "negotiation timeout: %r" % got)
