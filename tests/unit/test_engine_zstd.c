@@ -209,15 +209,15 @@ fill_text(struct tvm *vm)
 }
 
 /* A text-filled VM migrated at zstd @level; the source's stats.  Small
- * (2 MiB of RAM, one device of 64 KiB): level 19 is slow, and the whole
- * migration must stay well inside tvm_check_landed()'s deadline on a
- * loaded machine. */
+ * (1 MiB of RAM, one device of 64 KiB), and no deadline checked (unlike
+ * tvm_check_landed()): level 19 is slow, the more so on a loaded
+ * machine, and what is measured here is bytes. */
 static void
 zstd_level_run(int level, struct vmig_engine_stats *st)
 {
     static const char *const names[1] = {"acc0"};
     static const uint64_t flags[1] = {VMIG_MIGRATION_STOP_COPY};
-    const struct tvm_cfg cfg = {.ram_size = 2u << 20,
+    const struct tvm_cfg cfg = {.ram_size = 1u << 20,
                                 .dev_state = 64u << 10,
                                 .ndev = 1,
                                 .names = names,
@@ -232,7 +232,9 @@ zstd_level_run(int level, struct vmig_engine_stats *st)
     assert_int_equal(migrate_relay(a, b, FR_PASS, &dret, &n), 0);
     assert_int_equal(dret, 0);
     vmig_engine_stats(a->eng, st);
-    tvm_check_landed(a, b);
+    assert_int_equal(st->status, VMIG_ENGINE_COMPLETED);
+    assert_int_equal(st->ram_transferred, cfg.ram_size);
+    tvm_check_moved(a, b);
     tvm_free(a);
     tvm_free(b);
 }
