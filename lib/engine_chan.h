@@ -50,7 +50,8 @@ struct eng_mc {
     int err;             /* the first failure (negative errno) */
     /* source: the stop-copy work still to hand out */
     unsigned int next_dev;
-    bool ram_spread; /* guest RAM goes over the channels too */
+    unsigned int dev_first; /* devices whose first stop-copy frame is out */
+    bool ram_spread;        /* guest RAM goes over the channels too */
     unsigned int ram_region;
     uint64_t ram_off;
     uint64_t ram_pages; /* pages sent by every channel */

@@ -207,6 +207,18 @@ chan_ram(struct eng_mc_chan *w, unsigned int r, uint64_t off, uint32_t np)
     return chan_send(w, &m, -1, len, zero ? np : 0, 0);
 }
 
+/* Device @i's first stop-copy frame (data, or DEV_END when it had
+ * none left) was handed to its channel: the main connection may start
+ * its RAM (wait_workers()). */
+static void
+dev_first_out(struct eng_mc *mc)
+{
+    pthread_mutex_lock(&mc->e->lock);
+    mc->dev_first++;
+    pthread_cond_broadcast(&mc->cond);
+    pthread_mutex_unlock(&mc->e->lock);
+}
+
 /* Device @i's remaining state on extra channel @w, then its DEV_END. */
 static int
 chan_device(struct eng_mc_chan *w, unsigned int i)
@@ -216,6 +228,7 @@ chan_device(struct eng_mc_chan *w, unsigned int i)
     const struct eng_dev *d = &e->dev[i];
     struct eng_src_dev *sd = &mc->s->dev[i];
     struct vmig_mp_msg m = {.type = VMIG_MP_DEV_DATA};
+    bool first = true;
     int ret;
 
     if (d->ops->read == NULL) {
@@ -242,13 +255,21 @@ chan_device(struct eng_mc_chan *w, unsigned int i)
         if (ret < 0) {
             return ret;
         }
+        if (first) {
+            dev_first_out(mc);
+            first = false;
+        }
         XXH3_64bits_update(sd->hash, w->buf, (size_t)n);
         sd->tx_off += (uint64_t)n;
     }
     m = (struct vmig_mp_msg){.type = VMIG_MP_DEV_END};
     m.dev_end = (struct vmig_mp_dev_end){
         .dev = i, .total = sd->tx_off, .digest = XXH3_64bits_digest(sd->hash)};
-    return chan_send(w, &m, -1, 0, 0, 0);
+    ret = chan_send(w, &m, -1, 0, 0, 0);
+    if (ret == 0 && first) {
+        dev_first_out(mc);
+    }
+    return ret;
 }
 
 /* An extra channel's thread: devices, then RAM, then CHANNEL_END. */
@@ -339,24 +360,27 @@ main_ram(struct eng_src *s)
 }
 
 /*
- * Until every started channel thread ended: read the return path (an
- * ERROR there stops them all) and honour a cancel.
+ * Until every started channel thread ended (@first: only until each
+ * device a channel took first has its first frame out, or nothing is
+ * left to wait for): read the return path (an ERROR there stops them
+ * all) and honour a cancel.
  */
 static void
-wait_workers(struct eng_src *s, unsigned int started)
+wait_workers(struct eng_src *s, unsigned int started, bool first)
 {
     struct eng_mc *mc = s->mc;
     struct vmig_engine *e = s->e;
+    unsigned int firsts = e->ndev < started ? e->ndev : started;
 
     for (;;) {
         bool failed, done;
         int ret;
 
         pthread_mutex_lock(&e->lock);
-        done = mc->ndone >= started;
+        done = mc->ndone >= started || (first && mc->dev_first >= firsts);
         failed = mc->err != 0;
         pthread_mutex_unlock(&e->lock);
-        if (done) {
+        if (done || (first && failed)) {
             return;
         }
         if (!failed) {
@@ -369,7 +393,7 @@ wait_workers(struct eng_src *s, unsigned int started)
             }
         }
         pthread_mutex_lock(&e->lock);
-        if (mc->ndone < started) {
+        if (mc->ndone < started && (!first || mc->dev_first < firsts)) {
             vmig__mc_wait(mc, 20);
         }
         pthread_mutex_unlock(&e->lock);
@@ -411,13 +435,12 @@ vmig__mc_src_stop_copy(struct eng_src *s)
     struct vmig_engine *e = s->e;
     struct eng_mc *mc = s->mc;
     struct vmig_mp_msg m = {.type = VMIG_MP_CHANNEL_SYNC};
+    bool dirty = vmig__pc_dirty_pass(s);
     unsigned int started;
-    int ret = 0;
+    int ret;
 
-    if (s->pc_on) {
-        /* the last pass of the dirty pages, on the main connection */
-        ret = vmig__pc_final_ram(s);
-    }
+    /* the dirty pages now, before the channels read the devices */
+    ret = vmig__pc_final_collect(s);
     for (unsigned int i = 0; ret == 0 && i < e->ndev; i++) {
         ret = vmig__src_send_config(s, i);
     }
@@ -429,7 +452,8 @@ vmig__mc_src_stop_copy(struct eng_src *s)
     }
     pthread_mutex_lock(&e->lock);
     mc->next_dev = 0;
-    mc->ram_spread = !s->pc_on;
+    mc->dev_first = 0;
+    mc->ram_spread = !dirty;
     mc->ram_region = 0;
     mc->ram_off = 0;
     mc->ram_pages = 0;
@@ -437,15 +461,25 @@ vmig__mc_src_stop_copy(struct eng_src *s)
     if (mc->ram_spread) {
         vmig__engine_pass(e, 1);
     }
+    /*
+     * The devices' data starts on the extra channels at once.  The main
+     * connection's RAM waits until each channel has its first device
+     * frame out: on a machine with few cores a RAM pass started at once
+     * takes the CPU from the channel threads and the device servers, and
+     * the devices' first bytes would wait for most of it.
+     */
     started = start_workers(mc);
     ret = vmig__src_send_vcpu(s);
     if (ret == 0) {
-        ret = main_ram(s);
+        wait_workers(s, started, true);
+    }
+    if (ret == 0 && __atomic_load_n(&mc->abort, __ATOMIC_ACQUIRE) == 0) {
+        ret = dirty ? vmig__pc_final_send(s) : main_ram(s);
     }
     if (ret < 0) {
         vmig__mc_fail(mc, ret);
     }
-    wait_workers(s, started);
+    wait_workers(s, started, false);
     for (unsigned int k = 1; k < mc->count; k++) {
         if (mc->ch[k].th_live) {
             pthread_join(mc->ch[k].th, NULL);

@@ -700,15 +700,21 @@ vmig__pc_run(struct eng_src *s)
     return ret < 0 ? ret : pc_iterate(s);
 }
 
+bool
+vmig__pc_dirty_pass(const struct eng_src *s)
+{
+    return s->pc_on && s->pc.ram;
+}
+
 int
-vmig__pc_final_ram(struct eng_src *s)
+vmig__pc_final_collect(struct eng_src *s)
 {
     struct vmig_engine *e = s->e;
     struct eng_pc *pc = &s->pc;
     int ret;
 
-    if (!pc->ram) {
-        return vmig__src_send_ram(s, pc->zero, false, 1, true);
+    if (!vmig__pc_dirty_pass(s)) {
+        return 0;
     }
     ret = pc_collect(s);
     if (ret < 0) {
@@ -717,6 +723,14 @@ vmig__pc_final_ram(struct eng_src *s)
     pthread_mutex_lock(&e->lock);
     e->st.dirty_pages = pc->dirty_pages;
     pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+int
+vmig__pc_final_send(struct eng_src *s)
+{
+    struct eng_pc *pc = &s->pc;
+
     /* tracking stops after the migration (vmig__pc_end()): releasing it
      * costs time that is not the guest's downtime */
     return pc_send_dirty(s, pc->pass + 1, true);

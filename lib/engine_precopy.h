@@ -22,8 +22,23 @@ bool vmig__pc_wanted(const struct eng_src *s);
  */
 int vmig__pc_run(struct eng_src *s);
 
-/* With the vCPUs paused and devices stopped: the last RAM pass. */
-int vmig__pc_final_ram(struct eng_src *s);
+/*
+ * The last RAM pass is one of dirty pages: precopy ran and the VMM
+ * tracks RAM writes.  Otherwise all of RAM moves at stop-copy as pass 1.
+ */
+bool vmig__pc_dirty_pass(const struct eng_src *s);
+
+/*
+ * With the vCPUs paused and devices stopped: the pages dirtied since the
+ * last precopy pass into the bitmaps (nothing without a dirty pass).
+ * Quick (a bitmap sync, and a dirty log read per device that logs its
+ * DMA): done before any device's data is read, so no device is asked
+ * for its log while its state streams.
+ */
+int vmig__pc_final_collect(struct eng_src *s);
+
+/* Those pages as the last pass, flagged LAST, on the main connection. */
+int vmig__pc_final_send(struct eng_src *s);
 
 /* Stop RAM tracking and free the bitmaps; safe to call twice. */
 void vmig__pc_end(struct eng_src *s);

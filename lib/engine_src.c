@@ -437,7 +437,12 @@ src_switchover(struct eng_src *s)
 
 /* ------------------------------------------------------------ stop-copy */
 
-/* Phase: the last RAM, the vCPU state, every device's config and data. */
+/*
+ * Phase: the last RAM, the vCPU state, every device's config and data.
+ * With one connection that order is the wire format tests/data records
+ * (migstream-src-v1.bin); with channels the devices' data starts first
+ * (engine_chan_src.c).
+ */
 static int
 src_stop_copy(struct eng_src *s)
 {
@@ -446,11 +451,14 @@ src_stop_copy(struct eng_src *s)
     if (s->mc != NULL) {
         return vmig__mc_src_stop_copy(s);
     }
-    ret = s->pc_on
-              ? vmig__pc_final_ram(s)
-              : vmig__src_send_ram(s,
-                                   (s->features & VMIG_MP_FEAT_ZERO_PAGES) != 0,
-                                   false, 1, true);
+    ret = vmig__pc_final_collect(s);
+    if (ret == 0) {
+        ret = vmig__pc_dirty_pass(s)
+                  ? vmig__pc_final_send(s)
+                  : vmig__src_send_ram(
+                        s, (s->features & VMIG_MP_FEAT_ZERO_PAGES) != 0, false,
+                        1, true);
+    }
     if (ret == 0) {
         ret = vmig__src_send_vcpu(s);
     }
@@ -548,7 +556,8 @@ src_complete(struct eng_src *s)
         return -ECANCELED;
     }
     pthread_mutex_lock(&e->lock);
-    e->st.stopcopy_bytes = vmig__wire_sent(s->c) - s->pc_sent;
+    /* the extra channels carry stop-copy data only */
+    e->st.stopcopy_bytes = vmig__wire_sent(s->c) - s->pc_sent + e->wire_extra;
     pthread_mutex_unlock(&e->lock);
     m.switchover =
         (struct vmig_mp_switchover){.ram_bytes = e->ram_total,

@@ -225,10 +225,14 @@ vcpu_main(void *arg)
             next.tv_nsec -= 1000000000;
             next.tv_sec++;
         }
-        if (v->p.steps_per_sec != 0 || done) {
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
-        }
         pthread_mutex_lock(&v->lock);
+        /* a pause (or the end) cuts the wait short: pausing waits for
+         * the step that runs, not for the rest of its millisecond */
+        while ((v->p.steps_per_sec != 0 || done) && !v->quit && v->want_run) {
+            if (pthread_cond_timedwait(&v->cond, &v->lock, &next) != 0) {
+                break; /* its time came */
+            }
+        }
     }
     v->running = false;
     pthread_cond_broadcast(&v->cond);
@@ -241,6 +245,7 @@ vmig_vcpu_new(void *ram, size_t size, const struct vmig_vcpu_params *p,
               struct vmig_vcpu **out)
 {
     struct vmig_vcpu *v;
+    pthread_condattr_t ca;
     int ret;
 
     if (ram == NULL || p == NULL || out == NULL || size < VMIG_GUEST_MIN_RAM) {
@@ -258,7 +263,10 @@ vmig_vcpu_new(void *ram, size_t size, const struct vmig_vcpu_params *p,
         v->acc = ((struct guest_hdr *)ram)->chain;
     }
     pthread_mutex_init(&v->lock, NULL);
-    pthread_cond_init(&v->cond, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&v->cond, &ca);
+    pthread_condattr_destroy(&ca);
     ret = pthread_create(&v->thread, NULL, vcpu_main, v);
     if (ret != 0) {
         pthread_cond_destroy(&v->cond);

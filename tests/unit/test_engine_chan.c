@@ -359,7 +359,13 @@ test_four_channels(void **state)
     pthread_mutex_lock(&a->eng->lock);
     assert_true(a->eng->wire_extra > (uint64_t)NDEV * DEV_STATE);
     assert_true(st.wire_bytes > a->eng->wire_extra);
+    /* the stop-copy bytes count the channels' too */
+    assert_true(st.stopcopy_bytes > a->eng->wire_extra);
     pthread_mutex_unlock(&a->eng->lock);
+    /* a device's first stop-copy frame went out on a channel, while the
+     * guest was down */
+    assert_true(st.first_dev_byte_us > 0);
+    assert_true(st.first_dev_byte_us <= (st.downtime_ms + 1) * 1000);
     assert_vm_alive(b);
 
     /* and back, B the source now */
