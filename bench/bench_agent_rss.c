@@ -178,6 +178,7 @@ struct row {
     unsigned long mib;
     long src_kib, dst_kib;
     long first_us; /* pause -> first stop-copy device byte, or -1 */
+    long down_ms;  /* the downtime query-migrate reports, or -1 */
     double secs;
     bool skipped; /* not run (memory), or failed */
     bool failed;
@@ -251,6 +252,7 @@ run_row(const char *vmig, const char *dir, struct row *r)
         r->secs = now_s() - t0;
     }
     r->first_us = json_num(mout, "\"x-vmig-first-device-byte-us\"");
+    r->down_ms = json_num(mout, "\"downtime\"");
     r->src_kib = hwm_kib(src);
     r->dst_kib = hwm_kib(dst);
     ret = r->src_kib > 0 && r->dst_kib > 0 ? 0 : -1;
@@ -307,29 +309,30 @@ main(int argc, char **argv)
     printf(
         "| device state | source agent MiB | destination agent MiB | over "
         "tiny, source | over tiny, destination | migration s | pause -> first "
-        "device byte ms |\n"
-        "|---|---|---|---|---|---|---|\n");
+        "device byte ms | downtime ms |\n"
+        "|---|---|---|---|---|---|---|---|\n");
     for (unsigned int i = 0; i < n; i++) {
         const struct row *r = &rows[i];
 
         if (r->failed) {
-            printf("| %lu MiB | failed (see the message above) | | | | | |\n",
+            printf("| %lu MiB | failed (see the message above) | | | | | | |\n",
                    r->mib);
             continue;
         }
         if (r->skipped) {
             printf("| %lu MiB | skipped: needs about %lu MiB available for "
-                   "the two device servers | | | | | |\n",
+                   "the two device servers | | | | | | |\n",
                    r->mib, 4 * r->mib + 2048);
             continue;
         }
-        printf("| %lu MiB | %.1f | %.1f | %+.1f | %+.1f | %.2f | %.2f |\n",
-               r->mib, (double)r->src_kib / 1024, (double)r->dst_kib / 1024,
-               rows[0].skipped ? 0.0
-                               : (double)(r->src_kib - rows[0].src_kib) / 1024,
-               rows[0].skipped ? 0.0
-                               : (double)(r->dst_kib - rows[0].dst_kib) / 1024,
-               r->secs, (double)r->first_us / 1e3);
+        printf(
+            "| %lu MiB | %.1f | %.1f | %+.1f | %+.1f | %.2f | %.2f | %ld |\n",
+            r->mib, (double)r->src_kib / 1024, (double)r->dst_kib / 1024,
+            rows[0].skipped ? 0.0
+                            : (double)(r->src_kib - rows[0].src_kib) / 1024,
+            rows[0].skipped ? 0.0
+                            : (double)(r->dst_kib - rows[0].dst_kib) / 1024,
+            r->secs, (double)r->first_us / 1e3, r->down_ms);
     }
     if (!rows[0].skipped) {
         long worst = 0;
