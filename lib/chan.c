@@ -161,7 +161,10 @@ chan_unacked(int fd)
  * Wait for @events on @fd.  The peer counts as silent only when nothing
  * moved for @timeout_ms: while we wait to read (a CONFIRM, say) the
  * peer may still be taking in what we sent before over a slow link, and
- * every byte it acknowledges starts the wait afresh.
+ * every byte it acknowledges starts the wait afresh.  A wait to write
+ * ends with -EPIPE when the peer has shut down its own sending side and
+ * takes nothing more in: it gave up (a destination does so after its
+ * ERROR), and whatever it said before is there to be read.
  */
 int
 vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
@@ -174,12 +177,18 @@ vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
         struct pollfd pfd = {.fd = fd, .events = events};
         int n, q;
 
+        if (events == POLLOUT) {
+            pfd.events |= POLLRDHUP;
+        }
         if (vmig__chan_cancelled(cancel)) {
             return -ECANCELED;
         }
         n = poll(&pfd, 1, 50);
         if (n < 0 && errno != EINTR) {
             return -errno;
+        }
+        if (n > 0 && (pfd.revents & (POLLRDHUP | POLLOUT)) == POLLRDHUP) {
+            return -EPIPE;
         }
         if (n > 0) {
             return 0;

@@ -478,7 +478,12 @@ dst_chan_main(void *arg)
         seen = now;
     }
     if (ret < 0 && __atomic_load_n(&mc->abort, __ATOMIC_ACQUIRE) == 0) {
-        if (cf.why[0] == '\0') {
+        if (cf.why[0] == '\0' && ret == -ETIMEDOUT) {
+            snprintf(cf.why, sizeof(cf.why),
+                     "migration channel %u: the source was silent for %u ms "
+                     "(the peer timeout)",
+                     w->index, mc->d->p.timeout_ms);
+        } else if (cf.why[0] == '\0') {
             snprintf(cf.why, sizeof(cf.why), "migration channel %u: %s",
                      w->index, strerror(-ret));
         }
@@ -627,6 +632,8 @@ dst_join(struct vmig_engine *e, struct vmig_chan *ch, struct vmig_mp_conn *c,
         w = &mc->ch[h->index];
         w->ch = ch;
         w->c = c;
+        /* the migration's peer timeout, not the accept's own */
+        vmig_mp_conn_set_timeout(c, mc->d->p.timeout_ms);
         vmig_mp_conn_set_cancel(c, &mc->abort);
         if ((mc->d->features & VMIG_MP_FEAT_ZSTD) &&
             vmig_mp_conn_set_compress(c, VMIG_MP_COMPRESS_ZSTD,

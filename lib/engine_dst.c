@@ -291,8 +291,14 @@ dst_send_error(struct eng_dst *d, int err)
     vmig_mp_conn_set_timeout(d->c, 1000);
     m.error.err = (uint32_t)-err;
     m.error.dev = d->fail_dev >= 0 ? (uint32_t)d->fail_dev : VMIG_MP_NO_DEVICE;
-    snprintf(m.error.reason, sizeof(m.error.reason), "%s",
-             d->reason[0] != '\0' ? d->reason : strerror(-err));
+    if (d->reason[0] == '\0' && err == -ETIMEDOUT) {
+        snprintf(m.error.reason, sizeof(m.error.reason),
+                 "the source was silent for %u ms (the peer timeout)",
+                 d->p.timeout_ms);
+    } else {
+        snprintf(m.error.reason, sizeof(m.error.reason), "%s",
+                 d->reason[0] != '\0' ? d->reason : strerror(-err));
+    }
     if (vmig_mp_send_msg(d->c, &m) < 0) {
         vmig_dbg(d->e->ctx, "incoming: the source is gone; no ERROR sent");
     }
@@ -302,7 +308,8 @@ dst_send_error(struct eng_dst *d, int err)
  * After an ERROR: closing a socket with unread data makes TCP send a
  * reset, which can destroy the ERROR before the source reads it.  So stop
  * writing and drain what the source still sends until it hangs up (it
- * does once it reads the ERROR between two frames), for at most 2 s.
+ * does once it reads the ERROR between two frames, or, blocked in a
+ * write, once it sees this side shut), for at most 2 s.
  */
 static void
 dst_linger(struct eng_dst *d)
@@ -324,11 +331,11 @@ vmig__dst_discard(struct eng_dst *d, int ret)
     char freason[VMIG_MP_REASON_MAX + 1];
     int fdev, fail_err;
 
-    if (ret == -ECONNRESET || ret == -EPIPE || ret == -ETIMEDOUT ||
-        d->c == NULL) {
+    if (ret == -ECONNRESET || ret == -EPIPE || d->c == NULL) {
+        /* (a source silent for the peer timeout is told why: when both
+         * sides give up at once, it must not see only a hangup) */
         d->send_err = false;
     }
-    vmig__mc_dst_stop(d); /* no channel writes into a device being reset */
     fail_err = vmig__engine_failure(e, &fdev, freason, sizeof(freason));
     if (fail_err != 0) {
         /* the VMM's reason (a device's server died) is the cause, whatever
@@ -342,8 +349,13 @@ vmig__dst_discard(struct eng_dst *d, int ret)
     }
     vmig_err(e->ctx, "incoming: failed: %s%s%s; discarding everything",
              strerror(-ret), d->reason[0] != '\0' ? ": " : "", d->reason);
+    /* the ERROR leaves before the extra channels close (with data unread:
+     * a reset), so the source has the reason when it sees them go */
     if (d->send_err) {
         dst_send_error(d, ret);
+    }
+    vmig__mc_dst_stop(d); /* no channel writes into a device being reset */
+    if (d->send_err) {
         dst_linger(d);
     }
     if (d->resumed && e->ops->vcpu_pause != NULL) {

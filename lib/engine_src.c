@@ -639,7 +639,7 @@ vmig_engine_migrate_chan(struct vmig_engine *e, struct vmig_chan *ch)
         return -EINPROGRESS;
     }
     if (ret < 0) {
-        vmig__src_rollback(s, ret);
+        ret = vmig__src_rollback(s, ret);
     }
     vmig__src_free(s);
     vmig__engine_end(e, ret);

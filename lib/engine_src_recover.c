@@ -48,7 +48,7 @@ vmig_engine_recover(struct vmig_engine *e)
     if (ret == 0) {
         vmig__src_finish(s, NULL);
     } else {
-        vmig__src_rollback(s, ret);
+        ret = vmig__src_rollback(s, ret);
     }
     vmig__src_free(s);
     vmig__engine_end(e, ret);

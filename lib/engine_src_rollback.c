@@ -10,28 +10,41 @@
 #include <stdio.h>
 #include <string.h>
 #include <vmig/engine.h>
+#include "chan_priv.h"
 #include "engine_precopy.h"
 #include "engine_priv.h"
 #include "engine_send.h"
 #include "internal.h"
 
-/* After a send failed: the destination may have said why before closing. */
-static void
+/*
+ * After the destination hung up (a send failed, or a channel saw it go)
+ * or went silent: it may have said why before, in an ERROR still unread
+ * on the main connection.  Its reason is the cause; what this side saw
+ * (a reset, its own timeout as both gave up at once) only the symptom,
+ * so the ERROR replaces the error recorded so far.  Return true when
+ * there was one.
+ */
+static bool
 src_fetch_reason(struct eng_src *s)
 {
+    struct vmig_engine *e = s->e;
     struct vmig_mp_frame f;
 
     vmig_mp_conn_set_cancel(s->c, NULL);
     vmig_mp_conn_set_timeout(s->c, 200);
     for (int i = 0; i < 64; i++) {
         if (vmig_mp_recv(s->c, &f) < 0) {
-            return;
+            return false;
         }
         if (f.hdr.type == VMIG_MP_ERROR) {
+            pthread_mutex_lock(&e->lock);
+            e->st.error[0] = '\0';
+            pthread_mutex_unlock(&e->lock);
             (void)vmig__src_error_frame(s, &f);
-            return;
+            return true;
         }
     }
+    return false;
 }
 
 static void
@@ -99,9 +112,11 @@ src_devices_to_running(struct eng_src *s)
 /*
  * Undo whatever the phases did, so the VM runs here as before: tell the
  * destination (unless the connection is gone, or it refused us), end
- * precopy, return the devices to RUNNING, resume the vCPUs.
+ * precopy, return the devices to RUNNING, resume the vCPUs.  Return the
+ * migration's error: @ret, or the destination's when @ret was the hangup
+ * or silence that followed its ERROR.
  */
-void
+int
 vmig__src_rollback(struct eng_src *s, int ret)
 {
     struct vmig_engine *e = s->e;
@@ -112,7 +127,14 @@ vmig__src_rollback(struct eng_src *s, int ret)
          * overrode): nothing more to tell it on this connection */
     } else if (ret == -EPIPE || ret == -ECONNRESET) {
         conn_ok = false;
-        src_fetch_reason(s);
+        if (src_fetch_reason(s) && s->peer_err != 0) {
+            ret = -s->peer_err; /* as if read between two frames */
+        }
+    } else if (ret == -ETIMEDOUT && s->ch != NULL &&
+               vmig__chan_pending(s->ch) && src_fetch_reason(s)) {
+        /* the destination gave up too, and said why */
+        conn_ok = false;
+        ret = s->peer_err != 0 ? -s->peer_err : ret;
     } else if (ret == -ETIMEDOUT) {
         /* with the commit protocol a destination that was only slow may
          * still reach READY: an ABORT behind the stream makes it discard
@@ -142,6 +164,7 @@ vmig__src_rollback(struct eng_src *s, int ret)
     vmig__src_resume_here(s);
     vmig_err(e->ctx, "migration: %s: %s; the VM keeps running here",
              ret == -ECANCELED ? "cancelled" : "failed", strerror(-ret));
+    return ret;
 }
 
 void

@@ -94,10 +94,12 @@ struct vmig_mp_frame;
 
 /* engine_src.c: free the state; the completion after CONFIRM (@confirm
  * NULL: learnt on a recovery connection); the rollback after a failure
- * before GO (or a discard after it); resuming the VM here. */
+ * before GO (or a discard after it), which returns the migration's error
+ * (@ret, or the destination's when its ERROR turned up only then);
+ * resuming the VM here. */
 void vmig__src_free(struct eng_src *s);
 void vmig__src_finish(struct eng_src *s, const struct vmig_mp_frame *confirm);
-void vmig__src_rollback(struct eng_src *s, int ret);
+int vmig__src_rollback(struct eng_src *s, int ret);
 void vmig__src_resume_here(struct eng_src *s);
 
 /* engine_commit.c: after SWITCHOVER with the commit protocol: READY, GO,

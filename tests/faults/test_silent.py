@@ -3,14 +3,29 @@
 """A peer that goes silent during stop-copy is detected within the
 downtime budget plus the peer timeout, which is a parameter (issue 14,
 defect 6: QMP x-vmig-peer-timeout; it was a fixed 30 s).  Between real
-agent processes through vmig-faultproxy: the source sets a 2 s peer
-timeout (the destination 6 s, so the source detects first), precopy is
-off so the stream's second RAM frame is inside stop-copy (the VM
-paused), and the proxy stalls it for 10 minutes.  The source must
-fail naming the timeout within the downtime limit + 2 s (plus slack for
-a loaded machine, far below 30 s), roll back so the VM runs and
-verifies there, the destination discard and keep listening, and a retry
-straight to it complete.
+agent processes through vmig-faultproxy, with two connections (the main
+one and an extra channel): precopy is off so the stream's second RAM
+frame is inside stop-copy (the VM paused), and the proxy stalls it for
+10 minutes.  Both orderings of the two agents' timeouts:
+
+  src-first       the source's peer timeout is 2 s, the destination's
+                  6 s: the source must fail naming its own timeout
+                  within the downtime limit + 2 s (plus slack for a
+                  loaded machine, far below 30 s)
+  dst-first       the destination's is 2 s, the source's 30 s, the stall
+                  on the main connection: the destination gives up first
+                  and hangs up; within the same limit the source must
+                  fail naming the destination's reason (its ERROR frame:
+                  the source was silent), not a bare 'Connection reset by
+                  peer' nor, 30 s on, its own timeout
+  dst-first-chan  the same with the stall on the extra channel
+  equal           both 2 s: either may give up first; the source must
+                  name a timeout, its own or the destination's, never a
+                  bare reset
+
+In each the source rolls back so the VM runs and verifies there, the
+destination discards and keeps listening, and a retry straight to it
+completes.
 
 usage: test_silent.py VMIG VMIG-FAULTPROXY
 """
@@ -23,21 +38,26 @@ from vmiglab import Checks, QMPError, free_port, grep, now, run_cases, wait_for 
 VMIG, PROXY = sys.argv[1], sys.argv[2]
 check = Checks()
 PEER_TIMEOUT_MS = 2000
-DST_PEER_TIMEOUT_MS = 3 * PEER_TIMEOUT_MS
+LONG_TIMEOUT_MS = 3 * PEER_TIMEOUT_MS
+# the source's timeout when the destination is to give up first: far
+# beyond the time allowed to detect, so the source must learn of the
+# stall from the destination, not from its own timeout
+SRC_LONG_TIMEOUT_MS = 30000
 DOWNTIME_MS = 300
 # time to detect = downtime budget + peer timeout + this slack (a loaded
 # machine's scheduling); the fixed 30 s timeout could never meet it
 SLACK_S = 8.0
 
 
-def case_stopcopy(lab):
+def stall_case(lab, src_ms, dst_ms, reason_re, reason_what, conn=None):
+    """The stop-copy stall with these peer timeouts, on proxy connection
+    @conn (1: the main one; None: whichever carries the second RAM frame);
+    the source's error must match @reason_re (what it names:
+    @reason_what)."""
     args = ["--ram", "32M", "--device", "acc"]
     src = lab.agent("src", "run", args + ["--acc-requests", "200000"])
     dst = lab.agent("dst", "receive", args, free_port())
-    # the source is the side under test: the destination waits longer, so
-    # its own timeout cannot fire first and hang up (the source would then
-    # see only "Connection reset by peer" instead of its silence)
-    for a, ms in ((src, PEER_TIMEOUT_MS), (dst, DST_PEER_TIMEOUT_MS)):
+    for a, ms in ((src, src_ms), (dst, dst_ms)):
         a.cmd("migrate-set-parameters", {"x-vmig-peer-timeout": ms})
         got = a.cmd("query-migrate-parameters").get("x-vmig-peer-timeout")
         check(got == ms, "%s: x-vmig-peer-timeout reads back %s" % (a.name, got))
@@ -51,22 +71,24 @@ def case_stopcopy(lab):
           "a refused migrate-set-parameters changed nothing")
     src.cmd("migrate-set-parameters", {"x-vmig-precopy": False, "downtime-limit": DOWNTIME_MS})
     px = lab.proxy_to("px", dst.port)
-    rid = px.arm("fwd frame=RAM:nth=2 stall 600000")
+    src.cmd("migrate-set-parameters", {"multifd-channels": 2})
+    rid = px.arm("%sfwd frame=RAM:nth=2 stall 600000" % ("conn=%d " % conn if conn else ""))
     wait_for(lambda: (src.guest().get("accelerator") or {}).get("completed", 0) > 0,
              what="the accelerator workload to start")
     t = now()
     src.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % px.port})
     fired = px.wait(rid, 120)
     check(fired is not None, "the proxy stalled the stop-copy stream")
+    print("stalled: %s" % fired)
     _, ev = src.q.wait_event("MIGRATION", lambda e: e.get("status") in
                              ("completed", "failed", "cancelled"), since=t, timeout=120)
     took = now() - (fired["t"] if fired else t)
     err = src.migrate_info().get("error-desc", "")
     print("source: %s after %.0f ms of silence: %s" % (ev["data"]["status"], took * 1000, err))
     check(ev["data"]["status"] == "failed", "the migration failed")
-    limit = (DOWNTIME_MS + PEER_TIMEOUT_MS) / 1000.0 + SLACK_S
+    limit = (DOWNTIME_MS + min(src_ms, dst_ms)) / 1000.0 + SLACK_S
     check(took < limit, "detected within %.1f s (took %.1f s)" % (limit, took))
-    check(grep(r"timed out|timeout|silent", err), "the reason names the silence: %s" % err)
+    check(grep(reason_re, err), "the reason names %s: %s" % (reason_what, err))
     wait_for(lambda: not src.guest().get("busy"), what="the source to settle")
     check(src.status() == "running", "the VM runs on the source")
     s0 = src.guest().get("steps", 0)
@@ -78,8 +100,12 @@ def case_stopcopy(lab):
     wait_for(lambda: dst.migrate_info().get("status") in ("failed", "cancelled", "setup"),
              what="the destination to give the migration up")
     check(dst.status() == "inmigrate", "the destination discarded and waits")
-    # a retry, straight to the destination, completes
+    # a retry, straight to the destination, completes (with the default
+    # peer timeout: a 2 s one can run out on a loaded machine while the
+    # main connection waits for the extra channel's share)
     px.clear()
+    for a in (src, dst):
+        a.cmd("migrate-set-parameters", {"x-vmig-peer-timeout": 30000})
     t = now()
     src.cmd("migrate-set-parameters", {"x-vmig-precopy": True})
     src.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % dst.port})
@@ -91,7 +117,38 @@ def case_stopcopy(lab):
     check(dst.guest().get("verified"), "the guest verifies on the destination")
 
 
-CASES = {"stopcopy": case_stopcopy}
+def case_src_first(lab):
+    # the source's own timeout fires first: it names the silence itself
+    stall_case(lab, PEER_TIMEOUT_MS, LONG_TIMEOUT_MS,
+               r"timed out|timeout|silent", "the silence")
+
+
+def case_dst_first(lab):
+    # the destination gives up first (the stall is on the main connection,
+    # where a timeout used to end without an ERROR) and hangs up: its
+    # ERROR must reach the source ahead of the hangup, and the source
+    # must report it, soon after it was sent
+    stall_case(lab, SRC_LONG_TIMEOUT_MS, PEER_TIMEOUT_MS,
+               r"^destination: .*(silent|timed out)",
+               "the destination's reason", conn=1)
+
+
+def case_dst_first_chan(lab):
+    # the same with the stall on the extra channel: the destination's
+    # channel times out, and its other connections close with data unread
+    stall_case(lab, SRC_LONG_TIMEOUT_MS, PEER_TIMEOUT_MS,
+               r"^destination: .*(silent|timed out)",
+               "the destination's reason", conn=2)
+
+
+def case_equal(lab):
+    # a race: whichever gives up first, the source names a timeout
+    stall_case(lab, PEER_TIMEOUT_MS, PEER_TIMEOUT_MS,
+               r"timed out|silent", "the silence, its own or the destination's")
+
+
+CASES = {"src-first": case_src_first, "dst-first": case_dst_first,
+         "dst-first-chan": case_dst_first_chan, "equal": case_equal}
 
 
 def main():
