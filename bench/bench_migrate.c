@@ -133,6 +133,7 @@ vside_new(struct vside *s, vmig_ctx_t *ctx, const char *path, size_t ram,
 {
     struct vmig_engine_region rg = {.name = "ram0", .size = ram};
     struct vmig_engine_vfu_params p = {.name = "td0"};
+    int ret;
 
     s->memfd = memfd_create("bench-ram", MFD_CLOEXEC);
     if (s->memfd < 0 || ftruncate(s->memfd, (off_t)ram) < 0) {
@@ -142,13 +143,21 @@ vside_new(struct vside *s, vmig_ctx_t *ctx, const char *path, size_t ram,
     s->ram = mmap(NULL, ram, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
     s->dev = dev;
     s->pid = dev == 0 ? acc_spawn(path) : testdev_spawn(path, seed, dev);
-    if (s->ram == MAP_FAILED || s->pid <= 0 ||
-        vmig_vfu_client_connect(ctx, path, VMIG_VFU_EXT__ALL, &s->c) < 0 ||
-        vmig_engine_vfu_new(ctx, s->c, &p, &s->b) < 0 ||
-        vmig_engine_vfu_add_ram(s->b, 0, ram, s->memfd, 0, s->ram) < 0 ||
-        vmig_engine_vfu_dma_map(s->b, 0, ram,
-                                VMIG_VFU_DMA_READ | VMIG_VFU_DMA_WRITE) < 0) {
-        fprintf(stderr, "bench: cannot set up the vfio-user device\n");
+    if (s->ram == MAP_FAILED || s->pid <= 0) {
+        fprintf(stderr, "bench: cannot start the %s server at %s (%d)\n",
+                dev == 0 ? "vmig-acc" : "test device", path, (int)s->pid);
+        exit(1);
+    }
+    if ((ret = vmig_vfu_client_connect(ctx, path, VMIG_VFU_EXT__ALL, &s->c)) <
+            0 ||
+        (ret = vmig_engine_vfu_new(ctx, s->c, &p, &s->b)) < 0 ||
+        (ret = vmig_engine_vfu_add_ram(s->b, 0, ram, s->memfd, 0, s->ram)) <
+            0 ||
+        (ret = vmig_engine_vfu_dma_map(
+             s->b, 0, ram, VMIG_VFU_DMA_READ | VMIG_VFU_DMA_WRITE)) < 0) {
+        fprintf(stderr,
+                "bench: cannot set up the vfio-user device %s at %s: %s\n",
+                dev == 0 ? "vmig-acc" : "test device", path, strerror(-ret));
         exit(1);
     }
     rg.host = s->ram;

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -94,35 +95,31 @@ err_free:
     return ret;
 }
 
-int
-vmig_vfu_server_listen(struct vmig_vfu_server *s, const char *path)
+/*
+ * Bind and listen on @fd at @path.  The socket is bound under a temporary
+ * name beside @path and renamed onto it only once it listens: a client
+ * that waits for @path to appear (a VMM, a test spawning the server) and
+ * connects at once must never find a socket that refuses it.  A path too
+ * long for the temporary name is bound directly.
+ */
+static int
+listen_at(struct vmig_vfu_server *s, int fd, const char *path)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%ld.tmp", path,
+                     (long)getpid());
+    bool tmp = n > 0 && (size_t)n < sizeof(sa.sun_path);
     struct stat st;
+    bool bound;
     mode_t old;
-    int fd, ret;
+    int ret;
 
-    if (s->listen_fd >= 0) {
-        return -EBUSY;
+    if (!tmp) {
+        memcpy(sa.sun_path, path, strlen(path) + 1);
     }
-    if (path == NULL || strlen(path) >= sizeof(sa.sun_path)) {
-        return -ENAMETOOLONG;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    /* Replace a stale socket, never anything else. */
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            vmig_err(s->ctx,
-                     "vfu: %s exists and is not a socket; not replacing it",
-                     path);
-            close(fd);
-            return -EEXIST;
-        }
-        (void)unlink(path);
+    if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        /* a stale socket at @path, or a temporary name left by a crash */
+        (void)unlink(sa.sun_path);
     }
     /* The umask makes the socket 0600 from birth, so no other user can
      * connect in between (umask is per process: a thread creating files
@@ -131,12 +128,53 @@ vmig_vfu_server_listen(struct vmig_vfu_server *s, const char *path)
     old = umask(0177);
     ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
+    bound = ret == 0;
     if (ret == 0) {
-        ret = chmod(path, 0600);
+        ret = chmod(sa.sun_path, 0600);
     }
-    if (ret < 0 || listen(fd, 4) < 0) {
+    if (ret == 0) {
+        ret = listen(fd, 4);
+    }
+    if (ret == 0 && tmp) {
+        /* replaces a stale socket at @path in the same step */
+        ret = rename(sa.sun_path, path);
+    }
+    if (ret < 0) {
         ret = -errno;
         vmig_err(s->ctx, "vfu: cannot listen on %s: %s", path, strerror(-ret));
+        if (bound) {
+            (void)unlink(sa.sun_path);
+        }
+    }
+    return ret;
+}
+
+int
+vmig_vfu_server_listen(struct vmig_vfu_server *s, const char *path)
+{
+    struct stat st;
+    int fd, ret;
+
+    if (s->listen_fd >= 0) {
+        return -EBUSY;
+    }
+    if (path == NULL ||
+        strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+        return -ENAMETOOLONG;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    /* Replace a stale socket, never anything else. */
+    if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        vmig_err(s->ctx, "vfu: %s exists and is not a socket; not replacing it",
+                 path);
+        close(fd);
+        return -EEXIST;
+    }
+    ret = listen_at(s, fd, path);
+    if (ret < 0) {
         close(fd);
         return ret;
     }

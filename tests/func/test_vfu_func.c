@@ -4,10 +4,12 @@
  * process, driven by the vmig client (and by a hostile raw client).
  *
  * usage: test_vfu_func <case>   (basic, migrate-bulk, migrate-plain,
- *                                 reset, hostile, badstream)
+ *                                 reset, hostile, badstream, listen)
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -632,6 +634,91 @@ case_tool(const char *tool)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* ------------------------------------------------------------- listen */
+
+struct listen_job {
+    struct vmig_vfu_server *s;
+    const char *path;
+    int ret;
+};
+
+static void *
+listen_main(void *arg)
+{
+    struct listen_job *j = arg;
+
+    j->ret = vmig_vfu_server_listen(j->s, j->path);
+    return NULL;
+}
+
+/*
+ * A client that connects the moment the socket path appears (as a VMM or
+ * a test spawning the server does) is never refused: the path must not
+ * exist before the socket listens.  The server listens in a thread while
+ * this one spins on stat() and connects at once, LISTEN_ROUNDS times.
+ */
+#define LISTEN_ROUNDS 400
+static void
+case_listen(void)
+{
+    static const struct vmig_vfu_dev_ops noops = {0};
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char path[300];
+    int refused = 0, other = 0;
+
+    sock_path(path, sizeof(path), "listen");
+    CHECK(strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    for (int i = 0; i < LISTEN_ROUNDS; i++) {
+        struct listen_job j = {.path = path};
+        struct timespec t0, t;
+        struct stat st;
+        pthread_t th;
+        int fd;
+
+        CHECK_RC(vmig_vfu_server_new(ctx, &noops, NULL, NULL, &j.s), 0);
+        CHECK(pthread_create(&th, NULL, listen_main, &j) == 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if (t.tv_sec - t0.tv_sec > 30) {
+                break; /* the join below tells what happened */
+            }
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            refused += errno == ECONNREFUSED;
+            other += errno != ECONNREFUSED;
+        }
+        close(fd);
+        pthread_join(th, NULL);
+        CHECK_RC(j.ret, 0);
+        vmig_vfu_server_free(j.s);
+        CHECK(access(path, F_OK) < 0); /* the server removed its socket */
+    }
+    if (refused + other > 0) {
+        fprintf(stderr,
+                "listen: %d of %d connections made as the socket appeared "
+                "were refused, %d failed otherwise\n",
+                refused, LISTEN_ROUNDS, other);
+    }
+    CHECK(refused == 0 && other == 0);
+    /* nothing is left beside it: no temporary name */
+    {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        int left = 0;
+
+        CHECK(d != NULL);
+        while ((e = readdir(d)) != NULL) {
+            left += strncmp(e->d_name, "listen", 6) == 0;
+        }
+        closedir(d);
+        CHECK(left == 0);
+    }
+}
+
 static void
 log_sink(void *opaque, int level, const char *msg)
 {
@@ -675,6 +762,9 @@ main(int argc, char **argv)
     }
     if (all || strcmp(which, "hostile") == 0) {
         case_hostile();
+    }
+    if (all || strcmp(which, "listen") == 0) {
+        case_listen();
     }
     if (strcmp(which, "tool") == 0) {
         case_tool(argc > 2 ? argv[2] : NULL);

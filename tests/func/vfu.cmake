@@ -3,8 +3,8 @@ add_executable(test_vfu_func ${PROJECT_SOURCE_DIR}/tests/func/test_vfu_func.c
   ${PROJECT_SOURCE_DIR}/tests/func/vfu_func_hostile.c
   ${PROJECT_SOURCE_DIR}/tests/func/vfu_testdev.c)
 target_link_libraries(test_vfu_func PRIVATE vmig_static vmig_testkit
-  PkgConfig::XXHASH)
-foreach(case basic migrate-bulk migrate-plain badstream reset hostile)
+  PkgConfig::XXHASH Threads::Threads)
+foreach(case basic migrate-bulk migrate-plain badstream reset hostile listen)
   add_test(NAME vfu-${case} COMMAND test_vfu_func ${case})
   set_tests_properties(vfu-${case} PROPERTIES LABELS func TIMEOUT 60)
 endforeach()
