@@ -13,6 +13,9 @@
  * (<vmig/engine_vfu.h>): its state moves over the bulk channel.
  * Third case: the same RAM with the accelerator (a vmig-acc server
  * process, its queues set up by the guest driver through BAR0).
+ * A run still going after 300 s (VMIG_BENCH_RUN_LIMIT_S) is reported as a
+ * hang (each side's status and device states) and ends the benchmark with
+ * status 1, its device servers killed.
  *
  * usage: bench_migrate [RAM_MiB] [DEV_MiB] [RUNS]
  */
@@ -30,6 +33,7 @@
 #include <sys/wait.h>
 #include <vmig/engine.h>
 #include <vmig/engine_vfu.h>
+#include <vmig/fsm.h>
 #include <vmig_testkit/memdev.h>
 #include <vmig_testkit/spawn.h>
 #include <vmig/vfu_client.h>
@@ -61,6 +65,147 @@ connect_to(int port)
         exit(1);
     }
     return fd;
+}
+
+/* ------------------------------------------------------------ watchdog */
+
+/* A run still going after this long (or VMIG_BENCH_RUN_LIMIT_S) is taken
+ * for a hang: the benchmark says where each side and device stands, kills
+ * its device servers and exits, rather than waiting for ever (a migration
+ * here takes seconds). */
+#define RUN_LIMIT_S 300
+
+static int
+run_limit_s(void)
+{
+    const char *v = getenv("VMIG_BENCH_RUN_LIMIT_S");
+
+    return v != NULL && atoi(v) > 0 ? atoi(v) : RUN_LIMIT_S;
+}
+
+/* The device server processes, killed on any exit. */
+static pid_t kids[4];
+
+static void
+kid_add(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
+        if (kids[i] <= 0) {
+            kids[i] = pid;
+            return;
+        }
+    }
+}
+
+static void
+kid_forget(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
+        if (kids[i] == pid) {
+            kids[i] = 0;
+        }
+    }
+}
+
+static void
+kids_kill(void)
+{
+    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
+        if (kids[i] > 0) {
+            kill(kids[i], SIGKILL);
+            (void)waitpid(kids[i], NULL, 0);
+            kids[i] = 0;
+        }
+    }
+}
+
+struct watch {
+    const char *what;
+    struct vmig_engine *src, *dst;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    pthread_t th;
+};
+
+static void
+watch_say(const char *side, struct vmig_engine *e)
+{
+    struct vmig_engine_stats *st = malloc(sizeof(*st));
+
+    if (st == NULL) {
+        return;
+    }
+    vmig_engine_stats(e, st);
+    fprintf(stderr,
+            "bench:   %s: %s for %llu ms, %llu of %llu RAM bytes moved%s%s\n",
+            side, vmig_engine_status_name(st->status),
+            (unsigned long long)st->total_time_ms,
+            (unsigned long long)st->ram_transferred,
+            (unsigned long long)st->ram_total, st->error[0] ? ", error: " : "",
+            st->error);
+    for (unsigned int i = 0; i < st->ndevices; i++) {
+        fprintf(stderr, "bench:     device %s: %s, %llu bytes of state moved\n",
+                st->dev[i].name, vmig_state_name(st->dev[i].state),
+                (unsigned long long)st->dev[i].bytes);
+    }
+    free(st);
+}
+
+static void *
+watch_main(void *arg)
+{
+    struct watch *w = arg;
+    struct timespec dl;
+    bool done;
+
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += run_limit_s();
+    pthread_mutex_lock(&w->lock);
+    while (!w->done &&
+           pthread_cond_timedwait(&w->cond, &w->lock, &dl) != ETIMEDOUT) {
+    }
+    done = w->done;
+    pthread_mutex_unlock(&w->lock);
+    if (!done) {
+        fprintf(stderr,
+                "bench: %s did not end within %d s; taken for a hang "
+                "(attach gdb to see where; the device servers are killed):\n",
+                w->what, run_limit_s());
+        watch_say("source", w->src);
+        watch_say("destination", w->dst);
+        kids_kill();
+        _exit(1);
+    }
+    return NULL;
+}
+
+static void
+watch_start(struct watch *w, const char *what, struct vmig_engine *src,
+            struct vmig_engine *dst)
+{
+    w->what = what;
+    w->src = src;
+    w->dst = dst;
+    w->done = false;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (pthread_create(&w->th, NULL, watch_main, w) != 0) {
+        fprintf(stderr, "bench: cannot start the watchdog thread\n");
+        exit(1);
+    }
+}
+
+static void
+watch_stop(struct watch *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->th, NULL);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
 }
 
 /* ------------------------------------------------------------ baseline */
@@ -143,6 +288,9 @@ vside_new(struct vside *s, vmig_ctx_t *ctx, const char *path, size_t ram,
     s->ram = mmap(NULL, ram, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
     s->dev = dev;
     s->pid = dev == 0 ? acc_spawn(path) : testdev_spawn(path, seed, dev);
+    if (s->pid > 0) {
+        kid_add(s->pid);
+    }
     if (s->ram == MAP_FAILED || s->pid <= 0) {
         fprintf(stderr, "bench: cannot start the %s server at %s (%d)\n",
                 dev == 0 ? "vmig-acc" : "test device", path, (int)s->pid);
@@ -180,6 +328,7 @@ vside_free(struct vside *s, size_t ram)
     } else {
         (void)testdev_stop(s->pid);
     }
+    kid_forget(s->pid);
     munmap(s->ram, ram);
     close(s->memfd);
 }
@@ -273,6 +422,7 @@ vfu_case(vmig_ctx_t *ctx, size_t ram, size_t dev, int runs)
     for (int r = 0; r < runs; r++) {
         struct vmig_engine_stats *st = malloc(sizeof(*st));
         struct dst_job j = {.s = NULL};
+        struct watch w;
         pthread_t th;
         int port, fd, ret;
         double t0, tp, tm;
@@ -282,6 +432,10 @@ vfu_case(vmig_ctx_t *ctx, size_t ram, size_t dev, int runs)
              (dev > 0 ? plain_copy(a.ram, b.ram, dev < ram ? dev : ram) : 0);
         j.lfd = listen_any(&port);
         j.eng = b.eng;
+        watch_start(&w,
+                    dev == 0 ? "the accelerator's migration"
+                             : "the vfio-user test device's migration",
+                    a.eng, b.eng);
         pthread_create(&th, NULL, dst_main, &j);
         fd = connect_to(port);
         t0 = bench_now_s();
@@ -289,6 +443,7 @@ vfu_case(vmig_ctx_t *ctx, size_t ram, size_t dev, int runs)
         tm = bench_now_s() - t0;
         close(fd);
         pthread_join(th, NULL);
+        watch_stop(&w);
         close(j.lfd);
         if (ret < 0 || j.ret < 0 || st == NULL ||
             memcmp(a.ram, b.ram, ram) != 0 || td_hash(&b) != ha) {
@@ -346,6 +501,7 @@ main(int argc, char **argv)
     if (vmig_ctx_new("bench", NULL, NULL, &ctx) < 0) {
         return 1;
     }
+    atexit(kids_kill); /* no device server outlives a failed run */
     sides_new(&a, &b, ctx, ram, dev);
     printf("bench_migrate: %zu MiB RAM (random), 2 devices x %zu MiB, "
            "best of %d runs, loopback TCP\n",
@@ -353,6 +509,7 @@ main(int argc, char **argv)
     for (int r = 0; r < runs; r++) {
         struct vmig_engine_stats *st = malloc(sizeof(*st));
         struct dst_job j = {.s = &b, .eng = b.eng};
+        struct watch w;
         pthread_t th;
         int port, fd, ret;
         double t0, tp, tm;
@@ -361,6 +518,7 @@ main(int argc, char **argv)
         tp = plain_copy(a.ram, b.ram, ram) +
              plain_copy(a.ram, b.ram, 2 * dev < ram ? 2 * dev : ram);
         j.lfd = listen_any(&port);
+        watch_start(&w, "the in-process migration", a.eng, b.eng);
         pthread_create(&th, NULL, dst_main, &j);
         fd = connect_to(port);
         t0 = bench_now_s();
@@ -368,6 +526,7 @@ main(int argc, char **argv)
         tm = bench_now_s() - t0;
         close(fd);
         pthread_join(th, NULL);
+        watch_stop(&w);
         close(j.lfd);
         if (ret < 0 || j.ret < 0 || st == NULL ||
             memcmp(a.ram, b.ram, ram) != 0 ||

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -15,6 +16,7 @@ pid_t
 vmig_tk_spawn_server(const char *path, int (*serve)(void *arg), void *arg,
                      unsigned int timeout_ms)
 {
+    pid_t parent = getpid();
     pid_t pid;
 
     (void)unlink(path);
@@ -23,6 +25,13 @@ vmig_tk_spawn_server(const char *path, int (*serve)(void *arg), void *arg,
         return -errno;
     }
     if (pid == 0) {
+        /* the server dies with the thread that spawned it: a test or a
+         * benchmark that exits without stopping it (a failed check, a
+         * setup error) must not leave it idle for ever, holding the
+         * caller's output pipe open so whoever reads it waits too */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) {
+            _exit(1);
+        }
         _exit(serve(arg));
     }
     for (unsigned int ms = 0; ms < timeout_ms; ms += 10) {

@@ -11,7 +11,10 @@
 /**
  * vmig_tk_spawn_server() - Fork a child that runs @serve(@arg) and exits
  * with what it returns; wait until @path (removed first) is a socket,
- * for as long as the child lives and at most @timeout_ms.
+ * for as long as the child lives and at most @timeout_ms.  The child is
+ * killed (SIGKILL) when the thread that called this ends, so a caller that
+ * exits without stopping it leaves no server behind: call it from a thread
+ * that outlives the server.
  * @path:       the UNIX socket the child's server listens on.
  * @serve:      the server; its return value is the child's exit status.
  * @arg:        passed to @serve.
