@@ -50,7 +50,8 @@ traffic() { # agent device what
     echo "$r0" | grep -q '"bad": 0' || fail "$1/$2: wrong completions after $3: $r0"
     ft_mark=$(num completed "$r0")
     wait_for "$1/$2: traffic to move after $3 (from $ft_mark)" ft_moved "$1" "$2"
-    qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | grep -q '"verified": true' || fail "$1: guest broken after $3"
+    g=$(qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n')
+    echo "$g" | grep -q '"verified": true' || fail "$1: guest broken after $3: $g"
 }
 devstate() { # agent device -> its migration state
     qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-devices"}' | tr -d '\n' | sed -n "s/.*\"name\": \"$2\"[^}]*\"state\": \"\([A-Z_0-9]*\)\".*/\1/p"
