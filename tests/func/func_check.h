@@ -36,7 +36,9 @@
         }                                                                      \
     } while (0)
 
-/* The socket file appears at bind(), a moment before listen(). */
+/* Connect, retrying a refusal for a while: our server's socket path
+ * appears only once it listens (vfu-listen checks that), but a server of
+ * another make may create the file at bind(), a moment before listen(). */
 static inline int
 connect_retry(vmig_ctx_t *c, const char *path, uint32_t ext,
               struct vmig_vfu_client **out)
