@@ -22,17 +22,25 @@ def objects(dirs):
                     yield os.path.join(root, f)
 
 
-def symbols(obj):
-    out = subprocess.run(["nm", obj], capture_output=True, text=True,
-                         check=True).stdout
-    defs, uses = set(), set()
+def symbols(objs):
+    """{object: (defs, uses)} from one nm run over every object (one
+    process, not one per file: the check stays quick on a loaded machine)."""
+    out = subprocess.run(["nm", "-A", "-P"] + objs, capture_output=True,
+                         text=True, check=True).stdout
+    table = {o: (set(), set()) for o in objs}
     for line in out.splitlines():
-        p = line.split()
-        if len(p) == 3 and p[1] in "TDBR":
-            defs.add(p[2])
-        elif len(p) == 2 and p[0] == "U":
-            uses.add(p[1])
-    return defs, uses
+        obj, sep, rest = line.partition(": ")
+        if not sep or obj not in table:
+            continue
+        p = rest.split()
+        if len(p) < 2:
+            continue
+        defs, uses = table[obj]
+        if p[1] in "TDBR":
+            defs.add(p[0])
+        elif p[1] == "U":
+            uses.add(p[0])
+    return table
 
 
 def sccs(graph):
@@ -74,9 +82,11 @@ def main(argv):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     defs, uses = {}, {}
-    for o in objects(dirs):
+    objs = list(objects(dirs))
+    table = symbols(objs) if objs else {}
+    for o in objs:
         name = os.path.basename(o)[:-len(".o")]
-        d, u = symbols(o)
+        d, u = table[o]
         uses.setdefault(name, set()).update(u)
         for s in d:
             defs[s] = name
