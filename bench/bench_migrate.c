@@ -83,42 +83,6 @@ run_limit_s(void)
     return v != NULL && atoi(v) > 0 ? atoi(v) : RUN_LIMIT_S;
 }
 
-/* The device server processes, killed on any exit. */
-static pid_t kids[4];
-
-static void
-kid_add(pid_t pid)
-{
-    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
-        if (kids[i] <= 0) {
-            kids[i] = pid;
-            return;
-        }
-    }
-}
-
-static void
-kid_forget(pid_t pid)
-{
-    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
-        if (kids[i] == pid) {
-            kids[i] = 0;
-        }
-    }
-}
-
-static void
-kids_kill(void)
-{
-    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
-        if (kids[i] > 0) {
-            kill(kids[i], SIGKILL);
-            (void)waitpid(kids[i], NULL, 0);
-            kids[i] = 0;
-        }
-    }
-}
-
 struct watch {
     const char *what;
     struct vmig_engine *src, *dst;
@@ -170,12 +134,12 @@ watch_main(void *arg)
     if (!done) {
         fprintf(stderr,
                 "bench: %s did not end within %d s; taken for a hang "
-                "(attach gdb to see where; the device servers are killed):\n",
+                "(attach gdb to see where; the device servers die with "
+                "the benchmark):\n",
                 w->what, run_limit_s());
         watch_say("source", w->src);
         watch_say("destination", w->dst);
-        kids_kill();
-        _exit(1);
+        _exit(1); /* the servers die with it (vmig_tk_spawn_server()) */
     }
     return NULL;
 }
@@ -288,9 +252,6 @@ vside_new(struct vside *s, vmig_ctx_t *ctx, const char *path, size_t ram,
     s->ram = mmap(NULL, ram, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
     s->dev = dev;
     s->pid = dev == 0 ? acc_spawn(path) : testdev_spawn(path, seed, dev);
-    if (s->pid > 0) {
-        kid_add(s->pid);
-    }
     if (s->ram == MAP_FAILED || s->pid <= 0) {
         fprintf(stderr, "bench: cannot start the %s server at %s (%d)\n",
                 dev == 0 ? "vmig-acc" : "test device", path, (int)s->pid);
@@ -328,7 +289,6 @@ vside_free(struct vside *s, size_t ram)
     } else {
         (void)testdev_stop(s->pid);
     }
-    kid_forget(s->pid);
     munmap(s->ram, ram);
     close(s->memfd);
 }
@@ -501,7 +461,6 @@ main(int argc, char **argv)
     if (vmig_ctx_new("bench", NULL, NULL, &ctx) < 0) {
         return 1;
     }
-    atexit(kids_kill); /* no device server outlives a failed run */
     sides_new(&a, &b, ctx, ram, dev);
     printf("bench_migrate: %zu MiB RAM (random), 2 devices x %zu MiB, "
            "best of %d runs, loopback TCP\n",
