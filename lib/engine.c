@@ -429,8 +429,7 @@ vmig__engine_end(struct vmig_engine *e, int ret)
         if (e->st.error[0] == '\0' && ret == -ETIMEDOUT) {
             /* every wait for the peer is bounded by the peer timeout */
             snprintf(e->st.error, sizeof(e->st.error),
-                     "%s: the %s was silent for %u ms (the peer timeout)",
-                     strerror(-ret),
+                     "%s: " VMIG__PEER_SILENT_FMT, strerror(-ret),
                      e->st.role == VMIG_ENGINE_ROLE_SOURCE ? "destination"
                                                            : "source",
                      e->params.timeout_ms);

@@ -480,9 +480,8 @@ dst_chan_main(void *arg)
     if (ret < 0 && __atomic_load_n(&mc->abort, __ATOMIC_ACQUIRE) == 0) {
         if (cf.why[0] == '\0' && ret == -ETIMEDOUT) {
             snprintf(cf.why, sizeof(cf.why),
-                     "migration channel %u: the source was silent for %u ms "
-                     "(the peer timeout)",
-                     w->index, mc->d->p.timeout_ms);
+                     "migration channel %u: " VMIG__PEER_SILENT_FMT, w->index,
+                     "source", mc->d->p.timeout_ms);
         } else if (cf.why[0] == '\0') {
             snprintf(cf.why, sizeof(cf.why), "migration channel %u: %s",
                      w->index, strerror(-ret));

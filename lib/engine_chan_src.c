@@ -359,6 +359,15 @@ main_ram(struct eng_src *s)
     }
 }
 
+/* Under the engine lock: every started channel thread ended, or (@first)
+ * each of the @firsts devices the channels took first has a frame out. */
+static bool
+workers_done(const struct eng_mc *mc, unsigned int started, bool first,
+             unsigned int firsts)
+{
+    return mc->ndone >= started || (first && mc->dev_first >= firsts);
+}
+
 /*
  * Until every started channel thread ended (@first: only until each
  * device a channel took first has its first frame out, or nothing is
@@ -377,7 +386,7 @@ wait_workers(struct eng_src *s, unsigned int started, bool first)
         int ret;
 
         pthread_mutex_lock(&e->lock);
-        done = mc->ndone >= started || (first && mc->dev_first >= firsts);
+        done = workers_done(mc, started, first, firsts);
         failed = mc->err != 0;
         pthread_mutex_unlock(&e->lock);
         if (done || (first && failed)) {
@@ -393,7 +402,7 @@ wait_workers(struct eng_src *s, unsigned int started, bool first)
             }
         }
         pthread_mutex_lock(&e->lock);
-        if (mc->ndone < started && (!first || mc->dev_first < firsts)) {
+        if (!workers_done(mc, started, first, firsts)) {
             vmig__mc_wait(mc, 20);
         }
         pthread_mutex_unlock(&e->lock);

@@ -292,9 +292,8 @@ dst_send_error(struct eng_dst *d, int err)
     m.error.err = (uint32_t)-err;
     m.error.dev = d->fail_dev >= 0 ? (uint32_t)d->fail_dev : VMIG_MP_NO_DEVICE;
     if (d->reason[0] == '\0' && err == -ETIMEDOUT) {
-        snprintf(m.error.reason, sizeof(m.error.reason),
-                 "the source was silent for %u ms (the peer timeout)",
-                 d->p.timeout_ms);
+        snprintf(m.error.reason, sizeof(m.error.reason), VMIG__PEER_SILENT_FMT,
+                 "source", d->p.timeout_ms);
     } else {
         snprintf(m.error.reason, sizeof(m.error.reason), "%s",
                  d->reason[0] != '\0' ? d->reason : strerror(-err));

@@ -16,6 +16,11 @@
 #include <vmig/engine.h>
 #include "timeio.h"
 
+/* Why a wait for the peer ended after the peer timeout: the peer ("source"
+ * or "destination") and the timeout in ms follow.  One wording for the
+ * engine's error, the destination's ERROR and an extra channel's. */
+#define VMIG__PEER_SILENT_FMT "the %s was silent for %u ms (the peer timeout)"
+
 struct eng_region {
     char name[VMIG_MP_NAME_MAX + 1];
     void *host;
