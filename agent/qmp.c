@@ -233,6 +233,9 @@ process_input(struct qmp_server *s, struct conn *c)
 static bool
 conn_readable(const struct conn *c)
 {
+    if (c->fd >= 0 && c->linger_until != 0) {
+        return true; /* input to discard, or the client's EOF */
+    }
     return c->fd >= 0 && !c->closing && c->ioff == c->ilen &&
            c->inflight < queue_max(c);
 }
@@ -240,7 +243,13 @@ conn_readable(const struct conn *c)
 static void
 conn_read(struct qmp_server *s, struct conn *c)
 {
-    ssize_t n = recv(c->fd, c->ibuf, sizeof(c->ibuf), MSG_DONTWAIT);
+    ssize_t n;
+
+    if (c->linger_until != 0) {
+        qmp_conn_discard(s, c);
+        return;
+    }
+    n = recv(c->fd, c->ibuf, sizeof(c->ibuf), MSG_DONTWAIT);
 
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
@@ -362,13 +371,18 @@ accept_clients(struct qmp_server *s)
     }
 }
 
-/* Clients that never negotiate go; so do those we were told to close. */
+/* Clients that never negotiate are told to go; lingering ones go at their
+ * time. */
 static void
 expire(struct qmp_server *s, uint64_t now)
 {
     for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
         struct conn *c = &s->conn[i];
 
+        if (c->fd >= 0 && c->linger_until != 0 && now >= c->linger_until) {
+            qmp_conn_close(s, c); /* it never read its EOF: enough */
+            continue;
+        }
         if (c->fd >= 0 && !c->negotiated && !c->closing && c->inflight == 0 &&
             now - c->active_ms > QMP_NEGOTIATE_MS) {
             qmp_conn_say(s, c,
@@ -506,7 +520,7 @@ qmp_server_run(struct qmp_server *s)
             }
             pfd[n++] =
                 (struct pollfd){.fd = ev != 0 ? c->fd : -1, .events = ev};
-            nclients += c->fd >= 0;
+            nclients += c->fd >= 0 && c->linger_until == 0;
         }
         pthread_mutex_lock(&s->vm->lock);
         done = s->vm->migrated_out && !s->vm->migrating;

@@ -165,11 +165,54 @@ qmp_conn_close(struct qmp_server *s, struct conn *c)
     }
     close(c->fd);
     c->fd = -1;
+    c->linger_until = 0;
     qmp_framer_free(&c->in);
     free(c->obuf);
     c->obuf = NULL;
     c->ooff = c->olen = c->ocap = 0;
     qmp_drop_jobs_of(s, (int)(c - s->conn), c->gen);
+}
+
+/*
+ * Close @c once the client has read what we sent. Closing a socket with
+ * unread input makes the kernel reset the connection, and the client can
+ * lose our last line (the error saying why) to that reset. So the write
+ * side is shut first (the client reads our lines, then EOF) and what the
+ * client still sends is read and discarded until its EOF, for
+ * QMP_LINGER_MS at most; then the socket is closed.
+ */
+void
+qmp_conn_linger(struct qmp_server *s, struct conn *c)
+{
+    if (c->fd < 0 || c->linger_until != 0) {
+        return;
+    }
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        qmp_conn_close(s, c); /* the client is gone already */
+        return;
+    }
+    c->linger_until = qmp_now_ms() + QMP_LINGER_MS;
+}
+
+/* Discard a lingering client's input; closed on its EOF or an error. */
+void
+qmp_conn_discard(struct qmp_server *s, struct conn *c)
+{
+    char buf[65536];
+
+    for (int i = 0; i < 16 && c->fd >= 0; i++) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        if (n <= 0) {
+            qmp_conn_close(s, c);
+        }
+    }
 }
 
 /* Write what we can without blocking; false when the client is gone. */
@@ -194,7 +237,7 @@ qmp_conn_flush(struct qmp_server *s, struct conn *c)
     }
     c->ooff = c->olen = 0;
     if (c->fd >= 0 && c->closing && c->inflight == 0) {
-        qmp_conn_close(s, c);
+        qmp_conn_linger(s, c);
         return false;
     }
     return c->fd >= 0;
@@ -203,7 +246,7 @@ qmp_conn_flush(struct qmp_server *s, struct conn *c)
 void
 qmp_conn_put(struct qmp_server *s, struct conn *c, const char *line, size_t len)
 {
-    if (c->fd < 0 || line == NULL) {
+    if (c->fd < 0 || c->linger_until != 0 || line == NULL) {
         return;
     }
     if (c->olen - c->ooff + len > QMP_MAX_OUT) {

@@ -22,6 +22,7 @@
 #define QMP_NEGOTIATE_MS 10000
 #define QMP_MAX_OUT (8u << 20) /* unread output before a client is dropped */
 #define QMP_FLUSH_MS 1000      /* output flushed at exit at most that long */
+#define QMP_LINGER_MS 2000 /* a closed client's input discarded that long */
 
 struct conn {
     int fd;       /* -1: a free slot */
@@ -37,6 +38,8 @@ struct conn {
     bool negotiated;       /* command mode */
     bool oob;              /* capability "oob" enabled */
     bool closing;          /* close once the output is out */
+    uint64_t linger_until; /* non-zero: write side shut, input discarded
+                            * until the client's EOF or this time */
     unsigned int inflight; /* in-band requests queued or running */
     uint64_t active_ms;    /* accepted, or last request read */
     pid_t pid;
@@ -99,6 +102,8 @@ void qmp_request_quit(struct qmp_server *s);
 bool qmp_quitting(struct qmp_server *s);
 void qmp_drop_jobs_of(struct qmp_server *s, int slot, uint64_t gen);
 void qmp_conn_close(struct qmp_server *s, struct conn *c);
+void qmp_conn_linger(struct qmp_server *s, struct conn *c);
+void qmp_conn_discard(struct qmp_server *s, struct conn *c);
 bool qmp_conn_flush(struct qmp_server *s, struct conn *c);
 void qmp_conn_put(struct qmp_server *s, struct conn *c, const char *line,
                   size_t len);

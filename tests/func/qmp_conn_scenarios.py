@@ -159,10 +159,35 @@ def scenario_oob():
 
 # ------------------------------------------------------------ limits
 
-def until_closed(q, what, wait, data=None, reset_ok=False):
+def stuff(q, total=3 << 19, quiet=0.3, cap=30.0):
+    """Send one endless line without blocking: @total bytes, or fewer if
+    the agent stops reading (nothing goes for @quiet seconds); the bytes
+    sent. The agent is left with input it has not read."""
+    q.sock.setblocking(False)
+    chunk, sent = b"a" * 65536, 0
+    last = time.monotonic()
+    end = last + cap
+    try:
+        while (sent < total and time.monotonic() - last < quiet and
+               time.monotonic() < end):
+            try:
+                sent += q.sock.send(chunk)
+                last = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                fail("the agent hung up on a client still sending, after "
+                     "%d bytes (its input unread, the reply can be lost): "
+                     "%r" % (sent, e))
+    finally:
+        q.sock.setblocking(True)
+    return sent
+
+
+def until_closed(q, what, wait, data=None):
     """Send @data (the agent may hang up while it is sent), then collect
-    every message until the agent closes the connection, within @wait
-    seconds a message; a reset counts as a close only when @reset_ok."""
+    every message until the agent closes the connection cleanly (EOF, not a
+    reset, which could lose its last line), within @wait seconds a message."""
     if data is not None:
         try:
             q.send_raw(data)
@@ -174,10 +199,7 @@ def until_closed(q, what, wait, data=None, reset_ok=False):
             got.append(q.recv(wait))
     except QMPClosed:
         pass
-    except ConnectionResetError as e:
-        if not reset_ok:
-            fail("no clean close after %s: %r" % (what, e))
-    except TimeoutError as e:
+    except (ConnectionResetError, TimeoutError) as e:
         fail("no clean close after %s: %r" % (what, e))
     return got
 
@@ -196,9 +218,16 @@ def scenario_limits():
     q = connect(src.qmp)
     got = until_closed(q, "the 10 MB request", 30,
                        '{"execute": "query-status", "arguments": {"x": "' +
-                       "y" * (10 << 20) + '"}}', reset_ok=True)
+                       "y" * (10 << 20) + '"}}')
     check(len([m for m in got if "error" in m]) == 1, "big request: %r" %
           got[:3])
+    q.close()
+    # a client that stops sending mid-way with its input still unread by
+    # the agent, then reads: the error, then a clean EOF, not a reset
+    q = connect(src.qmp)
+    check(stuff(q) > (1 << 20), "the agent read too little")
+    got = until_closed(q, "the stuffed socket", 30)
+    check(len([m for m in got if "error" in m]) == 1, "stuffed: %r" % got[:3])
     # many small requests without newlines are fine
     q = connect(src.qmp)
     q.send_raw("".join(json.dumps({"execute": "query-status", "id": i})
