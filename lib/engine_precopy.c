@@ -33,6 +33,9 @@
  * the rate of the last one that moved at least this much is kept. */
 #define PC_RATE_MIN_BYTES (1u << 20)
 
+static uint64_t pc_dev_pending(const struct eng_src *s, uint64_t fallback,
+                               uint64_t *rate);
+
 static unsigned int
 bitmap_words(uint64_t bytes)
 {
@@ -118,11 +121,15 @@ pc_begin(struct eng_src *s)
                           "precopied");
     }
     for (unsigned int i = 0; i < e->ndev; i++) {
+        uint64_t t0;
+
         if (!(s->dev[i].flags & VMIG_MIGRATION_PRE_COPY)) {
             continue;
         }
         s->touched = true;
+        t0 = vmig__mono_ns();
         ret = vmig__engine_dev_set(e, i, VMIG_STATE_PRE_COPY, false);
+        pc->arc_ns += vmig__mono_ns() - t0;
         if (ret < 0) {
             vmig__engine_set_error(e, "device %s: cannot enter PRE_COPY: %s",
                                    e->dev[i].name, strerror(-ret));
@@ -134,11 +141,77 @@ pc_begin(struct eng_src *s)
     pthread_mutex_lock(&e->lock);
     e->st.precopy = true;
     pthread_mutex_unlock(&e->lock);
+    {
+        uint64_t unused;
+
+        /* the devices' pending bytes and the time the first pass's
+         * dirtying is counted from */
+        pc->dev_pending = pc_dev_pending(s, 0, &unused);
+        pc->t_meas = vmig__mono_ns();
+    }
     vmig_info(e->ctx,
               "migration: precopy (%s RAM, %u of %u devices in PRE_COPY%s)",
               pc->ram ? "with" : "without", pc->ndev_pc, e->ndev,
               pc->ack ? ", switchover-ack" : "");
     return 0;
+}
+
+/*
+ * The next run of pages a dirty pass sends in region @bm (@npages pages),
+ * from page *@pg on: a run of dirty pages, bridging short clean gaps
+ * (resending a few clean pages is cheaper than a frame per scattered page
+ * while the VM is paused).  Return its length (0: none left) with its
+ * first page in *@pg.
+ */
+static uint64_t
+pc_next_run(const uint64_t *bm, uint64_t npages, uint64_t *pg)
+{
+    uint64_t p = *pg;
+
+    while (p < npages) {
+        uint64_t end = p, q = p + 1;
+
+        if (bm[p / 64] == 0 && p % 64 == 0) {
+            p += 64;
+            continue;
+        }
+        if (!(bm[p / 64] & (1ull << (p % 64)))) {
+            p++;
+            continue;
+        }
+        while (q < npages && q - p < PC_RAM_RUN_MAX) {
+            if (bm[q / 64] & (1ull << (q % 64))) {
+                end = q;
+            } else if (q - end > PC_RAM_GAP) {
+                break;
+            }
+            q++;
+        }
+        *pg = p;
+        return end - p + 1;
+    }
+    *pg = npages;
+    return 0;
+}
+
+/* Pages a dirty pass would send now: the dirty ones and the clean ones
+ * its runs bridge. */
+static uint64_t
+pc_pass_pages(const struct eng_src *s)
+{
+    const struct vmig_engine *e = s->e;
+    uint64_t pages = 0;
+
+    for (unsigned int r = 0; r < e->nregions; r++) {
+        uint64_t npages = e->region[r].size / VMIG_MP_PAGE_SIZE;
+        uint64_t pg = 0, run;
+
+        while ((run = pc_next_run(s->pc.bm[r], npages, &pg)) != 0) {
+            pages += run;
+            pg += run;
+        }
+    }
+    return pages;
 }
 
 /* Send the pages set in the bitmaps as pass @pass and clear them. */
@@ -157,35 +230,9 @@ pc_send_dirty(struct eng_src *s, unsigned int pass, bool last)
     for (unsigned int r = 0; r < e->nregions; r++) {
         uint64_t *bm = pc->bm[r];
         uint64_t npages = e->region[r].size / VMIG_MP_PAGE_SIZE;
-        uint64_t pg = 0;
+        uint64_t pg = 0, run;
 
-        while (pg < npages) {
-            uint64_t run = 0;
-
-            if (bm[pg / 64] == 0 && pg % 64 == 0) {
-                pg += 64;
-                continue;
-            }
-            if (!(bm[pg / 64] & (1ull << (pg % 64)))) {
-                pg++;
-                continue;
-            }
-            /* a run of dirty pages, bridging short clean gaps: resending
-             * a few clean pages is cheaper than a frame per scattered
-             * page while the VM is paused */
-            {
-                uint64_t end = pg, q = pg + 1;
-
-                while (q < npages && q - pg < PC_RAM_RUN_MAX) {
-                    if (bm[q / 64] & (1ull << (q % 64))) {
-                        end = q;
-                    } else if (q - end > PC_RAM_GAP) {
-                        break;
-                    }
-                    q++;
-                }
-                run = end - pg + 1;
-            }
+        while ((run = pc_next_run(bm, npages, &pg)) != 0) {
             ret = vmig__src_send_pages(s, r, pg * VMIG_MP_PAGE_SIZE,
                                        (uint32_t)run, pc->zero, false, !last,
                                        pass);
@@ -198,6 +245,7 @@ pc_send_dirty(struct eng_src *s, unsigned int pass, bool last)
         memset(bm, 0, (size_t)bitmap_words(e->region[r].size) * 8);
     }
     pc->dirty_pages = 0;
+    pc->pass_pages = 0;
     return vmig__src_pass_end(s, pass, last, pages);
 }
 
@@ -207,7 +255,7 @@ pc_collect(struct eng_src *s)
 {
     struct vmig_engine *e = s->e;
     struct eng_pc *pc = &s->pc;
-    uint64_t total = 0;
+    uint64_t total = 0, t0 = vmig__mono_ns();
 
     for (unsigned int r = 0; r < e->nregions; r++) {
         size_t nbits = (size_t)(e->region[r].size / VMIG_MP_PAGE_SIZE);
@@ -227,6 +275,7 @@ pc_collect(struct eng_src *s)
         }
     }
     pc->dirty_pages = total;
+    pc->collect_ns = vmig__mono_ns() - t0;
     return 0;
 }
 
@@ -507,6 +556,9 @@ pc_finish(struct eng_src *s, const struct vmig__sw_in *in,
         return -ETIME;
     }
     if (out->decision == VMIG__SW_GO_CAPPED) {
+        pthread_mutex_lock(&e->lock);
+        e->st.forced_switchover = true;
+        pthread_mutex_unlock(&e->lock);
         vmig_warn(e->ctx,
                   "migration: precopy did not converge after %u "
                   "iterations (estimated downtime %llu ms > limit "
@@ -559,6 +611,72 @@ pc_ack_stale(struct eng_src *s)
     return 1;
 }
 
+/* Bytes of the device streams sent so far, and restarts so far. */
+static uint64_t
+pc_dev_sent(const struct eng_src *s, unsigned int *restarts)
+{
+    uint64_t sent = 0;
+
+    *restarts = 0;
+    for (unsigned int i = 0; i < s->e->ndev; i++) {
+        sent += s->dev[i].tx_off;
+        *restarts += s->dev[i].tx_restarts;
+    }
+    return sent;
+}
+
+static uint64_t
+per_sec(uint64_t bytes, uint64_t ns)
+{
+    return ns > 0 ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
+}
+
+static uint64_t
+ns_to_ms_up(uint64_t ns)
+{
+    return (ns + 999999) / 1000000;
+}
+
+/*
+ * What the switchover estimate needs besides the pending bytes, measured
+ * over the iteration that just ended (its measurement ended at @t_meas,
+ * the devices had @dev_read bytes read from them meanwhile, @restarted
+ * when one restarted its stream):
+ * - the dirty rates: the RAM a pass would send now (the dirty pages and
+ *   the clean ones its runs bridge), and device data produced (pending
+ *   now + read - pending after the iteration before), over the
+ *   iteration's time;
+ * - the window the VM goes on dirtying before the pause: at least the
+ *   iteration's time (the decision, the pause itself waiting for the
+ *   vCPUs and for the devices' work in flight, and a starved vCPU
+ *   catching up once the engine stops sending are not known in advance);
+ * - the fixed cost, measured in this migration's earlier phases: the
+ *   last collection (the stop collects once more) and the devices' two
+ *   stop arcs (measured as their arc into PRE_COPY).
+ */
+static void
+pc_sw_measure(struct eng_src *s, struct vmig__sw_in *in, uint64_t t_meas,
+              uint64_t dev_read, bool restarted)
+{
+    struct eng_pc *pc = &s->pc;
+    uint64_t pass_ns = t_meas - pc->t_meas, fixed_ns;
+    uint64_t dev_new = 0;
+
+    if (!restarted && in->dev_bytes + dev_read > pc->dev_pending) {
+        dev_new = in->dev_bytes + dev_read - pc->dev_pending;
+    }
+    pc->pass_ns = pass_ns;
+    pc->t_meas = t_meas;
+    pc->dev_pending = in->dev_bytes;
+    in->ram_dirty_rate =
+        pc->ram ? per_sec(pc->pass_pages * VMIG_MP_PAGE_SIZE, pass_ns) : 0;
+    in->dev_dirty_rate = per_sec(dev_new, pass_ns);
+    in->window_ms = ns_to_ms_up(pass_ns);
+    fixed_ns = (pc->ram ? pc->collect_ns : 0) + 2 * pc->arc_ns;
+    in->fixed_ms = ns_to_ms_up(fixed_ns);
+    in->overlap = s->mc != NULL;
+}
+
 /* Iterate: RAM pass, device data, switchover-ack request, decision. */
 static int
 pc_iterate(struct eng_src *s)
@@ -573,7 +691,8 @@ pc_iterate(struct eng_src *s)
     pc->sent0 = sent0;
     for (unsigned int it = 1;; it++) {
         uint64_t sent_it = vmig__wire_sent(s->c), now, avg, rate, dev_rate;
-        uint64_t ram_ns = 0, ram_sent = 0, tr;
+        uint64_t ram_ns = 0, ram_sent = 0, tr, dev0, dev1;
+        unsigned int rst0, rst1;
         struct vmig__sw_in in;
         struct vmig__sw_out out;
         double secs;
@@ -592,10 +711,12 @@ pc_iterate(struct eng_src *s)
             ram_ns = vmig__mono_ns() - tr;
             ram_sent = vmig__wire_sent(s->c) - sent_it;
         }
+        dev0 = pc_dev_sent(s, &rst0);
         ret = pc_devices(s);
         if (ret < 0) {
             return ret;
         }
+        dev1 = pc_dev_sent(s, &rst1);
         if (need_ack && !pc->ack_sent && pc_all_init_done(s)) {
             ret = pc_send_ack_req(s);
             if (ret < 0) {
@@ -612,6 +733,7 @@ pc_iterate(struct eng_src *s)
             if (ret < 0) {
                 return ret;
             }
+            pc->pass_pages = pc_pass_pages(s);
             /* the stop's last pass sends and collects too */
             pc_note_rate(&pc->ram_rate, ram_sent,
                          ram_ns + (vmig__mono_ns() - tr));
@@ -629,7 +751,7 @@ pc_iterate(struct eng_src *s)
         rate = pc->ram_rate != 0 ? pc->ram_rate : avg;
         in = (struct vmig__sw_in){
             .ram_bytes =
-                pc->ram ? pc->dirty_pages * VMIG_MP_PAGE_SIZE : e->ram_total,
+                pc->ram ? pc->pass_pages * VMIG_MP_PAGE_SIZE : e->ram_total,
             .ram_tracked = pc->ram,
             .dev_bytes = pc_dev_pending(s, rate, &dev_rate),
             .rate = rate,
@@ -643,6 +765,8 @@ pc_iterate(struct eng_src *s)
             .cap_action = s->p.cap_action,
             .prev_est_ms = prev_est_ms,
         };
+        pc_sw_measure(s, &in, now, rst1 == rst0 ? dev1 - dev0 : 0,
+                      rst1 != rst0);
         vmig__switchover_decide(&in, &out);
         prev_est_ms = out.est_ms;
         pthread_mutex_lock(&e->lock);
@@ -652,12 +776,23 @@ pc_iterate(struct eng_src *s)
         e->st.precopy_bytes = vmig__wire_sent(s->c) - sent0;
         pthread_mutex_unlock(&e->lock);
         vmig_dbg(e->ctx,
-                 "migration: precopy iteration %u: %llu dirty pages, "
-                 "estimated stop-copy %llu bytes (%llu ms: RAM at %llu B/s, "
-                 "devices at %llu B/s)",
+                 "migration: precopy iteration %u: %llu dirty pages (%llu "
+                 "to send), estimated stop-copy %llu bytes (%llu dirtied in "
+                 "the next "
+                 "%llu ms: RAM at %llu B/s, devices at %llu B/s), %llu ms "
+                 "(%llu fixed + %llu transfer%s: RAM at %llu B/s, devices "
+                 "at %llu B/s)",
                  it, (unsigned long long)pc->dirty_pages,
+                 (unsigned long long)pc->pass_pages,
                  (unsigned long long)out.est_bytes,
-                 (unsigned long long)out.est_ms, (unsigned long long)out.rate,
+                 (unsigned long long)out.grow_bytes,
+                 (unsigned long long)in.window_ms,
+                 (unsigned long long)in.ram_dirty_rate,
+                 (unsigned long long)in.dev_dirty_rate,
+                 (unsigned long long)out.est_ms,
+                 (unsigned long long)in.fixed_ms,
+                 (unsigned long long)out.xfer_ms,
+                 in.overlap ? ", overlapped" : "", (unsigned long long)out.rate,
                  (unsigned long long)(dev_rate != 0 ? dev_rate : out.rate));
         if (out.decision != VMIG__SW_ITERATE) {
             /* a device reset since its last read would otherwise open a

@@ -431,6 +431,8 @@ src_switchover(struct eng_src *s)
     if (ret < 0) {
         return ret;
     }
+    vmig_dbg(e->ctx, "migration: vCPUs paused and devices stopped in %llu us",
+             (unsigned long long)(vmig__mono_ns() - s->pause_mono) / 1000);
     vmig__engine_set_status(e, VMIG_ENGINE_DEVICE);
     return 0;
 }

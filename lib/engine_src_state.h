@@ -41,10 +41,22 @@ struct eng_pc {
     unsigned int max_iter;
     unsigned int max_restarts;
     uint64_t dirty_pages; /* set in the bitmaps */
+    uint64_t pass_pages;  /* a pass would send: dirty_pages and the clean
+                           * pages its runs bridge */
     uint64_t sent0;       /* wire bytes sent when precopy began */
     uint64_t ram_rate;    /* bytes/s of the last RAM pass that moved enough
                            * to measure (its sending and its dirty
                            * collection); 0: none yet */
+    /* what the switchover estimate needs besides the bytes: when the last
+     * iteration's measurement ended (its dirty collection, monotonic ns),
+     * how long that collection and the iteration took, the device bytes
+     * pending after it, the devices' arcs into PRE_COPY (a measured stand
+     * in for their stop arcs) */
+    uint64_t t_meas;
+    uint64_t collect_ns;
+    uint64_t pass_ns;
+    uint64_t dev_pending;
+    uint64_t arc_ns;
     uint64_t *bm[VMIG_ENGINE_MAX_REGIONS];
 };
 

@@ -41,6 +41,29 @@ enum vmig__sw_decision {
  *                 the time the devices would take at the rates they showed
  *                 (a device read slower than the wire moves its state
  *                 slower); 0: @rate.  Floored like @rate.
+ * @ram_dirty_rate: bytes of guest RAM the VM dirtied per second over the
+ *                 last pass (the dirty pages collected over the time
+ *                 since the collection before); ignored when RAM is not
+ *                 tracked (all of it moves anyway).
+ * @dev_dirty_rate: bytes of device data the devices produced per second
+ *                 over the last pass (what they have pending now, plus
+ *                 what was read from them, minus what they had pending
+ *                 after the pass before).
+ * @window_ms:     how long the VM is taken to keep running after the
+ *                 measurement: pages and device data dirtied meanwhile
+ *                 move at the stop too.  The caller gives at least the
+ *                 last pass's duration.
+ * @fixed_ms:      the switchover's fixed cost, whatever the bytes: the
+ *                 pause, the devices' stop arcs, the last dirty
+ *                 collection, the resume on the destination.
+ * @overlap:       the devices' stop-copy data and the last RAM pass travel
+ *                 at the same time (parallel channels: device data on the
+ *                 extra channels, RAM on the main one): the transfer takes
+ *                 the longer of the two, bounded below by all of it over
+ *                 @link_rate; otherwise one after the other (the sum).
+ * @link_rate:     the shared link's rate, bytes per second, for @overlap;
+ *                 0: the faster of the RAM and device rates (nothing
+ *                 measured the link carrying both at once).
  * @limit_ms:      the downtime limit.
  * @init_done:     every PRE_COPY device sent all its initial data.
  * @iteration:     iterations done, this one included (from 1).
@@ -57,6 +80,12 @@ struct vmig__sw_in {
     uint64_t dev_bytes;
     uint64_t rate;
     uint64_t dev_rate;
+    uint64_t ram_dirty_rate;
+    uint64_t dev_dirty_rate;
+    uint64_t window_ms;
+    uint64_t fixed_ms;
+    bool overlap;
+    uint64_t link_rate;
     uint64_t limit_ms;
     bool init_done;
     unsigned int iteration;
@@ -73,13 +102,19 @@ struct vmig__sw_in {
  * @fits:        @est_ms is within the limit and @init_done.
  * @capped:      an iteration or time cap was reached.
  * @rate:        the RAM rate the estimates use (at least VMIG__SW_MIN_RATE).
- * @est_bytes:   bytes the stop would move (RAM and devices).
- * @est_ms:      the part that must fit: RAM at @rate plus the devices at
- *               their rate, or only the device part when RAM is not
- *               tracked.  Pass it back as the next iteration's
- *               @prev_est_ms.
- * @downtime_ms: all of @est_bytes, each part at its rate (the expected
- *               downtime).
+ * @est_bytes:   bytes the stop would move (RAM and devices): what is
+ *               pending now plus @grow_bytes.
+ * @grow_bytes:  of @est_bytes, what the VM dirties during @window_ms
+ *               (RAM at @ram_dirty_rate when tracked, devices at
+ *               @dev_dirty_rate).
+ * @xfer_ms:     the transfer of @est_bytes: RAM at @rate, the devices at
+ *               their rate, added (one connection) or overlapped
+ *               (@overlap: the longer part, at least all of it at the
+ *               link rate).
+ * @est_ms:      the part that must fit: @fixed_ms plus @xfer_ms, or plus
+ *               only the device part when RAM is not tracked.  Pass it
+ *               back as the next iteration's @prev_est_ms.
+ * @downtime_ms: @fixed_ms plus @xfer_ms (the expected downtime).
  */
 struct vmig__sw_out {
     enum vmig__sw_decision decision;
@@ -87,17 +122,22 @@ struct vmig__sw_out {
     bool capped;
     uint64_t rate;
     uint64_t est_bytes;
+    uint64_t grow_bytes;
+    uint64_t xfer_ms;
     uint64_t est_ms;
     uint64_t downtime_ms;
 };
 
 /*
- * Decide after one precopy iteration.  Switch over when the estimate fits
- * the limit and every device sent its initial data, unless the estimate
- * is still above half the limit while precopy converges fast (it at least
- * halved since the previous iteration, or this is the first): then one
- * more iteration costs little and cuts the downtime well below the limit.
- * At a cap: switch over if it fits, else per @cap_action.
+ * Decide after one precopy iteration.  The estimate: the switchover's
+ * fixed cost plus the transfer of what is pending now and what the VM
+ * dirties in the window before the pause, each part at its rate.  Switch
+ * over when the estimate fits the limit and every device sent its initial
+ * data, unless the estimate is still above half the limit while precopy
+ * converges fast (it at least halved since the previous iteration, or
+ * this is the first): then one more iteration costs little and cuts the
+ * downtime well below the limit.  At a cap: switch over if it fits, else
+ * per @cap_action.
  */
 void vmig__switchover_decide(const struct vmig__sw_in *in,
                              struct vmig__sw_out *out);

@@ -152,6 +152,11 @@ struct vmig_engine_dev_stats {
  * @zstd_bytes:           what those frames took on the wire.
  * @first_dev_byte_us:    source: vCPU pause -> the first stop-copy device
  *                        data frame handed to a connection (0: none yet).
+ * @forced_switchover:    source: precopy did not converge (the estimate
+ *                        never fit the downtime limit) and an iteration or
+ *                        time cap switched over anyway (cap_action
+ *                        stop-copy): the downtime limit was not met by
+ *                        design, not by a bad estimate.
  * @error:                the reason when FAILED or CANCELLED.
  */
 struct vmig_engine_stats {
@@ -180,6 +185,7 @@ struct vmig_engine_stats {
     uint64_t zstd_raw_bytes;
     uint64_t zstd_bytes;
     uint64_t first_dev_byte_us;
+    bool forced_switchover;
     int errnum;
     char error[256];
     unsigned int ndevices;

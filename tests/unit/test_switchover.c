@@ -4,8 +4,10 @@
  * (lib/engine_switchover.c) over a table of cases: when it fits, the
  * "one more cheap round" rule, RAM untracked, devices whose initial data
  * is not all sent, the iteration and time caps with either cap action,
- * the rate floor, devices slower (or faster) than the wire, and the
- * estimates it reports.  The expected values are
+ * the rate floor, devices slower (or faster) than the wire, what the VM
+ * dirties between the measurement and the pause, the switchover's fixed
+ * cost, device data overlapping the last RAM pass (parallel channels),
+ * and the estimates it reports.  The expected values are
  * worked out by hand in each row's comment from the rule in
  * docs/migration-protocol.md section 7.
  */
@@ -141,6 +143,8 @@ test_table(void **state)
         assert_int_equal(out.est_ms, r->est_ms);
         assert_int_equal(out.downtime_ms, r->downtime_ms);
         assert_int_equal(out.est_bytes, r->in.ram_bytes + r->in.dev_bytes);
+        assert_int_equal(out.grow_bytes, 0);
+        assert_int_equal(out.xfer_ms, r->downtime_ms);
         assert_int_equal(out.rate, r->in.rate < MB ? MB : r->in.rate);
         assert_int_equal(out.capped, r->in.iteration >= r->in.max_iterations ||
                                          (r->in.max_ms != 0 &&
@@ -220,16 +224,211 @@ test_dev_rate(void **state)
     assert_int_equal(out.decision, VMIG__SW_GO);
 }
 
+/*
+ * Pages and device data dirtied after the measurement, until the pause:
+ * the dirty rates over the window move at the stop too.
+ */
+static void
+test_dirty_window(void **state)
+{
+    struct vmig__sw_in in = R(10 * MB, Y, 0, R100, Y, 5, 1000, 0, STOP, NONE);
+    struct vmig__sw_out out;
+
+    (void)state;
+    /* 10 MB dirty now, 20 MB/s for 250 ms more: 15 MB = 150 ms (the
+     * estimate without the window said 100 ms); 150 is not above half
+     * of 300: go */
+    in.ram_dirty_rate = 20 * MB;
+    in.window_ms = 250;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 5 * MB);
+    assert_int_equal(out.est_bytes, 15 * MB);
+    assert_int_equal(out.est_ms, 150);
+    assert_int_equal(out.downtime_ms, 150);
+    assert_int_equal(out.decision, VMIG__SW_GO);
+    /* 25 MB now (250 ms, which fits) + 40 MB/s x 250 ms = 35 MB: 350 ms
+     * does not fit: iterate */
+    in.ram_bytes = 25 * MB;
+    in.ram_dirty_rate = 40 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 10 * MB);
+    assert_int_equal(out.est_ms, 350);
+    assert_int_equal(out.decision, VMIG__SW_ITERATE);
+    /* the devices grow too: 5 MB pending + 8 MB/s x 500 ms = 9 MB, no
+     * RAM: 90 ms */
+    in.ram_bytes = 0;
+    in.ram_dirty_rate = 0;
+    in.dev_bytes = 5 * MB;
+    in.dev_dirty_rate = 8 * MB;
+    in.window_ms = 500;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 4 * MB);
+    assert_int_equal(out.est_bytes, 9 * MB);
+    assert_int_equal(out.est_ms, 90);
+    /* RAM untracked: all of it moves anyway, its dirty rate adds
+     * nothing; the devices' 5 MB + 10 MB/s x 100 ms = 6 MB = 60 ms must
+     * fit; the downtime has RAM's 10000 ms too */
+    in = (struct vmig__sw_in)R(1000 * MB, N, 5 * MB, R100, Y, 5, 1000, 0, STOP,
+                               NONE);
+    in.ram_dirty_rate = 50 * MB;
+    in.dev_dirty_rate = 10 * MB;
+    in.window_ms = 100;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 1 * MB);
+    assert_int_equal(out.est_ms, 60);
+    assert_int_equal(out.downtime_ms, 10060);
+    assert_int_equal(out.decision, VMIG__SW_GO);
+    /* a rate that is not a multiple of 1000: 1000999 B/s x 3 ms =
+     * 3002.997 bytes, rounded down */
+    in = (struct vmig__sw_in)R(0, Y, 0, R100, Y, 5, 1000, 0, STOP, NONE);
+    in.ram_dirty_rate = 1000999;
+    in.window_ms = 3;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 3002);
+    /* no window: nothing grows, whatever the rates */
+    in.window_ms = 0;
+    in.dev_dirty_rate = 1000 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 0);
+    assert_int_equal(out.est_ms, 0);
+}
+
+/*
+ * The switchover's fixed cost (pause, stop arcs, last collection, resume
+ * on the destination) is in the estimate whatever the bytes.
+ */
+static void
+test_fixed_cost(void **state)
+{
+    struct vmig__sw_in in = R(10 * MB, Y, 0, R100, Y, 5, 1000, 0, STOP, NONE);
+    struct vmig__sw_out out;
+
+    (void)state;
+    /* 100 ms of RAM + 8 ms */
+    in.fixed_ms = 8;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.xfer_ms, 100);
+    assert_int_equal(out.est_ms, 108);
+    assert_int_equal(out.downtime_ms, 108);
+    assert_int_equal(out.decision, VMIG__SW_GO);
+    /* 29 MB: 290 + 8 = 298 ms fits (prev 350: converging slowly) */
+    in.ram_bytes = 29 * MB;
+    in.prev_est_ms = 350;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 298);
+    assert_int_equal(out.decision, VMIG__SW_GO);
+    /* 30 MB: exactly the limit in bytes, 308 ms with the fixed cost:
+     * iterate (without it the rule went) */
+    in.ram_bytes = 30 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 308);
+    assert_int_equal(out.decision, VMIG__SW_ITERATE);
+    /* RAM untracked: the devices' 50 ms + 8 ms must fit; all of it is
+     * the downtime */
+    in = (struct vmig__sw_in)R(1000 * MB, N, 5 * MB, R100, Y, 5, 1000, 0, STOP,
+                               NONE);
+    in.fixed_ms = 8;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 58);
+    assert_int_equal(out.downtime_ms, 10058);
+    /* a fixed cost above the limit never fits: at the iteration cap the
+     * switchover is forced (or aborted) */
+    in = (struct vmig__sw_in)R(0, Y, 0, R100, Y, 5, 1000, 0, STOP, NONE);
+    in.fixed_ms = 400;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 400);
+    assert_false(out.fits);
+    assert_int_equal(out.decision, VMIG__SW_ITERATE);
+    in.iteration = 30;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.decision, VMIG__SW_GO_CAPPED);
+    in.cap_action = ABRT;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.decision, VMIG__SW_ABORT);
+}
+
+/*
+ * Parallel channels: device data on the extra channels overlaps the last
+ * RAM pass.  The transfer is the longer part, but no shorter than all of
+ * it over the shared link.
+ */
+static void
+test_overlap(void **state)
+{
+    struct vmig__sw_in in =
+        R(10 * MB, Y, 5 * MB, R100, Y, 5, 1000, 0, STOP, NONE);
+    struct vmig__sw_out out;
+
+    (void)state;
+    /* RAM 100 ms, device read at 25 MB/s 200 ms: one after the other
+     * 300 ms */
+    in.dev_rate = 25 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.xfer_ms, 300);
+    /* at once: the device's 200 ms (15 MB on the link at the faster
+     * rate, 100 MB/s, would be 150 ms) */
+    in.overlap = true;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.xfer_ms, 200);
+    assert_int_equal(out.est_ms, 200);
+    assert_int_equal(out.downtime_ms, 200);
+    /* both at the wire's rate: 20 + 20 MB, 200 ms each alone, but the
+     * shared link moves the 40 MB in 400 ms: no gain */
+    in.ram_bytes = 20 * MB;
+    in.dev_bytes = 20 * MB;
+    in.dev_rate = R100;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.xfer_ms, 400);
+    assert_int_equal(out.decision, VMIG__SW_ITERATE);
+    /* a link measured at 200 MB/s carries both in 200 ms */
+    in.link_rate = 200 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.xfer_ms, 200);
+    /* a link rate below the floor counts as the floor: 40 MB at 1 MB/s */
+    in.link_rate = 1;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.xfer_ms, 40000);
+    /* all three at once: RAM 10 MB + 10 MB/s x 100 ms = 11 MB at
+     * 100 MB/s = 110 ms; device 4 MB + 10 MB/s x 100 ms = 5 MB at
+     * 25 MB/s = 200 ms; 16 MB over the link (100 MB/s) = 160 ms; the
+     * transfer 200 ms, + 8 ms fixed */
+    in = (struct vmig__sw_in)R(10 * MB, Y, 4 * MB, R100, Y, 5, 1000, 0, STOP,
+                               NONE);
+    in.dev_rate = 25 * MB;
+    in.ram_dirty_rate = 10 * MB;
+    in.dev_dirty_rate = 10 * MB;
+    in.window_ms = 100;
+    in.fixed_ms = 8;
+    in.overlap = true;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_bytes, 16 * MB);
+    assert_int_equal(out.grow_bytes, 2 * MB);
+    assert_int_equal(out.xfer_ms, 200);
+    assert_int_equal(out.est_ms, 208);
+    assert_int_equal(out.downtime_ms, 208);
+    /* the same on one connection: 110 + 200 + 8 */
+    in.overlap = false;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.est_ms, 318);
+    assert_int_equal(out.decision, VMIG__SW_ITERATE);
+}
+
 /* Inputs are not changed, and the same inputs give the same outputs. */
 static void
 test_pure(void **state)
 {
     struct vmig__sw_in in =
         R(20 * MB, Y, 3 * MB, R100, Y, 5, 1000, 0, STOP, 900);
-    struct vmig__sw_in copy = in;
+    struct vmig__sw_in copy;
     struct vmig__sw_out a, b;
 
     (void)state;
+    in.ram_dirty_rate = 7 * MB;
+    in.dev_dirty_rate = 3 * MB;
+    in.window_ms = 40;
+    in.fixed_ms = 5;
+    in.overlap = true;
+    copy = in;
     vmig__switchover_decide(&in, &a);
     vmig__switchover_decide(&in, &b);
     assert_memory_equal(&in, &copy, sizeof(in));
@@ -242,9 +441,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table),
-        cmocka_unit_test(test_sequence),
-        cmocka_unit_test(test_dev_rate),
+        cmocka_unit_test(test_table),      cmocka_unit_test(test_sequence),
+        cmocka_unit_test(test_dev_rate),   cmocka_unit_test(test_dirty_window),
+        cmocka_unit_test(test_fixed_cost), cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_pure),
     };
 
