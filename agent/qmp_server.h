@@ -22,7 +22,7 @@
 #define QMP_NEGOTIATE_MS 10000
 #define QMP_MAX_OUT (8u << 20) /* unread output before a client is dropped */
 #define QMP_FLUSH_MS 1000      /* output flushed at exit at most that long */
-#define QMP_LINGER_MS 2000 /* a closed client's input discarded that long */
+#define QMP_LINGER_MS 2000     /* a closed client's input discarded that long */
 
 struct conn {
     int fd;       /* -1: a free slot */
