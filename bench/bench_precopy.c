@@ -31,7 +31,7 @@
  * per mode x dirty rate).  No assertions on timing.
  *
  * usage: bench_precopy [quick | size=MiB] [limit=MS] [cap=MS] [ram=MiB]
- *                      [runs=N] [quiet-ram] [out=DIR]
+ *                      [runs=N] [channels=N] [quiet-ram] [out=DIR]
  *   quick     64 and 128 MiB of device state only (default: 64 .. 1024)
  *   size=MiB  only this device state size
  *   limit=MS  the engine's downtime limit (default 50)
@@ -41,6 +41,9 @@
  *             (the upper one for an even N; the best run would favour
  *             runs where the vCPU was starved of CPU and dirtied less)
  *             (default 1)
+ *   channels=N connections per migration (parallel channels; default 1):
+ *             the device's stop-copy data goes on an extra one while the
+ *             last RAM pass uses the main one
  *   quiet-ram the guest driver's rings sit in guest memory outside the
  *             migrated RAM region and the vCPU writes no RAM: only the
  *             device state changes while the VM runs
@@ -49,6 +52,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,7 +62,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <vmig/chan.h>
 #include <vmig/engine.h>
+#include <vmig/engine_chan.h>
 #include <vmig/ramdirty.h>
 #include "../devices/flowtab/flowtab_model.h"
 #include "../devices/flowtab/ft_guest.h"
@@ -447,26 +453,91 @@ struct result {
 struct incoming {
     struct vmig_engine *eng;
     int lfd;
+    int fd;
     int ret;
+    int done; /* atomic */
 };
 
+static void *
+incoming_run(void *arg)
+{
+    struct incoming *in = arg;
+
+    in->ret = vmig_engine_incoming(in->eng, in->fd);
+    __atomic_store_n(&in->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* The destination: the main connection to the engine, every later one
+ * (parallel channels) to vmig_engine_accept_chan() until it is done. */
 static void *
 incoming_main(void *arg)
 {
     struct incoming *in = arg;
-    int fd = accept(in->lfd, NULL, NULL);
+    pthread_t th;
 
-    in->ret = fd < 0 ? -errno : vmig_engine_incoming(in->eng, fd);
-    if (fd >= 0) {
-        close(fd);
+    in->fd = accept(in->lfd, NULL, NULL);
+    if (in->fd < 0 || pthread_create(&th, NULL, incoming_run, in) != 0) {
+        in->ret = -EIO;
+        return NULL;
     }
+    while (!__atomic_load_n(&in->done, __ATOMIC_ACQUIRE)) {
+        struct pollfd pf = {.fd = in->lfd, .events = POLLIN};
+        struct vmig_chan *ch;
+        int fd;
+
+        if (poll(&pf, 1, 20) <= 0 || (fd = accept(in->lfd, NULL, NULL)) < 0) {
+            continue;
+        }
+        if (vmig_chan_plain(ctx, fd, &ch) < 0) {
+            close(fd);
+        } else if (vmig_engine_accept_chan(in->eng, ch, NULL, 10000) < 0) {
+            vmig_chan_free(ch);
+            close(fd);
+        }
+    }
+    pthread_join(th, NULL);
+    close(in->fd);
     return NULL;
 }
+
+/* Parallel channels on the source: connect to the destination again. */
+static int
+chan_open(void *opaque, unsigned int index, const int *cancel,
+          struct vmig_chan **out)
+{
+    int fd = lb_connect(*(const int *)opaque), ret;
+
+    (void)index;
+    (void)cancel;
+    if (fd < 0) {
+        return fd;
+    }
+    ret = vmig_chan_plain(ctx, fd, out);
+    if (ret < 0) {
+        close(fd);
+    }
+    return ret;
+}
+
+static void
+chan_release(void *opaque, struct vmig_chan *ch)
+{
+    int fd = vmig_chan_fd(ch);
+
+    (void)opaque;
+    vmig_chan_free(ch);
+    close(fd);
+}
+
+static const struct vmig_engine_chan_ops chan_ops = {.open = chan_open,
+                                                     .release = chan_release};
 
 struct knobs {
     uint64_t limit_ms;
     uint64_t cap_ms;
     int runs;
+    unsigned int channels; /* 1: one connection */
     bool quiet_ram; /* driver area outside the migrated RAM, no RAM writer */
     size_t io;      /* bytes of the I/O area after the RAM */
 };
@@ -554,7 +625,16 @@ run_case(uint8_t *sram, uint8_t *dram, size_t ram, uint64_t state,
     prm.downtime_limit_ms = k->limit_ms;
     prm.max_precopy_ms = k->cap_ms;
     prm.cap_action = VMIG_ENGINE_CAP_STOP_COPY;
+    prm.channels = k->channels;
     vmig_engine_set_params(src, &prm);
+    vmig_engine_get_params(dst, &prm);
+    prm.channels = k->channels;
+    vmig_engine_set_params(dst, &prm);
+    if (k->channels > 1 &&
+        (vmig_engine_set_chan_ops(src, &chan_ops, &port) < 0 ||
+         vmig_engine_set_chan_ops(dst, &chan_ops, &port) < 0)) {
+        die("parallel channels");
+    }
     memset(dram, 0x5a, ram); /* nothing left from the last case */
 
     if (vcpu_start(&vm) < 0) {
@@ -901,7 +981,7 @@ main(int argc, char **argv)
                          1024ull << 20};
     size_t nsizes = 5;
     size_t ram = 256u << 20;
-    struct knobs k = {.limit_ms = 50, .cap_ms = 4000, .runs = 1};
+    struct knobs k = {.limit_ms = 50, .cap_ms = 4000, .runs = 1, .channels = 1};
     static struct result runs[99];
     const char *out = BENCH_OUT_DIR;
     static struct result res[MAX_CASES];
@@ -922,6 +1002,8 @@ main(int argc, char **argv)
             k.cap_ms = strtoull(argv[i] + 4, NULL, 10);
         } else if (strncmp(argv[i], "ram=", 4) == 0) {
             ram = (size_t)strtoull(argv[i] + 4, NULL, 10) << 20;
+        } else if (strncmp(argv[i], "channels=", 9) == 0) {
+            k.channels = (unsigned int)strtoul(argv[i] + 9, NULL, 10);
         } else if (strcmp(argv[i], "quiet-ram") == 0) {
             k.quiet_ram = true;
         } else if (strncmp(argv[i], "runs=", 5) == 0) {
@@ -931,14 +1013,14 @@ main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: bench_precopy [quick | size=MiB] "
                             "[limit=MS] [cap=MS] [ram=MiB] [runs=N] "
-                            "[quiet-ram] [out=DIR]\n");
+                            "[channels=N] [quiet-ram] [out=DIR]\n");
             return 2;
         }
     }
     if (ram < (16u << 20) || k.limit_ms == 0 || k.runs < 1 || k.runs > 99 ||
-        sizes[0] < (1u << 20)) {
+        sizes[0] < (1u << 20) || k.channels < 1 || k.channels > 16) {
         fprintf(stderr, "bench_precopy: ram must be >= 16 MiB, size >= 1 "
-                        "MiB, limit > 0, runs 1..99\n");
+                        "MiB, limit > 0, runs 1..99, channels 1..16\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -979,7 +1061,12 @@ main(int argc, char **argv)
         printf(" %s = %u + %u%s", profiles[p].name, profiles[p].pkts,
                profiles[p].pages, p + 1 < NPROFILES ? ";" : "\n");
     }
-    printf("migration sockets: TCP_NODELAY (set by the engine)\n");
+    printf("migration sockets: TCP_NODELAY (set by the engine); %u "
+           "connection%s%s\n",
+           k.channels, k.channels > 1 ? "s" : "",
+           k.channels > 1 ? " (parallel channels: device data on the extra "
+                            "ones, overlapping the last RAM pass)"
+                          : "");
     if (k.quiet_ram) {
         printf("quiet-ram: the guest driver's rings live outside the "
                "migrated RAM and no RAM pages are written (only the device "
