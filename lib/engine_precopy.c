@@ -672,6 +672,7 @@ pc_sw_measure(struct eng_src *s, struct vmig__sw_in *in, uint64_t t_meas,
         pc->ram ? per_sec(pc->pass_pages * VMIG_MP_PAGE_SIZE, pass_ns) : 0;
     in->dev_dirty_rate = per_sec(dev_new, pass_ns);
     in->window_ms = ns_to_ms_up(pass_ns);
+    in->ram_max = s->e->ram_total;
     fixed_ns = (pc->ram ? pc->collect_ns : 0) + 2 * pc->arc_ns;
     in->fixed_ms = ns_to_ms_up(fixed_ns);
     in->overlap = s->mc != NULL;

@@ -32,14 +32,20 @@ vmig__switchover_decide(const struct vmig__sw_in *in, struct vmig__sw_out *out)
     uint64_t dev_rate = in->dev_rate == 0 ? rate : floor_rate(in->dev_rate);
     uint64_t ram_grow =
         in->ram_tracked ? grown(in->ram_dirty_rate, in->window_ms) : 0;
+    uint64_t ram_room =
+        in->ram_max > in->ram_bytes ? in->ram_max - in->ram_bytes : 0;
     uint64_t dev_grow = grown(in->dev_dirty_rate, in->window_ms);
-    uint64_t ram = in->ram_bytes + ram_grow, dev = in->dev_bytes + dev_grow;
-    uint64_t est = ram + dev;
-    uint64_t dev_ms = dev * 1000 / dev_rate;
-    uint64_t ram_ms = ram * 1000 / rate;
-    uint64_t xfer_ms, est_ms;
+    uint64_t ram, dev, est, dev_ms, ram_ms, xfer_ms, est_ms;
     bool fits, converged, capped;
 
+    if (in->ram_max != 0 && ram_grow > ram_room) {
+        ram_grow = ram_room; /* a pass sends each page once */
+    }
+    ram = in->ram_bytes + ram_grow;
+    dev = in->dev_bytes + dev_grow;
+    est = ram + dev;
+    dev_ms = dev * 1000 / dev_rate;
+    ram_ms = ram * 1000 / rate;
     if (in->overlap) {
         /* both at once, each no faster than alone, all of it no faster
          * than the link carrying both */

@@ -49,6 +49,8 @@ enum vmig__sw_decision {
  *                 over the last pass (what they have pending now, plus
  *                 what was read from them, minus what they had pending
  *                 after the pass before).
+ * @ram_max:       bytes of guest RAM: a pass never sends more, however
+ *                 much is dirtied in the window; 0: no bound.
  * @window_ms:     how long the VM is taken to keep running after the
  *                 measurement: pages and device data dirtied meanwhile
  *                 move at the stop too.  The caller gives at least the
@@ -82,6 +84,7 @@ struct vmig__sw_in {
     uint64_t dev_rate;
     uint64_t ram_dirty_rate;
     uint64_t dev_dirty_rate;
+    uint64_t ram_max;
     uint64_t window_ms;
     uint64_t fixed_ms;
     bool overlap;
@@ -105,8 +108,8 @@ struct vmig__sw_in {
  * @est_bytes:   bytes the stop would move (RAM and devices): what is
  *               pending now plus @grow_bytes.
  * @grow_bytes:  of @est_bytes, what the VM dirties during @window_ms
- *               (RAM at @ram_dirty_rate when tracked, devices at
- *               @dev_dirty_rate).
+ *               (RAM at @ram_dirty_rate when tracked, up to @ram_max in
+ *               all, devices at @dev_dirty_rate).
  * @xfer_ms:     the transfer of @est_bytes: RAM at @rate, the devices at
  *               their rate, added (one connection) or overlapped
  *               (@overlap: the longer part, at least all of it at the

@@ -285,6 +285,32 @@ test_dirty_window(void **state)
     in.window_ms = 3;
     vmig__switchover_decide(&in, &out);
     assert_int_equal(out.grow_bytes, 3002);
+    /* a pass never sends more than all of RAM: 200 MB dirty of 256 MB,
+     * 100 MB/s for 1000 ms more grows by the 56 MB left, not 100 MB */
+    in.ram_bytes = 200 * MB;
+    in.ram_max = 256 * MB;
+    in.ram_dirty_rate = 100 * MB;
+    in.window_ms = 1000;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 56 * MB);
+    assert_int_equal(out.est_ms, 2560);
+    /* already all of it dirty (or more counted): nothing grows */
+    in.ram_bytes = 256 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 0);
+    in.ram_bytes = 300 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 0);
+    /* the devices are not bounded by it */
+    in.ram_bytes = 0;
+    in.ram_dirty_rate = 0;
+    in.dev_dirty_rate = 500 * MB;
+    vmig__switchover_decide(&in, &out);
+    assert_int_equal(out.grow_bytes, 500 * MB);
+    in.ram_max = 0;
+    in.dev_dirty_rate = 0;
+    in.ram_dirty_rate = 1000999;
+    in.window_ms = 3;
     /* no window: nothing grows, whatever the rates */
     in.window_ms = 0;
     in.dev_dirty_rate = 1000 * MB;
