@@ -121,15 +121,11 @@ pc_begin(struct eng_src *s)
                           "precopied");
     }
     for (unsigned int i = 0; i < e->ndev; i++) {
-        uint64_t t0;
-
         if (!(s->dev[i].flags & VMIG_MIGRATION_PRE_COPY)) {
             continue;
         }
         s->touched = true;
-        t0 = vmig__mono_ns();
         ret = vmig__engine_dev_set(e, i, VMIG_STATE_PRE_COPY, false);
-        pc->arc_ns += vmig__mono_ns() - t0;
         if (ret < 0) {
             vmig__engine_set_error(e, "device %s: cannot enter PRE_COPY: %s",
                                    e->dev[i].name, strerror(-ret));
@@ -369,21 +365,32 @@ pc_dev_lost(struct eng_src *s, unsigned int i, int err)
 
 /*
  * Every precopy device still in PRE_COPY?  One that is not was reset:
- * restart it (return 1: keep iterating) or fail, per the policy.
+ * restart it (return 1: keep iterating) or fail, per the policy.  The
+ * time the devices took to answer is kept (pc.arc_ns): a stop arc costs
+ * about one such exchange.
  */
 static int
 pc_check_sessions(struct eng_src *s)
 {
     struct vmig_engine *e = s->e;
     int restarted = 0;
+    uint64_t asked = 0;
 
     for (unsigned int i = 0; i < e->ndev; i++) {
         const struct eng_dev *d = &e->dev[i];
         enum vmig_state st;
+        uint64_t t0;
+        bool in_pc;
         int ret;
 
-        if (!s->dev[i].tx_pc || (d->ops->get_state(d->opaque, &st) == 0 &&
-                                 st == VMIG_STATE_PRE_COPY)) {
+        if (!s->dev[i].tx_pc) {
+            continue;
+        }
+        t0 = vmig__mono_ns();
+        in_pc =
+            d->ops->get_state(d->opaque, &st) == 0 && st == VMIG_STATE_PRE_COPY;
+        asked += vmig__mono_ns() - t0;
+        if (in_pc) {
             continue;
         }
         ret = pc_dev_lost(s, i, -ENODEV);
@@ -392,6 +399,7 @@ pc_check_sessions(struct eng_src *s)
         }
         restarted = 1;
     }
+    s->pc.arc_ns = asked;
     return restarted;
 }
 
@@ -631,10 +639,12 @@ per_sec(uint64_t bytes, uint64_t ns)
     return ns > 0 ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
 }
 
+/* Whole milliseconds, rounded to the nearest: rounding each part up
+ * would add up to a millisecond per part to the estimate. */
 static uint64_t
-ns_to_ms_up(uint64_t ns)
+ns_to_ms(uint64_t ns)
 {
-    return (ns + 999999) / 1000000;
+    return (ns + 500000) / 1000000;
 }
 
 /*
@@ -652,7 +662,9 @@ ns_to_ms_up(uint64_t ns)
  *   catching up once the engine stops sending are not known in advance);
  * - the fixed cost, measured in this migration's earlier phases: the
  *   last collection (the stop collects once more) and the devices' two
- *   stop arcs (measured as their arc into PRE_COPY).
+ *   stop arcs (each as long as the devices took to report their state in
+ *   this iteration: an arc into PRE_COPY opens a session and is no
+ *   measure of one that keeps it).
  */
 static void
 pc_sw_measure(struct eng_src *s, struct vmig__sw_in *in, uint64_t t_meas,
@@ -671,10 +683,10 @@ pc_sw_measure(struct eng_src *s, struct vmig__sw_in *in, uint64_t t_meas,
     in->ram_dirty_rate =
         pc->ram ? per_sec(pc->pass_pages * VMIG_MP_PAGE_SIZE, pass_ns) : 0;
     in->dev_dirty_rate = per_sec(dev_new, pass_ns);
-    in->window_ms = ns_to_ms_up(pass_ns);
+    in->window_ms = ns_to_ms(pass_ns);
     in->ram_max = s->e->ram_total;
     fixed_ns = (pc->ram ? pc->collect_ns : 0) + 2 * pc->arc_ns;
-    in->fixed_ms = ns_to_ms_up(fixed_ns);
+    in->fixed_ms = ns_to_ms(fixed_ns);
     in->overlap = s->mc != NULL;
 }
 

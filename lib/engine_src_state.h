@@ -50,8 +50,8 @@ struct eng_pc {
     /* what the switchover estimate needs besides the bytes: when the last
      * iteration's measurement ended (its dirty collection, monotonic ns),
      * how long that collection and the iteration took, the device bytes
-     * pending after it, the devices' arcs into PRE_COPY (a measured stand
-     * in for their stop arcs) */
+     * pending after it, the time the precopy devices took to report
+     * their state (a measured stand-in for a stop arc) */
     uint64_t t_meas;
     uint64_t collect_ns;
     uint64_t pass_ns;
