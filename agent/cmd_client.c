@@ -333,10 +333,10 @@ cmd_recover(struct opts *o)
         fprintf(stderr, "vmig recover: %s\n", err);
         goto out;
     }
+    /* the agent shows "recovering" before it replies, so
+     * "postmigrate-unknown" from here on is this recovery's end */
     st = "recovering";
-    for (int i = 0; i < 36000 && st != NULL &&
-                    (strcmp(st, "recovering") == 0 ||
-                     strcmp(st, "postmigrate-unknown") == 0);
+    for (int i = 0; i < 36000 && st != NULL && strcmp(st, "recovering") == 0;
          i++) {
         json_object_put(mig);
         mig = NULL;
@@ -344,9 +344,6 @@ cmd_recover(struct opts *o)
             break;
         }
         st = mig_status(c, err, sizeof(err), &mig);
-        if (st != NULL && strcmp(st, "postmigrate-unknown") == 0 && i > 2) {
-            break;
-        }
     }
     if (st == NULL) {
         fprintf(stderr, "vmig recover: %s\n", err);

@@ -146,9 +146,15 @@ vm_recover(struct agent_vm *vm, bool destination_gone, char *err, size_t errlen)
         return 0;
     }
     vm->migrating = true;
+    /* before the command replies, as `migrate` sets "setup": a
+     * query-migrate right after it sees the recovery, never the
+     * "postmigrate-unknown" it started from (which `vmig recover` would
+     * take for the recovery's end) */
+    vm_mig_status_set_locked(vm, "recovering");
     ret = pthread_create(&vm->thread, NULL, recover_main, vm);
     if (ret != 0) {
         vm->migrating = false;
+        vm_mig_status_set_locked(vm, "postmigrate-unknown");
         pthread_mutex_unlock(&vm->lock);
         snprintf(err, errlen, "cannot start the recovery thread");
         return -ret;
