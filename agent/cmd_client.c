@@ -282,7 +282,13 @@ cmd_cancel(struct opts *o)
         fprintf(stderr, "vmig cancel: %s\n", err);
         goto out;
     }
-    for (int i = 0; i < 600 && running_status(st); i++) {
+    /* a cancel after GO is only a wish: the source may lose the answer
+     * to GO and ask the destination again ("recovering"), and the wish
+     * applies only if GO turns out not to have arrived; follow that too
+     * (the recovery ends within x-vmig-recover-timeout) */
+    for (int i = 0;
+         i < 36000 && (running_status(st) || strcmp(st, "recovering") == 0);
+         i++) {
         json_object_put(mig);
         mig = NULL;
         if (qmpc_poll_events(c, 50) < 0 ||
@@ -297,6 +303,14 @@ cmd_cancel(struct opts *o)
     } else if (strcmp(st, "completed") == 0) {
         fprintf(stderr, "vmig cancel: too late: the migration completed; "
                         "the VM runs on the destination\n");
+    } else if (strcmp(st, "postmigrate-unknown") == 0) {
+        json_object *v;
+
+        fprintf(stderr, "vmig cancel: %s\n",
+                json_object_object_get_ex(mig, "error-desc", &v)
+                    ? json_object_get_string(v)
+                    : "the outcome is unknown; 'vmig recover' asks the "
+                      "destination again");
     } else {
         fprintf(stderr, "vmig cancel: the migration is still %s\n", st);
     }
