@@ -36,8 +36,16 @@ VMIG = sys.argv[1]
 PROXY = sys.argv[2]
 check = Checks()
 VM = ["--ram", "32M", "--device", "acc", "--rate", "50000"]
-PEER_MS = 3000
+# Every fault here is a cut or a kill, which the other side sees at once:
+# the peer timeout only bounds a hang.  At 3 s it failed whole migrations
+# on a loaded machine ("the source was silent for 3000 ms").
+PEER_MS = 30000
+# how long a source asks again, and a destination holds a loaded VM, when
+# the test waits for that to end (unknown, src-gone: the hold's end)
 RECOVER_MS = 4000
+# a hold the test needs a source (or another one) to reach in time on a
+# loaded machine; the pass path does not wait for its end
+HOLD_MS = 20000
 FINAL = ("completed", "failed", "cancelled", "postmigrate-unknown")
 
 
@@ -51,13 +59,13 @@ def acc_done(a):
     return (g.get("accelerator") or {}).get("completed", 0) if not g.get("busy") else 0
 
 
-def setup(lab, src_requests=200000):
+def setup(lab, src_requests=200000, recover_ms=RECOVER_MS):
     dst = lab.agent("dst", "receive", VM, free_port())
     src = lab.agent("src", "run", VM + ["--acc-requests", str(src_requests)])
     px = lab.proxy_to("proxy", dst.port)
     for a in (src, dst):
         a.cmd("migrate-set-parameters", {"x-vmig-peer-timeout": PEER_MS,
-                                         "x-vmig-recover-timeout": RECOVER_MS})
+                                         "x-vmig-recover-timeout": recover_ms})
     wait_for(lambda: acc_done(src) > 0, what="the source's workload to start")
     return src, dst, px
 
@@ -90,7 +98,7 @@ def end_of(a, since):
 
 
 def case_go_lost(lab):
-    src, dst, px = setup(lab)
+    src, dst, px = setup(lab, recover_ms=HOLD_MS)
     px.arm("fwd frame=GO cut")
     t = now()
     src.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % px.port})
@@ -134,7 +142,11 @@ def case_unknown(lab):
 
 
 def case_src_gone(lab):
-    src, dst, px = setup(lab)
+    # the other source must try the destination while it holds the VM:
+    # that agent is up before the hold begins, and the hold (HOLD_MS)
+    # outlasts a `vmig migrate` started on a loaded machine
+    src, dst, px = setup(lab, recover_ms=HOLD_MS)
+    other = lab.agent("other", "run", VM)
     rid = px.arm("back frame=READY hold")
     t = now()
     src.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % px.port})
@@ -144,7 +156,6 @@ def case_src_gone(lab):
     px.release()
     dst.q.wait_event("MIGRATION", lambda d: d.get("status") == "recovering", since=t)
     # meanwhile another source is turned away at once
-    other = lab.agent("other", "run", VM)
     rc, out = cli("migrate", "--qmp", other.qmp_path, "--to", "127.0.0.1:%d" % dst.port)
     check(rc != 0 and grep(r"busy", out), "another source is refused as busy: %s" % out)
     st = end_of(dst, t)
@@ -163,15 +174,34 @@ def case_src_gone(lab):
     runs_and_verifies(dst, "destination")
 
 
+def source_log(a):
+    with open(a.log_path) as f:
+        return f.read()
+
+
 def case_cancel_wish(lab):
-    src, dst, px = setup(lab)
+    # the cancel must reach the source while it still waits for the answer
+    # to GO (a `vmig cancel` started on a loaded machine took more than
+    # the 3 s peer timeout this test had: "nothing to cancel ... the last
+    # one: recovering"), so the connection is cut only once the source
+    # took the wish; then the source must reach the destination within
+    # its hold
+    src, dst, px = setup(lab, recover_ms=HOLD_MS)
     rid = px.arm("fwd frame=GO hold")
     t = now()
     src.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % px.port})
     check(px.wait(rid) is not None, "GO reached the proxy")
-    rc, out = cli("cancel", "--qmp", src.qmp_path)
-    print("vmig cancel: rc %d: %s" % (rc, out.strip()))
+    cancel = subprocess.Popen([VMIG, "cancel", "--qmp", src.qmp_path],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: cancel.poll() is not None or
+             grep(r"migrate_cancel: too late to cancel", source_log(src)),
+             what="the source to take the cancel after GO")
     px.command("arm both now cut")
+    # vmig cancel follows the source through its recovery to the end
+    out = cancel.communicate(timeout=PEER_MS / 1000 + HOLD_MS / 1000)[0]
+    print("vmig cancel: rc %d: %s" % (cancel.returncode, out.strip()))
+    check(cancel.returncode == 0 and grep(r"migration cancelled", out),
+          "vmig cancel reports the cancel applied: rc %d %s" % (cancel.returncode, out))
     st = end_of(src, t)
     check(st == "cancelled", "the cancel applied once the destination said it "
           "never got GO: %s %s" % (st, src.migrate_info().get("error-desc")))
