@@ -47,6 +47,17 @@
 #define DEV_STATE (6u << 20)
 #define NDEV 3
 
+/*
+ * Every wait on a peer (the engines' peer timeout, a channel's HELLO, a
+ * hostile peer's answer, the cut proxy's idle wait) only bounds a hang:
+ * no test waits for one to expire (a cut closes its connections).  At 20 s, a
+ * source starved under ThreadSanitizer on a loaded machine (load 25 on two
+ * cores) was silent on its main connection for longer while its extra channels
+ * carried the device states; the destination gave up ("the source was silent
+ * for 20000 ms") and the source's channels failed with EPIPE.
+ */
+#define CHAN_PEER_TIMEOUT_MS 120000
+
 /* What a channel test adds to its VMs (tvm.ext). */
 struct chx {
     /* source side: where extra channels connect, how many were opened */
@@ -83,7 +94,7 @@ cut_main(void *arg)
                                {.fd = x->b, .events = POLLIN}};
         ssize_t n;
 
-        if (poll(pf, 2, 5000) <= 0) {
+        if (poll(pf, 2, CHAN_PEER_TIMEOUT_MS) <= 0) {
             break;
         }
         if (pf[0].revents) {
@@ -187,7 +198,7 @@ set_channels(struct tvm *vm, unsigned int n)
 
     vmig_engine_get_params(vm->eng, &p);
     p.channels = n;
-    p.timeout_ms = 20000;
+    p.timeout_ms = CHAN_PEER_TIMEOUT_MS;
     vmig_engine_set_params(vm->eng, &p);
 }
 
@@ -271,7 +282,8 @@ dst_main(void *arg)
             continue;
         }
         assert_int_equal(vmig_chan_plain(j->vm->ctx, fd, &ch), 0);
-        ret = vmig_engine_accept_chan(j->vm->eng, ch, NULL, 5000);
+        ret =
+            vmig_engine_accept_chan(j->vm->eng, ch, NULL, CHAN_PEER_TIMEOUT_MS);
         if (j->naccept < MAX_ACCEPTS) {
             j->accept_ret[j->naccept++] = ret;
         }
@@ -442,7 +454,7 @@ raw_hello(int port, unsigned int type, const void *payload, size_t len,
 
     assert_true(fd >= 0);
     assert_int_equal(vmig_mp_conn_new(hostile_dst->ctx, fd, &c), 0);
-    vmig_mp_conn_set_timeout(c, 10000);
+    vmig_mp_conn_set_timeout(c, CHAN_PEER_TIMEOUT_MS);
     assert_int_equal(vmig_mp_handshake(c), 0);
     assert_int_equal(vmig_mp_send1(c, type, 0, payload, len), 0);
     assert_int_equal(vmig_mp_recv(c, &f), 0);
@@ -545,7 +557,7 @@ test_hostile_hellos(void **state)
 
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
         assert_int_equal(vmig_mp_conn_new(b->ctx, sv[1], &c), 0);
-        vmig_mp_conn_set_timeout(c, 10000);
+        vmig_mp_conn_set_timeout(c, CHAN_PEER_TIMEOUT_MS);
         /* preamble and hello written ahead; the socket buffers them */
         assert_int_equal(vmig_chan_plain(b->ctx, sv[0], &ch), 0);
         {
