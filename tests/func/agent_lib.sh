@@ -1,8 +1,11 @@
 # Shared by the agent functional tests (sourced; POSIX sh).  Before
 # sourcing: vmig (the agent binary).  After: set vm (the agents' VM
 # options).  QMP_TIMEOUT: seconds socat waits for a reply
-# (default 30: the agent closes the connection once it answered, so this
-# only bounds a slow answer on a loaded machine).  WAIT_SECS: deadline of
+# (default 150: the agent closes the connection once it answered, so this
+# only bounds a slow answer on a loaded machine; x-vmig-query-guest
+# replays the guest's whole ledger, 3 s of CPU for a full 64M guest in
+# the ASan build, which took over 30 s at a load of 25 on two cores and
+# came back empty: "guest broken" without a reply).  WAIT_SECS: deadline of
 # wait_for (default 120).  KEEP=1 keeps the temporary directory for a
 # post-mortem.
 dir=$(mktemp -d)
@@ -24,7 +27,7 @@ expect_rc() { want=$1; shift; "$@" >"$dir/last.out" 2>&1; rc=$?; [ "$rc" -eq "$w
 wait_sock() { wait_for "a socket at $1" test -S "$1"; }
 # up PID SOCKET: the process listens on SOCKET (fails at once if it died)
 up() { [ -S "$2" ] && return 0; kill -0 "$1" 2>/dev/null || fail "process $1 exited before listening on $2"; return 1; }
-qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t "${QMP_TIMEOUT:-30}" - UNIX-CONNECT:"$1"; }
+qmp() { printf '{"execute":"qmp_capabilities"}\n%s\n' "$2" | socat -t "${QMP_TIMEOUT:-150}" - UNIX-CONNECT:"$1"; }
 # wait_for WHAT CMD...: run CMD until it succeeds; after WAIT_SECS fail
 # naming WHAT.  Tests wait on conditions like this, never for a fixed time.
 wait_for() {

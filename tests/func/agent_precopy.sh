@@ -46,11 +46,13 @@ traffic() { # agent device what
     wait_for "$1 to finish its migration" settled "$1"
     wait_for "traffic on $1/$2" ft_started "$1" "$2"
     r0=$(ftrep "$1" "$2")
+    [ -n "$r0" ] || fail "$1/$2: no flowtab report after $3 (x-vmig-query-guest did not answer within ${QMP_TIMEOUT:-150} s)"
     echo "$r0" | grep -q '"verified": true' || fail "$1/$2: flowtab traffic not verified after $3: $r0 (guest: $(qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tail -n 1))"
     echo "$r0" | grep -q '"bad": 0' || fail "$1/$2: wrong completions after $3: $r0"
     ft_mark=$(num completed "$r0")
     wait_for "$1/$2: traffic to move after $3 (from $ft_mark)" ft_moved "$1" "$2"
     g=$(qmp "$dir/$1.qmp" '{"execute":"x-vmig-query-guest"}' | tr -d '\n')
+    echo "$g" | grep -q '"return"' || fail "$1: x-vmig-query-guest did not answer within ${QMP_TIMEOUT:-150} s after $3: $g"
     echo "$g" | grep -q '"verified": true' || fail "$1: guest broken after $3: $g"
 }
 devstate() { # agent device -> its migration state
