@@ -157,20 +157,70 @@ chan_unacked(int fd)
     return ioctl(fd, SIOCOUTQ, &q) == 0 ? q : -1;
 }
 
+void
+vmig__chan_share_heard(struct vmig_chan *ch, uint64_t *heard)
+{
+    ch->heard = heard;
+}
+
+/* @ch heard from its peer now: the shared time moves forward (never
+ * back: another thread may have stored a later time meanwhile). */
+static void
+chan_heard(struct vmig_chan *ch, uint64_t now)
+{
+    uint64_t was;
+
+    if (ch->heard == NULL) {
+        return;
+    }
+    was = __atomic_load_n(ch->heard, __ATOMIC_RELAXED);
+    while (was < now &&
+           !__atomic_compare_exchange_n(ch->heard, &was, now, true,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
 /*
- * Wait for @events on @fd.  The peer counts as silent only when nothing
- * moved for @timeout_ms: while we wait to read (a CONFIRM, say) the
- * peer may still be taking in what we sent before over a slow link, and
- * every byte it acknowledges starts the wait afresh.  A wait to write
- * ends with -EPIPE when the peer has shut down its own sending side and
- * takes nothing more in: it gave up (a destination does so after its
- * ERROR), and whatever it said before is there to be read.
+ * Whether the peer was silent for @timeout_ms (0: never), counting from
+ * *@since (this connection's last sign of it) or from the shared time of
+ * the migration's other connections when that is later; *@since moves to
+ * it then.
+ */
+static bool
+chan_silent(const struct vmig_chan *ch, uint64_t *since,
+            unsigned int timeout_ms)
+{
+    uint64_t now = vmig__mono_ms();
+
+    if (timeout_ms == 0 || now - *since < timeout_ms) {
+        return false;
+    }
+    if (ch->heard != NULL) {
+        uint64_t h = __atomic_load_n(ch->heard, __ATOMIC_RELAXED);
+
+        if (h > *since) {
+            *since = h;
+        }
+    }
+    return now - *since >= timeout_ms;
+}
+
+/*
+ * Wait for @events on @ch's socket.  The peer counts as silent only when
+ * nothing moved for @timeout_ms: while we wait to read (a CONFIRM, say)
+ * the peer may still be taking in what we sent before over a slow link,
+ * and every byte it acknowledges starts the wait afresh - as does the
+ * peer heard on another connection of the migration (chan_priv.h).  A
+ * wait to write ends with -EPIPE when the peer has shut down its own
+ * sending side and takes nothing more in: it gave up (a destination does
+ * so after its ERROR), and whatever it said before is there to be read.
  */
 int
-vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
+vmig__chan_wait(struct vmig_chan *ch, short events, unsigned int timeout_ms,
                 const int *cancel)
 {
-    uint64_t start = vmig__mono_ms();
+    int fd = ch->fd;
+    uint64_t since = vmig__mono_ms();
     int unacked = chan_unacked(fd);
 
     for (;;) {
@@ -191,14 +241,18 @@ vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
             return -EPIPE;
         }
         if (n > 0) {
+            /* we wait only after the transport would block: readiness
+             * now is the peer's doing (it sent, or took bytes in) */
+            chan_heard(ch, vmig__mono_ms());
             return 0;
         }
         q = chan_unacked(fd);
         if (q >= 0 && q < unacked) {
-            start = vmig__mono_ms(); /* the peer took bytes in */
+            since = vmig__mono_ms(); /* the peer took bytes in */
+            chan_heard(ch, since);
         }
         unacked = q;
-        if (timeout_ms != 0 && vmig__mono_ms() - start >= timeout_ms) {
+        if (chan_silent(ch, &since, timeout_ms)) {
             return -ETIMEDOUT;
         }
     }
@@ -228,7 +282,7 @@ vmig__chan_write_all(struct vmig_chan *ch, struct iovec *iov, int niov,
         }
         n = ch->ops->writev(ch, iov, niov, &want);
         if (n == -EAGAIN) {
-            int ret = vmig__chan_wait(ch->fd, want, timeout_ms, cancel);
+            int ret = vmig__chan_wait(ch, want, timeout_ms, cancel);
 
             if (ret < 0) {
                 return ret;
@@ -258,7 +312,7 @@ vmig__chan_write_all(struct vmig_chan *ch, struct iovec *iov, int niov,
         if (ret != -EAGAIN) {
             return ret;
         }
-        ret = vmig__chan_wait(ch->fd, want, timeout_ms, cancel);
+        ret = vmig__chan_wait(ch, want, timeout_ms, cancel);
         if (ret < 0) {
             return ret;
         }
@@ -279,7 +333,7 @@ read_loop(struct vmig_chan *ch, void *buf, size_t len, unsigned int timeout_ms,
         ssize_t n = ch->ops->read(ch, (uint8_t *)buf + *got, len - *got, &want);
 
         if (n == -EAGAIN) {
-            int ret = vmig__chan_wait(ch->fd, want, timeout_ms, cancel);
+            int ret = vmig__chan_wait(ch, want, timeout_ms, cancel);
 
             if (ret < 0) {
                 return ret;
@@ -289,6 +343,7 @@ read_loop(struct vmig_chan *ch, void *buf, size_t len, unsigned int timeout_ms,
         if (n <= 0) {
             return (int)n;
         }
+        chan_heard(ch, vmig__mono_ms());
         *got += (size_t)n;
     }
     return 0;

@@ -46,6 +46,8 @@ struct vmig_chan {
     int fl_saved; /* file status flags to restore, or -1 */
     void *impl;   /* the transport's own state (tls_io.c: its session) */
     struct vmig_chan_info info;
+    uint64_t *heard; /* the peer's clock shared with the migration's other
+                      * connections, or NULL (vmig__chan_share_heard()) */
 };
 
 /* Allocate a channel over @fd with @ops (the caller fills impl, info). */
@@ -53,12 +55,37 @@ int vmig__chan_alloc(vmig_ctx_t *ctx, int fd, const struct vmig_chan_ops *ops,
                      struct vmig_chan **out);
 
 /*
- * Wait until @fd is ready for @events, in 50 ms slices so a cancel is
- * seen promptly; fail after @timeout_ms (0: never) without readiness.
- * Return: 0, -ETIMEDOUT, -ECANCELED, or -errno from poll.
+ * The connections of one migration share one "last heard from the peer"
+ * time.  The peer timeout is about the peer, not about one connection:
+ * with parallel channels the main connection can rightly sit silent
+ * while an extra channel carries a device's state (and the reverse), and
+ * that must not fail a healthy migration.  So:
+ *
+ * - every connection of a migration points @heard at the same word, a
+ *   CLOCK_MONOTONIC time in ms owned by the migration (struct eng_mc),
+ *   updated atomically (the maximum wins) whenever any of them hears
+ *   from the peer: bytes read, bytes the peer acknowledged, or readiness
+ *   after a wait;
+ * - a wait ends with -ETIMEDOUT only when neither its own connection nor
+ *   the shared time heard from the peer for @timeout_ms: when its own
+ *   wait expires it counts again from the shared time if that is later.
+ *   A stall of every connection times out exactly as one connection
+ *   alone does.
+ *
+ * @heard NULL (the default): the connection counts on its own.  The
+ * sharing ends with the stream over the connection (vmig_mp_conn_free()),
+ * before the word's owner frees it.
  */
-int vmig__chan_wait(int fd, short events, unsigned int timeout_ms,
-                    const int *cancel);
+void vmig__chan_share_heard(struct vmig_chan *ch, uint64_t *heard);
+
+/*
+ * Wait until @ch's socket is ready for @events, in 50 ms slices so a
+ * cancel is seen promptly; fail after @timeout_ms (0: never) without
+ * hearing from the peer (see vmig__chan_share_heard()).
+ * Return: 0, -ETIMEDOUT, -ECANCELED, -EPIPE, or -errno from poll.
+ */
+int vmig__chan_wait(struct vmig_chan *ch, short events,
+                    unsigned int timeout_ms, const int *cancel);
 
 /* Whether @cancel (may be NULL) is raised. */
 bool vmig__chan_cancelled(const int *cancel);

@@ -40,6 +40,11 @@ struct eng_mc {
     unsigned int count;    /* connections, the main one included */
     uint64_t id_hi, id_lo; /* the migration id the channels join with */
     int abort;             /* atomic: every channel stops at once */
+    /* atomic: when any connection of this migration, the main one
+     * included, last heard from the peer (CLOCK_MONOTONIC ms); each
+     * connection's peer timeout counts from it too (chan_priv.h,
+     * vmig__chan_share_heard()) */
+    uint64_t heard;
     pthread_cond_t cond;
 
     /* under e->lock */

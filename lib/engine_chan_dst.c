@@ -208,6 +208,8 @@ vmig__mc_dst_grant(struct eng_dst *d)
         return -ENOMEM;
     }
     d->mc->d = d;
+    /* one peer, one silence: see chan_priv.h */
+    vmig__chan_share_heard(d->ch, &d->mc->heard);
     d->mc->id_hi = id[0];
     d->mc->id_lo = id[1];
     pthread_mutex_lock(&e->lock);
@@ -504,11 +506,37 @@ dst_chan_main(void *arg)
     return NULL;
 }
 
+/*
+ * After SWITCHOVER the source waits on the main connection for our
+ * answer while the extra channels may still deliver what the sockets'
+ * buffers hold: it hears nothing there meanwhile.  While the channels
+ * hear from it, an ACK of SWITCHOVER (value: the extra channels done so
+ * far) every quarter of the peer timeout says so; a source may ignore
+ * ACKs, ours counts the bytes as the peer heard (chan_priv.h).  Channels
+ * that hear nothing send nothing: a stall still times out.  *@last: when
+ * the previous one went (or the wait began).
+ */
+static int
+dst_alive(struct eng_dst *d, uint64_t *last, unsigned int ndone)
+{
+    struct vmig_mp_msg m = {.type = VMIG_MP_ACK,
+                            .ack = {VMIG_MP_SWITCHOVER, d->sw_seq, ndone}};
+    uint64_t now = vmig__mono_ms();
+
+    if (d->p.timeout_ms == 0 || now - *last < d->p.timeout_ms / 4 ||
+        __atomic_load_n(&d->mc->heard, __ATOMIC_RELAXED) <= *last) {
+        return 0;
+    }
+    *last = now;
+    return vmig_mp_send_msg(d->c, &m);
+}
+
 int
 vmig__mc_dst_finish(struct eng_dst *d)
 {
     struct vmig_engine *e = d->e;
     struct eng_mc *mc = d->mc;
+    uint64_t last = vmig__mono_ms();
     unsigned int ndone;
     int err;
 
@@ -535,6 +563,10 @@ vmig__mc_dst_finish(struct eng_dst *d)
         }
         if (vmig__engine_cancelled(e)) {
             return -ECANCELED;
+        }
+        err = dst_alive(d, &last, ndone);
+        if (err < 0) {
+            return err;
         }
     }
     for (unsigned int k = 1; k < mc->count; k++) {
@@ -586,6 +618,9 @@ vmig__mc_dst_free(struct eng_dst *d)
         return;
     }
     vmig__mc_dst_stop(d);
+    if (d->c != NULL) {
+        vmig__chan_share_heard(d->ch, NULL);
+    }
     for (unsigned int k = 1; k < mc->count; k++) {
         vmig_mp_conn_free(mc->ch[k].c);
         if (mc->ch[k].ch != NULL) {
@@ -631,8 +666,10 @@ dst_join(struct vmig_engine *e, struct vmig_chan *ch, struct vmig_mp_conn *c,
         w = &mc->ch[h->index];
         w->ch = ch;
         w->c = c;
-        /* the migration's peer timeout, not the accept's own */
+        /* the migration's peer timeout, not the accept's own, and its
+         * shared time the peer was last heard */
         vmig_mp_conn_set_timeout(c, mc->d->p.timeout_ms);
+        vmig__chan_share_heard(ch, &mc->heard);
         vmig_mp_conn_set_cancel(c, &mc->abort);
         if ((mc->d->features & VMIG_MP_FEAT_ZSTD) &&
             vmig_mp_conn_set_compress(c, VMIG_MP_COMPRESS_ZSTD,

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <vmig/engine.h>
+#include "chan_priv.h"
 #include "engine_chan.h"
 #include "engine_precopy.h"
 #include "engine_priv.h"
@@ -60,6 +61,7 @@ src_open_one(struct eng_src *s, struct eng_mc_chan *w)
     if (ret < 0) {
         return ret;
     }
+    vmig__chan_share_heard(w->ch, &mc->heard);
     vmig_mp_conn_set_timeout(w->c, s->p.timeout_ms);
     vmig_mp_conn_set_cancel(w->c, &e->cancel);
     ret = vmig__engine_handshake(e, w->c, true);
@@ -125,6 +127,8 @@ vmig__mc_src_open(struct eng_src *s)
         return -ENOMEM;
     }
     s->mc->s = s;
+    /* one peer, one silence: see chan_priv.h */
+    vmig__chan_share_heard(s->ch, &s->mc->heard);
     s->mc->id_hi = m.channels.id_hi;
     s->mc->id_lo = m.channels.id_lo;
     for (unsigned int k = 1; k < s->mc->count; k++) {
@@ -511,6 +515,9 @@ vmig__mc_src_free(struct eng_src *s)
 
     if (mc == NULL) {
         return;
+    }
+    if (s->c != NULL) {
+        vmig__chan_share_heard(s->ch, NULL);
     }
     for (unsigned int k = 1; k < mc->count; k++) {
         struct eng_mc_chan *w = &mc->ch[k];

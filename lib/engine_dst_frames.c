@@ -406,8 +406,8 @@ static int
 dst_switchover(struct eng_dst *d, const struct vmig_mp_frame *f,
                const struct vmig_mp_msg *m)
 {
-    (void)f;
     d->sw = m->switchover;
+    d->sw_seq = f->hdr.seq;
     d->t_sw = vmig__mono_ns();
     return 1;
 }

@@ -50,7 +50,8 @@ struct eng_dst {
     uint8_t *vcpu;
     size_t vcpu_len;
     struct vmig_mp_switchover sw;
-    uint64_t t_sw; /* monotonic ns SWITCHOVER arrived */
+    uint64_t t_sw;   /* monotonic ns SWITCHOVER arrived */
+    uint32_t sw_seq; /* its sequence number */
 
     /* how far the phases got: what a failure must undo */
     bool touched;      /* devices left RUNNING (RESUMING) */

@@ -214,6 +214,9 @@ vmig_mp_conn_free(struct vmig_mp_conn *c)
     if (c == NULL) {
         return;
     }
+    /* a shared peer clock is the migration's, which may end before the
+     * channel does (the caller's) */
+    vmig__chan_share_heard(c->ch, NULL);
     if (c->own_ch) {
         vmig_chan_free(c->ch);
     }

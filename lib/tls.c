@@ -215,7 +215,7 @@ drive(struct vmig_chan *ch, struct sess *s, unsigned int timeout_ms,
         if (ret != -EAGAIN) {
             return 1; /* OpenSSL failed: named from s and hs */
         }
-        ret = vmig__chan_wait(ch->fd, want, timeout_ms, cancel);
+        ret = vmig__chan_wait(ch, want, timeout_ms, cancel);
         if (ret < 0) {
             return ret;
         }

@@ -18,7 +18,11 @@
  *   still lands intact;
  * - one extra channel cut in the middle of stop-copy: the source rolls
  *   back and runs on intact, the destination fails and resets its
- *   devices; the next attempt lands.
+ *   devices; the next attempt lands;
+ * - the connections share one peer timeout: the main connection silent
+ *   for three peer timeouts while an extra channel streams a slow
+ *   device's state still lands; a stall of every connection fails
+ *   within the destination's peer timeout, named, and rolls back.
  */
 #include <errno.h>
 #include <poll.h>
@@ -68,6 +72,8 @@ struct chx {
      * ends after @cut_after bytes (0: no cut) */
     unsigned int cut_index;
     uint64_t cut_after;
+    /* the extra channels' send buffers (0: the system's) */
+    int sndbuf;
     pthread_t cut_th;
     bool cut_live;
 };
@@ -147,6 +153,13 @@ ops_open(void *opaque, unsigned int index, const int *cancel,
     if (fd < 0) {
         return fd;
     }
+    if (CHX(vm)->sndbuf != 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &CHX(vm)->sndbuf,
+                   sizeof(int)) < 0) {
+        /* not privileged: as much as the system allows */
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &CHX(vm)->sndbuf,
+                         sizeof(int));
+    }
     if (CHX(vm)->cut_after != 0 && index == CHX(vm)->cut_index) {
         /* a proxy in the middle: the source talks to it */
         struct cut *x = calloc(1, sizeof(*x));
@@ -203,7 +216,9 @@ set_channels(struct tvm *vm, unsigned int n)
 }
 
 static struct tvm *
-tvm_new(const char *name, bool program, uint64_t seed, unsigned int channels)
+tvm_new_ops(const char *name, bool program, uint64_t seed,
+            unsigned int channels, const struct vmig_engine_dev_ops *dev_ops,
+            const struct vmig_engine_vm_ops *vm_ops)
 {
     static const char *const names[NDEV] = {"acc0", "nic0", "gpu0"};
     static const uint64_t flags[NDEV] = {
@@ -215,7 +230,9 @@ tvm_new(const char *name, bool program, uint64_t seed, unsigned int channels)
                           .ndev = NDEV,
                           .names = names,
                           .flags = flags,
-                          .revision = 1};
+                          .revision = 1,
+                          .vm_ops = vm_ops,
+                          .dev_ops = dev_ops};
     struct tvm *vm = tvm_make(name, program, seed, &cfg);
 
     vm->ext = calloc(1, sizeof(struct chx));
@@ -223,6 +240,86 @@ tvm_new(const char *name, bool program, uint64_t seed, unsigned int channels)
     assert_int_equal(vmig_engine_set_chan_ops(vm->eng, &chan_ops, vm), 0);
     set_channels(vm, channels);
     return vm;
+}
+
+static struct tvm *
+tvm_new(const char *name, bool program, uint64_t seed, unsigned int channels)
+{
+    return tvm_new_ops(name, program, seed, channels, NULL, NULL);
+}
+
+/* The peer timeout of @vm's engine. */
+static void
+set_peer_timeout(struct tvm *vm, unsigned int ms)
+{
+    struct vmig_engine_params p;
+
+    vmig_engine_get_params(vm->eng, &p);
+    p.timeout_ms = ms;
+    vmig_engine_set_params(vm->eng, &p);
+}
+
+/* ------------------------------------------------------------ paced device */
+
+/*
+ * A memdev whose state is read out slowly: at most @max bytes a read,
+ * each after @ms, and read number @stall_at (counting from 1 over every
+ * device; 0: none) after @stall_ms instead; on a destination each write
+ * of state takes @write_ms first.  Set before a migration
+ * starts its channel threads, read by them.
+ */
+static struct {
+    size_t max;
+    unsigned int ms;
+    uint64_t stall_at;
+    unsigned int stall_ms;
+    uint64_t reads;        /* atomic */
+    unsigned int write_ms; /* a destination: before each write */
+    uint64_t writes;       /* atomic */
+    /* per device (told apart by @dev): each read takes @dev_ms more, its
+     * first read @first_ms more; each device is read by one thread */
+    const void *dev[NDEV];
+    unsigned int dev_ms[NDEV];
+    unsigned int first_ms[NDEV];
+    bool dev_read[NDEV];
+} pace;
+
+
+static struct vmig_engine_dev_ops paced_ops;
+
+static ssize_t
+paced_read(void *o, void *buf, size_t cap)
+{
+    uint64_t n = __atomic_add_fetch(&pace.reads, 1, __ATOMIC_RELAXED);
+    unsigned int ms = n == pace.stall_at ? pace.stall_ms : pace.ms;
+    ssize_t ret;
+
+    for (unsigned int i = 0; i < NDEV; i++) {
+        if (pace.dev[i] == o) {
+            ms += pace.dev_ms[i] + (pace.dev_read[i] ? 0 : pace.first_ms[i]);
+            pace.dev_read[i] = true;
+        }
+    }
+    msleep(ms);
+    ret = vmig_memdev_ops()->read(o, buf, cap < pace.max ? cap : pace.max);
+    return ret;
+}
+
+static int
+paced_write(void *o, const void *buf, size_t len)
+{
+    __atomic_add_fetch(&pace.writes, 1, __ATOMIC_RELAXED);
+    msleep(pace.write_ms);
+    return vmig_memdev_ops()->write(o, buf, len);
+}
+
+static const struct vmig_engine_dev_ops *
+paced_dev_ops(void)
+{
+    paced_ops = *vmig_memdev_ops();
+    paced_ops.read = paced_read;
+    paced_ops.write = paced_write;
+    return &paced_ops;
 }
 
 /* ------------------------------------------------------------ destination */
@@ -658,6 +755,147 @@ test_corrupt_device_state(void **state)
     tvm_free(b);
 }
 
+/*
+ * Two connections, a peer timeout of PEER_MS on both sides, and device
+ * state read out slowly (64 KiB every 10 ms: about 3 s for the three
+ * devices, all on the one extra channel).  The main connection carries
+ * its RAM at once and then nothing until RAM_PASS_END: it is silent for
+ * about three peer timeouts while the extra channel streams.  The peer
+ * was heard all along, so the migration lands.
+ */
+#define PEER_MS 1000u
+
+static void
+test_main_silent_channel_busy(void **state)
+{
+    const struct vmig_engine_dev_ops *ops = paced_dev_ops();
+    struct tvm *a = tvm_new_ops("A", true, 41, 2, ops, NULL),
+               *b = tvm_new_ops("B", false, 4, 2, ops, NULL);
+    struct vmig_engine_stats st, dst;
+    struct dst_side j;
+    int ret;
+
+    (void)state;
+    set_peer_timeout(a, PEER_MS);
+    set_peer_timeout(b, PEER_MS);
+    pace = (__typeof__(pace)){.max = 64u << 10, .ms = 10};
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 500);
+    ret = migrate(a, b, &j);
+    vmig_engine_stats(a->eng, &st);
+    vmig_engine_stats(b->eng, &dst);
+    if (ret != 0 || j.ret != 0) {
+        print_message("source: %s\ndestination: %s\n", st.error, dst.error);
+    }
+    assert_int_equal(ret, 0);
+    assert_int_equal(j.ret, 0);
+    assert_int_equal(CHX(a)->opened, 1);
+    check_landed(a, b);
+    /* the devices' state really took longer than the peer timeout many
+     * times over (the main connection had nothing to say meanwhile) */
+    assert_true(__atomic_load_n(&pace.reads, __ATOMIC_RELAXED) >=
+                (uint64_t)NDEV * DEV_STATE / pace.max);
+    vmig_engine_stats(a->eng, &st);
+    assert_true(st.downtime_ms >= 2 * PEER_MS);
+    assert_vm_alive(b);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+/*
+ * The source's side of it: the destination's devices take their state in
+ * slowly (10 ms a 64 KiB write: about 3 s for the three), and the source
+ * channel's send buffer holds all of it, so the source's channel is done
+ * at once and the source waits on the main connection for READY for
+ * about three peer timeouts, hearing nothing there while the destination
+ * reads the channel on its behalf.  The destination says it hears the
+ * source (ACKs of SWITCHOVER): the migration lands.  Without a big
+ * enough buffer (no CAP_NET_ADMIN) the wait is shorter, the test weaker.
+ */
+static void
+test_source_waits_slow_destination(void **state)
+{
+    const struct vmig_engine_dev_ops *ops = paced_dev_ops();
+    struct tvm *a = tvm_new_ops("A", true, 45, 2, ops, NULL),
+               *b = tvm_new_ops("B", false, 3, 2, ops, NULL);
+    struct vmig_engine_stats st, dst;
+    struct dst_side j;
+    int ret;
+
+    (void)state;
+    set_peer_timeout(a, PEER_MS);
+    set_peer_timeout(b, PEER_MS);
+    pace = (__typeof__(pace)){.max = 64u << 10, .write_ms = 10};
+    CHX(a)->sndbuf = 2 * NDEV * DEV_STATE;
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 500);
+    ret = migrate(a, b, &j);
+    vmig_engine_stats(a->eng, &st);
+    vmig_engine_stats(b->eng, &dst);
+    if (ret != 0 || j.ret != 0) {
+        print_message("source: %s\ndestination: %s\n", st.error, dst.error);
+    }
+    assert_int_equal(ret, 0);
+    assert_int_equal(j.ret, 0);
+    check_landed(a, b);
+    assert_true(__atomic_load_n(&pace.writes, __ATOMIC_RELAXED) >=
+                (uint64_t)NDEV * DEV_STATE / pace.max);
+    assert_true(st.downtime_ms >= 2 * PEER_MS);
+    assert_vm_alive(b);
+    tvm_free(a);
+    tvm_free(b);
+}
+
+/*
+ * The opposite: every connection silent.  A device's state stops for
+ * four peer timeouts after a few reads (the extra channel has nothing to
+ * send, the main connection waits for it): the destination, whose peer
+ * timeout is the short one, gives up within it and names it; the source
+ * (a long timeout) reports the destination's reason, rolls back and runs
+ * on; the destination discarded everything; the next attempt lands.
+ */
+static void
+test_all_silent(void **state)
+{
+    const struct vmig_engine_dev_ops *ops = paced_dev_ops();
+    struct tvm *a = tvm_new_ops("A", true, 43, 2, ops, NULL),
+               *b = tvm_new_ops("B", false, 2, 2, ops, NULL);
+    const char *silent = "the source was silent for 1000 ms (the peer timeout)";
+    struct vmig_engine_stats st;
+    struct dst_side j;
+    int ret;
+
+    (void)state;
+    set_peer_timeout(a, 20 * PEER_MS);
+    set_peer_timeout(b, PEER_MS);
+    pace = (__typeof__(pace)){
+        .max = 64u << 10, .stall_at = 5, .stall_ms = 4 * PEER_MS};
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 500);
+    ret = migrate(a, b, &j);
+    tvm_check_rolled_back(a, ret, VMIG_ENGINE_FAILED);
+    vmig_engine_stats(a->eng, &st);
+    assert_non_null(strstr(st.error, "destination: "));
+    assert_non_null(strstr(st.error, silent));
+    assert_true(j.ret < 0);
+    vmig_engine_stats(b->eng, &st);
+    assert_int_equal(st.status, VMIG_ENGINE_FAILED);
+    assert_non_null(strstr(st.error, silent));
+    assert_int_equal(b->resumes, 0);
+    for (int i = 0; i < NDEV; i++) {
+        assert_int_equal(vmig_memdev_state(b->dev[i]), VMIG_STATE_RUNNING);
+    }
+
+    pace.stall_at = 0;
+    pace.reads = 0;
+    assert_int_equal(migrate(a, b, &j), 0);
+    assert_int_equal(j.ret, 0);
+    check_landed(a, b);
+    assert_vm_alive(b);
+    tvm_free(a);
+    tvm_free(b);
+}
+
 int
 main(void)
 {
@@ -667,6 +905,9 @@ main(void)
         cmocka_unit_test(test_hostile_hellos),
         cmocka_unit_test(test_channel_cut),
         cmocka_unit_test(test_corrupt_device_state),
+        cmocka_unit_test(test_main_silent_channel_busy),
+        cmocka_unit_test(test_source_waits_slow_destination),
+        cmocka_unit_test(test_all_silent),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
