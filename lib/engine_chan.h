@@ -29,6 +29,8 @@ struct eng_mc_chan {
     pthread_t th;
     bool th_live;    /* a thread runs (or ran) on it: join it */
     bool done;       /* its work ended (CHANNEL_END sent / read) */
+    bool first_out;  /* source: its first device frame is out, or it
+                      * found no device to take (its own thread's) */
     uint64_t frames; /* data frames sent / received on it */
     uint8_t *buf;    /* source: one chunk of device data */
 };
@@ -55,7 +57,7 @@ struct eng_mc {
     int err;             /* the first failure (negative errno) */
     /* source: the stop-copy work still to hand out */
     unsigned int next_dev;
-    unsigned int dev_first; /* devices whose first stop-copy frame is out */
+    unsigned int dev_first; /* channels with first_out set */
     bool ram_spread;        /* guest RAM goes over the channels too */
     unsigned int ram_region;
     uint64_t ram_off;

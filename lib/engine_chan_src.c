@@ -211,12 +211,19 @@ chan_ram(struct eng_mc_chan *w, unsigned int r, uint64_t off, uint32_t np)
     return chan_send(w, &m, -1, len, zero ? np : 0, 0);
 }
 
-/* Device @i's first stop-copy frame (data, or DEV_END when it had
- * none left) was handed to its channel: the main connection may start
- * its RAM (wait_workers()). */
+/* Channel @w's first device frame (data, or DEV_END when its device had
+ * none left) was handed over, or it found no device to take: once every
+ * channel is there the main connection may start its RAM
+ * (wait_workers()).  Counted once per channel, whatever it does next. */
 static void
-dev_first_out(struct eng_mc *mc)
+chan_first_out(struct eng_mc_chan *w)
 {
+    struct eng_mc *mc = w->mc;
+
+    if (w->first_out) {
+        return;
+    }
+    w->first_out = true;
     pthread_mutex_lock(&mc->e->lock);
     mc->dev_first++;
     pthread_cond_broadcast(&mc->cond);
@@ -232,7 +239,6 @@ chan_device(struct eng_mc_chan *w, unsigned int i)
     const struct eng_dev *d = &e->dev[i];
     struct eng_src_dev *sd = &mc->s->dev[i];
     struct vmig_mp_msg m = {.type = VMIG_MP_DEV_DATA};
-    bool first = true;
     int ret;
 
     if (d->ops->read == NULL) {
@@ -259,10 +265,7 @@ chan_device(struct eng_mc_chan *w, unsigned int i)
         if (ret < 0) {
             return ret;
         }
-        if (first) {
-            dev_first_out(mc);
-            first = false;
-        }
+        chan_first_out(w);
         XXH3_64bits_update(sd->hash, w->buf, (size_t)n);
         sd->tx_off += (uint64_t)n;
     }
@@ -270,8 +273,8 @@ chan_device(struct eng_mc_chan *w, unsigned int i)
     m.dev_end = (struct vmig_mp_dev_end){
         .dev = i, .total = sd->tx_off, .digest = XXH3_64bits_digest(sd->hash)};
     ret = chan_send(w, &m, -1, 0, 0, 0);
-    if (ret == 0 && first) {
-        dev_first_out(mc);
+    if (ret == 0) {
+        chan_first_out(w);
     }
     return ret;
 }
@@ -298,6 +301,9 @@ src_worker(void *arg)
         }
         ram = dev < 0 && take_ram(mc, &r, &off, &np);
         pthread_mutex_unlock(&e->lock);
+        if (dev < 0) {
+            chan_first_out(w); /* no device for it: nothing to wait for */
+        }
         if (dev < 0 && !ram) {
             break;
         }
@@ -364,33 +370,30 @@ main_ram(struct eng_src *s)
 }
 
 /* Under the engine lock: every started channel thread ended, or (@first)
- * each of the @firsts devices the channels took first has a frame out. */
+ * each has its first device frame out (or had no device to take). */
 static bool
-workers_done(const struct eng_mc *mc, unsigned int started, bool first,
-             unsigned int firsts)
+workers_done(const struct eng_mc *mc, unsigned int started, bool first)
 {
-    return mc->ndone >= started || (first && mc->dev_first >= firsts);
+    return mc->ndone >= started || (first && mc->dev_first >= started);
 }
 
 /*
- * Until every started channel thread ended (@first: only until each
- * device a channel took first has its first frame out, or nothing is
- * left to wait for): read the return path (an ERROR there stops them
- * all) and honour a cancel.
+ * Until every started channel thread ended (@first: only until each has
+ * its first device frame out, or nothing is left to wait for): read the
+ * return path (an ERROR there stops them all) and honour a cancel.
  */
 static void
 wait_workers(struct eng_src *s, unsigned int started, bool first)
 {
     struct eng_mc *mc = s->mc;
     struct vmig_engine *e = s->e;
-    unsigned int firsts = e->ndev < started ? e->ndev : started;
 
     for (;;) {
         bool failed, done;
         int ret;
 
         pthread_mutex_lock(&e->lock);
-        done = workers_done(mc, started, first, firsts);
+        done = workers_done(mc, started, first);
         failed = mc->err != 0;
         pthread_mutex_unlock(&e->lock);
         if (done || (first && failed)) {
@@ -406,7 +409,7 @@ wait_workers(struct eng_src *s, unsigned int started, bool first)
             }
         }
         pthread_mutex_lock(&e->lock);
-        if (!workers_done(mc, started, first, firsts)) {
+        if (!workers_done(mc, started, first)) {
             vmig__mc_wait(mc, 20);
         }
         pthread_mutex_unlock(&e->lock);
@@ -428,6 +431,7 @@ start_workers(struct eng_mc *mc)
             break;
         }
         vmig_mp_conn_set_cancel(w->c, &mc->abort);
+        w->first_out = false;
         if (pthread_create(&w->th, NULL, src_worker, w) != 0) {
             vmig__engine_set_error(mc->e,
                                    "cannot start the thread of "

@@ -22,7 +22,9 @@
  * - the connections share one peer timeout: the main connection silent
  *   for three peer timeouts while an extra channel streams a slow
  *   device's state still lands; a stall of every connection fails
- *   within the destination's peer timeout, named, and rolls back.
+ *   within the destination's peer timeout, named, and rolls back;
+ * - the main connection's RAM waits for every extra channel's first
+ *   device frame.
  */
 #include <errno.h>
 #include <poll.h>
@@ -284,6 +286,69 @@ static struct {
     bool dev_read[NDEV];
 } pace;
 
+/*
+ * When the migrating thread first sent guest RAM, and when each channel
+ * thread's first device read returned (CLOCK_MONOTONIC ns), with @on.
+ */
+static struct {
+    pthread_mutex_t lock;
+    bool on;
+    unsigned int chan_ram_ms; /* a channel thread's RAM piece takes this */
+    pthread_t main;
+    uint64_t main_ram;
+    unsigned int nchan;
+    pthread_t chan[VMIG_MP_MAX_CHANNELS];
+    uint64_t chan_first[VMIG_MP_MAX_CHANNELS];
+} seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void
+seen_read(void)
+{
+    unsigned int k;
+
+    pthread_mutex_lock(&seen.lock);
+    for (k = 0; seen.on && k < seen.nchan; k++) {
+        if (pthread_equal(seen.chan[k], pthread_self())) {
+            break;
+        }
+    }
+    if (seen.on && k == seen.nchan && k < VMIG_MP_MAX_CHANNELS) {
+        seen.chan[k] = pthread_self();
+        seen.chan_first[k] = mono_ns();
+        seen.nchan++;
+    }
+    pthread_mutex_unlock(&seen.lock);
+}
+
+/* The VM ops with a RAM hole check that notes the migrating thread's
+ * first RAM (the engine asks it before each piece it sends) and makes a
+ * channel thread's pieces slow. */
+static int
+seen_hole(void *o, unsigned int region, uint64_t off, uint64_t len)
+{
+    unsigned int ms = 0;
+
+    pthread_mutex_lock(&seen.lock);
+    if (seen.on && !pthread_equal(seen.main, pthread_self())) {
+        ms = seen.chan_ram_ms;
+    } else if (seen.on && seen.main_ram == 0) {
+        seen.main_ram = mono_ns();
+    }
+    pthread_mutex_unlock(&seen.lock);
+    msleep(ms);
+    return tvm_vm_hole(o, region, off, len);
+}
+
+static struct vmig_engine_vm_ops seen_vm_ops;
 
 static struct vmig_engine_dev_ops paced_ops;
 
@@ -302,6 +367,7 @@ paced_read(void *o, void *buf, size_t cap)
     }
     msleep(ms);
     ret = vmig_memdev_ops()->read(o, buf, cap < pace.max ? cap : pace.max);
+    seen_read();
     return ret;
 }
 
@@ -896,6 +962,67 @@ test_all_silent(void **state)
     tvm_free(b);
 }
 
+/*
+ * The main connection's RAM waits until every extra channel has its
+ * first device frame out, not merely as many devices as there are
+ * channels: three connections, "acc0" read slowly (5 ms a read, about
+ * 0.5 s) and the first read of "nic0" taking 1.5 s.  One channel takes
+ * acc0, the other nic0; the first is through acc0 and into gpu0 long
+ * before nic0's first frame - two devices have a frame out - but the
+ * migrating thread sends no RAM until nic0's channel has its frame out.
+ * A channel's RAM piece (4 MiB of the 16) takes 1 s, so RAM is left for
+ * the migrating thread when its turn comes.
+ */
+static void
+test_ram_waits_each_channel(void **state)
+{
+    const struct vmig_engine_dev_ops *ops = paced_dev_ops();
+    struct tvm *a, *b;
+    struct dst_side j;
+
+    (void)state;
+    seen_vm_ops = tvm_vm_ops;
+    seen_vm_ops.ram_hole = seen_hole;
+    a = tvm_new_ops("A", true, 47, 3, ops, &seen_vm_ops);
+    b = tvm_new_ops("B", false, 5, 3, ops, NULL);
+    pace = (__typeof__(pace)){.max = 64u << 10};
+    for (int i = 0; i < NDEV; i++) {
+        pace.dev[i] = a->dev[i];
+    }
+    pace.dev_ms[0] = 5;
+    pace.first_ms[1] = 1500;
+    pthread_mutex_lock(&seen.lock);
+    seen.on = true;
+    seen.chan_ram_ms = 1000;
+    seen.main = pthread_self();
+    seen.main_ram = 0;
+    seen.nchan = 0;
+    pthread_mutex_unlock(&seen.lock);
+    assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
+    wait_steps(a, 500);
+    assert_int_equal(migrate(a, b, &j), 0);
+    assert_int_equal(j.ret, 0);
+    check_landed(a, b);
+    pthread_mutex_lock(&seen.lock);
+    seen.on = false;
+    assert_int_equal(seen.nchan, 2);
+    assert_true(seen.main_ram != 0);
+    for (unsigned int k = 0; k < seen.nchan; k++) {
+        if (seen.main_ram < seen.chan_first[k]) {
+            print_message("the main connection's RAM went %llu ms before "
+                          "channel thread %u's first device read\n",
+                          (unsigned long long)(seen.chan_first[k] -
+                                               seen.main_ram) /
+                              1000000,
+                          k);
+        }
+        assert_true(seen.main_ram >= seen.chan_first[k]);
+    }
+    pthread_mutex_unlock(&seen.lock);
+    tvm_free(a);
+    tvm_free(b);
+}
+
 int
 main(void)
 {
@@ -908,6 +1035,7 @@ main(void)
         cmocka_unit_test(test_main_silent_channel_busy),
         cmocka_unit_test(test_source_waits_slow_destination),
         cmocka_unit_test(test_all_silent),
+        cmocka_unit_test(test_ram_waits_each_channel),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
