@@ -84,8 +84,8 @@ void vmig__chan_share_heard(struct vmig_chan *ch, uint64_t *heard);
  * hearing from the peer (see vmig__chan_share_heard()).
  * Return: 0, -ETIMEDOUT, -ECANCELED, -EPIPE, or -errno from poll.
  */
-int vmig__chan_wait(struct vmig_chan *ch, short events,
-                    unsigned int timeout_ms, const int *cancel);
+int vmig__chan_wait(struct vmig_chan *ch, short events, unsigned int timeout_ms,
+                    const int *cancel);
 
 /* Whether @cancel (may be NULL) is raised. */
 bool vmig__chan_cancelled(const int *cancel);

@@ -155,9 +155,8 @@ ops_open(void *opaque, unsigned int index, const int *cancel,
     if (fd < 0) {
         return fd;
     }
-    if (CHX(vm)->sndbuf != 0 &&
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &CHX(vm)->sndbuf,
-                   sizeof(int)) < 0) {
+    if (CHX(vm)->sndbuf != 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE,
+                                           &CHX(vm)->sndbuf, sizeof(int)) < 0) {
         /* not privileged: as much as the system allows */
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &CHX(vm)->sndbuf,
                          sizeof(int));
@@ -1009,12 +1008,12 @@ test_ram_waits_each_channel(void **state)
     assert_true(seen.main_ram != 0);
     for (unsigned int k = 0; k < seen.nchan; k++) {
         if (seen.main_ram < seen.chan_first[k]) {
-            print_message("the main connection's RAM went %llu ms before "
-                          "channel thread %u's first device read\n",
-                          (unsigned long long)(seen.chan_first[k] -
-                                               seen.main_ram) /
-                              1000000,
-                          k);
+            print_message(
+                "the main connection's RAM went %llu ms before "
+                "channel thread %u's first device read\n",
+                (unsigned long long)(seen.chan_first[k] - seen.main_ram) /
+                    1000000,
+                k);
         }
         assert_true(seen.main_ram >= seen.chan_first[k]);
     }
