@@ -822,13 +822,14 @@ test_corrupt_device_state(void **state)
 
 /*
  * Two connections, a peer timeout of PEER_MS on both sides, and device
- * state read out slowly (64 KiB every 10 ms: about 3 s for the three
+ * state read out slowly (64 KiB every 15 ms: about 4.5 s for the three
  * devices, all on the one extra channel).  The main connection carries
  * its RAM at once and then nothing until RAM_PASS_END: it is silent for
  * about three peer timeouts while the extra channel streams.  The peer
  * was heard all along, so the migration lands.
  */
-#define PEER_MS 1000u
+#define PEER_MS 1500u /* short, but not for a loaded ThreadSanitizer run */
+#define PACE_MS 15
 
 static void
 test_main_silent_channel_busy(void **state)
@@ -843,7 +844,7 @@ test_main_silent_channel_busy(void **state)
     (void)state;
     set_peer_timeout(a, PEER_MS);
     set_peer_timeout(b, PEER_MS);
-    pace = (__typeof__(pace)){.max = 64u << 10, .ms = 10};
+    pace = (__typeof__(pace)){.max = 64u << 10, .ms = PACE_MS};
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
     wait_steps(a, 500);
     ret = migrate(a, b, &j);
@@ -869,7 +870,7 @@ test_main_silent_channel_busy(void **state)
 
 /*
  * The source's side of it: the destination's devices take their state in
- * slowly (10 ms a 64 KiB write: about 3 s for the three), and the source
+ * slowly (15 ms a 64 KiB write: about 4.5 s for the three), and the source
  * channel's send buffer holds all of it, so the source's channel is done
  * at once and the source waits on the main connection for READY for
  * about three peer timeouts, hearing nothing there while the destination
@@ -890,7 +891,7 @@ test_source_waits_slow_destination(void **state)
     (void)state;
     set_peer_timeout(a, PEER_MS);
     set_peer_timeout(b, PEER_MS);
-    pace = (__typeof__(pace)){.max = 64u << 10, .write_ms = 10};
+    pace = (__typeof__(pace)){.max = 64u << 10, .write_ms = PACE_MS};
     CHX(a)->sndbuf = 2 * NDEV * DEV_STATE;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
     wait_steps(a, 500);
@@ -925,12 +926,14 @@ test_all_silent(void **state)
     const struct vmig_engine_dev_ops *ops = paced_dev_ops();
     struct tvm *a = tvm_new_ops("A", true, 43, 2, ops, NULL),
                *b = tvm_new_ops("B", false, 2, 2, ops, NULL);
-    const char *silent = "the source was silent for 1000 ms (the peer timeout)";
+    char silent[128];
     struct vmig_engine_stats st;
     struct dst_side j;
     int ret;
 
     (void)state;
+    snprintf(silent, sizeof(silent),
+             "the source was silent for %u ms (the peer timeout)", PEER_MS);
     set_peer_timeout(a, 20 * PEER_MS);
     set_peer_timeout(b, PEER_MS);
     pace = (__typeof__(pace)){
