@@ -492,6 +492,24 @@ print_precopy(json_object *st)
            (long long)jint(st, "x-vmig-precopy", "device-restarts"));
 }
 
+/* To stderr, with --json too: the person running it should know. */
+static void
+warn_forced(json_object *st)
+{
+    json_object *p, *v;
+
+    if (json_object_object_get_ex(st, "x-vmig-precopy", &p) &&
+        json_object_object_get_ex(p, "forced-switchover", &v) &&
+        json_object_get_boolean(v)) {
+        fprintf(stderr,
+                "vmig: warning: precopy did not converge: the cap "
+                "(--max-iterations, --max-precopy-time) switched over with "
+                "an estimated downtime above --downtime-limit, so the "
+                "downtime may exceed it; to meet the limit, raise "
+                "--max-bandwidth or the caps, or use --cap-action abort\n");
+    }
+}
+
 int
 cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
 {
@@ -536,6 +554,7 @@ cmd_migrate_follow(struct qmp_client *c, bool tty, bool json_out)
     }
     if (strcmp(status, "completed") == 0) {
         ret = EXIT_OK;
+        warn_forced(st);
         if (!json_out) {
             printf("migration completed: %.1f MiB of guest RAM sent (every "
                    "pass, zero pages at full size) and %lld bytes of "

@@ -72,6 +72,10 @@ precopy_stats(const struct vmig_engine_stats *st)
         json_object_new_int64((int64_t)st->switchover_ack_ms));
     json_object_object_add(p, "device-restarts",
                            json_object_new_int64(restarts));
+    /* the iteration or time cap switched over although the estimate
+     * never fit downtime-limit: the downtime may exceed it */
+    json_object_object_add(p, "forced-switchover",
+                           json_object_new_boolean(st->forced_switchover));
     return p;
 }
 

@@ -93,6 +93,8 @@ precopy)
     pb=$(echo "$f" | sed -n 's/.*"x-vmig-precopy":{[^}]*"precopy-bytes":\([0-9]*\).*/\1/p')
     [ "${it:-0}" -eq 2 ] || fail "not the 2 precopy iterations of the cap: $f"
     [ "${pb:-0}" -gt 0 ] || fail "no precopy bytes: $f"
+    echo "$f" | grep -q '"forced-switchover":true' || fail "a switchover by the cap is not flagged forced: $f"
+    grep -q "warning: precopy did not converge: the cap" "$dir/last.out" || { cat "$dir/last.out"; fail "the CLI does not say the cap switched over"; }
     echo "$f" | grep -q '"name":"ft0"' && echo "$f" | grep -q '"name":"ft1"' || fail "devices missing: $f"
     running dst "the migration"
     traffic dst ft0 "precopy migration"
@@ -136,6 +138,8 @@ noprecopy)
     echo "$f" | grep -q '"status":"completed"' || fail "not completed: $f"
     echo "$f" | grep -q '"enabled":false' || fail "precopy used despite --no-precopy: $f"
     echo "$f" | grep -q '"iterations":0' || fail "precopy iterations with --no-precopy: $f"
+    echo "$f" | grep -q '"forced-switchover":false' || fail "a stop-and-copy migration flagged forced: $f"
+    grep -q "did not converge" "$dir/last.out" && fail "a stop-and-copy migration warned of a cap: $(cat "$dir/last.out")"
     running dst "a stop-and-copy migration"
     traffic dst vfu0 "a stop-and-copy migration"
     ;;
