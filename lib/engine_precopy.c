@@ -16,6 +16,7 @@
 #include <time.h>
 #include <vmig/engine.h>
 #include "engine_precopy.h"
+#include "engine_precopy_rate.h"
 #include "engine_priv.h"
 #include "engine_send.h"
 #include "engine_switchover.h"
@@ -29,12 +30,6 @@
 /* Pause between iterations that moved nothing, so an idle VM is not
  * polled in a tight loop while its devices catch up. */
 #define PC_IDLE_NS 5000000L
-/* A pass or burst moving less measures its fixed costs more than a rate:
- * the rate of the last one that moved at least this much is kept. */
-#define PC_RATE_MIN_BYTES (1u << 20)
-
-static uint64_t pc_dev_pending(const struct eng_src *s, uint64_t fallback,
-                               uint64_t *rate);
 
 static unsigned int
 bitmap_words(uint64_t bytes)
@@ -142,7 +137,7 @@ pc_begin(struct eng_src *s)
 
         /* the devices' pending bytes and the time the first pass's
          * dirtying is counted from */
-        pc->dev_pending = pc_dev_pending(s, 0, &unused);
+        pc->dev_pending = vmig__pc_dev_pending(s, 0, &unused);
         pc->t_meas = vmig__mono_ns();
     }
     vmig_info(e->ctx,
@@ -403,16 +398,6 @@ pc_check_sessions(struct eng_src *s)
     return restarted;
 }
 
-/* Keep @bytes moved in @ns as the rate in *@rate, when enough moved to
- * measure one. */
-static void
-pc_note_rate(uint64_t *rate, uint64_t bytes, uint64_t ns)
-{
-    if (bytes >= PC_RATE_MIN_BYTES && ns > 0) {
-        *rate = (uint64_t)((double)bytes * 1e9 / (double)ns);
-    }
-}
-
 /* One round over the precopy devices: send what each has pending. */
 static int
 pc_devices(struct eng_src *s)
@@ -448,7 +433,8 @@ pc_devices(struct eng_src *s)
         off0 = sd->tx_off;
         ret = vmig__src_dev_pump(s, i, true, budget, &dev_err);
         if (ret >= 0 && sd->tx_off >= off0) {
-            pc_note_rate(&sd->pc_rate, sd->tx_off - off0, vmig__mono_ns() - t0);
+            vmig__pc_note_rate(&sd->pc_rate, sd->tx_off - off0,
+                               vmig__mono_ns() - t0);
         }
         if (ret < 0 && dev_err) {
             ret = pc_dev_lost(s, i, ret);
@@ -469,42 +455,6 @@ pc_devices(struct eng_src *s)
         }
     }
     return 0;
-}
-
-/*
- * Device bytes the stop would still move, asked of each device now, and in
- * *@rate the rate they would move at: each device at the rate of its last
- * measured precopy burst (@fallback before it has one), so a device read
- * slower than the wire counts at its own speed.
- */
-static uint64_t
-pc_dev_pending(const struct eng_src *s, uint64_t fallback, uint64_t *rate)
-{
-    const struct vmig_engine *e = s->e;
-    uint64_t dev = 0;
-    double secs = 0;
-
-    if (fallback < VMIG__SW_MIN_RATE) {
-        fallback = VMIG__SW_MIN_RATE;
-    }
-    for (unsigned int i = 0; i < e->ndev; i++) {
-        const struct eng_dev *d = &e->dev[i];
-        uint64_t v = 0, initial = 0, dirty = 0;
-        uint64_t r = s->dev[i].pc_rate != 0 ? s->dev[i].pc_rate : fallback;
-
-        if (d->ops->data_size != NULL &&
-            d->ops->data_size(d->opaque, &v) == 0) {
-            /* the device's own stop-copy size */
-        } else if (s->dev[i].tx_pc && d->ops->precopy_info != NULL &&
-                   d->ops->precopy_info(d->opaque, &initial, &dirty) == 0) {
-            v = initial + dirty;
-        }
-        dev += v;
-        secs +=
-            (double)v / (double)(r < VMIG__SW_MIN_RATE ? VMIG__SW_MIN_RATE : r);
-    }
-    *rate = secs > 0 ? (uint64_t)((double)dev / secs) : 0;
-    return dev;
 }
 
 static bool
@@ -633,63 +583,6 @@ pc_dev_sent(const struct eng_src *s, unsigned int *restarts)
     return sent;
 }
 
-static uint64_t
-per_sec(uint64_t bytes, uint64_t ns)
-{
-    return ns > 0 ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
-}
-
-/* Whole milliseconds, rounded to the nearest: rounding each part up
- * would add up to a millisecond per part to the estimate. */
-static uint64_t
-ns_to_ms(uint64_t ns)
-{
-    return (ns + 500000) / 1000000;
-}
-
-/*
- * What the switchover estimate needs besides the pending bytes, measured
- * over the iteration that just ended (its measurement ended at @t_meas,
- * the devices had @dev_read bytes read from them meanwhile, @restarted
- * when one restarted its stream):
- * - the dirty rates: the RAM a pass would send now (the dirty pages and
- *   the clean ones its runs bridge), and device data produced (pending
- *   now + read - pending after the iteration before), over the
- *   iteration's time;
- * - the window the VM goes on dirtying before the pause: at least the
- *   iteration's time (the decision, the pause itself waiting for the
- *   vCPUs and for the devices' work in flight, and a starved vCPU
- *   catching up once the engine stops sending are not known in advance);
- * - the fixed cost, measured in this migration's earlier phases: the
- *   last collection (the stop collects once more) and the devices' two
- *   stop arcs (each as long as the devices took to report their state in
- *   this iteration: an arc into PRE_COPY opens a session and is no
- *   measure of one that keeps it).
- */
-static void
-pc_sw_measure(struct eng_src *s, struct vmig__sw_in *in, uint64_t t_meas,
-              uint64_t dev_read, bool restarted)
-{
-    struct eng_pc *pc = &s->pc;
-    uint64_t pass_ns = t_meas - pc->t_meas, fixed_ns;
-    uint64_t dev_new = 0;
-
-    if (!restarted && in->dev_bytes + dev_read > pc->dev_pending) {
-        dev_new = in->dev_bytes + dev_read - pc->dev_pending;
-    }
-    pc->pass_ns = pass_ns;
-    pc->t_meas = t_meas;
-    pc->dev_pending = in->dev_bytes;
-    in->ram_dirty_rate =
-        pc->ram ? per_sec(pc->pass_pages * VMIG_MP_PAGE_SIZE, pass_ns) : 0;
-    in->dev_dirty_rate = per_sec(dev_new, pass_ns);
-    in->window_ms = ns_to_ms(pass_ns);
-    in->ram_max = s->e->ram_total;
-    fixed_ns = (pc->ram ? pc->collect_ns : 0) + 2 * pc->arc_ns;
-    in->fixed_ms = ns_to_ms(fixed_ns);
-    in->overlap = s->mc != NULL;
-}
-
 /* Iterate: RAM pass, device data, switchover-ack request, decision. */
 static int
 pc_iterate(struct eng_src *s)
@@ -748,8 +641,8 @@ pc_iterate(struct eng_src *s)
             }
             pc->pass_pages = pc_pass_pages(s);
             /* the stop's last pass sends and collects too */
-            pc_note_rate(&pc->ram_rate, ram_sent,
-                         ram_ns + (vmig__mono_ns() - tr));
+            vmig__pc_note_rate(&pc->ram_rate, ram_sent,
+                               ram_ns + (vmig__mono_ns() - tr));
         }
         now = vmig__mono_ns();
         secs = (double)(now - t0) / 1e9;
@@ -766,7 +659,7 @@ pc_iterate(struct eng_src *s)
             .ram_bytes =
                 pc->ram ? pc->pass_pages * VMIG_MP_PAGE_SIZE : e->ram_total,
             .ram_tracked = pc->ram,
-            .dev_bytes = pc_dev_pending(s, rate, &dev_rate),
+            .dev_bytes = vmig__pc_dev_pending(s, rate, &dev_rate),
             .rate = rate,
             .dev_rate = dev_rate,
             .limit_ms = s->p.downtime_limit_ms,
@@ -778,8 +671,8 @@ pc_iterate(struct eng_src *s)
             .cap_action = s->p.cap_action,
             .prev_est_ms = prev_est_ms,
         };
-        pc_sw_measure(s, &in, now, rst1 == rst0 ? dev1 - dev0 : 0,
-                      rst1 != rst0);
+        vmig__pc_sw_measure(s, &in, now, rst1 == rst0 ? dev1 - dev0 : 0,
+                            rst1 != rst0);
         vmig__switchover_decide(&in, &out);
         prev_est_ms = out.est_ms;
         pthread_mutex_lock(&e->lock);
@@ -788,25 +681,7 @@ pc_iterate(struct eng_src *s)
         e->st.expected_downtime_ms = out.downtime_ms;
         e->st.precopy_bytes = vmig__wire_sent(s->c) - sent0;
         pthread_mutex_unlock(&e->lock);
-        vmig_dbg(e->ctx,
-                 "migration: precopy iteration %u: %llu dirty pages (%llu "
-                 "to send), estimated stop-copy %llu bytes (%llu dirtied in "
-                 "the next "
-                 "%llu ms: RAM at %llu B/s, devices at %llu B/s), %llu ms "
-                 "(%llu fixed + %llu transfer%s: RAM at %llu B/s, devices "
-                 "at %llu B/s)",
-                 it, (unsigned long long)pc->dirty_pages,
-                 (unsigned long long)pc->pass_pages,
-                 (unsigned long long)out.est_bytes,
-                 (unsigned long long)out.grow_bytes,
-                 (unsigned long long)in.window_ms,
-                 (unsigned long long)in.ram_dirty_rate,
-                 (unsigned long long)in.dev_dirty_rate,
-                 (unsigned long long)out.est_ms,
-                 (unsigned long long)in.fixed_ms,
-                 (unsigned long long)out.xfer_ms,
-                 in.overlap ? ", overlapped" : "", (unsigned long long)out.rate,
-                 (unsigned long long)(dev_rate != 0 ? dev_rate : out.rate));
+        vmig__pc_sw_log(s, it, &in, &out, dev_rate);
         if (out.decision != VMIG__SW_ITERATE) {
             /* a device reset since its last read would otherwise open a
              * new session at the stop: catch it while the VM runs */
