@@ -311,3 +311,32 @@ check_landed(struct tvm *src, struct tvm *dst)
     }
     dst->resumes = 0;
 }
+
+void
+migrate_lands(struct tvm *src, struct tvm *dst, struct vmig_engine_stats *st)
+{
+    struct vmig_engine_stats s, d;
+    struct dst_side j;
+    int ret = migrate(src, dst, &j);
+
+    vmig_engine_stats(src->eng, &s);
+    vmig_engine_stats(dst->eng, &d);
+    if (ret != 0 || j.ret != 0) {
+        print_message("source: %s\ndestination: %s\n", s.error, d.error);
+    }
+    assert_int_equal(ret, 0);
+    assert_int_equal(j.ret, 0);
+    check_landed(src, dst);
+    if (st != NULL) {
+        *st = s;
+    }
+}
+
+void
+check_discarded(const struct tvm *dst)
+{
+    assert_int_equal(dst->resumes, 0);
+    for (int i = 0; i < NDEV; i++) {
+        assert_int_equal(vmig_memdev_state(dst->dev[i]), VMIG_STATE_RUNNING);
+    }
+}

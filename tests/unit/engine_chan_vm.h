@@ -80,5 +80,13 @@ void set_peer_timeout(struct tvm *vm, unsigned int ms);
 int migrate(struct tvm *src, struct tvm *dst, struct dst_side *j);
 /* Everything moved, both engines completed, every device's state sent. */
 void check_landed(struct tvm *src, struct tvm *dst);
+/* Migrate @src to @dst and check it landed (check_landed()); on a failure
+ * both sides' errors are printed first.  The source's stats in @st when
+ * not NULL. */
+void migrate_lands(struct tvm *src, struct tvm *dst,
+                   struct vmig_engine_stats *st);
+/* The destination of a failed migration kept nothing: never resumed, and
+ * every device reset to RUNNING, with none of the source's state. */
+void check_discarded(const struct tvm *dst);
 
 #endif

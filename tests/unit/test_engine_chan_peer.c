@@ -182,9 +182,7 @@ test_main_silent_channel_busy(void **state)
     const struct vmig_engine_dev_ops *ops = paced_dev_ops();
     struct tvm *a = tvm_new_ops("A", true, 41, 2, ops, NULL),
                *b = tvm_new_ops("B", false, 4, 2, ops, NULL);
-    struct vmig_engine_stats st, dst;
-    struct dst_side j;
-    int ret;
+    struct vmig_engine_stats st;
 
     (void)state;
     set_peer_timeout(a, PEER_MS);
@@ -192,21 +190,12 @@ test_main_silent_channel_busy(void **state)
     pace = (__typeof__(pace)){.max = 64u << 10, .ms = PACE_MS};
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
     wait_steps(a, 500);
-    ret = migrate(a, b, &j);
-    vmig_engine_stats(a->eng, &st);
-    vmig_engine_stats(b->eng, &dst);
-    if (ret != 0 || j.ret != 0) {
-        print_message("source: %s\ndestination: %s\n", st.error, dst.error);
-    }
-    assert_int_equal(ret, 0);
-    assert_int_equal(j.ret, 0);
+    migrate_lands(a, b, &st);
     assert_int_equal(CHX(a)->opened, 1);
-    check_landed(a, b);
     /* the devices' state really took longer than the peer timeout many
      * times over (the main connection had nothing to say meanwhile) */
     assert_true(__atomic_load_n(&pace.reads, __ATOMIC_RELAXED) >=
                 (uint64_t)NDEV * DEV_STATE / pace.max);
-    vmig_engine_stats(a->eng, &st);
     assert_true(st.downtime_ms >= 2 * PEER_MS);
     assert_vm_alive(b);
     tvm_free(a);
@@ -229,9 +218,7 @@ test_source_waits_slow_destination(void **state)
     const struct vmig_engine_dev_ops *ops = paced_dev_ops();
     struct tvm *a = tvm_new_ops("A", true, 45, 2, ops, NULL),
                *b = tvm_new_ops("B", false, 3, 2, ops, NULL);
-    struct vmig_engine_stats st, dst;
-    struct dst_side j;
-    int ret;
+    struct vmig_engine_stats st;
 
     (void)state;
     set_peer_timeout(a, PEER_MS);
@@ -240,15 +227,7 @@ test_source_waits_slow_destination(void **state)
     CHX(a)->sndbuf = 2 * NDEV * DEV_STATE;
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
     wait_steps(a, 500);
-    ret = migrate(a, b, &j);
-    vmig_engine_stats(a->eng, &st);
-    vmig_engine_stats(b->eng, &dst);
-    if (ret != 0 || j.ret != 0) {
-        print_message("source: %s\ndestination: %s\n", st.error, dst.error);
-    }
-    assert_int_equal(ret, 0);
-    assert_int_equal(j.ret, 0);
-    check_landed(a, b);
+    migrate_lands(a, b, &st);
     assert_true(__atomic_load_n(&pace.writes, __ATOMIC_RELAXED) >=
                 (uint64_t)NDEV * DEV_STATE / pace.max);
     assert_true(st.downtime_ms >= 2 * PEER_MS);
@@ -294,16 +273,11 @@ test_all_silent(void **state)
     vmig_engine_stats(b->eng, &st);
     assert_int_equal(st.status, VMIG_ENGINE_FAILED);
     assert_non_null(strstr(st.error, silent));
-    assert_int_equal(b->resumes, 0);
-    for (int i = 0; i < NDEV; i++) {
-        assert_int_equal(vmig_memdev_state(b->dev[i]), VMIG_STATE_RUNNING);
-    }
+    check_discarded(b);
 
     pace.stall_at = 0;
     pace.reads = 0;
-    assert_int_equal(migrate(a, b, &j), 0);
-    assert_int_equal(j.ret, 0);
-    check_landed(a, b);
+    migrate_lands(a, b, NULL);
     assert_vm_alive(b);
     tvm_free(a);
     tvm_free(b);
@@ -325,7 +299,6 @@ test_ram_waits_each_channel(void **state)
 {
     const struct vmig_engine_dev_ops *ops = paced_dev_ops();
     struct tvm *a, *b;
-    struct dst_side j;
 
     (void)state;
     seen_vm_ops = tvm_vm_ops;
@@ -347,9 +320,7 @@ test_ram_waits_each_channel(void **state)
     pthread_mutex_unlock(&seen.lock);
     assert_int_equal(vmig_vcpu_resume(a->vcpu), 0);
     wait_steps(a, 500);
-    assert_int_equal(migrate(a, b, &j), 0);
-    assert_int_equal(j.ret, 0);
-    check_landed(a, b);
+    migrate_lands(a, b, NULL);
     pthread_mutex_lock(&seen.lock);
     seen.on = false;
     assert_int_equal(seen.nchan, 2);
