@@ -123,28 +123,17 @@ ch_open(void *opaque, unsigned int index, const int *cancel,
         struct vmig_chan **out)
 {
     struct side *s = opaque;
-    int fd = lb_connect(s->port), ret;
 
     (void)index;
     (void)cancel;
-    if (fd < 0) {
-        return fd;
-    }
-    ret = vmig_chan_plain(s->ctx, fd, out);
-    if (ret < 0) {
-        close(fd);
-    }
-    return ret;
+    return lb_chan_connect(s->ctx, s->port, out);
 }
 
 static void
 ch_release(void *opaque, struct vmig_chan *ch)
 {
-    int fd = vmig_chan_fd(ch);
-
     (void)opaque;
-    vmig_chan_free(ch);
-    close(fd);
+    lb_chan_close(ch);
 }
 
 static const struct vmig_engine_chan_ops ch_ops = {.open = ch_open,
@@ -220,8 +209,7 @@ d_main(void *arg)
             continue;
         }
         if (vmig_engine_accept_chan(j->s->eng, ch, NULL, 10000) < 0) {
-            vmig_chan_free(ch);
-            close(fd);
+            lb_chan_close(ch);
         }
     }
     pthread_join(th, NULL);

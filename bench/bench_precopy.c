@@ -467,8 +467,7 @@ incoming_main(void *arg)
         if (vmig_chan_plain(ctx, fd, &ch) < 0) {
             close(fd);
         } else if (vmig_engine_accept_chan(in->eng, ch, NULL, 10000) < 0) {
-            vmig_chan_free(ch);
-            close(fd);
+            lb_chan_close(ch);
         }
     }
     pthread_join(th, NULL);
@@ -481,28 +480,16 @@ static int
 chan_open(void *opaque, unsigned int index, const int *cancel,
           struct vmig_chan **out)
 {
-    int fd = lb_connect(*(const int *)opaque), ret;
-
     (void)index;
     (void)cancel;
-    if (fd < 0) {
-        return fd;
-    }
-    ret = vmig_chan_plain(ctx, fd, out);
-    if (ret < 0) {
-        close(fd);
-    }
-    return ret;
+    return lb_chan_connect(ctx, *(const int *)opaque, out);
 }
 
 static void
 chan_release(void *opaque, struct vmig_chan *ch)
 {
-    int fd = vmig_chan_fd(ch);
-
     (void)opaque;
-    vmig_chan_free(ch);
-    close(fd);
+    lb_chan_close(ch);
 }
 
 static const struct vmig_engine_chan_ops chan_ops = {.open = chan_open,

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * loopback.h - loopback TCP for tests and benchmarks: a listener on an
- * ephemeral port, a connection to it, and one plain TCP copy of a buffer
+ * ephemeral port, a connection to it (or a plain vmig channel over one),
+ * and one plain TCP copy of a buffer
  * (the baseline benchmarks compare migration transfers against).
  * Header-only; every function returns a negative errno on failure and
  * leaves the judging to the caller (cmocka assert or a benchmark's exit).
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <vmig/chan.h>
 
 /* Listen on 127.0.0.1, an ephemeral port (*@port); return the fd. */
 static inline int
@@ -61,6 +63,33 @@ lb_connect(int port)
         return err;
     }
     return fd;
+}
+
+/* A plain channel over a new connection to 127.0.0.1:@port (a test's or
+ * benchmark's channel open op); the socket is closed on failure. */
+static inline int
+lb_chan_connect(vmig_ctx_t *ctx, int port, struct vmig_chan **out)
+{
+    int fd = lb_connect(port), ret;
+
+    if (fd < 0) {
+        return fd;
+    }
+    ret = vmig_chan_plain(ctx, fd, out);
+    if (ret < 0) {
+        close(fd);
+    }
+    return ret;
+}
+
+/* Free @ch, then close its socket (a channel release op). */
+static inline void
+lb_chan_close(struct vmig_chan *ch)
+{
+    int fd = vmig_chan_fd(ch);
+
+    vmig_chan_free(ch);
+    close(fd);
 }
 
 struct lb_sink {

@@ -135,11 +135,8 @@ ops_open(void *opaque, unsigned int index, const int *cancel,
 static void
 ops_release(void *opaque, struct vmig_chan *ch)
 {
-    int fd = vmig_chan_fd(ch);
-
     (void)opaque;
-    vmig_chan_free(ch);
-    close(fd);
+    lb_chan_close(ch);
 }
 
 static const struct vmig_engine_chan_ops chan_ops = {
@@ -218,12 +215,6 @@ dst_incoming(void *arg)
     return NULL;
 }
 
-static void
-dst_release(void *opaque, struct vmig_chan *ch)
-{
-    ops_release(opaque, ch);
-}
-
 static void *
 dst_main(void *arg)
 {
@@ -254,8 +245,7 @@ dst_main(void *arg)
             j->accept_ret[j->naccept++] = ret;
         }
         if (ret < 0) {
-            vmig_chan_free(ch);
-            close(fd);
+            lb_chan_close(ch);
         }
     }
     pthread_join(j->in_th, NULL);
@@ -263,7 +253,7 @@ dst_main(void *arg)
     return NULL;
 }
 
-static const struct vmig_engine_chan_ops dst_ops = {.release = dst_release};
+static const struct vmig_engine_chan_ops dst_ops = {.release = ops_release};
 
 /* Migrate @src to @dst; the destination's side in @j (its result, the
  * accept results). */

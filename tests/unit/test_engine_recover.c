@@ -93,11 +93,8 @@ vm_reconnect(void *o, struct vmig_chan **out, char *why, size_t len)
 static void
 vm_disconnect(void *o, struct vmig_chan *ch)
 {
-    int fd = vmig_chan_fd(ch);
-
     (void)o;
-    vmig_chan_free(ch);
-    close(fd);
+    lb_chan_close(ch);
 }
 
 static const struct vmig_engine_vm_ops vm_ops = {
